@@ -1,0 +1,86 @@
+//! The architecture description every family's forward reads, independent of the file format.
+
+use serde::{Deserialize, Serialize};
+
+/// Decoder families rlq has a hooked forward for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Family {
+    Llama,
+    Mistral,
+    Qwen2,
+    Qwen3,
+    Gemma3,
+}
+
+impl Family {
+    pub const ALL: [Family; 5] = [
+        Family::Llama,
+        Family::Mistral,
+        Family::Qwen2,
+        Family::Qwen3,
+        Family::Gemma3,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Mistral => "mistral",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+            Family::Gemma3 => "gemma3",
+        }
+    }
+}
+
+/// Everything the hooked forward needs to know about a checkpoint's shape.
+/// Field names follow HF `config.json` meaning; GGUF metadata is mapped onto them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub family: Family,
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub d_ff: usize,
+    pub vocab_size: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub max_position: usize,
+    /// lm_head shares the token embedding matrix.
+    pub tie_embeddings: bool,
+    /// q/k/v projections carry a bias (Qwen2).
+    pub attention_bias: bool,
+    /// Per-head RMSNorm on q and k before rope (Qwen3, Gemma 3).
+    pub qk_norm: bool,
+    /// Gemma 3 specifics (ignored by the other families).
+    pub gemma: Option<GemmaExtras>,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GemmaExtras {
+    /// Attention scores are scaled by 1/sqrt(query_pre_attn_scalar).
+    pub query_pre_attn_scalar: f64,
+    pub sliding_window: usize,
+    /// Every `sliding_window_pattern`-th layer is global; the others are local.
+    pub sliding_window_pattern: usize,
+    pub rope_local_base_freq: f64,
+    pub final_logit_softcapping: Option<f64>,
+    pub attn_logit_softcapping: Option<f64>,
+}
+
+impl ModelConfig {
+    /// Number of parameters implied by the shapes (embedding counted once when tied).
+    pub fn n_params(&self) -> usize {
+        let d = self.d_model;
+        let q = self.n_heads * self.head_dim;
+        let kv = self.n_kv_heads * self.head_dim;
+        let attn = d * q + 2 * d * kv + q * d + if self.attention_bias { q + 2 * kv } else { 0 };
+        let mlp = 3 * d * self.d_ff;
+        let norms = if self.gemma.is_some() { 4 * d } else { 2 * d };
+        let per_layer = attn + mlp + norms;
+        let emb = self.vocab_size * d;
+        emb + self.n_layers * per_layer + d + if self.tie_embeddings { 0 } else { emb }
+    }
+}

@@ -1,0 +1,1 @@
+//! Hooked forward (in progress).

@@ -1,0 +1,1 @@
+//! Differentiable building blocks (filled in by the hooked forward work).

@@ -1,0 +1,1 @@
+//! plot layer (see DESIGN.md).

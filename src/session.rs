@@ -1,0 +1,2 @@
+//! `rlq::Session`: the embedding API (in progress).
+pub struct Session;
