@@ -1,6 +1,12 @@
 //! Attribution layer: the residual graph of METHOD.md, EAP / EAP-IG / activation patching,
 //! losses on logits. Returns plain tensors and frames; knows nothing about the language.
 
+pub mod eap;
 pub mod graph;
+pub mod loss;
+pub mod run;
 
-pub use graph::{Graph, GraphMeta};
+pub use eap::{score_sample, AttributionError, Method, Sample, SampleLoss, SampleScores};
+pub use graph::{EdgeInfo, Graph, GraphMeta};
+pub use loss::LossKind;
+pub use run::{edge_infos, run, RunOutcome};

@@ -1,1 +1,515 @@
-//! Hooked forward (in progress).
+//! The hooked forward: one plain transformer forward for every supported family, which can
+//! (a) record every source (embedding, attention blocks or heads, MLPs) and (b) give q, k, v, each
+//! MLP and the final norm their *own* copy of the residual stream, to which the caller adds an
+//! offset tensor. Differentiating the loss with respect to a zero offset gives the path-specific
+//! gradient at each destination; adding `-O_u` to one destination ablates one edge exactly.
+//!
+//! Families differ only in a few switches (attention bias, q/k norm, Gemma's sandwich norms,
+//! embedding scale, GELU), so they share this one file.
+
+use candle_core::{DType, Device, IndexOp, Result, Tensor, D};
+
+use super::hooks::{Granularity, HookLayout};
+use super::ops;
+use super::{Family, Model, ModelConfig, ModelError};
+
+/// One decoder layer's weights, resolved and shape-checked once.
+#[derive(Clone)]
+struct LayerWeights {
+    input_norm: Tensor,
+    wq: Tensor,
+    wk: Tensor,
+    wv: Tensor,
+    bq: Option<Tensor>,
+    bk: Option<Tensor>,
+    bv: Option<Tensor>,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    wo: Tensor,
+    /// Gemma only: norm applied to the attention output.
+    post_attn_norm: Option<Tensor>,
+    /// Norm in front of the MLP (`post_attention_layernorm` for Llama-style models,
+    /// `pre_feedforward_layernorm` for Gemma).
+    mlp_norm: Tensor,
+    /// Gemma only: norm applied to the MLP output.
+    post_mlp_norm: Option<Tensor>,
+    w_gate: Tensor,
+    w_up: Tensor,
+    w_down: Tensor,
+    rope_theta: f64,
+    window: Option<usize>,
+}
+
+/// A transformer ready for hooked forwards, holding (cheap, shared) handles to the weights.
+#[derive(Clone)]
+pub struct HookedTransformer {
+    pub config: ModelConfig,
+    embed: Tensor,
+    layers: Vec<LayerWeights>,
+    final_norm: Tensor,
+    lm_head: Tensor,
+    dtype: DType,
+    device: Device,
+}
+
+/// What to feed: token ids, or embeddings (already scaled) for integrated gradients.
+pub enum ForwardInput<'a> {
+    Ids(&'a [u32]),
+    Embeds(Tensor),
+}
+
+/// Hooks for one forward. The default is a plain forward.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Slot layout; required when recording sources or adding destination offsets.
+    pub layout: Option<&'a HookLayout>,
+    /// Added to each destination's private residual copy: `[n_dests, seq, d_model]`.
+    pub dest_offsets: Option<&'a Tensor>,
+    /// Stack every source output into `ForwardOutput::sources`.
+    pub record_sources: bool,
+}
+
+pub struct ForwardOutput {
+    /// `[seq, vocab]`.
+    pub logits: Tensor,
+    /// `[n_sources, seq, d_model]` when recorded.
+    pub sources: Option<Tensor>,
+}
+
+/// Keys and values of earlier positions, per layer, for incremental decoding.
+#[derive(Default, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Positions already cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Per-forward state shared by the layers.
+struct Pass<'a> {
+    hooks: &'a Hooks<'a>,
+    seq: usize,
+    offset: usize,
+    sources: Vec<Tensor>,
+}
+
+impl Pass<'_> {
+    /// The residual copy that `count` destination slots starting at `start` read:
+    /// `[count, seq, d]` (or `[1, seq, d]` with no offsets).
+    fn residual_copy(&self, h: &Tensor, start: usize, count: usize) -> Result<Tensor> {
+        let base = h.unsqueeze(0)?;
+        match self.hooks.dest_offsets {
+            Some(off) => base.broadcast_add(&off.narrow(0, start, count)?),
+            None => Ok(base),
+        }
+    }
+}
+
+fn weight(model: &Model, name: &str, shape: &[usize]) -> std::result::Result<Tensor, ModelError> {
+    Ok(model.weights.get_shaped(name, shape)?.clone())
+}
+
+fn opt_weight(
+    model: &Model,
+    name: &str,
+    shape: &[usize],
+) -> std::result::Result<Option<Tensor>, ModelError> {
+    if model.weights.contains(name) {
+        weight(model, name, shape).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+impl HookedTransformer {
+    /// Resolve and shape-check every weight the family's forward needs.
+    pub fn new(model: &Model) -> std::result::Result<Self, ModelError> {
+        let c = &model.config;
+        let (d, dh, hq, hk, ff) = (c.d_model, c.head_dim, c.n_heads, c.n_kv_heads, c.d_ff);
+        if hk == 0 || hq % hk != 0 {
+            return Err(ModelError::Format(format!(
+                "{hq} attention heads cannot share {hk} kv heads"
+            )));
+        }
+        let gemma = c.family == Family::Gemma3;
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for l in 0..c.n_layers {
+            let p = format!("model.layers.{l}");
+            let w = |n: &str, s: &[usize]| weight(model, &format!("{p}.{n}"), s);
+            let ow = |n: &str, s: &[usize]| opt_weight(model, &format!("{p}.{n}"), s);
+            let (rope_theta, window) = match (&c.gemma, gemma) {
+                (Some(g), true) if (l + 1) % g.sliding_window_pattern.max(1) != 0 => {
+                    (g.rope_local_base_freq, Some(g.sliding_window))
+                }
+                _ => (c.rope_theta, None),
+            };
+            layers.push(LayerWeights {
+                input_norm: w("input_layernorm.weight", &[d])?,
+                wq: w("self_attn.q_proj.weight", &[hq * dh, d])?,
+                wk: w("self_attn.k_proj.weight", &[hk * dh, d])?,
+                wv: w("self_attn.v_proj.weight", &[hk * dh, d])?,
+                bq: ow("self_attn.q_proj.bias", &[hq * dh])?,
+                bk: ow("self_attn.k_proj.bias", &[hk * dh])?,
+                bv: ow("self_attn.v_proj.bias", &[hk * dh])?,
+                q_norm: if c.qk_norm {
+                    Some(w("self_attn.q_norm.weight", &[dh])?)
+                } else {
+                    None
+                },
+                k_norm: if c.qk_norm {
+                    Some(w("self_attn.k_norm.weight", &[dh])?)
+                } else {
+                    None
+                },
+                wo: w("self_attn.o_proj.weight", &[d, hq * dh])?,
+                post_attn_norm: if gemma {
+                    Some(w("post_attention_layernorm.weight", &[d])?)
+                } else {
+                    None
+                },
+                mlp_norm: if gemma {
+                    w("pre_feedforward_layernorm.weight", &[d])?
+                } else {
+                    w("post_attention_layernorm.weight", &[d])?
+                },
+                post_mlp_norm: if gemma {
+                    Some(w("post_feedforward_layernorm.weight", &[d])?)
+                } else {
+                    None
+                },
+                w_gate: w("mlp.gate_proj.weight", &[ff, d])?,
+                w_up: w("mlp.up_proj.weight", &[ff, d])?,
+                w_down: w("mlp.down_proj.weight", &[d, ff])?,
+                rope_theta,
+                window,
+            });
+        }
+        let embed = weight(model, "model.embed_tokens.weight", &[c.vocab_size, d])?;
+        let lm_head = if c.tie_embeddings || !model.weights.contains("lm_head.weight") {
+            embed.clone()
+        } else {
+            weight(model, "lm_head.weight", &[c.vocab_size, d])?
+        };
+        Ok(Self {
+            config: c.clone(),
+            final_norm: weight(model, "model.norm.weight", &[d])?,
+            embed,
+            lm_head,
+            layers,
+            dtype: model.dtype,
+            device: model.device.clone(),
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The same transformer with every weight converted (e.g. to f64 for exact checks).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        let cv = |t: &Tensor| t.to_dtype(dtype);
+        let co = |t: &Option<Tensor>| t.as_ref().map(|t| t.to_dtype(dtype)).transpose();
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(LayerWeights {
+                    input_norm: cv(&l.input_norm)?,
+                    wq: cv(&l.wq)?,
+                    wk: cv(&l.wk)?,
+                    wv: cv(&l.wv)?,
+                    bq: co(&l.bq)?,
+                    bk: co(&l.bk)?,
+                    bv: co(&l.bv)?,
+                    q_norm: co(&l.q_norm)?,
+                    k_norm: co(&l.k_norm)?,
+                    wo: cv(&l.wo)?,
+                    post_attn_norm: co(&l.post_attn_norm)?,
+                    mlp_norm: cv(&l.mlp_norm)?,
+                    post_mlp_norm: co(&l.post_mlp_norm)?,
+                    w_gate: cv(&l.w_gate)?,
+                    w_up: cv(&l.w_up)?,
+                    w_down: cv(&l.w_down)?,
+                    rope_theta: l.rope_theta,
+                    window: l.window,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            config: self.config.clone(),
+            embed: cv(&self.embed)?,
+            layers,
+            final_norm: cv(&self.final_norm)?,
+            lm_head: cv(&self.lm_head)?,
+            dtype,
+            device: self.device.clone(),
+        })
+    }
+
+    fn norm_offset(&self) -> f64 {
+        if self.config.family == Family::Gemma3 {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    /// Token embeddings as the first layer sees them (Gemma scales by sqrt(d_model)).
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        let idx = Tensor::new(ids, &self.device)?;
+        let e = self.embed.index_select(&idx, 0)?;
+        if self.config.family == Family::Gemma3 {
+            // HF casts the scale to the model dtype before multiplying; so do we.
+            let s = Tensor::new((self.config.d_model as f64).sqrt(), &self.device)?
+                .to_dtype(self.dtype)?;
+            e.broadcast_mul(&s)
+        } else {
+            Ok(e)
+        }
+    }
+
+    /// A plain forward: logits `[seq, vocab]`.
+    pub fn logits(&self, ids: &[u32]) -> Result<Tensor> {
+        Ok(self
+            .forward(ForwardInput::Ids(ids), &Hooks::default(), None)?
+            .logits)
+    }
+
+    /// The forward, with hooks and optionally a KV cache (positions continue after the cache).
+    pub fn forward(
+        &self,
+        input: ForwardInput,
+        hooks: &Hooks,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<ForwardOutput> {
+        let c = &self.config;
+        if (hooks.record_sources || hooks.dest_offsets.is_some()) && hooks.layout.is_none() {
+            candle_core::bail!("hooks need a layout");
+        }
+        if let Some(lay) = hooks.layout {
+            if lay.n_layers != c.n_layers
+                || lay.n_heads != c.n_heads
+                || lay.n_kv_heads != c.n_kv_heads
+            {
+                candle_core::bail!("hook layout does not match the model's shape");
+            }
+            if lay.granularity == Granularity::Head && c.family == Family::Gemma3 {
+                candle_core::bail!(
+                    "head granularity is not defined for gemma3: its post-attention norm mixes \
+                     the heads, so per-head outputs do not add up to the block output"
+                );
+            }
+        }
+        let mut h = match input {
+            ForwardInput::Ids(ids) => self.embed(ids)?,
+            ForwardInput::Embeds(e) => e,
+        };
+        let seq = h.dim(0)?;
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        if let Some(cache) = cache.as_mut() {
+            cache.layers.resize(c.n_layers, None);
+        }
+        if let Some(off) = hooks.dest_offsets {
+            let lay = hooks.layout.expect("checked above");
+            if off.dims() != [lay.n_dests(), seq, c.d_model] {
+                candle_core::bail!(
+                    "destination offsets have shape {:?}, expected {:?}",
+                    off.dims(),
+                    [lay.n_dests(), seq, c.d_model]
+                );
+            }
+        }
+        let mut pass = Pass {
+            hooks,
+            seq,
+            offset,
+            sources: Vec::new(),
+        };
+        if hooks.record_sources {
+            pass.sources.push(h.unsqueeze(0)?);
+        }
+        for (l, lw) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| &mut c.layers[l]);
+            h = self.layer(l, lw, &h, &mut pass, layer_cache)?;
+        }
+        if let Some(cache) = cache {
+            cache.len += seq;
+        }
+        let x = match (hooks.dest_offsets, hooks.layout) {
+            (Some(off), Some(lay)) => (&h + off.get(lay.dest_logits())?)?,
+            _ => h,
+        };
+        let xn = ops::rms_norm(&x, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;
+        let mut logits = xn.matmul(&self.lm_head.t()?)?;
+        if let Some(cap) = c.gemma.as_ref().and_then(|g| g.final_logit_softcapping) {
+            logits = ((logits / cap)?.tanh()? * cap)?;
+        }
+        let sources = if hooks.record_sources {
+            Some(Tensor::cat(&pass.sources, 0)?)
+        } else {
+            None
+        };
+        Ok(ForwardOutput { logits, sources })
+    }
+
+    /// Project `[n, seq, d]` residual copies to `[heads, seq, dh]`: with one copy, the usual
+    /// matmul; with one copy per head, head `i` reads copy `i`.
+    fn project(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, heads: usize) -> Result<Tensor> {
+        let (n, seq, d) = x.dims3()?;
+        let dh = self.config.head_dim;
+        let out = if n == 1 {
+            let y = x.squeeze(0)?.matmul(&w.t()?)?;
+            let y = match b {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            };
+            y.reshape((seq, heads, dh))?.transpose(0, 1)?.contiguous()?
+        } else {
+            let wh = w.reshape((heads, dh, d))?.transpose(1, 2)?;
+            let y = x.matmul(&wh)?;
+            match b {
+                Some(b) => y.broadcast_add(&b.reshape((heads, 1, dh))?)?,
+                None => y,
+            }
+        };
+        Ok(out)
+    }
+
+    fn layer(
+        &self,
+        l: usize,
+        lw: &LayerWeights,
+        h: &Tensor,
+        pass: &mut Pass,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (hq, hk, dh) = (c.n_heads, c.n_kv_heads, c.head_dim);
+        let eps = c.rms_norm_eps;
+        let noff = self.norm_offset();
+        let seq = pass.seq;
+        let (nq, nk, nv) = pass
+            .hooks
+            .layout
+            .map_or((1, 1, 1), |lay| lay.qkv_slots());
+        let start = pass
+            .hooks
+            .layout
+            .map_or(0, |lay| lay.dest_layer_start(l));
+
+        // Attention: q, k and v each read their own residual copy.
+        let xq = pass.residual_copy(h, start, nq)?;
+        let xk = pass.residual_copy(h, start + nq, nk)?;
+        let xv = pass.residual_copy(h, start + nq + nk, nv)?;
+        let mut q = self.project(
+            &ops::rms_norm(&xq, &lw.input_norm, eps, noff)?,
+            &lw.wq,
+            lw.bq.as_ref(),
+            hq,
+        )?;
+        let mut k = self.project(
+            &ops::rms_norm(&xk, &lw.input_norm, eps, noff)?,
+            &lw.wk,
+            lw.bk.as_ref(),
+            hk,
+        )?;
+        let mut v = self.project(
+            &ops::rms_norm(&xv, &lw.input_norm, eps, noff)?,
+            &lw.wv,
+            lw.bv.as_ref(),
+            hk,
+        )?;
+        if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
+            q = ops::rms_norm(&q, qn, eps, noff)?;
+            k = ops::rms_norm(&k, kn, eps, noff)?;
+        }
+        let (cos, sin) =
+            ops::rope_tables(seq, pass.offset, dh, lw.rope_theta, self.dtype, &self.device)?;
+        q = ops::rope(&q, &cos, &sin)?;
+        k = ops::rope(&k, &cos, &sin)?;
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k], 1)?;
+                v = Tensor::cat(&[pv, &v], 1)?;
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let k_len = k.dim(1)?;
+        let k = ops::repeat_kv(&k, hq / hk)?;
+        let v = ops::repeat_kv(&v, hq / hk)?;
+        let scale = match &c.gemma {
+            Some(g) => 1.0 / g.query_pre_attn_scalar.sqrt(),
+            None => 1.0 / (dh as f64).sqrt(),
+        };
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(cap) = c.gemma.as_ref().and_then(|g| g.attn_logit_softcapping) {
+            scores = ((scores / cap)?.tanh()? * cap)?;
+        }
+        let mask = ops::causal_mask(seq, k_len, pass.offset, lw.window, self.dtype, &self.device)?;
+        let probs = ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
+        let z = probs.matmul(&v)?; // [hq, seq, dh]
+
+        let per_head = pass
+            .hooks
+            .layout
+            .is_some_and(|lay| lay.granularity == Granularity::Head);
+        let mut attn = if per_head {
+            // Head i's share of o_proj: z_i · W_o[:, i·dh .. (i+1)·dh]ᵀ.
+            let wo_heads = lw.wo.t()?.reshape((hq, dh, c.d_model))?;
+            let heads_out = z.matmul(&wo_heads)?; // [hq, seq, d]
+            if pass.hooks.record_sources {
+                pass.sources.push(heads_out.clone());
+            }
+            heads_out.sum(0)?
+        } else {
+            let zf = z.transpose(0, 1)?.reshape((seq, hq * dh))?;
+            zf.matmul(&lw.wo.t()?)?
+        };
+        if let Some(n) = &lw.post_attn_norm {
+            attn = ops::rms_norm(&attn, n, eps, noff)?;
+        }
+        if pass.hooks.record_sources && !per_head {
+            pass.sources.push(attn.unsqueeze(0)?);
+        }
+        let h = (h + &attn)?;
+
+        // MLP, reading its own copy.
+        let xm = pass.residual_copy(&h, start + nq + nk + nv, 1)?.squeeze(0)?;
+        let xm = ops::rms_norm(&xm, &lw.mlp_norm, eps, noff)?;
+        let gate = xm.matmul(&lw.w_gate.t()?)?;
+        let up = xm.matmul(&lw.w_up.t()?)?;
+        let act = if c.family == Family::Gemma3 {
+            ops::gelu_tanh(&gate)?
+        } else {
+            ops::silu(&gate)?
+        };
+        let mut mlp = (act * up)?.matmul(&lw.w_down.t()?)?;
+        if let Some(n) = &lw.post_mlp_norm {
+            mlp = ops::rms_norm(&mlp, n, eps, noff)?;
+        }
+        if pass.hooks.record_sources {
+            pass.sources.push(mlp.unsqueeze(0)?);
+        }
+        &h + &mlp
+    }
+
+    /// Greedy next-token id from the last row of `[seq, vocab]` logits.
+    pub fn argmax_last(logits: &Tensor) -> Result<u32> {
+        let last = logits.i(logits.dim(0)? - 1)?;
+        last.argmax(D::Minus1)?.to_scalar::<u32>()
+    }
+}

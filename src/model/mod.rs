@@ -3,7 +3,10 @@
 //! Knows nothing about the rlq language.
 
 pub mod config;
+pub mod generate;
 pub mod hooked;
+pub mod hooks;
+pub mod synthetic;
 pub mod ops;
 pub mod weights;
 

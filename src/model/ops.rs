@@ -1,1 +1,133 @@
-//! Differentiable building blocks (filled in by the hooked forward work).
+//! Differentiable building blocks shared by every family's forward.
+//!
+//! candle's fused `softmax_last_dim`, `rms_norm`, `layer_norm` and `rope` kernels have no backward
+//! (they return wrong or missing gradients without an error), so everything here is composed from
+//! primitive ops whose backward candle implements; `tests/hooked_grad.rs` checks each one against
+//! finite differences.
+
+use candle_core::{DType, Device, Result, Tensor, D};
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * (w + offset)`.
+/// `offset` is 1 for Gemma, whose checkpoints store `w - 1`.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, offset: f64) -> Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let inv = (ms + eps)?.sqrt()?.recip()?;
+    let w = if offset != 0.0 {
+        (weight + offset)?
+    } else {
+        weight.clone()
+    };
+    x.broadcast_mul(&inv)?.broadcast_mul(&w)
+}
+
+/// Softmax over the last dimension. The max is subtracted for stability and detached: the result
+/// does not depend on it, so its gradient contribution is exactly zero.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let m = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&m)?.exp()?;
+    let s = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&s)
+}
+
+/// Log-softmax over the last dimension (for losses), differentiable.
+pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let m = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&m)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// cos and sin tables for rotary embeddings, `[seq, head_dim/2]`, for positions
+/// `offset..offset+seq`. Computed in f64 then cast, so f32 and f64 runs see the same angles.
+pub fn rope_tables(
+    seq: usize,
+    offset: usize,
+    head_dim: usize,
+    theta: f64,
+    dtype: DType,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let mut cos = Vec::with_capacity(seq * half);
+    let mut sin = Vec::with_capacity(seq * half);
+    for t in offset..offset + seq {
+        for i in 0..half {
+            let inv_freq = 1.0 / theta.powf((2 * i) as f64 / head_dim as f64);
+            let a = t as f64 * inv_freq;
+            cos.push(a.cos());
+            sin.push(a.sin());
+        }
+    }
+    let cos = Tensor::from_vec(cos, (seq, half), device)?.to_dtype(dtype)?;
+    let sin = Tensor::from_vec(sin, (seq, half), device)?.to_dtype(dtype)?;
+    Ok((cos, sin))
+}
+
+/// Rotary embedding in Hugging Face's half-split layout (`rotate_half`), on `[..., seq, head_dim]`.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let dh = x.dim(D::Minus1)?;
+    let half = dh / 2;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let r2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Tensor::cat(&[r1, r2], D::Minus1)
+}
+
+/// Additive attention mask `[q_len, k_len]`: 0 where query `i` (at absolute position
+/// `offset + i`) may attend to key `j`, a large negative number elsewhere. `window` limits how far
+/// back a query sees (Gemma's local layers).
+pub fn causal_mask(
+    q_len: usize,
+    k_len: usize,
+    offset: usize,
+    window: Option<usize>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    // Finite, so exp() underflows to exactly 0 and no inf-inf NaN can appear in any dtype.
+    let neg = match dtype {
+        DType::F64 => -1e300,
+        DType::F32 => -1e30,
+        _ => -6e4,
+    };
+    let mut m = vec![0f64; q_len * k_len];
+    for i in 0..q_len {
+        let qpos = offset + i;
+        for j in 0..k_len {
+            let blocked = j > qpos || window.is_some_and(|w| qpos >= w && j <= qpos - w);
+            if blocked {
+                m[i * k_len + j] = neg;
+            }
+        }
+    }
+    Tensor::from_vec(m, (q_len, k_len), device)?.to_dtype(dtype)
+}
+
+/// GELU with the tanh approximation (`gelu_pytorch_tanh`), composed so its gradient is exact.
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    let c = (2.0f64 / std::f64::consts::PI).sqrt();
+    // x³ as x·x·x: powf is undefined for negative bases.
+    let cube = x.sqr()?.mul(x)?;
+    let inner = ((x + (cube * 0.044715)?)? * c)?;
+    let t = (inner.tanh()? + 1.0)?;
+    (x * 0.5)?.mul(&t)
+}
+
+/// SiLU `x * sigmoid(x)`, composed from exp so the gradient does not rely on a fused kernel.
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    let sig = (x.neg()?.exp()? + 1.0)?.recip()?;
+    x.mul(&sig)
+}
+
+/// Repeat KV heads for grouped-query attention: `[kv, t, dh]` → `[kv * n_rep, t, dh]`, with head
+/// `h` reading kv head `h / n_rep` (the Hugging Face `repeat_kv` order).
+pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x.clone());
+    }
+    let (kv, t, dh) = x.dims3()?;
+    x.unsqueeze(1)?
+        .broadcast_as((kv, n_rep, t, dh))?
+        .reshape((kv * n_rep, t, dh))
+}

@@ -42,6 +42,10 @@ impl Weights {
     pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
         self.map.insert(name.into(), t);
     }
+    /// The underlying name → tensor map (e.g. for a candle `VarBuilder`).
+    pub fn map(&self) -> &HashMap<String, Tensor> {
+        &self.map
+    }
     pub fn len(&self) -> usize {
         self.map.len()
     }

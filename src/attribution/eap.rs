@@ -1,0 +1,386 @@
+//! Edge scores for one sample (METHOD.md section 2): EAP, EAP-IG and exact activation patching.
+//!
+//! EAP: one forward that records every source O_u and adds a zero `Var` to every destination's
+//! private residual copy, one backward that yields G_v = ∂L/∂H_v for all destinations at once;
+//! then `S = ΔOᵀ G` as a single matrix product over (position, channel), masked to real edges.
+//! ΔO = −O (zero ablation) or O_corrupt − O_clean.
+
+use candle_core::{DType, Tensor, Var};
+
+use super::loss::{loss, probs_at, LossTarget};
+use crate::model::hooked::{ForwardInput, Hooks, HookedTransformer};
+use crate::model::hooks::HookLayout;
+
+/// Attribution method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Edge attribution patching: first-order, one forward + one backward.
+    Eap,
+    /// EAP with integrated gradients: G averaged over `steps` inputs on the straight path from
+    /// the baseline (corrupted input, or zero embeddings) to the clean input, α = k/steps.
+    EapIg { steps: usize },
+    /// Exact activation patching: ablate each edge on its own and rerun (slow; ground truth).
+    Patch,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Eap => "eap",
+            Method::EapIg { .. } => "eap_ig",
+            Method::Patch => "patch",
+        }
+    }
+}
+
+/// The loss of one sample, before any forward pass.
+#[derive(Debug, Clone)]
+pub enum SampleLoss {
+    Tokens {
+        start: usize,
+        targets: Vec<u32>,
+    },
+    LogitDiff {
+        position: usize,
+        target: u32,
+        wrong: u32,
+    },
+    /// KL against the clean run's own distribution at `start..start+len`.
+    Kl {
+        start: usize,
+        len: usize,
+    },
+}
+
+/// One sample, as exact tokens.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub id: i64,
+    /// Everything fed to the model: prompt ++ truncated answer.
+    pub tokens: Vec<u32>,
+    /// Corrupted input of the same length, for classic EAP / EAP-IG baselines.
+    pub corrupt: Option<Vec<u32>>,
+    pub loss: SampleLoss,
+}
+
+/// Scores of one sample, in the order of `edges`, plus the clean loss.
+#[derive(Debug, Clone)]
+pub struct SampleScores {
+    pub scores: Vec<f64>,
+    pub loss: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttributionError {
+    #[error("sample {sample}: {what} is not finite ({value})")]
+    NonFinite {
+        sample: i64,
+        what: &'static str,
+        value: f64,
+    },
+    #[error("sample {sample}: {msg}")]
+    Sample { sample: i64, msg: String },
+    #[error("interrupted")]
+    Interrupted,
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+type Result<T> = std::result::Result<T, AttributionError>;
+
+fn resolve_loss(sample: &Sample, clean_logits: &Tensor) -> Result<LossTarget> {
+    let seq = sample.tokens.len();
+    let bad = |msg: String| AttributionError::Sample {
+        sample: sample.id,
+        msg,
+    };
+    Ok(match &sample.loss {
+        SampleLoss::Tokens { start, targets } => {
+            if targets.is_empty() || start + targets.len() > seq {
+                return Err(bad(format!(
+                    "answer positions {start}..{} do not fit in {seq} tokens",
+                    start + targets.len()
+                )));
+            }
+            LossTarget::Tokens {
+                start: *start,
+                targets: targets.clone(),
+            }
+        }
+        SampleLoss::LogitDiff {
+            position,
+            target,
+            wrong,
+        } => {
+            if *position >= seq {
+                return Err(bad(format!("position {position} is past {seq} tokens")));
+            }
+            LossTarget::LogitDiff {
+                position: *position,
+                target: *target,
+                wrong: *wrong,
+            }
+        }
+        SampleLoss::Kl { start, len } => {
+            if *len == 0 || start + len > seq {
+                return Err(bad(format!(
+                    "KL positions {start}..{} do not fit in {seq} tokens",
+                    start + len
+                )));
+            }
+            LossTarget::Kl {
+                start: *start,
+                len: *len,
+                clean: probs_at(clean_logits, *start, *len)?,
+            }
+        }
+    })
+}
+
+fn check_finite(sample: i64, what: &'static str, t: &Tensor) -> Result<()> {
+    let s = t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    if !s.is_finite() {
+        // The sum can overflow only if an element is huge; either way the value is unusable.
+        return Err(AttributionError::NonFinite {
+            sample,
+            what,
+            value: s,
+        });
+    }
+    Ok(())
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// Score every edge of `layout` for one sample. `edges` is `layout.edges()` (passed in so it is
+/// computed once per run). `interrupted` is polled between the reruns of `Method::Patch`.
+pub fn score_sample(
+    tf: &HookedTransformer,
+    layout: &HookLayout,
+    edges: &[(usize, usize)],
+    sample: &Sample,
+    method: Method,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<SampleScores> {
+    let seq = sample.tokens.len();
+    let d = tf.config.d_model;
+    if seq == 0 {
+        return Err(AttributionError::Sample {
+            sample: sample.id,
+            msg: "no tokens".into(),
+        });
+    }
+    if let Some(c) = &sample.corrupt {
+        if c.len() != seq {
+            return Err(AttributionError::Sample {
+                sample: sample.id,
+                msg: format!(
+                    "corrupted input has {} tokens, the clean one {seq}: they must align",
+                    c.len()
+                ),
+            });
+        }
+    }
+    let (n_src, n_dst) = (layout.n_sources(), layout.n_dests());
+    let dtype = tf.dtype();
+    let dev = tf.device().clone();
+
+    // Clean forward with zero offsets on every destination; sources recorded.
+    let delta = Var::zeros((n_dst, seq, d), dtype, &dev)?;
+    let clean = tf.forward(
+        ForwardInput::Ids(&sample.tokens),
+        &Hooks {
+            layout: Some(layout),
+            dest_offsets: Some(delta.as_tensor()),
+            record_sources: true,
+        },
+        None,
+    )?;
+    let o_clean = clean
+        .sources
+        .as_ref()
+        .expect("sources were recorded")
+        .detach();
+    let target = resolve_loss(sample, &clean.logits.detach())?;
+    let clean_loss_t = loss(&clean.logits, &target)?;
+    let clean_loss = scalar(&clean_loss_t)?;
+    if !clean_loss.is_finite() {
+        return Err(AttributionError::NonFinite {
+            sample: sample.id,
+            what: "loss",
+            value: clean_loss,
+        });
+    }
+
+    // ΔO: what replacing each source changes at a destination.
+    let delta_o = match &sample.corrupt {
+        Some(c) => {
+            let corrupt = tf.forward(
+                ForwardInput::Ids(c),
+                &Hooks {
+                    layout: Some(layout),
+                    dest_offsets: None,
+                    record_sources: true,
+                },
+                None,
+            )?;
+            (corrupt.sources.expect("sources were recorded") - &o_clean)?
+        }
+        None => o_clean.neg()?,
+    };
+
+    if method == Method::Patch {
+        return patch_edges(
+            tf, layout, edges, sample, &target, clean_loss, &delta_o, interrupted,
+        );
+    }
+
+    let grad = match method {
+        Method::Eap | Method::EapIg { steps: 1 } => {
+            let grads = clean_loss_t.backward()?;
+            grads
+                .get(delta.as_tensor())
+                .cloned()
+                .unwrap_or(delta.as_tensor().zeros_like()?)
+        }
+        Method::EapIg { steps } => {
+            ig_gradient(tf, layout, sample, &target, steps, seq, d, &dev, dtype)?
+        }
+        Method::Patch => unreachable!("handled above"),
+    };
+    check_finite(sample.id, "gradient", &grad)?;
+
+    // S[u, v] = Σ_{t,d} ΔO_u[t,d] · G_v[t,d], in f64: one [n_src, T·D] × [T·D, n_dst] product.
+    let o = delta_o.to_dtype(DType::F64)?.reshape((n_src, seq * d))?;
+    let g = grad.to_dtype(DType::F64)?.reshape((n_dst, seq * d))?;
+    let s = o.matmul(&g.t()?)?.to_vec2::<f64>()?;
+    let scores: Vec<f64> = edges.iter().map(|&(u, v)| s[u][v]).collect();
+    if let Some(bad) = scores.iter().find(|x| !x.is_finite()) {
+        return Err(AttributionError::NonFinite {
+            sample: sample.id,
+            what: "score",
+            value: *bad,
+        });
+    }
+    Ok(SampleScores {
+        scores,
+        loss: clean_loss,
+    })
+}
+
+/// Destination gradients averaged over the integrated-gradients path, α = k/steps, k = 1..steps.
+#[allow(clippy::too_many_arguments)]
+fn ig_gradient(
+    tf: &HookedTransformer,
+    layout: &HookLayout,
+    sample: &Sample,
+    target: &LossTarget,
+    steps: usize,
+    seq: usize,
+    d: usize,
+    dev: &candle_core::Device,
+    dtype: DType,
+) -> Result<Tensor> {
+    let e_clean = tf.embed(&sample.tokens)?;
+    let e_base = match &sample.corrupt {
+        Some(c) => tf.embed(c)?,
+        None => e_clean.zeros_like()?,
+    };
+    let diff = (&e_clean - &e_base)?;
+    let mut sum: Option<Tensor> = None;
+    for k in 1..=steps {
+        let alpha = k as f64 / steps as f64;
+        let input = (&e_base + (&diff * alpha)?)?.detach();
+        let delta = Var::zeros((layout.n_dests(), seq, d), dtype, dev)?;
+        let out = tf.forward(
+            ForwardInput::Embeds(input),
+            &Hooks {
+                layout: Some(layout),
+                dest_offsets: Some(delta.as_tensor()),
+                record_sources: false,
+            },
+            None,
+        )?;
+        let l = loss(&out.logits, target)?;
+        let lv = scalar(&l)?;
+        if !lv.is_finite() {
+            return Err(AttributionError::NonFinite {
+                sample: sample.id,
+                what: "loss on the integrated-gradients path",
+                value: lv,
+            });
+        }
+        let g = l
+            .backward()?
+            .get(delta.as_tensor())
+            .cloned()
+            .unwrap_or(delta.as_tensor().zeros_like()?);
+        sum = Some(match sum {
+            Some(s) => (s + g)?,
+            None => g,
+        });
+    }
+    let sum = sum.expect("steps >= 1");
+    Ok((sum / steps as f64)?)
+}
+
+/// Exact effect of each edge: rerun with `H_v + ΔO_u` at destination v only, report ΔL.
+#[allow(clippy::too_many_arguments)]
+fn patch_edges(
+    tf: &HookedTransformer,
+    layout: &HookLayout,
+    edges: &[(usize, usize)],
+    sample: &Sample,
+    target: &LossTarget,
+    clean_loss: f64,
+    delta_o: &Tensor,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<SampleScores> {
+    let seq = sample.tokens.len();
+    let d = tf.config.d_model;
+    let n_dst = layout.n_dests();
+    let mut scores = Vec::with_capacity(edges.len());
+    for &(u, v) in edges {
+        if interrupted() {
+            return Err(AttributionError::Interrupted);
+        }
+        let o_u = delta_o.get(u)?.unsqueeze(0)?;
+        let mut parts = Vec::with_capacity(3);
+        if v > 0 {
+            parts.push(Tensor::zeros((v, seq, d), tf.dtype(), tf.device())?);
+        }
+        parts.push(o_u);
+        if v + 1 < n_dst {
+            parts.push(Tensor::zeros(
+                (n_dst - v - 1, seq, d),
+                tf.dtype(),
+                tf.device(),
+            )?);
+        }
+        let offsets = Tensor::cat(&parts, 0)?;
+        let out = tf.forward(
+            ForwardInput::Ids(&sample.tokens),
+            &Hooks {
+                layout: Some(layout),
+                dest_offsets: Some(&offsets),
+                record_sources: false,
+            },
+            None,
+        )?;
+        let l = scalar(&loss(&out.logits, target)?)?;
+        if !l.is_finite() {
+            return Err(AttributionError::NonFinite {
+                sample: sample.id,
+                what: "patched loss",
+                value: l,
+            });
+        }
+        scores.push(l - clean_loss);
+    }
+    Ok(SampleScores {
+        scores,
+        loss: clean_loss,
+    })
+}

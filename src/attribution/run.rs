@@ -1,0 +1,92 @@
+//! Scoring a whole set of samples into a [`Graph`], sample by sample, with progress and
+//! interruption: memory grows only with the score table itself.
+
+use super::eap::{score_sample, AttributionError, Method, Sample};
+use super::graph::{EdgeInfo, Graph, GraphMeta};
+use crate::model::hooked::HookedTransformer;
+use crate::model::hooks::HookLayout;
+
+/// The edge table rows of a layout, in `layout.edges()` order.
+pub fn edge_infos(layout: &HookLayout) -> Vec<EdgeInfo> {
+    layout
+        .edges()
+        .into_iter()
+        .map(|(s, d)| {
+            let (s, d) = (&layout.sources[s], &layout.dests[d]);
+            EdgeInfo {
+                src: s.name.clone(),
+                dst: d.name.clone(),
+                src_layer: s.layer,
+                dst_layer: d.layer,
+                src_kind: s.kind.name(),
+                dst_kind: d.kind.name(),
+            }
+        })
+        .collect()
+}
+
+/// A finished or stopped run: the graph of the samples scored so far, and why it stopped early.
+pub struct RunOutcome {
+    pub graph: Graph,
+    /// Clean loss per scored sample.
+    pub losses: Vec<f64>,
+    pub stopped: Option<AttributionError>,
+}
+
+/// Score `samples` in order. `meta` describes the run (its `prompt_ids` are filled here).
+/// `resume_from` carries the scores of an earlier, interrupted run of the same samples: samples
+/// whose id it already holds are skipped.
+pub fn run(
+    tf: &HookedTransformer,
+    layout: &HookLayout,
+    samples: &[Sample],
+    method: Method,
+    mut meta: GraphMeta,
+    resume_from: Option<&Graph>,
+    on_progress: &mut dyn FnMut(usize, usize),
+    interrupted: &dyn Fn() -> bool,
+) -> RunOutcome {
+    let pairs = layout.edges();
+    let edges = edge_infos(layout);
+    let mut scores: Vec<Vec<f64>> = Vec::new();
+    let mut ids = Vec::new();
+    if let Some(prev) = resume_from {
+        scores.extend(prev.scores.iter().cloned());
+        ids.extend(prev.meta.prompt_ids.iter().copied());
+    }
+    let mut losses = Vec::new();
+    let mut stopped = None;
+    let total = samples.len();
+    for (i, s) in samples.iter().enumerate() {
+        if ids.contains(&s.id) {
+            on_progress(i + 1, total);
+            continue;
+        }
+        if interrupted() {
+            stopped = Some(AttributionError::Interrupted);
+            break;
+        }
+        match score_sample(tf, layout, &pairs, s, method, interrupted) {
+            Ok(r) => {
+                scores.push(r.scores);
+                losses.push(r.loss);
+                ids.push(s.id);
+            }
+            Err(e) => {
+                stopped = Some(e);
+                break;
+            }
+        }
+        on_progress(i + 1, total);
+    }
+    meta.prompt_ids = ids;
+    RunOutcome {
+        graph: Graph {
+            edges,
+            scores,
+            meta,
+        },
+        losses,
+        stopped,
+    }
+}

@@ -1,0 +1,362 @@
+//! EAP scores against finite differences, in f64, on tiny random models of every family.
+//!
+//! Replacing H_v by H_v + ε·ΔO_u changes the loss by ε·S[u,v] to first order, so the central
+//! difference (L(ε) − L(−ε)) / 2ε must equal S[u,v]. Its truncation error is O(ε²·L''') ≈ 1e-10
+//! at ε = 1e-5 and its rounding error ≈ 1e-16/ε ≈ 1e-11 in f64, so 1e-6 relative (plus a 1e-9
+//! absolute floor for scores that are nearly zero) is a strict test that still cannot flake.
+
+use candle_core::{DType, Tensor};
+use rlq::attribution::loss::{loss, LossTarget};
+use rlq::attribution::{score_sample, Method, Sample, SampleLoss};
+use rlq::model::hooked::{ForwardInput, Hooks, HookedTransformer};
+use rlq::model::hooks::{DestKind, Granularity, HookLayout, SourceKind};
+use rlq::model::synthetic::random_model;
+use rlq::model::Family;
+
+fn transformer(family: Family) -> HookedTransformer {
+    let m = random_model(family, 7, DType::F64).unwrap();
+    HookedTransformer::new(&m).unwrap()
+}
+
+fn sample(corrupt: bool) -> Sample {
+    Sample {
+        id: 0,
+        tokens: vec![3, 17, 5, 9, 28, 11, 4],
+        corrupt: corrupt.then(|| vec![3, 12, 5, 30, 28, 1, 4]),
+        loss: SampleLoss::Tokens {
+            start: 3,
+            targets: vec![28, 11, 4, 6],
+        },
+    }
+}
+
+/// Loss with `offset` added to destination `v` only.
+fn loss_with_offset(
+    tf: &HookedTransformer,
+    lay: &HookLayout,
+    s: &Sample,
+    v: usize,
+    offset: &Tensor,
+) -> f64 {
+    let (seq, d) = (s.tokens.len(), tf.config.d_model);
+    let mut offs = Tensor::zeros((lay.n_dests(), seq, d), DType::F64, tf.device()).unwrap();
+    offs = offs
+        .slice_assign(&[v..v + 1, 0..seq, 0..d], &offset.unsqueeze(0).unwrap())
+        .unwrap();
+    let out = tf
+        .forward(
+            ForwardInput::Ids(&s.tokens),
+            &Hooks {
+                layout: Some(lay),
+                dest_offsets: Some(&offs),
+                record_sources: false,
+            },
+            None,
+        )
+        .unwrap();
+    let SampleLoss::Tokens { start, targets } = &s.loss else {
+        unreachable!()
+    };
+    let t = LossTarget::Tokens {
+        start: *start,
+        targets: targets.clone(),
+    };
+    loss(&out.logits, &t)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// All sources recorded on `tokens`.
+fn sources(tf: &HookedTransformer, lay: &HookLayout, tokens: &[u32]) -> Tensor {
+    tf.forward(
+        ForwardInput::Ids(tokens),
+        &Hooks {
+            layout: Some(lay),
+            dest_offsets: None,
+            record_sources: true,
+        },
+        None,
+    )
+    .unwrap()
+    .sources
+    .unwrap()
+}
+
+/// Edges covering every (source kind, destination kind) pair present in the layout.
+fn sampled_edges(lay: &HookLayout) -> Vec<usize> {
+    let edges = lay.edges();
+    let mut seen = std::collections::HashSet::new();
+    let mut picked = Vec::new();
+    for (i, &(u, v)) in edges.iter().enumerate() {
+        let key = (lay.sources[u].kind, lay.dests[v].kind);
+        if seen.insert(key) {
+            picked.push(i);
+        }
+    }
+    // and the last edge (into logits from the last MLP)
+    picked.push(edges.len() - 1);
+    picked
+}
+
+fn check_fd(family: Family, granularity: Granularity, corrupt: bool) {
+    let tf = transformer(family);
+    let c = &tf.config;
+    let lay = HookLayout::new(granularity, c.n_layers, c.n_heads, c.n_kv_heads);
+    let s = sample(corrupt);
+    let edges = lay.edges();
+    let got = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).unwrap();
+    assert_eq!(got.scores.len(), edges.len());
+    let o = sources(&tf, &lay, &s.tokens);
+    let delta_o = match &s.corrupt {
+        Some(ct) => (sources(&tf, &lay, ct) - &o).unwrap(),
+        None => o.neg().unwrap(),
+    };
+    let eps = 1e-5;
+    let picked = sampled_edges(&lay);
+    let kinds: std::collections::HashSet<_> = picked
+        .iter()
+        .map(|&i| (lay.sources[edges[i].0].kind, lay.dests[edges[i].1].kind))
+        .collect();
+    // every kind of edge the issue names is among those checked
+    for want in [
+        (SourceKind::Embed, DestKind::Q),
+        (SourceKind::Mlp, DestKind::V),
+        (SourceKind::Embed, DestKind::Mlp),
+        (SourceKind::Mlp, DestKind::Logits),
+    ] {
+        assert!(kinds.contains(&want), "{want:?} not sampled");
+    }
+    let attn_kind = match granularity {
+        Granularity::Block => SourceKind::Attn,
+        Granularity::Head => SourceKind::Head,
+    };
+    assert!(kinds.contains(&(attn_kind, DestKind::K)));
+    for i in picked {
+        let (u, v) = edges[i];
+        let du = delta_o.get(u).unwrap();
+        let lp = loss_with_offset(&tf, &lay, &s, v, &(&du * eps).unwrap());
+        let lm = loss_with_offset(&tf, &lay, &s, v, &(&du * -eps).unwrap());
+        let fd = (lp - lm) / (2.0 * eps);
+        let eap = got.scores[i];
+        let err = (fd - eap).abs();
+        assert!(
+            err <= 1e-6 * fd.abs().max(eap.abs()) + 1e-9,
+            "{family:?} {granularity:?} corrupt={corrupt} edge {}->{}: eap {eap:e} fd {fd:e}",
+            lay.sources[u].name,
+            lay.dests[v].name
+        );
+    }
+}
+
+#[test]
+fn eap_matches_finite_differences_block() {
+    for f in Family::ALL {
+        check_fd(f, Granularity::Block, false);
+    }
+}
+
+#[test]
+fn eap_matches_finite_differences_head() {
+    for f in [Family::Llama, Family::Qwen2, Family::Qwen3, Family::Mistral] {
+        check_fd(f, Granularity::Head, false);
+    }
+}
+
+#[test]
+fn classic_eap_with_corrupted_input_matches_finite_differences() {
+    check_fd(Family::Llama, Granularity::Block, true);
+    check_fd(Family::Qwen2, Granularity::Head, true);
+}
+
+#[test]
+fn eap_ig_with_one_step_equals_eap() {
+    let tf = transformer(Family::Llama);
+    let c = &tf.config;
+    for corrupt in [false, true] {
+        let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+        let edges = lay.edges();
+        let s = sample(corrupt);
+        let a = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).unwrap();
+        let b = score_sample(&tf, &lay, &edges, &s, Method::EapIg { steps: 1 }, &|| false)
+            .unwrap();
+        assert_eq!(a.scores, b.scores, "steps 1 must be the same computation");
+        // and more steps differ but stay finite
+        let c4 = score_sample(&tf, &lay, &edges, &s, Method::EapIg { steps: 4 }, &|| false)
+            .unwrap();
+        assert!(c4.scores.iter().all(|x| x.is_finite()));
+        assert_ne!(a.scores, c4.scores);
+    }
+}
+
+/// The residual a destination reads is the sum of the sources before it: at `logits`, the
+/// recorded sources must add up to the stream the final norm sees, so the forward's logits are
+/// reproduced from them. Then Σ_u S[u, logits] = −⟨H, G⟩ holds by linearity.
+#[test]
+fn sources_sum_to_the_residual_stream() {
+    for g in [Granularity::Block, Granularity::Head] {
+        let tf = transformer(Family::Qwen3);
+        let c = tf.config.clone();
+        let lay = HookLayout::new(g, c.n_layers, c.n_heads, c.n_kv_heads);
+        let s = sample(false);
+        let o = sources(&tf, &lay, &s.tokens);
+        let h = o.sum(0).unwrap();
+        // feed −H to the logits destination: the final norm then sees exactly zero... which
+        // rms-norms to zero logits.
+        let logits_dst = lay.dest_logits();
+        let seq = s.tokens.len();
+        let mut offs = Tensor::zeros((lay.n_dests(), seq, c.d_model), DType::F64, tf.device())
+            .unwrap();
+        offs = offs
+            .slice_assign(
+                &[logits_dst..logits_dst + 1, 0..seq, 0..c.d_model],
+                &h.neg().unwrap().unsqueeze(0).unwrap(),
+            )
+            .unwrap();
+        let out = tf
+            .forward(
+                ForwardInput::Ids(&s.tokens),
+                &Hooks {
+                    layout: Some(&lay),
+                    dest_offsets: Some(&offs),
+                    record_sources: false,
+                },
+                None,
+            )
+            .unwrap();
+        let max = out
+            .logits
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(max < 1e-6, "{g:?}: logits after removing all sources: {max}");
+        // Sum rule over the scores themselves.
+        let edges = lay.edges();
+        let sc = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).unwrap();
+        let into_logits: f64 = edges
+            .iter()
+            .zip(&sc.scores)
+            .filter(|((_, v), _)| *v == logits_dst)
+            .map(|(_, x)| x)
+            .sum();
+        // −⟨H, G⟩ by finite differences of scaling the whole residual at logits.
+        let eps = 1e-5;
+        let lp = loss_with_offset(&tf, &lay, &s, logits_dst, &(&h * -eps).unwrap());
+        let lm = loss_with_offset(&tf, &lay, &s, logits_dst, &(&h * eps).unwrap());
+        let fd = (lp - lm) / (2.0 * eps);
+        assert!(
+            (into_logits - fd).abs() <= 1e-6 * fd.abs() + 1e-9,
+            "{g:?}: Σ_u S[u,logits] = {into_logits}, −⟨H,G⟩ = {fd}"
+        );
+    }
+}
+
+/// Per-head sources of a{l} add up to a{l}; per-head q/k/v destinations add up to the block's.
+#[test]
+fn head_granularity_sums_back_to_block() {
+    let tf = transformer(Family::Llama);
+    let c = tf.config.clone();
+    let block = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+    let head = HookLayout::new(Granularity::Head, c.n_layers, c.n_heads, c.n_kv_heads);
+    let s = sample(false);
+    let be = block.edges();
+    let he = head.edges();
+    let b = score_sample(&tf, &block, &be, &s, Method::Eap, &|| false).unwrap();
+    let h = score_sample(&tf, &head, &he, &s, Method::Eap, &|| false).unwrap();
+    // Map a head-granularity node name to its block name: a1.h2 -> a1, a1.h0<q> -> a1<q>.
+    let to_block = |n: &str| -> String {
+        match n.split_once(".h") {
+            Some((a, rest)) => match rest.find('<') {
+                Some(i) => format!("{a}{}", &rest[i..]),
+                None => a.to_string(),
+            },
+            None => n.to_string(),
+        }
+    };
+    let mut summed = std::collections::HashMap::<(String, String), f64>::new();
+    for (&(u, v), x) in he.iter().zip(&h.scores) {
+        let key = (to_block(&head.sources[u].name), to_block(&head.dests[v].name));
+        *summed.entry(key).or_default() += x;
+    }
+    assert_eq!(summed.len(), be.len());
+    for (&(u, v), x) in be.iter().zip(&b.scores) {
+        let key = (block.sources[u].name.clone(), block.dests[v].name.clone());
+        let y = summed[&key];
+        assert!(
+            (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+            "{key:?}: block {x} vs summed heads {y}"
+        );
+    }
+}
+
+fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    for (rank, &i) in idx.iter().enumerate() {
+        r[i] = rank as f64;
+    }
+    r
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+/// Exact patching vs EAP: report the rank correlation; where the exact change is small the two
+/// agree to first order (relative gap shrinking with the size of the change).
+#[test]
+fn exact_patching_agrees_with_eap_to_first_order() {
+    let tf = transformer(Family::Llama);
+    let c = tf.config.clone();
+    let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+    let edges = lay.edges();
+    let s = sample(false);
+    let eap = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).unwrap();
+    let exact = score_sample(&tf, &lay, &edges, &s, Method::Patch, &|| false).unwrap();
+    let rho = pearson(&ranks(&eap.scores), &ranks(&exact.scores));
+    println!("spearman(eap, exact patching) = {rho:.4} over {} edges", edges.len());
+    assert!(rho > 0.5, "rank correlation {rho}");
+    // First order: for the edges with the smallest exact effect, EAP is within a modest
+    // fraction of it (second-order terms scale with the square of the ablation).
+    let mut small: Vec<usize> = (0..edges.len()).collect();
+    small.sort_by(|&a, &b| exact.scores[a].abs().total_cmp(&exact.scores[b].abs()));
+    for &i in small.iter().take(edges.len() / 4) {
+        let (e, x) = (eap.scores[i], exact.scores[i]);
+        assert!(
+            (e - x).abs() <= 0.5 * x.abs().max(e.abs()) + 1e-3,
+            "edge {i}: eap {e} exact {x}"
+        );
+    }
+    // Exact patching of an edge really equals the rerun with the edge removed.
+    let (u, v) = edges[3];
+    let o = sources(&tf, &lay, &s.tokens);
+    let l_abl = loss_with_offset(&tf, &lay, &s, v, &o.get(u).unwrap().neg().unwrap());
+    assert!((l_abl - exact.loss - exact.scores[3]).abs() < 1e-12);
+}
+
+#[test]
+fn mismatched_corrupt_length_is_an_error_not_a_panic() {
+    let tf = transformer(Family::Llama);
+    let c = tf.config.clone();
+    let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+    let mut s = sample(true);
+    s.corrupt = Some(vec![1, 2]);
+    let err = score_sample(&tf, &lay, &lay.edges(), &s, Method::Eap, &|| false).unwrap_err();
+    assert!(err.to_string().contains("must align"), "{err}");
+    let mut s = sample(false);
+    s.loss = SampleLoss::Tokens {
+        start: 6,
+        targets: vec![1, 2, 3],
+    };
+    let err = score_sample(&tf, &lay, &lay.edges(), &s, Method::Eap, &|| false).unwrap_err();
+    assert!(err.to_string().contains("do not fit"), "{err}");
+}
