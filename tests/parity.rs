@@ -36,7 +36,10 @@ fn cfg_json(m: &Model) -> serde_json::Value {
 
 /// candle-transformers' logits for the last position of every prefix of TOKENS.
 fn reference_last_logits(m: &Model, len: usize) -> Tensor {
-    let ids = Tensor::new(&TOKENS[..len], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let ids = Tensor::new(&TOKENS[..len], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let j = cfg_json(m);
     let out = match m.config.family {
         Family::Llama => {
@@ -63,8 +66,18 @@ fn reference_last_logits(m: &Model, len: usize) -> Tensor {
         }
         Family::Gemma3 => {
             let c: ct::gemma3::Config = serde_json::from_value(j).unwrap();
+            // candle's gemma3 KV cache rejects a multi-token prompt (it slice-sets a transposed,
+            // non-contiguous value tensor), so feed it one token at a time through its cache.
             let mut model = ct::gemma3::Model::new(false, &c, vb(m)).unwrap();
-            model.forward(&ids, 0).unwrap()
+            let mut last = None;
+            for (pos, &t) in TOKENS[..len].iter().enumerate() {
+                let one = Tensor::new(&[t], &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap();
+                last = Some(model.forward(&one, pos).unwrap());
+            }
+            last.unwrap()
         }
     };
     out.flatten_all().unwrap()

@@ -8,7 +8,7 @@
 use candle_core::{DType, Tensor, Var};
 
 use super::loss::{loss, probs_at, LossTarget};
-use crate::model::hooked::{ForwardInput, Hooks, HookedTransformer};
+use crate::model::hooked::{ForwardInput, HookedTransformer, Hooks};
 use crate::model::hooks::HookLayout;
 
 /// Attribution method.
@@ -233,7 +233,14 @@ pub fn score_sample(
 
     if method == Method::Patch {
         return patch_edges(
-            tf, layout, edges, sample, &target, clean_loss, &delta_o, interrupted,
+            tf,
+            layout,
+            edges,
+            sample,
+            &target,
+            clean_loss,
+            &delta_o,
+            interrupted,
         );
     }
 

@@ -91,5 +91,7 @@ pub fn loss(logits: &Tensor, target: &LossTarget) -> Result<Tensor> {
 
 /// Next-token probabilities at `start..start+len` (the clean reference for the KL loss).
 pub fn probs_at(logits: &Tensor, start: usize, len: usize) -> Result<Tensor> {
-    softmax_last_dim(&logits.narrow(0, start, len)?)?.detach().contiguous()
+    softmax_last_dim(&logits.narrow(0, start, len)?)?
+        .detach()
+        .contiguous()
 }

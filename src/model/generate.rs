@@ -4,7 +4,7 @@
 use candle_core::{DType, IndexOp, Result, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use super::hooked::{ForwardInput, Hooks, HookedTransformer, KvCache};
+use super::hooked::{ForwardInput, HookedTransformer, Hooks, KvCache};
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {

@@ -402,14 +402,8 @@ impl HookedTransformer {
         let eps = c.rms_norm_eps;
         let noff = self.norm_offset();
         let seq = pass.seq;
-        let (nq, nk, nv) = pass
-            .hooks
-            .layout
-            .map_or((1, 1, 1), |lay| lay.qkv_slots());
-        let start = pass
-            .hooks
-            .layout
-            .map_or(0, |lay| lay.dest_layer_start(l));
+        let (nq, nk, nv) = pass.hooks.layout.map_or((1, 1, 1), |lay| lay.qkv_slots());
+        let start = pass.hooks.layout.map_or(0, |lay| lay.dest_layer_start(l));
 
         // Attention: q, k and v each read their own residual copy.
         let xq = pass.residual_copy(h, start, nq)?;
@@ -437,8 +431,14 @@ impl HookedTransformer {
             q = ops::rms_norm(&q, qn, eps, noff)?;
             k = ops::rms_norm(&k, kn, eps, noff)?;
         }
-        let (cos, sin) =
-            ops::rope_tables(seq, pass.offset, dh, lw.rope_theta, self.dtype, &self.device)?;
+        let (cos, sin) = ops::rope_tables(
+            seq,
+            pass.offset,
+            dh,
+            lw.rope_theta,
+            self.dtype,
+            &self.device,
+        )?;
         q = ops::rope(&q, &cos, &sin)?;
         k = ops::rope(&k, &cos, &sin)?;
         if let Some(slot) = cache {
@@ -488,7 +488,9 @@ impl HookedTransformer {
         let h = (h + &attn)?;
 
         // MLP, reading its own copy.
-        let xm = pass.residual_copy(&h, start + nq + nk + nv, 1)?.squeeze(0)?;
+        let xm = pass
+            .residual_copy(&h, start + nq + nk + nv, 1)?
+            .squeeze(0)?;
         let xm = ops::rms_norm(&xm, &lw.mlp_norm, eps, noff)?;
         let gate = xm.matmul(&lw.w_gate.t()?)?;
         let up = xm.matmul(&lw.w_up.t()?)?;

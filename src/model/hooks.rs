@@ -25,7 +25,7 @@ impl Granularity {
 }
 
 /// What a destination slot feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DestKind {
     Q,
     K,
@@ -47,7 +47,7 @@ impl DestKind {
 }
 
 /// What a source slot is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SourceKind {
     Embed,
     Attn,

@@ -6,8 +6,8 @@ pub mod config;
 pub mod generate;
 pub mod hooked;
 pub mod hooks;
-pub mod synthetic;
 pub mod ops;
+pub mod synthetic;
 pub mod weights;
 
 pub use config::{Family, GemmaExtras, ModelConfig};

@@ -42,7 +42,10 @@ pub fn tiny_config(family: Family) -> ModelConfig {
 /// Every weight tensor a config implies, under HF names, with their shapes.
 pub fn weight_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let (d, dh, hq, hk, ff) = (c.d_model, c.head_dim, c.n_heads, c.n_kv_heads, c.d_ff);
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![c.vocab_size, d])];
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![c.vocab_size, d],
+    )];
     for l in 0..c.n_layers {
         let p = format!("model.layers.{l}");
         let mut push = |n: &str, s: Vec<usize>| out.push((format!("{p}.{n}"), s));
