@@ -1,0 +1,251 @@
+//! From sample descriptions (text or exact ids) to exact-token [`Sample`]s (METHOD.md section 3):
+//! chat template on text prompts, the model's own greedy answer when none is given, T_cut.
+
+use super::eap::{Sample, SampleLoss};
+use super::loss::LossKind;
+use crate::model::generate::{generate, GenerateOptions};
+use crate::model::hooked::HookedTransformer;
+use crate::model::Model;
+
+/// One sample as a user describes it; exact ids win over text.
+#[derive(Debug, Clone, Default)]
+pub struct SampleSpec {
+    pub id: i64,
+    pub prompt: Option<String>,
+    pub prompt_ids: Option<Vec<u32>>,
+    pub answer: Option<String>,
+    pub answer_ids: Option<Vec<u32>>,
+    pub corrupt: Option<String>,
+    pub corrupt_ids: Option<Vec<u32>>,
+    /// logit_diff: the correct and the wrong next token (text of one token, or an id).
+    pub target: Option<String>,
+    pub wrong: Option<String>,
+    pub target_id: Option<u32>,
+    pub wrong_id: Option<u32>,
+}
+
+/// How many answer tokens enter the loss.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TCut {
+    /// max(⌊α·T̄⌋, 1), T̄ the mean answer length over the samples.
+    Alpha(f64),
+    Fixed(usize),
+    /// The whole answer.
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    pub loss: LossKind,
+    pub t_cut: TCut,
+    /// Apply the model's chat template to text prompts.
+    pub chat: bool,
+    /// Longest greedy answer generated when a sample has none.
+    pub max_answer_tokens: usize,
+}
+
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        Self {
+            loss: LossKind::SelfEntropy,
+            t_cut: TCut::Alpha(0.1),
+            chat: true,
+            max_answer_tokens: 256,
+        }
+    }
+}
+
+/// Prepared samples and the T_cut that was applied (None when it varies or does not apply).
+pub struct Prepared {
+    pub samples: Vec<Sample>,
+    pub t_cut: Option<usize>,
+    /// Answer tokens per sample (generated or given), for reports.
+    pub answers: Vec<Vec<u32>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("sample {id}: {msg}")]
+    Sample { id: i64, msg: String },
+    #[error("{0}")]
+    Model(#[from] crate::model::ModelError),
+    #[error("generation: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn err(id: i64, msg: impl Into<String>) -> PrepareError {
+    PrepareError::Sample {
+        id,
+        msg: msg.into(),
+    }
+}
+
+/// Text prompt → ids: through the chat template (as a single user turn) when asked and
+/// available; never an extra BOS beyond what the template writes.
+fn encode_prompt(model: &Model, text: &str, chat: bool) -> Result<Vec<u32>, PrepareError> {
+    let rendered = if chat && model.chat_template.is_some() {
+        model.apply_chat_template(&[("user", text)], true)?
+    } else {
+        text.to_string()
+    };
+    Ok(model.tokenizer.encode(&rendered, false)?)
+}
+
+fn one_token(model: &Model, id: i64, text: &str, what: &str) -> Result<u32, PrepareError> {
+    let ids = model.tokenizer.encode(text, false)?;
+    match ids.as_slice() {
+        [t] => Ok(*t),
+        _ => Err(err(
+            id,
+            format!(
+                "{what} `{text}` is {} tokens; logit_diff needs exactly one (give `{what}_id`)",
+                ids.len()
+            ),
+        )),
+    }
+}
+
+/// Prepare every sample. Answers are generated (greedy, KV cache) only when a loss needs one
+/// and the sample has none; `on_progress(done, total)` reports that generation.
+pub fn prepare(
+    model: &Model,
+    tf: &HookedTransformer,
+    specs: &[SampleSpec],
+    opts: &PrepareOptions,
+    on_progress: &mut dyn FnMut(usize, usize),
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Prepared, PrepareError> {
+    let mut prompts = Vec::with_capacity(specs.len());
+    for s in specs {
+        let p = match (&s.prompt_ids, &s.prompt) {
+            (Some(ids), _) => ids.clone(),
+            (None, Some(text)) => encode_prompt(model, text, opts.chat)?,
+            (None, None) => return Err(err(s.id, "needs `prompt` or `prompt_ids`")),
+        };
+        if p.is_empty() {
+            return Err(err(s.id, "the prompt is empty"));
+        }
+        prompts.push(p);
+    }
+
+    if opts.loss == LossKind::LogitDiff {
+        let mut samples = Vec::with_capacity(specs.len());
+        for (s, p) in specs.iter().zip(&prompts) {
+            let target = match (s.target_id, &s.target) {
+                (Some(t), _) => t,
+                (None, Some(t)) => one_token(model, s.id, t, "target")?,
+                _ => return Err(err(s.id, "logit_diff needs a `target` column")),
+            };
+            let wrong = match (s.wrong_id, &s.wrong) {
+                (Some(t), _) => t,
+                (None, Some(t)) => one_token(model, s.id, t, "wrong")?,
+                _ => return Err(err(s.id, "logit_diff needs a `wrong` column")),
+            };
+            samples.push(Sample {
+                id: s.id,
+                tokens: p.clone(),
+                corrupt: corrupt_tokens(model, s, opts, &[])?,
+                loss: SampleLoss::LogitDiff {
+                    position: p.len() - 1,
+                    target,
+                    wrong,
+                },
+            });
+        }
+        return Ok(Prepared {
+            samples,
+            t_cut: None,
+            answers: vec![Vec::new(); specs.len()],
+        });
+    }
+
+    // Answers: given, or (self-entropy / kl) the model's own greedy continuation.
+    let gen_len = match opts.t_cut {
+        TCut::Fixed(n) => n.max(1),
+        _ => opts.max_answer_tokens,
+    };
+    let mut answers = Vec::with_capacity(specs.len());
+    let total = specs.len();
+    for (i, (s, p)) in specs.iter().zip(&prompts).enumerate() {
+        let a = match (&s.answer_ids, &s.answer) {
+            (Some(ids), _) => ids.clone(),
+            (None, Some(text)) => model.tokenizer.encode(text, false)?,
+            (None, None) if opts.loss == LossKind::Nll => {
+                return Err(err(s.id, "loss nll needs an `answer` (or `answer_ids`) column"))
+            }
+            (None, None) => {
+                if interrupted() {
+                    return Err(PrepareError::Interrupted);
+                }
+                let g = GenerateOptions {
+                    max_tokens: gen_len,
+                    stop_tokens: model.config.eos_token_ids.clone(),
+                    ..Default::default()
+                };
+                let out = generate(tf, p, &g, interrupted)?;
+                on_progress(i + 1, total);
+                out
+            }
+        };
+        if a.is_empty() {
+            return Err(err(s.id, "the answer is empty"));
+        }
+        answers.push(a);
+    }
+
+    let t_cut = match opts.t_cut {
+        TCut::Alpha(alpha) => {
+            let mean = answers.iter().map(|a| a.len() as f64).sum::<f64>() / answers.len() as f64;
+            Some(((alpha * mean).floor() as usize).max(1))
+        }
+        TCut::Fixed(n) => Some(n.max(1)),
+        TCut::Full => None,
+    };
+
+    let mut samples = Vec::with_capacity(specs.len());
+    for ((s, p), a) in specs.iter().zip(&prompts).zip(&answers) {
+        let n = t_cut.map_or(a.len(), |t| t.min(a.len()));
+        // Feed p ++ s[0 .. n−1]; position |p|−1+t predicts s_t.
+        let mut tokens = p.clone();
+        tokens.extend_from_slice(&a[..n - 1]);
+        let loss = match opts.loss {
+            LossKind::Kl => SampleLoss::Kl {
+                start: p.len() - 1,
+                len: n,
+            },
+            _ => SampleLoss::Tokens {
+                start: p.len() - 1,
+                targets: a[..n].to_vec(),
+            },
+        };
+        samples.push(Sample {
+            id: s.id,
+            corrupt: corrupt_tokens(model, s, opts, &a[..n - 1])?,
+            tokens,
+            loss,
+        });
+    }
+    Ok(Prepared {
+        samples,
+        t_cut,
+        answers,
+    })
+}
+
+/// The corrupted input: its prompt (ids or text) followed by the same answer tokens as the clean.
+fn corrupt_tokens(
+    model: &Model,
+    s: &SampleSpec,
+    opts: &PrepareOptions,
+    answer_part: &[u32],
+) -> Result<Option<Vec<u32>>, PrepareError> {
+    let mut c = match (&s.corrupt_ids, &s.corrupt) {
+        (Some(ids), _) => ids.clone(),
+        (None, Some(text)) => encode_prompt(model, text, opts.chat)?,
+        (None, None) => return Ok(None),
+    };
+    c.extend_from_slice(answer_part);
+    Ok(Some(c))
+}
