@@ -27,7 +27,10 @@ fn smollm2_path() -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
-        eprintln!("SKIPPED: {} is absent (run scripts/fetch-models.sh)", path.display());
+        eprintln!(
+            "SKIPPED: {} is absent (run scripts/fetch-models.sh)",
+            path.display()
+        );
         None
     }
 }
@@ -43,7 +46,15 @@ fn smollm2_config_comes_from_gguf_metadata() {
     let c = &m.config;
     assert_eq!(c.family, Family::Llama);
     assert_eq!(
-        (c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.d_ff, c.vocab_size),
+        (
+            c.n_layers,
+            c.d_model,
+            c.n_heads,
+            c.n_kv_heads,
+            c.head_dim,
+            c.d_ff,
+            c.vocab_size
+        ),
         (30, 576, 9, 3, 64, 1536, 49152)
     );
     assert_eq!(c.rope_theta, 100000.0);
@@ -61,9 +72,19 @@ fn smollm2_has_every_weight_with_the_right_shape() {
     validate_weights(&m.config, &m.weights).unwrap();
     let expected = expected_weights(&m.config);
     assert_eq!(expected.len(), 2 + 30 * 9);
-    assert_eq!(m.weights.len(), expected.len(), "no extra or missing tensors");
+    assert_eq!(
+        m.weights.len(),
+        expected.len(),
+        "no extra or missing tensors"
+    );
     for l in 0..30 {
-        let w = |n: &str| m.weights.get(&format!("model.layers.{l}.{n}")).unwrap().dims().to_vec();
+        let w = |n: &str| {
+            m.weights
+                .get(&format!("model.layers.{l}.{n}"))
+                .unwrap()
+                .dims()
+                .to_vec()
+        };
         assert_eq!(w("self_attn.q_proj.weight"), vec![576, 576]);
         assert_eq!(w("self_attn.k_proj.weight"), vec![192, 576]);
         assert_eq!(w("self_attn.v_proj.weight"), vec![192, 576]);
@@ -78,7 +99,13 @@ fn smollm2_has_every_weight_with_the_right_shape() {
     assert_eq!(emb.dims(), &[49152, 576]);
     assert_eq!(emb.dtype(), DType::F32);
     // Dequantized values are finite and not all zero.
-    let s = emb.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    let s = emb
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(s.is_finite() && s > 0.0);
     let norm = m.weights.get("model.norm.weight").unwrap();
     let mean = norm.mean_all().unwrap().to_scalar::<f32>().unwrap();
@@ -103,7 +130,11 @@ fn smollm2_loaded_twice_is_one_model() {
     assert_eq!(info.dtype, "f32");
     assert_eq!(info.device, "cpu");
     // 134.5M parameters with tied embeddings.
-    assert!((134_000_000..135_000_000).contains(&info.n_params), "{}", info.n_params);
+    assert!(
+        (134_000_000..135_000_000).contains(&info.n_params),
+        "{}",
+        info.n_params
+    );
     assert!(info.to_string().contains("30 layers"));
 }
 
@@ -117,7 +148,10 @@ fn smollm2_bf16_is_a_separate_model() {
     let a = load(p.to_str().unwrap(), &opts).unwrap();
     assert_eq!(a.dtype, DType::BF16);
     assert_eq!(
-        a.weights.get("model.layers.0.self_attn.q_proj.weight").unwrap().dtype(),
+        a.weights
+            .get("model.layers.0.self_attn.q_proj.weight")
+            .unwrap()
+            .dtype(),
         DType::BF16
     );
     let b = load(p.to_str().unwrap(), &LoadOptions::default()).unwrap();
@@ -136,7 +170,10 @@ fn smollm2_chat_template_renders_hf_style() {
          <|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
     );
     let no_prompt = m.apply_chat_template(&[("user", "Hi")], false).unwrap();
-    assert!(no_prompt.ends_with("<|im_start|>user\nHi<|im_end|>\n"), "{no_prompt:?}");
+    assert!(
+        no_prompt.ends_with("<|im_start|>user\nHi<|im_end|>\n"),
+        "{no_prompt:?}"
+    );
     // A given system message replaces the default one.
     let sys = m
         .apply_chat_template(&[("system", "Be terse."), ("user", "Hi")], true)
@@ -159,10 +196,14 @@ fn chat_template_supports_hf_helpers() {
 {%- if add_generation_prompt %}<go>{% endif %}"#;
     let t = ChatTemplate::with_tokens(src, "<s>", "</s>").unwrap();
     let out = t.render(&[("user", "  x y  ")], true).unwrap();
-    assert_eq!(out, "<s>[USER] x y!\n{\"k\": \"<v>\"} 2 4<go>");
+    // trim_blocks eats the newline after `{% endif %}`, as in Jinja2.
+    assert_eq!(out, "<s>[USER] x y!{\"k\": \"<v>\"} 2 4<go>");
     let err = t.render(&[("bad", "x")], false).unwrap_err().to_string();
     assert!(err.contains("no bad roles"), "{err}");
-    let err = ChatTemplate::with_tokens("{% for %}", "", "").err().unwrap().to_string();
+    let err = ChatTemplate::with_tokens("{% for %}", "", "")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("chat template"), "{err}");
 }
 
@@ -172,7 +213,10 @@ fn strftime_formats_known_dates() {
     // 2024-02-29 13:05:09 UTC, a Thursday.
     let t = 1_709_211_909;
     assert_eq!(strftime_utc("%Y-%m-%d %H:%M:%S", t), "2024-02-29 13:05:09");
-    assert_eq!(strftime_utc("%d %B %Y, %A (%b %a) %j %%", t), "29 February 2024, Thursday (Feb Thu) 060 %");
+    assert_eq!(
+        strftime_utc("%d %B %Y, %A (%b %a) %j %%", t),
+        "29 February 2024, Thursday (Feb Thu) 060 %"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,7 +234,10 @@ fn rope_permutation_round_trips_and_matches_llama_cpp_formula() {
     for h in 0..heads {
         for i in 0..hd / 2 {
             for j in 0..2 {
-                assert_eq!(gg_rows[h * hd + 2 * i + j], hf_rows[h * hd + j * hd / 2 + i]);
+                assert_eq!(
+                    gg_rows[h * hd + 2 * i + j],
+                    hf_rows[h * hd + j * hd / 2 + i]
+                );
             }
         }
     }
@@ -201,7 +248,10 @@ fn rope_permutation_round_trips_and_matches_llama_cpp_formula() {
     let pb = permute_rope_rows(&b, heads).unwrap();
     assert_eq!(pb.to_vec1::<f32>().unwrap()[..4], [0.0, 4.0, 1.0, 5.0]);
     assert_eq!(
-        unpermute_rope_rows(&pb, heads).unwrap().to_vec1::<f32>().unwrap(),
+        unpermute_rope_rows(&pb, heads)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap(),
         b.to_vec1::<f32>().unwrap()
     );
     assert!(permute_rope_rows(&b, 5).is_err());
@@ -224,28 +274,56 @@ fn tiny_tensors(arch: &str, with_output: bool) -> Vec<(String, String, Tensor)> 
     let r = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
     let gemma = arch == "gemma3";
     let mut out = vec![
-        ("model.embed_tokens.weight".into(), "token_embd.weight".into(), r(&[VOCAB, D])),
-        ("model.norm.weight".into(), "output_norm.weight".into(), r(&[D])),
+        (
+            "model.embed_tokens.weight".into(),
+            "token_embd.weight".into(),
+            r(&[VOCAB, D]),
+        ),
+        (
+            "model.norm.weight".into(),
+            "output_norm.weight".into(),
+            r(&[D]),
+        ),
     ];
     if with_output {
-        out.push(("lm_head.weight".into(), "output.weight".into(), r(&[VOCAB, D])));
+        out.push((
+            "lm_head.weight".into(),
+            "output.weight".into(),
+            r(&[VOCAB, D]),
+        ));
     }
     for l in 0..LAYERS {
         let mut add = |hf: &str, gg: &str, shape: &[usize]| {
-            out.push((format!("model.layers.{l}.{hf}"), format!("blk.{l}.{gg}"), r(shape)))
+            out.push((
+                format!("model.layers.{l}.{hf}"),
+                format!("blk.{l}.{gg}"),
+                r(shape),
+            ))
         };
         add("self_attn.q_proj.weight", "attn_q.weight", &[HEADS * HD, D]);
         add("self_attn.k_proj.weight", "attn_k.weight", &[KV * HD, D]);
         add("self_attn.v_proj.weight", "attn_v.weight", &[KV * HD, D]);
-        add("self_attn.o_proj.weight", "attn_output.weight", &[D, HEADS * HD]);
+        add(
+            "self_attn.o_proj.weight",
+            "attn_output.weight",
+            &[D, HEADS * HD],
+        );
         add("mlp.gate_proj.weight", "ffn_gate.weight", &[FF, D]);
         add("mlp.up_proj.weight", "ffn_up.weight", &[FF, D]);
         add("mlp.down_proj.weight", "ffn_down.weight", &[D, FF]);
         add("input_layernorm.weight", "attn_norm.weight", &[D]);
         if gemma {
-            add("post_attention_layernorm.weight", "post_attention_norm.weight", &[D]);
+            add(
+                "post_attention_layernorm.weight",
+                "post_attention_norm.weight",
+                &[D],
+            );
             add("pre_feedforward_layernorm.weight", "ffn_norm.weight", &[D]);
-            add("post_feedforward_layernorm.weight", "post_ffw_norm.weight", &[D]);
+            add(
+                "post_feedforward_layernorm.weight",
+                "post_ffw_norm.weight",
+                &[D],
+            );
         } else {
             add("post_attention_layernorm.weight", "ffn_norm.weight", &[D]);
         }
@@ -279,7 +357,8 @@ fn to_gguf_layout(arch: &str, hf_name: &str, t: &Tensor) -> Tensor {
 
 fn tiny_metadata(arch: &str) -> Vec<(String, Value)> {
     let k = |s: &str| format!("{arch}.{s}");
-    let strings = |xs: &[&str]| Value::Array(xs.iter().map(|s| Value::String(s.to_string())).collect());
+    let strings =
+        |xs: &[&str]| Value::Array(xs.iter().map(|s| Value::String(s.to_string())).collect());
     vec![
         ("general.architecture".into(), Value::String(arch.into())),
         (k("block_count"), Value::U32(LAYERS as u32)),
@@ -294,16 +373,27 @@ fn tiny_metadata(arch: &str) -> Vec<(String, Value)> {
         (k("attention.sliding_window"), Value::U32(512)),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String("gpt-2".into())),
-        ("tokenizer.ggml.tokens".into(), strings(&["<|end|>", "a", "b", "ab", "Ġ"])),
+        (
+            "tokenizer.ggml.tokens".into(),
+            strings(&["<|end|>", "a", "b", "ab", "Ġ"]),
+        ),
         (
             "tokenizer.ggml.token_type".into(),
-            Value::Array(vec![Value::I32(3), Value::I32(1), Value::I32(1), Value::I32(1), Value::I32(1)]),
+            Value::Array(vec![
+                Value::I32(3),
+                Value::I32(1),
+                Value::I32(1),
+                Value::I32(1),
+                Value::I32(1),
+            ]),
         ),
         ("tokenizer.ggml.merges".into(), strings(&["a b"])),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(0)),
         (
             "tokenizer.chat_template".into(),
-            Value::String("{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}".into()),
+            Value::String(
+                "{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}".into(),
+            ),
         ),
     ]
 }
@@ -320,7 +410,11 @@ fn write_gguf(path: &Path, md: &[(String, Value)], tensors: &[(String, Tensor, G
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
 }
 
-fn write_tiny_gguf(dir: &Path, arch: &str, with_output: bool) -> (PathBuf, Vec<(String, String, Tensor)>) {
+fn write_tiny_gguf(
+    dir: &Path,
+    arch: &str,
+    with_output: bool,
+) -> (PathBuf, Vec<(String, String, Tensor)>) {
     let tensors = tiny_tensors(arch, with_output);
     let entries: Vec<(String, Tensor, GgmlDType)> = tensors
         .iter()
@@ -358,7 +452,10 @@ fn synthetic_gguf_of_every_family_loads_in_hf_layout() {
             .unwrap_or_else(|e| panic!("{arch}: {e}"));
         let c = &m.config;
         assert_eq!(c.family, family);
-        assert_eq!((c.n_layers, c.d_model, c.n_heads, c.n_kv_heads), (LAYERS, D, HEADS, KV));
+        assert_eq!(
+            (c.n_layers, c.d_model, c.n_heads, c.n_kv_heads),
+            (LAYERS, D, HEADS, KV)
+        );
         assert_eq!((c.head_dim, c.d_ff, c.vocab_size), (HD, FF, VOCAB));
         assert_eq!(c.rope_theta, 500000.0);
         assert_eq!(c.max_position, 2048);
@@ -375,9 +472,15 @@ fn synthetic_gguf_of_every_family_loads_in_hf_layout() {
         for (hf, _, t) in &tensors {
             let got = m.weights.get(hf).unwrap_or_else(|e| panic!("{arch}: {e}"));
             assert_eq!(got.dims(), t.dims(), "{arch} {hf}");
-            assert!(max_diff(got, t) < 1e-6, "{arch} {hf} differs from the HF original");
+            assert!(
+                max_diff(got, t) < 1e-6,
+                "{arch} {hf} differs from the HF original"
+            );
         }
-        assert_eq!(m.apply_chat_template(&[("user", "ab")], false).unwrap(), "ab<|end|>");
+        assert_eq!(
+            m.apply_chat_template(&[("user", "ab")], false).unwrap(),
+            "ab<|end|>"
+        );
         assert_eq!(m.tokenizer.encode("ab<|end|>", false).unwrap(), vec![3, 0]);
     }
 }
@@ -387,7 +490,12 @@ fn quantized_gguf_tensors_dequantize_close_to_the_original() {
     let dir = tempfile::tempdir().unwrap();
     let arch = "llama";
     let tensors = tiny_tensors(arch, true);
-    let quants = [GgmlDType::Q8_0, GgmlDType::Q4_1, GgmlDType::Q4_K, GgmlDType::F16];
+    let quants = [
+        GgmlDType::Q8_0,
+        GgmlDType::Q4_1,
+        GgmlDType::Q4K,
+        GgmlDType::F16,
+    ];
     let entries: Vec<(String, Tensor, GgmlDType)> = tensors
         .iter()
         .enumerate()
@@ -420,8 +528,15 @@ fn quantized_gguf_tensors_dequantize_close_to_the_original() {
         assert!(max_diff(got, t) < 0.5, "{hf}: {}", max_diff(got, t));
     }
     // q_proj rows came back in HF order: row-wise correlation with the original is high.
-    let q = m.weights.get("model.layers.0.self_attn.q_proj.weight").unwrap();
-    let orig = &tensors.iter().find(|x| x.0 == "model.layers.0.self_attn.q_proj.weight").unwrap().2;
+    let q = m
+        .weights
+        .get("model.layers.0.self_attn.q_proj.weight")
+        .unwrap();
+    let orig = &tensors
+        .iter()
+        .find(|x| x.0 == "model.layers.0.self_attn.q_proj.weight")
+        .unwrap()
+        .2;
     assert!(max_diff(q, orig) < 0.5);
 }
 
@@ -446,7 +561,10 @@ fn bad_gguf_files_are_clear_errors() {
     let (good, _) = write_tiny_gguf(dir.path(), "llama", true);
     let bytes = std::fs::read(&good).unwrap();
     // Truncated in the tensor data and in the header.
-    for (name, len) in [("trunc-data.gguf", bytes.len() - 1000), ("trunc-head.gguf", 100)] {
+    for (name, len) in [
+        ("trunc-data.gguf", bytes.len() - 1000),
+        ("trunc-head.gguf", 100),
+    ] {
         std::fs::write(p(name), &bytes[..len]).unwrap();
         let err = load_err(&p(name)).to_string();
         assert!(err.contains("truncated or corrupted"), "{name}: {err}");
@@ -458,7 +576,10 @@ fn bad_gguf_files_are_clear_errors() {
     assert!(matches!(load_err(&p("magic.gguf")), ModelError::Format(_)));
     // Random garbage.
     std::fs::write(p("garbage.gguf"), vec![0xABu8; 4096]).unwrap();
-    assert!(matches!(load_err(&p("garbage.gguf")), ModelError::Format(_)));
+    assert!(matches!(
+        load_err(&p("garbage.gguf")),
+        ModelError::Format(_)
+    ));
     // Empty file.
     std::fs::write(p("empty.gguf"), b"").unwrap();
     assert!(matches!(load_err(&p("empty.gguf")), ModelError::Format(_)));
@@ -474,7 +595,10 @@ fn bad_gguf_files_are_clear_errors() {
     let err = load_err(&p("arch.gguf"));
     assert!(matches!(err, ModelError::UnsupportedArch { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("gpt2") && msg.contains("llama") && msg.contains("gemma3"), "{msg}");
+    assert!(
+        msg.contains("gpt2") && msg.contains("llama") && msg.contains("gemma3"),
+        "{msg}"
+    );
 
     // Metadata that disagrees with the tensors: a shape error naming the weight.
     let mut md = tiny_metadata("llama");
@@ -485,7 +609,11 @@ fn bad_gguf_files_are_clear_errors() {
     }
     write_gguf(&dir.path().join("shape.gguf"), &md, &entries_for("llama"));
     match load_err(&p("shape.gguf")) {
-        ModelError::BadShape { name, got, expected } => {
+        ModelError::BadShape {
+            name,
+            got,
+            expected,
+        } => {
             assert!(name.contains("mlp."), "{name}");
             assert_eq!(got[0], FF);
             assert_eq!(expected[0], 100);
@@ -496,7 +624,11 @@ fn bad_gguf_files_are_clear_errors() {
     // A missing layer tensor.
     let mut entries = entries_for("llama");
     entries.retain(|(n, _, _)| n != "blk.1.ffn_down.weight");
-    write_gguf(&dir.path().join("missing-w.gguf"), &tiny_metadata("llama"), &entries);
+    write_gguf(
+        &dir.path().join("missing-w.gguf"),
+        &tiny_metadata("llama"),
+        &entries,
+    );
     let err = load_err(&p("missing-w.gguf")).to_string();
     assert!(err.contains("model.layers.1.mlp.down_proj.weight"), "{err}");
 
@@ -515,7 +647,10 @@ fn bad_gguf_files_are_clear_errors() {
         .filter(|(k, _)| !k.starts_with("tokenizer.ggml.tokens"))
         .collect();
     write_gguf(&dir.path().join("notok.gguf"), &md, &entries_for("llama"));
-    assert!(matches!(load_err(&p("notok.gguf")), ModelError::Tokenizer(_)));
+    assert!(matches!(
+        load_err(&p("notok.gguf")),
+        ModelError::Tokenizer(_)
+    ));
 }
 
 fn entries_for(arch: &str) -> Vec<(String, Tensor, GgmlDType)> {
@@ -588,7 +723,10 @@ fn write_tiny_folder(dir: &Path, family: &str, shards: usize) -> HashMap<String,
     let tensors: HashMap<String, Tensor> = expected_weights(&cfg)
         .into_iter()
         .map(|(n, s)| {
-            let t = Tensor::randn(0f32, 1.0, s, &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
+            let t = Tensor::randn(0f32, 1.0, s, &Device::Cpu)
+                .unwrap()
+                .to_dtype(DType::BF16)
+                .unwrap();
             (n, t)
         })
         .collect();
@@ -631,7 +769,10 @@ fn safetensors_folder_loads_config_weights_tokenizer_template() {
         let m = load(src, &LoadOptions::default()).unwrap_or_else(|e| panic!("{family}: {e}"));
         let c = &m.config;
         assert_eq!(c.family.name(), family);
-        assert_eq!((c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim), (LAYERS, D, HEADS, KV, HD));
+        assert_eq!(
+            (c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim),
+            (LAYERS, D, HEADS, KV, HD)
+        );
         assert_eq!((c.d_ff, c.vocab_size, c.max_position), (FF, VOCAB, 1024));
         assert_eq!(c.tie_embeddings, family != "llama");
         assert_eq!(c.attention_bias, family == "qwen2");
@@ -653,9 +794,19 @@ fn safetensors_folder_loads_config_weights_tokenizer_template() {
         // The same folder again is the same model; another dtype is not.
         let again = load(src, &LoadOptions::default()).unwrap();
         assert!(Arc::ptr_eq(&m, &again));
-        let half = load(src, &LoadOptions { device: Device::Cpu, dtype: DType::BF16 }).unwrap();
+        let half = load(
+            src,
+            &LoadOptions {
+                device: Device::Cpu,
+                dtype: DType::BF16,
+            },
+        )
+        .unwrap();
         assert!(!Arc::ptr_eq(&m, &half));
-        assert_eq!(half.weights.get("model.norm.weight").unwrap().dtype(), DType::BF16);
+        assert_eq!(
+            half.weights.get("model.norm.weight").unwrap().dtype(),
+            DType::BF16
+        );
     }
 }
 
@@ -663,13 +814,22 @@ fn safetensors_folder_loads_config_weights_tokenizer_template() {
 fn sharded_safetensors_folder_loads_every_shard() {
     let dir = tempfile::tempdir().unwrap();
     let tensors = write_tiny_folder(dir.path(), "qwen2", 3);
-    let m = load(dir.path().to_str().unwrap(), &LoadOptions {
-        device: Device::Cpu,
-        dtype: DType::F64,
-    })
+    let m = load(
+        dir.path().to_str().unwrap(),
+        &LoadOptions {
+            device: Device::Cpu,
+            dtype: DType::F64,
+        },
+    )
     .unwrap();
     assert_eq!(m.weights.len(), tensors.len());
-    assert_eq!(m.weights.get("model.layers.1.self_attn.q_proj.bias").unwrap().dtype(), DType::F64);
+    assert_eq!(
+        m.weights
+            .get("model.layers.1.self_attn.q_proj.bias")
+            .unwrap()
+            .dtype(),
+        DType::F64
+    );
     // A shard named in the index but absent is an error naming it.
     std::fs::remove_file(dir.path().join("model-00002-of-00003.safetensors")).unwrap();
     let err = load_err(dir.path().to_str().unwrap()).to_string();
@@ -678,7 +838,8 @@ fn sharded_safetensors_folder_loads_every_shard() {
 
 fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
     let p = dir.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     f(v.as_object_mut().unwrap());
     std::fs::write(p, v.to_string()).unwrap();
 }
@@ -719,7 +880,10 @@ fn bad_safetensors_folders_are_clear_errors() {
     });
     let e = err_of(&d);
     assert!(matches!(e, ModelError::UnsupportedArch { .. }));
-    assert!(e.to_string().contains("gpt_neox") && e.to_string().contains("qwen3"), "{e}");
+    assert!(
+        e.to_string().contains("gpt_neox") && e.to_string().contains("qwen3"),
+        "{e}"
+    );
 
     let d = fresh();
     std::fs::write(d.path().join("config.json"), "{ not json").unwrap();
@@ -748,7 +912,11 @@ fn bad_safetensors_folders_are_clear_errors() {
     assert!(e.contains("truncated or corrupted"), "{e}");
 
     let d = fresh();
-    std::fs::write(d.path().join("model.safetensors"), b"\xff\xff\xff\xff\xff\xff\xff\x7fjunk").unwrap();
+    std::fs::write(
+        d.path().join("model.safetensors"),
+        b"\xff\xff\xff\xff\xff\xff\xff\x7fjunk",
+    )
+    .unwrap();
     assert!(matches!(err_of(&d), ModelError::Format(_)));
 
     // A weight of the wrong shape.
@@ -761,7 +929,11 @@ fn bad_safetensors_folders_are_clear_errors() {
     );
     candle_core::safetensors::save(&ts, &f).unwrap();
     match err_of(&d) {
-        ModelError::BadShape { name, got, expected } => {
+        ModelError::BadShape {
+            name,
+            got,
+            expected,
+        } => {
             assert_eq!(name, "model.layers.1.mlp.up_proj.weight");
             assert_eq!(got, vec![FF, D + 1]);
             assert_eq!(expected, vec![FF, D]);
@@ -808,10 +980,16 @@ fn device_and_dtype_strings() {
     let e = dtype_from_str("int8").unwrap_err().to_string();
     assert!(e.contains("int8") && e.contains("bf16"), "{e}");
     // Non-float weights are refused before anything is read.
-    let e = load("whatever.gguf", &LoadOptions { device: Device::Cpu, dtype: DType::U8 })
-        .err()
-        .unwrap()
-        .to_string();
+    let e = load(
+        "whatever.gguf",
+        &LoadOptions {
+            device: Device::Cpu,
+            dtype: DType::U8,
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("dtype"), "{e}");
 }
 
@@ -840,14 +1018,20 @@ fn hub_without_cache_or_network_fails_fast() {
     std::env::set_var("HF_HUB_OFFLINE", "1");
     let t = std::time::Instant::now();
     let e = load_err("HuggingFaceTB/SmolLM2-135M-Instruct").to_string();
-    assert!(e.contains("HF_HUB_OFFLINE") && e.contains("not (fully) in the HF cache"), "{e}");
+    assert!(
+        e.contains("HF_HUB_OFFLINE") && e.contains("not (fully) in the HF cache"),
+        "{e}"
+    );
     assert!(t.elapsed().as_secs() < 5);
 
     std::env::set_var("HF_HUB_OFFLINE", "0");
     std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9");
     let t = std::time::Instant::now();
     let e = load_err("HuggingFaceTB/SmolLM2-135M-Instruct@main").to_string();
-    assert!(e.contains("cannot reach") && e.contains("127.0.0.1:9"), "{e}");
+    assert!(
+        e.contains("cannot reach") && e.contains("127.0.0.1:9"),
+        "{e}"
+    );
     assert!(t.elapsed().as_secs() < 10);
 
     // A hub cache that holds the repo is used without any network.
@@ -859,10 +1043,77 @@ fn hub_without_cache_or_network_fails_fast() {
     std::fs::create_dir_all(&snap).unwrap();
     write_tiny_folder(&snap, "qwen3", 1);
     std::fs::create_dir_all(cache.path().join("models--acme--tiny/refs")).unwrap();
-    std::fs::write(cache.path().join("models--acme--tiny/refs/main"), "0123456789abcdef").unwrap();
+    std::fs::write(
+        cache.path().join("models--acme--tiny/refs/main"),
+        "0123456789abcdef",
+    )
+    .unwrap();
     let m = load("acme/tiny", &LoadOptions::default()).unwrap();
     assert_eq!(m.config.family, Family::Qwen3);
     std::env::remove_var("HF_ENDPOINT");
     std::env::remove_var("HF_HUB_OFFLINE");
     std::env::remove_var("HF_HUB_CACHE");
+}
+
+// ---------------------------------------------------------------------------------------------
+// a real Gemma 3 GGUF (optional: `scripts/fetch-models.sh gemma`)
+
+fn gemma3() -> Option<Arc<Model>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m.q4_k_m.gguf");
+    if !path.is_file() {
+        eprintln!(
+            "SKIPPED: {} is absent (scripts/fetch-models.sh gemma)",
+            path.display()
+        );
+        return None;
+    }
+    Some(load(path.to_str().unwrap(), &LoadOptions::default()).expect("Gemma 3 loads"))
+}
+
+#[test]
+fn gemma3_gguf_maps_config_names_and_norm_convention() {
+    let Some(m) = gemma3() else { return };
+    let c = &m.config;
+    assert_eq!(c.family, Family::Gemma3);
+    assert_eq!(
+        (
+            c.n_layers,
+            c.d_model,
+            c.n_heads,
+            c.n_kv_heads,
+            c.head_dim,
+            c.d_ff,
+            c.vocab_size
+        ),
+        (18, 640, 4, 1, 256, 2048, 262144)
+    );
+    assert!(c.qk_norm && c.tie_embeddings && !c.attention_bias);
+    assert_eq!(c.rope_theta, 1e6);
+    let g = c.gemma.as_ref().unwrap();
+    assert_eq!((g.sliding_window, g.sliding_window_pattern), (512, 6));
+    assert_eq!(g.query_pre_attn_scalar, 256.0);
+    assert_eq!(c.bos_token_id, Some(2));
+    assert_eq!(c.eos_token_ids, vec![1]);
+    validate_weights(c, &m.weights).unwrap();
+    // HF convention (scale = 1 + w): GGUF stored 1 + w, we hand back w. Gemma's trained norm
+    // weights are mostly well away from -1, so the GGUF value (w + 1) would have mean ≈ mean(w) + 1.
+    for l in [0, 17] {
+        for n in [
+            "input_layernorm",
+            "post_attention_layernorm",
+            "pre_feedforward_layernorm",
+            "post_feedforward_layernorm",
+        ] {
+            let w = m
+                .weights
+                .get(&format!("model.layers.{l}.{n}.weight"))
+                .unwrap();
+            assert_eq!(w.dims(), &[640]);
+        }
+        let q = m
+            .weights
+            .get(&format!("model.layers.{l}.self_attn.q_norm.weight"))
+            .unwrap();
+        assert_eq!(q.dims(), &[256]);
+    }
 }

@@ -9,9 +9,13 @@ use candle_core::quantized::gguf_file::Value;
 use rlq::model::{load, LoadOptions, Model, TextTokenizer};
 
 fn smollm2() -> Option<Arc<Model>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/smollm2-135m-instruct.q4_1.gguf");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/smollm2-135m-instruct.q4_1.gguf");
     if !path.is_file() {
-        eprintln!("SKIPPED: {} is absent (run scripts/fetch-models.sh)", path.display());
+        eprintln!(
+            "SKIPPED: {} is absent (run scripts/fetch-models.sh)",
+            path.display()
+        );
         return None;
     }
     Some(load(path.to_str().unwrap(), &LoadOptions::default()).expect("SmolLM2 loads"))
@@ -43,7 +47,10 @@ fn smollm2_no_prefix_space_and_special_ids() {
     let hello = t.encode("Hello", false).unwrap();
     assert_eq!(hello, vec![t.token_id("Hello").unwrap()], "no `ĠHello`");
     assert_eq!(t.pieces(&hello), vec!["Hello".to_string()]);
-    assert_eq!(t.encode(" Hello", false).unwrap(), vec![t.token_id("ĠHello").unwrap()]);
+    assert_eq!(
+        t.encode(" Hello", false).unwrap(),
+        vec![t.token_id("ĠHello").unwrap()]
+    );
     assert_eq!(t.token_id("<|im_start|>"), Some(1));
     assert_eq!(t.token_id("<|im_end|>"), Some(2));
     assert_eq!(t.token_id("<|endoftext|>"), Some(0));
@@ -52,7 +59,10 @@ fn smollm2_no_prefix_space_and_special_ids() {
     assert_eq!(t.eos_ids, vec![2]);
     assert_eq!(t.vocab_size(), 49152);
     // SmolLM2 adds no BOS.
-    assert_eq!(t.encode("Hi", true).unwrap(), t.encode("Hi", false).unwrap());
+    assert_eq!(
+        t.encode("Hi", true).unwrap(),
+        t.encode("Hi", false).unwrap()
+    );
 }
 
 #[test]
@@ -68,7 +78,10 @@ fn smollm2_digits_are_split_one_per_token() {
     assert_eq!(t.decode(&ids, false).unwrap(), "12345");
     let ids = t.encode("x = 3.14 + 2025", false).unwrap();
     assert_eq!(t.decode(&ids, false).unwrap(), "x = 3.14 + 2025");
-    assert_eq!(t.pieces(&t.encode("2025", false).unwrap()), vec!["2", "0", "2", "5"]);
+    assert_eq!(
+        t.pieces(&t.encode("2025", false).unwrap()),
+        vec!["2", "0", "2", "5"]
+    );
 }
 
 #[test]
@@ -105,7 +118,9 @@ fn tokenizer_json_is_read_directly() {
     assert_eq!(t.vocab_size(), 4);
     assert_eq!(t.pieces(&[1, 2, 99]), vec!["hello", "world", "<unk:99>"]);
     // Missing and broken files are errors, not panics.
-    let err = TextTokenizer::from_file(&dir.path().join("nope.json")).err().unwrap();
+    let err = TextTokenizer::from_file(&dir.path().join("nope.json"))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("not found"), "{err}");
     std::fs::write(&path, "{not json").unwrap();
     assert!(TextTokenizer::from_file(&path).is_err());
@@ -118,7 +133,10 @@ fn strings(xs: &[&str]) -> Value {
 /// A tiny SentencePiece vocabulary the way llama.cpp stores it: pieces, scores, token types
 /// (1 normal, 2 unknown, 3 control, 6 byte), `▁` for spaces.
 fn spm_metadata(add_space_prefix: bool) -> HashMap<String, Value> {
-    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>"].iter().map(|s| s.to_string()).collect();
+    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut types = vec![2i32, 3, 3];
     let mut scores = vec![0f32, 0.0, 0.0];
     for b in 0..=255u8 {
@@ -203,7 +221,10 @@ fn sentencepiece_gguf_vocab_becomes_a_byte_fallback_bpe() {
 fn gguf_tokenizer_metadata_errors_are_clear() {
     let mut md = spm_metadata(true);
     md.insert("tokenizer.ggml.model".into(), Value::String("rwkv".into()));
-    let err = TextTokenizer::from_gguf_metadata(&md).err().unwrap().to_string();
+    let err = TextTokenizer::from_gguf_metadata(&md)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("rwkv") && err.contains("gpt2"), "{err}");
 
     let mut md = HashMap::new();
@@ -211,7 +232,10 @@ fn gguf_tokenizer_metadata_errors_are_clear() {
     md.insert("tokenizer.ggml.tokens".into(), strings(&["a", "b", "ab"]));
     md.insert("tokenizer.ggml.merges".into(), strings(&["a b"]));
     md.insert("tokenizer.ggml.pre".into(), Value::String("mystery".into()));
-    let err = TextTokenizer::from_gguf_metadata(&md).err().unwrap().to_string();
+    let err = TextTokenizer::from_gguf_metadata(&md)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("mystery") && err.contains("smollm"), "{err}");
 
     md.insert("tokenizer.ggml.pre".into(), Value::String("gpt-2".into()));
@@ -219,6 +243,40 @@ fn gguf_tokenizer_metadata_errors_are_clear() {
     assert_eq!(t.encode("ab", false).unwrap(), vec![2]);
 
     md.remove("tokenizer.ggml.tokens");
-    let err = TextTokenizer::from_gguf_metadata(&md).err().unwrap().to_string();
+    let err = TextTokenizer::from_gguf_metadata(&md)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("tokenizer.ggml.tokens"), "{err}");
+}
+
+#[test]
+fn gemma3_sentencepiece_tokenizer_from_gguf() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m.q4_k_m.gguf");
+    if !path.is_file() {
+        eprintln!(
+            "SKIPPED: {} is absent (scripts/fetch-models.sh gemma)",
+            path.display()
+        );
+        return;
+    }
+    let m = load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let t = &m.tokenizer;
+    assert_eq!(t.vocab_size(), 262144);
+    let text = "<start_of_turn>user\nHello, world! 12345 héllo 日本語<end_of_turn>\n";
+    let ids = t.encode(text, false).unwrap();
+    assert_eq!(ids[0], 105);
+    assert_eq!(ids[ids.len() - 2..], [106, 107]);
+    assert_eq!(t.decode(&ids, false).unwrap(), text);
+    // add_bos_token: BOS (2) first.
+    assert_eq!(t.encode("Hi", true).unwrap()[0], 2);
+    // No space prefix for Gemma: "Hello" is the bare piece.
+    assert_eq!(
+        t.encode("Hello", false).unwrap(),
+        vec![t.token_id("Hello").unwrap()]
+    );
+    assert_eq!(
+        t.encode(" Hello", false).unwrap(),
+        vec![t.token_id("▁Hello").unwrap()]
+    );
 }

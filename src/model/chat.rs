@@ -227,9 +227,7 @@ fn python_method(
         ValueKind::String => string_method(value.as_str().unwrap_or_default(), method, args),
         ValueKind::Map => match method {
             "items" => state.apply_filter("items", &[value.clone()]),
-            "keys" => Ok(Value::from(
-                value.try_iter()?.collect::<Vec<Value>>(),
-            )),
+            "keys" => Ok(Value::from(value.try_iter()?.collect::<Vec<Value>>())),
             "values" => {
                 let vals: std::result::Result<Vec<Value>, Error> =
                     value.try_iter()?.map(|k| value.get_item(&k)).collect();
@@ -250,7 +248,11 @@ fn python_method(
 fn str_arg(args: &[Value], i: usize) -> Option<String> {
     args.get(i)
         .filter(|v| !v.is_none() && !v.is_undefined())
-        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        })
 }
 
 fn string_method(s: &str, method: &str, args: &[Value]) -> std::result::Result<Value, Error> {

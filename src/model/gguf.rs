@@ -20,7 +20,9 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{DType, Device, Tensor};
 
 use super::tokenizer::value_as_i64;
-use super::{Checkpoint, Family, GemmaExtras, ModelConfig, ModelError, Result, TextTokenizer, Weights};
+use super::{
+    Checkpoint, Family, GemmaExtras, ModelConfig, ModelError, Result, TextTokenizer, Weights,
+};
 
 /// Reads a `.gguf` file into a checkpoint (config, HF-named weights, tokenizer, chat template).
 pub fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
@@ -150,7 +152,12 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
         None => d_model / n_heads,
     };
     let d_ff = m.usize("feed_forward_length")?;
-    let tensor_dims = |name: &str| content.tensor_infos.get(name).map(|t| t.shape.dims().to_vec());
+    let tensor_dims = |name: &str| {
+        content
+            .tensor_infos
+            .get(name)
+            .map(|t| t.shape.dims().to_vec())
+    };
     let embd = tensor_dims("token_embd.weight")
         .ok_or_else(|| ModelError::MissingWeight("token_embd.weight (GGUF)".into()))?;
     // Gemma's converter trims padding rows from the embedding; the tensor is the truth.
@@ -163,7 +170,9 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
     let max_position = m.usize_opt("context_length")?.unwrap_or(4096);
     let tie_embeddings = !content.tensor_infos.contains_key("output.weight");
     let attention_bias = content.tensor_infos.contains_key("blk.0.attn_q.bias");
-    let qk_norm = content.tensor_infos.contains_key("blk.0.attn_q_norm.weight");
+    let qk_norm = content
+        .tensor_infos
+        .contains_key("blk.0.attn_q_norm.weight");
     let gemma = if family == Family::Gemma3 {
         Some(GemmaExtras {
             // llama.cpp: 1/sqrt(head_dim), except Gemma 3 27B (62 layers): 1/sqrt(d_model/n_heads).
@@ -290,7 +299,11 @@ fn reorder_rows(t: &Tensor, n_heads: usize, to_gguf: bool) -> Result<Tensor> {
     };
     // HF view: (head, 2, half, ..); GGUF view: (head, half, 2, ..). Swapping axes 1, 2 maps one
     // onto the other in either direction.
-    let from = if to_gguf { split(2, half) } else { split(half, 2) };
+    let from = if to_gguf {
+        split(2, half)
+    } else {
+        split(half, 2)
+    };
     let out = t
         .reshape(from)?
         .transpose(1, 2)?

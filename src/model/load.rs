@@ -9,8 +9,8 @@ use candle_core::{DType, Device};
 use serde::Serialize;
 
 use super::{
-    chat::ChatTemplate, gguf, hub, safetensors_dir, Family, Model, ModelConfig, ModelError,
-    Result, TextTokenizer, Weights,
+    chat::ChatTemplate, gguf, hub, safetensors_dir, Family, Model, ModelConfig, ModelError, Result,
+    TextTokenizer, Weights,
 };
 
 /// Where and in which precision the weights should live.
@@ -280,7 +280,10 @@ pub fn expected_weights(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let q = cfg.n_heads * cfg.head_dim;
     let kv = cfg.n_kv_heads * cfg.head_dim;
     let mut out = vec![
-        ("model.embed_tokens.weight".to_string(), vec![cfg.vocab_size, d]),
+        (
+            "model.embed_tokens.weight".to_string(),
+            vec![cfg.vocab_size, d],
+        ),
         ("model.norm.weight".to_string(), vec![d]),
     ];
     if !cfg.tie_embeddings {

@@ -81,9 +81,6 @@ impl Fields<'_> {
             }),
         }
     }
-    fn str_opt(&self, key: &str) -> Option<&str> {
-        self.get(key).and_then(Json::as_str)
-    }
 }
 
 fn family_of(model_type: Option<&str>, architectures: &[&str]) -> Result<Family> {
@@ -150,7 +147,9 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
     let model_type = outer.get("model_type").and_then(Json::as_str);
     // Multimodal wrappers keep the language model's fields in `text_config`.
     let inner = outer.get("text_config").and_then(Json::as_object);
-    let inner_type = inner.and_then(|t| t.get("model_type")).and_then(Json::as_str);
+    let inner_type = inner
+        .and_then(|t| t.get("model_type"))
+        .and_then(Json::as_str);
     let family = family_of(inner_type.or(model_type), &architectures)?;
     let f = Fields(inner.unwrap_or(outer));
     let top = Fields(outer);
@@ -158,7 +157,9 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
 
     let n_layers = f.usize("num_hidden_layers")?;
     let d_model = f.usize("hidden_size")?;
-    let n_heads = f.usize_opt("num_attention_heads")?.unwrap_or(if gemma { 8 } else { 0 });
+    let n_heads = f
+        .usize_opt("num_attention_heads")?
+        .unwrap_or(if gemma { 8 } else { 0 });
     let n_kv_heads = f.usize_opt("num_key_value_heads")?.unwrap_or(n_heads);
     if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
         return Err(ModelError::Config(format!(
@@ -195,7 +196,9 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
             None => layer_types_pattern(&f).unwrap_or(6),
         };
         Some(GemmaExtras {
-            query_pre_attn_scalar: f.f64_opt("query_pre_attn_scalar")?.unwrap_or(head_dim as f64),
+            query_pre_attn_scalar: f
+                .f64_opt("query_pre_attn_scalar")?
+                .unwrap_or(head_dim as f64),
             sliding_window: f.usize_opt("sliding_window")?.unwrap_or(4096),
             sliding_window_pattern: pattern,
             rope_local_base_freq: f.f64_opt("rope_local_base_freq")?.unwrap_or(10_000.0),
@@ -205,8 +208,14 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
     } else {
         None
     };
-    let bos = token_ids(f.get("bos_token_id").or(top.get("bos_token_id")), "bos_token_id")?;
-    let eos = token_ids(f.get("eos_token_id").or(top.get("eos_token_id")), "eos_token_id")?;
+    let bos = token_ids(
+        f.get("bos_token_id").or(top.get("bos_token_id")),
+        "bos_token_id",
+    )?;
+    let eos = token_ids(
+        f.get("eos_token_id").or(top.get("eos_token_id")),
+        "eos_token_id",
+    )?;
     Ok(ModelConfig {
         family,
         n_layers,
@@ -329,7 +338,11 @@ fn load_weights(dir: &Path, device: &Device, dtype: DType) -> Result<Weights> {
 // ---------------------------------------------------------------------------------------------
 // tokenizer + chat template
 
-fn load_tokenizer(dir: &Path, cfg: &ModelConfig, tok_config: Option<&Json>) -> Result<TextTokenizer> {
+fn load_tokenizer(
+    dir: &Path,
+    cfg: &ModelConfig,
+    tok_config: Option<&Json>,
+) -> Result<TextTokenizer> {
     let path = dir.join("tokenizer.json");
     if !path.is_file() {
         return Err(ModelError::Tokenizer(format!(
@@ -341,12 +354,15 @@ fn load_tokenizer(dir: &Path, cfg: &ModelConfig, tok_config: Option<&Json>) -> R
     // Special tokens named in tokenizer_config.json win over config.json ids when both exist.
     let named = |key: &str| -> Option<u32> {
         let v = tok_config?.get(key)?;
-        let s = v.as_str().or_else(|| v.get("content").and_then(Json::as_str))?;
+        let s = v
+            .as_str()
+            .or_else(|| v.get("content").and_then(Json::as_str))?;
         tok.token_id(s)
     };
-    tok.bos_id = named("bos_token").or(cfg.bos_token_id);
+    let (named_bos, named_eos) = (named("bos_token"), named("eos_token"));
+    tok.bos_id = named_bos.or(cfg.bos_token_id);
     let mut eos = cfg.eos_token_ids.clone();
-    if let Some(e) = named("eos_token") {
+    if let Some(e) = named_eos {
         if !eos.contains(&e) {
             eos.insert(0, e);
         }
@@ -385,6 +401,8 @@ fn chat_template_file(dir: &Path) -> Option<String> {
     if let Ok(s) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
         return Some(s);
     }
-    let json: Json = serde_json::from_str(&std::fs::read_to_string(dir.join("chat_template.json")).ok()?).ok()?;
+    let json: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("chat_template.json")).ok()?)
+            .ok()?;
     json.get("chat_template")?.as_str().map(str::to_string)
 }

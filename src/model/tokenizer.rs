@@ -146,7 +146,9 @@ fn md_bool(md: &HashMap<String, GgufValue>, key: &str) -> Option<bool> {
 }
 
 fn md_str<'a>(md: &'a HashMap<String, GgufValue>, key: &str) -> Option<&'a str> {
-    md.get(key).and_then(|v| v.to_string().ok()).map(|s| s.as_str())
+    md.get(key)
+        .and_then(|v| v.to_string().ok())
+        .map(|s| s.as_str())
 }
 
 fn md_array<'a>(md: &'a HashMap<String, GgufValue>, key: &str) -> Result<&'a Vec<GgufValue>> {
@@ -226,12 +228,8 @@ fn byte_level_bpe_json(
 ) -> Result<Json> {
     let merges = string_list(md, "tokenizer.ggml.merges")?;
     let pre = md_str(md, "tokenizer.ggml.pre").unwrap_or("default");
-    let byte_level = |use_regex: bool| {
-        json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-    };
-    let split = |re: &str| {
-        json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false})
-    };
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
     // Mirrors the pre_tokenizer of the HF tokenizer.json each llama.cpp `pre` name stands for.
     let (normalizer, pre_tokenizer, ignore_merges) = match pre {
         "smollm" | "starcoder" | "refact" => (
@@ -338,7 +336,8 @@ fn sentencepiece_json(
     let mut vocab = serde_json::Map::with_capacity(tokens.len());
     let mut ids: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
     let mut added = vec![];
-    let mut unk = None;
+    let mut unk = md_u32(md, "tokenizer.ggml.unknown_token_id")
+        .and_then(|id| tokens.get(id as usize).cloned());
     for (id, (tok, &ty)) in tokens.iter().zip(types).enumerate() {
         vocab.insert(tok.clone(), json!(id));
         ids.insert(tok.as_str(), id);
