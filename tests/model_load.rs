@@ -1117,3 +1117,105 @@ fn gemma3_gguf_maps_config_names_and_norm_convention() {
         assert_eq!(q.dims(), &[256]);
     }
 }
+
+/// The un-permutation is exactly what turns llama.cpp's rope into HF's: on SmolLM2's real layer-0
+/// weights, attention logits from (raw GGUF q/k rows + interleaved-pair rope, as llama.cpp runs
+/// them) equal logits from (our HF-layout q/k + half-split `rotate_half` rope). The GGUF side reads
+/// the file directly, so this does not reuse the loader's permutation code.
+#[test]
+fn smollm2_unpermuted_qk_with_hf_rope_match_gguf_qk_with_llama_cpp_rope() {
+    let Some(path) = smollm2_path() else { return };
+    let m = smollm2().unwrap();
+    let dev = Device::Cpu;
+    let mut f = std::fs::File::open(&path).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let mut raw = |n: &str| {
+        content
+            .tensor(&mut f, n, &dev)
+            .unwrap()
+            .dequantize(&dev)
+            .unwrap()
+    };
+    let (gg_q, gg_k) = (raw("blk.0.attn_q.weight"), raw("blk.0.attn_k.weight"));
+    let hf_q = m
+        .weights
+        .get("model.layers.0.self_attn.q_proj.weight")
+        .unwrap();
+    let hf_k = m
+        .weights
+        .get("model.layers.0.self_attn.k_proj.weight")
+        .unwrap();
+
+    let (t, hd, heads, kv) = (6usize, 64usize, 9usize, 3usize);
+    let ids = Tensor::new(&[1u32, 4093, 198, 1780, 314, 260], &dev).unwrap();
+    let x = m
+        .weights
+        .get("model.embed_tokens.weight")
+        .unwrap()
+        .embedding(&ids)
+        .unwrap();
+    let theta = m.config.rope_theta;
+    let inv: Vec<f32> = (0..hd / 2)
+        .map(|i| 1.0 / theta.powf(2.0 * i as f64 / hd as f64) as f32)
+        .collect();
+    let inv = Tensor::new(inv, &dev)
+        .unwrap()
+        .reshape((1, hd / 2))
+        .unwrap();
+    let pos = Tensor::arange(0f32, t as f32, &dev)
+        .unwrap()
+        .reshape((t, 1))
+        .unwrap();
+    let freqs = pos.broadcast_mul(&inv).unwrap();
+    let (cos, sin) = (freqs.cos().unwrap(), freqs.sin().unwrap());
+
+    let project = |w: &Tensor, n: usize| {
+        x.matmul(&w.t().unwrap())
+            .unwrap()
+            .reshape((1, t, n, hd))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+    };
+    let logits = |q: Tensor, k: Tensor| {
+        // Each kv head serves heads/kv query heads.
+        let k = k
+            .unsqueeze(2)
+            .unwrap()
+            .repeat((1, 1, heads / kv, 1, 1))
+            .unwrap()
+            .reshape((1, heads, t, hd))
+            .unwrap();
+        q.matmul(&k.t().unwrap()).unwrap()
+    };
+    let rope = candle_nn::rotary_emb::rope;
+    let rope_i = candle_nn::rotary_emb::rope_i;
+    let hf = logits(
+        rope(&project(hf_q, heads), &cos, &sin).unwrap(),
+        rope(&project(hf_k, kv), &cos, &sin).unwrap(),
+    );
+    let gg = logits(
+        rope_i(&project(&gg_q, heads), &cos, &sin).unwrap(),
+        rope_i(&project(&gg_k, kv), &cos, &sin).unwrap(),
+    );
+    let scale = hf
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let diff = max_diff(&hf, &gg);
+    assert!(
+        scale > 1.0 && diff < 1e-4 * scale,
+        "diff {diff} vs scale {scale}"
+    );
+    // Sanity: HF rope on the raw (still permuted) rows gives different logits.
+    let wrong = logits(
+        rope(&project(&gg_q, heads), &cos, &sin).unwrap(),
+        rope(&project(&gg_k, kv), &cos, &sin).unwrap(),
+    );
+    assert!(max_diff(&wrong, &gg) > 1e-2 * scale);
+}
