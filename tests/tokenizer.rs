@@ -280,3 +280,33 @@ fn gemma3_sentencepiece_tokenizer_from_gguf() {
         vec![t.token_id("▁Hello").unwrap()]
     );
 }
+
+#[test]
+fn qwen2_byte_level_tokenizer_and_chat_template_from_gguf() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-coder-0.5b-instruct.gguf");
+    if !path.is_file() {
+        eprintln!("SKIPPED: {} is absent (scripts/fetch-models.sh qwen)", path.display());
+        return;
+    }
+    let m = load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let t = &m.tokenizer;
+    assert_eq!(t.encode("Hello, world!", false).unwrap(), vec![9707, 11, 1879, 0]);
+    // Qwen2 splits numbers into single digits ('0' is id 15).
+    assert_eq!(t.encode("12345", false).unwrap(), vec![16, 17, 18, 19, 20]);
+    let chat = m.apply_chat_template(&[("user", "hi")], true).unwrap();
+    assert_eq!(
+        chat,
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n\
+         <|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let ids = t.encode(&chat, false).unwrap();
+    assert_eq!(ids[0], 151644);
+    assert_eq!(ids[ids.len() - 3..], [151644, 77091, 198]);
+    assert_eq!(t.decode(&ids, false).unwrap(), chat);
+    assert_eq!(t.eos_ids, vec![151645]);
+    for text in ["naïve café 日本語 🙂", "  indented\n\n\tcode()  "] {
+        let ids = t.encode(text, false).unwrap();
+        assert_eq!(t.decode(&ids, false).unwrap(), text);
+    }
+}
