@@ -1219,3 +1219,90 @@ fn smollm2_unpermuted_qk_with_hf_rope_match_gguf_qk_with_llama_cpp_rope() {
     );
     assert!(max_diff(&wrong, &gg) > 1e-2 * scale);
 }
+
+/// Gemma 3's instruction template (as published with the HF checkpoints): system folded into
+/// the first user turn, `messages[1:]`, `is string`, `| trim`, alternation check.
+const GEMMA3_TEMPLATE: &str = r#"{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+"#;
+
+#[test]
+fn gemma3_and_qwen3_style_templates_render() {
+    let t = ChatTemplate::with_tokens(GEMMA3_TEMPLATE, "<bos>", "<eos>").unwrap();
+    let out = t
+        .render(
+            &[
+                ("system", "Be brief."),
+                ("user", " hi "),
+                ("assistant", "hello"),
+                ("user", "bye"),
+            ],
+            true,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        "<bos><start_of_turn>user\nBe brief.\n\nhi<end_of_turn>\n<start_of_turn>model\nhello<end_of_turn>\n\
+         <start_of_turn>user\nbye<end_of_turn>\n<start_of_turn>model\n"
+    );
+    let err = t
+        .render(&[("user", "a"), ("user", "b")], false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must alternate"), "{err}");
+
+    // Qwen3-style string surgery and reverse iteration with a namespace.
+    let qwen3 = r#"{%- set ns = namespace(last_user=-1) %}
+{%- for m in messages[::-1] %}{%- set i = (messages|length - 1) - loop.index0 %}
+{%- if ns.last_user < 0 and m.role == 'user' %}{%- set ns.last_user = i %}{%- endif %}{%- endfor %}
+{%- for m in messages %}
+{%- set content = m.content.split('</think>')[-1].lstrip('\n') %}
+{{- '<|im_start|>' + m.role + '\n' + content + '<|im_end|>\n' }}
+{%- endfor %}
+{{- ns.last_user }}"#;
+    let t = ChatTemplate::with_tokens(qwen3, "", "").unwrap();
+    let out = t
+        .render(
+            &[
+                ("user", "q"),
+                ("assistant", "<think>x</think>\n\nanswer"),
+                ("user", "q2"),
+            ],
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\nanswer<|im_end|>\n<|im_start|>user\nq2<|im_end|>\n2"
+    );
+}

@@ -247,7 +247,13 @@ pub fn load(source: &str, opts: &LoadOptions) -> Result<Arc<Model>> {
         Source::Gguf(p) => gguf::load_gguf(p, &opts.device, opts.dtype)?,
         Source::Folder(p) => safetensors_dir::load_dir(p, &opts.device, opts.dtype)?,
         Source::Hub(id) => {
-            let dir = hub::resolve(id)?;
+            // Say how the string was read: a mistyped local path also lands here.
+            let dir = hub::resolve(id).map_err(|e| match e {
+                ModelError::Hub(msg) => ModelError::Hub(format!(
+                    "no local file or folder `{id}` exists, so it was taken as a hub id: {msg}"
+                )),
+                other => other,
+            })?;
             safetensors_dir::load_dir(&dir, &opts.device, opts.dtype)?
         }
     };
