@@ -1306,3 +1306,22 @@ fn gemma3_and_qwen3_style_templates_render() {
         "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\nanswer<|im_end|>\n<|im_start|>user\nq2<|im_end|>\n2"
     );
 }
+
+#[test]
+fn model_from_parts_has_no_tokenizer_or_template() {
+    let cfg = config_from_hf_json(&tiny_config_json("llama")).unwrap();
+    let m = Model::from_parts(
+        cfg,
+        Weights::default(),
+        "made:in-code",
+        Device::Cpu,
+        DType::F32,
+    );
+    assert!(m.tokenizer.is_empty());
+    let e = m
+        .apply_chat_template(&[("user", "hi")], true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no chat template"), "{e}");
+    assert_eq!(m.info().source, "made:in-code");
+}

@@ -286,12 +286,18 @@ fn qwen2_byte_level_tokenizer_and_chat_template_from_gguf() {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-coder-0.5b-instruct.gguf");
     if !path.is_file() {
-        eprintln!("SKIPPED: {} is absent (scripts/fetch-models.sh qwen)", path.display());
+        eprintln!(
+            "SKIPPED: {} is absent (scripts/fetch-models.sh qwen)",
+            path.display()
+        );
         return;
     }
     let m = load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
     let t = &m.tokenizer;
-    assert_eq!(t.encode("Hello, world!", false).unwrap(), vec![9707, 11, 1879, 0]);
+    assert_eq!(
+        t.encode("Hello, world!", false).unwrap(),
+        vec![9707, 11, 1879, 0]
+    );
     // Qwen2 splits numbers into single digits ('0' is id 15).
     assert_eq!(t.encode("12345", false).unwrap(), vec![16, 17, 18, 19, 20]);
     let chat = m.apply_chat_template(&[("user", "hi")], true).unwrap();
@@ -309,4 +315,16 @@ fn qwen2_byte_level_tokenizer_and_chat_template_from_gguf() {
         let ids = t.encode(text, false).unwrap();
         assert_eq!(t.decode(&ids, false).unwrap(), text);
     }
+}
+
+#[test]
+fn empty_tokenizer_errors_instead_of_panicking() {
+    let t = TextTokenizer::empty();
+    assert!(t.is_empty());
+    let e = t.encode("hi", false).unwrap_err().to_string();
+    assert!(e.contains("no tokenizer"), "{e}");
+    assert!(t.decode(&[1], false).is_err());
+    assert_eq!(t.pieces(&[7]), vec!["<7>"]);
+    assert_eq!(t.token_id("a"), None);
+    assert_eq!(t.vocab_size(), 0);
 }

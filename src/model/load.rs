@@ -72,6 +72,25 @@ impl std::fmt::Display for ModelInfo {
 }
 
 impl Model {
+    /// A model assembled in code (no tokenizer, no chat template), e.g. random test models.
+    pub fn from_parts(
+        config: ModelConfig,
+        weights: Weights,
+        source: impl Into<String>,
+        device: Device,
+        dtype: DType,
+    ) -> Self {
+        Self {
+            config,
+            weights,
+            source: source.into(),
+            device,
+            dtype,
+            tokenizer: TextTokenizer::empty(),
+            chat_template: None,
+        }
+    }
+
     pub fn info(&self) -> ModelInfo {
         let c = &self.config;
         ModelInfo {

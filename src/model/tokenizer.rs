@@ -15,9 +15,11 @@ use serde_json::{json, Value as Json};
 use super::{ModelError, Result};
 
 /// A tokenizer plus the ids the rest of rlq needs to know about.
+/// [`TextTokenizer::empty`] stands in for models built without one (synthetic test models):
+/// every text operation on it is an error saying so.
 #[derive(Clone)]
 pub struct TextTokenizer {
-    inner: tokenizers::Tokenizer,
+    inner: Option<tokenizers::Tokenizer>,
     pub bos_id: Option<u32>,
     pub eos_ids: Vec<u32>,
 }
@@ -30,10 +32,29 @@ impl TextTokenizer {
     /// Wraps an HF tokenizer; bos/eos ids are given by the caller (they live in config files).
     pub fn new(inner: tokenizers::Tokenizer, bos_id: Option<u32>, eos_ids: Vec<u32>) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             bos_id,
             eos_ids,
         }
+    }
+
+    /// No tokenizer: for models made in code. Encoding/decoding fail with a clear error.
+    pub fn empty() -> Self {
+        Self {
+            inner: None,
+            bos_id: None,
+            eos_ids: vec![],
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    fn tok(&self) -> Result<&tokenizers::Tokenizer> {
+        self.inner
+            .as_ref()
+            .ok_or_else(|| ModelError::Tokenizer("this model has no tokenizer".into()))
     }
 
     /// Reads an HF `tokenizer.json`.
@@ -74,30 +95,33 @@ impl TextTokenizer {
     }
 
     /// The wrapped HF tokenizer, for anything this type does not expose.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
-        &self.inner
+    pub fn inner(&self) -> Option<&tokenizers::Tokenizer> {
+        self.inner.as_ref()
     }
 
     /// Token ids of `text`. `add_special_tokens` applies the tokenizer's post-processor
     /// (e.g. a leading BOS); special tokens written literally in `text` are always recognised.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
         let enc = self
-            .inner
+            .tok()?
             .encode(text, add_special_tokens)
             .map_err(tok_err)?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special).map_err(tok_err)
+        self.tok()?.decode(ids, skip_special).map_err(tok_err)
     }
 
     /// Each id decoded on its own: what a reader wants to see for "the token at position i".
     /// Ids outside the vocabulary show as `<unk:ID>`.
     pub fn pieces(&self, ids: &[u32]) -> Vec<String> {
+        let Some(t) = &self.inner else {
+            return ids.iter().map(|id| format!("<{id}>")).collect();
+        };
         ids.iter()
-            .map(|&id| match self.inner.decode(&[id], false) {
-                Ok(s) if !s.is_empty() || self.inner.id_to_token(id).is_some() => s,
+            .map(|&id| match t.decode(&[id], false) {
+                Ok(s) if !s.is_empty() || t.id_to_token(id).is_some() => s,
                 _ => format!("<unk:{id}>"),
             })
             .collect()
@@ -105,17 +129,17 @@ impl TextTokenizer {
 
     /// Id of a vocabulary entry written in the tokenizer's own alphabet (`<|im_end|>`, `Ġthe`).
     pub fn token_id(&self, piece: &str) -> Option<u32> {
-        self.inner.token_to_id(piece)
+        self.inner.as_ref()?.token_to_id(piece)
     }
 
     /// Vocabulary entry of an id, in the tokenizer's own alphabet.
     pub fn id_to_piece(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
+        self.inner.as_ref()?.id_to_token(id)
     }
 
     /// Number of ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.inner.as_ref().map_or(0, |t| t.get_vocab_size(true))
     }
 }
 
