@@ -4,6 +4,7 @@
 pub mod eap;
 pub mod graph;
 pub mod loss;
+pub mod prepare;
 pub mod run;
 
 pub use eap::{score_sample, AttributionError, Method, Sample, SampleLoss, SampleScores};

@@ -58,6 +58,11 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
+/// Gemma 3 specifics.
+///
+/// Norm weights (`*layernorm.weight`, `model.norm.weight`, `q_norm`/`k_norm`) are always in the
+/// **HF convention**: the RMSNorm scale is `1 + w`. GGUF files store `1 + w` (llama.cpp's converter
+/// adds 1); the GGUF loader subtracts it again, so the forward applies `(1 + w)` for every source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GemmaExtras {
     /// Attention scores are scaled by 1/sqrt(query_pre_attn_scalar).

@@ -2,15 +2,26 @@
 //! templates, and the hooked forward that attribution differentiates through.
 //! Knows nothing about the rlq language.
 
+pub mod chat;
 pub mod config;
 pub mod generate;
+pub mod gguf;
 pub mod hooked;
 pub mod hooks;
+pub mod hub;
+pub mod load;
 pub mod ops;
+pub mod safetensors_dir;
 pub mod synthetic;
+pub mod tokenizer;
 pub mod weights;
 
+pub use chat::ChatTemplate;
 pub use config::{Family, GemmaExtras, ModelConfig};
+pub use load::{
+    device_from_str, dtype_from_str, load, validate_weights, Checkpoint, LoadOptions, ModelInfo,
+};
+pub use tokenizer::TextTokenizer;
 pub use weights::Weights;
 
 use candle_core::{DType, Device};
@@ -36,6 +47,18 @@ pub enum ModelError {
     Tokenizer(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// `config.json` (or GGUF metadata) is missing a field or has a wrong type.
+    #[error("bad model config: {0}")]
+    Config(String),
+    /// Device or dtype string that cannot be used in this build.
+    #[error("{0}")]
+    Device(String),
+    /// hf-hub resolution or download failed.
+    #[error("hugging face hub: {0}")]
+    Hub(String),
+    /// Chat template missing, invalid, or failing to render.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;
@@ -47,4 +70,8 @@ pub struct Model {
     pub source: String,
     pub device: Device,
     pub dtype: DType,
+    pub tokenizer: TextTokenizer,
+    /// The checkpoint's own Jinja chat template (GGUF `tokenizer.chat_template` or
+    /// `tokenizer_config.json`), if it ships one.
+    pub chat_template: Option<String>,
 }

@@ -115,11 +115,11 @@ pub fn random_model(family: Family, seed: u64, dtype: DType) -> candle_core::Res
     let config = tiny_config(family);
     let device = Device::Cpu;
     let weights = random_weights(&config, seed, dtype, &device)?;
-    Ok(Model {
+    Ok(Model::from_parts(
         config,
         weights,
-        source: format!("synthetic:{}:{seed}", family.name()),
+        format!("synthetic:{}:{seed}", family.name()),
         device,
         dtype,
-    })
+    ))
 }

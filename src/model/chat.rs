@@ -1,0 +1,354 @@
+//! Chat templates: the Jinja template a checkpoint ships, rendered with HF `apply_chat_template`
+//! semantics (trim/lstrip blocks, `messages`, `add_generation_prompt`, `bos_token`, `eos_token`,
+//! `raise_exception`, `strftime_now`, a non-escaping `tojson`, and Python string/dict methods).
+
+use minijinja::value::{Kwargs, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, State, Value};
+
+use super::{ModelError, Result, TextTokenizer};
+
+/// A compiled chat template plus the special-token strings it may refer to.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+const NAME: &str = "chat";
+
+impl ChatTemplate {
+    /// Compiles `source`; `bos_token`/`eos_token` are taken from the tokenizer.
+    pub fn new(source: &str, tokenizer: &TextTokenizer) -> Result<Self> {
+        let piece = |id: Option<u32>| {
+            id.and_then(|i| tokenizer.id_to_piece(i))
+                .unwrap_or_default()
+        };
+        let bos = piece(tokenizer.bos_id);
+        let eos = piece(tokenizer.eos_ids.first().copied());
+        Self::with_tokens(source, &bos, &eos)
+    }
+
+    pub fn with_tokens(source: &str, bos_token: &str, eos_token: &str) -> Result<Self> {
+        let mut env = Environment::new();
+        // transformers renders with trim_blocks + lstrip_blocks.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", tojson);
+        env.set_unknown_method_callback(python_method);
+        env.add_template_owned(NAME, source.to_string())
+            .map_err(|e| ModelError::ChatTemplate(format!("cannot parse template: {e:#}")))?;
+        Ok(Self {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
+    }
+
+    /// Renders `(role, content)` messages; with `add_generation_prompt` the result ends where the
+    /// assistant's reply begins.
+    pub fn render(&self, messages: &[(&str, &str)], add_generation_prompt: bool) -> Result<String> {
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|(role, content)| {
+                Value::from_serialize(serde_json::json!({"role": role, "content": content}))
+            })
+            .collect();
+        let tpl = self
+            .env
+            .get_template(NAME)
+            .map_err(|e| ModelError::ChatTemplate(e.to_string()))?;
+        tpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.clone(),
+            eos_token => self.eos_token.clone(),
+        })
+        .map_err(|e| ModelError::ChatTemplate(format!("rendering failed: {e:#}")))
+    }
+}
+
+fn raise_exception(msg: String) -> std::result::Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, msg))
+}
+
+/// Python's `json.dumps(x, ensure_ascii=False)` (HF's `tojson`): no HTML escaping.
+fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    kwargs.assert_all_used()?;
+    let json = serde_json::to_value(&value)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let text = match indent {
+        Some(n) => {
+            let pad = vec![b' '; n];
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(&pad);
+            let mut buf = Vec::new();
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            serde::Serialize::serialize(&json, &mut ser)
+                .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            String::from_utf8(buf).unwrap_or_default()
+        }
+        None => python_json_compact(&json),
+    };
+    Ok(Value::from_safe_string(text))
+}
+
+/// Python's default separators are `", "` and `": "`.
+fn python_json_compact(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Array(xs) => {
+            let items: Vec<String> = xs.iter().map(python_json_compact).collect();
+            format!("[{}]", items.join(", "))
+        }
+        serde_json::Value::Object(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}: {}",
+                        serde_json::Value::String(k.clone()),
+                        python_json_compact(v)
+                    )
+                })
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `strftime_now(fmt)` in UTC, supporting the directives chat templates use.
+fn strftime_now(fmt: String) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    strftime_utc(&fmt, secs)
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// Formats a Unix time (UTC) with `%Y %m %d %e %B %b %A %a %H %M %S %y %j %%`.
+pub fn strftime_utc(fmt: &str, unix_secs: i64) -> String {
+    let days = unix_secs.div_euclid(86_400);
+    let sod = unix_secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let weekday = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
+    let yday = days - days_from_civil(y, 1, 1) + 1;
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('Y') => out += &y.to_string(),
+            Some('y') => out += &format!("{:02}", y.rem_euclid(100)),
+            Some('m') => out += &format!("{m:02}"),
+            Some('d') => out += &format!("{d:02}"),
+            Some('e') => out += &format!("{d:>2}"),
+            Some('B') => out += MONTHS[(m - 1) as usize],
+            Some('b') => out += &MONTHS[(m - 1) as usize][..3],
+            Some('A') => out += WEEKDAYS[weekday],
+            Some('a') => out += &WEEKDAYS[weekday][..3],
+            Some('H') => out += &format!("{:02}", sod / 3600),
+            Some('M') => out += &format!("{:02}", sod % 3600 / 60),
+            Some('S') => out += &format!("{:02}", sod % 60),
+            Some('j') => out += &format!("{yday:03}"),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+// Howard Hinnant's days <-> civil date algorithms.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python methods templates call on strings and dicts (`x.strip()`, `d.items()`, ...).
+
+fn python_method(
+    state: &State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> std::result::Result<Value, Error> {
+    match value.kind() {
+        ValueKind::String => string_method(value.as_str().unwrap_or_default(), method, args),
+        ValueKind::Map => match method {
+            "items" => state.apply_filter("items", &[value.clone()]),
+            "keys" => Ok(Value::from(value.try_iter()?.collect::<Vec<Value>>())),
+            "values" => {
+                let vals: std::result::Result<Vec<Value>, Error> =
+                    value.try_iter()?.map(|k| value.get_item(&k)).collect();
+                Ok(Value::from(vals?))
+            }
+            "get" => {
+                let key = args.first().cloned().unwrap_or(Value::UNDEFINED);
+                let default = args.get(1).cloned().unwrap_or(Value::from(()));
+                let v = value.get_item(&key)?;
+                Ok(if v.is_undefined() { default } else { v })
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        },
+        _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+fn str_arg(args: &[Value], i: usize) -> Option<String> {
+    args.get(i)
+        .filter(|v| !v.is_none() && !v.is_undefined())
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        })
+}
+
+fn string_method(s: &str, method: &str, args: &[Value]) -> std::result::Result<Value, Error> {
+    let chars = str_arg(args, 0);
+    let strip_set = |c: char| match &chars {
+        Some(set) => set.contains(c),
+        None => c.is_whitespace(),
+    };
+    Ok(match method {
+        "strip" => Value::from(s.trim_matches(strip_set)),
+        "lstrip" => Value::from(s.trim_start_matches(strip_set)),
+        "rstrip" => Value::from(s.trim_end_matches(strip_set)),
+        "upper" => Value::from(s.to_uppercase()),
+        "lower" => Value::from(s.to_lowercase()),
+        "title" => Value::from(title_case(s)),
+        "capitalize" => {
+            let mut cs = s.chars();
+            Value::from(match cs.next() {
+                Some(f) => f.to_uppercase().collect::<String>() + &cs.as_str().to_lowercase(),
+                None => String::new(),
+            })
+        }
+        "startswith" | "endswith" => {
+            let prefixes: Vec<String> = match args.first() {
+                Some(v) if v.kind() == ValueKind::Seq => v
+                    .try_iter()?
+                    .map(|x| x.as_str().unwrap_or_default().to_string())
+                    .collect(),
+                _ => chars.clone().into_iter().collect(),
+            };
+            let hit = prefixes.iter().any(|p| {
+                if method == "startswith" {
+                    s.starts_with(p.as_str())
+                } else {
+                    s.ends_with(p.as_str())
+                }
+            });
+            Value::from(hit)
+        }
+        "split" | "rsplit" => {
+            let maxsplit = args
+                .get(1)
+                .and_then(|v| i64::try_from(v.clone()).ok())
+                .filter(|&n| n >= 0)
+                .map(|n| n as usize);
+            let parts: Vec<String> = match (&chars, maxsplit) {
+                (Some(sep), Some(n)) if method == "split" => {
+                    s.splitn(n + 1, sep.as_str()).map(str::to_string).collect()
+                }
+                (Some(sep), Some(n)) => {
+                    let mut v: Vec<String> =
+                        s.rsplitn(n + 1, sep.as_str()).map(str::to_string).collect();
+                    v.reverse();
+                    v
+                }
+                (Some(sep), None) => s.split(sep.as_str()).map(str::to_string).collect(),
+                (None, _) => s.split_whitespace().map(str::to_string).collect(),
+            };
+            Value::from(parts)
+        }
+        "replace" => {
+            let from = str_arg(args, 0).unwrap_or_default();
+            let to = str_arg(args, 1).unwrap_or_default();
+            Value::from(s.replace(&from, &to))
+        }
+        "find" => {
+            let needle = chars.unwrap_or_default();
+            Value::from(match s.find(&needle) {
+                Some(b) => s[..b].chars().count() as i64,
+                None => -1,
+            })
+        }
+        "count" => Value::from(s.matches(chars.unwrap_or_default().as_str()).count()),
+        "join" => {
+            let items: Vec<String> = match args.first() {
+                Some(v) => v.try_iter()?.map(|x| x.to_string()).collect(),
+                None => vec![],
+            };
+            Value::from(items.join(s))
+        }
+        "isdigit" => Value::from(!s.is_empty() && s.chars().all(|c| c.is_ascii_digit())),
+        "isspace" => Value::from(!s.is_empty() && s.chars().all(char::is_whitespace)),
+        _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+    })
+}
+
+fn title_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut prev_alpha = false;
+    for c in s.chars() {
+        if prev_alpha {
+            out.extend(c.to_lowercase());
+        } else {
+            out.extend(c.to_uppercase());
+        }
+        prev_alpha = c.is_alphabetic();
+    }
+    out
+}

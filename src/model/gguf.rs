@@ -1,0 +1,357 @@
+//! GGUF files (llama.cpp): metadata → [`ModelConfig`], every tensor dequantized to the requested
+//! dtype/device and renamed to its Hugging Face name, in HF layout.
+//!
+//! Two layout differences from HF are undone here so the forward never sees GGUF conventions:
+//! - **Rotary rows of q/k** (llama, mistral): llama.cpp's `convert_hf_to_gguf.py` (`LlamaModel`,
+//!   `undo_permute = True`) reorders each head's q_proj/k_proj rows (and biases) with
+//!   `reshape(n_head, 2, hd/2, in).swapaxes(1, 2)` so its interleaved-pair rope (ROPE_TYPE_NORM)
+//!   reproduces HF's half-split `rotate_half`. We apply the inverse. Qwen2/Qwen3/Gemma3 use NEOX
+//!   rope in llama.cpp and their converters do not permute, so their rows are left alone.
+//! - **Gemma norms**: HF Gemma3 RMSNorm scales by `(1 + w)`; the converter (`Gemma3Model`,
+//!   `norm_shift`) writes `w + 1` for every `*norm.weight`. We subtract 1 again, so weights from
+//!   GGUF and from safetensors both follow the HF convention (see [`super::GemmaExtras`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{DType, Device, Tensor};
+
+use super::tokenizer::value_as_i64;
+use super::{
+    Checkpoint, Family, GemmaExtras, ModelConfig, ModelError, Result, TextTokenizer, Weights,
+};
+
+/// Reads a `.gguf` file into a checkpoint (config, HF-named weights, tokenizer, chat template).
+pub fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
+    super::load::check_float_dtype(dtype)?;
+    let file = File::open(path)
+        .map_err(|e| ModelError::Io(format!("cannot open GGUF `{}`: {e}", path.display())))?;
+    let mut reader = BufReader::new(file);
+    let content = Content::read(&mut reader).map_err(|e| {
+        ModelError::Format(format!(
+            "`{}` is not a readable GGUF file (truncated or corrupted?): {e}",
+            path.display()
+        ))
+    })?;
+    let config = config_from_metadata(&content)?;
+    let weights = read_weights(&content, &mut reader, &config, device, dtype, path)?;
+    let tokenizer = TextTokenizer::from_gguf_metadata(&content.metadata)?;
+    let chat_template = content
+        .metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok())
+        .cloned();
+    Ok(Checkpoint {
+        config,
+        weights,
+        tokenizer,
+        chat_template,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// metadata → config
+
+fn md_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::F32(x) => Some(*x as f64),
+        Value::F64(x) => Some(*x),
+        other => value_as_i64(other).map(|x| x as f64),
+    }
+}
+
+struct Meta<'a> {
+    md: &'a HashMap<String, Value>,
+    arch: String,
+}
+
+impl Meta<'_> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.md.get(&format!("{}.{key}", self.arch))
+    }
+    fn usize_opt(&self, key: &str) -> Result<Option<usize>> {
+        match self.get(key) {
+            None => Ok(None),
+            // Some converters write per-layer arrays (e.g. head_count_kv); all equal is fine.
+            Some(Value::Array(vs)) => {
+                let xs: Vec<i64> = vs.iter().filter_map(value_as_i64).collect();
+                match xs.first() {
+                    Some(&x) if xs.iter().all(|&y| y == x) && x >= 0 => Ok(Some(x as usize)),
+                    _ => Err(ModelError::Config(format!(
+                        "GGUF `{}.{key}` varies per layer, which rlq does not support",
+                        self.arch
+                    ))),
+                }
+            }
+            Some(v) => value_as_i64(v)
+                .filter(|&x| x >= 0)
+                .map(|x| Some(x as usize))
+                .ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "GGUF `{}.{key}` should be a non-negative integer, got {v:?}",
+                        self.arch
+                    ))
+                }),
+        }
+    }
+    fn usize(&self, key: &str) -> Result<usize> {
+        self.usize_opt(key)?.ok_or_else(|| {
+            ModelError::Config(format!("GGUF metadata has no `{}.{key}`", self.arch))
+        })
+    }
+    fn f64_opt(&self, key: &str) -> Option<f64> {
+        self.get(key).and_then(md_f64)
+    }
+}
+
+fn family_of_arch(arch: &str) -> Result<Family> {
+    Ok(match arch {
+        "llama" => Family::Llama,
+        "mistral" => Family::Mistral,
+        "qwen2" => Family::Qwen2,
+        "qwen3" => Family::Qwen3,
+        "gemma3" => Family::Gemma3,
+        other => {
+            return Err(ModelError::UnsupportedArch {
+                arch: other.to_string(),
+            })
+        }
+    })
+}
+
+/// Whether llama.cpp's converter permuted q/k rows for this architecture (see module docs).
+pub fn rope_rows_permuted(family: Family) -> bool {
+    matches!(family, Family::Llama | Family::Mistral)
+}
+
+/// Maps GGUF metadata onto [`ModelConfig`].
+pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
+    let md = &content.metadata;
+    let arch = md
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .ok_or_else(|| ModelError::Config("GGUF metadata has no `general.architecture`".into()))?
+        .clone();
+    let family = family_of_arch(&arch)?;
+    let m = Meta { md, arch };
+    let n_layers = m.usize("block_count")?;
+    let d_model = m.usize("embedding_length")?;
+    let n_heads = m.usize("attention.head_count")?;
+    let n_kv_heads = m.usize_opt("attention.head_count_kv")?.unwrap_or(n_heads);
+    if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+        return Err(ModelError::Config(format!(
+            "GGUF head counts are inconsistent: {n_heads} heads, {n_kv_heads} kv heads"
+        )));
+    }
+    let head_dim = match m.usize_opt("attention.key_length")? {
+        Some(h) => h,
+        None if family == Family::Gemma3 => 256,
+        None => d_model / n_heads,
+    };
+    let d_ff = m.usize("feed_forward_length")?;
+    let tensor_dims = |name: &str| {
+        content
+            .tensor_infos
+            .get(name)
+            .map(|t| t.shape.dims().to_vec())
+    };
+    let embd = tensor_dims("token_embd.weight")
+        .ok_or_else(|| ModelError::MissingWeight("token_embd.weight (GGUF)".into()))?;
+    // Gemma's converter trims padding rows from the embedding; the tensor is the truth.
+    let vocab_size = embd[0];
+    let rms_norm_eps = m
+        .f64_opt("attention.layer_norm_rms_epsilon")
+        .unwrap_or(1e-6);
+    let default_theta = if family == Family::Gemma3 { 1e6 } else { 1e4 };
+    let rope_theta = m.f64_opt("rope.freq_base").unwrap_or(default_theta);
+    let max_position = m.usize_opt("context_length")?.unwrap_or(4096);
+    let tie_embeddings = !content.tensor_infos.contains_key("output.weight");
+    let attention_bias = content.tensor_infos.contains_key("blk.0.attn_q.bias");
+    let qk_norm = content
+        .tensor_infos
+        .contains_key("blk.0.attn_q_norm.weight");
+    let gemma = if family == Family::Gemma3 {
+        Some(GemmaExtras {
+            // llama.cpp: 1/sqrt(head_dim), except Gemma 3 27B (62 layers): 1/sqrt(d_model/n_heads).
+            query_pre_attn_scalar: if n_layers == 62 {
+                (d_model / n_heads) as f64
+            } else {
+                head_dim as f64
+            },
+            sliding_window: m.usize_opt("attention.sliding_window")?.unwrap_or(4096),
+            // llama.cpp hard-codes these for gemma3 (swa pattern 6, local rope base 10k).
+            sliding_window_pattern: 6,
+            rope_local_base_freq: 10_000.0,
+            final_logit_softcapping: m.f64_opt("final_logit_softcapping"),
+            attn_logit_softcapping: m.f64_opt("attn_logit_softcapping"),
+        })
+    } else {
+        None
+    };
+    let id = |key: &str| {
+        md.get(key)
+            .and_then(value_as_i64)
+            .and_then(|x| u32::try_from(x).ok())
+    };
+    let mut eos_token_ids = vec![];
+    for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
+        if let Some(x) = id(key) {
+            if !eos_token_ids.contains(&x) {
+                eos_token_ids.push(x);
+            }
+        }
+    }
+    Ok(ModelConfig {
+        family,
+        n_layers,
+        d_model,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        d_ff,
+        vocab_size,
+        rms_norm_eps,
+        rope_theta,
+        max_position,
+        tie_embeddings,
+        attention_bias,
+        qk_norm,
+        gemma,
+        bos_token_id: id("tokenizer.ggml.bos_token_id"),
+        eos_token_ids,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// tensor names
+
+/// The HF name of a GGUF tensor, or `None` for tensors rlq does not use (e.g. `rope_freqs`).
+pub fn hf_name(gguf_name: &str, family: Family) -> Option<String> {
+    let top = match gguf_name {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(t) = top {
+        return Some(t.to_string());
+    }
+    let rest = gguf_name.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (part, suffix) = rest.rsplit_once('.')?;
+    if suffix != "weight" && suffix != "bias" {
+        return None;
+    }
+    let gemma = family == Family::Gemma3;
+    let hf = match part {
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        "attn_norm" => "input_layernorm",
+        // Gemma's "ffn_norm" is the pre-feedforward norm; its post-attention norm has its own name.
+        "ffn_norm" if gemma => "pre_feedforward_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "post_attention_norm" => "post_attention_layernorm",
+        "post_ffw_norm" => "post_feedforward_layernorm",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{suffix}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// rotary row permutation
+
+/// llama.cpp's HF→GGUF permutation of q/k rows (`LlamaModel.permute`), for tests and tools:
+/// within each head, rows `[j * hd/2 + i]` move to `[2 * i + j]`.
+pub fn permute_rope_rows(t: &Tensor, n_heads: usize) -> Result<Tensor> {
+    reorder_rows(t, n_heads, true)
+}
+
+/// The inverse of [`permute_rope_rows`]: GGUF interleaved-pair layout → HF half-split layout.
+pub fn unpermute_rope_rows(t: &Tensor, n_heads: usize) -> Result<Tensor> {
+    reorder_rows(t, n_heads, false)
+}
+
+fn reorder_rows(t: &Tensor, n_heads: usize, to_gguf: bool) -> Result<Tensor> {
+    let dims = t.dims().to_vec();
+    let rows = dims[0];
+    if n_heads == 0 || rows % (2 * n_heads) != 0 {
+        return Err(ModelError::Format(format!(
+            "cannot split {rows} rows into {n_heads} rotary heads"
+        )));
+    }
+    let half = rows / n_heads / 2;
+    let rest: Vec<usize> = dims[1..].to_vec();
+    let split = |a: usize, b: usize| {
+        let mut s = vec![n_heads, a, b];
+        s.extend(&rest);
+        s
+    };
+    // HF view: (head, 2, half, ..); GGUF view: (head, half, 2, ..). Swapping axes 1, 2 maps one
+    // onto the other in either direction.
+    let from = if to_gguf {
+        split(2, half)
+    } else {
+        split(half, 2)
+    };
+    let out = t
+        .reshape(from)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// tensors
+
+fn read_weights(
+    content: &Content,
+    reader: &mut BufReader<File>,
+    cfg: &ModelConfig,
+    device: &Device,
+    dtype: DType,
+    path: &Path,
+) -> Result<Weights> {
+    let mut weights = Weights::default();
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    for gguf_name in names {
+        let Some(name) = hf_name(gguf_name, cfg.family) else {
+            continue;
+        };
+        // Dequantize on the CPU in f32 (any quant type candle reads), fix layout, then convert.
+        let q = content
+            .tensor(reader, gguf_name, &Device::Cpu)
+            .map_err(|e| {
+                ModelError::Format(format!(
+                    "GGUF `{}`: cannot read tensor `{gguf_name}` (truncated or corrupted?): {e}",
+                    path.display()
+                ))
+            })?;
+        let mut t = q.dequantize(&Device::Cpu)?;
+        if rope_rows_permuted(cfg.family) {
+            if name.contains(".self_attn.q_proj.") {
+                t = unpermute_rope_rows(&t, cfg.n_heads)?;
+            } else if name.contains(".self_attn.k_proj.") {
+                t = unpermute_rope_rows(&t, cfg.n_kv_heads)?;
+            }
+        }
+        if cfg.family == Family::Gemma3 && name.ends_with("norm.weight") {
+            t = (t - 1.0)?;
+        }
+        let t = t.to_dtype(dtype)?.to_device(device)?;
+        weights.insert(name, t);
+    }
+    Ok(weights)
+}
