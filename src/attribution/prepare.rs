@@ -173,7 +173,10 @@ pub fn prepare(
             (Some(ids), _) => ids.clone(),
             (None, Some(text)) => model.tokenizer.encode(text, false)?,
             (None, None) if opts.loss == LossKind::Nll => {
-                return Err(err(s.id, "loss nll needs an `answer` (or `answer_ids`) column"))
+                return Err(err(
+                    s.id,
+                    "loss nll needs an `answer` (or `answer_ids`) column",
+                ))
             }
             (None, None) => {
                 if interrupted() {
