@@ -8,7 +8,7 @@
 use candle_core::{DType, Tensor};
 use rlq::attribution::loss::{loss, LossTarget};
 use rlq::attribution::{score_sample, Method, Sample, SampleLoss};
-use rlq::model::hooked::{ForwardInput, HookedTransformer, Hooks};
+use rlq::model::hooked::{DestOffsets, ForwardInput, HookedTransformer, Hooks};
 use rlq::model::hooks::{DestKind, Granularity, HookLayout, SourceKind};
 use rlq::model::synthetic::random_model;
 use rlq::model::Family;
@@ -48,7 +48,7 @@ fn loss_with_offset(
             ForwardInput::Ids(&s.tokens),
             &Hooks {
                 layout: Some(lay),
-                dest_offsets: Some(&offs),
+                dest_offsets: Some(&DestOffsets::Stacked(offs.clone())),
                 record_sources: false,
             },
             None,
@@ -214,7 +214,7 @@ fn sources_sum_to_the_residual_stream() {
                 ForwardInput::Ids(&s.tokens),
                 &Hooks {
                     layout: Some(&lay),
-                    dest_offsets: Some(&offs),
+                    dest_offsets: Some(&DestOffsets::Stacked(offs.clone())),
                     record_sources: false,
                 },
                 None,

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, IndexOp, Tensor, Var};
 use rlq::model::generate::{generate, GenerateOptions};
-use rlq::model::hooked::{ForwardInput, HookedTransformer, Hooks, KvCache};
+use rlq::model::hooked::{DestOffsets, ForwardInput, HookedTransformer, Hooks, KvCache};
 use rlq::model::hooks::{Granularity, HookLayout};
 use rlq::model::synthetic::random_model;
 use rlq::model::Family;
@@ -70,7 +70,7 @@ fn zero_offsets_and_recording_do_not_change_logits() {
                 ForwardInput::Ids(&TOKENS),
                 &Hooks {
                     layout: Some(&lay),
-                    dest_offsets: Some(&zeros),
+                    dest_offsets: Some(&DestOffsets::Stacked(zeros.clone())),
                     record_sources: true,
                 },
                 None,
@@ -102,7 +102,7 @@ fn every_destination_receives_a_gradient() {
                 ForwardInput::Ids(&TOKENS),
                 &Hooks {
                     layout: Some(&lay),
-                    dest_offsets: Some(delta.as_tensor()),
+                    dest_offsets: Some(&DestOffsets::Stacked(delta.as_tensor().clone())),
                     record_sources: false,
                 },
                 None,

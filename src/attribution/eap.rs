@@ -5,10 +5,10 @@
 //! then `S = ΔOᵀ G` as a single matrix product over (position, channel), masked to real edges.
 //! ΔO = −O (zero ablation) or O_corrupt − O_clean.
 
-use candle_core::{DType, Tensor, Var};
+use candle_core::{DType, Tensor};
 
 use super::loss::{loss, probs_at, LossTarget};
-use crate::model::hooked::{ForwardInput, HookedTransformer, Hooks};
+use crate::model::hooked::{DestOffsets, ForwardInput, HookedTransformer, Hooks};
 use crate::model::hooks::HookLayout;
 
 /// Attribution method.
@@ -188,12 +188,12 @@ pub fn score_sample(
     let dev = tf.device().clone();
 
     // Clean forward with zero offsets on every destination; sources recorded.
-    let delta = Var::zeros((n_dst, seq, d), dtype, &dev)?;
+    let (offsets, vars) = DestOffsets::zero_vars(layout, seq, d, dtype, &dev)?;
     let clean = tf.forward(
         ForwardInput::Ids(&sample.tokens),
         &Hooks {
             layout: Some(layout),
-            dest_offsets: Some(delta.as_tensor()),
+            dest_offsets: Some(&offsets),
             record_sources: true,
         },
         None,
@@ -247,10 +247,7 @@ pub fn score_sample(
     let grad = match method {
         Method::Eap | Method::EapIg { steps: 1 } => {
             let grads = clean_loss_t.backward()?;
-            grads
-                .get(delta.as_tensor())
-                .cloned()
-                .unwrap_or(delta.as_tensor().zeros_like()?)
+            DestOffsets::stack_grads(&grads, &vars)?
         }
         Method::EapIg { steps } => {
             ig_gradient(tf, layout, sample, &target, steps, seq, d, &dev, dtype)?
@@ -300,12 +297,12 @@ fn ig_gradient(
     for k in 1..=steps {
         let alpha = k as f64 / steps as f64;
         let input = (&e_base + (&diff * alpha)?)?.detach();
-        let delta = Var::zeros((layout.n_dests(), seq, d), dtype, dev)?;
+        let (offsets, vars) = DestOffsets::zero_vars(layout, seq, d, dtype, dev)?;
         let out = tf.forward(
             ForwardInput::Embeds(input),
             &Hooks {
                 layout: Some(layout),
-                dest_offsets: Some(delta.as_tensor()),
+                dest_offsets: Some(&offsets),
                 record_sources: false,
             },
             None,
@@ -319,11 +316,7 @@ fn ig_gradient(
                 value: lv,
             });
         }
-        let g = l
-            .backward()?
-            .get(delta.as_tensor())
-            .cloned()
-            .unwrap_or(delta.as_tensor().zeros_like()?);
+        let g = DestOffsets::stack_grads(&l.backward()?, &vars)?;
         sum = Some(match sum {
             Some(s) => (s + g)?,
             None => g,
@@ -366,7 +359,7 @@ fn patch_edges(
                 tf.device(),
             )?);
         }
-        let offsets = Tensor::cat(&parts, 0)?;
+        let offsets = DestOffsets::Stacked(Tensor::cat(&parts, 0)?);
         let out = tf.forward(
             ForwardInput::Ids(&sample.tokens),
             &Hooks {

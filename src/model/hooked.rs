@@ -63,10 +63,107 @@ pub enum ForwardInput<'a> {
 pub struct Hooks<'a> {
     /// Slot layout; required when recording sources or adding destination offsets.
     pub layout: Option<&'a HookLayout>,
-    /// Added to each destination's private residual copy: `[n_dests, seq, d_model]`.
-    pub dest_offsets: Option<&'a Tensor>,
+    /// Added to each destination's private residual copy.
+    pub dest_offsets: Option<&'a DestOffsets>,
     /// Stack every source output into `ForwardOutput::sources`.
     pub record_sources: bool,
+}
+
+/// Offsets for the destinations, either as one `[n_dests, seq, d_model]` tensor or as one
+/// tensor per group of slots that one projection reads (a layer's q, k, v, mlp; logits).
+///
+/// Gradients are taken with `Groups` of separate `Var`s: candle's backward of `narrow` pads the
+/// gradient to the full parent shape, so narrowing one big `Var` per destination would cost a
+/// full `[n_dests, seq, d]` tensor per destination.
+pub enum DestOffsets {
+    Stacked(Tensor),
+    Groups {
+        /// First slot of each group, ascending.
+        starts: Vec<usize>,
+        tensors: Vec<Tensor>,
+    },
+}
+
+impl DestOffsets {
+    /// Slot groups of a layout as (first slot, slot count), in slot order.
+    pub fn group_bounds(layout: &HookLayout) -> Vec<(usize, usize)> {
+        let (nq, nk, nv) = layout.qkv_slots();
+        let mut out = Vec::new();
+        for l in 0..layout.n_layers {
+            let s = layout.dest_layer_start(l);
+            out.extend([(s, nq), (s + nq, nk), (s + nq + nk, nv), (s + nq + nk + nv, 1)]);
+        }
+        out.push((layout.dest_logits(), 1));
+        out
+    }
+
+    /// Zero offsets as separate `Var`s per group, for gradients.
+    pub fn zero_vars(
+        layout: &HookLayout,
+        seq: usize,
+        d: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Self, Vec<candle_core::Var>)> {
+        let bounds = Self::group_bounds(layout);
+        let vars = bounds
+            .iter()
+            .map(|&(_, n)| candle_core::Var::zeros((n, seq, d), dtype, device))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((
+            DestOffsets::Groups {
+                starts: bounds.iter().map(|b| b.0).collect(),
+                tensors: vars.iter().map(|v| v.as_tensor().clone()).collect(),
+            },
+            vars,
+        ))
+    }
+
+    /// Gradients of `vars` (from `zero_vars`) stacked as `[n_dests, seq, d]`; a group the loss
+    /// does not reach gets zeros.
+    pub fn stack_grads(grads: &candle_core::backprop::GradStore, vars: &[candle_core::Var]) -> Result<Tensor> {
+        let parts = vars
+            .iter()
+            .map(|v| match grads.get(v.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                None => v.as_tensor().zeros_like(),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&parts, 0)
+    }
+
+    fn slots(&self, start: usize, count: usize) -> Result<Tensor> {
+        match self {
+            DestOffsets::Stacked(t) => t.narrow(0, start, count),
+            DestOffsets::Groups { starts, tensors } => match starts.binary_search(&start) {
+                Ok(i) if tensors[i].dim(0)? == count => Ok(tensors[i].clone()),
+                _ => candle_core::bail!("no offset group for slots {start}..{}", start + count),
+            },
+        }
+    }
+
+    fn check_shape(&self, n_dests: usize, seq: usize, d: usize) -> Result<()> {
+        match self {
+            DestOffsets::Stacked(t) if t.dims() != [n_dests, seq, d] => candle_core::bail!(
+                "destination offsets have shape {:?}, expected {:?}",
+                t.dims(),
+                [n_dests, seq, d]
+            ),
+            DestOffsets::Groups { tensors, .. } => {
+                let n: usize = tensors.iter().map(|t| t.dim(0).unwrap_or(0)).sum();
+                for t in tensors {
+                    if t.dims()[1..] != [seq, d] {
+                        candle_core::bail!("destination offset group has shape {:?}", t.dims());
+                    }
+                }
+                if n != n_dests {
+                    candle_core::bail!("offset groups cover {n} slots, expected {n_dests}");
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 pub struct ForwardOutput {
@@ -110,7 +207,7 @@ impl Pass<'_> {
     fn residual_copy(&self, h: &Tensor, start: usize, count: usize) -> Result<Tensor> {
         let base = h.unsqueeze(0)?;
         match self.hooks.dest_offsets {
-            Some(off) => base.broadcast_add(&off.narrow(0, start, count)?),
+            Some(off) => base.broadcast_add(&off.slots(start, count)?),
             None => Ok(base),
         }
     }
@@ -325,13 +422,7 @@ impl HookedTransformer {
         }
         if let Some(off) = hooks.dest_offsets {
             let lay = hooks.layout.expect("checked above");
-            if off.dims() != [lay.n_dests(), seq, c.d_model] {
-                candle_core::bail!(
-                    "destination offsets have shape {:?}, expected {:?}",
-                    off.dims(),
-                    [lay.n_dests(), seq, c.d_model]
-                );
-            }
+            off.check_shape(lay.n_dests(), seq, c.d_model)?;
         }
         let mut pass = Pass {
             hooks,
@@ -350,11 +441,11 @@ impl HookedTransformer {
             cache.len += seq;
         }
         let x = match (hooks.dest_offsets, hooks.layout) {
-            (Some(off), Some(lay)) => (&h + off.get(lay.dest_logits())?)?,
+            (Some(off), Some(lay)) => h.broadcast_add(&off.slots(lay.dest_logits(), 1)?.squeeze(0)?)?,
             _ => h,
         };
         let xn = ops::rms_norm(&x, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;
-        let mut logits = xn.matmul(&self.lm_head.t()?)?;
+        let mut logits = ops::matmul_const(&xn, &self.lm_head.t()?)?;
         if let Some(cap) = c.gemma.as_ref().and_then(|g| g.final_logit_softcapping) {
             logits = ((logits / cap)?.tanh()? * cap)?;
         }
@@ -372,7 +463,7 @@ impl HookedTransformer {
         let (n, seq, d) = x.dims3()?;
         let dh = self.config.head_dim;
         let out = if n == 1 {
-            let y = x.squeeze(0)?.matmul(&w.t()?)?;
+            let y = ops::matmul_const(&x.squeeze(0)?, &w.t()?)?;
             let y = match b {
                 Some(b) => y.broadcast_add(b)?,
                 None => y,
@@ -380,7 +471,7 @@ impl HookedTransformer {
             y.reshape((seq, heads, dh))?.transpose(0, 1)?.contiguous()?
         } else {
             let wh = w.reshape((heads, dh, d))?.transpose(1, 2)?;
-            let y = x.matmul(&wh)?;
+            let y = ops::matmul_const(x, &wh)?;
             match b {
                 Some(b) => y.broadcast_add(&b.reshape((heads, 1, dh))?)?,
                 None => y,
@@ -470,14 +561,14 @@ impl HookedTransformer {
         let mut attn = if per_head {
             // Head i's share of o_proj: z_i · W_o[:, i·dh .. (i+1)·dh]ᵀ.
             let wo_heads = lw.wo.t()?.reshape((hq, dh, c.d_model))?;
-            let heads_out = z.matmul(&wo_heads)?; // [hq, seq, d]
+            let heads_out = ops::matmul_const(&z, &wo_heads)?; // [hq, seq, d]
             if pass.hooks.record_sources {
                 pass.sources.push(heads_out.clone());
             }
             heads_out.sum(0)?
         } else {
             let zf = z.transpose(0, 1)?.reshape((seq, hq * dh))?;
-            zf.matmul(&lw.wo.t()?)?
+            ops::matmul_const(&zf, &lw.wo.t()?)?
         };
         if let Some(n) = &lw.post_attn_norm {
             attn = ops::rms_norm(&attn, n, eps, noff)?;
@@ -492,14 +583,14 @@ impl HookedTransformer {
             .residual_copy(&h, start + nq + nk + nv, 1)?
             .squeeze(0)?;
         let xm = ops::rms_norm(&xm, &lw.mlp_norm, eps, noff)?;
-        let gate = xm.matmul(&lw.w_gate.t()?)?;
-        let up = xm.matmul(&lw.w_up.t()?)?;
+        let gate = ops::matmul_const(&xm, &lw.w_gate.t()?)?;
+        let up = ops::matmul_const(&xm, &lw.w_up.t()?)?;
         let act = if c.family == Family::Gemma3 {
             ops::gelu_tanh(&gate)?
         } else {
             ops::silu(&gate)?
         };
-        let mut mlp = (act * up)?.matmul(&lw.w_down.t()?)?;
+        let mut mlp = ops::matmul_const(&(act * up)?, &lw.w_down.t()?)?;
         if let Some(n) = &lw.post_mlp_norm {
             mlp = ops::rms_norm(&mlp, n, eps, noff)?;
         }

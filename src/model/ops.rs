@@ -131,3 +131,63 @@ pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
         .broadcast_as((kv, n_rep, t, dh))?
         .reshape((kv * n_rep, t, dh))
 }
+
+/// `x · rhs` where `rhs` is a constant (a weight): the same value as `x.matmul(rhs)`, but the
+/// backward computes only the gradient for `x`. candle's matmul backward also builds the full
+/// gradient of the weight even when the weight is no `Var` — the same cost again as the input
+/// gradient plus a weight-sized tensor per use — which attribution never needs.
+/// On CPU this is a custom op; elsewhere it falls back to the plain matmul (correct, slower).
+pub fn matmul_const(x: &Tensor, rhs: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() || !x.track_op() {
+        return x.matmul(rhs);
+    }
+    x.contiguous()?.apply_op1(ConstMatmul { rhs: rhs.clone() })
+}
+
+struct ConstMatmul {
+    rhs: Tensor,
+}
+
+impl candle_core::CustomOp1 for ConstMatmul {
+    fn name(&self) -> &'static str {
+        "matmul-const"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage as S;
+        // The input is contiguous (see matmul_const), possibly at an offset into its buffer.
+        let (o, n) = (layout.start_offset(), layout.shape().elem_count());
+        let shape = layout.shape().clone();
+        let dev = Device::Cpu;
+        let x = match storage {
+            S::F32(v) => Tensor::from_slice(&v[o..o + n], shape, &dev)?,
+            S::F64(v) => Tensor::from_slice(&v[o..o + n], shape, &dev)?,
+            S::BF16(v) => Tensor::from_slice(&v[o..o + n], shape, &dev)?,
+            S::F16(v) => Tensor::from_slice(&v[o..o + n], shape, &dev)?,
+            _ => candle_core::bail!("matmul-const: unsupported dtype"),
+        };
+        let y = x.matmul(&self.rhs)?.contiguous()?;
+        let out_shape = y.shape().clone();
+        let (st, l) = y.storage_and_layout();
+        let (o, n) = (l.start_offset(), out_shape.elem_count());
+        let out = match &*st {
+            candle_core::Storage::Cpu(c) => match c {
+                S::F32(v) => S::F32(v[o..o + n].to_vec()),
+                S::F64(v) => S::F64(v[o..o + n].to_vec()),
+                S::BF16(v) => S::BF16(v[o..o + n].to_vec()),
+                S::F16(v) => S::F16(v[o..o + n].to_vec()),
+                _ => candle_core::bail!("matmul-const: unsupported dtype"),
+            },
+            _ => candle_core::bail!("matmul-const: expected a CPU result"),
+        };
+        Ok((out, out_shape))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.rhs.t()?)?))
+    }
+}
