@@ -1,0 +1,178 @@
+//! The one user-facing error type: a miette diagnostic with a labelled span into its source.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+
+use crate::syntax::{Span, SyntaxError};
+
+/// A piece of source text: the REPL line, a script, an imported file, the prelude.
+#[derive(Debug)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+    /// Relative `import` / `read` / `save` paths in this source resolve against this folder.
+    pub dir: Option<PathBuf>,
+    named: NamedSource<String>,
+}
+
+impl SourceFile {
+    pub fn new(name: &str, text: &str, dir: Option<PathBuf>) -> Arc<SourceFile> {
+        Arc::new(SourceFile {
+            name: name.to_string(),
+            text: text.to_string(),
+            dir,
+            named: NamedSource::new(name, text.to_string()),
+        })
+    }
+}
+
+/// An error in user input (syntax, name, type, table or I/O), with where it happened.
+#[derive(Debug, Clone)]
+pub struct EvalError {
+    pub message: String,
+    pub span: Option<Span>,
+    /// Text under the span; defaults to "here".
+    pub label: Option<String>,
+    /// Suggestions: closest names, what exists.
+    pub help: Option<String>,
+    /// Which source `span` points into; filled in on the way out when missing.
+    pub source: Option<Arc<SourceFile>>,
+    pub code: &'static str,
+}
+
+pub type EvalResult<T> = Result<T, EvalError>;
+
+impl EvalError {
+    pub fn new(message: impl Into<String>) -> EvalError {
+        EvalError { message: message.into(), span: None, label: None, help: None, source: None, code: "rlq::error" }
+    }
+    pub fn at(span: Span, message: impl Into<String>) -> EvalError {
+        EvalError::new(message).with_span(span)
+    }
+    /// Sets the span unless one is already set (the innermost span is the most precise).
+    pub fn with_span(mut self, span: Span) -> EvalError {
+        if self.span.is_none() {
+            self.span = Some(span);
+        }
+        self
+    }
+    pub fn with_label(mut self, label: impl Into<String>) -> EvalError {
+        self.label = Some(label.into());
+        self
+    }
+    pub fn with_help(mut self, help: impl Into<String>) -> EvalError {
+        self.help = Some(help.into());
+        self
+    }
+    pub fn with_code(mut self, code: &'static str) -> EvalError {
+        self.code = code;
+        self
+    }
+    /// Attaches the source the span refers to, unless one is attached already.
+    pub fn in_source(mut self, source: &Arc<SourceFile>) -> EvalError {
+        if self.source.is_none() {
+            self.source = Some(source.clone());
+        }
+        self
+    }
+    /// `expected table, got number`
+    pub fn type_mismatch(expected: &str, got: &str, span: Span) -> EvalError {
+        EvalError::at(span, format!("type error: expected {expected}, got {got}"))
+            .with_label(format!("this is a {got}"))
+            .with_code("rlq::type")
+    }
+    pub fn from_syntax(e: SyntaxError, source: &Arc<SourceFile>) -> EvalError {
+        EvalError {
+            message: e.message,
+            span: Some(e.span),
+            label: Some(e.label),
+            help: e.help,
+            source: Some(source.clone()),
+            code: "rlq::syntax",
+        }
+    }
+    pub fn polars(e: impl fmt::Display, span: Span) -> EvalError {
+        EvalError::at(span, format!("table error: {e}")).with_code("rlq::table")
+    }
+    pub fn into_report(self) -> miette::Report {
+        miette::Report::new(self)
+    }
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+impl Diagnostic for EvalError {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|s| &s.named as &dyn SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let (span, source) = (self.span?, self.source.as_ref()?);
+        let len = source.text.len();
+        let start = span.start.min(len);
+        let end = span.end.clamp(start, len);
+        let label = self.label.clone().unwrap_or_else(|| "here".to_string());
+        Some(Box::new(std::iter::once(LabeledSpan::new(Some(label), start, end - start))))
+    }
+}
+
+/// Closest names to `name` among `candidates` by edit distance (at most 3, and at most a third
+/// of the name), best first.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let limit = (name.chars().count() / 3 + 1).min(3);
+    let mut scored: Vec<(usize, &str)> = candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= limit || (c.starts_with(name) && !name.is_empty()))
+        .collect();
+    scored.sort();
+    scored.dedup();
+    scored.into_iter().map(|(_, c)| c).take(3).collect()
+}
+
+/// "did you mean `x`? known names: a, b, c" for an unknown `name`.
+pub fn suggestion(name: &str, kind: &str, known: &[String]) -> String {
+    let near = closest(name, known.iter().map(|s| s.as_str()));
+    let mut list: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+    list.sort();
+    list.dedup();
+    let shown = if list.len() > 40 {
+        format!("{}, … ({} in all)", list[..40].join(", "), list.len())
+    } else {
+        list.join(", ")
+    };
+    let listing = if list.is_empty() { format!("there are no {kind}s") } else { format!("{kind}s: {shown}") };
+    match near.first() {
+        Some(best) => format!("did you mean `{best}`? {listing}"),
+        None => listing,
+    }
+}
+
+/// Levenshtein distance over chars.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
