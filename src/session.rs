@@ -89,10 +89,17 @@ impl Session {
         self.eval_inner(src, name, on_value).map(|_| ())
     }
 
-    fn eval_inner(&mut self, src: &str, name: &str, on_value: &mut dyn FnMut(&Value)) -> Result<Value, miette::Report> {
+    fn eval_inner(
+        &mut self,
+        src: &str,
+        name: &str,
+        on_value: &mut dyn FnMut(&Value),
+    ) -> Result<Value, miette::Report> {
         self.interrupt.store(false, Ordering::Relaxed);
         let dir = self.ctx.dir_for_source_name(name);
-        self.ctx.eval_source(src, name, dir, on_value).map_err(EvalError::into_report)
+        self.ctx
+            .eval_source(src, name, dir, on_value)
+            .map_err(EvalError::into_report)
     }
 
     /// Parses and resolves without evaluating: verbs and keywords exist, variables are defined
@@ -104,7 +111,9 @@ impl Session {
     /// assert!(s.check("t | wher a > 1", "x.rlq").is_err());
     /// ```
     pub fn check(&mut self, src: &str, name: &str) -> Result<(), miette::Report> {
-        self.ctx.check_source(src, name).map_err(EvalError::into_report)
+        self.ctx
+            .check_source(src, name)
+            .map_err(EvalError::into_report)
     }
 
     /// Sets a variable.
@@ -154,7 +163,10 @@ impl Session {
         signature: Signature,
         f: impl Fn(&mut EvalContext, Args) -> Result<Value, EvalError> + Send + Sync + 'static,
     ) {
-        let signature = Signature { name: name.to_string(), ..signature };
+        let signature = Signature {
+            name: name.to_string(),
+            ..signature
+        };
         self.ctx.registry_mut().register_fn(signature, f);
     }
 
@@ -181,7 +193,11 @@ impl Session {
     /// assert!(s.vars().contains(&("n".to_string(), "number".to_string())));
     /// ```
     pub fn vars(&self) -> Vec<(String, String)> {
-        self.ctx.globals().iter().map(|(k, v)| (k.clone(), v.type_name().to_string())).collect()
+        self.ctx
+            .globals()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.type_name().to_string()))
+            .collect()
     }
 
     /// All verb names, sorted.
@@ -200,7 +216,11 @@ impl Session {
     /// assert_eq!(s.keywords_of("group"), ["by", "agg"]);
     /// ```
     pub fn keywords_of(&self, verb: &str) -> Vec<String> {
-        self.ctx.registry().get(verb).map(|e| e.signature.keyword_names()).unwrap_or_default()
+        self.ctx
+            .registry()
+            .get(verb)
+            .map(|e| e.signature.keyword_names())
+            .unwrap_or_default()
     }
 
     /// Completions for the word under the cursor at byte `pos` of `line`: verbs at the start of
@@ -270,7 +290,16 @@ impl Session {
                     if g.meta.per_sample {
                         out.push("prompt_id".to_string());
                     }
-                    for c in ["src", "dst", "src_layer", "dst_layer", "src_kind", "dst_kind", "score", "abs_score"] {
+                    for c in [
+                        "src",
+                        "dst",
+                        "src_layer",
+                        "dst_layer",
+                        "src_kind",
+                        "dst_kind",
+                        "score",
+                        "abs_score",
+                    ] {
                         out.push(c.to_string());
                     }
                 }

@@ -35,15 +35,27 @@ pub(crate) trait Names {
     fn is_verb(&self, name: &str) -> bool;
 }
 
-pub(crate) fn bind<'a>(cmd: &'a Command, sig: &Signature, has_input: bool, names: &dyn Names) -> EvalResult<Binding<'a>> {
+pub(crate) fn bind<'a>(
+    cmd: &'a Command,
+    sig: &Signature,
+    has_input: bool,
+    names: &dyn Names,
+) -> EvalResult<Binding<'a>> {
     // 1. Split into the positional section and keyword sections.
-    let mut sections: Vec<(Option<&Param>, Span, Vec<&'a Item>)> = vec![(None, cmd.verb.span, Vec::new())];
+    let mut sections: Vec<(Option<&Param>, Span, Vec<&'a Item>)> =
+        vec![(None, cmd.verb.span, Vec::new())];
     for item in &cmd.items {
         if let Some(word) = item.bare_word() {
             if let Some(kw) = sig.keyword_param(word) {
-                if sections.iter().any(|(p, _, _)| p.map(|p| p.name == word).unwrap_or(false)) {
-                    return Err(EvalError::at(item.span, format!("keyword `{word}` given twice to `{}`", sig.name))
-                        .with_label("again here"));
+                if sections
+                    .iter()
+                    .any(|(p, _, _)| p.map(|p| p.name == word).unwrap_or(false))
+                {
+                    return Err(EvalError::at(
+                        item.span,
+                        format!("keyword `{word}` given twice to `{}`", sig.name),
+                    )
+                    .with_label("again here"));
                 }
                 sections.push((Some(kw), item.span, Vec::new()));
                 continue;
@@ -54,7 +66,11 @@ pub(crate) fn bind<'a>(cmd: &'a Command, sig: &Signature, has_input: bool, names
         }
     }
 
-    let mut binding = Binding { named: BTreeMap::new(), piped_param: None, positional_order: Vec::new() };
+    let mut binding = Binding {
+        named: BTreeMap::new(),
+        piped_param: None,
+        positional_order: Vec::new(),
+    };
 
     // 2. Positional parameters.
     let (_, _, positional_items) = &sections[0];
@@ -68,14 +84,22 @@ pub(crate) fn bind<'a>(cmd: &'a Command, sig: &Signature, has_input: bool, names
             }
             _ if sig.input.is_some() => {}
             _ => {
-                return Err(EvalError::at(cmd.verb.span, format!("`{}` does not take piped input", sig.name))
-                    .with_help(format!("usage: {}", sig.usage())))
+                return Err(EvalError::at(
+                    cmd.verb.span,
+                    format!("`{}` does not take piped input", sig.name),
+                )
+                .with_help(format!("usage: {}", sig.usage())))
             }
         }
     } else if sig.input.is_some() {
         return Err(EvalError::at(
             cmd.verb.span,
-            format!("`{}` needs a {} piped into it, like `t | {} …`", sig.name, sig.input.map(|t| t.name()).unwrap_or("value"), sig.name),
+            format!(
+                "`{}` needs a {} piped into it, like `t | {} …`",
+                sig.name,
+                sig.input.map(|t| t.name()).unwrap_or("value"),
+                sig.name
+            ),
         )
         .with_help(format!("usage: {}", sig.usage())));
     }
@@ -103,19 +127,27 @@ pub(crate) fn bind<'a>(cmd: &'a Command, sig: &Signature, has_input: bool, names
             if let Some(extra) = items.first() {
                 return Err(leftover(extra, sig));
             }
-            binding.named.insert(kw.name.clone(), ((*kw).clone(), vec![(Bound::Flag, *kw_span)]));
+            binding.named.insert(
+                kw.name.clone(),
+                ((*kw).clone(), vec![(Bound::Flag, *kw_span)]),
+            );
             continue;
         }
         let (taken, remaining) = take(kw, items, sig, names)?;
         if taken.is_empty() {
-            return Err(EvalError::at(*kw_span, format!("keyword `{}` of `{}` needs a value", kw.name, sig.name))
-                .with_label("no value after this")
-                .with_help(format!("usage: {}", sig.usage())));
+            return Err(EvalError::at(
+                *kw_span,
+                format!("keyword `{}` of `{}` needs a value", kw.name, sig.name),
+            )
+            .with_label("no value after this")
+            .with_help(format!("usage: {}", sig.usage())));
         }
         if let Some(extra) = remaining.first() {
             return Err(leftover(extra, sig));
         }
-        binding.named.insert(kw.name.clone(), ((*kw).clone(), taken));
+        binding
+            .named
+            .insert(kw.name.clone(), ((*kw).clone(), taken));
     }
     for kw in &sig.keywords {
         if !kw.optional && kw.default.is_none() && !binding.named.contains_key(&kw.name) {
@@ -128,7 +160,12 @@ pub(crate) fn bind<'a>(cmd: &'a Command, sig: &Signature, has_input: bool, names
 type Taken<'a, 'b> = (Vec<(Bound<'a>, Span)>, &'b [&'a Item]);
 
 /// Takes the items one parameter consumes from the front of `items`.
-fn take<'a, 'b>(p: &Param, items: &'b [&'a Item], sig: &Signature, names: &dyn Names) -> EvalResult<Taken<'a, 'b>> {
+fn take<'a, 'b>(
+    p: &Param,
+    items: &'b [&'a Item],
+    sig: &Signature,
+    names: &dyn Names,
+) -> EvalResult<Taken<'a, 'b>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < items.len() {
@@ -137,14 +174,19 @@ fn take<'a, 'b>(p: &Param, items: &'b [&'a Item], sig: &Signature, names: &dyn N
             Shape::Flag => break,
             Shape::Word => match (&item.kind, item.bare_word()) {
                 (_, Some(w)) => out.push((Bound::Word(w.to_string()), item.span)),
-                (ItemKind::Expr { expr, alias: None }, _) if matches!(expr.kind, ExprKind::Str(_)) => {
+                (ItemKind::Expr { expr, alias: None }, _)
+                    if matches!(expr.kind, ExprKind::Str(_)) =>
+                {
                     if let ExprKind::Str(s) = &expr.kind {
                         out.push((Bound::Word(s.clone()), item.span));
                     }
                 }
                 _ => {
-                    return Err(EvalError::at(item.span, format!("`{}` of `{}` expects a word", p.name, sig.name))
-                        .with_help(format!("usage: {}", sig.usage())))
+                    return Err(EvalError::at(
+                        item.span,
+                        format!("`{}` of `{}` expects a word", p.name, sig.name),
+                    )
+                    .with_help(format!("usage: {}", sig.usage())))
                 }
             },
             Shape::Column => {
@@ -167,10 +209,14 @@ fn take<'a, 'b>(p: &Param, items: &'b [&'a Item], sig: &Signature, names: &dyn N
                 if let Some(w) = item.bare_word() {
                     if !names.is_var(w) && names.is_verb(w) {
                         // A nested command takes the rest of this section.
-                        let rest: Vec<Item> = items[i + 1..].iter().map(|it| (*it).clone()).collect();
+                        let rest: Vec<Item> =
+                            items[i + 1..].iter().map(|it| (*it).clone()).collect();
                         let end = items.last().map(|it| it.span).unwrap_or(item.span);
                         let nested = Command {
-                            verb: Ident { name: w.to_string(), span: item.span },
+                            verb: Ident {
+                                name: w.to_string(),
+                                span: item.span,
+                            },
                             items: rest,
                             call_syntax: false,
                             span: item.span.to(end),
@@ -180,7 +226,13 @@ fn take<'a, 'b>(p: &Param, items: &'b [&'a Item], sig: &Signature, names: &dyn N
                     }
                 }
                 if let ItemKind::Assign { name, .. } = &item.kind {
-                    return Err(EvalError::at(name.span, format!("`{} = …` is only allowed where `{}` takes column expressions", name.name, sig.name)));
+                    return Err(EvalError::at(
+                        name.span,
+                        format!(
+                            "`{} = …` is only allowed where `{}` takes column expressions",
+                            name.name, sig.name
+                        ),
+                    ));
                 }
                 out.push((Bound::Item(item), item.span));
             }
@@ -194,11 +246,21 @@ fn take<'a, 'b>(p: &Param, items: &'b [&'a Item], sig: &Signature, names: &dyn N
 }
 
 fn missing(cmd: &Command, sig: &Signature, p: &Param) -> EvalError {
-    let what = if sig.keyword_param(&p.name).is_some() { "keyword" } else { "argument" };
-    EvalError::at(cmd.span, format!("`{}` is missing its {what} `{}` ({})", sig.name, p.name, p.description))
-        .with_label("in this command")
-        .with_help(format!("usage: {}", sig.usage()))
-        .with_code("rlq::args")
+    let what = if sig.keyword_param(&p.name).is_some() {
+        "keyword"
+    } else {
+        "argument"
+    };
+    EvalError::at(
+        cmd.span,
+        format!(
+            "`{}` is missing its {what} `{}` ({})",
+            sig.name, p.name, p.description
+        ),
+    )
+    .with_label("in this command")
+    .with_help(format!("usage: {}", sig.usage()))
+    .with_code("rlq::args")
 }
 
 /// An item nothing takes: an unknown keyword if it is a word, else one argument too many.
@@ -206,10 +268,17 @@ fn leftover(item: &Item, sig: &Signature) -> EvalError {
     match item.bare_word() {
         Some(w) if !sig.keywords.is_empty() => {
             let known = sig.keyword_names();
-            EvalError::at(item.span, format!("unknown keyword `{w}` for `{}`", sig.name))
-                .with_label("not a keyword of this verb")
-                .with_help(format!("{}\nusage: {}", suggestion(w, "keyword", &known), sig.usage()))
-                .with_code("rlq::keyword")
+            EvalError::at(
+                item.span,
+                format!("unknown keyword `{w}` for `{}`", sig.name),
+            )
+            .with_label("not a keyword of this verb")
+            .with_help(format!(
+                "{}\nusage: {}",
+                suggestion(w, "keyword", &known),
+                sig.usage()
+            ))
+            .with_code("rlq::keyword")
         }
         _ => EvalError::at(item.span, format!("too many arguments for `{}`", sig.name))
             .with_label("unexpected argument")

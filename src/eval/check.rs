@@ -30,7 +30,10 @@ impl EvalContext {
         let dir = self.dir_for_source_name(name);
         let source = SourceFile::new(name, text, dir.clone());
         let program = syntax::parse(text).map_err(|e| EvalError::from_syntax(e, &source))?;
-        let mut scope = Scope { registry: self.registry(), defined: self.globals().keys().cloned().collect() };
+        let mut scope = Scope {
+            registry: self.registry(),
+            defined: self.globals().keys().cloned().collect(),
+        };
         for stmt in &program.stmts {
             let r = match &stmt.kind {
                 StmtKind::Let { name, value } => {
@@ -40,7 +43,10 @@ impl EvalContext {
                 }
                 StmtKind::Fn { name, params, body } => {
                     scope.defined.insert(name.name.clone());
-                    let mut inner = Scope { registry: scope.registry, defined: scope.defined.clone() };
+                    let mut inner = Scope {
+                        registry: scope.registry,
+                        defined: scope.defined.clone(),
+                    };
                     inner.defined.extend(params.iter().map(|p| p.name.clone()));
                     check_expr(&inner, body)
                 }
@@ -64,7 +70,10 @@ impl EvalContext {
                             }
                             Ok(())
                         }
-                        Err(e) => Err(EvalError::at(*path_span, format!("cannot import `{}`: {e}", p.display()))),
+                        Err(e) => Err(EvalError::at(
+                            *path_span,
+                            format!("cannot import `{}`: {e}", p.display()),
+                        )),
                     }
                 }
                 StmtKind::Expr(e) => check_expr(&scope, e),
@@ -98,21 +107,29 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
         }
         ExprKind::Command(cmd) => check_command(scope, cmd, false),
         ExprKind::Pipeline(stages) => {
-            let Some((first, rest)) = stages.split_first() else { return Ok(()) };
+            let Some((first, rest)) = stages.split_first() else {
+                return Ok(());
+            };
             check_expr(scope, first)?;
             for stage in rest {
                 match &stage.kind {
                     ExprKind::Command(cmd) => check_command(scope, cmd, true)?,
                     ExprKind::Var(name) => {
                         let cmd = Command {
-                            verb: syntax::Ident { name: name.clone(), span: stage.span },
+                            verb: syntax::Ident {
+                                name: name.clone(),
+                                span: stage.span,
+                            },
                             items: Vec::new(),
                             call_syntax: false,
                             span: stage.span,
                         };
                         check_command(scope, &cmd, true)?
                     }
-                    _ => return Err(EvalError::at(stage.span, "after `|` comes a verb").with_label("not a verb")),
+                    _ => {
+                        return Err(EvalError::at(stage.span, "after `|` comes a verb")
+                            .with_label("not a verb"))
+                    }
                 }
             }
             Ok(())
@@ -124,21 +141,28 @@ fn check_command(scope: &Scope, cmd: &Command, has_input: bool) -> EvalResult<()
     let name = &cmd.verb.name;
     if scope.is_var(name) {
         // A user function (or a value; evaluation reports that): check the argument expressions.
-        return cmd.items.iter().try_for_each(|i| check_expr(scope, i.expr()));
+        return cmd
+            .items
+            .iter()
+            .try_for_each(|i| check_expr(scope, i.expr()));
     }
     let Some(entry) = scope.registry.get(name) else {
         let known = scope.registry.names();
-        return Err(EvalError::at(cmd.verb.span, format!("unknown verb `{name}`"))
-            .with_label("not a verb")
-            .with_help(suggestion(name, "verb", &known))
-            .with_code("rlq::verb"));
+        return Err(
+            EvalError::at(cmd.verb.span, format!("unknown verb `{name}`"))
+                .with_label("not a verb")
+                .with_help(suggestion(name, "verb", &known))
+                .with_code("rlq::verb"),
+        );
     };
     let sig: Arc<_> = entry.signature.clone();
     let binding = bind(cmd, &sig, has_input, scope)?;
     for (param, bounds) in binding.named.values() {
         for (bound, _) in bounds {
             match bound {
-                Bound::Item(item) if matches!(param.shape, Shape::Value(_)) => check_expr(scope, item.expr())?,
+                Bound::Item(item) if matches!(param.shape, Shape::Value(_)) => {
+                    check_expr(scope, item.expr())?
+                }
                 Bound::Nested(nested) => check_command(scope, nested, false)?,
                 _ => {}
             }

@@ -13,10 +13,14 @@ use super::value::Value;
 use crate::syntax::{BinaryOp, Command, Expr, ExprKind, UnaryOp};
 
 /// Aggregations usable inside `agg` (and anywhere a column expression is).
-pub const AGG_FUNCTIONS: &[&str] =
-    &["sum", "mean", "avg", "min", "max", "std", "var", "median", "first", "last", "count", "n_unique", "len"];
+pub const AGG_FUNCTIONS: &[&str] = &[
+    "sum", "mean", "avg", "min", "max", "std", "var", "median", "first", "last", "count",
+    "n_unique", "len",
+];
 /// Element-wise functions usable in column expressions.
-pub const SCALAR_FUNCTIONS: &[&str] = &["abs", "sqrt", "exp", "log", "round", "col", "is_null", "not_null"];
+pub const SCALAR_FUNCTIONS: &[&str] = &[
+    "abs", "sqrt", "exp", "log", "round", "col", "is_null", "not_null",
+];
 
 impl EvalContext {
     /// Compiles a column argument (with its `as` name) against a table's schema.
@@ -84,7 +88,10 @@ impl EvalContext {
         let mut args = Vec::new();
         for item in &cmd.items {
             if let Some(alias) = item.alias() {
-                return Err(EvalError::at(alias.span, "put `as name` after the whole expression"));
+                return Err(EvalError::at(
+                    alias.span,
+                    "put `as name` after the whole expression",
+                ));
             }
             args.push(item.expr());
         }
@@ -94,20 +101,31 @@ impl EvalContext {
                 [a] => match &a.kind {
                     ExprKind::Str(s) if schema.contains(s) => Ok(pl::col(s.as_str())),
                     ExprKind::Str(s) => {
-                        let columns: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
-                        Err(EvalError::at(a.span, format!("unknown column `{s}`")).with_help(suggestion(s, "column", &columns)))
+                        let columns: Vec<String> =
+                            schema.iter_names().map(|n| n.to_string()).collect();
+                        Err(EvalError::at(a.span, format!("unknown column `{s}`"))
+                            .with_help(suggestion(s, "column", &columns)))
                     }
                     _ => Err(EvalError::at(a.span, "col takes a column name as a string")),
                 },
                 _ => Err(EvalError::at(cmd.span, "col takes one column name")),
             };
         }
-        let compiled = args.iter().map(|a| self.compile_expr(a, schema)).collect::<EvalResult<Vec<_>>>()?;
+        let compiled = args
+            .iter()
+            .map(|a| self.compile_expr(a, schema))
+            .collect::<EvalResult<Vec<_>>>()?;
         let arity = |n: usize| -> EvalResult<()> {
             if compiled.len() == n {
                 Ok(())
             } else {
-                Err(EvalError::at(cmd.span, format!("`{name}` takes {n} argument(s) here, got {}", compiled.len())))
+                Err(EvalError::at(
+                    cmd.span,
+                    format!(
+                        "`{name}` takes {n} argument(s) here, got {}",
+                        compiled.len()
+                    ),
+                ))
             }
         };
         let one = || compiled.first().cloned();
@@ -119,8 +137,11 @@ impl EvalContext {
                 arity(1)?;
                 one().map(|e| e.sum()).unwrap_or_else(pl::len)
             }
-            ("mean" | "avg" | "min" | "max" | "std" | "var" | "median" | "first" | "last" | "n_unique" | "abs"
-            | "sqrt" | "exp" | "is_null" | "not_null", _) => {
+            (
+                "mean" | "avg" | "min" | "max" | "std" | "var" | "median" | "first" | "last"
+                | "n_unique" | "abs" | "sqrt" | "exp" | "is_null" | "not_null",
+                _,
+            ) => {
                 arity(1)?;
                 let e = one().unwrap_or_else(pl::len);
                 match name {
@@ -140,23 +161,43 @@ impl EvalContext {
                     _ => e.is_not_null(),
                 }
             }
-            ("log", 1) => one().map(|e| e.log(lit(std::f64::consts::E))).unwrap_or_else(pl::len),
+            ("log", 1) => one()
+                .map(|e| e.log(lit(std::f64::consts::E)))
+                .unwrap_or_else(pl::len),
             ("log", 2) => compiled[0].clone().log(compiled[1].clone()),
             ("round", 1 | 2) => {
                 let digits = match args.get(1).map(|a| &a.kind) {
                     None => 0,
-                    Some(ExprKind::Number { value, .. }) if *value >= 0.0 && value.fract() == 0.0 => *value as u32,
-                    _ => return Err(EvalError::at(cmd.span, "round(x, digits): digits must be a whole number")),
+                    Some(ExprKind::Number { value, .. })
+                        if *value >= 0.0 && value.fract() == 0.0 =>
+                    {
+                        *value as u32
+                    }
+                    _ => {
+                        return Err(EvalError::at(
+                            cmd.span,
+                            "round(x, digits): digits must be a whole number",
+                        ))
+                    }
                 };
-                compiled[0].clone().round(digits, RoundMode::HalfAwayFromZero)
+                compiled[0]
+                    .clone()
+                    .round(digits, RoundMode::HalfAwayFromZero)
             }
             _ => {
-                let mut known: Vec<String> = AGG_FUNCTIONS.iter().chain(SCALAR_FUNCTIONS).map(|s| s.to_string()).collect();
+                let mut known: Vec<String> = AGG_FUNCTIONS
+                    .iter()
+                    .chain(SCALAR_FUNCTIONS)
+                    .map(|s| s.to_string())
+                    .collect();
                 known.sort();
-                return Err(EvalError::at(cmd.verb.span, format!("`{name}` is not a column function"))
-                    .with_label("unknown here")
-                    .with_help(suggestion(name, "column function", &known))
-                    .with_code("rlq::column"));
+                return Err(EvalError::at(
+                    cmd.verb.span,
+                    format!("`{name}` is not a column function"),
+                )
+                .with_label("unknown here")
+                .with_help(suggestion(name, "column function", &known))
+                .with_code("rlq::column"));
             }
         })
     }
@@ -183,7 +224,9 @@ fn value_lit(v: &Value) -> Option<PlExpr> {
 /// The output name `group … agg` gives an unnamed aggregation: `sum(score)` → `sum_score`,
 /// `count()` → `count`.
 pub fn default_agg_name(e: &Expr) -> Option<String> {
-    let ExprKind::Command(cmd) = &e.kind else { return None };
+    let ExprKind::Command(cmd) = &e.kind else {
+        return None;
+    };
     match cmd.items.as_slice() {
         [] => Some(cmd.verb.name.clone()),
         [item] => match &item.expr().kind {

@@ -9,7 +9,9 @@ use super::bind::{bind, Bound, Names};
 use super::error::{suggestion, EvalError, EvalResult, SourceFile};
 use super::registry::{Arg, ArgValue, Args, ColumnArg, Registry, Shape, Signature};
 use super::value::{Function, Table, Value};
-use crate::syntax::{self, BinaryOp, Command, Expr, ExprKind, Ident, Span, Stmt, StmtKind, UnaryOp};
+use crate::syntax::{
+    self, BinaryOp, Command, Expr, ExprKind, Ident, Span, Stmt, StmtKind, UnaryOp,
+};
 
 /// Deepest expression / call nesting evaluated before giving up with an error.
 const MAX_DEPTH: usize = 150;
@@ -74,7 +76,10 @@ impl EvalContext {
     }
     /// A variable: the current function's parameters first, then globals.
     pub fn lookup(&self, name: &str) -> Option<&Value> {
-        self.frames.last().and_then(|f| f.get(name)).or_else(|| self.globals.get(name))
+        self.frames
+            .last()
+            .and_then(|f| f.get(name))
+            .or_else(|| self.globals.get(name))
     }
     pub fn globals(&self) -> &BTreeMap<String, Value> {
         &self.globals
@@ -116,7 +121,9 @@ impl EvalContext {
 
     /// The folder relative paths inside a source called `name` resolve against.
     pub fn dir_for_source_name(&self, name: &str) -> Option<PathBuf> {
-        let parent = Path::new(name).parent().filter(|p| !p.as_os_str().is_empty());
+        let parent = Path::new(name)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty());
         match (parent, &self.base_dir) {
             (Some(p), _) if p.is_absolute() => Some(p.to_path_buf()),
             (Some(p), Some(base)) => Some(base.join(p)),
@@ -143,7 +150,11 @@ impl EvalContext {
         result.map_err(|e| e.in_source(&source))
     }
 
-    fn eval_statements(&mut self, stmts: &[Stmt], on_value: &mut dyn FnMut(&Value)) -> EvalResult<Value> {
+    fn eval_statements(
+        &mut self,
+        stmts: &[Stmt],
+        on_value: &mut dyn FnMut(&Value),
+    ) -> EvalResult<Value> {
         let mut last = Value::Null;
         for stmt in stmts {
             let globals = self.globals.clone();
@@ -183,7 +194,8 @@ impl EvalContext {
                     body: body.clone(),
                     source: self.source.clone(),
                 };
-                self.globals.insert(name.name.clone(), Value::Func(Arc::new(f)));
+                self.globals
+                    .insert(name.name.clone(), Value::Func(Arc::new(f)));
                 Ok(None)
             }
             StmtKind::Import { path, path_span } => {
@@ -197,13 +209,15 @@ impl EvalContext {
     fn import(&mut self, path: &str, span: Span) -> EvalResult<()> {
         let full = self.resolve_path(path);
         let canonical = full.canonicalize().map_err(|e| {
-            EvalError::at(span, format!("cannot import `{}`: {e}", full.display())).with_code("rlq::io")
+            EvalError::at(span, format!("cannot import `{}`: {e}", full.display()))
+                .with_code("rlq::io")
         })?;
         if !self.imported.insert(canonical.clone()) {
             return Ok(()); // each file is evaluated once
         }
         let text = std::fs::read_to_string(&canonical).map_err(|e| {
-            EvalError::at(span, format!("cannot read `{}`: {e}", full.display())).with_code("rlq::io")
+            EvalError::at(span, format!("cannot read `{}`: {e}", full.display()))
+                .with_code("rlq::io")
         })?;
         let dir = canonical.parent().map(Path::to_path_buf);
         let name = full.display().to_string();
@@ -214,7 +228,12 @@ impl EvalContext {
     pub fn eval_expr(&mut self, e: &Expr) -> EvalResult<Value> {
         self.depth += 1;
         let result = if self.depth > MAX_DEPTH {
-            Err(EvalError::at(e.span, format!("nested too deeply (over {MAX_DEPTH} levels; is a function calling itself?)")))
+            Err(EvalError::at(
+                e.span,
+                format!(
+                    "nested too deeply (over {MAX_DEPTH} levels; is a function calling itself?)"
+                ),
+            ))
         } else {
             self.eval_expr_inner(e)
         };
@@ -250,8 +269,14 @@ impl EvalContext {
                 match (op, v) {
                     (UnaryOp::Neg, Value::Number(n)) => Ok(Value::Number(-n)),
                     (UnaryOp::Not, Value::Bool(b)) => Ok(Value::Bool(!b)),
-                    (UnaryOp::Neg, v) => Err(EvalError::type_mismatch("number", v.type_name(), inner.span)),
-                    (UnaryOp::Not, v) => Err(EvalError::type_mismatch("bool", v.type_name(), inner.span)),
+                    (UnaryOp::Neg, v) => Err(EvalError::type_mismatch(
+                        "number",
+                        v.type_name(),
+                        inner.span,
+                    )),
+                    (UnaryOp::Not, v) => {
+                        Err(EvalError::type_mismatch("bool", v.type_name(), inner.span))
+                    }
                 }
             }
             ExprKind::Binary(op, l, r) => self.eval_binary(*op, l, r, e.span),
@@ -262,7 +287,9 @@ impl EvalContext {
             }
             ExprKind::Command(cmd) => self.eval_command(cmd, None),
             ExprKind::Pipeline(stages) => {
-                let Some((first, rest)) = stages.split_first() else { return Ok(Value::Null) };
+                let Some((first, rest)) = stages.split_first() else {
+                    return Ok(Value::Null);
+                };
                 let mut v = self.eval_expr(first)?;
                 for stage in rest {
                     self.check_interrupt(stage.span)?;
@@ -281,8 +308,11 @@ impl EvalContext {
                 let cmd = bare_command(name, stage.span);
                 self.eval_command(&cmd, Some(input))
             }
-            _ => Err(EvalError::at(stage.span, "after `|` comes a verb, like `| where …` or `| top 10`")
-                .with_label("not a verb")),
+            _ => Err(EvalError::at(
+                stage.span,
+                "after `|` comes a verb, like `| where …` or `| top 10`",
+            )
+            .with_label("not a verb")),
         }
     }
 
@@ -305,30 +335,46 @@ impl EvalContext {
                 values.extend(input);
                 for item in &cmd.items {
                     if let Some(alias) = item.alias() {
-                        return Err(EvalError::at(alias.span, "`as` / `=` are not allowed in function arguments"));
+                        return Err(EvalError::at(
+                            alias.span,
+                            "`as` / `=` are not allowed in function arguments",
+                        ));
                     }
                     values.push(self.eval_expr(item.expr())?);
                 }
                 return self.call_function(&f, values, cmd.span);
             }
             Some(v) if !self.registry.contains(name) => {
-                return Err(EvalError::at(cmd.verb.span, format!("`{name}` is a {}, not a verb or function", v.type_name()))
-                    .with_label("not callable"));
+                return Err(EvalError::at(
+                    cmd.verb.span,
+                    format!("`{name}` is a {}, not a verb or function", v.type_name()),
+                )
+                .with_label("not callable"));
             }
             _ => {}
         }
         let Some(entry) = self.registry.get(name).cloned() else {
             let mut known = self.registry.names();
-            known.extend(self.globals.iter().filter(|(_, v)| matches!(v, Value::Func(_))).map(|(k, _)| k.clone()));
-            return Err(EvalError::at(cmd.verb.span, format!("unknown verb `{name}`"))
-                .with_label("not a verb")
-                .with_help(suggestion(name, "verb", &known))
-                .with_code("rlq::verb"));
+            known.extend(
+                self.globals
+                    .iter()
+                    .filter(|(_, v)| matches!(v, Value::Func(_)))
+                    .map(|(k, _)| k.clone()),
+            );
+            return Err(
+                EvalError::at(cmd.verb.span, format!("unknown verb `{name}`"))
+                    .with_label("not a verb")
+                    .with_help(suggestion(name, "verb", &known))
+                    .with_code("rlq::verb"),
+            );
         };
         let binding = bind(cmd, &entry.signature, input.is_some(), self)?;
         let args = self.build_args(cmd, &entry.signature, binding, input)?;
         self.check_interrupt(cmd.span)?;
-        entry.verb.run(self, args).map_err(|e| e.with_span(cmd.span))
+        entry
+            .verb
+            .run(self, args)
+            .map_err(|e| e.with_span(cmd.span))
     }
 
     /// Evaluates the value arguments of a binding and fills defaults.
@@ -339,25 +385,46 @@ impl EvalContext {
         binding: super::bind::Binding<'_>,
         input: Option<Value>,
     ) -> EvalResult<Args> {
-        let mut args = Args { verb: sig.name.clone(), span: cmd.span, ..Args::default() };
+        let mut args = Args {
+            verb: sig.name.clone(),
+            span: cmd.span,
+            ..Args::default()
+        };
         if let Some(v) = input {
             let ty = match &binding.piped_param {
-                Some(p) => sig.positional.first().filter(|fp| &fp.name == p).and_then(|fp| match fp.shape {
-                    Shape::Value(t) => Some(t),
-                    _ => None,
-                }),
+                Some(p) => {
+                    sig.positional
+                        .first()
+                        .filter(|fp| &fp.name == p)
+                        .and_then(|fp| match fp.shape {
+                            Shape::Value(t) => Some(t),
+                            _ => None,
+                        })
+                }
                 None => sig.input,
             };
             let v = match ty {
                 Some(t) => t.coerce(v).map_err(|v| {
-                    EvalError::type_mismatch(t.name(), v.type_name(), cmd.verb.span)
-                        .with_label(format!("`{}` takes a {}; a {} was piped in", sig.name, t.name(), v.type_name()))
+                    EvalError::type_mismatch(t.name(), v.type_name(), cmd.verb.span).with_label(
+                        format!(
+                            "`{}` takes a {}; a {} was piped in",
+                            sig.name,
+                            t.name(),
+                            v.type_name()
+                        ),
+                    )
                 })?,
                 None => v,
             };
             match &binding.piped_param {
                 Some(p) => {
-                    args.named.insert(p.clone(), vec![Arg { value: ArgValue::Value(v), span: cmd.verb.span }]);
+                    args.named.insert(
+                        p.clone(),
+                        vec![Arg {
+                            value: ArgValue::Value(v),
+                            span: cmd.verb.span,
+                        }],
+                    );
                 }
                 None => args.input = Some(v),
             }
@@ -374,15 +441,23 @@ impl EvalContext {
                         descending,
                         span,
                     }),
-                    Bound::Item(item) if param.shape == Shape::Column => ArgValue::Column(ColumnArg {
-                        expr: item.expr().clone(),
-                        alias: item.alias().map(|a| a.name.clone()),
-                        descending: false,
-                        span,
-                    }),
+                    Bound::Item(item) if param.shape == Shape::Column => {
+                        ArgValue::Column(ColumnArg {
+                            expr: item.expr().clone(),
+                            alias: item.alias().map(|a| a.name.clone()),
+                            descending: false,
+                            span,
+                        })
+                    }
                     Bound::Item(item) => {
                         if let Some(alias) = item.alias() {
-                            return Err(EvalError::at(alias.span, format!("`as` is not allowed for `{}` of `{}`", param.name, sig.name)));
+                            return Err(EvalError::at(
+                                alias.span,
+                                format!(
+                                    "`as` is not allowed for `{}` of `{}`",
+                                    param.name, sig.name
+                                ),
+                            ));
                         }
                         let v = self.eval_expr(item.expr())?;
                         ArgValue::Value(check_type(&param.shape, v, span, &param.name, sig)?)
@@ -402,7 +477,13 @@ impl EvalContext {
                     (Shape::Word, Value::Str(s)) => ArgValue::Word(s.clone()),
                     _ => ArgValue::Value(d.clone()),
                 };
-                args.named.insert(p.name.clone(), vec![Arg { value, span: cmd.span }]);
+                args.named.insert(
+                    p.name.clone(),
+                    vec![Arg {
+                        value,
+                        span: cmd.span,
+                    }],
+                );
             }
         }
         for name in &binding.positional_order {
@@ -416,11 +497,22 @@ impl EvalContext {
     }
 
     /// Calls a user function with positional values.
-    pub fn call_function(&mut self, f: &Arc<Function>, values: Vec<Value>, span: Span) -> EvalResult<Value> {
+    pub fn call_function(
+        &mut self,
+        f: &Arc<Function>,
+        values: Vec<Value>,
+        span: Span,
+    ) -> EvalResult<Value> {
         if values.len() != f.params.len() {
             return Err(EvalError::at(
                 span,
-                format!("`{}` takes {} argument(s) ({}), got {}", f.name, f.params.len(), f.params.join(", "), values.len()),
+                format!(
+                    "`{}` takes {} argument(s) ({}), got {}",
+                    f.name,
+                    f.params.len(),
+                    f.params.join(", "),
+                    values.len()
+                ),
             )
             .with_code("rlq::args"));
         }
@@ -444,7 +536,11 @@ impl EvalContext {
     pub fn call(&mut self, f: &Value, values: Vec<Value>, span: Span) -> EvalResult<Value> {
         match f {
             Value::Func(func) => self.call_function(&func.clone(), values, span),
-            other => Err(EvalError::type_mismatch("function", other.type_name(), span)),
+            other => Err(EvalError::type_mismatch(
+                "function",
+                other.type_name(),
+                span,
+            )),
         }
     }
 
@@ -471,7 +567,15 @@ impl EvalContext {
 }
 
 fn bare_command(name: &str, span: Span) -> Command {
-    Command { verb: Ident { name: name.to_string(), span }, items: Vec::new(), call_syntax: false, span }
+    Command {
+        verb: Ident {
+            name: name.to_string(),
+            span,
+        },
+        items: Vec::new(),
+        call_syntax: false,
+        span,
+    }
 }
 
 /// Collects a lazy table (statement results and variables hold eager frames).
@@ -479,17 +583,29 @@ pub(crate) fn materialize(v: Value, span: Span) -> EvalResult<Value> {
     match v {
         Value::Table(Table::Lazy(_)) => {
             let Value::Table(t) = &v else { return Ok(v) };
-            t.collect().map(|df| Value::Table(Table::Eager(df))).map_err(|e| EvalError::polars(e, span))
+            t.collect()
+                .map(|df| Value::Table(Table::Eager(df)))
+                .map_err(|e| EvalError::polars(e, span))
         }
         other => Ok(other),
     }
 }
 
-fn check_type(shape: &Shape, v: Value, span: Span, param: &str, sig: &Signature) -> EvalResult<Value> {
+fn check_type(
+    shape: &Shape,
+    v: Value,
+    span: Span,
+    param: &str,
+    sig: &Signature,
+) -> EvalResult<Value> {
     match shape {
         Shape::Value(t) => t.coerce(v).map_err(|v| {
-            EvalError::type_mismatch(t.name(), v.type_name(), span)
-                .with_help(format!("`{param}` of `{}` is a {}; usage: {}", sig.name, t.name(), sig.usage()))
+            EvalError::type_mismatch(t.name(), v.type_name(), span).with_help(format!(
+                "`{param}` of `{}` is a {}; usage: {}",
+                sig.name,
+                t.name(),
+                sig.usage()
+            ))
         }),
         _ => Ok(v),
     }
@@ -498,11 +614,17 @@ fn check_type(shape: &Shape, v: Value, span: Span, param: &str, sig: &Signature)
 fn index_value(t: Value, i: Value, tspan: Span, ispan: Span) -> EvalResult<Value> {
     let idx = |n: f64, len: usize| -> EvalResult<usize> {
         if n.fract() != 0.0 || !n.is_finite() {
-            return Err(EvalError::at(ispan, format!("index must be a whole number, got {n}")));
+            return Err(EvalError::at(
+                ispan,
+                format!("index must be a whole number, got {n}"),
+            ));
         }
         let k = if n < 0.0 { len as f64 + n } else { n };
         if k < 0.0 || k >= len as f64 {
-            return Err(EvalError::at(ispan, format!("index {n} out of range (length {len})")).with_label("out of range"));
+            return Err(
+                EvalError::at(ispan, format!("index {n} out of range (length {len})"))
+                    .with_label("out of range"),
+            );
         }
         Ok(k as usize)
     };
@@ -516,13 +638,26 @@ fn index_value(t: Value, i: Value, tspan: Span, ispan: Span) -> EvalResult<Value
             let k = idx(n, chars.len())?;
             Ok(Value::Str(chars[k].to_string()))
         }
-        (Value::List(_) | Value::Str(_), other) => Err(EvalError::type_mismatch("number", other.type_name(), ispan)),
-        (other, _) => Err(EvalError::type_mismatch("list or string", other.type_name(), tspan)),
+        (Value::List(_) | Value::Str(_), other) => {
+            Err(EvalError::type_mismatch("number", other.type_name(), ispan))
+        }
+        (other, _) => Err(EvalError::type_mismatch(
+            "list or string",
+            other.type_name(),
+            tspan,
+        )),
     }
 }
 
 /// Arithmetic, concatenation and comparison on plain values.
-pub(crate) fn binary_values(op: BinaryOp, lv: Value, rv: Value, ls: Span, rs: Span, _span: Span) -> EvalResult<Value> {
+pub(crate) fn binary_values(
+    op: BinaryOp,
+    lv: Value,
+    rv: Value,
+    ls: Span,
+    rs: Span,
+    _span: Span,
+) -> EvalResult<Value> {
     use BinaryOp::*;
     use Value::*;
     Ok(match (op, lv, rv) {
@@ -551,10 +686,19 @@ pub(crate) fn binary_values(op: BinaryOp, lv: Value, rv: Value, ls: Span, rs: Sp
                 Lt | Le | Gt | Ge => "two numbers or two strings",
                 _ => "numbers",
             };
-            let (bad, bad_span) = if matches!(a, Number(_)) || matches!(a, Str(_)) && op == Add { (&b, rs) } else { (&a, ls) };
+            let (bad, bad_span) = if matches!(a, Number(_)) || matches!(a, Str(_)) && op == Add {
+                (&b, rs)
+            } else {
+                (&a, ls)
+            };
             return Err(EvalError::at(
                 bad_span,
-                format!("type error: `{}` needs {want}, got {} and {}", op.symbol(), a.type_name(), b.type_name()),
+                format!(
+                    "type error: `{}` needs {want}, got {} and {}",
+                    op.symbol(),
+                    a.type_name(),
+                    b.type_name()
+                ),
             )
             .with_label(format!("this is a {}", bad.type_name()))
             .with_code("rlq::type"));

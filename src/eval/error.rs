@@ -47,7 +47,14 @@ pub type EvalResult<T> = Result<T, EvalError>;
 
 impl EvalError {
     pub fn new(message: impl Into<String>) -> EvalError {
-        EvalError { message: message.into(), span: None, label: None, help: None, source: None, code: "rlq::error" }
+        EvalError {
+            message: message.into(),
+            span: None,
+            label: None,
+            help: None,
+            source: None,
+            code: "rlq::error",
+        }
     }
     pub fn at(span: Span, message: impl Into<String>) -> EvalError {
         EvalError::new(message).with_span(span)
@@ -115,7 +122,9 @@ impl Diagnostic for EvalError {
         Some(Box::new(self.code))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         self.source.as_ref().map(|s| &s.named as &dyn SourceCode)
@@ -126,7 +135,11 @@ impl Diagnostic for EvalError {
         let start = span.start.min(len);
         let end = span.end.clamp(start, len);
         let label = self.label.clone().unwrap_or_else(|| "here".to_string());
-        Some(Box::new(std::iter::once(LabeledSpan::new(Some(label), start, end - start))))
+        Some(Box::new(std::iter::once(LabeledSpan::new(
+            Some(label),
+            start,
+            end - start,
+        ))))
     }
 }
 
@@ -155,7 +168,11 @@ pub fn suggestion(name: &str, kind: &str, known: &[String]) -> String {
     } else {
         list.join(", ")
     };
-    let listing = if list.is_empty() { format!("there are no {kind}s") } else { format!("{kind}s: {shown}") };
+    let listing = if list.is_empty() {
+        format!("there are no {kind}s")
+    } else {
+        format!("{kind}s: {shown}")
+    };
     match near.first() {
         Some(best) => format!("did you mean `{best}`? {listing}"),
         None => listing,

@@ -12,7 +12,10 @@ pub mod verbs;
 
 pub use context::EvalContext;
 pub use error::{EvalError, EvalResult, SourceFile};
-pub use registry::{Arg, ArgValue, Args, ColumnArg, Entry, Example, FnVerb, Param, Registry, Shape, Signature, Type, Verb};
+pub use registry::{
+    Arg, ArgValue, Args, ColumnArg, Entry, Example, FnVerb, Param, Registry, Shape, Signature,
+    Type, Verb,
+};
 pub use value::{Function, Table, Value};
 
 /// A registry holding every built-in verb.

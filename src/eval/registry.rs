@@ -124,7 +124,11 @@ impl Param {
             Shape::Word => "word".to_string(),
             Shape::Value(t) => t.name().to_string(),
         };
-        let core = if self.many { format!("{}:{core}…", self.name) } else { format!("{}:{core}", self.name) };
+        let core = if self.many {
+            format!("{}:{core}…", self.name)
+        } else {
+            format!("{}:{core}", self.name)
+        };
         if self.optional {
             format!("[{core}]")
         } else {
@@ -191,16 +195,26 @@ impl Signature {
     }
     /// An optional positional value.
     pub fn optional(self, name: &str, ty: Type, description: &str) -> Self {
-        self.positional(Param { optional: true, ..Param::new(name, Shape::Value(ty), description) })
+        self.positional(Param {
+            optional: true,
+            ..Param::new(name, Shape::Value(ty), description)
+        })
     }
     /// Every remaining positional value.
     pub fn rest(self, name: &str, ty: Type, description: &str) -> Self {
-        self.positional(Param { optional: true, many: true, ..Param::new(name, Shape::Value(ty), description) })
+        self.positional(Param {
+            optional: true,
+            many: true,
+            ..Param::new(name, Shape::Value(ty), description)
+        })
     }
     /// A first positional value that the piped value fills when present: `t | save to "x"` and
     /// `save t to "x"` both work.
     pub fn piped(self, name: &str, ty: Type, description: &str) -> Self {
-        self.positional(Param { piped: true, ..Param::new(name, Shape::Value(ty), description) })
+        self.positional(Param {
+            piped: true,
+            ..Param::new(name, Shape::Value(ty), description)
+        })
     }
     /// One positional column expression.
     pub fn column(self, name: &str, description: &str) -> Self {
@@ -208,18 +222,30 @@ impl Signature {
     }
     /// Every remaining positional item, as column expressions.
     pub fn columns(self, name: &str, description: &str) -> Self {
-        self.positional(Param { many: true, ..Param::new(name, Shape::Column, description) })
+        self.positional(Param {
+            many: true,
+            ..Param::new(name, Shape::Column, description)
+        })
     }
     /// An optional keyword taking one value.
     pub fn named(self, name: &str, ty: Type, description: &str) -> Self {
-        self.keyword(Param { optional: true, ..Param::new(name, Shape::Value(ty), description) })
+        self.keyword(Param {
+            optional: true,
+            ..Param::new(name, Shape::Value(ty), description)
+        })
     }
     /// A required keyword taking one value.
     pub fn named_required(self, name: &str, ty: Type, description: &str) -> Self {
         self.keyword(Param::new(name, Shape::Value(ty), description))
     }
     /// An optional keyword with a default value.
-    pub fn named_default(self, name: &str, ty: Type, default: impl Into<Value>, description: &str) -> Self {
+    pub fn named_default(
+        self,
+        name: &str,
+        ty: Type,
+        default: impl Into<Value>,
+        description: &str,
+    ) -> Self {
         self.keyword(Param {
             optional: true,
             default: Some(default.into()),
@@ -236,14 +262,24 @@ impl Signature {
     }
     /// A keyword taking column expressions (`by a, b`).
     pub fn named_columns(self, name: &str, required: bool, description: &str) -> Self {
-        self.keyword(Param { optional: !required, many: true, ..Param::new(name, Shape::Column, description) })
+        self.keyword(Param {
+            optional: !required,
+            many: true,
+            ..Param::new(name, Shape::Column, description)
+        })
     }
     /// A keyword with no value.
     pub fn flag(self, name: &str, description: &str) -> Self {
-        self.keyword(Param { optional: true, ..Param::new(name, Shape::Flag, description) })
+        self.keyword(Param {
+            optional: true,
+            ..Param::new(name, Shape::Flag, description)
+        })
     }
     pub fn example(mut self, source: &str, note: &str) -> Self {
-        self.examples.push(Example { source: source.into(), note: note.into() });
+        self.examples.push(Example {
+            source: source.into(),
+            note: note.into(),
+        });
         self
     }
     pub fn keyword_param(&self, name: &str) -> Option<&Param> {
@@ -268,7 +304,9 @@ impl Signature {
                 Shape::Flag => out.push_str(&k.usage()),
                 _ => {
                     let inner = k.usage();
-                    let inner = inner.trim_start_matches(['<', '[']).trim_end_matches(['>', ']']);
+                    let inner = inner
+                        .trim_start_matches(['<', '['])
+                        .trim_end_matches(['>', ']']);
                     let value = inner.split_once(':').map(|(_, t)| t).unwrap_or(inner);
                     if k.optional {
                         out.push_str(&format!("[{} {value}]", k.name));
@@ -358,7 +396,9 @@ impl Args {
         })
     }
     pub fn flag(&self, name: &str) -> bool {
-        self.all(name).iter().any(|a| matches!(a.value, ArgValue::Flag))
+        self.all(name)
+            .iter()
+            .any(|a| matches!(a.value, ArgValue::Flag))
     }
     pub fn columns(&self, name: &str) -> Vec<&ColumnArg> {
         self.all(name)
@@ -382,11 +422,18 @@ impl Args {
             Some(Value::Table(t)) => Ok(t.clone()),
             Some(other) => match Type::Table.coerce(other.clone()) {
                 Ok(Value::Table(t)) => Ok(t),
-                _ => Err(super::error::EvalError::type_mismatch("table", other.type_name(), self.span)),
+                _ => Err(super::error::EvalError::type_mismatch(
+                    "table",
+                    other.type_name(),
+                    self.span,
+                )),
             },
             None => Err(super::error::EvalError::at(
                 self.span,
-                format!("`{}` needs a table piped into it, like `t | {} …`", self.verb, self.verb),
+                format!(
+                    "`{}` needs a table piped into it, like `t | {} …`",
+                    self.verb, self.verb
+                ),
             )),
         }
     }
@@ -444,14 +491,23 @@ impl Registry {
     pub fn register(&mut self, verb: Box<dyn Verb>) {
         let mut signature = verb.signature();
         signature.examples = verb.examples();
-        self.entries.insert(signature.name.clone(), Entry { verb: Arc::from(verb), signature: Arc::new(signature) });
+        self.entries.insert(
+            signature.name.clone(),
+            Entry {
+                verb: Arc::from(verb),
+                signature: Arc::new(signature),
+            },
+        );
     }
     pub fn register_fn(
         &mut self,
         signature: Signature,
         run: impl Fn(&mut EvalContext, Args) -> EvalResult<Value> + Send + Sync + 'static,
     ) {
-        self.register(Box::new(FnVerb { signature, run: Arc::new(run) }));
+        self.register(Box::new(FnVerb {
+            signature,
+            run: Arc::new(run),
+        }));
     }
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.entries.get(name)

@@ -46,14 +46,15 @@ impl Table {
             Table::Eager(df) => Ok(df.clone()),
             Table::Lazy(lf) => {
                 let lf = lf.clone();
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || lf.collect())).unwrap_or_else(|p| {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "internal polars panic".into());
-                    Err(PolarsError::ComputeError(msg.into()))
-                })
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || lf.collect()))
+                    .unwrap_or_else(|p| {
+                        let msg = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "internal polars panic".into());
+                        Err(PolarsError::ComputeError(msg.into()))
+                    })
             }
         }
     }

@@ -9,7 +9,10 @@ pub struct Span {
 
 impl Span {
     pub fn new(start: usize, end: usize) -> Span {
-        Span { start, end: end.max(start) }
+        Span {
+            start,
+            end: end.max(start),
+        }
     }
     /// The smallest span covering both.
     pub fn to(self, other: Span) -> Span {
@@ -40,7 +43,11 @@ pub enum StmtKind {
     /// `let name = value`
     Let { name: Ident, value: Expr },
     /// `fn name(a, b) = body`
-    Fn { name: Ident, params: Vec<Ident>, body: Expr },
+    Fn {
+        name: Ident,
+        params: Vec<Ident>,
+        body: Expr,
+    },
     /// `import "file.rlq"`
     Import { path: String, path_span: Span },
     /// A bare expression; its value is the statement's value.
@@ -66,7 +73,10 @@ pub enum ExprKind {
     Bool(bool),
     /// `is_int` remembers that the literal had no fraction or exponent, so a column expression can
     /// keep integer columns integer.
-    Number { value: f64, is_int: bool },
+    Number {
+        value: f64,
+        is_int: bool,
+    },
     Str(String),
     List(Vec<Expr>),
     /// A bare name: a variable, a column (inside table verbs), or a verb called with no arguments.

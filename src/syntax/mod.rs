@@ -27,7 +27,12 @@ pub struct SyntaxError {
 impl SyntaxError {
     pub fn at(span: Span, message: impl Into<String>) -> SyntaxError {
         let message = message.into();
-        SyntaxError { label: message.clone(), message, span, help: None }
+        SyntaxError {
+            label: message.clone(),
+            message,
+            span,
+            help: None,
+        }
     }
 }
 

@@ -42,8 +42,11 @@ pub fn parse(src: &str) -> Result<Program, SyntaxError> {
             help: None,
         });
     }
-    let mut pairs = RlqParser::parse(Rule::program, &scanned.text).map_err(|e| from_pest(e, src))?;
-    let program = pairs.next().ok_or_else(|| SyntaxError::at(Span::default(), "empty parse"))?;
+    let mut pairs =
+        RlqParser::parse(Rule::program, &scanned.text).map_err(|e| from_pest(e, src))?;
+    let program = pairs
+        .next()
+        .ok_or_else(|| SyntaxError::at(Span::default(), "empty parse"))?;
     let mut stmts = Vec::new();
     for pair in program.into_inner() {
         match pair.as_rule() {
@@ -60,7 +63,10 @@ fn span_of(pair: &Pair<Rule>) -> Span {
 }
 
 fn ident(pair: Pair<Rule>) -> Ident {
-    Ident { name: pair.as_str().to_string(), span: span_of(&pair) }
+    Ident {
+        name: pair.as_str().to_string(),
+        span: span_of(&pair),
+    }
 }
 
 fn build_stmt(pair: Pair<Rule>) -> Result<Stmt, SyntaxError> {
@@ -68,7 +74,11 @@ fn build_stmt(pair: Pair<Rule>) -> Result<Stmt, SyntaxError> {
     NODES.with(|c| c.set(0));
     let rule = pair.as_rule();
     let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
-    let mut next = || inner.next().ok_or_else(|| SyntaxError::at(span, "incomplete statement"));
+    let mut next = || {
+        inner
+            .next()
+            .ok_or_else(|| SyntaxError::at(span, "incomplete statement"))
+    };
     let kind = match rule {
         Rule::let_stmt => {
             let name = ident(next()?);
@@ -84,7 +94,10 @@ fn build_stmt(pair: Pair<Rule>) -> Result<Stmt, SyntaxError> {
         Rule::import_stmt => {
             let lit = next()?;
             let path_span = span_of(&lit);
-            StmtKind::Import { path: build_string(lit)?, path_span }
+            StmtKind::Import {
+                path: build_string(lit)?,
+                path_span,
+            }
         }
         Rule::expr_stmt => StmtKind::Expr(build_pipeline(next()?)?),
         other => return Err(SyntaxError::at(span, format!("unexpected {other:?}"))),
@@ -93,16 +106,27 @@ fn build_stmt(pair: Pair<Rule>) -> Result<Stmt, SyntaxError> {
 }
 
 fn is_keyword(rule: Rule) -> bool {
-    matches!(rule, Rule::kw_let | Rule::kw_fn | Rule::kw_import | Rule::kw_as)
+    matches!(
+        rule,
+        Rule::kw_let | Rule::kw_fn | Rule::kw_import | Rule::kw_as
+    )
 }
 
 fn build_pipeline(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
     let span = span_of(&pair);
-    let mut stages = pair.into_inner().map(build_stage).collect::<Result<Vec<_>, _>>()?;
+    let mut stages = pair
+        .into_inner()
+        .map(build_stage)
+        .collect::<Result<Vec<_>, _>>()?;
     if stages.len() == 1 {
-        return stages.pop().ok_or_else(|| SyntaxError::at(span, "empty pipeline"));
+        return stages
+            .pop()
+            .ok_or_else(|| SyntaxError::at(span, "empty pipeline"));
     }
-    Ok(Expr { kind: ExprKind::Pipeline(stages), span })
+    Ok(Expr {
+        kind: ExprKind::Pipeline(stages),
+        span,
+    })
 }
 
 fn build_stage(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
@@ -110,9 +134,20 @@ fn build_stage(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
         Rule::command => {
             let span = span_of(&pair);
             let mut inner = pair.into_inner();
-            let verb = inner.next().map(ident).ok_or_else(|| SyntaxError::at(span, "missing verb"))?;
+            let verb = inner
+                .next()
+                .map(ident)
+                .ok_or_else(|| SyntaxError::at(span, "missing verb"))?;
             let items = inner.map(build_item).collect::<Result<Vec<_>, _>>()?;
-            Ok(Expr { kind: ExprKind::Command(Command { verb, items, call_syntax: false, span }), span })
+            Ok(Expr {
+                kind: ExprKind::Command(Command {
+                    verb,
+                    items,
+                    call_syntax: false,
+                    span,
+                }),
+                span,
+            })
         }
         _ => build_expr(pair),
     }
@@ -126,16 +161,25 @@ fn build_item(pair: Pair<Rule>) -> Result<Item, SyntaxError> {
         .ok_or_else(|| SyntaxError::at(span, "empty argument"))?;
     let rule = inner.as_rule();
     let mut parts = inner.into_inner().filter(|p| p.as_rule() != Rule::kw_as);
-    let first = parts.next().ok_or_else(|| SyntaxError::at(span, "empty argument"))?;
+    let first = parts
+        .next()
+        .ok_or_else(|| SyntaxError::at(span, "empty argument"))?;
     let kind = match rule {
         Rule::assign_item => {
             let name = ident(first);
-            let expr = build_expr(parts.next().ok_or_else(|| SyntaxError::at(span, "missing value"))?)?;
+            let expr = build_expr(
+                parts
+                    .next()
+                    .ok_or_else(|| SyntaxError::at(span, "missing value"))?,
+            )?;
             ItemKind::Assign { name, expr }
         }
         _ => {
             let expr = build_expr(first)?;
-            ItemKind::Expr { expr, alias: parts.next().map(ident) }
+            ItemKind::Expr {
+                expr,
+                alias: parts.next().map(ident),
+            }
         }
     };
     Ok(Item { kind, span })
@@ -146,7 +190,10 @@ fn build_expr(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
     let span = span_of(&pair);
     match pair.as_rule() {
         Rule::expr => {
-            let inner = pair.into_inner().next().ok_or_else(|| SyntaxError::at(span, "empty expression"))?;
+            let inner = pair
+                .into_inner()
+                .next()
+                .ok_or_else(|| SyntaxError::at(span, "empty expression"))?;
             build_expr(inner)
         }
         Rule::or_expr | Rule::and_expr | Rule::sum_expr | Rule::prod_expr | Rule::cmp_expr => {
@@ -166,7 +213,10 @@ fn build_expr(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
             }
             let mut e = operand.ok_or_else(|| SyntaxError::at(span, "missing operand"))?;
             for _ in 0..nots {
-                e = Expr { kind: ExprKind::Unary(UnaryOp::Not, Box::new(e)), span };
+                e = Expr {
+                    kind: ExprKind::Unary(UnaryOp::Not, Box::new(e)),
+                    span,
+                };
             }
             Ok(e)
         }
@@ -187,21 +237,38 @@ fn build_expr(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
                 let s = neg.to(e.span);
                 // Fold `-3` into a literal so `-3` stays a number in column expressions too.
                 e = match e.kind {
-                    ExprKind::Number { value, is_int } => Expr { kind: ExprKind::Number { value: -value, is_int }, span: s },
-                    _ => Expr { kind: ExprKind::Unary(UnaryOp::Neg, Box::new(e)), span: s },
+                    ExprKind::Number { value, is_int } => Expr {
+                        kind: ExprKind::Number {
+                            value: -value,
+                            is_int,
+                        },
+                        span: s,
+                    },
+                    _ => Expr {
+                        kind: ExprKind::Unary(UnaryOp::Neg, Box::new(e)),
+                        span: s,
+                    },
                 };
             }
             Ok(e)
         }
         Rule::postfix => {
             let mut inner = pair.into_inner();
-            let first = inner.next().ok_or_else(|| SyntaxError::at(span, "missing operand"))?;
+            let first = inner
+                .next()
+                .ok_or_else(|| SyntaxError::at(span, "missing operand"))?;
             let mut e = build_expr(first)?;
             for idx in inner {
                 count_node(span)?;
                 let s = e.span.to(span_of(&idx));
-                let i = idx.into_inner().next().ok_or_else(|| SyntaxError::at(s, "missing index"))?;
-                e = Expr { kind: ExprKind::Index(Box::new(e), Box::new(build_expr(i)?)), span: s };
+                let i = idx
+                    .into_inner()
+                    .next()
+                    .ok_or_else(|| SyntaxError::at(s, "missing index"))?;
+                e = Expr {
+                    kind: ExprKind::Index(Box::new(e), Box::new(build_expr(i)?)),
+                    span: s,
+                };
             }
             Ok(e)
         }
@@ -211,32 +278,70 @@ fn build_expr(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
                 .parse()
                 .map_err(|_| SyntaxError::at(span, format!("`{text}` is not a number")))?;
             let is_int = !text.contains(['.', 'e', 'E']);
-            Ok(Expr { kind: ExprKind::Number { value, is_int }, span })
+            Ok(Expr {
+                kind: ExprKind::Number { value, is_int },
+                span,
+            })
         }
-        Rule::string => Ok(Expr { kind: ExprKind::Str(build_string(pair)?), span }),
-        Rule::kw_true => Ok(Expr { kind: ExprKind::Bool(true), span }),
-        Rule::kw_false => Ok(Expr { kind: ExprKind::Bool(false), span }),
-        Rule::kw_null => Ok(Expr { kind: ExprKind::Null, span }),
+        Rule::string => Ok(Expr {
+            kind: ExprKind::Str(build_string(pair)?),
+            span,
+        }),
+        Rule::kw_true => Ok(Expr {
+            kind: ExprKind::Bool(true),
+            span,
+        }),
+        Rule::kw_false => Ok(Expr {
+            kind: ExprKind::Bool(false),
+            span,
+        }),
+        Rule::kw_null => Ok(Expr {
+            kind: ExprKind::Null,
+            span,
+        }),
         Rule::list => {
             count_node(span)?;
-            let items = pair.into_inner().map(build_expr).collect::<Result<Vec<_>, _>>()?;
-            Ok(Expr { kind: ExprKind::List(items), span })
+            let items = pair
+                .into_inner()
+                .map(build_expr)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Expr {
+                kind: ExprKind::List(items),
+                span,
+            })
         }
         Rule::call => {
             count_node(span)?;
             let mut inner = pair.into_inner();
-            let verb = inner.next().map(ident).ok_or_else(|| SyntaxError::at(span, "missing name"))?;
+            let verb = inner
+                .next()
+                .map(ident)
+                .ok_or_else(|| SyntaxError::at(span, "missing name"))?;
             let items = inner.map(build_item).collect::<Result<Vec<_>, _>>()?;
-            Ok(Expr { kind: ExprKind::Command(Command { verb, items, call_syntax: true, span }), span })
+            Ok(Expr {
+                kind: ExprKind::Command(Command {
+                    verb,
+                    items,
+                    call_syntax: true,
+                    span,
+                }),
+                span,
+            })
         }
         Rule::paren => {
             count_node(span)?;
-            let inner = pair.into_inner().next().ok_or_else(|| SyntaxError::at(span, "empty parentheses"))?;
+            let inner = pair
+                .into_inner()
+                .next()
+                .ok_or_else(|| SyntaxError::at(span, "empty parentheses"))?;
             let mut e = build_pipeline(inner)?;
             e.span = span;
             Ok(e)
         }
-        Rule::var => Ok(Expr { kind: ExprKind::Var(pair.as_str().to_string()), span }),
+        Rule::var => Ok(Expr {
+            kind: ExprKind::Var(pair.as_str().to_string()),
+            span,
+        }),
         Rule::pipeline => build_pipeline(pair),
         Rule::command => build_stage(pair),
         other => Err(SyntaxError::at(span, format!("unexpected {other:?}"))),
@@ -247,7 +352,9 @@ fn build_expr(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
 fn build_binary_chain(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
     let span = span_of(&pair);
     let mut inner = pair.into_inner();
-    let first = inner.next().ok_or_else(|| SyntaxError::at(span, "missing operand"))?;
+    let first = inner
+        .next()
+        .ok_or_else(|| SyntaxError::at(span, "missing operand"))?;
     let mut lhs = build_expr(first)?;
     while let Some(op_pair) = inner.next() {
         let op = match (op_pair.as_rule(), op_pair.as_str()) {
@@ -264,13 +371,23 @@ fn build_binary_chain(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
             (_, "<=") => BinaryOp::Le,
             (_, ">") => BinaryOp::Gt,
             (_, ">=") => BinaryOp::Ge,
-            (_, other) => return Err(SyntaxError::at(span_of(&op_pair), format!("unknown operator `{other}`"))),
+            (_, other) => {
+                return Err(SyntaxError::at(
+                    span_of(&op_pair),
+                    format!("unknown operator `{other}`"),
+                ))
+            }
         };
         count_node(span)?;
-        let rhs_pair = inner.next().ok_or_else(|| SyntaxError::at(span, "missing right operand"))?;
+        let rhs_pair = inner
+            .next()
+            .ok_or_else(|| SyntaxError::at(span, "missing right operand"))?;
         let rhs = build_expr(rhs_pair)?;
         let s = lhs.span.to(rhs.span);
-        lhs = Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span: s };
+        lhs = Expr {
+            kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
+            span: s,
+        };
     }
     Ok(lhs)
 }
@@ -308,7 +425,9 @@ fn build_string(pair: Pair<Rule>) -> Result<String, SyntaxError> {
                 let rest = &raw[i + 2..];
                 let close = rest.find('}');
                 let code = match (rest.starts_with('{'), close) {
-                    (true, Some(end)) => u32::from_str_radix(&rest[1..end], 16).ok().and_then(char::from_u32),
+                    (true, Some(end)) => u32::from_str_radix(&rest[1..end], 16)
+                        .ok()
+                        .and_then(char::from_u32),
                     _ => None,
                 };
                 match (code, close) {
@@ -344,16 +463,30 @@ fn from_pest(err: pest::error::Error<Rule>, src: &str) -> SyntaxError {
     let end = if end > start && src.is_char_boundary(end.min(src.len())) {
         end.min(src.len())
     } else {
-        src[start..].chars().next().map(|c| start + c.len_utf8()).unwrap_or(start)
+        src[start..]
+            .chars()
+            .next()
+            .map(|c| start + c.len_utf8())
+            .unwrap_or(start)
     };
     let found = match src[start..].chars().next() {
         None => "end of input".to_string(),
         Some('\n') | Some(';') => "end of statement".to_string(),
-        Some(c) => format!("`{}`", src[start..].split(|ch: char| ch.is_whitespace()).next().unwrap_or(&c.to_string())),
+        Some(c) => format!(
+            "`{}`",
+            src[start..]
+                .split(|ch: char| ch.is_whitespace())
+                .next()
+                .unwrap_or(&c.to_string())
+        ),
     };
     let (message, label) = match &err.variant {
-        ErrorVariant::ParsingError { positives, negatives } => {
-            let mut names: Vec<&'static str> = positives.iter().filter_map(|r| rule_name(*r)).collect();
+        ErrorVariant::ParsingError {
+            positives,
+            negatives,
+        } => {
+            let mut names: Vec<&'static str> =
+                positives.iter().filter_map(|r| rule_name(*r)).collect();
             names.sort();
             names.dedup();
             let expected = if names.is_empty() && !negatives.is_empty() {
@@ -363,11 +496,21 @@ fn from_pest(err: pest::error::Error<Rule>, src: &str) -> SyntaxError {
             } else {
                 join_or(&names)
             };
-            (format!("syntax error: expected {expected}, found {found}"), format!("expected {expected}"))
+            (
+                format!("syntax error: expected {expected}, found {found}"),
+                format!("expected {expected}"),
+            )
         }
-        ErrorVariant::CustomError { message } => (format!("syntax error: {message}"), message.clone()),
+        ErrorVariant::CustomError { message } => {
+            (format!("syntax error: {message}"), message.clone())
+        }
     };
-    SyntaxError { message, span: Span::new(start, end), label, help: None }
+    SyntaxError {
+        message,
+        span: Span::new(start, end),
+        label,
+        help: None,
+    }
 }
 
 fn join_or(names: &[&str]) -> String {
@@ -385,9 +528,23 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::ident | Rule::ident_raw | Rule::var | Rule::verb | Rule::call_name => "a name",
         Rule::number => "a number",
         Rule::string | Rule::dq_inner | Rule::sq_inner => "a string",
-        Rule::expr | Rule::or_expr | Rule::and_expr | Rule::not_expr | Rule::cmp_expr | Rule::sum_expr
-        | Rule::prod_expr | Rule::unary | Rule::postfix | Rule::paren | Rule::list | Rule::call
-        | Rule::kw_true | Rule::kw_false | Rule::kw_null | Rule::pipeline | Rule::command => "an expression",
+        Rule::expr
+        | Rule::or_expr
+        | Rule::and_expr
+        | Rule::not_expr
+        | Rule::cmp_expr
+        | Rule::sum_expr
+        | Rule::prod_expr
+        | Rule::unary
+        | Rule::postfix
+        | Rule::paren
+        | Rule::list
+        | Rule::call
+        | Rule::kw_true
+        | Rule::kw_false
+        | Rule::kw_null
+        | Rule::pipeline
+        | Rule::command => "an expression",
         Rule::item | Rule::assign_item | Rule::expr_item => "an argument",
         Rule::params => "parameter names",
         Rule::cmp_op => "a comparison",

@@ -93,7 +93,13 @@ pub(crate) fn scan(src: &str) -> Scanned {
     }
     // Only ASCII bytes and whole comment runs were replaced by ASCII, so this stays UTF-8.
     let text = String::from_utf8(out).unwrap_or_else(|_| src.to_string());
-    Scanned { text, open_brackets: depth, open_string, trailing_pipe, too_deep }
+    Scanned {
+        text,
+        open_brackets: depth,
+        open_string,
+        trailing_pipe,
+        too_deep,
+    }
 }
 
 /// True when `src` cannot be a whole statement yet: an open bracket or string, or a trailing `|`.

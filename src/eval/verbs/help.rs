@@ -11,7 +11,10 @@ impl Verb for HelpVerb {
     fn signature(&self) -> Signature {
         Signature::new("help", "list the verbs, or describe one")
             .category("session")
-            .positional(Param { optional: true, ..Param::new("topic", Shape::Word, "a verb name") })
+            .positional(Param {
+                optional: true,
+                ..Param::new("topic", Shape::Word, "a verb name")
+            })
             .example("help", "all verbs")
             .example("help where", "how to use `where`")
     }
@@ -44,14 +47,21 @@ pub fn help_text(reg: &Registry, topic: Option<&str>) -> Result<String, (String,
         }
         Some(name) => {
             let Some(entry) = reg.get(name) else {
-                return Err((format!("no verb called `{name}`"), suggestion(name, "verb", &reg.names())));
+                return Err((
+                    format!("no verb called `{name}`"),
+                    suggestion(name, "verb", &reg.names()),
+                ));
             };
             let s = &entry.signature;
             let mut out = format!("{} — {}\n\nusage: {}\n", s.name, s.description, s.usage());
             if !s.positional.is_empty() || !s.keywords.is_empty() {
                 out.push_str("\narguments:\n");
                 for p in s.positional.iter().chain(&s.keywords) {
-                    let default = p.default.as_ref().map(|d| format!(" (default {d})")).unwrap_or_default();
+                    let default = p
+                        .default
+                        .as_ref()
+                        .map(|d| format!(" (default {d})"))
+                        .unwrap_or_default();
                     out.push_str(&format!("  {:10} {}{default}\n", p.name, p.description));
                 }
             }

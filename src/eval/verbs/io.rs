@@ -13,19 +13,32 @@ use crate::eval::value::Value;
 
 pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
-        Signature::new("read", "read a table from a csv, parquet, json or jsonl file")
-            .category("io")
-            .required("path", Type::Str, "the file; its extension picks the format")
-            .example("read \"data/prompts.csv\"", "a table"),
+        Signature::new(
+            "read",
+            "read a table from a csv, parquet, json or jsonl file",
+        )
+        .category("io")
+        .required(
+            "path",
+            Type::Str,
+            "the file; its extension picks the format",
+        )
+        .example("read \"data/prompts.csv\"", "a table"),
         verb_read,
     );
     reg.register_fn(
-        Signature::new("save", "write a table to csv, parquet, json or jsonl (atomically)")
-            .category("io")
-            .piped("value", Type::Table, "the table (or graph) to write")
-            .named_required("to", Type::Str, "the file; its extension picks the format")
-            .example("save t to \"out/t.parquet\"", "writes t")
-            .example("t | top 10 by score | save to \"out/top.csv\"", "pipes into save"),
+        Signature::new(
+            "save",
+            "write a table to csv, parquet, json or jsonl (atomically)",
+        )
+        .category("io")
+        .piped("value", Type::Table, "the table (or graph) to write")
+        .named_required("to", Type::Str, "the file; its extension picks the format")
+        .example("save t to \"out/t.parquet\"", "writes t")
+        .example(
+            "t | top 10 by score | save to \"out/top.csv\"",
+            "pipes into save",
+        ),
         verb_save,
     );
 }
@@ -39,7 +52,11 @@ enum Format {
 }
 
 fn format_of(path: &Path, args: &Args, param: &str) -> EvalResult<Format> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     Ok(match ext.as_str() {
         "csv" => Format::Csv,
         "parquet" | "pq" => Format::Parquet,
@@ -48,7 +65,10 @@ fn format_of(path: &Path, args: &Args, param: &str) -> EvalResult<Format> {
         _ => {
             return Err(EvalError::at(
                 args.span_of(param),
-                format!("cannot tell the format of `{}` from its extension", path.display()),
+                format!(
+                    "cannot tell the format of `{}` from its extension",
+                    path.display()
+                ),
             )
             .with_help("use .csv, .parquet, .json, .jsonl or .ndjson")
             .with_code("rlq::io"))
@@ -76,7 +96,11 @@ fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         }
         Format::Json | Format::JsonLines => {
             let f = File::open(&path).map_err(io_err)?;
-            let fmt = if format == Format::Json { JsonFormat::Json } else { JsonFormat::JsonLines };
+            let fmt = if format == Format::Json {
+                JsonFormat::Json
+            } else {
+                JsonFormat::JsonLines
+            };
             JsonReader::new(f).with_json_format(fmt).finish()
         }
     };
@@ -91,11 +115,15 @@ fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let path = ctx.resolve_path(&given);
     let format = format_of(&path, &args, "to")?;
     let value = args.value("value").cloned().unwrap_or(Value::Null);
-    let mut df = value
-        .as_table()
-        .ok_or_else(|| EvalError::type_mismatch("table", value.type_name(), args.span_of("value")))?;
+    let mut df = value.as_table().ok_or_else(|| {
+        EvalError::type_mismatch("table", value.type_name(), args.span_of("value"))
+    })?;
     write_atomic(&path, format, &mut df).map_err(|e| {
-        EvalError::at(args.span_of("to"), format!("cannot save to `{}`: {e}", path.display())).with_code("rlq::io")
+        EvalError::at(
+            args.span_of("to"),
+            format!("cannot save to `{}`: {e}", path.display()),
+        )
+        .with_code("rlq::io")
     })?;
     Ok(Value::Null)
 }
@@ -124,9 +152,13 @@ fn write_file(tmp: &Path, format: Format, df: &mut DataFrame) -> Result<(), Stri
     let file = File::create(tmp).map_err(|e| e.to_string())?;
     let mut w = BufWriter::new(file);
     match format {
-        Format::Csv => CsvWriter::new(&mut w).finish(df).map_err(|e| e.to_string())?,
+        Format::Csv => CsvWriter::new(&mut w)
+            .finish(df)
+            .map_err(|e| e.to_string())?,
         Format::Parquet => {
-            ParquetWriter::new(&mut w).finish(df).map_err(|e| e.to_string())?;
+            ParquetWriter::new(&mut w)
+                .finish(df)
+                .map_err(|e| e.to_string())?;
         }
         Format::Json => JsonWriter::new(&mut w)
             .with_json_format(JsonFormat::Json)

@@ -46,7 +46,11 @@ pub(super) fn register(reg: &mut Registry) {
             .example("round(3.14159, 2)", "3.14"),
         |_ctx, args| {
             let x = args.number("x").unwrap_or(f64::NAN);
-            let d = args.number("digits").unwrap_or(0.0).clamp(0.0, 15.0).trunc();
+            let d = args
+                .number("digits")
+                .unwrap_or(0.0)
+                .clamp(0.0, 15.0)
+                .trunc();
             let scale = 10f64.powi(d as i32);
             Ok(Value::Number((x * scale).round() / scale))
         },
@@ -79,7 +83,10 @@ pub(super) fn register(reg: &mut Registry) {
                 None => (0.0, a),
             };
             if !start.is_finite() || !end.is_finite() || end - start > MAX_RANGE {
-                return Err(EvalError::at(args.span, format!("range too large (at most {MAX_RANGE} items)")));
+                return Err(EvalError::at(
+                    args.span,
+                    format!("range too large (at most {MAX_RANGE} items)"),
+                ));
             }
             let mut out = Vec::new();
             let mut x = start.ceil();
@@ -95,7 +102,11 @@ pub(super) fn register(reg: &mut Registry) {
             .category("scalar")
             .piped("value", Type::Any, "any value")
             .example("type(1)", "number"),
-        |_ctx, args| Ok(Value::from(args.value("value").map(Value::type_name).unwrap_or("null"))),
+        |_ctx, args| {
+            Ok(Value::from(
+                args.value("value").map(Value::type_name).unwrap_or("null"),
+            ))
+        },
     );
 }
 
@@ -109,7 +120,13 @@ fn fold_numbers(name: &str, args: &Args) -> EvalResult<Value> {
     for v in items {
         match v {
             Value::Number(n) => nums.push(*n),
-            other => return Err(EvalError::type_mismatch("number", other.type_name(), args.span_of("values"))),
+            other => {
+                return Err(EvalError::type_mismatch(
+                    "number",
+                    other.type_name(),
+                    args.span_of("values"),
+                ))
+            }
         }
     }
     if nums.is_empty() {

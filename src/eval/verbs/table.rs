@@ -13,8 +13,14 @@ pub(super) fn register(reg: &mut Registry) {
         Signature::new("where", "keep the rows where a predicate holds")
             .category("table")
             .input(Type::Table)
-            .column("predicate", "a condition on columns, e.g. score > 0.1 and dst_layer < 4")
-            .example("t | where score > 0.1 and dst_layer < 4", "rows with a large score in early layers"),
+            .column(
+                "predicate",
+                "a condition on columns, e.g. score > 0.1 and dst_layer < 4",
+            )
+            .example(
+                "t | where score > 0.1 and dst_layer < 4",
+                "rows with a large score in early layers",
+            ),
         verb_where,
     );
     reg.register_fn(
@@ -22,7 +28,10 @@ pub(super) fn register(reg: &mut Registry) {
             .category("table")
             .input(Type::Table)
             .columns("columns", "column expressions, each optionally `as name`")
-            .example("t | select src, dst, score * 2 as double", "three columns, the last computed"),
+            .example(
+                "t | select src, dst, score * 2 as double",
+                "three columns, the last computed",
+            ),
         verb_select,
     );
     reg.register_fn(
@@ -30,7 +39,10 @@ pub(super) fn register(reg: &mut Registry) {
             .category("table")
             .input(Type::Table)
             .columns("columns", "`name = expr` assignments (or `expr as name`)")
-            .example("t | with z = score * 2, w = abs(score)", "adds columns z and w"),
+            .example(
+                "t | with z = score * 2, w = abs(score)",
+                "adds columns z and w",
+            ),
         verb_with,
     );
     reg.register_fn(
@@ -40,25 +52,42 @@ pub(super) fn register(reg: &mut Registry) {
             .keyword(Param {
                 many: true,
                 ordered: true,
-                ..Param::new("by", Shape::Column, "sort keys, each optionally followed by desc/asc")
+                ..Param::new(
+                    "by",
+                    Shape::Column,
+                    "sort keys, each optionally followed by desc/asc",
+                )
             })
-            .example("t | sort by abs_score desc, src", "largest first, ties by src"),
+            .example(
+                "t | sort by abs_score desc, src",
+                "largest first, ties by src",
+            ),
         verb_sort,
     );
     reg.register_fn(
-        Signature::new("top", "the first n rows; with `by col`, the n rows with the largest col")
-            .category("table")
-            .input(Type::Table)
-            .required("n", Type::Number, "how many rows")
-            .keyword(Param { optional: true, ..Param::new("by", Shape::Column, "rank by this, largest first") })
-            .example("t | top 20 by score", "the 20 rows with the highest score"),
+        Signature::new(
+            "top",
+            "the first n rows; with `by col`, the n rows with the largest col",
+        )
+        .category("table")
+        .input(Type::Table)
+        .required("n", Type::Number, "how many rows")
+        .keyword(Param {
+            optional: true,
+            ..Param::new("by", Shape::Column, "rank by this, largest first")
+        })
+        .example("t | top 20 by score", "the 20 rows with the highest score"),
         verb_top,
     );
     reg.register_fn(
         Signature::new("head", "the first n rows (10 by default)")
             .category("table")
             .input(Type::Table)
-            .positional(Param { optional: true, default: Some(Value::Number(10.0)), ..Param::new("n", Shape::Value(Type::Number), "how many rows") })
+            .positional(Param {
+                optional: true,
+                default: Some(Value::Number(10.0)),
+                ..Param::new("n", Shape::Value(Type::Number), "how many rows")
+            })
             .example("t | head 5", "five rows"),
         verb_head,
     );
@@ -76,24 +105,41 @@ pub(super) fn register(reg: &mut Registry) {
             .category("table")
             .input(Type::Table)
             .required("other", Type::Table, "the right table")
-            .named_columns("on", true, "key columns; `left = right` when the names differ")
+            .named_columns(
+                "on",
+                true,
+                "key columns; `left = right` when the names differ",
+            )
             .word("how", Some("inner"), "inner, left, right, full (or outer)")
-            .example("t | join names on src how left", "adds the columns of `names` matching on src"),
+            .example(
+                "t | join names on src how left",
+                "adds the columns of `names` matching on src",
+            ),
         verb_join,
     );
     reg.register_fn(
-        Signature::new("unique", "drop duplicate rows (keeping the first), optionally by some columns")
-            .category("table")
-            .input(Type::Table)
-            .positional(Param { optional: true, many: true, ..Param::new("columns", Shape::Column, "columns that define a duplicate") })
-            .example("t | unique src", "one row per src"),
+        Signature::new(
+            "unique",
+            "drop duplicate rows (keeping the first), optionally by some columns",
+        )
+        .category("table")
+        .input(Type::Table)
+        .positional(Param {
+            optional: true,
+            many: true,
+            ..Param::new("columns", Shape::Column, "columns that define a duplicate")
+        })
+        .example("t | unique src", "one row per src"),
         verb_unique,
     );
     reg.register_fn(
-        Signature::new("describe", "count, mean, std, min, max and null count of each numeric column")
-            .category("table")
-            .piped("table", Type::Table, "the table")
-            .example("t | describe", "summary statistics"),
+        Signature::new(
+            "describe",
+            "count, mean, std, min, max and null count of each numeric column",
+        )
+        .category("table")
+        .piped("table", Type::Table, "the table")
+        .example("t | describe", "summary statistics"),
         verb_describe,
     );
     reg.register_fn(
@@ -104,22 +150,31 @@ pub(super) fn register(reg: &mut Registry) {
         |_ctx, args| {
             let t = table_arg(&args, "table")?;
             let schema = t.schema().map_err(|e| EvalError::polars(e, args.span))?;
-            Ok(Value::List(schema.iter_names().map(|n| Value::Str(n.to_string())).collect()))
+            Ok(Value::List(
+                schema
+                    .iter_names()
+                    .map(|n| Value::Str(n.to_string()))
+                    .collect(),
+            ))
         },
     );
     for name in ["count", "len"] {
         reg.register_fn(
-            Signature::new(name, "number of rows of a table, items of a list, or characters of a string")
-                .category("table")
-                .piped("value", Type::Any, "a table, graph, list or string")
-                .example(&format!("[1, 2, 3] | {name}"), "3"),
+            Signature::new(
+                name,
+                "number of rows of a table, items of a list, or characters of a string",
+            )
+            .category("table")
+            .piped("value", Type::Any, "a table, graph, list or string")
+            .example(&format!("[1, 2, 3] | {name}"), "3"),
             verb_count,
         );
     }
 }
 
 fn table_arg(args: &Args, name: &str) -> EvalResult<Table> {
-    args.table(name).ok_or_else(|| EvalError::at(args.span, format!("`{}` needs a table", args.verb)))
+    args.table(name)
+        .ok_or_else(|| EvalError::at(args.span, format!("`{}` needs a table", args.verb)))
 }
 
 fn schema_of(t: &Table, args: &Args) -> EvalResult<SchemaRef> {
@@ -130,13 +185,23 @@ fn verb_where(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let t = args.input_table()?;
     let schema = schema_of(&t, &args)?;
     let pred = args.columns("predicate");
-    let Some(pred) = pred.first() else { return Ok(Value::Table(t)) };
+    let Some(pred) = pred.first() else {
+        return Ok(Value::Table(t));
+    };
     let p = ctx.compile_column(pred, &schema)?;
     Ok(t.lazy().filter(p).into())
 }
 
-fn compile_all(ctx: &EvalContext, args: &Args, name: &str, schema: &Schema) -> EvalResult<Vec<Expr>> {
-    args.columns(name).iter().map(|c| ctx.compile_column(c, schema)).collect()
+fn compile_all(
+    ctx: &EvalContext,
+    args: &Args,
+    name: &str,
+    schema: &Schema,
+) -> EvalResult<Vec<Expr>> {
+    args.columns(name)
+        .iter()
+        .map(|c| ctx.compile_column(c, schema))
+        .collect()
 }
 
 fn verb_select(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
@@ -151,7 +216,9 @@ fn verb_with(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let mut lf = t.lazy();
     // Each assignment sees the columns made by the ones before it: `with a = x * 2, b = a + 1`.
     for c in args.columns("columns") {
-        let schema = lf.collect_schema().map_err(|e| EvalError::polars(e, c.span))?;
+        let schema = lf
+            .collect_schema()
+            .map_err(|e| EvalError::polars(e, c.span))?;
         let e = ctx.compile_column(c, &schema)?;
         lf = lf.with_columns([e]);
     }
@@ -162,7 +229,10 @@ fn verb_sort(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let t = args.input_table()?;
     let schema = schema_of(&t, &args)?;
     let keys = args.columns("by");
-    let exprs = keys.iter().map(|c| ctx.compile_column(c, &schema)).collect::<EvalResult<Vec<_>>>()?;
+    let exprs = keys
+        .iter()
+        .map(|c| ctx.compile_column(c, &schema))
+        .collect::<EvalResult<Vec<_>>>()?;
     let desc: Vec<bool> = keys.iter().map(|c| c.descending).collect();
     let opts = SortMultipleOptions::default()
         .with_order_descending_multi(desc)
@@ -174,7 +244,10 @@ fn verb_sort(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 fn row_count(args: &Args, name: &str) -> EvalResult<IdxSize> {
     let n = args.number(name).unwrap_or(10.0);
     if !(n >= 0.0) || n.fract() != 0.0 {
-        return Err(EvalError::at(args.span_of(name), format!("`{name}` must be a whole number ≥ 0, got {n}")));
+        return Err(EvalError::at(
+            args.span_of(name),
+            format!("`{name}` must be a whole number ≥ 0, got {n}"),
+        ));
     }
     Ok(n.min(IdxSize::MAX as f64) as IdxSize)
 }
@@ -231,8 +304,11 @@ fn verb_join(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             Some(name) if ls.contains(name) => col(name.as_str()),
             Some(name) => {
                 let cols: Vec<String> = ls.iter_names().map(|n| n.to_string()).collect();
-                return Err(EvalError::at(c.span, format!("unknown column `{name}` in the left table"))
-                    .with_help(crate::eval::error::suggestion(name, "column", &cols)));
+                return Err(EvalError::at(
+                    c.span,
+                    format!("unknown column `{name}` in the left table"),
+                )
+                .with_help(crate::eval::error::suggestion(name, "column", &cols)));
             }
             None => ctx.compile_expr(&c.expr, &ls)?,
         };
@@ -245,8 +321,10 @@ fn verb_join(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         "right" => JoinType::Right,
         "full" | "outer" => JoinType::Full,
         other => {
-            return Err(EvalError::at(args.span_of("how"), format!("unknown join `{other}`"))
-                .with_help("how: inner, left, right, full (or outer)"))
+            return Err(
+                EvalError::at(args.span_of("how"), format!("unknown join `{other}`"))
+                    .with_help("how: inner, left, right, full (or outer)"),
+            )
         }
     };
     let full = matches!(how, JoinType::Full);
@@ -254,7 +332,10 @@ fn verb_join(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     if full {
         join_args = join_args.with_coalesce(JoinCoalesce::CoalesceColumns);
     }
-    Ok(left.lazy().join(right.lazy(), left_on, right_on, join_args).into())
+    Ok(left
+        .lazy()
+        .join(right.lazy(), left_on, right_on, join_args)
+        .into())
 }
 
 fn verb_unique(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
@@ -271,8 +352,14 @@ fn verb_unique(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             }
         }
     }
-    let subset = if names.is_empty() { None } else { Some(cols(names)) };
-    Ok(t.lazy().unique_stable(subset, UniqueKeepStrategy::First).into())
+    let subset = if names.is_empty() {
+        None
+    } else {
+        Some(cols(names))
+    };
+    Ok(t.lazy()
+        .unique_stable(subset, UniqueKeepStrategy::First)
+        .into())
 }
 
 fn verb_describe(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
@@ -285,7 +372,10 @@ fn verb_describe(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         if !c.dtype().is_primitive_numeric() {
             continue;
         }
-        let s = c.as_materialized_series().cast(&DataType::Float64).map_err(|e| EvalError::polars(e, args.span))?;
+        let s = c
+            .as_materialized_series()
+            .cast(&DataType::Float64)
+            .map_err(|e| EvalError::polars(e, args.span))?;
         let ca = s.f64().map_err(|e| EvalError::polars(e, args.span))?;
         names.push(c.name().to_string());
         count.push((ca.len() - ca.null_count()) as u64);
@@ -311,12 +401,22 @@ fn verb_describe(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 fn verb_count(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let v = args.value("value").cloned().unwrap_or(Value::Null);
     let n = match &v {
-        Value::Table(t) => t.collect().map_err(|e| EvalError::polars(e, args.span))?.height(),
-        Value::Graph(g) => g.table().map_err(|e| EvalError::polars(e, args.span))?.height(),
+        Value::Table(t) => t
+            .collect()
+            .map_err(|e| EvalError::polars(e, args.span))?
+            .height(),
+        Value::Graph(g) => g
+            .table()
+            .map_err(|e| EvalError::polars(e, args.span))?
+            .height(),
         Value::List(items) => items.len(),
         Value::Str(s) => s.chars().count(),
         other => {
-            return Err(EvalError::type_mismatch("table, list or string", other.type_name(), args.span_of("value")))
+            return Err(EvalError::type_mismatch(
+                "table, list or string",
+                other.type_name(),
+                args.span_of("value"),
+            ))
         }
     };
     Ok(Value::Number(n as f64))
