@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::bind::{bind, Bound, Names};
 use super::context::EvalContext;
-use super::error::{suggestion, EvalError, EvalResult, SourceFile};
+use super::error::{suggestion, suggestion_among, EvalError, EvalResult, SourceFile};
 use super::registry::{Registry, Shape};
 use crate::syntax::{self, Command, Expr, ExprKind, StmtKind};
 
@@ -92,11 +92,12 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
             if scope.is_var(name) || scope.is_verb(name) {
                 Ok(())
             } else {
-                let mut known: Vec<String> = scope.defined.iter().cloned().collect();
-                known.extend(scope.registry.names());
+                let vars: Vec<String> = scope.defined.iter().cloned().collect();
+                let mut candidates = vars.clone();
+                candidates.extend(scope.registry.names());
                 Err(EvalError::at(e.span, format!("unknown variable `{name}`"))
                     .with_label("not defined before this")
-                    .with_help(suggestion(name, "name", &known))
+                    .with_help(suggestion_among(name, "variable", &candidates, &vars))
                     .with_code("rlq::name"))
             }
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::bind::{bind, Bound, Names};
-use super::error::{suggestion, EvalError, EvalResult, SourceFile};
+use super::error::{suggestion, suggestion_among, EvalError, EvalResult, SourceFile};
 use super::registry::{Arg, ArgValue, Args, ColumnArg, Registry, Shape, Signature};
 use super::value::{Function, Table, Value};
 use crate::syntax::{
@@ -317,11 +317,12 @@ impl EvalContext {
     }
 
     fn unknown_name(&self, name: &str, span: Span) -> EvalError {
-        let mut known = self.visible_names();
-        known.extend(self.registry.names());
+        let vars = self.visible_names();
+        let mut candidates = vars.clone();
+        candidates.extend(self.registry.names());
         EvalError::at(span, format!("unknown variable `{name}`"))
             .with_label("not defined")
-            .with_help(suggestion(name, "name", &known))
+            .with_help(suggestion_among(name, "variable", &candidates, &vars))
             .with_code("rlq::name")
     }
 
@@ -522,13 +523,16 @@ impl EvalContext {
         let result = self.eval_expr(&f.body);
         self.source = previous;
         self.frames.pop();
-        result.map_err(|e| {
-            let e = e.in_source(&f.source);
-            if e.help.is_none() {
-                e.with_help(format!("in function `{}`", f.name))
-            } else {
-                e
+        result.map_err(|mut e| {
+            // Only the innermost function names itself (its source is the one still missing).
+            if e.source.is_none() {
+                let note = format!("in function `{}`", f.name);
+                e.help = Some(match e.help.take() {
+                    Some(h) => format!("{h}\n{note}"),
+                    None => note,
+                });
             }
+            e.in_source(&f.source)
         })
     }
 

@@ -146,7 +146,7 @@ impl Diagnostic for EvalError {
 /// Closest names to `name` among `candidates` by edit distance (at most 3, and at most a third
 /// of the name), best first.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-    let limit = (name.chars().count() / 3 + 1).min(3);
+    let limit = (name.chars().count() / 3).clamp(1, 3);
     let mut scored: Vec<(usize, &str)> = candidates
         .into_iter()
         .map(|c| (edit_distance(name, c), c))
@@ -159,7 +159,12 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// "did you mean `x`? known names: a, b, c" for an unknown `name`.
 pub fn suggestion(name: &str, kind: &str, known: &[String]) -> String {
-    let near = closest(name, known.iter().map(|s| s.as_str()));
+    suggestion_among(name, kind, known, known)
+}
+
+/// Like [`suggestion`], suggesting from `candidates` but listing only `known`.
+pub fn suggestion_among(name: &str, kind: &str, candidates: &[String], known: &[String]) -> String {
+    let near = closest(name, candidates.iter().map(|s| s.as_str()));
     let mut list: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
     list.sort();
     list.dedup();
@@ -179,17 +184,28 @@ pub fn suggestion(name: &str, kind: &str, known: &[String]) -> String {
     }
 }
 
-/// Levenshtein distance over chars.
+/// Edit distance over chars, counting a swap of neighbours as one edit (optimal string
+/// alignment), so `scroe` is one edit from `score`.
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for i in 0..=a.len() {
+        d[i * w] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d.iter_mut().enumerate().take(w) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[(i - 1) * w + j - 1] + cost).min(d[(i - 1) * w + j] + 1).min(d[i * w + j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+        }
+    }
+    d[a.len() * w + b.len()]
 }
