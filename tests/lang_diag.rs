@@ -22,7 +22,10 @@ fn error_of(s: &mut Session, src: &str) -> String {
 
 fn session() -> Session {
     let mut s = Session::new();
-    s.set("t", df!("score" => [0.5f64, -0.2], "dst_layer" => [0i64, 1], "src" => ["a0", "m0"]).unwrap());
+    s.set(
+        "t",
+        df!("score" => [0.5f64, -0.2], "dst_layer" => [0i64, 1], "src" => ["a0", "m0"]).unwrap(),
+    );
     s
 }
 
@@ -36,7 +39,10 @@ fn has(text: &str, parts: &[&str]) {
 fn syntax_error_says_what_was_expected() {
     let mut s = session();
     let out = error_of(&mut s, "let x = (1 +\n");
-    has(&out, &["syntax error: expected", "test.rlq", "let x = (1 +"]);
+    has(
+        &out,
+        &["syntax error: expected", "test.rlq", "let x = (1 +"],
+    );
     let out = error_of(&mut s, "let = 3");
     has(&out, &["expected a name, found `=`", "[test.rlq:1:5]"]);
 }
@@ -46,34 +52,60 @@ fn unknown_variable_suggests_closest() {
     let mut s = session();
     s.eval("let threshold = 0.1").unwrap();
     let out = error_of(&mut s, "threshhold * 2");
-    has(&out, &["unknown variable `threshhold`", "not defined", "did you mean `threshold`?"]);
+    has(
+        &out,
+        &[
+            "unknown variable `threshhold`",
+            "not defined",
+            "did you mean `threshold`?",
+        ],
+    );
 }
 
 #[test]
 fn unknown_verb_suggests_closest() {
     let mut s = session();
     let out = error_of(&mut s, "t | wher score > 0");
-    has(&out, &["unknown verb `wher`", "not a verb", "did you mean `where`?", "verbs: "]);
+    has(
+        &out,
+        &[
+            "unknown verb `wher`",
+            "not a verb",
+            "did you mean `where`?",
+            "verbs: ",
+        ],
+    );
 }
 
 #[test]
 fn unknown_keyword_suggests_closest() {
     let mut s = session();
     let out = error_of(&mut s, "t | top 3 bye score");
-    has(&out, &["unknown keyword `bye` for `top`", "not a keyword of this verb", "did you mean `by`?", "usage: <table> | top"]);
+    has(
+        &out,
+        &[
+            "unknown keyword `bye` for `top`",
+            "not a keyword of this verb",
+            "did you mean `by`?",
+            "usage: <table> | top",
+        ],
+    );
 }
 
 #[test]
 fn unknown_column_lists_columns() {
     let mut s = session();
     let out = error_of(&mut s, "t | where scroe > 0.1");
-    has(&out, &[
-        "unknown column `scroe`",
-        "not a column of the input table",
-        "did you mean `score`?",
-        "columns: dst_layer, score, src",
-        "t | where scroe > 0.1",
-    ]);
+    has(
+        &out,
+        &[
+            "unknown column `scroe`",
+            "not a column of the input table",
+            "did you mean `score`?",
+            "columns: dst_layer, score, src",
+            "t | where scroe > 0.1",
+        ],
+    );
 }
 
 #[test]
@@ -94,14 +126,28 @@ fn error_inside_function_points_into_its_body() {
     let mut s = session();
     s.eval_named("fn bad(x) = x + nope", "lib.rlq").unwrap();
     let out = error_of(&mut s, "bad(1)");
-    has(&out, &["unknown variable `nope`", "lib.rlq", "fn bad(x) = x + nope", "in function `bad`"]);
+    has(
+        &out,
+        &[
+            "unknown variable `nope`",
+            "lib.rlq",
+            "fn bad(x) = x + nope",
+            "in function `bad`",
+        ],
+    );
 }
 
 #[test]
 fn missing_argument_shows_usage() {
     let mut s = session();
     let out = error_of(&mut s, "t | top");
-    has(&out, &["`top` is missing its argument `n`", "usage: <table> | top <n:number> [by expr]"]);
+    has(
+        &out,
+        &[
+            "`top` is missing its argument `n`",
+            "usage: <table> | top <n:number> [by expr]",
+        ],
+    );
     let out = error_of(&mut s, "t | group by src");
     has(&out, &["missing its keyword `agg`"]);
 }
