@@ -525,3 +525,49 @@ fn every_example_checks() {
         }
     }
 }
+
+#[test]
+fn graph_pipes_as_its_table() {
+    use rlq::attribution::graph::{EdgeInfo, Graph, GraphMeta};
+    let edge = |src: &str, dst: &str, sl: i64, dl: i64| EdgeInfo {
+        src: src.into(),
+        dst: dst.into(),
+        src_layer: sl,
+        dst_layer: dl,
+        src_kind: "attn",
+        dst_kind: "mlp",
+    };
+    let g = Graph {
+        edges: vec![
+            edge("input", "m0", -1, 0),
+            edge("a0", "m0", 0, 0),
+            edge("m0", "logits", 0, 1),
+        ],
+        scores: vec![vec![0.1, -0.4, 0.2], vec![0.3, -0.2, 0.0]],
+        meta: GraphMeta {
+            model: "tiny".into(),
+            n_layers: 1,
+            loss: "self_entropy".into(),
+            method: "eap".into(),
+            granularity: "block".into(),
+            t_cut: None,
+            prompt_ids: vec![0, 1],
+            per_sample: false,
+        },
+    };
+    let want = g.table().unwrap();
+    let mut s = Session::new();
+    s.set("g", g);
+    assert_eq!(s.get("g").unwrap().type_name(), "graph");
+    assert_eq!(eval(&mut s, "g").to_string(), want.to_string());
+    let got = table(
+        &mut s,
+        "g | where abs_score > 0.15 | sort by abs_score desc",
+    );
+    assert_eq!(got.column("src").unwrap().str().unwrap().get(0), Some("a0"));
+    assert_eq!(eval(&mut s, "g | count").as_number(), Some(3.0));
+    assert_eq!(table(&mut s, "describe g").height(), 4);
+    assert!(s
+        .completions("g | where abs", 13)
+        .contains(&"abs_score".to_string()));
+}
