@@ -167,3 +167,27 @@ fn polars_errors_become_diagnostics() {
     let out = error_of(&mut s, "t | where src + 1 > 2");
     has(&out, &["table error", "test.rlq"]);
 }
+
+#[test]
+fn table_errors_name_the_step() {
+    let mut s = session();
+    let out = error_of(
+        &mut s,
+        "t | where score > 0 | group by dst_layer agg sum(src) | top 1",
+    );
+    has(
+        &out,
+        &[
+            "table error",
+            "`sum` operation not supported",
+            "group by dst_layer agg sum(src)",
+            "while computing this",
+        ],
+    );
+    assert!(!out.contains("Resolved plan"), "{out}");
+    // the label sits under the failing step only
+    assert!(
+        out.contains("·                     ──────────────┬──────────────") || out.contains("1:23"),
+        "{out}"
+    );
+}

@@ -250,6 +250,9 @@ fn incomplete_input() {
     assert!(!is_incomplete("t | top 5"));
     assert!(!is_incomplete("\"a | b\""));
     assert!(!is_incomplete("x)"));
+    assert!(is_incomplete("t | select a,"));
+    assert!(is_incomplete("let x ="));
+    assert_eq!(parse_ok("t | select a,\n  b\nlet y =\n  2").stmts.len(), 2);
 }
 
 #[test]

@@ -372,10 +372,18 @@ impl EvalContext {
         let binding = bind(cmd, &entry.signature, input.is_some(), self)?;
         let args = self.build_args(cmd, &entry.signature, binding, input)?;
         self.check_interrupt(cmd.span)?;
-        entry
+        let out = entry
             .verb
             .run(self, args)
-            .map_err(|e| e.with_span(cmd.span))
+            .map_err(|e| e.with_span(cmd.span))?;
+        // Resolve a lazy result's schema now, so a type error names this step, not the end of
+        // the pipeline (no data is computed).
+        if let Value::Table(Table::Lazy(lf)) = &out {
+            lf.clone()
+                .collect_schema()
+                .map_err(|e| EvalError::polars(e, cmd.span))?;
+        }
+        Ok(out)
     }
 
     /// Evaluates the value arguments of a binding and fills defaults.

@@ -101,8 +101,17 @@ impl EvalError {
             code: "rlq::syntax",
         }
     }
+    /// A polars error, without the query plan polars appends.
     pub fn polars(e: impl fmt::Display, span: Span) -> EvalError {
-        EvalError::at(span, format!("table error: {e}")).with_code("rlq::table")
+        let text = e.to_string();
+        let text = text
+            .split("\n\nResolved plan")
+            .next()
+            .unwrap_or(&text)
+            .trim_end();
+        EvalError::at(span, format!("table error: {text}"))
+            .with_label("while computing this")
+            .with_code("rlq::table")
     }
     pub fn into_report(self) -> miette::Report {
         miette::Report::new(self)
@@ -146,7 +155,9 @@ impl Diagnostic for EvalError {
 /// Closest names to `name` among `candidates` by edit distance (at most 3, and at most a third
 /// of the name), best first.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-    let limit = (name.chars().count() / 3).clamp(1, 3);
+    let len = name.chars().count();
+    // One- and two-letter names are too short for a typo to be recognisable.
+    let limit = if len < 3 { 0 } else { (len / 3).clamp(1, 3) };
     let mut scored: Vec<(usize, &str)> = candidates
         .into_iter()
         .map(|c| (edit_distance(name, c), c))

@@ -2,8 +2,8 @@
 //!
 //! It blanks `#` comments and replaces each newline that ends a statement with `;`, byte for byte,
 //! so every span into the scanned text is also a span into the original. A newline continues the
-//! statement when brackets are open, when the line ends with `|`, or when the next line starts
-//! with `|`.
+//! statement when brackets are open, when the line ends with `|`, `,` or `=` (no statement can end
+//! there), or when the next line starts with `|`.
 
 /// What the scan found.
 pub(crate) struct Scanned {
@@ -13,7 +13,7 @@ pub(crate) struct Scanned {
     pub open_brackets: usize,
     /// The text ends inside a string literal.
     pub open_string: bool,
-    /// The last significant character is `|`.
+    /// The last significant character is `|`, `,` or `=`.
     pub trailing_pipe: bool,
     /// Byte offset where brackets nest deeper than [`MAX_DEPTH`], if they do.
     pub too_deep: Option<usize>,
@@ -77,7 +77,8 @@ pub(crate) fn scan(src: &str) -> Scanned {
             last = c;
         }
     }
-    let trailing_pipe = last == b'|';
+    let continues = |c: u8| matches!(c, b'|' | b',' | b'=');
+    let trailing_pipe = continues(last);
     let mut next_sig = vec![0u8; n];
     let mut next = 0u8;
     for k in (0..n).rev() {
@@ -87,7 +88,7 @@ pub(crate) fn scan(src: &str) -> Scanned {
         }
     }
     for (pos, d) in newlines {
-        if d == 0 && prev_sig[pos] != b'|' && next_sig[pos] != b'|' {
+        if d == 0 && !continues(prev_sig[pos]) && next_sig[pos] != b'|' {
             out[pos] = b';';
         }
     }
@@ -102,7 +103,8 @@ pub(crate) fn scan(src: &str) -> Scanned {
     }
 }
 
-/// True when `src` cannot be a whole statement yet: an open bracket or string, or a trailing `|`.
+/// True when `src` cannot be a whole statement yet: an open bracket or string, or a trailing
+/// `|`, `,` or `=`.
 /// The REPL reads another line while this holds.
 pub fn is_incomplete(src: &str) -> bool {
     let s = scan(src);
