@@ -61,6 +61,32 @@ fn where_matches_polars() {
         .collect()
         .unwrap();
     same(&got, &want);
+    let got = table(
+        &mut s,
+        "t | where src in [\"a0\", \"m1\"] and dst_layer in [0, 2]",
+    );
+    let want = edges()
+        .lazy()
+        .filter(
+            col("src").eq(lit("a0")).or(col("src").eq(lit("m1"))).and(
+                col("dst_layer")
+                    .eq(lit(0i64))
+                    .or(col("dst_layer").eq(lit(2i64))),
+            ),
+        )
+        .collect()
+        .unwrap();
+    same(&got, &want);
+    s.eval("let layers = [1]").unwrap();
+    assert_eq!(table(&mut s, "t | where dst_layer in layers").height(), 2);
+    assert_eq!(
+        eval(
+            &mut s,
+            "2 in [1, 2] and \"ell\" in \"hello\" and not (3 in [])"
+        )
+        .as_bool(),
+        Some(true)
+    );
     let got = table(&mut s, "t | where not (abs(score) < 0.3)");
     let want = edges()
         .lazy()

@@ -3,8 +3,9 @@
 //! The rule for names inside table verbs (`where`, `select`, `with`, `by`, `agg`): a bare name
 //! that is a column of the input table is that column; otherwise, a variable in scope becomes a
 //! literal (`let k = 4; t | where layer < k`); otherwise it is an error that lists the columns.
+//! `x in [a, b]` (or `x in some_list_variable`) tests membership.
 
-use polars::prelude::{self as pl, lit, Expr as PlExpr, RoundMode, Schema};
+use polars::prelude::{self as pl, lit, Expr as PlExpr, NamedFrom, RoundMode, Schema};
 
 use super::context::EvalContext;
 use super::error::{suggestion, EvalError, EvalResult};
@@ -57,6 +58,21 @@ impl EvalContext {
             }
             ExprKind::Unary(UnaryOp::Neg, inner) => Ok(-self.compile_expr(inner, schema)?),
             ExprKind::Unary(UnaryOp::Not, inner) => Ok(self.compile_expr(inner, schema)?.not()),
+            ExprKind::Binary(BinaryOp::In, l, r) => {
+                let a = self.compile_expr(l, schema)?;
+                let values = match &r.kind {
+                    ExprKind::List(items) => items.iter().map(|i| self.literal_value(i)).collect::<EvalResult<Vec<_>>>()?,
+                    ExprKind::Var(name) if !schema.contains(name) => match self.lookup(name) {
+                        Some(Value::List(items)) => items.clone(),
+                        _ => return Err(EvalError::at(r.span, "`in` needs a list on the right, like `x in [1, 2]`")),
+                    },
+                    _ => return Err(EvalError::at(r.span, "`in` needs a list on the right, like `x in [1, 2]`")),
+                };
+                let series = list_series(&values).ok_or_else(|| {
+                    EvalError::at(r.span, "`in` needs a list of numbers, strings or bools (all the same type)")
+                })?;
+                Ok(a.is_in(lit(series).implode(false), false))
+            }
             ExprKind::Binary(op, l, r) => {
                 let (a, b) = (self.compile_expr(l, schema)?, self.compile_expr(r, schema)?);
                 Ok(match op {
@@ -72,6 +88,7 @@ impl EvalContext {
                     BinaryOp::Gt => a.gt(b),
                     BinaryOp::Ge => a.gt_eq(b),
                     BinaryOp::And => a.and(b),
+                    BinaryOp::In => a.is_in(b, false),
                     BinaryOp::Or => a.or(b),
                 })
             }
@@ -80,6 +97,23 @@ impl EvalContext {
                 Err(EvalError::at(e.span, "not allowed in a column expression")
                     .with_help("column expressions use columns, literals, operators and functions like sum(x), abs(x)"))
             }
+        }
+    }
+
+    /// A literal (or a variable) inside a column expression's list.
+    fn literal_value(&self, e: &Expr) -> EvalResult<Value> {
+        match &e.kind {
+            ExprKind::Number { value, .. } => Ok(Value::Number(*value)),
+            ExprKind::Str(s) => Ok(Value::Str(s.clone())),
+            ExprKind::Bool(b) => Ok(Value::Bool(*b)),
+            ExprKind::Null => Ok(Value::Null),
+            ExprKind::Var(name) => self.lookup(name).cloned().ok_or_else(|| {
+                EvalError::at(e.span, format!("unknown variable `{name}` in a list"))
+            }),
+            _ => Err(EvalError::at(
+                e.span,
+                "lists in column expressions hold literals",
+            )),
         }
     }
 
@@ -201,6 +235,50 @@ impl EvalContext {
             }
         })
     }
+}
+
+/// A series of list values: integers stay integers, so `layer in [1, 2]` matches an i64 column.
+fn list_series(values: &[Value]) -> Option<pl::Series> {
+    let name = pl::PlSmallStr::from_static("values");
+    if values
+        .iter()
+        .all(|v| matches!(v, Value::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15))
+    {
+        let ints: Vec<i64> = values
+            .iter()
+            .filter_map(Value::as_number)
+            .map(|n| n as i64)
+            .collect();
+        return Some(pl::Series::new(name, ints));
+    }
+    if values.iter().all(|v| matches!(v, Value::Number(_))) {
+        return Some(pl::Series::new(
+            name,
+            values
+                .iter()
+                .filter_map(Value::as_number)
+                .collect::<Vec<f64>>(),
+        ));
+    }
+    if values.iter().all(|v| matches!(v, Value::Str(_))) {
+        return Some(pl::Series::new(
+            name,
+            values
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<&str>>(),
+        ));
+    }
+    if values.iter().all(|v| matches!(v, Value::Bool(_))) {
+        return Some(pl::Series::new(
+            name,
+            values
+                .iter()
+                .filter_map(Value::as_bool)
+                .collect::<Vec<bool>>(),
+        ));
+    }
+    None
 }
 
 fn number_lit(value: f64, is_int: bool) -> PlExpr {

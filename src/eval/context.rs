@@ -593,12 +593,10 @@ fn bare_command(name: &str, span: Span) -> Command {
 /// Collects a lazy table (statement results and variables hold eager frames).
 pub(crate) fn materialize(v: Value, span: Span) -> EvalResult<Value> {
     match v {
-        Value::Table(Table::Lazy(_)) => {
-            let Value::Table(t) = &v else { return Ok(v) };
-            t.collect()
-                .map(|df| Value::Table(Table::Eager(df)))
-                .map_err(|e| EvalError::polars(e, span))
-        }
+        Value::Table(t @ Table::Lazy(_)) => t
+            .collect()
+            .map(|df| Value::Table(Table::Eager(df)))
+            .map_err(|e| EvalError::polars(e, span)),
         other => Ok(other),
     }
 }
@@ -692,10 +690,13 @@ pub(crate) fn binary_values(
         (Rem, Number(a), Number(b)) => Number(a % b),
         (Lt | Le | Gt | Ge, Number(a), Number(b)) => Bool(compare(op, a.partial_cmp(&b))),
         (Lt | Le | Gt | Ge, Str(a), Str(b)) => Bool(compare(op, a.partial_cmp(&b))),
+        (In, a, List(items)) => Bool(items.contains(&a)),
+        (In, Str(a), Str(b)) => Bool(b.contains(&a)),
         (op, a, b) => {
             let want = match op {
                 Add => "numbers, strings or lists",
                 Lt | Le | Gt | Ge => "two numbers or two strings",
+                In => "a list (or a string) on the right",
                 _ => "numbers",
             };
             let (bad, bad_span) = if matches!(a, Number(_)) || matches!(a, Str(_)) && op == Add {

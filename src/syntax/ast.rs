@@ -110,6 +110,8 @@ pub enum BinaryOp {
     Le,
     Gt,
     Ge,
+    /// `x in [a, b]` (membership; substring for strings)
+    In,
     And,
     Or,
 }
@@ -128,6 +130,7 @@ impl BinaryOp {
             BinaryOp::Le => "<=",
             BinaryOp::Gt => ">",
             BinaryOp::Ge => ">=",
+            BinaryOp::In => "in",
             BinaryOp::And => "and",
             BinaryOp::Or => "or",
         }

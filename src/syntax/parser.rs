@@ -371,6 +371,7 @@ fn build_binary_chain(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
             (_, "<=") => BinaryOp::Le,
             (_, ">") => BinaryOp::Gt,
             (_, ">=") => BinaryOp::Ge,
+            (_, "in") => BinaryOp::In,
             (_, other) => {
                 return Err(SyntaxError::at(
                     span_of(&op_pair),
@@ -550,6 +551,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::cmp_op => "a comparison",
         Rule::add_op | Rule::mul_op => "an operator",
         Rule::kw_and | Rule::kw_or => "`and`/`or`",
+        Rule::kw_in => "`in`",
         Rule::kw_as => "`as`",
         Rule::index => "`[`",
         Rule::let_stmt | Rule::fn_stmt | Rule::import_stmt | Rule::expr_stmt => "a statement",
