@@ -146,6 +146,7 @@ fn pathological_inputs() {
         "fn f(a) = f(a)\nf(1)",
         "fn g(a) = g(a) + 1\ng(1)",
         "range(1e300)",
+        "range(1e17, 1e17 + 1000)",
         "t | top 1e300",
         "t | top -1",
         "t | head 0.5",

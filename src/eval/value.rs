@@ -46,25 +46,33 @@ impl Table {
             Table::Eager(df) => Ok(df.clone()),
             Table::Lazy(lf) => {
                 let lf = lf.clone();
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || lf.collect()))
-                    .unwrap_or_else(|p| {
-                        let msg = p
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "internal polars panic".into());
-                        Err(PolarsError::ComputeError(msg.into()))
-                    })
+                guard_polars(move || lf.collect())
             }
         }
     }
-    /// Column names and types.
+    /// Column names and types (resolves a lazy plan without computing data).
     pub fn schema(&self) -> PolarsResult<SchemaRef> {
         match self {
             Table::Eager(df) => Ok(df.schema().clone()),
-            Table::Lazy(lf) => lf.clone().collect_schema(),
+            Table::Lazy(lf) => {
+                let lf = lf.clone();
+                guard_polars(move || lf.clone().collect_schema())
+            }
         }
     }
+}
+
+/// Runs a polars call, turning a panic inside polars into an error (user input must never
+/// crash the session).
+pub fn guard_polars<T>(f: impl FnOnce() -> PolarsResult<T>) -> PolarsResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "internal polars panic".into());
+        Err(PolarsError::ComputeError(msg.into()))
+    })
 }
 
 /// A user function: `fn name(params) = body`.

@@ -6,7 +6,7 @@ use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::Value;
 
 /// Most items `range` builds.
-const MAX_RANGE: f64 = 10_000_000.0;
+const MAX_RANGE: f64 = 1_000_000.0;
 
 pub(super) fn register(reg: &mut Registry) {
     let unary: [(&str, &str, fn(f64) -> f64); 4] = [
@@ -88,12 +88,9 @@ pub(super) fn register(reg: &mut Registry) {
                     format!("range too large (at most {MAX_RANGE} items)"),
                 ));
             }
-            let mut out = Vec::new();
-            let mut x = start.ceil();
-            while x < end {
-                out.push(Value::Number(x));
-                x += 1.0;
-            }
+            let first = start.ceil();
+            let n = (end - first).ceil().max(0.0) as usize;
+            let out: Vec<Value> = (0..n).map(|k| Value::Number(first + k as f64)).collect();
             Ok(Value::List(out))
         },
     );

@@ -216,8 +216,8 @@ fn verb_with(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let mut lf = t.lazy();
     // Each assignment sees the columns made by the ones before it: `with a = x * 2, b = a + 1`.
     for c in args.columns("columns") {
-        let schema = lf
-            .collect_schema()
+        let schema = Table::Lazy(lf.clone())
+            .schema()
             .map_err(|e| EvalError::polars(e, c.span))?;
         let e = ctx.compile_column(c, &schema)?;
         lf = lf.with_columns([e]);
