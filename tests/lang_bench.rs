@@ -42,8 +42,7 @@ fn where_group_agg_10m_rows() {
     let mut s = Session::new();
     s.set("t", df.clone());
     let query = "t | where score > 0.1 and dst_layer < 16 | group by dst_layer agg sum(score) as total, count()";
-    let (rlq_time, got) = best_of(5, || s.eval(query).expect("rlq").as_table().expect("table"));
-    let (polars_time, want) = best_of(5, || {
+    let polars_query = || {
         df.clone()
             .lazy()
             .filter(
@@ -55,7 +54,18 @@ fn where_group_agg_10m_rows() {
             .agg([col("score").sum().alias("total"), len().alias("count")])
             .collect()
             .expect("polars")
-    });
+    };
+    // Interleave the two so background load hits both alike; keep the best of each.
+    let (mut rlq_time, mut polars_time) = (Duration::MAX, Duration::MAX);
+    let (mut got, mut want) = (DataFrame::empty(), DataFrame::empty());
+    for _ in 0..7 {
+        let (t, g) = best_of(1, || s.eval(query).expect("rlq").as_table().expect("table"));
+        rlq_time = rlq_time.min(t);
+        got = g;
+        let (t, w) = best_of(1, polars_query);
+        polars_time = polars_time.min(t);
+        want = w;
+    }
     // Same groups and counts; sums agree up to summation order.
     assert_eq!(got.column("count").unwrap(), want.column("count").unwrap());
     assert_eq!(

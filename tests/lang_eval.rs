@@ -128,6 +128,7 @@ fn select_with_sort_top() {
         .unwrap();
     same(&got, &want);
 
+    same(&table(&mut s, "t | sort dst_layer desc, score"), &want);
     let got = table(
         &mut s,
         "t | with abs_score = abs(score) | top 3 by abs_score",
@@ -474,6 +475,9 @@ fn host_functions_and_help() {
         .to_string()
         .contains("usage: <table> | top <n:number> [by expr]"));
     assert!(s.help(Some("wher")).contains("did you mean `where`"));
+    assert!(eval(&mut s, "help pct_change")
+        .to_string()
+        .starts_with("fn pct_change(a, b)"));
     assert_eq!(s.keywords_of("join"), ["on", "how"]);
 }
 

@@ -14,6 +14,33 @@
 //! );
 //! assert!(registry.get("double").is_some());
 //! ```
+//! or, for a verb with more to it, a type:
+//! ```
+//! use rlq::eval::{Args, EvalContext, EvalResult, Signature, Type, Value, Verb};
+//!
+//! /// `t | sample 5`: the first n rows (a stand-in for something cleverer).
+//! struct Sample;
+//!
+//! impl Verb for Sample {
+//!     fn signature(&self) -> Signature {
+//!         Signature::new("sample", "n rows of a table")
+//!             .category("table")
+//!             .input(Type::Table)
+//!             .required("n", Type::Number, "how many rows")
+//!             .example("t | sample 5", "five rows")
+//!     }
+//!     fn run(&self, ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+//!         ctx.check_interrupt(args.span)?; // long loops poll this (Ctrl-C)
+//!         let n = args.number("n").unwrap_or(0.0) as u32;
+//!         Ok(args.input_table()?.lazy().limit(n.into()).into())
+//!     }
+//! }
+//!
+//! let mut s = rlq::Session::new();
+//! s.register_verb(Box::new(Sample));
+//! s.set("t", polars::prelude::df!("a" => [1, 2, 3]).unwrap());
+//! assert_eq!(s.eval("t | sample 2 | count").unwrap().as_number(), Some(2.0));
+//! ```
 //! Built-in verbs are added in [`crate::eval::verbs::register_builtins`]; a layer with its own
 //! verbs (e.g. `analysis`) exposes `fn register(reg: &mut Registry)` and gets one line there.
 

@@ -20,6 +20,15 @@ impl Verb for HelpVerb {
     }
     fn run(&self, ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         let topic = args.word("topic");
+        // A user function: its signature.
+        if let Some(Value::Func(f)) = topic.and_then(|t| ctx.lookup(t)) {
+            return Ok(Value::Str(format!(
+                "fn {}({}) — a function defined in {}\n",
+                f.name,
+                f.params.join(", "),
+                f.source.name
+            )));
+        }
         help_text(ctx.registry(), topic)
             .map(Value::Str)
             .map_err(|msg| EvalError::at(args.span_of("topic"), msg.0).with_help(msg.1))

@@ -49,9 +49,16 @@ pub(super) fn register(reg: &mut Registry) {
         Signature::new("sort", "sort rows by columns (ascending unless `desc`)")
             .category("table")
             .input(Type::Table)
+            .positional(Param {
+                many: true,
+                ordered: true,
+                optional: true,
+                ..Param::new("keys", Shape::Column, "sort keys (same as after `by`)")
+            })
             .keyword(Param {
                 many: true,
                 ordered: true,
+                optional: true,
                 ..Param::new(
                     "by",
                     Shape::Column,
@@ -228,7 +235,15 @@ fn verb_with(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 fn verb_sort(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let t = args.input_table()?;
     let schema = schema_of(&t, &args)?;
-    let keys = args.columns("by");
+    // `sort by a desc` and `sort a desc` are the same.
+    let mut keys = args.columns("keys");
+    keys.extend(args.columns("by"));
+    if keys.is_empty() {
+        return Err(EvalError::at(
+            args.span,
+            "`sort` needs keys, like `sort by score desc`",
+        ));
+    }
     let exprs = keys
         .iter()
         .map(|c| ctx.compile_column(c, &schema))
