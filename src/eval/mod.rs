@@ -4,8 +4,11 @@
 mod bind;
 mod check;
 pub mod columns;
+mod command;
 mod context;
 pub mod error;
+mod interp;
+mod ops;
 pub mod registry;
 pub mod value;
 pub mod verbs;
