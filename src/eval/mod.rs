@@ -1,6 +1,7 @@
 //! The eval layer: values, the verb registry, the interpreter, table verbs compiled to polars.
 //! The only layer that knows both the language and the engines.
 
+pub mod args;
 mod bind;
 mod check;
 pub mod columns;
@@ -10,6 +11,7 @@ pub mod error;
 mod interp;
 mod ops;
 pub mod registry;
+pub mod signature;
 pub mod value;
 pub mod verbs;
 
