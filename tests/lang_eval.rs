@@ -601,3 +601,86 @@ fn graph_pipes_as_its_table() {
         .completions("g | where abs", 13)
         .contains(&"abs_score".to_string()));
 }
+
+/// The command form is generic: words, flags, defaults, variadic values and nested commands all
+/// come from the signature.
+#[test]
+fn signatures_drive_binding() {
+    use rlq::eval::{Signature, Type};
+    let mut s = session();
+    s.register_fn(
+        "patch",
+        Signature::new("patch", "fake attribution")
+            .required("model", Type::Any, "a model")
+            .named_required("on", Type::Table, "prompts")
+            .word("loss", Some("self_entropy"), "loss name")
+            .named_default("steps", Type::Number, 1.0, "steps")
+            .flag("per_sample", "keep samples"),
+        |_ctx, args| {
+            let rows = args
+                .table("on")
+                .map(|t| t.collect().unwrap().height())
+                .unwrap_or(0);
+            Ok(Value::from(format!(
+                "{} rows={rows} loss={} steps={} per_sample={}",
+                args.value("model").unwrap(),
+                args.word("loss").unwrap(),
+                args.number("steps").unwrap(),
+                args.flag("per_sample")
+            )))
+        },
+    );
+    assert_eq!(
+        eval(&mut s, "patch 1 on t").to_string(),
+        "1 rows=8 loss=self_entropy steps=1 per_sample=false"
+    );
+    assert_eq!(
+        eval(
+            &mut s,
+            "patch \"m\" on (t | where score > 0) loss kl steps 4 per_sample"
+        )
+        .to_string(),
+        "m rows=6 loss=kl steps=4 per_sample=true"
+    );
+    // keyword order is free; a string works where a word is expected
+    assert_eq!(
+        eval(&mut s, "patch 2 steps 3 loss \"x\" on t").to_string(),
+        "2 rows=8 loss=x steps=3 per_sample=false"
+    );
+    assert!(s.eval("patch 1").is_err(), "missing required keyword");
+    assert!(
+        s.eval("patch 1 on t loss").is_err(),
+        "keyword without value"
+    );
+    assert!(s.eval("patch 1 on t on t").is_err(), "keyword twice");
+    assert!(s.eval("patch 1 on 5").is_err(), "wrong type");
+
+    // variadic values and a nested command inside another command's arguments
+    s.register_fn(
+        "compare",
+        Signature::new("compare", "stack tables").rest("tables", Type::Table, "tables"),
+        |_ctx, args| {
+            let mut out: Option<DataFrame> = None;
+            for v in args.values("tables") {
+                let df = v.as_table().unwrap();
+                out = Some(match out {
+                    None => df,
+                    Some(mut acc) => {
+                        acc.vstack_mut(&df).unwrap();
+                        acc
+                    }
+                });
+            }
+            Ok(out.map(Value::from).unwrap_or(Value::Null))
+        },
+    );
+    assert_eq!(eval(&mut s, "compare t, t | count").as_number(), Some(16.0));
+    let dir = tempfile::tempdir().unwrap();
+    s.set_base_dir(dir.path());
+    s.eval("save compare t, t, t to \"c.csv\"").unwrap();
+    assert_eq!(
+        eval(&mut s, "read \"c.csv\" | count").as_number(),
+        Some(24.0)
+    );
+    assert!(s.check("save compare t, t to \"c.csv\"", "x.rlq").is_ok());
+}

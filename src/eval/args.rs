@@ -124,6 +124,14 @@ impl Args {
             )),
         }
     }
+    /// A model-valued parameter.
+    pub fn model(&self, name: &str) -> Option<std::sync::Arc<crate::model::Model>> {
+        self.value(name).and_then(Value::as_model).cloned()
+    }
+    /// A graph-valued parameter.
+    pub fn graph(&self, name: &str) -> Option<std::sync::Arc<crate::attribution::graph::Graph>> {
+        self.value(name).and_then(Value::as_graph).cloned()
+    }
     /// A table-valued parameter.
     pub fn table(&self, name: &str) -> Option<Table> {
         match self.value(name) {
