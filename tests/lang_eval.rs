@@ -695,10 +695,17 @@ fn session_is_send_and_paths_follow_the_script() {
     std::fs::write(dir.path().join("scripts/data/x.csv"), "a,b\n1,2\n3,4\n").unwrap();
     let mut s = Session::new();
     let script = dir.path().join("scripts/run.rlq");
-    let v = s.eval_named("read \"data/x.csv\" | where a > 1 | count", script.to_str().unwrap()).unwrap();
+    let v = s
+        .eval_named(
+            "read \"data/x.csv\" | where a > 1 | count",
+            script.to_str().unwrap(),
+        )
+        .unwrap();
     assert_eq!(v.as_number(), Some(1.0));
     // a relative script name resolves against the base dir
     s.set_base_dir(dir.path());
-    let v = s.eval_named("read \"data/x.csv\" | count", "scripts/run.rlq").unwrap();
+    let v = s
+        .eval_named("read \"data/x.csv\" | count", "scripts/run.rlq")
+        .unwrap();
     assert_eq!(v.as_number(), Some(2.0));
 }

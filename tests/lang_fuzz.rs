@@ -167,3 +167,21 @@ fn pathological_inputs() {
         exercise(src);
     }
 }
+
+#[test]
+fn malformed_files_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new();
+    s.set_base_dir(dir.path());
+    for (name, bytes) in [
+        ("bad.parquet", &b"PAR1 not really parquet"[..]),
+        ("bad.json", &b"{\"a\": [1, 2"[..]),
+        ("bad.jsonl", &b"{\"a\": 1}\n{oops}\n"[..]),
+        ("bad.csv", &b"a,b\n1,2,3,4\n\"unterminated\n"[..]),
+        ("empty.parquet", &b""[..]),
+        ("empty.json", &b""[..]),
+    ] {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+        let _ = s.eval(&format!("read \"{name}\""));
+    }
+}

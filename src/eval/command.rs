@@ -61,10 +61,8 @@ impl EvalContext {
             .map_err(|e| e.with_span(cmd.span))?;
         // Resolve a lazy result's schema now, so a type error names this step, not the end of
         // the pipeline (no data is computed).
-        if let Value::Table(Table::Lazy(lf)) = &out {
-            lf.clone()
-                .collect_schema()
-                .map_err(|e| EvalError::polars(e, cmd.span))?;
+        if let Value::Table(t @ Table::Lazy(_)) = &out {
+            t.schema().map_err(|e| EvalError::polars(e, cmd.span))?;
         }
         Ok(out)
     }

@@ -9,7 +9,7 @@ use polars::prelude::*;
 use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
-use crate::eval::value::Value;
+use crate::eval::value::{guard_polars, Value};
 
 pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
@@ -85,14 +85,16 @@ fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         EvalError::at(span, format!("cannot read `{}`: {e}", path.display())).with_code("rlq::io")
     };
     let df = match format {
-        Format::Csv => CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(10_000))
-            .try_into_reader_with_file_path(Some(path.clone()))
-            .and_then(|r| r.finish()),
+        Format::Csv => guard_polars(|| {
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(10_000))
+                .try_into_reader_with_file_path(Some(path.clone()))
+                .and_then(|r| r.finish())
+        }),
         Format::Parquet => {
             let f = File::open(&path).map_err(io_err)?;
-            ParquetReader::new(f).finish()
+            guard_polars(|| ParquetReader::new(f).finish())
         }
         Format::Json | Format::JsonLines => {
             let f = File::open(&path).map_err(io_err)?;
@@ -101,7 +103,7 @@ fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             } else {
                 JsonFormat::JsonLines
             };
-            JsonReader::new(f).with_json_format(fmt).finish()
+            guard_polars(|| JsonReader::new(f).with_json_format(fmt).finish())
         }
     };
     let df = df.map_err(|e| {
@@ -138,7 +140,8 @@ fn write_atomic(path: &Path, format: Format, df: &mut DataFrame) -> Result<(), S
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = write_file(&tmp, format, df);
+    let result =
+        guard_polars(|| Ok(write_file(&tmp, format, df))).unwrap_or_else(|e| Err(e.to_string()));
     match result.and_then(|_| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
         Ok(()) => Ok(()),
         Err(e) => {
