@@ -247,6 +247,20 @@ fn describe_unique_count_columns() {
     assert_eq!(table(&mut s, "describe t").height(), 2);
     assert_eq!(table(&mut s, "t | unique src").height(), 5);
     assert_eq!(table(&mut s, "t | unique").height(), 8);
+    assert_eq!(
+        table(&mut s, "t | drop src, dst").get_column_names(),
+        ["dst_layer", "score"]
+    );
+    assert_eq!(
+        table(&mut s, "t | rename weight = score, dst_layer as layer").get_column_names(),
+        ["src", "dst", "layer", "weight"]
+    );
+    assert!(s.eval("t | drop nope").is_err());
+    // several predicates are and-ed
+    assert_eq!(
+        table(&mut s, "t | where score > 0, dst_layer == 2").height(),
+        table(&mut s, "t | where score > 0 and dst_layer == 2").height()
+    );
     assert_eq!(eval(&mut s, "t | count").as_number(), Some(8.0));
     assert_eq!(eval(&mut s, "t | len").as_number(), Some(8.0));
     assert_eq!(eval(&mut s, "count(t)").as_number(), Some(8.0));

@@ -13,9 +13,9 @@ pub(super) fn register(reg: &mut Registry) {
         Signature::new("where", "keep the rows where a predicate holds")
             .category("table")
             .input(Type::Table)
-            .column(
+            .columns(
                 "predicate",
-                "a condition on columns, e.g. score > 0.1 and dst_layer < 4",
+                "conditions on columns, e.g. score > 0.1 and dst_layer < 4 (several are and-ed)",
             )
             .example(
                 "t | where score > 0.1 and dst_layer < 4",
@@ -140,6 +140,25 @@ pub(super) fn register(reg: &mut Registry) {
         verb_unique,
     );
     reg.register_fn(
+        Signature::new("drop", "remove columns")
+            .category("table")
+            .input(Type::Table)
+            .columns("columns", "column names")
+            .example(
+                "t | drop src_kind, dst_kind",
+                "the table without two columns",
+            ),
+        verb_drop,
+    );
+    reg.register_fn(
+        Signature::new("rename", "rename columns")
+            .category("table")
+            .input(Type::Table)
+            .columns("columns", "`new = old` pairs (or `old as new`)")
+            .example("t | rename weight = score", "score is now called weight"),
+        verb_rename,
+    );
+    reg.register_fn(
         Signature::new(
             "describe",
             "count, mean, std, min, max and null count of each numeric column",
@@ -191,12 +210,74 @@ fn schema_of(t: &Table, args: &Args) -> EvalResult<SchemaRef> {
 fn verb_where(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let t = args.input_table()?;
     let schema = schema_of(&t, &args)?;
-    let pred = args.columns("predicate");
-    let Some(pred) = pred.first() else {
-        return Ok(Value::Table(t));
-    };
-    let p = ctx.compile_column(pred, &schema)?;
-    Ok(t.lazy().filter(p).into())
+    let mut predicate: Option<Expr> = None;
+    for c in args.columns("predicate") {
+        let p = ctx.compile_column(c, &schema)?;
+        predicate = Some(match predicate {
+            Some(acc) => acc.and(p),
+            None => p,
+        });
+    }
+    match predicate {
+        Some(p) => Ok(t.lazy().filter(p).into()),
+        None => Err(EvalError::at(
+            args.span,
+            "`where` needs a condition, like `where score > 0.1`",
+        )),
+    }
+}
+
+fn verb_drop(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let t = args.input_table()?;
+    let schema = schema_of(&t, &args)?;
+    let names = column_names(&args, "columns", &schema)?;
+    Ok(t.lazy().drop(cols(names)).into())
+}
+
+fn verb_rename(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let t = args.input_table()?;
+    let schema = schema_of(&t, &args)?;
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for c in args.columns("columns") {
+        let (crate::syntax::ExprKind::Var(from), Some(to)) = (&c.expr.kind, &c.alias) else {
+            return Err(EvalError::at(
+                c.span,
+                "rename takes `new = old` pairs (or `old as new`)",
+            ));
+        };
+        if !schema.contains(from) {
+            return Err(unknown_column(from, &schema, c.span));
+        }
+        old.push(from.clone());
+        new.push(to.clone());
+    }
+    Ok(t.lazy().rename(old, new, true).into())
+}
+
+/// Plain column names from a column-list parameter.
+fn column_names(args: &Args, name: &str, schema: &Schema) -> EvalResult<Vec<String>> {
+    let mut names = Vec::new();
+    for c in args.columns(name) {
+        match &c.expr.kind {
+            crate::syntax::ExprKind::Var(n) if schema.contains(n) => names.push(n.clone()),
+            crate::syntax::ExprKind::Var(n) => return Err(unknown_column(n, schema, c.span)),
+            _ => {
+                return Err(EvalError::at(
+                    c.span,
+                    format!("`{}` takes column names", args.verb),
+                ))
+            }
+        }
+    }
+    Ok(names)
+}
+
+fn unknown_column(name: &str, schema: &Schema, span: crate::syntax::Span) -> EvalError {
+    let cols: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+    EvalError::at(span, format!("unknown column `{name}`"))
+        .with_label("not a column of the input table")
+        .with_help(crate::eval::error::suggestion(name, "column", &cols))
+        .with_code("rlq::column")
 }
 
 fn compile_all(
@@ -356,17 +437,7 @@ fn verb_join(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 fn verb_unique(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let t = args.input_table()?;
     let schema = schema_of(&t, &args)?;
-    let mut names = Vec::new();
-    for c in args.columns("columns") {
-        match &c.expr.kind {
-            crate::syntax::ExprKind::Var(n) if schema.contains(n) => names.push(n.clone()),
-            _ => {
-                let cols: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
-                return Err(EvalError::at(c.span, "unique takes column names")
-                    .with_help(crate::eval::error::suggestion("", "column", &cols)));
-            }
-        }
-    }
+    let names = column_names(&args, "columns", &schema)?;
     let subset = if names.is_empty() {
         None
     } else {
