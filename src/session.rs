@@ -170,6 +170,40 @@ impl Session {
         self.ctx.registry_mut().register_fn(signature, f);
     }
 
+    /// The one-line form: a function of positional values, callable as `name(a, b)`, `name a, b`
+    /// or `x | name`. Returned `Err` strings become diagnostics pointing at the call.
+    ///
+    /// ```
+    /// use rlq::eval::Value;
+    /// let mut s = rlq::Session::new();
+    /// s.register_simple_fn("double", "twice a number", |args| match args {
+    ///     [Value::Number(x)] => Ok(Value::Number(2.0 * x)),
+    ///     _ => Err("double takes one number".into()),
+    /// });
+    /// assert_eq!(s.eval("double(21)").unwrap().as_number(), Some(42.0));
+    /// assert!(s.eval("double(\"x\")").is_err());
+    /// ```
+    pub fn register_simple_fn(
+        &mut self,
+        name: &str,
+        description: &str,
+        f: impl Fn(&[Value]) -> Result<Value, String> + Send + Sync + 'static,
+    ) {
+        let signature = Signature::new(name, description)
+            .category("host")
+            .positional(eval::Param {
+                piped: true,
+                optional: true,
+                many: true,
+                ..eval::Param::new("values", eval::Shape::Value(eval::Type::Any), "arguments")
+            });
+        self.ctx
+            .registry_mut()
+            .register_fn(signature, move |_ctx, args| {
+                f(&args.positional).map_err(|msg| EvalError::at(args.span, msg))
+            });
+    }
+
     /// Registers a verb type (see [`Verb`]).
     pub fn register_verb(&mut self, verb: Box<dyn Verb>) {
         self.ctx.registry_mut().register(verb);

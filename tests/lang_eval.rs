@@ -723,3 +723,24 @@ fn session_is_send_and_paths_follow_the_script() {
         .unwrap();
     assert_eq!(v.as_number(), Some(2.0));
 }
+
+#[test]
+fn simple_host_functions() {
+    let mut s = Session::new();
+    s.register_simple_fn("add_all", "sum of numbers", |args| {
+        let mut total = 0.0;
+        for a in args {
+            total += a
+                .as_number()
+                .ok_or_else(|| format!("expected numbers, got {}", a.type_name()))?;
+        }
+        Ok(Value::Number(total))
+    });
+    assert_eq!(eval(&mut s, "add_all(1, 2, 3)").as_number(), Some(6.0));
+    assert_eq!(eval(&mut s, "add_all 1, 2").as_number(), Some(3.0));
+    assert_eq!(eval(&mut s, "5 | add_all").as_number(), Some(5.0));
+    assert_eq!(eval(&mut s, "add_all()").as_number(), Some(0.0));
+    let err = s.eval("add_all(1, \"x\")").unwrap_err();
+    assert!(err.to_string().contains("expected numbers, got string"));
+    assert!(s.help(Some("add_all")).contains("sum of numbers"));
+}
