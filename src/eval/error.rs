@@ -1,0 +1,224 @@
+//! The one user-facing error type: a miette diagnostic with a labelled span into its source.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+
+use crate::syntax::{Span, SyntaxError};
+
+/// A piece of source text: the REPL line, a script, an imported file, the prelude.
+#[derive(Debug)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+    /// Relative `import` / `read` / `save` paths in this source resolve against this folder.
+    pub dir: Option<PathBuf>,
+    named: NamedSource<String>,
+}
+
+impl SourceFile {
+    pub fn new(name: &str, text: &str, dir: Option<PathBuf>) -> Arc<SourceFile> {
+        Arc::new(SourceFile {
+            name: name.to_string(),
+            text: text.to_string(),
+            dir,
+            named: NamedSource::new(name, text.to_string()),
+        })
+    }
+}
+
+/// An error in user input (syntax, name, type, table or I/O), with where it happened.
+#[derive(Debug, Clone)]
+pub struct EvalError {
+    pub message: String,
+    pub span: Option<Span>,
+    /// Text under the span; defaults to "here".
+    pub label: Option<String>,
+    /// Suggestions: closest names, what exists.
+    pub help: Option<String>,
+    /// Which source `span` points into; filled in on the way out when missing.
+    pub source: Option<Arc<SourceFile>>,
+    pub code: &'static str,
+}
+
+pub type EvalResult<T> = Result<T, EvalError>;
+
+impl EvalError {
+    pub fn new(message: impl Into<String>) -> EvalError {
+        EvalError {
+            message: message.into(),
+            span: None,
+            label: None,
+            help: None,
+            source: None,
+            code: "rlq::error",
+        }
+    }
+    pub fn at(span: Span, message: impl Into<String>) -> EvalError {
+        EvalError::new(message).with_span(span)
+    }
+    /// Sets the span unless one is already set (the innermost span is the most precise).
+    pub fn with_span(mut self, span: Span) -> EvalError {
+        if self.span.is_none() {
+            self.span = Some(span);
+        }
+        self
+    }
+    pub fn with_label(mut self, label: impl Into<String>) -> EvalError {
+        self.label = Some(label.into());
+        self
+    }
+    pub fn with_help(mut self, help: impl Into<String>) -> EvalError {
+        self.help = Some(help.into());
+        self
+    }
+    pub fn with_code(mut self, code: &'static str) -> EvalError {
+        self.code = code;
+        self
+    }
+    /// Attaches the source the span refers to, unless one is attached already.
+    pub fn in_source(mut self, source: &Arc<SourceFile>) -> EvalError {
+        if self.source.is_none() {
+            self.source = Some(source.clone());
+        }
+        self
+    }
+    /// `expected table, got number`
+    pub fn type_mismatch(expected: &str, got: &str, span: Span) -> EvalError {
+        EvalError::at(span, format!("type error: expected {expected}, got {got}"))
+            .with_label(format!("this is a {got}"))
+            .with_code("rlq::type")
+    }
+    pub fn from_syntax(e: SyntaxError, source: &Arc<SourceFile>) -> EvalError {
+        EvalError {
+            message: e.message,
+            span: Some(e.span),
+            label: Some(e.label),
+            help: e.help,
+            source: Some(source.clone()),
+            code: "rlq::syntax",
+        }
+    }
+    /// A polars error, without the query plan polars appends.
+    pub fn polars(e: impl fmt::Display, span: Span) -> EvalError {
+        let text = e.to_string();
+        let text = text
+            .split("\n\nResolved plan")
+            .next()
+            .unwrap_or(&text)
+            .trim_end();
+        EvalError::at(span, format!("table error: {text}"))
+            .with_label("while computing this")
+            .with_code("rlq::table")
+    }
+    pub fn into_report(self) -> miette::Report {
+        miette::Report::new(self)
+    }
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+impl Diagnostic for EvalError {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|s| &s.named as &dyn SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let (span, source) = (self.span?, self.source.as_ref()?);
+        let len = source.text.len();
+        let start = span.start.min(len);
+        let end = span.end.clamp(start, len);
+        let label = self.label.clone().unwrap_or_else(|| "here".to_string());
+        Some(Box::new(std::iter::once(LabeledSpan::new(
+            Some(label),
+            start,
+            end - start,
+        ))))
+    }
+}
+
+/// Closest names to `name` among `candidates` by edit distance (at most 3, and at most a third
+/// of the name), best first.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let len = name.chars().count();
+    // One- and two-letter names are too short for a typo to be recognisable.
+    let limit = if len < 3 { 0 } else { (len / 3).clamp(1, 3) };
+    let mut scored: Vec<(usize, &str)> = candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= limit || (c.starts_with(name) && !name.is_empty()))
+        .collect();
+    scored.sort();
+    scored.dedup();
+    scored.into_iter().map(|(_, c)| c).take(3).collect()
+}
+
+/// "did you mean `x`? known names: a, b, c" for an unknown `name`.
+pub fn suggestion(name: &str, kind: &str, known: &[String]) -> String {
+    suggestion_among(name, kind, known, known)
+}
+
+/// Like [`suggestion`], suggesting from `candidates` but listing only `known`.
+pub fn suggestion_among(name: &str, kind: &str, candidates: &[String], known: &[String]) -> String {
+    let near = closest(name, candidates.iter().map(|s| s.as_str()));
+    let mut list: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+    list.sort();
+    list.dedup();
+    let shown = if list.len() > 40 {
+        format!("{}, … ({} in all)", list[..40].join(", "), list.len())
+    } else {
+        list.join(", ")
+    };
+    let listing = if list.is_empty() {
+        format!("there are no {kind}s")
+    } else {
+        format!("{kind}s: {shown}")
+    };
+    match near.first() {
+        Some(best) => format!("did you mean `{best}`? {listing}"),
+        None => listing,
+    }
+}
+
+/// Edit distance over chars, counting a swap of neighbours as one edit (optimal string
+/// alignment), so `scroe` is one edit from `score`.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for i in 0..=a.len() {
+        d[i * w] = i;
+    }
+    for (j, cell) in d.iter_mut().enumerate().take(w) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[(i - 1) * w + j - 1] + cost)
+                .min(d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+        }
+    }
+    d[a.len() * w + b.len()]
+}

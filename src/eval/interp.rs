@@ -1,0 +1,307 @@
+//! Evaluation of statements, expressions, pipelines and user functions.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::context::EvalContext;
+use super::error::{suggestion_among, EvalError, EvalResult, SourceFile};
+use super::ops::{binary_values, index_value};
+use super::value::{Function, Table, Value};
+use crate::syntax::{
+    self, BinaryOp, Command, Expr, ExprKind, Ident, Span, Stmt, StmtKind, UnaryOp,
+};
+
+/// Deepest expression / call nesting evaluated before giving up with an error.
+const MAX_DEPTH: usize = 150;
+
+impl EvalContext {
+    /// Parse and evaluate a source, statement by statement. `on_value` sees each bare-expression
+    /// statement's value. A failing statement leaves variables as they were before it.
+    /// Returns the last statement's value (`Null` for `let`/`fn`/`import`).
+    pub fn eval_source(
+        &mut self,
+        text: &str,
+        name: &str,
+        dir: Option<PathBuf>,
+        on_value: &mut dyn FnMut(&Value),
+    ) -> EvalResult<Value> {
+        let source = SourceFile::new(name, text, dir);
+        let program = syntax::parse(text).map_err(|e| EvalError::from_syntax(e, &source))?;
+        let previous = std::mem::replace(&mut self.source, source.clone());
+        let result = self.eval_statements(&program.stmts, on_value);
+        self.source = previous;
+        result.map_err(|e| e.in_source(&source))
+    }
+
+    fn eval_statements(
+        &mut self,
+        stmts: &[Stmt],
+        on_value: &mut dyn FnMut(&Value),
+    ) -> EvalResult<Value> {
+        let mut last = Value::Null;
+        for stmt in stmts {
+            let globals = self.globals.clone();
+            let imported = self.imported.clone();
+            match self.eval_stmt(stmt) {
+                Ok(Some(v)) => {
+                    on_value(&v);
+                    last = v;
+                }
+                Ok(None) => last = Value::Null,
+                Err(e) => {
+                    // Roll back: a failing statement changes nothing.
+                    self.globals = globals;
+                    self.imported = imported;
+                    self.frames.clear();
+                    self.depth = 0;
+                    return Err(e.in_source(&self.source));
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    /// Evaluates one statement; `Some(value)` for a bare expression.
+    fn eval_stmt(&mut self, stmt: &Stmt) -> EvalResult<Option<Value>> {
+        self.check_interrupt(stmt.span)?;
+        match &stmt.kind {
+            StmtKind::Let { name, value } => {
+                let v = materialize(self.eval_expr(value)?, value.span)?;
+                self.globals.insert(name.name.clone(), v);
+                Ok(None)
+            }
+            StmtKind::Fn { name, params, body } => {
+                let f = Function {
+                    name: name.name.clone(),
+                    params: params.iter().map(|p| p.name.clone()).collect(),
+                    body: body.clone(),
+                    source: self.source.clone(),
+                };
+                self.globals
+                    .insert(name.name.clone(), Value::Func(Arc::new(f)));
+                Ok(None)
+            }
+            StmtKind::Import { path, path_span } => {
+                self.import(path, *path_span)?;
+                Ok(None)
+            }
+            StmtKind::Expr(e) => Ok(Some(materialize(self.eval_expr(e)?, e.span)?)),
+        }
+    }
+
+    fn import(&mut self, path: &str, span: Span) -> EvalResult<()> {
+        let full = self.resolve_path(path);
+        let canonical = full.canonicalize().map_err(|e| {
+            EvalError::at(span, format!("cannot import `{}`: {e}", full.display()))
+                .with_code("rlq::io")
+        })?;
+        if !self.imported.insert(canonical.clone()) {
+            return Ok(()); // each file is evaluated once
+        }
+        let text = std::fs::read_to_string(&canonical).map_err(|e| {
+            EvalError::at(span, format!("cannot read `{}`: {e}", full.display()))
+                .with_code("rlq::io")
+        })?;
+        let dir = canonical.parent().map(Path::to_path_buf);
+        let name = full.display().to_string();
+        self.eval_source(&text, &name, dir, &mut |_| {}).map(|_| ())
+    }
+
+    /// Evaluates an expression to a value (tables may stay lazy).
+    pub fn eval_expr(&mut self, e: &Expr) -> EvalResult<Value> {
+        self.depth += 1;
+        let result = if self.depth > MAX_DEPTH {
+            Err(EvalError::at(
+                e.span,
+                format!(
+                    "nested too deeply (over {MAX_DEPTH} levels; is a function calling itself?)"
+                ),
+            ))
+        } else {
+            self.eval_expr_inner(e)
+        };
+        self.depth -= 1;
+        result
+    }
+
+    fn eval_expr_inner(&mut self, e: &Expr) -> EvalResult<Value> {
+        match &e.kind {
+            ExprKind::Null => Ok(Value::Null),
+            ExprKind::Bool(b) => Ok(Value::Bool(*b)),
+            ExprKind::Number { value, .. } => Ok(Value::Number(*value)),
+            ExprKind::Str(s) => Ok(Value::Str(s.clone())),
+            ExprKind::List(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for it in items {
+                    out.push(self.eval_expr(it)?);
+                }
+                Ok(Value::List(out))
+            }
+            ExprKind::Var(name) => {
+                if let Some(v) = self.lookup(name) {
+                    return Ok(v.clone());
+                }
+                if self.registry.contains(name) {
+                    let cmd = bare_command(name, e.span);
+                    return self.eval_command(&cmd, None);
+                }
+                Err(self.unknown_name(name, e.span))
+            }
+            ExprKind::Unary(op, inner) => {
+                let v = self.eval_expr(inner)?;
+                match (op, v) {
+                    (UnaryOp::Neg, Value::Number(n)) => Ok(Value::Number(-n)),
+                    (UnaryOp::Not, Value::Bool(b)) => Ok(Value::Bool(!b)),
+                    (UnaryOp::Neg, v) => Err(EvalError::type_mismatch(
+                        "number",
+                        v.type_name(),
+                        inner.span,
+                    )),
+                    (UnaryOp::Not, v) => {
+                        Err(EvalError::type_mismatch("bool", v.type_name(), inner.span))
+                    }
+                }
+            }
+            ExprKind::Binary(op, l, r) => self.eval_binary(*op, l, r, e.span),
+            ExprKind::Index(target, index) => {
+                let t = self.eval_expr(target)?;
+                let i = self.eval_expr(index)?;
+                index_value(t, i, target.span, index.span)
+            }
+            ExprKind::Command(cmd) => self.eval_command(cmd, None),
+            ExprKind::Pipeline(stages) => {
+                let Some((first, rest)) = stages.split_first() else {
+                    return Ok(Value::Null);
+                };
+                let mut v = self.eval_expr(first)?;
+                for stage in rest {
+                    self.check_interrupt(stage.span)?;
+                    v = self.eval_stage(stage, v)?;
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    /// One `| stage`: a command, a bare verb name, or a user function taking the value first.
+    fn eval_stage(&mut self, stage: &Expr, input: Value) -> EvalResult<Value> {
+        match &stage.kind {
+            ExprKind::Command(cmd) => self.eval_command(cmd, Some(input)),
+            ExprKind::Var(name) => {
+                let cmd = bare_command(name, stage.span);
+                self.eval_command(&cmd, Some(input))
+            }
+            _ => Err(EvalError::at(
+                stage.span,
+                "after `|` comes a verb, like `| where …` or `| top 10`",
+            )
+            .with_label("not a verb")),
+        }
+    }
+
+    fn unknown_name(&self, name: &str, span: Span) -> EvalError {
+        let vars = self.visible_names();
+        let mut candidates = vars.clone();
+        candidates.extend(self.registry.names());
+        EvalError::at(span, format!("unknown variable `{name}`"))
+            .with_label("not defined")
+            .with_help(suggestion_among(name, "variable", &candidates, &vars))
+            .with_code("rlq::name")
+    }
+
+    /// Calls a user function with positional values.
+    pub fn call_function(
+        &mut self,
+        f: &Arc<Function>,
+        values: Vec<Value>,
+        span: Span,
+    ) -> EvalResult<Value> {
+        if values.len() != f.params.len() {
+            return Err(EvalError::at(
+                span,
+                format!(
+                    "`{}` takes {} argument(s) ({}), got {}",
+                    f.name,
+                    f.params.len(),
+                    f.params.join(", "),
+                    values.len()
+                ),
+            )
+            .with_code("rlq::args"));
+        }
+        let frame: HashMap<String, Value> = f.params.iter().cloned().zip(values).collect();
+        self.frames.push(frame);
+        let previous = std::mem::replace(&mut self.source, f.source.clone());
+        let result = self.eval_expr(&f.body);
+        self.source = previous;
+        self.frames.pop();
+        result.map_err(|mut e| {
+            // Only the innermost function names itself (its source is the one still missing).
+            if e.source.is_none() {
+                let note = format!("in function `{}`", f.name);
+                e.help = Some(match e.help.take() {
+                    Some(h) => format!("{h}\n{note}"),
+                    None => note,
+                });
+            }
+            e.in_source(&f.source)
+        })
+    }
+
+    /// Calls any callable value (user function) with positional values; for verbs taking callbacks.
+    pub fn call(&mut self, f: &Value, values: Vec<Value>, span: Span) -> EvalResult<Value> {
+        match f {
+            Value::Func(func) => self.call_function(&func.clone(), values, span),
+            other => Err(EvalError::type_mismatch(
+                "function",
+                other.type_name(),
+                span,
+            )),
+        }
+    }
+
+    fn eval_binary(&mut self, op: BinaryOp, l: &Expr, r: &Expr, span: Span) -> EvalResult<Value> {
+        // `and` / `or` short-circuit.
+        if matches!(op, BinaryOp::And | BinaryOp::Or) {
+            let lv = self.eval_expr(l)?;
+            let Value::Bool(lb) = lv else {
+                return Err(EvalError::type_mismatch("bool", lv.type_name(), l.span));
+            };
+            if (op == BinaryOp::And && !lb) || (op == BinaryOp::Or && lb) {
+                return Ok(Value::Bool(lb));
+            }
+            let rv = self.eval_expr(r)?;
+            return match rv {
+                Value::Bool(b) => Ok(Value::Bool(b)),
+                other => Err(EvalError::type_mismatch("bool", other.type_name(), r.span)),
+            };
+        }
+        let lv = self.eval_expr(l)?;
+        let rv = self.eval_expr(r)?;
+        binary_values(op, lv, rv, l.span, r.span, span)
+    }
+}
+
+fn bare_command(name: &str, span: Span) -> Command {
+    Command {
+        verb: Ident {
+            name: name.to_string(),
+            span,
+        },
+        items: Vec::new(),
+        call_syntax: false,
+        span,
+    }
+}
+
+/// Collects a lazy table (statement results and variables hold eager frames).
+pub(crate) fn materialize(v: Value, span: Span) -> EvalResult<Value> {
+    match v {
+        Value::Table(t @ Table::Lazy(_)) => t
+            .collect()
+            .map(|df| Value::Table(Table::Eager(df)))
+            .map_err(|e| EvalError::polars(e, span)),
+        other => Ok(other),
+    }
+}

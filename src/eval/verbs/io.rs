@@ -1,0 +1,177 @@
+//! `read` and `save`: tables from and to csv, parquet, json and jsonl.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::eval::context::EvalContext;
+use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::value::{guard_polars, Value};
+
+pub(super) fn register(reg: &mut Registry) {
+    reg.register_fn(
+        Signature::new(
+            "read",
+            "read a table from a csv, parquet, json or jsonl file",
+        )
+        .category("io")
+        .required(
+            "path",
+            Type::Str,
+            "the file; its extension picks the format",
+        )
+        .example("read \"data/prompts.csv\"", "a table"),
+        verb_read,
+    );
+    reg.register_fn(
+        Signature::new(
+            "save",
+            "write a table to csv, parquet, json or jsonl (atomically)",
+        )
+        .category("io")
+        .piped("value", Type::Table, "the table (or graph) to write")
+        .named_required("to", Type::Str, "the file; its extension picks the format")
+        .example("save t to \"out/t.parquet\"", "writes t")
+        .example(
+            "t | top 10 by score | save to \"out/top.csv\"",
+            "pipes into save",
+        ),
+        verb_save,
+    );
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Format {
+    Csv,
+    Parquet,
+    Json,
+    JsonLines,
+}
+
+fn format_of(path: &Path, args: &Args, param: &str) -> EvalResult<Format> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    Ok(match ext.as_str() {
+        "csv" => Format::Csv,
+        "parquet" | "pq" => Format::Parquet,
+        "json" => Format::Json,
+        "jsonl" | "ndjson" => Format::JsonLines,
+        _ => {
+            return Err(EvalError::at(
+                args.span_of(param),
+                format!(
+                    "cannot tell the format of `{}` from its extension",
+                    path.display()
+                ),
+            )
+            .with_help("use .csv, .parquet, .json, .jsonl or .ndjson")
+            .with_code("rlq::io"))
+        }
+    })
+}
+
+fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let given = args.str("path").unwrap_or_default().to_string();
+    let path = ctx.resolve_path(&given);
+    let format = format_of(&path, &args, "path")?;
+    let span = args.span_of("path");
+    let io_err = |e: std::io::Error| {
+        EvalError::at(span, format!("cannot read `{}`: {e}", path.display())).with_code("rlq::io")
+    };
+    let df = match format {
+        Format::Csv => guard_polars(|| {
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(10_000))
+                .try_into_reader_with_file_path(Some(path.clone()))
+                .and_then(|r| r.finish())
+        }),
+        Format::Parquet => {
+            let f = File::open(&path).map_err(io_err)?;
+            guard_polars(|| ParquetReader::new(f).finish())
+        }
+        Format::Json | Format::JsonLines => {
+            let f = File::open(&path).map_err(io_err)?;
+            let fmt = if format == Format::Json {
+                JsonFormat::Json
+            } else {
+                JsonFormat::JsonLines
+            };
+            guard_polars(|| JsonReader::new(f).with_json_format(fmt).finish())
+        }
+    };
+    let df = df.map_err(|e| {
+        EvalError::at(span, format!("cannot read `{}`: {e}", path.display())).with_code("rlq::io")
+    })?;
+    Ok(df.into())
+}
+
+fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let given = args.str("to").unwrap_or_default().to_string();
+    let path = ctx.resolve_path(&given);
+    let format = format_of(&path, &args, "to")?;
+    let value = args.value("value").cloned().unwrap_or(Value::Null);
+    let mut df = value.as_table().ok_or_else(|| {
+        EvalError::type_mismatch("table", value.type_name(), args.span_of("value"))
+    })?;
+    write_atomic(&path, format, &mut df).map_err(|e| {
+        EvalError::at(
+            args.span_of("to"),
+            format!("cannot save to `{}`: {e}", path.display()),
+        )
+        .with_code("rlq::io")
+    })?;
+    Ok(Value::Null)
+}
+
+/// Writes to a temporary file next to `path`, then renames it over `path`: a failed write
+/// leaves no partial file and never clobbers the old one.
+fn write_atomic(path: &Path, format: Format, df: &mut DataFrame) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result =
+        guard_polars(|| Ok(write_file(&tmp, format, df))).unwrap_or_else(|e| Err(e.to_string()));
+    match result.and_then(|_| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn write_file(tmp: &Path, format: Format, df: &mut DataFrame) -> Result<(), String> {
+    let file = File::create(tmp).map_err(|e| e.to_string())?;
+    let mut w = BufWriter::new(file);
+    match format {
+        Format::Csv => CsvWriter::new(&mut w)
+            .finish(df)
+            .map_err(|e| e.to_string())?,
+        Format::Parquet => {
+            ParquetWriter::new(&mut w)
+                .finish(df)
+                .map_err(|e| e.to_string())?;
+        }
+        Format::Json => JsonWriter::new(&mut w)
+            .with_json_format(JsonFormat::Json)
+            .finish(df)
+            .map_err(|e| e.to_string())?,
+        Format::JsonLines => JsonWriter::new(&mut w)
+            .with_json_format(JsonFormat::JsonLines)
+            .finish(df)
+            .map_err(|e| e.to_string())?,
+    }
+    w.flush().map_err(|e| e.to_string())?;
+    w.get_ref().sync_all().map_err(|e| e.to_string())
+}

@@ -1,0 +1,19 @@
+//! Built-in verbs. Each file registers one family of verbs.
+
+mod help;
+mod io;
+mod scalar;
+mod table;
+
+pub use help::{help_text, HelpVerb};
+
+use super::registry::Registry;
+
+/// Registers every built-in verb. Other layers add their own verbs here with one line each,
+/// e.g. `crate::analysis::register(reg);`.
+pub fn register_builtins(reg: &mut Registry) {
+    table::register(reg);
+    io::register(reg);
+    scalar::register(reg);
+    reg.register(Box::new(HelpVerb));
+}

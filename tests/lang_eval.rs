@@ -1,0 +1,746 @@
+//! Evaluator tests: table verbs against the same query written directly in polars, scalars,
+//! functions, imports, read/save round trips.
+
+use polars::prelude::*;
+use rlq::eval::Value;
+use rlq::Session;
+
+fn edges() -> DataFrame {
+    df!(
+        "src" => ["input", "a0", "m0", "a1", "m1", "a0", "input", "m0"],
+        "dst" => ["a0<q>", "m0", "a1<q>", "m1", "logits", "logits", "m0", "logits"],
+        "dst_layer" => [0i64, 0, 1, 1, 2, 2, 0, 2],
+        "score" => [0.5f64, -0.2, 0.05, 0.3, -0.7, 0.01, 0.2, 0.4],
+    )
+    .unwrap()
+}
+
+fn session() -> Session {
+    let mut s = Session::new();
+    s.set("t", edges());
+    s
+}
+
+fn eval(s: &mut Session, src: &str) -> Value {
+    match s.eval(src) {
+        Ok(v) => v,
+        Err(e) => panic!("{src}: {e:?}"),
+    }
+}
+
+fn table(s: &mut Session, src: &str) -> DataFrame {
+    eval(s, src)
+        .as_table()
+        .unwrap_or_else(|| panic!("{src}: not a table"))
+}
+
+fn same(a: &DataFrame, b: &DataFrame) {
+    assert!(a.equals_missing(b), "rlq:\n{a}\npolars:\n{b}");
+}
+
+#[test]
+fn where_matches_polars() {
+    let mut s = session();
+    let got = table(&mut s, "t | where score > 0.1 and dst_layer < 2");
+    let want = edges()
+        .lazy()
+        .filter(
+            col("score")
+                .gt(lit(0.1))
+                .and(col("dst_layer").lt(lit(2i64))),
+        )
+        .collect()
+        .unwrap();
+    same(&got, &want);
+    // variables that are not columns become literals
+    s.eval("let k = 1").unwrap();
+    let got = table(&mut s, "t | where dst_layer == k or src == \"m1\"");
+    let want = edges()
+        .lazy()
+        .filter(col("dst_layer").eq(lit(1i64)).or(col("src").eq(lit("m1"))))
+        .collect()
+        .unwrap();
+    same(&got, &want);
+    let got = table(
+        &mut s,
+        "t | where src in [\"a0\", \"m1\"] and dst_layer in [0, 2]",
+    );
+    let want = edges()
+        .lazy()
+        .filter(
+            col("src").eq(lit("a0")).or(col("src").eq(lit("m1"))).and(
+                col("dst_layer")
+                    .eq(lit(0i64))
+                    .or(col("dst_layer").eq(lit(2i64))),
+            ),
+        )
+        .collect()
+        .unwrap();
+    same(&got, &want);
+    s.eval("let layers = [1]").unwrap();
+    assert_eq!(table(&mut s, "t | where dst_layer in layers").height(), 2);
+    assert_eq!(
+        eval(
+            &mut s,
+            "2 in [1, 2] and \"ell\" in \"hello\" and not (3 in [])"
+        )
+        .as_bool(),
+        Some(true)
+    );
+    let got = table(&mut s, "t | where not (abs(score) < 0.3)");
+    let want = edges()
+        .lazy()
+        .filter(col("score").abs().lt(lit(0.3)).not())
+        .collect()
+        .unwrap();
+    same(&got, &want);
+}
+
+#[test]
+fn select_with_sort_top() {
+    let mut s = session();
+    let got = table(&mut s, "t | select src, score * 2 as double");
+    let want = edges()
+        .lazy()
+        .select([col("src"), (col("score") * lit(2i64)).alias("double")])
+        .collect()
+        .unwrap();
+    same(&got, &want);
+
+    let got = table(&mut s, "t | with z = score * 2, w = z + 1");
+    let want = edges()
+        .lazy()
+        .with_columns([(col("score") * lit(2i64)).alias("z")])
+        .with_columns([(col("z") + lit(1i64)).alias("w")])
+        .collect()
+        .unwrap();
+    same(&got, &want);
+
+    let got = table(&mut s, "t | sort by dst_layer desc, score");
+    let opts = SortMultipleOptions::default()
+        .with_order_descending_multi([true, false])
+        .with_nulls_last(true)
+        .with_maintain_order(true);
+    let want = edges()
+        .lazy()
+        .sort_by_exprs([col("dst_layer"), col("score")], opts)
+        .collect()
+        .unwrap();
+    same(&got, &want);
+
+    same(&table(&mut s, "t | sort dst_layer desc, score"), &want);
+    let got = table(
+        &mut s,
+        "t | with abs_score = abs(score) | top 3 by abs_score",
+    );
+    let want = edges()
+        .lazy()
+        .with_columns([col("score").abs().alias("abs_score")])
+        .sort_by_exprs(
+            [col("abs_score")],
+            SortMultipleOptions::default()
+                .with_order_descending(true)
+                .with_nulls_last(true)
+                .with_maintain_order(true),
+        )
+        .limit(3)
+        .collect()
+        .unwrap();
+    same(&got, &want);
+    assert_eq!(table(&mut s, "t | top 2").height(), 2);
+    assert_eq!(table(&mut s, "t | head").height(), 8);
+    assert_eq!(table(&mut s, "t | head 3").height(), 3);
+}
+
+#[test]
+fn group_agg_matches_polars() {
+    let mut s = session();
+    let got = table(
+        &mut s,
+        "t | group by dst_layer agg sum(score) as total, count(), mean(score), max(score)",
+    );
+    let want = edges()
+        .lazy()
+        .group_by_stable([col("dst_layer")])
+        .agg([
+            col("score").sum().alias("total"),
+            len().alias("count"),
+            col("score").mean().alias("mean_score"),
+            col("score").max().alias("max_score"),
+        ])
+        .collect()
+        .unwrap();
+    same(&got, &want);
+
+    let got = table(&mut s, "t | group by src, dst_layer agg std(score), median(score), first(dst), last(dst), n_unique(dst)");
+    let want = edges()
+        .lazy()
+        .group_by_stable([col("src"), col("dst_layer")])
+        .agg([
+            col("score").std(1).alias("std_score"),
+            col("score").median().alias("median_score"),
+            col("dst").first().alias("first_dst"),
+            col("dst").last().alias("last_dst"),
+            col("dst").n_unique().alias("n_unique_dst"),
+        ])
+        .collect()
+        .unwrap();
+    same(&got, &want);
+}
+
+#[test]
+fn join_matches_polars() {
+    let mut s = session();
+    let kinds = df!("src" => ["input", "a0", "m0"], "kind" => ["embed", "attn", "mlp"]).unwrap();
+    s.set("kinds", kinds.clone());
+    let got = table(&mut s, "t | join kinds on src");
+    let want = edges()
+        .lazy()
+        .join(
+            kinds.clone().lazy(),
+            [col("src")],
+            [col("src")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .collect()
+        .unwrap();
+    same(&got, &want);
+    let got = table(&mut s, "t | join kinds on src how left");
+    let want = edges()
+        .lazy()
+        .join(
+            kinds.clone().lazy(),
+            [col("src")],
+            [col("src")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .collect()
+        .unwrap();
+    same(&got, &want);
+    let renamed = df!("node" => ["input", "a0"], "kind" => ["embed", "attn"]).unwrap();
+    s.set("renamed", renamed);
+    assert_eq!(table(&mut s, "t | join renamed on src = node").height(), 4);
+}
+
+#[test]
+fn describe_unique_count_columns() {
+    let mut s = session();
+    let d = table(&mut s, "t | describe");
+    assert_eq!(
+        d.get_column_names(),
+        ["column", "count", "mean", "std", "min", "max", "null_count"]
+    );
+    assert_eq!(d.height(), 2); // dst_layer and score
+    let mean = d.column("mean").unwrap().f64().unwrap().get(1).unwrap();
+    assert!(
+        (mean
+            - edges()
+                .column("score")
+                .unwrap()
+                .f64()
+                .unwrap()
+                .mean()
+                .unwrap())
+        .abs()
+            < 1e-12
+    );
+    assert_eq!(table(&mut s, "describe t").height(), 2);
+    assert_eq!(table(&mut s, "t | unique src").height(), 5);
+    assert_eq!(table(&mut s, "t | unique").height(), 8);
+    assert_eq!(
+        table(&mut s, "t | drop src, dst").get_column_names(),
+        ["dst_layer", "score"]
+    );
+    assert_eq!(
+        table(&mut s, "t | rename weight = score, dst_layer as layer").get_column_names(),
+        ["src", "dst", "layer", "weight"]
+    );
+    assert!(s.eval("t | drop nope").is_err());
+    // several predicates are and-ed
+    assert_eq!(
+        table(&mut s, "t | where score > 0, dst_layer == 2").height(),
+        table(&mut s, "t | where score > 0 and dst_layer == 2").height()
+    );
+    assert_eq!(eval(&mut s, "t | count").as_number(), Some(8.0));
+    assert_eq!(eval(&mut s, "t | len").as_number(), Some(8.0));
+    assert_eq!(eval(&mut s, "count(t)").as_number(), Some(8.0));
+    assert_eq!(
+        eval(&mut s, "t | columns").to_string(),
+        r#"["src", "dst", "dst_layer", "score"]"#
+    );
+}
+
+#[test]
+fn scalars_lists_functions() {
+    let mut s = Session::new();
+    let n = |s: &mut Session, src: &str| eval(s, src).as_number().unwrap_or(f64::NAN);
+    assert_eq!(n(&mut s, "1 + 2 * 3 - 4 / 2"), 5.0);
+    assert_eq!(n(&mut s, "7 % 4"), 3.0);
+    assert_eq!(n(&mut s, "-(2 + 3)"), -5.0);
+    assert_eq!(n(&mut s, "abs(-3) + sqrt(16)"), 7.0);
+    assert_eq!(n(&mut s, "round(3.14159, 2)"), 3.14);
+    assert_eq!(n(&mut s, "log(8, 2)"), 3.0);
+    assert!((n(&mut s, "exp(1)") - std::f64::consts::E).abs() < 1e-12);
+    assert_eq!(n(&mut s, "min(3, 1, 2) + max([3, 1, 2])"), 4.0);
+    assert_eq!(n(&mut s, "len([1, 2, 3])"), 3.0);
+    assert_eq!(n(&mut s, "len(\"héllo\")"), 5.0);
+    assert_eq!(n(&mut s, "[10, 20, 30][1]"), 20.0);
+    assert_eq!(n(&mut s, "let xs = range(5); xs[-1]"), 4.0);
+    assert_eq!(eval(&mut s, "range(2, 5)").to_string(), "[2, 3, 4]");
+    assert_eq!(eval(&mut s, "\"a\" + \"b\" + 1").to_string(), "ab1");
+    assert_eq!(
+        eval(&mut s, "1 < 2 and \"a\" < \"b\"").as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        eval(&mut s, "1 == 1.0 and [1, 2] != [2]").as_bool(),
+        Some(true)
+    );
+    assert_eq!(eval(&mut s, "type(null)").as_str(), Some("null"));
+    assert_eq!(n(&mut s, "16 | sqrt"), 4.0);
+    // user functions: lexical parameters, calls with parens, command form and pipes
+    s.eval("fn add(a, b) = a + b\nfn twice(x) = add(x, x)")
+        .unwrap();
+    assert_eq!(n(&mut s, "twice(21)"), 42.0);
+    assert_eq!(n(&mut s, "add 1, 2"), 3.0);
+    assert_eq!(n(&mut s, "5 | twice"), 10.0);
+    s.eval("let a = 100").unwrap();
+    assert_eq!(n(&mut s, "add(1, 2) + a"), 103.0);
+    assert!(s.get("x").is_none(), "parameters do not leak");
+    // prelude
+    assert_eq!(n(&mut s, "clamp(5, 0, 3)"), 3.0);
+    assert_eq!(n(&mut s, "pct_change(2, 3)"), 50.0);
+    // value of the last statement; Null for let
+    assert!(eval(&mut s, "let q = 1").is_null());
+    assert_eq!(eval(&mut s, "1\n2\n3").as_number(), Some(3.0));
+}
+
+#[test]
+fn functions_over_tables() {
+    let mut s = session();
+    s.eval("fn strong(tbl, cut) = tbl | where abs(score) > cut | sort by score desc")
+        .unwrap();
+    let got = table(&mut s, "strong(t, 0.3)");
+    assert_eq!(
+        got.column("score").unwrap().f64().unwrap().to_vec(),
+        [Some(0.5), Some(0.4), Some(-0.7)]
+    );
+    let got = table(&mut s, "t | strong 0.3");
+    assert_eq!(got.height(), 3);
+}
+
+#[test]
+fn dataframe_in_and_out_unchanged() {
+    let mut s = Session::new();
+    s.set("d", edges());
+    same(&s.get("d").unwrap().as_table().unwrap(), &edges());
+    s.eval("let e = d").unwrap();
+    same(&s.get("e").unwrap().as_table().unwrap(), &edges());
+    s.set("name", "x");
+    s.set("flag", true);
+    s.set("owned", String::from("y"));
+    assert_eq!(s.eval("name + owned").unwrap().as_str(), Some("xy"));
+    assert_eq!(s.get("flag").unwrap().as_bool(), Some(true));
+    let vars = s.vars();
+    assert!(vars.contains(&("d".into(), "table".into())));
+    assert!(vars.contains(&("name".into(), "string".into())));
+}
+
+fn round_trip(ext: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = session();
+    s.set_base_dir(dir.path());
+    s.eval(&format!("save t to \"out/t.{ext}\"")).unwrap();
+    assert!(dir.path().join(format!("out/t.{ext}")).exists());
+    let back = table(&mut s, &format!("read \"out/t.{ext}\""));
+    same(&back, &edges());
+    // piped form
+    s.eval(&format!("t | where score > 0 | save to \"pos.{ext}\""))
+        .unwrap();
+    let n = eval(&mut s, &format!("read \"pos.{ext}\" | count"));
+    assert_eq!(n.as_number(), Some(6.0));
+}
+
+#[test]
+fn read_save_csv() {
+    round_trip("csv");
+}
+#[test]
+fn read_save_parquet() {
+    round_trip("parquet");
+}
+#[test]
+fn read_save_json() {
+    round_trip("json");
+}
+#[test]
+fn read_save_jsonl() {
+    round_trip("jsonl");
+}
+
+#[test]
+fn failed_save_keeps_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = session();
+    s.set_base_dir(dir.path());
+    s.eval("save t to \"keep.csv\"").unwrap();
+    let before = std::fs::read(dir.path().join("keep.csv")).unwrap();
+    // Saving a non-table fails before anything is written.
+    assert!(s.eval("save 5 to \"keep.csv\"").is_err());
+    // Saving into a path whose parent is a file fails too.
+    assert!(s.eval("save t to \"keep.csv/inner.csv\"").is_err());
+    // A table whose computation fails (unknown column) fails before writing.
+    assert!(s.eval("t | where nope > 1 | save to \"keep.csv\"").is_err());
+    assert_eq!(std::fs::read(dir.path().join("keep.csv")).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(leftovers, ["keep.csv"], "no temp files left");
+}
+
+#[test]
+fn failing_statement_leaves_variables() {
+    let mut s = session();
+    s.eval("let a = 1").unwrap();
+    assert!(s.eval("let a = 2; let b = 3; let c = nope").is_err());
+    assert_eq!(
+        s.get("a").unwrap().as_number(),
+        Some(2.0),
+        "statements before the failing one stay"
+    );
+    assert_eq!(s.get("b").unwrap().as_number(), Some(3.0));
+    assert!(s.get("c").is_none());
+    assert!(s.eval("let a = t | where missing > 1").is_err());
+    assert_eq!(s.get("a").unwrap().as_number(), Some(2.0));
+    assert!(s.eval("fn a() = 1 +").is_err());
+    assert_eq!(s.get("a").unwrap().as_number(), Some(2.0));
+}
+
+#[test]
+fn imports_once_relative_to_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+    std::fs::write(
+        dir.path().join("lib/util.rlq"),
+        "import \"more.rlq\"\nfn triple(x) = 3 * x\nlet loaded = loaded_count + 1\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("lib/more.rlq"), "let from_more = 7\n").unwrap();
+    std::fs::write(
+        dir.path().join("main.rlq"),
+        "import \"lib/util.rlq\"\nimport \"lib/util.rlq\"\ntriple(from_more)",
+    )
+    .unwrap();
+    let mut s = Session::new();
+    s.set("loaded_count", 0.0);
+    let main_path = dir.path().join("main.rlq");
+    let src = std::fs::read_to_string(&main_path).unwrap();
+    let v = s.eval_named(&src, main_path.to_str().unwrap()).unwrap();
+    assert_eq!(v.as_number(), Some(21.0));
+    assert_eq!(
+        s.get("loaded").unwrap().as_number(),
+        Some(1.0),
+        "imported once"
+    );
+}
+
+#[test]
+fn eval_statements_reports_each_expression() {
+    let mut s = Session::new();
+    let mut seen = Vec::new();
+    s.eval_statements("let x = 1\nx\nfn f(a) = a\nf(2)\n", "run.rlq", &mut |v| {
+        seen.push(v.to_string())
+    })
+    .unwrap();
+    assert_eq!(seen, ["1", "2"]);
+}
+
+#[test]
+fn host_functions_and_help() {
+    use rlq::eval::{Signature, Type};
+    let mut s = session();
+    s.register_fn(
+        "scale",
+        Signature::new("scale", "multiply a table's score")
+            .input(Type::Table)
+            .named_default("by", Type::Number, 2.0, "factor"),
+        |ctx, args| {
+            let t = args.input_table()?;
+            let k = args.number("by").unwrap_or(1.0);
+            assert!(!ctx.interrupted());
+            Ok(t.lazy().with_columns([col("score") * lit(k)]).into())
+        },
+    );
+    let got = table(&mut s, "t | scale by 10");
+    assert_eq!(
+        got.column("score").unwrap().f64().unwrap().get(0),
+        Some(5.0)
+    );
+    let got = table(&mut s, "t | scale");
+    assert_eq!(
+        got.column("score").unwrap().f64().unwrap().get(0),
+        Some(1.0)
+    );
+    assert!(s.help(None).contains("scale"));
+    assert!(s.help(Some("scale")).contains("multiply"));
+    assert!(eval(&mut s, "help top")
+        .to_string()
+        .contains("usage: <table> | top <n:number> [by expr]"));
+    assert!(s.help(Some("wher")).contains("did you mean `where`"));
+    assert!(eval(&mut s, "help pct_change")
+        .to_string()
+        .starts_with("fn pct_change(a, b)"));
+    assert_eq!(s.keywords_of("join"), ["on", "how"]);
+}
+
+#[test]
+fn completions() {
+    let mut s = session();
+    let c = s.completions("t | gr", 6);
+    assert_eq!(c, ["group"]);
+    assert_eq!(s.completions("t | group b", 11), ["by"]);
+    let c = s.completions("t | where sc", 12);
+    assert!(c.contains(&"score".to_string()), "{c:?}");
+    let c = s.completions("t | sort by score d", 19);
+    assert!(
+        c.contains(&"desc".to_string()) && c.contains(&"dst".to_string()),
+        "{c:?}"
+    );
+    s.eval("let long_name = 1").unwrap();
+    assert_eq!(s.completions("long", 4), ["long_name"]);
+    assert_eq!(s.completions("let y = lon", 11), ["long_name"]);
+}
+
+#[test]
+fn check_without_evaluating() {
+    let mut s = Session::new();
+    assert!(s
+        .check(
+            "let t = read \"nowhere.csv\"\nt | where x > 1 | top 3 by x",
+            "a.rlq"
+        )
+        .is_ok());
+    assert!(
+        s.check("t | where x > 1", "a.rlq").is_err(),
+        "t is not defined"
+    );
+    assert!(s.check("fn f(a) = a + 1\nf(2)", "a.rlq").is_ok());
+    assert!(
+        s.check("let t = 1\nt | top 3 bye x", "a.rlq").is_err(),
+        "unknown keyword"
+    );
+    assert!(s.get("t").is_none(), "check defines nothing");
+}
+
+#[test]
+fn interrupt_stops_statement() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut s = Session::new();
+    let flag = Arc::new(AtomicBool::new(false));
+    s.set_interrupt(flag.clone());
+    let f2 = flag.clone();
+    s.register_fn(
+        "ctrl_c",
+        rlq::eval::Signature::new("ctrl_c", "simulate Ctrl-C"),
+        move |_, _| {
+            f2.store(true, Ordering::Relaxed);
+            Ok(Value::Null)
+        },
+    );
+    let err = s.eval("ctrl_c\nlet after = 1").unwrap_err();
+    assert!(err.to_string().contains("interrupted"));
+    assert!(s.get("after").is_none());
+    assert!(s.eval("1").is_ok(), "flag is cleared for the next eval");
+}
+
+#[test]
+fn every_example_checks() {
+    let mut s = Session::new();
+    s.set("t", edges());
+    s.set("names", edges());
+    for sig in s.registry().signatures().cloned().collect::<Vec<_>>() {
+        for ex in &sig.examples {
+            if let Err(e) = s.check(&ex.source, "example") {
+                panic!("example of {}: {}: {e:?}", sig.name, ex.source);
+            }
+        }
+    }
+}
+
+#[test]
+fn graph_pipes_as_its_table() {
+    use rlq::attribution::graph::{EdgeInfo, Graph, GraphMeta};
+    let edge = |src: &str, dst: &str, sl: i64, dl: i64| EdgeInfo {
+        src: src.into(),
+        dst: dst.into(),
+        src_layer: sl,
+        dst_layer: dl,
+        src_kind: "attn",
+        dst_kind: "mlp",
+    };
+    let g = Graph {
+        edges: vec![
+            edge("input", "m0", -1, 0),
+            edge("a0", "m0", 0, 0),
+            edge("m0", "logits", 0, 1),
+        ],
+        scores: vec![vec![0.1, -0.4, 0.2], vec![0.3, -0.2, 0.0]],
+        meta: GraphMeta {
+            model: "tiny".into(),
+            n_layers: 1,
+            loss: "self_entropy".into(),
+            method: "eap".into(),
+            granularity: "block".into(),
+            t_cut: None,
+            prompt_ids: vec![0, 1],
+            per_sample: false,
+        },
+    };
+    let want = g.table().unwrap();
+    let mut s = Session::new();
+    s.set("g", g);
+    assert_eq!(s.get("g").unwrap().type_name(), "graph");
+    assert_eq!(eval(&mut s, "g").to_string(), want.to_string());
+    let got = table(
+        &mut s,
+        "g | where abs_score > 0.15 | sort by abs_score desc",
+    );
+    assert_eq!(got.column("src").unwrap().str().unwrap().get(0), Some("a0"));
+    assert_eq!(eval(&mut s, "g | count").as_number(), Some(3.0));
+    assert_eq!(table(&mut s, "describe g").height(), 4);
+    assert!(s
+        .completions("g | where abs", 13)
+        .contains(&"abs_score".to_string()));
+}
+
+/// The command form is generic: words, flags, defaults, variadic values and nested commands all
+/// come from the signature.
+#[test]
+fn signatures_drive_binding() {
+    use rlq::eval::{Signature, Type};
+    let mut s = session();
+    s.register_fn(
+        "patch",
+        Signature::new("patch", "fake attribution")
+            .required("model", Type::Any, "a model")
+            .named_required("on", Type::Table, "prompts")
+            .word("loss", Some("self_entropy"), "loss name")
+            .named_default("steps", Type::Number, 1.0, "steps")
+            .flag("per_sample", "keep samples"),
+        |_ctx, args| {
+            let rows = args
+                .table("on")
+                .map(|t| t.collect().unwrap().height())
+                .unwrap_or(0);
+            Ok(Value::from(format!(
+                "{} rows={rows} loss={} steps={} per_sample={}",
+                args.value("model").unwrap(),
+                args.word("loss").unwrap(),
+                args.number("steps").unwrap(),
+                args.flag("per_sample")
+            )))
+        },
+    );
+    assert_eq!(
+        eval(&mut s, "patch 1 on t").to_string(),
+        "1 rows=8 loss=self_entropy steps=1 per_sample=false"
+    );
+    assert_eq!(
+        eval(
+            &mut s,
+            "patch \"m\" on (t | where score > 0) loss kl steps 4 per_sample"
+        )
+        .to_string(),
+        "m rows=6 loss=kl steps=4 per_sample=true"
+    );
+    // keyword order is free; a string works where a word is expected
+    assert_eq!(
+        eval(&mut s, "patch 2 steps 3 loss \"x\" on t").to_string(),
+        "2 rows=8 loss=x steps=3 per_sample=false"
+    );
+    assert!(s.eval("patch 1").is_err(), "missing required keyword");
+    assert!(
+        s.eval("patch 1 on t loss").is_err(),
+        "keyword without value"
+    );
+    assert!(s.eval("patch 1 on t on t").is_err(), "keyword twice");
+    assert!(s.eval("patch 1 on 5").is_err(), "wrong type");
+
+    // variadic values and a nested command inside another command's arguments
+    s.register_fn(
+        "compare",
+        Signature::new("compare", "stack tables").rest("tables", Type::Table, "tables"),
+        |_ctx, args| {
+            let mut out: Option<DataFrame> = None;
+            for v in args.values("tables") {
+                let df = v.as_table().unwrap();
+                out = Some(match out {
+                    None => df,
+                    Some(mut acc) => {
+                        acc.vstack_mut(&df).unwrap();
+                        acc
+                    }
+                });
+            }
+            Ok(out.map(Value::from).unwrap_or(Value::Null))
+        },
+    );
+    assert_eq!(eval(&mut s, "compare t, t | count").as_number(), Some(16.0));
+    let dir = tempfile::tempdir().unwrap();
+    s.set_base_dir(dir.path());
+    s.eval("save compare t, t, t to \"c.csv\"").unwrap();
+    assert_eq!(
+        eval(&mut s, "read \"c.csv\" | count").as_number(),
+        Some(24.0)
+    );
+    assert!(s.check("save compare t, t to \"c.csv\"", "x.rlq").is_ok());
+}
+
+#[test]
+fn session_is_send_and_paths_follow_the_script() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Session>();
+    assert_send::<Value>();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("scripts/data")).unwrap();
+    std::fs::write(dir.path().join("scripts/data/x.csv"), "a,b\n1,2\n3,4\n").unwrap();
+    let mut s = Session::new();
+    let script = dir.path().join("scripts/run.rlq");
+    let v = s
+        .eval_named(
+            "read \"data/x.csv\" | where a > 1 | count",
+            script.to_str().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(v.as_number(), Some(1.0));
+    // a relative script name resolves against the base dir
+    s.set_base_dir(dir.path());
+    let v = s
+        .eval_named("read \"data/x.csv\" | count", "scripts/run.rlq")
+        .unwrap();
+    assert_eq!(v.as_number(), Some(2.0));
+}
+
+#[test]
+fn simple_host_functions() {
+    let mut s = Session::new();
+    s.register_simple_fn("add_all", "sum of numbers", |args| {
+        let mut total = 0.0;
+        for a in args {
+            total += a
+                .as_number()
+                .ok_or_else(|| format!("expected numbers, got {}", a.type_name()))?;
+        }
+        Ok(Value::Number(total))
+    });
+    assert_eq!(eval(&mut s, "add_all(1, 2, 3)").as_number(), Some(6.0));
+    assert_eq!(eval(&mut s, "add_all 1, 2").as_number(), Some(3.0));
+    assert_eq!(eval(&mut s, "5 | add_all").as_number(), Some(5.0));
+    assert_eq!(eval(&mut s, "add_all()").as_number(), Some(0.0));
+    let err = s.eval("add_all(1, \"x\")").unwrap_err();
+    assert!(err.to_string().contains("expected numbers, got string"));
+    assert!(s.help(Some("add_all")).contains("sum of numbers"));
+}

@@ -1,0 +1,287 @@
+//! Parser tests: every construct, multi-line statements, comments, errors with positions.
+
+use rlq::syntax::*;
+
+fn parse_ok(src: &str) -> Program {
+    match parse(src) {
+        Ok(p) => p,
+        Err(e) => panic!("parse failed for {src:?}: {e} at {:?}", e.span),
+    }
+}
+
+fn one_expr(src: &str) -> Expr {
+    let p = parse_ok(src);
+    assert_eq!(p.stmts.len(), 1, "{src}");
+    match p.stmts.into_iter().next().map(|s| s.kind) {
+        Some(StmtKind::Expr(e)) => e,
+        other => panic!("not an expression: {other:?}"),
+    }
+}
+
+fn command(src: &str) -> Command {
+    match one_expr(src).kind {
+        ExprKind::Command(c) => c,
+        other => panic!("not a command: {other:?}"),
+    }
+}
+
+fn words(c: &Command) -> Vec<String> {
+    c.items
+        .iter()
+        .map(|i| match &i.kind {
+            ItemKind::Expr { expr, alias } => {
+                let base = match &expr.kind {
+                    ExprKind::Var(v) => v.clone(),
+                    ExprKind::Number { value, .. } => format!("{value}"),
+                    ExprKind::Str(s) => format!("{s:?}"),
+                    ExprKind::Command(c) => format!("{}()", c.verb.name),
+                    ExprKind::Binary(op, ..) => format!("<{}>", op.symbol()),
+                    other => format!("{other:?}"),
+                };
+                match alias {
+                    Some(a) => format!("{base} as {}", a.name),
+                    None => base,
+                }
+            }
+            ItemKind::Assign { name, .. } => format!("{}=", name.name),
+        })
+        .collect()
+}
+
+#[test]
+fn literals() {
+    assert_eq!(
+        one_expr("42").kind,
+        ExprKind::Number {
+            value: 42.0,
+            is_int: true
+        }
+    );
+    assert_eq!(
+        one_expr("4.5e1").kind,
+        ExprKind::Number {
+            value: 45.0,
+            is_int: false
+        }
+    );
+    assert_eq!(
+        one_expr("-3").kind,
+        ExprKind::Number {
+            value: -3.0,
+            is_int: true
+        }
+    );
+    assert_eq!(
+        one_expr(r#""a\n\"b\" \u{e9}""#).kind,
+        ExprKind::Str("a\n\"b\" é".into())
+    );
+    assert_eq!(one_expr("'single'").kind, ExprKind::Str("single".into()));
+    assert_eq!(one_expr("true").kind, ExprKind::Bool(true));
+    assert_eq!(one_expr("null").kind, ExprKind::Null);
+    match one_expr("[1, \"x\", [2]]").kind {
+        ExprKind::List(items) => assert_eq!(items.len(), 3),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(one_expr("[]").kind, ExprKind::List(ref v) if v.is_empty()));
+}
+
+#[test]
+fn precedence() {
+    // 1 + 2 * 3 == 7 and not false or x
+    let e = one_expr("1 + 2 * 3 == 7 and not false or x");
+    let ExprKind::Binary(BinaryOp::Or, l, r) = e.kind else {
+        panic!()
+    };
+    assert_eq!(r.kind, ExprKind::Var("x".into()));
+    let ExprKind::Binary(BinaryOp::And, l2, r2) = l.kind else {
+        panic!()
+    };
+    assert!(matches!(r2.kind, ExprKind::Unary(UnaryOp::Not, _)));
+    let ExprKind::Binary(BinaryOp::Eq, sum, _) = l2.kind else {
+        panic!()
+    };
+    let ExprKind::Binary(BinaryOp::Add, _, prod) = sum.kind else {
+        panic!()
+    };
+    assert!(matches!(prod.kind, ExprKind::Binary(BinaryOp::Mul, ..)));
+    // left associativity
+    let ExprKind::Binary(BinaryOp::Sub, l, _) = one_expr("a - b - c").kind else {
+        panic!()
+    };
+    assert!(matches!(l.kind, ExprKind::Binary(BinaryOp::Sub, ..)));
+    // parentheses
+    let ExprKind::Binary(BinaryOp::Mul, l, _) = one_expr("(1 + 2) * 3").kind else {
+        panic!()
+    };
+    assert!(matches!(l.kind, ExprKind::Binary(BinaryOp::Add, ..)));
+    // unary minus on a name, modulo
+    assert!(matches!(
+        one_expr("-x % 2").kind,
+        ExprKind::Binary(BinaryOp::Rem, ..)
+    ));
+    for op in ["==", "!=", "<", "<=", ">", ">="] {
+        let ExprKind::Binary(got, ..) = one_expr(&format!("a {op} b")).kind else {
+            panic!()
+        };
+        assert_eq!(got.symbol(), op);
+    }
+}
+
+#[test]
+fn statements() {
+    let p = parse_ok("let x = 1\nfn f(a, b) = a + b\nimport \"lib.rlq\"\nf(x, 2); x");
+    assert_eq!(p.stmts.len(), 5);
+    assert!(matches!(&p.stmts[0].kind, StmtKind::Let { name, .. } if name.name == "x"));
+    match &p.stmts[1].kind {
+        StmtKind::Fn { name, params, .. } => {
+            assert_eq!(name.name, "f");
+            assert_eq!(
+                params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+                ["a", "b"]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&p.stmts[2].kind, StmtKind::Import { path, .. } if path == "lib.rlq"));
+    assert!(
+        matches!(&p.stmts[3].kind, StmtKind::Expr(Expr { kind: ExprKind::Command(c), .. }) if c.call_syntax)
+    );
+    // spans are byte offsets into the source
+    assert_eq!(p.stmts[0].span, Span::new(0, 9));
+    let p = parse_ok("fn zero() = 0");
+    assert!(matches!(&p.stmts[0].kind, StmtKind::Fn { params, .. } if params.is_empty()));
+}
+
+#[test]
+fn commands_parse_generically() {
+    let c = command("patch m on qs loss self_entropy steps 4");
+    assert_eq!(c.verb.name, "patch");
+    assert_eq!(
+        words(&c),
+        ["m", "on", "qs", "loss", "self_entropy", "steps", "4"]
+    );
+    assert_eq!(
+        words(&command("entropy g0, g1 by layer")),
+        ["g0", "g1", "by", "layer"]
+    );
+    assert_eq!(
+        words(&command("save t to \"x.parquet\"")),
+        ["t", "to", "\"x.parquet\""]
+    );
+    assert_eq!(
+        words(&command("sort by abs_score desc")),
+        ["by", "abs_score", "desc"]
+    );
+    assert_eq!(words(&command("top 20 by score")), ["20", "by", "score"]);
+    assert_eq!(
+        words(&command(
+            "group by dst_layer agg sum(score) as total, count()"
+        )),
+        ["by", "dst_layer", "agg", "sum() as total", "count()"]
+    );
+    assert_eq!(words(&command("join other on key")), ["other", "on", "key"]);
+    assert_eq!(words(&command("with z = score * 2")), ["z="]);
+    assert_eq!(
+        words(&command("where score > 0.1 and dst_layer < 4")),
+        ["<and>"]
+    );
+    assert_eq!(
+        words(&command("select src, dst, score * 2 as s2")),
+        ["src", "dst", "<*> as s2"]
+    );
+    assert_eq!(words(&command("read \"f.csv\"")), ["\"f.csv\""]);
+    assert_eq!(words(&command("help where")), ["where"]);
+    // `x - 1` is arithmetic, not the command `x` with argument -1
+    assert!(matches!(
+        one_expr("x - 1").kind,
+        ExprKind::Binary(BinaryOp::Sub, ..)
+    ));
+    // a bare word is a variable (resolved to a verb later if it is one)
+    assert_eq!(one_expr("describe").kind, ExprKind::Var("describe".into()));
+    // calls
+    let c = command("count()");
+    assert!(c.call_syntax && c.items.is_empty());
+}
+
+#[test]
+fn pipelines() {
+    let e = one_expr("t | where x > 1 | sort by x desc | top 5");
+    let ExprKind::Pipeline(stages) = e.kind else {
+        panic!()
+    };
+    assert_eq!(stages.len(), 4);
+    assert_eq!(stages[0].kind, ExprKind::Var("t".into()));
+    assert!(matches!(&stages[3].kind, ExprKind::Command(c) if c.verb.name == "top"));
+    let e = one_expr("t | describe");
+    let ExprKind::Pipeline(stages) = e.kind else {
+        panic!()
+    };
+    assert_eq!(stages[1].kind, ExprKind::Var("describe".into()));
+    // nested pipelines in parentheses
+    let c = command("compare (patch a on d), (patch b on d)");
+    assert_eq!(c.items.len(), 2);
+}
+
+#[test]
+fn multi_line_and_comments() {
+    let src = "# header comment\nlet t = read \"a.csv\" |\n  where x > 1   # trailing comment\nt\n  | top 3\nlet xs = [1,\n  2,\n  3]\n\n;;\nf(1,\n 2)";
+    let p = parse_ok(src);
+    assert_eq!(p.stmts.len(), 4, "{:#?}", p.stmts);
+    assert!(
+        matches!(&p.stmts[0].kind, StmtKind::Let { value: Expr { kind: ExprKind::Pipeline(s), .. }, .. } if s.len() == 2)
+    );
+    assert!(
+        matches!(&p.stmts[1].kind, StmtKind::Expr(Expr { kind: ExprKind::Pipeline(s), .. }) if s.len() == 2)
+    );
+    // `#` inside a string is not a comment
+    assert_eq!(one_expr("\"a # b\"").kind, ExprKind::Str("a # b".into()));
+    assert!(parse_ok("").stmts.is_empty());
+    assert!(parse_ok("# only a comment\n\n").stmts.is_empty());
+    assert_eq!(parse_ok("1; 2; 3").stmts.len(), 3);
+}
+
+#[test]
+fn incomplete_input() {
+    assert!(is_incomplete("t | where (x > 1"));
+    assert!(is_incomplete("let xs = [1, 2,"));
+    assert!(is_incomplete("t |"));
+    assert!(is_incomplete("t |   # comment"));
+    assert!(is_incomplete("\"open string"));
+    assert!(!is_incomplete("t | top 5"));
+    assert!(!is_incomplete("\"a | b\""));
+    assert!(!is_incomplete("x)"));
+    assert!(is_incomplete("t | select a,"));
+    assert!(is_incomplete("let x ="));
+    assert_eq!(parse_ok("t | select a,\n  b\nlet y =\n  2").stmts.len(), 2);
+}
+
+#[test]
+fn errors_have_positions_and_expectations() {
+    let e = parse("let = 5").unwrap_err();
+    assert_eq!(e.span.start, 4);
+    assert!(e.message.contains("expected a name"), "{}", e.message);
+
+    let e = parse("1 +").unwrap_err();
+    assert_eq!(e.span.start, 3);
+    assert!(
+        e.message.contains("expected an expression"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("found end of input"), "{}", e.message);
+
+    let e = parse("let x = (1 + 2\nlet y = 3").unwrap_err();
+    assert!(e.message.starts_with("syntax error"), "{}", e.message);
+
+    let e = parse("x = 1").unwrap_err();
+    assert_eq!(e.span.start, 2);
+
+    let e = parse(r#""bad \q escape""#).unwrap_err();
+    assert_eq!(e.span, Span::new(5, 7));
+    assert!(e.message.contains("escape"));
+
+    let deep = "(".repeat(200) + &")".repeat(200);
+    assert!(parse(&deep).unwrap_err().message.contains("nested"));
+    let long = vec!["1"; 2000].join(" + ");
+    assert!(parse(&long).unwrap_err().message.contains("too complex"));
+}
