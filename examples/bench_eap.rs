@@ -36,22 +36,46 @@ fn main() {
         Some("f64") => DType::F64,
         _ => DType::F32,
     };
-    let m = load(&args[2], &LoadOptions { device: Device::Cpu, dtype }).expect("load");
+    let m = load(
+        &args[2],
+        &LoadOptions {
+            device: Device::Cpu,
+            dtype,
+        },
+    )
+    .expect("load");
     let tf = HookedTransformer::new(&m).expect("hooked");
     let c = &m.config;
     let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
     let edges = lay.edges();
-    let parse = |s: String| -> Vec<u32> { s.split(',').map(|x| x.trim().parse().expect("id")).collect() };
+    let parse = |s: String| -> Vec<u32> {
+        s.split(',')
+            .map(|x| x.trim().parse().expect("id"))
+            .collect()
+    };
     if args[1] == "scores" {
         let tokens = parse(arg(&args, "--ids").expect("--ids"));
         let targets = parse(arg(&args, "--targets").expect("--targets"));
-        let start: usize = arg(&args, "--start").expect("--start").parse().expect("start");
-        let s = Sample { id: 0, tokens, corrupt: None, loss: SampleLoss::Tokens { start, targets } };
+        let start: usize = arg(&args, "--start")
+            .expect("--start")
+            .parse()
+            .expect("start");
+        let s = Sample {
+            id: 0,
+            tokens,
+            corrupt: None,
+            loss: SampleLoss::Tokens { start, targets },
+        };
         let r = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).expect("scores");
         let map: serde_json::Map<String, serde_json::Value> = edges
             .iter()
             .zip(&r.scores)
-            .map(|(&(u, v), x)| (format!("{}->{}", lay.sources[u].name, lay.dests[v].name), (*x).into()))
+            .map(|(&(u, v), x)| {
+                (
+                    format!("{}->{}", lay.sources[u].name, lay.dests[v].name),
+                    (*x).into(),
+                )
+            })
             .collect();
         let out = serde_json::json!({"loss": r.loss, "scores": map});
         std::fs::write(arg(&args, "--out").expect("--out"), out.to_string()).expect("write");
@@ -60,11 +84,18 @@ fn main() {
     let n: usize = arg(&args, "--tokens").map_or(128, |s| s.parse().expect("tokens"));
     let repeats: usize = arg(&args, "--repeats").map_or(3, |s| s.parse().expect("repeats"));
     let mut rng = StdRng::seed_from_u64(0);
-    let ids: Vec<u32> = (0..n).map(|_| rng.gen_range(0..c.vocab_size as u32)).collect();
+    let ids: Vec<u32> = (0..n)
+        .map(|_| rng.gen_range(0..c.vocab_size as u32))
+        .collect();
     let start = n / 2;
     let mut targets: Vec<u32> = ids[start + 1..].to_vec();
     targets.push(0);
-    let s = Sample { id: 0, tokens: ids, corrupt: None, loss: SampleLoss::Tokens { start, targets } };
+    let s = Sample {
+        id: 0,
+        tokens: ids,
+        corrupt: None,
+        loss: SampleLoss::Tokens { start, targets },
+    };
     score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).expect("warm-up");
     let t0 = std::time::Instant::now();
     for _ in 0..repeats {

@@ -91,7 +91,12 @@ impl DestOffsets {
         let mut out = Vec::new();
         for l in 0..layout.n_layers {
             let s = layout.dest_layer_start(l);
-            out.extend([(s, nq), (s + nq, nk), (s + nq + nk, nv), (s + nq + nk + nv, 1)]);
+            out.extend([
+                (s, nq),
+                (s + nq, nk),
+                (s + nq + nk, nv),
+                (s + nq + nk + nv, 1),
+            ]);
         }
         out.push((layout.dest_logits(), 1));
         out
@@ -121,7 +126,10 @@ impl DestOffsets {
 
     /// Gradients of `vars` (from `zero_vars`) stacked as `[n_dests, seq, d]`; a group the loss
     /// does not reach gets zeros.
-    pub fn stack_grads(grads: &candle_core::backprop::GradStore, vars: &[candle_core::Var]) -> Result<Tensor> {
+    pub fn stack_grads(
+        grads: &candle_core::backprop::GradStore,
+        vars: &[candle_core::Var],
+    ) -> Result<Tensor> {
         let parts = vars
             .iter()
             .map(|v| match grads.get(v.as_tensor()) {
@@ -441,7 +449,9 @@ impl HookedTransformer {
             cache.len += seq;
         }
         let x = match (hooks.dest_offsets, hooks.layout) {
-            (Some(off), Some(lay)) => h.broadcast_add(&off.slots(lay.dest_logits(), 1)?.squeeze(0)?)?,
+            (Some(off), Some(lay)) => {
+                h.broadcast_add(&off.slots(lay.dest_logits(), 1)?.squeeze(0)?)?
+            }
             _ => h,
         };
         let xn = ops::rms_norm(&x, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;

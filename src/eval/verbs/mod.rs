@@ -1,7 +1,10 @@
 //! Built-in verbs. Each file registers one family of verbs.
 
+mod graph;
 mod help;
 mod io;
+mod model;
+mod samples;
 mod scalar;
 mod table;
 
@@ -15,5 +18,7 @@ pub fn register_builtins(reg: &mut Registry) {
     table::register(reg);
     io::register(reg);
     scalar::register(reg);
+    model::register(reg);
+    graph::register(reg);
     reg.register(Box::new(HelpVerb));
 }

@@ -1,0 +1,536 @@
+//! Graph verbs: `patch` (attribution over samples), `edges`, `nodes`, `circuit`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::DType;
+use polars::prelude::*;
+
+use super::samples::{progress_bar, read_specs};
+use crate::attribution::prepare::{prepare, PrepareOptions, TCut};
+use crate::attribution::{run, Graph, GraphMeta, LossKind, Method};
+use crate::eval::context::EvalContext;
+use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::value::{Table, Value};
+use crate::model::hooked::HookedTransformer;
+use crate::model::hooks::{Granularity, HookLayout};
+use crate::syntax::Span;
+
+pub(super) fn register(reg: &mut Registry) {
+    reg.register_fn(
+        Signature::new(
+            "patch",
+            "edge attribution over samples: one score per edge of the residual graph (METHOD.md)",
+        )
+        .category("graph")
+        .required("model", Type::Model, "a loaded model")
+        .named_required(
+            "on",
+            Type::Table,
+            "samples: `prompt` [+ `answer`] text, or `prompt_ids` [+ `answer_ids`]; optional \
+             `corrupt`/`corrupt_ids`, `target`/`wrong`, `prompt_id`",
+        )
+        .word(
+            "loss",
+            Some("self_entropy"),
+            "self_entropy, nll, logit_diff or kl",
+        )
+        .word("method", Some("eap"), "eap, eap_ig or patch (exact, slow)")
+        .named_default(
+            "steps",
+            Type::Number,
+            5.0,
+            "integrated-gradient steps for eap_ig",
+        )
+        .word("granularity", Some("block"), "block (the paper's) or head")
+        .named("alpha", Type::Number, "T_cut = max(⌊α·T̄⌋, 1) (default 0.1)")
+        .named(
+            "t_cut",
+            Type::Number,
+            "a fixed number of answer tokens in the loss",
+        )
+        .named_default(
+            "per_sample",
+            Type::Bool,
+            false,
+            "show one row per (sample, edge)",
+        )
+        .word("dtype", Some("f32"), "compute in f32 or f64")
+        .named_default(
+            "chat",
+            Type::Bool,
+            true,
+            "apply the chat template to text prompts",
+        )
+        .named_default(
+            "max_tokens",
+            Type::Number,
+            256.0,
+            "longest greedy answer generated",
+        )
+        .named(
+            "resume",
+            Type::Any,
+            "a partial graph (or its saved table) to continue",
+        )
+        .example(
+            "let g = patch m on qs loss self_entropy",
+            "the paper's graph: zero-ablation EAP on the model's own answers",
+        )
+        .example(
+            "patch m on pairs method eap_ig steps 8",
+            "EAP-IG from each row's `corrupt` prompt",
+        ),
+        verb_patch,
+    );
+    reg.register_fn(
+        Signature::new("edges", "a graph's edge table, optionally filtered")
+            .category("graph")
+            .required("graph", Type::Graph, "a graph from `patch`")
+            .named_columns("where", false, "a predicate on the edge columns")
+            .example("edges g where abs_score > 0.01", "the strong edges"),
+        verb_edges,
+    );
+    reg.register_fn(
+        Signature::new(
+            "nodes",
+            "a graph's node table: in/out degree and |score| mass per node",
+        )
+        .category("graph")
+        .required("graph", Type::Graph, "a graph from `patch`")
+        .named_columns("where", false, "a predicate on the node columns")
+        .example(
+            "nodes g | sort by out_abs desc | top 5",
+            "the most influential sources",
+        ),
+        verb_nodes,
+    );
+    reg.register_fn(
+        Signature::new(
+            "circuit",
+            "keep a subgraph: the top n edges by |score|, or those matching a predicate",
+        )
+        .category("graph")
+        .required("graph", Type::Graph, "a graph from `patch`")
+        .named("top", Type::Number, "keep the n strongest edges")
+        .named_columns("where", false, "keep the edges where this holds")
+        .example("circuit g top 50", "a 50-edge circuit, still a graph"),
+        verb_circuit,
+    );
+}
+
+fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
+    EvalError::at(span, e.to_string()).with_code("rlq::attribution")
+}
+
+fn word_choice<'a>(args: &'a Args, name: &str, choices: &[&str]) -> EvalResult<&'a str> {
+    let w = args.word(name).unwrap_or(choices[0]);
+    if choices.contains(&w) {
+        Ok(w)
+    } else {
+        Err(
+            EvalError::at(args.span_of(name), format!("unknown {name} `{w}`"))
+                .with_help(format!("choose one of: {}", choices.join(", ")))
+                .with_code("rlq::keyword"),
+        )
+    }
+}
+
+fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let span = args.span;
+    let m = args
+        .model("model")
+        .ok_or_else(|| err(args.span_of("model"), "expected a model (from `load`)"))?;
+    let on_span = args.span_of("on");
+    let table = args
+        .table("on")
+        .ok_or_else(|| err(on_span, "expected a table of samples"))?
+        .collect()
+        .map_err(|e| err(on_span, e))?;
+    let specs = read_specs(&table).map_err(|msg| err(on_span, msg))?;
+    if specs.is_empty() {
+        return Err(err(on_span, "no samples: the table is empty"));
+    }
+    let loss = LossKind::parse(word_choice(&args, "loss", &LossKind::NAMES)?).expect("checked");
+    let method = match word_choice(&args, "method", &["eap", "eap_ig", "patch"])? {
+        "eap" => Method::Eap,
+        "eap_ig" => {
+            let steps = args.number("steps").unwrap_or(5.0);
+            if !(1.0..=10_000.0).contains(&steps) || steps.fract() != 0.0 {
+                return Err(err(
+                    args.span_of("steps"),
+                    "steps must be a whole number ≥ 1",
+                ));
+            }
+            Method::EapIg {
+                steps: steps as usize,
+            }
+        }
+        _ => Method::Patch,
+    };
+    let granularity = match word_choice(&args, "granularity", &["block", "head"])? {
+        "head" => Granularity::Head,
+        _ => Granularity::Block,
+    };
+    let dtype = match word_choice(&args, "dtype", &["f32", "f64"])? {
+        "f64" => DType::F64,
+        _ => DType::F32,
+    };
+    let t_cut = match (args.number("alpha"), args.number("t_cut")) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                args.span_of("t_cut"),
+                "give `alpha` or `t_cut`, not both",
+            ))
+        }
+        (Some(a), None) if a > 0.0 && a.is_finite() => TCut::Alpha(a),
+        (Some(_), None) => return Err(err(args.span_of("alpha"), "alpha must be > 0")),
+        (None, Some(t)) if t >= 1.0 && t.fract() == 0.0 => TCut::Fixed(t as usize),
+        (None, Some(_)) => {
+            return Err(err(
+                args.span_of("t_cut"),
+                "t_cut must be a whole number ≥ 1",
+            ))
+        }
+        (None, None) if loss == LossKind::Nll => TCut::Full,
+        (None, None) => TCut::Alpha(0.1),
+    };
+    let resume = match args.value("resume") {
+        None | Some(Value::Null) => None,
+        Some(Value::Graph(g)) => Some((**g).clone()),
+        Some(Value::Table(t)) => {
+            let df = t.collect().map_err(|e| err(args.span_of("resume"), e))?;
+            Some(graph_from_sample_table(&df).map_err(|e| err(args.span_of("resume"), e))?)
+        }
+        Some(other) => {
+            return Err(err(
+                args.span_of("resume"),
+                format!(
+                    "resume takes a graph or its saved table, got {}",
+                    other.type_name()
+                ),
+            ))
+        }
+    };
+
+    let mut tf = HookedTransformer::new(&m).map_err(|e| err(span, e))?;
+    if tf.dtype() != dtype {
+        tf = tf.to_dtype(dtype).map_err(|e| err(span, e))?;
+    }
+    let c = &m.config;
+    let layout = HookLayout::new(granularity, c.n_layers, c.n_heads, c.n_kv_heads);
+    let interrupted = || ctx.interrupted();
+
+    let popts = PrepareOptions {
+        loss,
+        t_cut,
+        chat: args.value("chat").and_then(Value::as_bool).unwrap_or(true),
+        max_answer_tokens: args.number("max_tokens").unwrap_or(256.0).max(1.0) as usize,
+    };
+    let gen_bar = progress_bar(specs.len(), "answer");
+    let prepared = prepare(
+        &m,
+        &tf,
+        &specs,
+        &popts,
+        &mut |done, _| gen_bar.set_position(done as u64),
+        &interrupted,
+    )
+    .map_err(|e| err(on_span, e))?;
+    gen_bar.finish_and_clear();
+
+    let meta = GraphMeta {
+        model: m.source.clone(),
+        n_layers: c.n_layers,
+        loss: loss.name().into(),
+        method: method.name().into(),
+        granularity: granularity.name().into(),
+        t_cut: prepared.t_cut,
+        prompt_ids: Vec::new(),
+        per_sample: args
+            .value("per_sample")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    };
+    if let Some(prev) = &resume {
+        if prev.edges.len() != layout.edges().len() {
+            return Err(err(
+                args.span_of("resume"),
+                format!(
+                    "the partial graph has {} edges, this run {}: not the same model/granularity",
+                    prev.edges.len(),
+                    layout.edges().len()
+                ),
+            ));
+        }
+    }
+    let bar = progress_bar(prepared.samples.len(), "patch");
+    let outcome = run(
+        &tf,
+        &layout,
+        &prepared.samples,
+        method,
+        meta,
+        resume.as_ref(),
+        &mut |done, _| bar.set_position(done as u64),
+        &interrupted,
+    );
+    bar.finish_and_clear();
+    let graph = Arc::new(outcome.graph);
+    match outcome.stopped {
+        None => Ok(Value::Graph(graph)),
+        Some(crate::attribution::AttributionError::Interrupted) => {
+            eprintln!(
+                "interrupted: {} of {} samples scored; the partial graph is returned — continue \
+                 with `patch … resume <it>`",
+                graph.scores.len(),
+                prepared.samples.len()
+            );
+            Ok(Value::Graph(graph))
+        }
+        Some(e) => {
+            // Keep what was done: the error says where it is.
+            ctx.set_global("_partial", Value::Graph(graph.clone()));
+            Err(err(span, e).with_help(format!(
+                "{} samples were scored before this; they are in `_partial` (continue with \
+                 `resume _partial`)",
+                graph.scores.len()
+            )))
+        }
+    }
+}
+
+/// Rebuild a graph from a saved per-sample table (`prompt_id, src, dst, …, score`).
+fn graph_from_sample_table(df: &DataFrame) -> Result<Graph, String> {
+    let need = [
+        "prompt_id",
+        "src",
+        "dst",
+        "src_layer",
+        "dst_layer",
+        "src_kind",
+        "dst_kind",
+        "score",
+    ];
+    for c in need {
+        if df.column(c).is_err() {
+            return Err(format!(
+                "a saved graph table needs column `{c}` (save it from a graph with per_sample true)"
+            ));
+        }
+    }
+    let s = |c: &str| -> Result<Vec<String>, String> {
+        Ok(df
+            .column(c)
+            .and_then(|c| c.cast(&DataType::String))
+            .map_err(|e| e.to_string())?
+            .str()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    };
+    let i = |c: &str| -> Result<Vec<i64>, String> {
+        Ok(df
+            .column(c)
+            .and_then(|c| c.cast(&DataType::Int64))
+            .map_err(|e| e.to_string())?
+            .i64()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|v| v.unwrap_or(0))
+            .collect())
+    };
+    let score: Vec<f64> = df
+        .column("score")
+        .and_then(|c| c.cast(&DataType::Float64))
+        .map_err(|e| e.to_string())?
+        .f64()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect();
+    let (pid, src, dst) = (i("prompt_id")?, s("src")?, s("dst")?);
+    let (sl, dl, sk, dk) = (
+        i("src_layer")?,
+        i("dst_layer")?,
+        s("src_kind")?,
+        s("dst_kind")?,
+    );
+    let kind = |k: &str| -> &'static str {
+        match k {
+            "embed" => "embed",
+            "attn" => "attn",
+            "head" => "head",
+            "mlp" => "mlp",
+            "q" => "q",
+            "k" => "k",
+            "v" => "v",
+            _ => "logits",
+        }
+    };
+    let mut edge_index: HashMap<(String, String), usize> = HashMap::new();
+    let mut edges = Vec::new();
+    let mut sample_index: HashMap<i64, usize> = HashMap::new();
+    let mut ids = Vec::new();
+    let mut rows: Vec<(usize, usize, f64)> = Vec::with_capacity(df.height());
+    for r in 0..df.height() {
+        let key = (src[r].clone(), dst[r].clone());
+        let e = *edge_index.entry(key).or_insert_with(|| {
+            edges.push(crate::attribution::EdgeInfo {
+                src: src[r].clone(),
+                dst: dst[r].clone(),
+                src_layer: sl[r],
+                dst_layer: dl[r],
+                src_kind: kind(&sk[r]),
+                dst_kind: kind(&dk[r]),
+            });
+            edges.len() - 1
+        });
+        let sidx = *sample_index.entry(pid[r]).or_insert_with(|| {
+            ids.push(pid[r]);
+            ids.len() - 1
+        });
+        rows.push((sidx, e, score[r]));
+    }
+    let mut scores = vec![vec![f64::NAN; edges.len()]; ids.len()];
+    for (s, e, v) in rows {
+        scores[s][e] = v;
+    }
+    if scores.iter().flatten().any(|v| v.is_nan()) {
+        return Err("the saved table is missing some (sample, edge) rows".into());
+    }
+    let n_layers = dl.iter().copied().max().unwrap_or(0).max(0) as usize;
+    Ok(Graph {
+        edges,
+        scores,
+        meta: GraphMeta {
+            model: String::new(),
+            n_layers,
+            loss: String::new(),
+            method: String::new(),
+            granularity: String::new(),
+            t_cut: None,
+            prompt_ids: ids,
+            per_sample: true,
+        },
+    })
+}
+
+fn graph_arg(args: &Args) -> EvalResult<Arc<Graph>> {
+    args.graph("graph")
+        .ok_or_else(|| err(args.span_of("graph"), "expected a graph (from `patch`)"))
+}
+
+fn filtered(ctx: &EvalContext, args: &Args, df: DataFrame) -> EvalResult<Value> {
+    let preds = args.columns("where");
+    if preds.is_empty() {
+        return Ok(Value::Table(Table::Eager(df)));
+    }
+    let schema = df.schema().clone();
+    let mut lf = df.lazy();
+    for p in preds {
+        lf = lf.filter(ctx.compile_column(p, &schema)?);
+    }
+    Ok(Value::Table(Table::Lazy(lf)))
+}
+
+fn verb_edges(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let g = graph_arg(&args)?;
+    let df = g.table().map_err(|e| err(args.span, e))?;
+    filtered(ctx, &args, df)
+}
+
+fn verb_nodes(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let g = graph_arg(&args)?;
+    let mean = g.mean_scores();
+    // name -> (layer, kind, in_degree, out_degree, in_abs, out_abs)
+    let mut nodes: Vec<(String, i64, &'static str, i64, i64, f64, f64)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut touch = |name: &str, layer: i64, kind: &'static str| -> usize {
+        *index.entry(name.to_string()).or_insert_with(|| {
+            nodes.push((name.to_string(), layer, kind, 0, 0, 0.0, 0.0));
+            nodes.len() - 1
+        })
+    };
+    let mut updates = Vec::with_capacity(g.edges.len());
+    for (e, s) in g.edges.iter().zip(&mean) {
+        let u = touch(&e.src, e.src_layer, e.src_kind);
+        let v = touch(&e.dst, e.dst_layer, e.dst_kind);
+        updates.push((u, v, s.abs()));
+    }
+    for (u, v, a) in updates {
+        nodes[u].4 += 1;
+        nodes[u].6 += a;
+        nodes[v].3 += 1;
+        nodes[v].5 += a;
+    }
+    let df = df!(
+        "node" => nodes.iter().map(|n| n.0.clone()).collect::<Vec<_>>(),
+        "layer" => nodes.iter().map(|n| n.1).collect::<Vec<_>>(),
+        "kind" => nodes.iter().map(|n| n.2).collect::<Vec<_>>(),
+        "in_degree" => nodes.iter().map(|n| n.3).collect::<Vec<_>>(),
+        "out_degree" => nodes.iter().map(|n| n.4).collect::<Vec<_>>(),
+        "in_abs" => nodes.iter().map(|n| n.5).collect::<Vec<_>>(),
+        "out_abs" => nodes.iter().map(|n| n.6).collect::<Vec<_>>(),
+    )
+    .map_err(|e| err(args.span, e))?;
+    filtered(ctx, &args, df)
+}
+
+fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let g = graph_arg(&args)?;
+    let mean = g.mean_scores();
+    let mut keep: Vec<usize> = (0..g.edges.len()).collect();
+    let preds = args.columns("where");
+    if !preds.is_empty() {
+        let mut df = g.edge_table().map_err(|e| err(args.span, e))?;
+        df.with_column(Column::new(
+            "__edge".into(),
+            (0..g.edges.len() as i64).collect::<Vec<_>>(),
+        ))
+        .map_err(|e| err(args.span, e))?;
+        let schema = df.schema().clone();
+        let mut lf = df.lazy();
+        for p in preds {
+            lf = lf.filter(ctx.compile_column(p, &schema)?);
+        }
+        let out = lf.collect().map_err(|e| err(args.span, e))?;
+        keep = out
+            .column("__edge")
+            .and_then(|c| c.i64().cloned())
+            .map_err(|e| err(args.span, e))?
+            .iter()
+            .flatten()
+            .map(|i| i as usize)
+            .collect();
+    }
+    if let Some(n) = args.number("top") {
+        if n < 0.0 || n.fract() != 0.0 {
+            return Err(err(
+                args.span_of("top"),
+                "top takes a whole number of edges",
+            ));
+        }
+        keep.sort_by(|&a, &b| mean[b].abs().total_cmp(&mean[a].abs()));
+        keep.truncate(n as usize);
+        keep.sort_unstable();
+    }
+    if !args.has("top") && preds.is_empty() {
+        return Err(err(
+            args.span,
+            "say which edges to keep: `top n` or `where …`",
+        ));
+    }
+    let sub = Graph {
+        edges: keep.iter().map(|&i| g.edges[i].clone()).collect(),
+        scores: g
+            .scores
+            .iter()
+            .map(|s| keep.iter().map(|&i| s[i]).collect())
+            .collect(),
+        meta: g.meta.clone(),
+    };
+    Ok(Value::Graph(Arc::new(sub)))
+}

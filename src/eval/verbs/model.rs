@@ -1,0 +1,360 @@
+//! Model verbs: `load`, `info`, `tokens`, `logits`, `perplexity`, `generate`.
+
+use std::sync::Arc;
+
+use candle_core::{DType, IndexOp};
+use polars::prelude::*;
+
+use super::samples::{progress_bar, read_specs, string_column};
+use crate::eval::context::EvalContext;
+use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::value::{Table, Value};
+use crate::model::generate::{generate, GenerateOptions};
+use crate::model::hooked::HookedTransformer;
+use crate::model::{device_from_str, dtype_from_str, load, LoadOptions, Model};
+
+pub(super) fn register(reg: &mut Registry) {
+    reg.register_fn(
+        Signature::new(
+            "load",
+            "load a model: a .gguf file, a folder (config.json + safetensors), or an hf-hub id",
+        )
+        .category("model")
+        .required("source", Type::Str, "path or `owner/name[@revision]`")
+        .word("device", Some("cpu"), "cpu, cuda or cuda:N")
+        .word("dtype", Some("f32"), "f32, f64, bf16 or f16")
+        .example(
+            "let m = load \"models/smollm2-135m-instruct.q4_1.gguf\"",
+            "the SmolLM2 GGUF that scripts/fetch-models.sh brings",
+        )
+        .example(
+            "let m = load \"HuggingFaceTB/SmolLM2-135M-Instruct\" dtype bf16",
+            "from the HF cache / hub",
+        ),
+        verb_load,
+    );
+    reg.register_fn(
+        Signature::new(
+            "info",
+            "a model's shape: family, layers, heads, d_model, vocab, params",
+        )
+        .category("model")
+        .required("model", Type::Model, "a loaded model")
+        .example("info m", "one row"),
+        verb_info,
+    );
+    reg.register_fn(
+        Signature::new(
+            "tokens",
+            "how a model's tokenizer splits a text (no special tokens added)",
+        )
+        .category("model")
+        .required("model", Type::Model, "a loaded model")
+        .required("text", Type::Str, "the text")
+        .example(
+            "tokens m \"Hello world\"",
+            "one row per token: position, id, piece",
+        ),
+        verb_tokens,
+    );
+    reg.register_fn(
+        Signature::new("logits", "the next-token distribution after a text")
+            .category("model")
+            .required("model", Type::Model, "a loaded model")
+            .required("text", Type::Str, "the text, fed as is")
+            .named_default("top", Type::Number, 10.0, "how many tokens to show")
+            .example(
+                "logits m \"The capital of France is\" top 5",
+                "the 5 likeliest next tokens",
+            ),
+        verb_logits,
+    );
+    reg.register_fn(
+        Signature::new(
+            "perplexity",
+            "exp(mean next-token loss) of a text or a table's `text` column",
+        )
+        .category("model")
+        .required("model", Type::Model, "a loaded model")
+        .named_required("on", Type::Any, "a string, or a table with a `text` column")
+        .example("perplexity m on \"The cat sat on the mat.\"", "a number"),
+        verb_perplexity,
+    );
+    reg.register_fn(
+        Signature::new(
+            "generate",
+            "answer each row's `prompt` (chat template applied); adds answer, answer_ids, n_tokens",
+        )
+        .category("model")
+        .required("model", Type::Model, "a loaded model")
+        .named_required(
+            "on",
+            Type::Table,
+            "a table with `prompt` (text) or `prompt_ids`",
+        )
+        .named_default("max_tokens", Type::Number, 256.0, "longest answer")
+        .named_default("temperature", Type::Number, 0.0, "0 is greedy")
+        .named_default("top_p", Type::Number, 1.0, "nucleus sampling mass")
+        .named_default("seed", Type::Number, 0.0, "sampling seed")
+        .named_default("chat", Type::Bool, true, "apply the model's chat template")
+        .example(
+            "generate m on (read \"stdlib/data/arith.jsonl\" | top 4) max_tokens 64",
+            "greedy answers",
+        ),
+        verb_generate,
+    );
+}
+
+fn model_arg(args: &Args, name: &str) -> EvalResult<Arc<Model>> {
+    args.model(name).ok_or_else(|| {
+        EvalError::at(args.span_of(name), "expected a model (from `load`)").with_code("rlq::type")
+    })
+}
+
+fn model_err(span: crate::syntax::Span, e: impl std::fmt::Display) -> EvalError {
+    EvalError::at(span, e.to_string()).with_code("rlq::model")
+}
+
+fn verb_load(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let source = args.str("source").unwrap_or_default().to_string();
+    // Relative paths resolve against the script's folder; hub ids stay as they are.
+    let resolved = ctx.resolve_path(&source);
+    let source = if resolved.exists() {
+        resolved.display().to_string()
+    } else {
+        source
+    };
+    let device = device_from_str(args.word("device").unwrap_or("cpu"))
+        .map_err(|e| model_err(args.span_of("device"), e))?;
+    let dtype = dtype_from_str(args.word("dtype").unwrap_or("f32"))
+        .map_err(|e| model_err(args.span_of("dtype"), e))?;
+    let m = load(&source, &LoadOptions { device, dtype })
+        .map_err(|e| model_err(args.span_of("source"), e))?;
+    Ok(Value::Model(m))
+}
+
+fn verb_info(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let m = model_arg(&args, "model")?;
+    let i = m.info();
+    let df = df!(
+        "source" => [i.source.as_str()],
+        "family" => [i.family.name()],
+        "layers" => [i.n_layers as i64],
+        "heads" => [i.n_heads as i64],
+        "kv_heads" => [i.n_kv_heads as i64],
+        "d_model" => [i.d_model as i64],
+        "vocab" => [i.vocab_size as i64],
+        "params" => [i.n_params as i64],
+        "dtype" => [i.dtype.as_str()],
+        "device" => [i.device.as_str()],
+        "edges_block" => [(4 * i.n_layers * i.n_layers + 3 * i.n_layers + 1) as i64],
+    )
+    .map_err(|e| model_err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+fn verb_tokens(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let m = model_arg(&args, "model")?;
+    let text = args.str("text").unwrap_or_default();
+    let ids = m
+        .tokenizer
+        .encode(text, false)
+        .map_err(|e| model_err(args.span_of("text"), e))?;
+    let pieces = m.tokenizer.pieces(&ids);
+    let df = df!(
+        "position" => (0..ids.len() as i64).collect::<Vec<_>>(),
+        "id" => ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+        "piece" => pieces,
+    )
+    .map_err(|e| model_err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+fn transformer(m: &Model, span: crate::syntax::Span) -> EvalResult<HookedTransformer> {
+    HookedTransformer::new(m).map_err(|e| model_err(span, e))
+}
+
+fn verb_logits(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let m = model_arg(&args, "model")?;
+    let text = args.str("text").unwrap_or_default();
+    let top = args.number("top").unwrap_or(10.0).max(1.0) as usize;
+    let ids = m
+        .tokenizer
+        .encode(text, false)
+        .map_err(|e| model_err(args.span_of("text"), e))?;
+    if ids.is_empty() {
+        return Err(EvalError::at(
+            args.span_of("text"),
+            "the text has no tokens",
+        ));
+    }
+    let tf = transformer(&m, args.span)?;
+    let run = || -> candle_core::Result<Vec<f64>> {
+        let l = tf.logits(&ids)?;
+        l.i(ids.len() - 1)?.to_dtype(DType::F64)?.to_vec1::<f64>()
+    };
+    let logits = run().map_err(|e| model_err(args.span, e))?;
+    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let z: f64 = logits.iter().map(|x| (x - max).exp()).sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    order.truncate(top);
+    let ids_out: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+    let df = df!(
+        "rank" => (1..=order.len() as i64).collect::<Vec<_>>(),
+        "id" => ids_out.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+        "piece" => m.tokenizer.pieces(&ids_out),
+        "logit" => order.iter().map(|&i| logits[i]).collect::<Vec<_>>(),
+        "prob" => order.iter().map(|&i| (logits[i] - max).exp() / z).collect::<Vec<_>>(),
+    )
+    .map_err(|e| model_err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+/// Mean next-token negative log-likelihood of `ids` and the number of predictions.
+fn mean_nll(tf: &HookedTransformer, ids: &[u32]) -> candle_core::Result<(f64, usize)> {
+    let logits = tf.logits(ids)?.to_dtype(DType::F64)?;
+    let lp = crate::model::ops::log_softmax_last_dim(&logits)?;
+    let mut total = 0.0;
+    for t in 0..ids.len() - 1 {
+        total -= lp.i((t, ids[t + 1] as usize))?.to_scalar::<f64>()?;
+    }
+    Ok((total / (ids.len() - 1) as f64, ids.len() - 1))
+}
+
+fn verb_perplexity(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let m = model_arg(&args, "model")?;
+    let tf = transformer(&m, args.span)?;
+    let span = args.span_of("on");
+    let encode = |text: &str| -> EvalResult<Vec<u32>> {
+        let ids = m
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| model_err(span, e))?;
+        if ids.len() < 2 {
+            return Err(EvalError::at(
+                span,
+                "perplexity needs a text of at least two tokens",
+            ));
+        }
+        Ok(ids)
+    };
+    match args.value("on") {
+        Some(Value::Str(s)) => {
+            let ids = encode(s)?;
+            let (nll, _) = mean_nll(&tf, &ids).map_err(|e| model_err(span, e))?;
+            Ok(Value::Number(nll.exp()))
+        }
+        Some(v) => {
+            let t = match v {
+                Value::Table(t) => t.collect(),
+                Value::Graph(g) => g.table(),
+                other => {
+                    return Err(EvalError::at(
+                        span,
+                        format!("expected a string or a table, got {}", other.type_name()),
+                    )
+                    .with_code("rlq::type"))
+                }
+            }
+            .map_err(|e| model_err(span, e))?;
+            let texts = string_column(&t, "text").map_err(|msg| EvalError::at(span, msg))?;
+            let mut ppl = Vec::with_capacity(texts.len());
+            let mut n_tokens = Vec::with_capacity(texts.len());
+            for text in &texts {
+                ctx.check_interrupt(args.span)?;
+                let ids = encode(text.as_deref().unwrap_or(""))?;
+                let (nll, n) = mean_nll(&tf, &ids).map_err(|e| model_err(span, e))?;
+                ppl.push(nll.exp());
+                n_tokens.push(n as i64);
+            }
+            let mut out = t.clone();
+            out.with_column(Column::new("perplexity".into(), ppl))
+                .and_then(|o| o.with_column(Column::new("n_tokens".into(), n_tokens)))
+                .map_err(|e| model_err(span, e))?;
+            Ok(Value::Table(Table::Eager(out)))
+        }
+        None => Err(EvalError::at(args.span, "perplexity needs `on`")),
+    }
+}
+
+fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let m = model_arg(&args, "model")?;
+    let span = args.span_of("on");
+    let table = args
+        .table("on")
+        .ok_or_else(|| EvalError::at(span, "expected a table of prompts"))?
+        .collect()
+        .map_err(|e| model_err(span, e))?;
+    let chat = args.value("chat").and_then(Value::as_bool).unwrap_or(true);
+    let specs = read_specs(&table).map_err(|msg| EvalError::at(span, msg))?;
+    let tf = transformer(&m, args.span)?;
+    let opts = GenerateOptions {
+        max_tokens: args.number("max_tokens").unwrap_or(256.0).max(1.0) as usize,
+        temperature: args.number("temperature").unwrap_or(0.0),
+        top_p: args.number("top_p").unwrap_or(1.0),
+        seed: args.number("seed").unwrap_or(0.0) as u64,
+        stop_tokens: m.config.eos_token_ids.clone(),
+    };
+    let bar = progress_bar(specs.len(), "generate");
+    let mut answers = Vec::with_capacity(specs.len());
+    let mut answer_ids = Vec::with_capacity(specs.len());
+    let mut n_tokens = Vec::with_capacity(specs.len());
+    for s in &specs {
+        ctx.check_interrupt(args.span)?;
+        let prompt = match (&s.prompt_ids, &s.prompt) {
+            (Some(ids), _) => ids.clone(),
+            (None, Some(text)) => {
+                let rendered = if chat && m.chat_template.is_some() {
+                    m.apply_chat_template(&[("user", text)], true)
+                        .map_err(|e| model_err(span, e))?
+                } else {
+                    text.clone()
+                };
+                m.tokenizer
+                    .encode(&rendered, false)
+                    .map_err(|e| model_err(span, e))?
+            }
+            (None, None) => {
+                return Err(EvalError::at(
+                    span,
+                    "the table needs a `prompt` or `prompt_ids` column",
+                ))
+            }
+        };
+        if prompt.is_empty() {
+            return Err(EvalError::at(
+                span,
+                format!("row {}: the prompt is empty", s.id),
+            ));
+        }
+        let interrupted = || ctx.interrupted();
+        let mut out =
+            generate(&tf, &prompt, &opts, &interrupted).map_err(|e| model_err(span, e))?;
+        // The stop token ends the answer; it is not part of it.
+        if out.last().is_some_and(|t| opts.stop_tokens.contains(t)) {
+            out.pop();
+        }
+        let n = out.len();
+        answers.push(
+            m.tokenizer
+                .decode(&out, true)
+                .map_err(|e| model_err(span, e))?,
+        );
+        answer_ids.push(Series::new(
+            "".into(),
+            out.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+        ));
+        n_tokens.push(n as i64);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut out = table;
+    let ids_col = Series::new("answer_ids".into(), answer_ids);
+    out.with_column(Column::new("answer".into(), answers))
+        .and_then(|o| o.with_column(ids_col.into_column()))
+        .and_then(|o| o.with_column(Column::new("n_tokens".into(), n_tokens)))
+        .map_err(|e| model_err(span, e))?;
+    Ok(Value::Table(Table::Eager(out)))
+}

@@ -1,0 +1,172 @@
+//! Reading sample tables (prompts, answers, exact ids) and showing progress for long verbs.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use polars::prelude::*;
+
+use crate::attribution::prepare::SampleSpec;
+
+/// A progress bar on stderr with rate and ETA; invisible when stderr is not a terminal.
+pub(crate) fn progress_bar(total: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} samples  {per_sec}  eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// The values of a string column (nulls as None); an error names the columns there are.
+pub(crate) fn string_column(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>, String> {
+    let c = column(df, name)?;
+    let s = c
+        .cast(&DataType::String)
+        .map_err(|e| format!("column `{name}`: {e}"))?;
+    let ca = s
+        .str()
+        .map_err(|e| format!("column `{name}`: {e}"))?
+        .clone();
+    Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+fn column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Column, String> {
+    df.column(name).map_err(|_| {
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        format!("no column `{name}`; the table has {}", names.join(", "))
+    })
+}
+
+/// An integer-list column (token ids) as vectors; a string column like "1,2,3" also works.
+fn ids_column(df: &DataFrame, name: &str) -> Result<Vec<Option<Vec<u32>>>, String> {
+    let c = column(df, name)?;
+    let bad = |row: usize, why: &str| format!("column `{name}`, row {row}: {why}");
+    match c.dtype() {
+        DataType::List(_) => {
+            let ca = c.list().map_err(|e| e.to_string())?;
+            let mut out = Vec::with_capacity(ca.len());
+            for (row, item) in ca.iter().enumerate() {
+                out.push(match item {
+                    None => None,
+                    Some(s) => {
+                        let s = s
+                            .cast(&DataType::Int64)
+                            .map_err(|_| bad(row, "token ids must be integers"))?;
+                        let v: Vec<u32> = s
+                            .i64()
+                            .map_err(|e| e.to_string())?
+                            .iter()
+                            .map(|x| match x {
+                                Some(x) if (0..=u32::MAX as i64).contains(&x) => Ok(x as u32),
+                                _ => Err(bad(row, "token ids must be non-negative integers")),
+                            })
+                            .collect::<Result<_, _>>()?;
+                        Some(v)
+                    }
+                })
+            }
+            Ok(out)
+        }
+        DataType::String => {
+            let mut out = Vec::new();
+            for (row, v) in string_column(df, name)?.iter().enumerate() {
+                out.push(match v {
+                    None => None,
+                    Some(s) => Some(
+                        s.trim_matches(|c| c == '[' || c == ']')
+                            .split(',')
+                            .filter(|x| !x.trim().is_empty())
+                            .map(|x| {
+                                x.trim()
+                                    .parse::<u32>()
+                                    .map_err(|_| bad(row, "not a token id"))
+                            })
+                            .collect::<Result<Vec<_>, _>>()?,
+                    ),
+                })
+            }
+            Ok(out)
+        }
+        other => Err(format!(
+            "column `{name}` holds {other}; token ids must be a list of integers"
+        )),
+    }
+}
+
+fn int_column(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, String> {
+    let c = column(df, name)?;
+    let s = c
+        .cast(&DataType::Int64)
+        .map_err(|e| format!("column `{name}`: {e}"))?;
+    Ok(s.i64().map_err(|e| e.to_string())?.iter().collect())
+}
+
+/// Sample descriptions from a table. Recognised columns: `prompt`, `prompt_ids`, `answer`,
+/// `answer_ids`, `corrupt`, `corrupt_ids`, `target`, `wrong`, `target_id`, `wrong_id`, and
+/// `prompt_id` (or `id`) to name the samples (else the row number).
+pub(crate) fn read_specs(df: &DataFrame) -> Result<Vec<SampleSpec>, String> {
+    let n = df.height();
+    let has = |c: &str| df.column(c).is_ok();
+    if !has("prompt") && !has("prompt_ids") {
+        return column(df, "prompt").map(|_| Vec::new());
+    }
+    let strings = |c: &str| -> Result<Vec<Option<String>>, String> {
+        if has(c) {
+            string_column(df, c)
+        } else {
+            Ok(vec![None; n])
+        }
+    };
+    let ids = |c: &str| -> Result<Vec<Option<Vec<u32>>>, String> {
+        if has(c) {
+            ids_column(df, c)
+        } else {
+            Ok(vec![None; n])
+        }
+    };
+    let ints = |c: &str| -> Result<Vec<Option<i64>>, String> {
+        if has(c) {
+            int_column(df, c)
+        } else {
+            Ok(vec![None; n])
+        }
+    };
+    let row_ids = if has("prompt_id") {
+        ints("prompt_id")?
+    } else {
+        ints("id")?
+    };
+    let (prompt, prompt_ids) = (strings("prompt")?, ids("prompt_ids")?);
+    let (answer, answer_ids) = (strings("answer")?, ids("answer_ids")?);
+    let (corrupt, corrupt_ids) = (strings("corrupt")?, ids("corrupt_ids")?);
+    let (target, wrong) = (strings("target")?, strings("wrong")?);
+    let (target_id, wrong_id) = (ints("target_id")?, ints("wrong_id")?);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = row_ids[i].unwrap_or(i as i64);
+        if !seen.insert(id) {
+            return Err(format!(
+                "prompt_id {id} appears twice; sample ids must be unique"
+            ));
+        }
+        out.push(SampleSpec {
+            id,
+            prompt: prompt[i].clone(),
+            prompt_ids: prompt_ids[i].clone(),
+            answer: answer[i].clone(),
+            answer_ids: answer_ids[i].clone(),
+            corrupt: corrupt[i].clone(),
+            corrupt_ids: corrupt_ids[i].clone(),
+            target: target[i].clone(),
+            wrong: wrong[i].clone(),
+            target_id: target_id[i].map(|x| x as u32),
+            wrong_id: wrong_id[i].map(|x| x as u32),
+        });
+    }
+    Ok(out)
+}
