@@ -767,3 +767,27 @@ fn simple_host_functions() {
     assert!(err.to_string().contains("expected numbers, got string"));
     assert!(s.help(Some("add_all")).contains("sum of numbers"));
 }
+
+#[test]
+fn read_column_oriented_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cols.json"),
+        r#"{"a": [1, 2, null], "b": ["x", "y", "z"], "c": [0.5, 1, 2]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("polars.json"),
+        r#"{"columns": [{"name": "a", "datatype": "Int64", "values": [1, 2]}, {"name": "ok", "values": [true, false]}]}"#,
+    )
+    .unwrap();
+    let mut s = Session::new();
+    s.set_base_dir(dir.path());
+    let df = table(&mut s, "read \"cols.json\"");
+    assert_eq!(df.shape(), (3, 3));
+    assert_eq!(df.column("a").unwrap().dtype(), &DataType::Int64);
+    assert_eq!(df.column("c").unwrap().dtype(), &DataType::Float64);
+    let df = table(&mut s, "read \"polars.json\"");
+    assert_eq!(df.get_column_names(), ["a", "ok"]);
+    assert_eq!(df.column("ok").unwrap().dtype(), &DataType::Boolean);
+}
