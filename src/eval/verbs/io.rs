@@ -103,7 +103,16 @@ fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             } else {
                 JsonFormat::JsonLines
             };
-            guard_polars(|| JsonReader::new(f).with_json_format(fmt).finish())
+            // An object at the top is column-oriented JSON (`{"a": [..]}` or polars' own
+            // `{"columns": [{"name", "values"}]}`); an array is records.
+            let columns = match format {
+                Format::JsonLines => None,
+                _ => columns_json(&path),
+            };
+            match columns {
+                Some(df) => Ok(df),
+                None => guard_polars(|| JsonReader::new(f).with_json_format(fmt).finish()),
+            }
         }
     };
     let df = df.map_err(|e| {
@@ -174,4 +183,64 @@ fn write_file(tmp: &Path, format: Format, df: &mut DataFrame) -> Result<(), Stri
     }
     w.flush().map_err(|e| e.to_string())?;
     w.get_ref().sync_all().map_err(|e| e.to_string())
+}
+
+/// Reads column-oriented JSON: `{"a": [1, 2], "b": ["x", "y"]}` or polars' serialized
+/// `{"columns": [{"name": "a", "values": [1, 2]}, …]}`. `None` if it is neither.
+fn columns_json(path: &Path) -> Option<DataFrame> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if !text.trim_start().starts_with('{') {
+        return None; // records (or not JSON): polars reads those
+    }
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let obj = value.as_object()?;
+    let pairs: Vec<(String, &Vec<serde_json::Value>)> =
+        match obj.get("columns").and_then(|c| c.as_array()) {
+            Some(cols) if cols.iter().all(|c| c.get("name").is_some()) => cols
+                .iter()
+                .filter_map(|c| {
+                    Some((
+                        c.get("name")?.as_str()?.to_string(),
+                        c.get("values")?.as_array()?,
+                    ))
+                })
+                .collect(),
+            _ => obj
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_array()?)))
+                .collect(),
+        };
+    let height = pairs.first()?.1.len();
+    if pairs.iter().any(|(_, v)| v.len() != height) {
+        return None;
+    }
+    let columns: Vec<Column> = pairs
+        .into_iter()
+        .map(|(name, values)| json_column(&name, values))
+        .collect();
+    DataFrame::new_infer_height(columns).ok()
+}
+
+/// One column from JSON values: ints, floats, bools or strings (anything else as JSON text).
+fn json_column(name: &str, values: &[serde_json::Value]) -> Column {
+    use serde_json::Value as J;
+    let name = PlSmallStr::from(name);
+    let non_null = || values.iter().filter(|v| !v.is_null());
+    if non_null().all(|v| v.is_i64()) {
+        Column::new(name, values.iter().map(J::as_i64).collect::<Vec<_>>())
+    } else if non_null().all(J::is_number) {
+        Column::new(name, values.iter().map(J::as_f64).collect::<Vec<_>>())
+    } else if non_null().all(J::is_boolean) {
+        Column::new(name, values.iter().map(J::as_bool).collect::<Vec<_>>())
+    } else {
+        let text: Vec<Option<String>> = values
+            .iter()
+            .map(|v| match v {
+                J::Null => None,
+                J::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            })
+            .collect();
+        Column::new(name, text)
+    }
 }
