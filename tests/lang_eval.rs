@@ -798,14 +798,13 @@ fn read_column_oriented_json() {
 fn design_example_resolves_with_stub_verbs() {
     use rlq::eval::{Signature, Type};
     let mut s = session();
-    let edge_table = |_: &mut rlq::eval::EvalContext,
-                      _: rlq::eval::Args|
-     -> rlq::eval::EvalResult<Value> {
-        Ok(Value::from(
+    let edge_table =
+        |_: &mut rlq::eval::EvalContext, _: rlq::eval::Args| -> rlq::eval::EvalResult<Value> {
+            Ok(Value::from(
             df!("score" => [0.5f64, -0.02], "abs_score" => [0.5f64, 0.02], "layer" => [0i64, 1])
                 .unwrap(),
         ))
-    };
+        };
     s.register_fn(
         "load",
         Signature::new("load", "load a model")

@@ -124,7 +124,7 @@ fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
     EvalError::at(span, e.to_string()).with_code("rlq::attribution")
 }
 
-fn word_choice<'a>(args: &'a Args, name: &str, choices: &[&str]) -> EvalResult<&'a str> {
+fn word_choice<'a>(args: &'a Args, name: &str, choices: &[&'a str]) -> EvalResult<&'a str> {
     let w = args.word(name).unwrap_or(choices[0]);
     if choices.contains(&w) {
         Ok(w)
@@ -493,7 +493,7 @@ fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .map_err(|e| err(args.span, e))?;
         let schema = df.schema().clone();
         let mut lf = df.lazy();
-        for p in preds {
+        for p in &preds {
             lf = lf.filter(ctx.compile_column(p, &schema)?);
         }
         let out = lf.collect().map_err(|e| err(args.span, e))?;

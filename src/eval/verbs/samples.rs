@@ -49,8 +49,8 @@ fn ids_column(df: &DataFrame, name: &str) -> Result<Vec<Option<Vec<u32>>>, Strin
         DataType::List(_) => {
             let ca = c.list().map_err(|e| e.to_string())?;
             let mut out = Vec::with_capacity(ca.len());
-            for (row, item) in ca.iter().enumerate() {
-                out.push(match item {
+            for row in 0..ca.len() {
+                out.push(match ca.get_as_series(row) {
                     None => None,
                     Some(s) => {
                         let s = s

@@ -1,0 +1,209 @@
+//! The model and graph verbs through the language, on the real SmolLM2 (skipped with a notice
+//! when scripts/fetch-models.sh has not been run).
+
+use std::path::Path;
+
+use candle_core::DType;
+use polars::prelude::*;
+use rlq::attribution::{score_sample, Method, Sample, SampleLoss};
+use rlq::model::hooked::HookedTransformer;
+use rlq::model::hooks::{Granularity, HookLayout};
+use rlq::model::{load, LoadOptions};
+use rlq::Session;
+
+const GGUF: &str = "models/smollm2-135m-instruct.q4_1.gguf";
+
+fn session() -> Option<Session> {
+    if !Path::new(GGUF).exists() {
+        eprintln!("SKIP: {GGUF} missing; run scripts/fetch-models.sh");
+        return None;
+    }
+    let mut s = Session::new();
+    s.eval(&format!("let m = load \"{GGUF}\"")).unwrap();
+    Some(s)
+}
+
+fn table(s: &mut Session, src: &str) -> DataFrame {
+    match s.eval(src) {
+        Ok(v) => v
+            .as_table()
+            .unwrap_or_else(|| panic!("`{src}` gave {v}, not a table")),
+        Err(e) => panic!("`{src}` failed: {e:?}"),
+    }
+}
+
+#[test]
+fn info_tokens_logits_perplexity() {
+    let Some(mut s) = session() else { return };
+    let info = table(&mut s, "info m");
+    assert_eq!(
+        info.column("layers").unwrap().i64().unwrap().get(0),
+        Some(30)
+    );
+    assert_eq!(
+        info.column("edges_block").unwrap().i64().unwrap().get(0),
+        Some(3691)
+    );
+    let toks = table(&mut s, "tokens m \"Hello world\"");
+    assert_eq!(toks.height(), 2);
+    let top = table(&mut s, "logits m \"The capital of France is\" top 5");
+    assert_eq!(top.height(), 5);
+    let pieces: Vec<String> = top
+        .column("piece")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|p| p.unwrap_or("").to_string())
+        .collect();
+    assert!(pieces.iter().any(|p| p.contains("Paris")), "{pieces:?}");
+    let ppl = s
+        .eval("perplexity m on \"The cat sat on the mat and looked out of the window.\"")
+        .unwrap()
+        .as_number()
+        .unwrap();
+    assert!(ppl > 1.0 && ppl < 200.0, "{ppl}");
+}
+
+/// `patch` on exact token ids gives exactly the engine's scores for the same tokens: the
+/// language adds nothing (no BOS, ids as given).
+#[test]
+fn patch_on_exact_ids_equals_the_engine() {
+    let Some(mut s) = session() else { return };
+    let prompt: Vec<i64> = vec![
+        1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
+    ];
+    let answer: Vec<i64> = vec![504, 3575, 282, 4649, 314];
+    let df = df!(
+        "prompt_ids" => [Series::new("".into(), prompt.clone())],
+        "answer_ids" => [Series::new("".into(), answer.clone())],
+    )
+    .unwrap();
+    s.set("qs", df);
+    let edges = table(&mut s, "let g = patch m on qs t_cut 3\nedges g");
+    assert_eq!(edges.height(), 3691);
+    // the engine directly
+    let m = load(GGUF, &LoadOptions::default()).unwrap();
+    let tf = HookedTransformer::new(&m).unwrap();
+    let c = &m.config;
+    let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+    let p: Vec<u32> = prompt.iter().map(|&x| x as u32).collect();
+    let a: Vec<u32> = answer.iter().map(|&x| x as u32).collect();
+    let mut tokens = p.clone();
+    tokens.extend_from_slice(&a[..2]);
+    let want = score_sample(
+        &tf,
+        &lay,
+        &lay.edges(),
+        &Sample {
+            id: 0,
+            tokens,
+            corrupt: None,
+            loss: SampleLoss::Tokens {
+                start: p.len() - 1,
+                targets: a[..3].to_vec(),
+            },
+        },
+        Method::Eap,
+        &|| false,
+    )
+    .unwrap();
+    let got: Vec<f64> = edges
+        .column("score")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .map(|x| x.unwrap())
+        .collect();
+    assert_eq!(got, want.scores);
+    let _ = DType::F32;
+}
+
+/// The thin path of the README: two text samples, the model's own greedy answers, T_cut,
+/// then filtering, circuits, nodes and per-sample tables.
+#[test]
+fn patch_text_samples_then_query_the_graph() {
+    let Some(mut s) = session() else { return };
+    s.set(
+        "qs",
+        df!("prompt" => ["What is 2 plus 3?", "Name a color."]).unwrap(),
+    );
+    s.eval("let g = patch m on qs t_cut 2 per_sample true")
+        .unwrap();
+    let long = table(&mut s, "edges g");
+    assert_eq!(long.height(), 2 * 3691);
+    assert!(long.column("prompt_id").is_ok());
+    let strong = table(
+        &mut s,
+        "edges g where abs_score > 0.01 and dst_kind == \"logits\"",
+    );
+    assert!(strong.height() > 0);
+    assert!(strong
+        .column("dst")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .all(|d| d == Some("logits")));
+    let c = s.eval("circuit g top 25").unwrap();
+    let g = c.as_graph().unwrap();
+    assert_eq!(g.edges.len(), 25);
+    assert_eq!(g.scores.len(), 2);
+    let nodes = table(&mut s, "nodes g");
+    // m{l} is both a source and a destination; a{l} and a{l}<q> are different nodes
+    assert_eq!(nodes.height(), 61 + 121 - 30);
+    // generated answers exist and are used: the graph records T_cut
+    assert_eq!(s.eval("g").unwrap().as_graph().unwrap().meta.t_cut, Some(2));
+}
+
+#[test]
+fn patch_reports_bad_options_clearly() {
+    let Some(mut s) = session() else { return };
+    s.set("qs", df!("prompt" => ["Hi"]).unwrap());
+    let e = format!("{:?}", s.eval("patch m on qs loss entropyy").unwrap_err());
+    assert!(e.contains("self_entropy"), "{e}");
+    let e = format!("{:?}", s.eval("patch m on qs loss nll").unwrap_err());
+    assert!(e.contains("answer"), "{e}");
+    s.set("bad", df!("question" => ["Hi"]).unwrap());
+    let e = format!("{:?}", s.eval("patch m on bad").unwrap_err());
+    assert!(e.contains("prompt"), "{e}");
+    let e = format!(
+        "{:?}",
+        s.eval("patch m on qs alpha 0.1 t_cut 2").unwrap_err()
+    );
+    assert!(e.contains("not both"), "{e}");
+}
+
+#[test]
+fn resume_continues_from_a_saved_partial_table() {
+    let Some(mut s) = session() else { return };
+    s.set(
+        "qs",
+        df!(
+            "prompt_id" => [10i64, 11],
+            "prompt" => ["What is 2 plus 3?", "Name a color."],
+            "answer" => ["5", "Red"],
+        )
+        .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("part.parquet");
+    s.eval(&format!(
+        "let first = patch m on (qs | where prompt_id == 10) loss nll per_sample true\nsave first to \"{}\"",
+        part.display()
+    ))
+    .unwrap();
+    s.eval(&format!(
+        "let all = patch m on qs loss nll resume (read \"{}\")\nlet direct = patch m on qs loss nll",
+        part.display()
+    ))
+    .unwrap();
+    let a = s.get("all").unwrap();
+    let d = s.get("direct").unwrap();
+    let (a, d) = (a.as_graph().unwrap(), d.as_graph().unwrap());
+    assert_eq!(a.meta.prompt_ids, vec![10, 11]);
+    for (x, y) in a.scores.iter().flatten().zip(d.scores.iter().flatten()) {
+        assert!((x - y).abs() <= 1e-12 * y.abs().max(1e-12), "{x} vs {y}");
+    }
+}
