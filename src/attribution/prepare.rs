@@ -22,6 +22,8 @@ pub struct SampleSpec {
     pub wrong: Option<String>,
     pub target_id: Option<u32>,
     pub wrong_id: Option<u32>,
+    /// This sample's T_cut, overriding the run's (e.g. a study's shared T_cut in a column).
+    pub t_cut: Option<usize>,
 }
 
 /// How many answer tokens enter the loss.
@@ -208,8 +210,10 @@ pub fn prepare(
     };
 
     let mut samples = Vec::with_capacity(specs.len());
+    let mut used = std::collections::BTreeSet::new();
     for ((s, p), a) in specs.iter().zip(&prompts).zip(&answers) {
-        let n = t_cut.map_or(a.len(), |t| t.min(a.len()));
+        let n = s.t_cut.or(t_cut).map_or(a.len(), |t| t.max(1).min(a.len()));
+        used.insert(s.t_cut.or(t_cut));
         // Feed p ++ s[0 .. n−1]; position |p|−1+t predicts s_t.
         let mut tokens = p.clone();
         tokens.extend_from_slice(&a[..n - 1]);
@@ -230,6 +234,11 @@ pub fn prepare(
             loss,
         });
     }
+    // One T_cut for the whole run, when there is one.
+    let t_cut = match used.len() {
+        1 => used.into_iter().next().flatten(),
+        _ => None,
+    };
     Ok(Prepared {
         samples,
         t_cut,

@@ -49,6 +49,8 @@ enum Format {
     Parquet,
     Json,
     JsonLines,
+    /// A GitHub-flavoured markdown table (write only), for reports.
+    Markdown,
 }
 
 fn format_of(path: &Path, args: &Args, param: &str) -> EvalResult<Format> {
@@ -62,6 +64,7 @@ fn format_of(path: &Path, args: &Args, param: &str) -> EvalResult<Format> {
         "parquet" | "pq" => Format::Parquet,
         "json" => Format::Json,
         "jsonl" | "ndjson" => Format::JsonLines,
+        "md" => Format::Markdown,
         _ => {
             return Err(EvalError::at(
                 args.span_of(param),
@@ -95,6 +98,12 @@ fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         Format::Parquet => {
             let f = File::open(&path).map_err(io_err)?;
             guard_polars(|| ParquetReader::new(f).finish())
+        }
+        Format::Markdown => {
+            return Err(EvalError::at(
+                args.span_of("path"),
+                "markdown is written by `save`, not read",
+            ))
         }
         Format::Json | Format::JsonLines => {
             let f = File::open(&path).map_err(io_err)?;
@@ -180,9 +189,55 @@ fn write_file(tmp: &Path, format: Format, df: &mut DataFrame) -> Result<(), Stri
             .with_json_format(JsonFormat::JsonLines)
             .finish(df)
             .map_err(|e| e.to_string())?,
+        Format::Markdown => w
+            .write_all(markdown_table(df).as_bytes())
+            .map_err(|e| e.to_string())?,
     }
     w.flush().map_err(|e| e.to_string())?;
     w.get_ref().sync_all().map_err(|e| e.to_string())
+}
+
+/// A markdown table: floats to 4 significant digits, nulls empty, `|` escaped.
+pub(crate) fn markdown_table(df: &DataFrame) -> String {
+    let cell = |v: AnyValue| -> String {
+        let s = match v {
+            AnyValue::Null => String::new(),
+            AnyValue::Float64(x) => fmt_float(x),
+            AnyValue::Float32(x) => fmt_float(x as f64),
+            AnyValue::String(s) => s.to_string(),
+            other => other.to_string(),
+        };
+        s.replace('|', "\\|")
+    };
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        names.join(" | "),
+        "---|".repeat(names.len())
+    );
+    for row in 0..df.height() {
+        let cells: Vec<String> = df
+            .columns()
+            .iter()
+            .map(|c| c.get(row).map(cell).unwrap_or_default())
+            .collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
+fn fmt_float(x: f64) -> String {
+    if x == 0.0 || (x.abs() >= 1e-3 && x.abs() < 1e6) {
+        let s = format!("{x:.4}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    } else {
+        format!("{x:.3e}")
+    }
 }
 
 /// Reads column-oriented JSON: `{"a": [1, 2], "b": ["x", "y"]}` or polars' serialized

@@ -6,6 +6,7 @@ mod io;
 mod model;
 mod samples;
 mod scalar;
+mod study;
 mod table;
 
 pub use help::{help_text, HelpVerb};
@@ -20,5 +21,6 @@ pub fn register_builtins(reg: &mut Registry) {
     scalar::register(reg);
     model::register(reg);
     graph::register(reg);
+    study::register(reg);
     reg.register(Box::new(HelpVerb));
 }

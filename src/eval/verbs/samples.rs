@@ -107,7 +107,8 @@ fn int_column(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, String> {
 
 /// Sample descriptions from a table. Recognised columns: `prompt`, `prompt_ids`, `answer`,
 /// `answer_ids`, `corrupt`, `corrupt_ids`, `target`, `wrong`, `target_id`, `wrong_id`, and
-/// `prompt_id` (or `id`) to name the samples (else the row number).
+/// `t_cut` (per-sample T_cut), and `prompt_id` (or `id`) to name the samples (else the row
+/// number).
 pub(crate) fn read_specs(df: &DataFrame) -> Result<Vec<SampleSpec>, String> {
     let n = df.height();
     let has = |c: &str| df.column(c).is_ok();
@@ -145,6 +146,7 @@ pub(crate) fn read_specs(df: &DataFrame) -> Result<Vec<SampleSpec>, String> {
     let (corrupt, corrupt_ids) = (strings("corrupt")?, ids("corrupt_ids")?);
     let (target, wrong) = (strings("target")?, strings("wrong")?);
     let (target_id, wrong_id) = (ints("target_id")?, ints("wrong_id")?);
+    let t_cut = ints("t_cut")?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -166,6 +168,7 @@ pub(crate) fn read_specs(df: &DataFrame) -> Result<Vec<SampleSpec>, String> {
             wrong: wrong[i].clone(),
             target_id: target_id[i].map(|x| x as u32),
             wrong_id: wrong_id[i].map(|x| x as u32),
+            t_cut: t_cut[i].map(|x| x.max(1) as usize),
         });
     }
     Ok(out)

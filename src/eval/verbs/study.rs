@@ -1,0 +1,358 @@
+//! Verbs for the paper's study (METHOD.md section 4): a seeded arithmetic question set,
+//! grading of answers, seeded row sampling, and the question selection with T_cut.
+
+use std::collections::HashMap;
+
+use polars::prelude::*;
+use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
+
+use super::samples::string_column;
+use crate::eval::context::EvalContext;
+use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::value::{Table, Value};
+use crate::syntax::Span;
+
+pub(super) fn register(reg: &mut Registry) {
+    reg.register_fn(
+        Signature::new(
+            "arith",
+            "n seeded arithmetic word problems with known answers",
+        )
+        .category("study")
+        .required("n", Type::Number, "how many questions")
+        .named_default("seed", Type::Number, 0.0, "the generator's seed")
+        .named_default("max", Type::Number, 50.0, "largest operand")
+        .example("arith 20 seed 1", "prompt_id, prompt, expected"),
+        verb_arith,
+    );
+    reg.register_fn(
+        Signature::new(
+            "grade",
+            "compare the last number of each `answer` with `expected`; adds extracted, correct",
+        )
+        .category("study")
+        .piped(
+            "table",
+            Type::Table,
+            "answers with `answer` and `expected` columns",
+        )
+        .named_default("tolerance", Type::Number, 1e-6, "absolute tolerance")
+        .example("generate m on qs | grade", "marks correct answers"),
+        verb_grade,
+    );
+    reg.register_fn(
+        Signature::new("sample", "n rows drawn without replacement, reproducibly")
+            .category("table")
+            .input(Type::Table)
+            .required("n", Type::Number, "how many rows (all if fewer)")
+            .named_default("seed", Type::Number, 0.0, "the draw's seed")
+            .example("t | sample 100 seed 0", "100 random rows"),
+        verb_sample,
+    );
+    reg.register_fn(
+        Signature::new(
+            "select_questions",
+            "METHOD.md §4 steps 2-4: both correct, length filters, T_cut = max(⌊α·T̄⌋,1), N sampled",
+        )
+        .category("study")
+        .required("base", Type::Table, "graded answers of the base model")
+        .required("tuned", Type::Table, "graded answers of the tuned model")
+        .named_default(
+            "alpha",
+            Type::Number,
+            0.1,
+            "T_cut fraction of the mean answer length",
+        )
+        .named_default("n", Type::Number, 100.0, "questions to keep")
+        .named_default("seed", Type::Number, 0.0, "sampling seed")
+        .example(
+            "select_questions a0, a1 alpha 0.1 n 100",
+            "prompt_id, prompt, answer_ids_base, answer_ids_tuned, n_base, n_tuned, t_cut",
+        ),
+        verb_select_questions,
+    );
+}
+
+fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
+    EvalError::at(span, e.to_string()).with_code("rlq::study")
+}
+
+const NAMES: [&str; 8] = ["Tom", "Ana", "Li", "Sara", "Omar", "Maya", "Ken", "Eva"];
+const THINGS: [&str; 8] = [
+    "apples", "books", "coins", "stamps", "marbles", "pencils", "cards", "shells",
+];
+
+fn verb_arith(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let n = args.number("n").unwrap_or(0.0);
+    if !(0.0..=1e6).contains(&n) || n.fract() != 0.0 {
+        return Err(err(args.span_of("n"), "n must be a whole number up to 1e6"));
+    }
+    let max = args.number("max").unwrap_or(50.0).clamp(2.0, 1e6) as i64;
+    let mut rng = StdRng::seed_from_u64(args.number("seed").unwrap_or(0.0) as u64);
+    let (mut ids, mut prompts, mut expected) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n as i64 {
+        let who = NAMES[rng.gen_range(0..NAMES.len())];
+        let what = THINGS[rng.gen_range(0..THINGS.len())];
+        let a = rng.gen_range(2..=max);
+        let b = rng.gen_range(1..=max);
+        let (text, ans) = match rng.gen_range(0..4) {
+            0 => (
+                format!(
+                    "{who} has {a} {what} and gets {b} more. How many {what} does {who} have now?"
+                ),
+                a + b,
+            ),
+            1 => {
+                let (hi, lo) = (a.max(b), a.min(b));
+                (
+                    format!("{who} has {hi} {what} and gives away {lo}. How many {what} are left?"),
+                    hi - lo,
+                )
+            }
+            2 => {
+                let k = rng.gen_range(2..=9);
+                (
+                    format!("{who} buys {k} boxes with {a} {what} in each box. How many {what} is that in total?"),
+                    k * a,
+                )
+            }
+            _ => (format!("What is {a} plus {b}?"), a + b),
+        };
+        ids.push(i);
+        prompts.push(format!("{text} Answer with the final number."));
+        expected.push(ans as f64);
+    }
+    let df = df!("prompt_id" => ids, "prompt" => prompts, "expected" => expected)
+        .map_err(|e| err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+/// The last number in a text (`1,234`, `-5`, `3.5`, GSM8K's `#### 42`), if any.
+pub(crate) fn last_number(text: &str) -> Option<f64> {
+    let mut last = None;
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_digit()
+                    || (chars[i] == ',' && i + 1 < chars.len() && chars[i + 1].is_ascii_digit())
+                    || (chars[i] == '.' && i + 1 < chars.len() && chars[i + 1].is_ascii_digit()))
+            {
+                i += 1;
+            }
+            // A minus is a sign only when it does not follow a word or number ("12-3" is 3).
+            let neg = start > 0
+                && chars[start - 1] == '-'
+                && (start == 1 || !chars[start - 2].is_ascii_alphanumeric());
+            let s: String = chars[start..i].iter().filter(|c| **c != ',').collect();
+            if let Ok(v) = s.parse::<f64>() {
+                last = Some(if neg { -v } else { v });
+            }
+        } else {
+            i += 1;
+        }
+    }
+    last
+}
+
+fn verb_grade(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let span = args.span_of("table");
+    let mut df = args
+        .table("table")
+        .ok_or_else(|| err(span, "expected a table"))?
+        .collect()
+        .map_err(|e| err(span, e))?;
+    let tol = args.number("tolerance").unwrap_or(1e-6);
+    let answers = string_column(&df, "answer").map_err(|m| err(span, m))?;
+    let expected = string_column(&df, "expected").map_err(|m| err(span, m))?;
+    let extracted: Vec<Option<f64>> = answers
+        .iter()
+        .map(|a| a.as_deref().and_then(last_number))
+        .collect();
+    let correct: Vec<bool> = extracted
+        .iter()
+        .zip(&expected)
+        .map(|(x, e)| match (x, e.as_deref().and_then(last_number)) {
+            (Some(x), Some(e)) => (x - e).abs() <= tol,
+            _ => false,
+        })
+        .collect();
+    df.with_column(Column::new("extracted".into(), extracted))
+        .and_then(|d| d.with_column(Column::new("correct".into(), correct)))
+        .map_err(|e| err(span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+fn verb_sample(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let df = args
+        .input_table()?
+        .collect()
+        .map_err(|e| err(args.span, e))?;
+    let n = args.number("n").unwrap_or(0.0);
+    if n < 0.0 || n.fract() != 0.0 {
+        return Err(err(args.span_of("n"), "n must be a whole number"));
+    }
+    let mut rng = StdRng::seed_from_u64(args.number("seed").unwrap_or(0.0) as u64);
+    let mut rows: Vec<IdxSize> = (0..df.height() as IdxSize).collect();
+    rows.shuffle(&mut rng);
+    rows.truncate(n as usize);
+    rows.sort_unstable(); // keep the table's order
+    let idx = IdxCa::from_vec("".into(), rows);
+    let out = df.take(&idx).map_err(|e| err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(out)))
+}
+
+struct Answered {
+    prompt: Option<String>,
+    ids: Series,
+    n: i64,
+    correct: bool,
+}
+
+fn answered(df: &DataFrame, span: Span) -> EvalResult<HashMap<i64, Answered>> {
+    for c in ["prompt_id", "answer_ids", "n_tokens", "correct"] {
+        if df.column(c).is_err() {
+            return Err(err(
+                span,
+                format!("needs column `{c}` (from `generate … | grade` on a table with prompt_id)"),
+            ));
+        }
+    }
+    let ids = df
+        .column("prompt_id")
+        .and_then(|c| c.cast(&DataType::Int64))
+        .map_err(|e| err(span, e))?;
+    let ids = ids.i64().map_err(|e| err(span, e))?;
+    let n = df
+        .column("n_tokens")
+        .and_then(|c| c.cast(&DataType::Int64))
+        .map_err(|e| err(span, e))?;
+    let n = n.i64().map_err(|e| err(span, e))?;
+    let ok = df
+        .column("correct")
+        .and_then(|c| c.bool().cloned())
+        .map_err(|e| err(span, e))?;
+    let lists = df
+        .column("answer_ids")
+        .and_then(|c| c.list().cloned())
+        .map_err(|e| err(span, e))?;
+    let prompts = if df.column("prompt").is_ok() {
+        string_column(df, "prompt").map_err(|m| err(span, m))?
+    } else {
+        vec![None; df.height()]
+    };
+    let mut out = HashMap::new();
+    for r in 0..df.height() {
+        let (Some(id), Some(len)) = (ids.get(r), n.get(r)) else {
+            continue;
+        };
+        out.insert(
+            id,
+            Answered {
+                prompt: prompts[r].clone(),
+                ids: lists.get_as_series(r).unwrap_or_default(),
+                n: len,
+                correct: ok.get(r).unwrap_or(false),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let get = |name: &str| -> EvalResult<DataFrame> {
+        args.table(name)
+            .ok_or_else(|| err(args.span_of(name), "expected a table"))?
+            .collect()
+            .map_err(|e| err(args.span_of(name), e))
+    };
+    let a0 = answered(&get("base")?, args.span_of("base"))?;
+    let a1 = answered(&get("tuned")?, args.span_of("tuned"))?;
+    let alpha = args.number("alpha").unwrap_or(0.1);
+    if !(alpha > 0.0 && alpha.is_finite()) {
+        return Err(err(args.span_of("alpha"), "alpha must be > 0"));
+    }
+    // Step 2: both correct; T̄ = the smaller of the two mean lengths over those questions.
+    let mut both: Vec<i64> = a0
+        .iter()
+        .filter(|(id, a)| a.correct && a1.get(id).is_some_and(|b| b.correct))
+        .map(|(id, _)| *id)
+        .collect();
+    both.sort_unstable();
+    if both.is_empty() {
+        return Err(err(
+            args.span,
+            "no question was answered correctly by both models; nothing to compare",
+        )
+        .with_help("use more questions, easier ones, or larger max_tokens"));
+    }
+    let mean = |m: &HashMap<i64, Answered>| -> f64 {
+        both.iter().map(|id| m[id].n as f64).sum::<f64>() / both.len() as f64
+    };
+    let t_bar = mean(&a0).min(mean(&a1));
+    let t_cut = ((alpha * t_bar).floor() as i64).max(1);
+    // Step 3: mean length within [⌊0.5·T̄⌋, ⌊1.5·T̄⌋], lengths within 0.5·m of each other.
+    let (lo, hi) = ((0.5 * t_bar).floor(), (1.5 * t_bar).floor());
+    let kept: Vec<i64> = both
+        .into_iter()
+        .filter(|id| {
+            let (n0, n1) = (a0[id].n as f64, a1[id].n as f64);
+            let m = 0.5 * (n0 + n1);
+            m >= lo && m <= hi && (n0 - n1).abs() <= 0.5 * m
+        })
+        .collect();
+    // Step 4: the same N for both models, with a fixed seed.
+    let n = args.number("n").unwrap_or(100.0).max(0.0) as usize;
+    let mut rng = StdRng::seed_from_u64(args.number("seed").unwrap_or(0.0) as u64);
+    let mut chosen = kept.clone();
+    chosen.shuffle(&mut rng);
+    chosen.truncate(n);
+    chosen.sort_unstable();
+    let col_list = |name: &str, m: &HashMap<i64, Answered>| -> Column {
+        let s: Vec<Series> = chosen.iter().map(|id| m[id].ids.clone()).collect();
+        Series::new(name.into(), s).into_column()
+    };
+    let df = DataFrame::new_infer_height(vec![
+        Column::new("prompt_id".into(), chosen.clone()),
+        Column::new(
+            "prompt".into(),
+            chosen
+                .iter()
+                .map(|id| a0[id].prompt.clone())
+                .collect::<Vec<_>>(),
+        ),
+        col_list("answer_ids_base", &a0),
+        col_list("answer_ids_tuned", &a1),
+        Column::new(
+            "n_base".into(),
+            chosen.iter().map(|id| a0[id].n).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "n_tuned".into(),
+            chosen.iter().map(|id| a1[id].n).collect::<Vec<_>>(),
+        ),
+        Column::new("t_bar".into(), vec![t_bar; chosen.len()]),
+        Column::new("t_cut".into(), vec![t_cut; chosen.len()]),
+    ])
+    .map_err(|e| err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_number;
+
+    #[test]
+    fn last_number_reads_common_formats() {
+        assert_eq!(last_number("so 3 + 4 = 7."), Some(7.0));
+        assert_eq!(last_number("The answer is 1,234"), Some(1234.0));
+        assert_eq!(last_number("#### -5"), Some(-5.0));
+        assert_eq!(last_number("about 3.5 apples"), Some(3.5));
+        assert_eq!(last_number("no numbers"), None);
+        assert_eq!(last_number("12-3"), Some(3.0));
+        assert_eq!(last_number("it is -3"), Some(-3.0));
+    }
+}
