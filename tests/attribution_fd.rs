@@ -50,6 +50,7 @@ fn loss_with_offset(
                 layout: Some(lay),
                 dest_offsets: Some(&DestOffsets::Stacked(offs.clone())),
                 record_sources: false,
+                ..Default::default()
             },
             None,
         )
@@ -72,6 +73,7 @@ fn sources(tf: &HookedTransformer, lay: &HookLayout, tokens: &[u32]) -> Tensor {
             layout: Some(lay),
             dest_offsets: None,
             record_sources: true,
+            ..Default::default()
         },
         None,
     )
@@ -216,6 +218,7 @@ fn sources_sum_to_the_residual_stream() {
                     layout: Some(&lay),
                     dest_offsets: Some(&DestOffsets::Stacked(offs.clone())),
                     record_sources: false,
+                    ..Default::default()
                 },
                 None,
             )

@@ -67,6 +67,10 @@ pub struct Hooks<'a> {
     pub dest_offsets: Option<&'a DestOffsets>,
     /// Stack every source output into `ForwardOutput::sources`.
     pub record_sources: bool,
+    /// Compute logits only for positions `logits_from..seq` (the loss window): the unembedding
+    /// is a large share of a small model's cost, and positions before the window cannot affect
+    /// a loss over it.
+    pub logits_from: usize,
 }
 
 /// Offsets for the destinations, either as one `[n_dests, seq, d_model]` tensor or as one
@@ -175,7 +179,7 @@ impl DestOffsets {
 }
 
 pub struct ForwardOutput {
-    /// `[seq, vocab]`.
+    /// `[seq - logits_from, vocab]`.
     pub logits: Tensor,
     /// `[n_sources, seq, d_model]` when recorded.
     pub sources: Option<Tensor>,
@@ -453,6 +457,12 @@ impl HookedTransformer {
                 h.broadcast_add(&off.slots(lay.dest_logits(), 1)?.squeeze(0)?)?
             }
             _ => h,
+        };
+        let from = hooks.logits_from.min(seq.saturating_sub(1));
+        let x = if from > 0 {
+            x.narrow(0, from, seq - from)?
+        } else {
+            x
         };
         let xn = ops::rms_norm(&x, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;
         let mut logits = ops::matmul_const(&xn, &self.lm_head.t()?)?;
