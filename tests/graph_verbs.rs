@@ -153,6 +153,32 @@ fn patch_text_samples_then_query_the_graph() {
     let nodes = table(&mut s, "nodes g");
     // m{l} is both a source and a destination; a{l} and a{l}<q> are different nodes
     assert_eq!(nodes.height(), 61 + 121 - 30);
+    // export: DOT text and the EAP-IG JSON layout, with the circuit's scores
+    let dir = tempfile::tempdir().unwrap();
+    let (dot, json) = (dir.path().join("c.dot"), dir.path().join("c.json"));
+    s.eval(&format!(
+        "let c = circuit g top 25\nexport c to \"{}\"\nexport c to \"{}\"",
+        dot.display(),
+        json.display()
+    ))
+    .unwrap();
+    let dot = std::fs::read_to_string(dot).unwrap();
+    assert!(dot.starts_with("digraph") && dot.matches("->").count() == 25);
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let edges = j["edges"].as_object().unwrap();
+    assert_eq!(edges.len(), 25);
+    let mean = g.mean_scores();
+    let first = format!("{}->{}", g.edges[0].src, g.edges[0].dst);
+    // serde_json's default float parser may differ from the written value in the last ulp
+    let back = edges[&first]["score"].as_f64().unwrap();
+    assert!((back - mean[0]).abs() <= 1e-15 * mean[0].abs());
+    let e = format!("{:?}", s.eval("export c to \"x.png\"").unwrap_err());
+    assert!(e.contains(".dot or .json"), "{e}");
+    let shown = s.eval("show g top 3").unwrap();
+    let text = shown.as_str().unwrap();
+    assert!(text.contains("3691 edges, 2 samples, 30 layers"), "{text}");
+    assert_eq!(text.matches("->").count(), 3);
     // generated answers exist and are used: the graph records T_cut
     assert_eq!(s.eval("g").unwrap().as_graph().unwrap().meta.t_cut, Some(2));
 }
