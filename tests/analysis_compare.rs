@@ -45,10 +45,10 @@ struct Rows {
 
 fn rows(df: &DataFrame) -> Rows {
     let f = |n: &str| -> Vec<f64> {
-        df.column(n).unwrap().f64().unwrap().into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()
+        df.column(n).unwrap().f64().unwrap().iter().map(|v| v.unwrap_or(f64::NAN)).collect()
     };
     Rows {
-        metric: df.column("metric").unwrap().str().unwrap().into_no_null_iter().map(String::from).collect(),
+        metric: df.column("metric").unwrap().str().unwrap().iter().map(|v| v.unwrap()).map(String::from).collect(),
         base: f("base"),
         tuned: f("tuned"),
         delta: f("delta"),

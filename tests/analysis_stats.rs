@@ -23,7 +23,7 @@ fn col_f64(df: &DataFrame, name: &str) -> Vec<f64> {
         .unwrap()
         .f64()
         .unwrap()
-        .into_iter()
+        .iter()
         .map(|v| v.unwrap_or(f64::NAN))
         .collect()
 }
@@ -282,10 +282,10 @@ fn grouping_partitions_the_edges() {
     assert!(close(recombined, whole * n as f64, 1e-12));
 
     let by_kind = intensity(&table, By::Kind, None).unwrap();
-    let kinds: Vec<String> = by_kind.column("dst_kind").unwrap().str().unwrap().into_no_null_iter().map(String::from).collect();
+    let kinds: Vec<String> = by_kind.column("dst_kind").unwrap().str().unwrap().iter().map(|v| v.unwrap()).map(String::from).collect();
     assert_eq!(kinds, ["q", "k", "v", "mlp", "logits"]);
     let by_src = intensity(&table, By::SrcKind, None).unwrap();
-    let src_kinds: Vec<String> = by_src.column("src_kind").unwrap().str().unwrap().into_no_null_iter().map(String::from).collect();
+    let src_kinds: Vec<String> = by_src.column("src_kind").unwrap().str().unwrap().iter().map(|v| v.unwrap()).map(String::from).collect();
     assert_eq!(src_kinds, ["embed", "attn", "mlp"]);
     let by_src_layer = intensity(&table, By::SrcLayer, None).unwrap();
     assert_eq!(by_src_layer.height(), L + 1); // input (-1) and 0..L-1
@@ -388,7 +388,7 @@ fn node_entropy_of_uniform_scores_is_log_out_degree() {
     let n = n_edges(L);
     let table = block_table(L, vec![vec![1.0; n]; 2]).unwrap();
     let nodes = node_entropy(&table).unwrap();
-    let srcs: Vec<String> = nodes.column("src").unwrap().str().unwrap().into_no_null_iter().map(String::from).collect();
+    let srcs: Vec<String> = nodes.column("src").unwrap().str().unwrap().iter().map(|v| v.unwrap()).map(String::from).collect();
     assert_eq!(srcs, ["input", "a0", "m0", "a1", "m1", "a2", "m2"]);
     let degree: Vec<i64> = nodes.column("n_edges").unwrap().i64().unwrap().into_no_null_iter().collect();
     assert_eq!(degree.iter().sum::<i64>(), n as i64);

@@ -43,7 +43,7 @@ pub fn node_order(name: &str) -> (i64, u8, i64, String) {
 
 /// Display order of node kinds (sources then destinations).
 pub fn kind_order(kind: &str) -> usize {
-    ["embed", "attn", "head", "mlp", "q", "k", "v", "logits"]
+    ["embed", "attn", "head", "q", "k", "v", "mlp", "logits"]
         .iter()
         .position(|k| *k == kind)
         .unwrap_or(usize::MAX)

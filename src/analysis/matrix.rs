@@ -210,7 +210,7 @@ fn string_column<'a>(
         expected: "string",
         found: column.dtype().to_string(),
     })?;
-    Ok(chunked.into_no_null_iter().collect())
+    Ok(chunked.iter().map(|v| v.unwrap_or("")).collect())
 }
 
 fn optional_string_column(table: &DataFrame, name: &str) -> Result<Option<Vec<String>>> {

@@ -77,7 +77,7 @@ impl Graph {
         let mut cols = self.edge_columns(1);
         cols.push(Column::new("score".into(), mean));
         cols.push(Column::new("abs_score".into(), abs));
-        DataFrame::new(cols)
+        DataFrame::new_infer_height(cols)
     }
 
     /// One row per (sample, edge), with `prompt_id` first.
@@ -95,7 +95,7 @@ impl Graph {
         cols.extend(self.edge_columns(self.scores.len()));
         cols.push(Column::new("score".into(), score));
         cols.push(Column::new("abs_score".into(), abs));
-        DataFrame::new(cols)
+        DataFrame::new_infer_height(cols)
     }
 
     /// The table a user sees when the graph is printed or piped into a table verb.

@@ -60,21 +60,20 @@ impl Chart for Bars {
         let values = self.series.iter().flat_map(|(_, v)| v.iter().copied());
         let (lo, hi) = value_range(values, true);
         let n = self.categories.len();
-        let max_ticks = 40usize;
-        let step = n.div_ceil(max_ticks).max(1);
-        let ticks: Vec<f64> = (0..n).step_by(step).map(|i| i as f64 + 0.5).collect();
+        // Category i is centred on x = i, so integer ticks label the groups.
         let mut chart = ChartBuilder::on(root)
             .caption(&title, (FONT, TITLE_SIZE).into_font())
             .margin(15)
             .x_label_area_size(50)
             .y_label_area_size(80)
-            .build_cartesian_2d((0f64..n as f64).with_key_points(ticks), lo..hi)
+            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, lo..hi)
             .map_err(draw_err)?;
         let x_name = |v: &f64| {
-            self.categories
-                .get(v.floor().max(0.0) as usize)
-                .cloned()
-                .unwrap_or_default()
+            let i = v.round();
+            if (v - i).abs() > 1e-6 || i < 0.0 {
+                return String::new();
+            }
+            self.categories.get(i as usize).cloned().unwrap_or_default()
         };
         let y_desc = self
             .opts
@@ -84,6 +83,7 @@ impl Chart for Bars {
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .x_labels(n.min(40))
             .x_label_formatter(&x_name)
             .y_label_formatter(&|v| fmt_num(*v))
             .label_style((FONT, TICK_SIZE).into_font())
@@ -99,7 +99,7 @@ impl Chart for Bars {
             chart
                 .draw_series(values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(
                     |(i, &v)| {
-                        let x0 = i as f64 + 0.1 + j as f64 * width;
+                        let x0 = i as f64 - 0.4 + j as f64 * width;
                         Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], color.filled())
                     },
                 ))

@@ -23,7 +23,7 @@ pub(crate) fn numeric(
     let cast = column.cast(&DataType::Float64)?;
     Ok(cast
         .f64()?
-        .into_iter()
+        .iter()
         .map(|v| v.unwrap_or(f64::NAN))
         .collect())
 }
@@ -41,7 +41,7 @@ pub(crate) fn labels(
     let cast = column.cast(&DataType::String)?;
     Ok(cast
         .str()?
-        .into_iter()
+        .iter()
         .map(|v| v.unwrap_or("null").to_string())
         .collect())
 }

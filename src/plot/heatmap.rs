@@ -103,20 +103,13 @@ struct Heatmap {
 
 const NO_EDGE: RGBColor = RGBColor(225, 225, 225);
 
-/// At most `max` evenly spaced indices out of `n`, always including the first and last.
-fn tick_indices(n: usize, max: usize) -> Vec<usize> {
-    if n == 0 {
-        return vec![];
+/// The name of the cell whose centre is at `v`; empty between cells (non-integer ticks).
+fn label_at(names: &[String], v: f64) -> String {
+    let i = v.round();
+    if (v - i).abs() > 1e-6 || i < 0.0 {
+        return String::new();
     }
-    let step = n.div_ceil(max.max(2) - 1).max(1);
-    let mut ticks: Vec<usize> = (0..n).step_by(step).collect();
-    if *ticks.last().unwrap() != n - 1 {
-        if n - 1 - ticks.last().unwrap() < step / 2 {
-            ticks.pop(); // avoid two labels crowding at the end
-        }
-        ticks.push(n - 1);
-    }
-    ticks
+    names.get(i as usize).cloned().unwrap_or_default()
 }
 
 impl Chart for Heatmap {
@@ -135,40 +128,21 @@ impl Chart for Heatmap {
         let (main, bar) = root.split_horizontally(w.saturating_sub(130));
 
         let (n_rows, n_cols) = (self.sources.len(), self.dests.len());
-        let x_ticks: Vec<f64> = tick_indices(n_cols, self.opts.max_ticks)
-            .into_iter()
-            .map(|i| i as f64 + 0.5)
-            .collect();
-        // Rows run top to bottom: row r is drawn at y = n_rows - 1 - r.
-        let y_ticks: Vec<f64> = tick_indices(n_rows, self.opts.max_ticks)
-            .into_iter()
-            .map(|r| (n_rows - 1 - r) as f64 + 0.5)
-            .collect();
+        // Cell c spans [c − 0.5, c + 0.5], so integer ticks sit on cell centres; rows run top to
+        // bottom: row r is drawn at y = n_rows − 1 − r.
         let mut chart = ChartBuilder::on(&main)
             .margin(10)
             .x_label_area_size(90)
             .y_label_area_size(70)
-            .build_cartesian_2d(
-                (0f64..n_cols as f64).with_key_points(x_ticks),
-                (0f64..n_rows as f64).with_key_points(y_ticks),
-            )
+            .build_cartesian_2d(-0.5f64..n_cols as f64 - 0.5, -0.5f64..n_rows as f64 - 0.5)
             .map_err(draw_err)?;
-        let x_name = |v: &f64| {
-            self.dests
-                .get(v.floor().max(0.0) as usize)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let y_name = |v: &f64| {
-            let r = n_rows as i64 - 1 - v.floor() as i64;
-            usize::try_from(r)
-                .ok()
-                .and_then(|r| self.sources.get(r).cloned())
-                .unwrap_or_default()
-        };
+        let x_name = |v: &f64| label_at(&self.dests, *v);
+        let y_name = |v: &f64| label_at(&self.sources, (n_rows as f64 - 1.0) - *v);
         chart
             .configure_mesh()
             .disable_mesh()
+            .x_labels(self.opts.max_ticks.min(n_cols))
+            .y_labels(self.opts.max_ticks.min(n_rows))
             .x_label_formatter(&x_name)
             .y_label_formatter(&y_name)
             .x_label_style(
@@ -189,8 +163,8 @@ impl Chart for Heatmap {
                         Some(v) => diverging(v / self.limit),
                         None => NO_EDGE,
                     };
-                    let y = (n_rows - 1 - r) as f64;
-                    Rectangle::new([(c as f64, y), (c as f64 + 1.0, y + 1.0)], color.filled())
+                    let (x, y) = (c as f64, (n_rows - 1 - r) as f64);
+                    Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], color.filled())
                 })
             }))
             .map_err(draw_err)?;
