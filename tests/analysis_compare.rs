@@ -30,7 +30,9 @@ fn scores(seed: u64, samples: usize, edges: usize) -> Vec<Vec<f64>> {
 }
 
 fn scaled(s: &[Vec<f64>], c: f64) -> Vec<Vec<f64>> {
-    s.iter().map(|r| r.iter().map(|v| v * c).collect()).collect()
+    s.iter()
+        .map(|r| r.iter().map(|v| v * c).collect())
+        .collect()
 }
 
 struct Rows {
@@ -45,10 +47,24 @@ struct Rows {
 
 fn rows(df: &DataFrame) -> Rows {
     let f = |n: &str| -> Vec<f64> {
-        df.column(n).unwrap().f64().unwrap().iter().map(|v| v.unwrap_or(f64::NAN)).collect()
+        df.column(n)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect()
     };
     Rows {
-        metric: df.column("metric").unwrap().str().unwrap().iter().map(|v| v.unwrap()).map(String::from).collect(),
+        metric: df
+            .column("metric")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap())
+            .map(String::from)
+            .collect(),
         base: f("base"),
         tuned: f("tuned"),
         delta: f("delta"),
@@ -59,20 +75,38 @@ fn rows(df: &DataFrame) -> Rows {
 }
 
 fn opts(resamples: usize) -> CompareOpts {
-    CompareOpts { resamples, seed: 7, ..CompareOpts::default() }
+    CompareOpts {
+        resamples,
+        seed: 7,
+        ..CompareOpts::default()
+    }
 }
 
 #[test]
 fn compare_has_the_documented_shape() {
     let t = block_table(L, scores(1, 8, n_edges(L))).unwrap();
     let df = compare(&t, &t, &opts(50)).unwrap();
-    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
-    assert_eq!(names, ["metric", "base", "tuned", "delta", "pct", "ci_low", "ci_high"]);
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["metric", "base", "tuned", "delta", "pct", "ci_low", "ci_high"]
+    );
     assert_eq!(
         rows(&df).metric,
         [
-            "intensity", "entropy", "edge_entropy", "edge_entropy_norm", "kurtosis", "gini",
-            "top10_mass", "effective_edges", "diversity"
+            "intensity",
+            "entropy",
+            "edge_entropy",
+            "edge_entropy_norm",
+            "kurtosis",
+            "gini",
+            "top10_mass",
+            "effective_edges",
+            "diversity"
         ]
     );
 }
@@ -84,7 +118,13 @@ fn compare_with_itself_has_zero_deltas_and_intervals_containing_zero() {
     for i in 0..r.metric.len() {
         assert_eq!(r.delta[i], 0.0, "{}", r.metric[i]);
         assert_eq!(r.pct[i], 0.0, "{}", r.metric[i]);
-        assert!(r.lo[i] <= 0.0 && 0.0 <= r.hi[i], "{}: [{}, {}]", r.metric[i], r.lo[i], r.hi[i]);
+        assert!(
+            r.lo[i] <= 0.0 && 0.0 <= r.hi[i],
+            "{}: [{}, {}]",
+            r.metric[i],
+            r.lo[i],
+            r.hi[i]
+        );
     }
 }
 
@@ -110,7 +150,11 @@ fn compare_point_estimates_equal_the_single_statistics() {
         for (table, got) in [(&t0, r.base[i]), (&t1, r.tuned[i])] {
             let df = statistic(table, stat, By::None).unwrap();
             let want = df.column("value").unwrap().f64().unwrap().get(0).unwrap();
-            assert!((got - want).abs() <= 1e-12 * (1.0 + want.abs()), "{}: {got} vs {want}", r.metric[i]);
+            assert!(
+                (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                "{}: {got} vs {want}",
+                r.metric[i]
+            );
         }
     }
 }
@@ -130,12 +174,28 @@ fn doubling_every_score_doubles_intensity_and_keeps_shape_statistics() {
     // Scale-free statistics: the [0, max] histogram range scales with the data, so the
     // histogram is the same; entropies of proportions, kurtosis, Gini, correlations too.
     for m in [
-        "entropy", "edge_entropy", "edge_entropy_norm", "kurtosis", "gini", "top10_mass",
-        "effective_edges", "diversity",
+        "entropy",
+        "edge_entropy",
+        "edge_entropy_norm",
+        "kurtosis",
+        "gini",
+        "top10_mass",
+        "effective_edges",
+        "diversity",
     ] {
         let k = at(m);
-        assert!((r.delta[k]).abs() <= 1e-9 * (1.0 + r.base[k].abs()), "{m}: {} vs {}", r.base[k], r.tuned[k]);
-        assert!(r.lo[k].abs() < 1e-9 && r.hi[k].abs() < 1e-9, "{m}: [{}, {}]", r.lo[k], r.hi[k]);
+        assert!(
+            (r.delta[k]).abs() <= 1e-9 * (1.0 + r.base[k].abs()),
+            "{m}: {} vs {}",
+            r.base[k],
+            r.tuned[k]
+        );
+        assert!(
+            r.lo[k].abs() < 1e-9 && r.hi[k].abs() < 1e-9,
+            "{m}: [{}, {}]",
+            r.lo[k],
+            r.hi[k]
+        );
     }
 }
 
@@ -146,12 +206,24 @@ fn the_bootstrap_is_seeded_and_its_interval_covers_the_estimate() {
     let a = compare(&base, &tuned, &opts(300)).unwrap();
     let b = compare(&base, &tuned, &opts(300)).unwrap();
     assert!(a.equals_missing(&b));
-    let c = compare(&base, &tuned, &CompareOpts { seed: 8, ..opts(300) }).unwrap();
+    let c = compare(
+        &base,
+        &tuned,
+        &CompareOpts {
+            seed: 8,
+            ..opts(300)
+        },
+    )
+    .unwrap();
     assert!(!a.equals_missing(&c));
     let r = rows(&a);
     for i in 0..r.metric.len() {
         assert!(r.lo[i] < r.hi[i], "{}", r.metric[i]);
-        assert!(r.lo[i].is_finite() && r.hi[i].is_finite(), "{}", r.metric[i]);
+        assert!(
+            r.lo[i].is_finite() && r.hi[i].is_finite(),
+            "{}",
+            r.metric[i]
+        );
     }
     // No resamples: no interval.
     let none = rows(&compare(&base, &tuned, &opts(0)).unwrap());
@@ -170,12 +242,30 @@ fn different_prompts_refuse_paired_statistics_but_allow_unpaired_ones() {
         .unwrap();
     let err = compare(&base, &shifted, &opts(20)).unwrap_err();
     assert!(
-        matches!(err, AnalysisError::PromptMismatch { only_in_base: 3, only_in_tuned: 3, .. }),
+        matches!(
+            err,
+            AnalysisError::PromptMismatch {
+                only_in_base: 3,
+                only_in_tuned: 3,
+                ..
+            }
+        ),
         "{err}"
     );
     let msg = err.to_string();
-    assert!(msg.contains("paired") && msg.contains("Unpaired statistics remain valid"), "{msg}");
-    let unpaired = compare(&base, &shifted, &CompareOpts { paired: false, ..opts(20) }).unwrap();
+    assert!(
+        msg.contains("paired") && msg.contains("Unpaired statistics remain valid"),
+        "{msg}"
+    );
+    let unpaired = compare(
+        &base,
+        &shifted,
+        &CompareOpts {
+            paired: false,
+            ..opts(20)
+        },
+    )
+    .unwrap();
     assert_eq!(unpaired.height(), 9);
 }
 
@@ -185,7 +275,13 @@ fn different_edge_sets_refuse_per_edge_views() {
     let deeper = block_table(L + 1, scores(11, 4, n_edges(L + 1))).unwrap();
     let err = compare(&base, &deeper, &opts(20)).unwrap_err();
     match &err {
-        AnalysisError::EdgeMismatch { only_in_base, only_in_tuned, base_layers, tuned_layers, .. } => {
+        AnalysisError::EdgeMismatch {
+            only_in_base,
+            only_in_tuned,
+            base_layers,
+            tuned_layers,
+            ..
+        } => {
             // Every edge of the shallower graph exists by name in the deeper one.
             assert_eq!(*only_in_base, 0);
             assert_eq!(*only_in_tuned, n_edges(L + 1) - n_edges(L));
@@ -194,22 +290,50 @@ fn different_edge_sets_refuse_per_edge_views() {
         other => panic!("{other}"),
     }
     assert!(err.to_string().contains("per-edge views"));
-    let whole = compare(&base, &deeper, &CompareOpts { require_same_edges: false, ..opts(20) });
+    let whole = compare(
+        &base,
+        &deeper,
+        &CompareOpts {
+            require_same_edges: false,
+            ..opts(20)
+        },
+    );
     assert!(whole.is_ok());
-    let by_layer = CompareOpts { require_same_edges: false, by: By::Layer, ..opts(20) };
-    assert!(matches!(compare(&base, &deeper, &by_layer), Err(AnalysisError::EdgeMismatch { .. })));
+    let by_layer = CompareOpts {
+        require_same_edges: false,
+        by: By::Layer,
+        ..opts(20)
+    };
+    assert!(matches!(
+        compare(&base, &deeper, &by_layer),
+        Err(AnalysisError::EdgeMismatch { .. })
+    ));
 }
 
 #[test]
 fn compare_by_layer_gives_every_metric_per_layer() {
     let base = block_table(L, scores(12, 6, n_edges(L))).unwrap();
     let tuned = block_table(L, scores(13, 6, n_edges(L))).unwrap();
-    let df = compare(&base, &tuned, &CompareOpts { by: By::Layer, ..opts(30) }).unwrap();
+    let df = compare(
+        &base,
+        &tuned,
+        &CompareOpts {
+            by: By::Layer,
+            ..opts(30)
+        },
+    )
+    .unwrap();
     assert_eq!(df.height(), 9 * (L + 1));
     assert_eq!(df.get_column_names()[0].as_str(), "dst_layer");
     // Layer rows agree with the grouped single statistic.
     let by_layer = intensity(&base, By::Layer, None).unwrap();
-    let want: Vec<f64> = by_layer.column("intensity").unwrap().f64().unwrap().into_no_null_iter().collect();
+    let want: Vec<f64> = by_layer
+        .column("intensity")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
     let got: Vec<f64> = df
         .clone()
         .lazy()
@@ -227,7 +351,14 @@ fn compare_by_layer_gives_every_metric_per_layer() {
         assert!((g - w).abs() <= 1e-12 * w.abs());
     }
     assert!(matches!(
-        compare(&base, &tuned, &CompareOpts { by: By::Edge, ..opts(30) }),
+        compare(
+            &base,
+            &tuned,
+            &CompareOpts {
+                by: By::Edge,
+                ..opts(30)
+            }
+        ),
         Err(AnalysisError::InvalidOption { option: "by", .. })
     ));
 }

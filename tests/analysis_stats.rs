@@ -61,15 +61,35 @@ fn uniform_scores_have_maximal_edge_entropy_and_zero_histogram_entropy() {
     let n = n_edges(L);
     let table = block_table(L, vec![vec![0.25; n]; 4]).unwrap();
     let ln_n = (n as f64).ln();
-    assert!(close(value(&edge_entropy(&table, By::None).unwrap()), ln_n, 1e-12));
-    assert!(close(value(&edge_entropy_norm(&table, By::None).unwrap()), 1.0, 1e-12));
-    assert!(close(value(&effective_edges(&table, By::None).unwrap()), n as f64, 1e-9));
+    assert!(close(
+        value(&edge_entropy(&table, By::None).unwrap()),
+        ln_n,
+        1e-12
+    ));
+    assert!(close(
+        value(&edge_entropy_norm(&table, By::None).unwrap()),
+        1.0,
+        1e-12
+    ));
+    assert!(close(
+        value(&effective_edges(&table, By::None).unwrap()),
+        n as f64,
+        1e-9
+    ));
     // All |S| identical: range [0, 0.25], every value in the last bin.
     let h = value(&entropy(&table, By::None, HistOpts::default()).unwrap());
     assert_eq!(h, 0.0);
     assert_eq!(value(&gini(&table, By::None).unwrap()), 0.0);
-    assert!(close(value(&topk_mass(&table, 5, By::None).unwrap()), 5.0 / n as f64, 1e-12));
-    assert!(close(value(&intensity(&table, By::None, None).unwrap()), 0.25, 1e-12));
+    assert!(close(
+        value(&topk_mass(&table, 5, By::None).unwrap()),
+        5.0 / n as f64,
+        1e-12
+    ));
+    assert!(close(
+        value(&intensity(&table, By::None, None).unwrap()),
+        0.25,
+        1e-12
+    ));
 }
 
 #[test]
@@ -84,9 +104,16 @@ fn one_nonzero_edge_is_fully_concentrated() {
     let g = value(&gini(&table, By::None).unwrap());
     assert!(close(g, (n as f64 - 1.0) / n as f64, 1e-12), "gini {g}");
     assert_eq!(value(&topk_mass(&table, 1, By::None).unwrap()), 1.0);
-    assert!(close(value(&intensity(&table, By::None, None).unwrap()), 3.0 / n as f64, 1e-12));
+    assert!(close(
+        value(&intensity(&table, By::None, None).unwrap()),
+        3.0 / n as f64,
+        1e-12
+    ));
     // Zeros excluded: one non-zero value per sample, all in one bin.
-    assert_eq!(value(&entropy(&table, By::None, HistOpts::default()).unwrap()), 0.0);
+    assert_eq!(
+        value(&entropy(&table, By::None, HistOpts::default()).unwrap()),
+        0.0
+    );
 }
 
 #[test]
@@ -118,33 +145,63 @@ fn intensity_and_dense_intensity_match_their_formulas() {
     let table = block_table(L, scores.clone()).unwrap();
     let total: f64 = scores.iter().flatten().map(|v| v.abs()).sum();
     let mean = total / (5 * n) as f64;
-    assert!(close(value(&intensity(&table, By::None, None).unwrap()), mean, 1e-12));
+    assert!(close(
+        value(&intensity(&table, By::None, None).unwrap()),
+        mean,
+        1e-12
+    ));
     let dense = total / (5 * (1 + 2 * L) * (4 * L + 1)) as f64;
     let got = value(&intensity(&table, By::None, Some(L)).unwrap());
     assert!(close(got, dense, 1e-12));
     // Dense by destination layer: each layer owns 4 columns (logits: 1) of 1+2L rows.
     let by_layer = intensity(&table, By::Layer, Some(L)).unwrap();
-    let layers: Vec<i64> = by_layer.column("dst_layer").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let layers: Vec<i64> = by_layer
+        .column("dst_layer")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
     let values = col_f64(&by_layer, "intensity_dense");
     let edges = block_edges(L);
     for (layer, v) in layers.iter().zip(values) {
         let sum: f64 = scores
             .iter()
-            .flat_map(|row| row.iter().zip(&edges).filter(|(_, e)| e.dst_layer == *layer).map(|(s, _)| s.abs()))
+            .flat_map(|row| {
+                row.iter()
+                    .zip(&edges)
+                    .filter(|(_, e)| e.dst_layer == *layer)
+                    .map(|(s, _)| s.abs())
+            })
             .sum();
         let cols = if *layer == L as i64 { 1 } else { 4 };
-        assert!(close(v, sum / (5 * cols * (1 + 2 * L)) as f64, 1e-12), "layer {layer}");
+        assert!(
+            close(v, sum / (5 * cols * (1 + 2 * L)) as f64, 1e-12),
+            "layer {layer}"
+        );
     }
     // A wrong n_layers is caught.
     assert!(matches!(
         intensity(&table, By::None, Some(1)),
-        Err(AnalysisError::InvalidOption { option: "dense", .. })
+        Err(AnalysisError::InvalidOption {
+            option: "dense",
+            ..
+        })
     ));
 }
 
 /// Histogram entropy computed directly: pooled |S|, bins over [lo, hi], last bin closed.
-fn reference_hist_entropy(values: &[f64], bins: usize, range: Option<(f64, f64)>, zeros: bool) -> f64 {
-    let abs: Vec<f64> = values.iter().map(|v| v.abs()).filter(|v| zeros || *v != 0.0).collect();
+fn reference_hist_entropy(
+    values: &[f64],
+    bins: usize,
+    range: Option<(f64, f64)>,
+    zeros: bool,
+) -> f64 {
+    let abs: Vec<f64> = values
+        .iter()
+        .map(|v| v.abs())
+        .filter(|v| zeros || *v != 0.0)
+        .collect();
     let (lo, hi) = range.unwrap_or((0.0, abs.iter().copied().fold(0.0, f64::max)));
     let mut counts = vec![0usize; bins];
     let mut total = 0usize;
@@ -186,7 +243,12 @@ fn histogram_entropy_matches_a_direct_computation_for_every_option() {
         (100, None, false, Some(2.0)),
     ];
     for (bins, range, include_zeros, base) in cases {
-        let opts = HistOpts { bins, range, include_zeros, base };
+        let opts = HistOpts {
+            bins,
+            range,
+            include_zeros,
+            base,
+        };
         let got = value(&entropy(&table, By::None, opts).unwrap());
         let mut expected = reference_hist_entropy(&pooled, bins, range, include_zeros);
         if let Some(b) = base {
@@ -195,7 +257,14 @@ fn histogram_entropy_matches_a_direct_computation_for_every_option() {
         assert!(close(got, expected, 1e-12), "{opts:?}: {got} vs {expected}");
     }
     assert!(matches!(
-        entropy(&table, By::None, HistOpts { bins: 0, ..Default::default() }),
+        entropy(
+            &table,
+            By::None,
+            HistOpts {
+                bins: 0,
+                ..Default::default()
+            }
+        ),
         Err(AnalysisError::InvalidOption { option: "bins", .. })
     ));
 }
@@ -209,9 +278,21 @@ fn edge_entropy_gini_topk_match_direct_computations() {
         .map(|e| (scores.iter().map(|r| r[e]).sum::<f64>() / 7.0).abs())
         .collect();
     let total: f64 = abs_mean.iter().sum();
-    let h: f64 = abs_mean.iter().map(|a| a / total).map(|p| -p * p.ln()).sum();
-    assert!(close(value(&edge_entropy(&table, By::None).unwrap()), h, 1e-12));
-    assert!(close(value(&edge_entropy_norm(&table, By::None).unwrap()), h / (n as f64).ln(), 1e-12));
+    let h: f64 = abs_mean
+        .iter()
+        .map(|a| a / total)
+        .map(|p| -p * p.ln())
+        .sum();
+    assert!(close(
+        value(&edge_entropy(&table, By::None).unwrap()),
+        h,
+        1e-12
+    ));
+    assert!(close(
+        value(&edge_entropy_norm(&table, By::None).unwrap()),
+        h / (n as f64).ln(),
+        1e-12
+    ));
     // Gini from its double-sum definition.
     let mut pair_sum = 0.0;
     for a in &abs_mean {
@@ -224,7 +305,11 @@ fn edge_entropy_gini_topk_match_direct_computations() {
     let mut sorted = abs_mean.clone();
     sorted.sort_by(|a, b| b.total_cmp(a));
     let top5 = sorted[..5].iter().sum::<f64>() / total;
-    assert!(close(value(&topk_mass(&table, 5, By::None).unwrap()), top5, 1e-12));
+    assert!(close(
+        value(&topk_mass(&table, 5, By::None).unwrap()),
+        top5,
+        1e-12
+    ));
 }
 
 #[test]
@@ -254,11 +339,25 @@ fn diversity_is_zero_for_identical_samples_and_matches_pairwise_correlations() {
         }
     }
     let expected = 1.0 - sum / pairs;
-    assert!(close(value(&diversity(&table, By::None).unwrap()), expected, 1e-12));
+    assert!(close(
+        value(&diversity(&table, By::None).unwrap()),
+        expected,
+        1e-12
+    ));
 
     let one = block_table(L, vec![row]).unwrap();
     let err = diversity(&one, By::None).unwrap_err();
-    assert!(matches!(err, AnalysisError::TooFewSamples { needed: 2, found: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            AnalysisError::TooFewSamples {
+                needed: 2,
+                found: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("at least 2 samples"));
 }
 
@@ -271,7 +370,13 @@ fn grouping_partitions_the_edges() {
     let whole = value(&intensity(&table, By::None, None).unwrap());
 
     let by_layer = intensity(&table, By::Layer, None).unwrap();
-    let layers: Vec<i64> = by_layer.column("dst_layer").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let layers: Vec<i64> = by_layer
+        .column("dst_layer")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
     assert_eq!(layers, (0..=L as i64).collect::<Vec<_>>());
     // Σ_g mean_g · |g| = mean · n: the groups partition the edges.
     let recombined: f64 = layers
@@ -282,10 +387,26 @@ fn grouping_partitions_the_edges() {
     assert!(close(recombined, whole * n as f64, 1e-12));
 
     let by_kind = intensity(&table, By::Kind, None).unwrap();
-    let kinds: Vec<String> = by_kind.column("dst_kind").unwrap().str().unwrap().iter().map(|v| v.unwrap()).map(String::from).collect();
+    let kinds: Vec<String> = by_kind
+        .column("dst_kind")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .map(String::from)
+        .collect();
     assert_eq!(kinds, ["q", "k", "v", "mlp", "logits"]);
     let by_src = intensity(&table, By::SrcKind, None).unwrap();
-    let src_kinds: Vec<String> = by_src.column("src_kind").unwrap().str().unwrap().iter().map(|v| v.unwrap()).map(String::from).collect();
+    let src_kinds: Vec<String> = by_src
+        .column("src_kind")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .map(String::from)
+        .collect();
     assert_eq!(src_kinds, ["embed", "attn", "mlp"]);
     let by_src_layer = intensity(&table, By::SrcLayer, None).unwrap();
     assert_eq!(by_src_layer.height(), L + 1); // input (-1) and 0..L-1
@@ -318,7 +439,11 @@ fn a_mean_table_is_one_sample() {
     let mean_table = graph.edge_table().unwrap();
     let mean = graph.mean_scores();
     let expected = mean.iter().map(|v| v.abs()).sum::<f64>() / n as f64;
-    assert!(close(value(&intensity(&mean_table, By::None, None).unwrap()), expected, 1e-12));
+    assert!(close(
+        value(&intensity(&mean_table, By::None, None).unwrap()),
+        expected,
+        1e-12
+    ));
     // Mean-graph statistics agree between the long and the mean table.
     let long = graph.sample_table().unwrap();
     let a = value(&edge_entropy(&long, By::None).unwrap());
@@ -331,7 +456,10 @@ fn bad_tables_are_errors_that_name_the_problem() {
     let table = block_table(L, random_scores(9, 2, n_edges(L))).unwrap();
     let no_score = table.drop("score").unwrap();
     let err = intensity(&no_score, By::None, None).unwrap_err();
-    assert!(matches!(&err, AnalysisError::MissingColumn { column, .. } if column == "score"), "{err}");
+    assert!(
+        matches!(&err, AnalysisError::MissingColumn { column, .. } if column == "score"),
+        "{err}"
+    );
     assert!(err.to_string().contains("`score`"));
 
     let no_layer = table.drop("dst_layer").unwrap();
@@ -340,19 +468,31 @@ fn bad_tables_are_errors_that_name_the_problem() {
     assert!(matches!(&err, AnalysisError::MissingColumn { column, .. } if column == "dst_layer"));
 
     let doubled = table.vstack(&table.head(Some(1))).unwrap();
-    assert!(matches!(intensity(&doubled, By::None, None), Err(AnalysisError::DuplicateRow { .. })));
+    assert!(matches!(
+        intensity(&doubled, By::None, None),
+        Err(AnalysisError::DuplicateRow { .. })
+    ));
 
     let short = table.slice(0, table.height() - 1);
-    assert!(matches!(intensity(&short, By::None, None), Err(AnalysisError::MissingRow { .. })));
+    assert!(matches!(
+        intensity(&short, By::None, None),
+        Err(AnalysisError::MissingRow { .. })
+    ));
 
     let wrong_type = table
         .clone()
         .with_column(Column::new("score".into(), vec!["x"; table.height()]))
         .unwrap()
         .clone();
-    assert!(matches!(intensity(&wrong_type, By::None, None), Err(AnalysisError::ColumnType { .. })));
+    assert!(matches!(
+        intensity(&wrong_type, By::None, None),
+        Err(AnalysisError::ColumnType { .. })
+    ));
 
-    assert!(matches!(intensity(&table.head(Some(0)), By::None, None), Err(AnalysisError::EmptyTable)));
+    assert!(matches!(
+        intensity(&table.head(Some(0)), By::None, None),
+        Err(AnalysisError::EmptyTable)
+    ));
 }
 
 #[test]
@@ -362,14 +502,27 @@ fn side_by_side_puts_one_column_per_graph() {
     let g1 = block_table(L, random_scores(11, 3, n)).unwrap();
     let stat = Stat::Intensity { dense_layers: None };
     let whole = side_by_side(&["g0", "g1"], &[g0.clone(), g1.clone()], &stat, By::None).unwrap();
-    let names: Vec<String> = whole.get_column_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = whole
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(names, ["statistic", "g0", "g1"]);
-    assert_eq!(col_f64(&whole, "g0")[0], value(&intensity(&g0, By::None, None).unwrap()));
-    assert_eq!(col_f64(&whole, "g1")[0], value(&intensity(&g1, By::None, None).unwrap()));
+    assert_eq!(
+        col_f64(&whole, "g0")[0],
+        value(&intensity(&g0, By::None, None).unwrap())
+    );
+    assert_eq!(
+        col_f64(&whole, "g1")[0],
+        value(&intensity(&g1, By::None, None).unwrap())
+    );
 
     let by_layer = side_by_side(&["g0", "g1"], &[g0.clone(), g1], &stat, By::Layer).unwrap();
     assert_eq!(by_layer.height(), L + 1);
-    assert_eq!(col_f64(&by_layer, "g0"), col_f64(&intensity(&g0, By::Layer, None).unwrap(), "intensity"));
+    assert_eq!(
+        col_f64(&by_layer, "g0"),
+        col_f64(&intensity(&g0, By::Layer, None).unwrap(), "intensity")
+    );
 
     // A deeper model adds layers: nulls where the shallower one has none.
     let deep = block_table(L + 1, random_scores(12, 3, n_edges(L + 1))).unwrap();
@@ -379,7 +532,10 @@ fn side_by_side_puts_one_column_per_graph() {
 
     assert!(matches!(
         side_by_side(&["only"], &[g0.clone(), g0], &stat, By::None),
-        Err(AnalysisError::NameCount { names: 1, tables: 2 })
+        Err(AnalysisError::NameCount {
+            names: 1,
+            tables: 2
+        })
     ));
 }
 
@@ -388,9 +544,23 @@ fn node_entropy_of_uniform_scores_is_log_out_degree() {
     let n = n_edges(L);
     let table = block_table(L, vec![vec![1.0; n]; 2]).unwrap();
     let nodes = node_entropy(&table).unwrap();
-    let srcs: Vec<String> = nodes.column("src").unwrap().str().unwrap().iter().map(|v| v.unwrap()).map(String::from).collect();
+    let srcs: Vec<String> = nodes
+        .column("src")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .map(String::from)
+        .collect();
     assert_eq!(srcs, ["input", "a0", "m0", "a1", "m1", "a2", "m2"]);
-    let degree: Vec<i64> = nodes.column("n_edges").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let degree: Vec<i64> = nodes
+        .column("n_edges")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
     assert_eq!(degree.iter().sum::<i64>(), n as i64);
     for (d, h) in degree.iter().zip(col_f64(&nodes, "node_entropy")) {
         assert!(close(h, (*d as f64).ln(), 1e-12));
@@ -401,7 +571,10 @@ fn node_entropy_of_uniform_scores_is_log_out_degree() {
 fn rel_change_and_overlap_on_known_pairs() {
     let n = n_edges(L);
     let scores = random_scores(13, 3, n);
-    let doubled: Vec<Vec<f64>> = scores.iter().map(|r| r.iter().map(|v| 2.0 * v).collect()).collect();
+    let doubled: Vec<Vec<f64>> = scores
+        .iter()
+        .map(|r| r.iter().map(|v| 2.0 * v).collect())
+        .collect();
     let base = block_table(L, scores.clone()).unwrap();
     let tuned = block_table(L, doubled).unwrap();
     let rc = rel_change(&base, &tuned).unwrap();

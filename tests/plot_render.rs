@@ -58,7 +58,11 @@ fn check_xml(text: &str) -> String {
             let open = stack.pop().expect("close without open");
             assert_eq!(open, name.trim(), "mismatched close tag");
         } else {
-            let name = tag.split(|c: char| c.is_whitespace() || c == '/').next().unwrap().to_string();
+            let name = tag
+                .split(|c: char| c.is_whitespace() || c == '/')
+                .next()
+                .unwrap()
+                .to_string();
             if root.is_none() {
                 root = Some(tag.to_string());
             } else {
@@ -123,15 +127,37 @@ fn bars_lines_and_hist_render_svg_and_png() {
     let l = 4;
     let n = 4 * l * l + 3 * l + 1;
     let g0 = block_table(l, scores(5, n)).unwrap();
-    let g1 = block_table(l, scores(5, n).into_iter().map(|r| r.iter().map(|v| v * 1.3).collect()).collect()).unwrap();
+    let g1 = block_table(
+        l,
+        scores(5, n)
+            .into_iter()
+            .map(|r| r.iter().map(|v| v * 1.3).collect())
+            .collect(),
+    )
+    .unwrap();
     let stat = Stat::Intensity { dense_layers: None };
     let by_layer = side_by_side(&["base", "tuned"], &[g0.clone(), g1], &stat, By::Layer).unwrap();
-    let opts = PlotOpts { width: 800, height: 500, ..PlotOpts::default() };
+    let opts = PlotOpts {
+        width: 800,
+        height: 500,
+        ..PlotOpts::default()
+    };
     for ext in ["svg", "png"] {
         let p = |name: &str| dir.path().join(format!("{name}.{ext}"));
         bars(&by_layer, "dst_layer", &["base", "tuned"], p("bars"), &opts).unwrap();
-        lines(&by_layer, "dst_layer", &["base", "tuned"], p("lines"), &opts).unwrap();
-        let h = HistPlotOpts { plot: opts.clone(), log_y: true, ..HistPlotOpts::default() };
+        lines(
+            &by_layer,
+            "dst_layer",
+            &["base", "tuned"],
+            p("lines"),
+            &opts,
+        )
+        .unwrap();
+        let h = HistPlotOpts {
+            plot: opts.clone(),
+            log_y: true,
+            ..HistPlotOpts::default()
+        };
         hist(&g0, p("hist_log"), &h).unwrap();
         hist(&g0, p("hist"), &HistPlotOpts { log_y: false, ..h }).unwrap();
         for name in ["bars", "lines", "hist_log", "hist"] {
@@ -151,16 +177,81 @@ fn plot_errors_are_values() {
     let table = block_table(2, scores(2, 23)).unwrap();
     let bad = heatmap(&table, dir.path().join("x.jpg"), &HeatmapOpts::default()).unwrap_err();
     assert!(matches!(bad, PlotError::UnknownFormat(_)), "{bad}");
-    let missing = bars(&table, "nope", &["score"], dir.path().join("b.svg"), &PlotOpts::default()).unwrap_err();
-    assert!(matches!(&missing, PlotError::MissingColumn { column, .. } if column == "nope"), "{missing}");
-    let text = lines(&table, "src", &["score"], dir.path().join("l.svg"), &PlotOpts::default()).unwrap_err();
+    let missing = bars(
+        &table,
+        "nope",
+        &["score"],
+        dir.path().join("b.svg"),
+        &PlotOpts::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&missing, PlotError::MissingColumn { column, .. } if column == "nope"),
+        "{missing}"
+    );
+    let text = lines(
+        &table,
+        "src",
+        &["score"],
+        dir.path().join("l.svg"),
+        &PlotOpts::default(),
+    )
+    .unwrap_err();
     assert!(matches!(text, PlotError::NotNumeric { .. }), "{text}");
     let no_score = table.drop("score").unwrap();
     assert!(heatmap(&no_score, dir.path().join("h.svg"), &HeatmapOpts::default()).is_err());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written on error");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written on error"
+    );
     // Nested output folders are created.
     let nested = dir.path().join("a/b/h.svg");
     hist(&table, &nested, &HistPlotOpts::default()).unwrap();
     assert!(nested.exists());
     let _ = DataFrame::empty();
+}
+
+/// `RLQ_PLOT_DIR=/some/dir cargo test --test plot_render` writes sample charts to look at.
+#[test]
+fn sample_charts_for_inspection() {
+    let Ok(dir) = std::env::var("RLQ_PLOT_DIR") else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let l = 30;
+    let g = block_table(l, scores(4, 4 * l * l + 3 * l + 1)).unwrap();
+    heatmap(&g, dir.join("heatmap.png"), &HeatmapOpts::default()).unwrap();
+    heatmap(&g, dir.join("heatmap.svg"), &HeatmapOpts::default()).unwrap();
+    let g1 = block_table(
+        l,
+        scores(4, 4 * l * l + 3 * l + 1)
+            .into_iter()
+            .map(|r| r.iter().map(|v| v * 1.2).collect())
+            .collect(),
+    )
+    .unwrap();
+    let stat = Stat::Intensity { dense_layers: None };
+    let t = side_by_side(&["base", "tuned"], &[g.clone(), g1], &stat, By::Layer).unwrap();
+    bars(
+        &t,
+        "dst_layer",
+        &["base", "tuned"],
+        dir.join("bars.png"),
+        &PlotOpts::default(),
+    )
+    .unwrap();
+    lines(
+        &t,
+        "dst_layer",
+        &["base", "tuned"],
+        dir.join("lines.png"),
+        &PlotOpts::default(),
+    )
+    .unwrap();
+    let h = HistPlotOpts {
+        log_y: true,
+        ..HistPlotOpts::default()
+    };
+    hist(&g, dir.join("hist.png"), &h).unwrap();
 }

@@ -11,11 +11,11 @@
 //!   samples weighted by multiplicity (a duplicated sample paired with itself is not diversity).
 //! - edge_entropy, gini, top-k, effective edges: the replicate's mean vector Σ_k c_k S_k / N.
 
+use super::matrix::ScoreMatrix;
 use super::measures::{
     correlation_matrix, entropy_of_weights, gini_in_place, histogram_entropy, pearson_kurtosis,
     topk_mass_in_place, BinGrid,
 };
-use super::matrix::ScoreMatrix;
 use super::stats::{mean_defined, HistOpts};
 
 /// The statistics `compare` reports, in row order.
@@ -56,7 +56,10 @@ impl<'a> Summary<'a> {
         let rows: Vec<&[f64]> = matrix.rows().collect();
         Summary {
             matrix,
-            abs_sum: rows.iter().map(|r| r.iter().map(|v| v.abs()).sum()).collect(),
+            abs_sum: rows
+                .iter()
+                .map(|r| r.iter().map(|v| v.abs()).sum())
+                .collect(),
             kurtosis: rows.iter().map(|r| pearson_kurtosis(r)).collect(),
             hist: counts,
             bins: grid.bins,

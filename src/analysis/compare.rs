@@ -200,11 +200,15 @@ fn compare_matrices(
         let mut draw_b = vec![0usize; b.n_samples()];
         let mut draw_t = vec![0usize; t.n_samples()];
         for _ in 0..opts.resamples {
-            draw_b.iter_mut().for_each(|d| *d = rng.gen_range(0..all_b.len()));
+            draw_b
+                .iter_mut()
+                .for_each(|d| *d = rng.gen_range(0..all_b.len()));
             if opts.paired {
                 draw_t.copy_from_slice(&draw_b); // same prompts, same order (both sorted by id)
             } else {
-                draw_t.iter_mut().for_each(|d| *d = rng.gen_range(0..all_t.len()));
+                draw_t
+                    .iter_mut()
+                    .for_each(|d| *d = rng.gen_range(0..all_t.len()));
             }
             let rb = sb.stats(&draw_b, &mut scratch_b);
             let rt = st.stats(&draw_t, &mut scratch_t);

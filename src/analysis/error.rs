@@ -40,7 +40,9 @@ pub enum AnalysisError {
         dst: String,
     },
 
-    #[error("{statistic} needs at least {needed} samples (distinct prompt_id), the table has {found}")]
+    #[error(
+        "{statistic} needs at least {needed} samples (distinct prompt_id), the table has {found}"
+    )]
     TooFewSamples {
         statistic: &'static str,
         needed: usize,
@@ -74,7 +76,10 @@ pub enum AnalysisError {
     },
 
     #[error("invalid option {option}: {reason}")]
-    InvalidOption { option: &'static str, reason: String },
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
 
     #[error("side_by_side got {names} names for {tables} tables")]
     NameCount { names: usize, tables: usize },

@@ -60,8 +60,11 @@ impl ScoreMatrix {
         };
         prompt_ids.sort_unstable();
         prompt_ids.dedup();
-        let sample_of: HashMap<i64, usize> =
-            prompt_ids.iter().enumerate().map(|(i, &p)| (p, i)).collect();
+        let sample_of: HashMap<i64, usize> = prompt_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (p, i))
+            .collect();
 
         let mut edge_of: HashMap<(&str, &str), usize> = HashMap::new();
         let mut edges: Vec<EdgeKey> = Vec::new();
@@ -142,7 +145,10 @@ impl ScoreMatrix {
         }
         ScoreMatrix {
             prompt_ids: self.prompt_ids.clone(),
-            edges: edge_indices.iter().map(|&e| self.edges[e].clone()).collect(),
+            edges: edge_indices
+                .iter()
+                .map(|&e| self.edges[e].clone())
+                .collect(),
             values,
         }
     }

@@ -13,8 +13,18 @@ pub fn check_same_prompts(base: &ScoreMatrix, tuned: &ScoreMatrix) -> Result<()>
     }
     let b: HashSet<i64> = base.prompt_ids.iter().copied().collect();
     let t: HashSet<i64> = tuned.prompt_ids.iter().copied().collect();
-    let only_b: Vec<i64> = base.prompt_ids.iter().filter(|p| !t.contains(p)).copied().collect();
-    let only_t: Vec<i64> = tuned.prompt_ids.iter().filter(|p| !b.contains(p)).copied().collect();
+    let only_b: Vec<i64> = base
+        .prompt_ids
+        .iter()
+        .filter(|p| !t.contains(p))
+        .copied()
+        .collect();
+    let only_t: Vec<i64> = tuned
+        .prompt_ids
+        .iter()
+        .filter(|p| !b.contains(p))
+        .copied()
+        .collect();
     let example = match (only_b.first(), only_t.first()) {
         (Some(p), _) => format!("prompt_id {p} only in base"),
         (None, Some(p)) => format!("prompt_id {p} only in tuned"),
@@ -41,7 +51,9 @@ pub fn match_edges(base: &ScoreMatrix, tuned: &ScoreMatrix) -> Result<Vec<usize>
         .iter()
         .map(|e| tuned_index.get(&(e.src.as_str(), e.dst.as_str())).copied())
         .collect();
-    let only_b: Vec<usize> = (0..mapping.len()).filter(|&i| mapping[i].is_none()).collect();
+    let only_b: Vec<usize> = (0..mapping.len())
+        .filter(|&i| mapping[i].is_none())
+        .collect();
     if only_b.is_empty() && base.n_edges() == tuned.n_edges() {
         return Ok(mapping.into_iter().flatten().collect());
     }

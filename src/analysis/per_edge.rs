@@ -102,7 +102,10 @@ pub fn overlap(g0: &DataFrame, g1: &DataFrame, n: usize) -> Result<DataFrame> {
             Column::new("shared".into(), [shared as i64]),
             Column::new("jaccard".into(), [jaccard]),
             Column::new("spearman".into(), [spearman(&a_mean, &b_mean)]),
-            Column::new("spearman_abs".into(), [spearman(&abs(&a_mean), &abs(&b_mean))]),
+            Column::new(
+                "spearman_abs".into(),
+                [spearman(&abs(&a_mean), &abs(&b_mean))],
+            ),
             Column::new("n_edges".into(), [a.n_edges() as i64]),
         ],
     )?)
@@ -112,8 +115,14 @@ pub fn overlap(g0: &DataFrame, g1: &DataFrame, n: usize) -> Result<DataFrame> {
 fn edge_columns(m: &ScoreMatrix) -> Vec<Column> {
     let e = &m.edges;
     let mut cols = vec![
-        Column::new("src".into(), e.iter().map(|x| x.src.clone()).collect::<Vec<_>>()),
-        Column::new("dst".into(), e.iter().map(|x| x.dst.clone()).collect::<Vec<_>>()),
+        Column::new(
+            "src".into(),
+            e.iter().map(|x| x.src.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "dst".into(),
+            e.iter().map(|x| x.dst.clone()).collect::<Vec<_>>(),
+        ),
     ];
     let layers = |f: &dyn Fn(&super::matrix::EdgeKey) -> Option<i64>| -> Option<Vec<i64>> {
         e.iter().map(f).collect()

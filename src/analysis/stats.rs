@@ -232,10 +232,16 @@ pub(crate) fn dense_cells(n_layers: usize, by: By, group: &Group) -> Result<f64>
         By::None => srcs.len() * dsts.len(),
         By::Edge => 1,
         By::Layer | By::Kind => {
-            dsts.iter().filter(|d| matches_key(key, d.layer, d.kind)).count() * srcs.len()
+            dsts.iter()
+                .filter(|d| matches_key(key, d.layer, d.kind))
+                .count()
+                * srcs.len()
         }
         By::SrcLayer | By::SrcKind => {
-            srcs.iter().filter(|s| matches_key(key, s.layer, s.kind)).count() * dsts.len()
+            srcs.iter()
+                .filter(|s| matches_key(key, s.layer, s.kind))
+                .count()
+                * dsts.len()
         }
     };
     if cells == 0 {

@@ -59,6 +59,7 @@ impl Chart for Bars {
             .unwrap_or_else(|| format!("{} by {}", names.join(", "), self.x_col));
         let values = self.series.iter().flat_map(|(_, v)| v.iter().copied());
         let (lo, hi) = value_range(values, true);
+        let hi = hi + (hi - lo) * 0.12; // headroom for the legend box
         let n = self.categories.len();
         // Category i is centred on x = i, so integer ticks label the groups.
         let mut chart = ChartBuilder::on(root)
@@ -75,11 +76,13 @@ impl Chart for Bars {
             }
             self.categories.get(i as usize).cloned().unwrap_or_default()
         };
-        let y_desc = self
-            .opts
-            .y_label
-            .clone()
-            .unwrap_or_else(|| if names.len() == 1 { names[0].into() } else { "value".into() });
+        let y_desc = self.opts.y_label.clone().unwrap_or_else(|| {
+            if names.len() == 1 {
+                names[0].into()
+            } else {
+                "value".into()
+            }
+        });
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -97,15 +100,21 @@ impl Chart for Bars {
         for (j, (name, values)) in self.series.iter().enumerate() {
             let color = series_color(j);
             chart
-                .draw_series(values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(
-                    |(i, &v)| {
-                        let x0 = i as f64 - 0.4 + j as f64 * width;
-                        Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], color.filled())
-                    },
-                ))
+                .draw_series(
+                    values
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.is_finite())
+                        .map(|(i, &v)| {
+                            let x0 = i as f64 - 0.4 + j as f64 * width;
+                            Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], color.filled())
+                        }),
+                )
                 .map_err(draw_err)?
                 .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
+                });
         }
         chart
             .configure_series_labels()
@@ -121,7 +130,11 @@ impl Chart for Bars {
 
 /// Axis range covering the finite values (and 0 when `with_zero`), padded by 5%.
 pub(crate) fn value_range(values: impl Iterator<Item = f64>, with_zero: bool) -> (f64, f64) {
-    let (mut lo, mut hi) = if with_zero { (0.0, 0.0) } else { (f64::INFINITY, f64::NEG_INFINITY) };
+    let (mut lo, mut hi) = if with_zero {
+        (0.0, 0.0)
+    } else {
+        (f64::INFINITY, f64::NEG_INFINITY)
+    };
     for v in values.filter(|v| v.is_finite()) {
         lo = lo.min(v);
         hi = hi.max(v);
@@ -134,5 +147,12 @@ pub(crate) fn value_range(values: impl Iterator<Item = f64>, with_zero: bool) ->
         return (lo - pad, hi + pad);
     }
     let pad = (hi - lo) * 0.05;
-    (if with_zero && lo == 0.0 { 0.0 } else { lo - pad }, hi + pad)
+    (
+        if with_zero && lo == 0.0 {
+            0.0
+        } else {
+            lo - pad
+        },
+        hi + pad,
+    )
 }

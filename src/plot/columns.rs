@@ -21,11 +21,7 @@ pub(crate) fn numeric(
         });
     }
     let cast = column.cast(&DataType::Float64)?;
-    Ok(cast
-        .f64()?
-        .iter()
-        .map(|v| v.unwrap_or(f64::NAN))
-        .collect())
+    Ok(cast.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
 /// Any column as display strings (categories on an axis).

@@ -18,7 +18,10 @@ pub enum PlotError {
     Empty(String),
 
     #[error("invalid plot option {option}: {reason}")]
-    InvalidOption { option: &'static str, reason: String },
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
 
     #[error("drawing failed: {0}")]
     Draw(String),

@@ -20,8 +20,9 @@ pub struct HeatmapOpts {
     /// The colour scale saturates at this quantile of |mean score| (0.99), so a few huge edges
     /// do not wash out the rest; `1.0` uses the maximum.
     pub robust_quantile: f64,
-    /// At most this many tick labels per axis (30).
-    pub max_ticks: usize,
+    /// About this many tick labels across (16; horizontal text needs room) and down (30).
+    pub max_x_ticks: usize,
+    pub max_y_ticks: usize,
 }
 
 impl Default for HeatmapOpts {
@@ -33,7 +34,8 @@ impl Default for HeatmapOpts {
                 ..PlotOpts::default()
             },
             robust_quantile: 0.99,
-            max_ticks: 30,
+            max_x_ticks: 16,
+            max_y_ticks: 30,
         }
     }
 }
@@ -67,8 +69,16 @@ pub fn heatmap(
     }
     sources.sort_by_key(|s| node_order(s));
     dests.sort_by_key(|d| node_order(d));
-    let row_of: HashMap<&str, usize> = sources.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
-    let col_of: HashMap<&str, usize> = dests.iter().enumerate().map(|(i, d)| (d.as_str(), i)).collect();
+    let row_of: HashMap<&str, usize> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let col_of: HashMap<&str, usize> = dests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.as_str(), i))
+        .collect();
     let mut cells = vec![None; sources.len() * dests.len()];
     for (e, v) in matrix.edges.iter().zip(&mean) {
         cells[row_of[e.src.as_str()] * dests.len() + col_of[e.dst.as_str()]] = Some(*v);
@@ -76,7 +86,11 @@ pub fn heatmap(
     let abs: Vec<f64> = mean.iter().map(|v| v.abs()).collect();
     let mut limit = quantile(&abs, opts.robust_quantile);
     if !(limit.is_finite() && limit > 0.0) {
-        limit = abs.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max);
+        limit = abs
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max);
     }
     if limit <= 0.0 {
         limit = 1.0; // an all-zero graph: any scale shows white
@@ -132,7 +146,7 @@ impl Chart for Heatmap {
         // bottom: row r is drawn at y = n_rows − 1 − r.
         let mut chart = ChartBuilder::on(&main)
             .margin(10)
-            .x_label_area_size(90)
+            .x_label_area_size(55)
             .y_label_area_size(70)
             .build_cartesian_2d(-0.5f64..n_cols as f64 - 0.5, -0.5f64..n_rows as f64 - 0.5)
             .map_err(draw_err)?;
@@ -141,15 +155,11 @@ impl Chart for Heatmap {
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(self.opts.max_ticks.min(n_cols))
-            .y_labels(self.opts.max_ticks.min(n_rows))
+            .x_labels(self.opts.max_x_ticks.min(n_cols))
+            .y_labels(self.opts.max_y_ticks.min(n_rows))
             .x_label_formatter(&x_name)
             .y_label_formatter(&y_name)
-            .x_label_style(
-                (FONT, TICK_SIZE)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
+            .x_label_style((FONT, TICK_SIZE).into_font())
             .y_label_style((FONT, TICK_SIZE).into_font())
             .x_desc(self.opts.plot.x_label.as_deref().unwrap_or("destination"))
             .y_desc(self.opts.plot.y_label.as_deref().unwrap_or("source"))

@@ -52,7 +52,10 @@ pub fn hist(
         .filter(|v| v.is_finite())
         .collect();
     if values.is_empty() {
-        return Err(PlotError::Empty(format!("no finite values in `{}`", opts.column)));
+        return Err(PlotError::Empty(format!(
+            "no finite values in `{}`",
+            opts.column
+        )));
     }
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
     let mut hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -85,23 +88,33 @@ struct Hist {
 
 impl Hist {
     fn bars(&self) -> impl Iterator<Item = (f64, f64, f64)> + '_ {
-        self.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, &c)| {
-            let x0 = self.lo + i as f64 * self.width;
-            (x0, x0 + self.width, c as f64)
-        })
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, &c)| {
+                let x0 = self.lo + i as f64 * self.width;
+                (x0, x0 + self.width, c as f64)
+            })
     }
 }
 
 impl Chart for Hist {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
         root.fill(&WHITE).map_err(draw_err)?;
-        let title = self.opts.plot.title.clone().unwrap_or_else(|| {
-            format!("Distribution of {} ({} values)", self.opts.column, self.n)
-        });
+        let title =
+            self.opts.plot.title.clone().unwrap_or_else(|| {
+                format!("Distribution of {} ({} values)", self.opts.column, self.n)
+            });
         let x_range = self.lo..self.lo + self.width * self.counts.len() as f64;
         let max = *self.counts.iter().max().unwrap_or(&1) as f64;
         let color = series_color(0);
-        let x_desc = self.opts.plot.x_label.clone().unwrap_or_else(|| self.opts.column.clone());
+        let x_desc = self
+            .opts
+            .plot
+            .x_label
+            .clone()
+            .unwrap_or_else(|| self.opts.column.clone());
         let legend = format!("{} bins", self.counts.len());
         let builder = |root| {
             let mut b = ChartBuilder::on(root);
@@ -127,12 +140,15 @@ impl Chart for Hist {
                     .map_err(draw_err)?;
                 chart
                     .draw_series(
-                        self.bars()
-                            .map(|(x0, x1, c)| Rectangle::new([(x0, $base), (x1, c)], color.filled())),
+                        self.bars().map(|(x0, x1, c)| {
+                            Rectangle::new([(x0, $base), (x1, c)], color.filled())
+                        }),
                     )
                     .map_err(draw_err)?
                     .label(legend.as_str())
-                    .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
+                    });
                 chart
                     .configure_series_labels()
                     .position(SeriesLabelPosition::UpperRight)
@@ -148,7 +164,11 @@ impl Chart for Hist {
             let chart = builder(root)
                 .build_cartesian_2d(x_range, (0.5f64..max * 2.0).log_scale())
                 .map_err(draw_err)?;
-            finish!(chart, 0.5, y_desc.unwrap_or_else(|| "count (log scale)".into()));
+            finish!(
+                chart,
+                0.5,
+                y_desc.unwrap_or_else(|| "count (log scale)".into())
+            );
         } else {
             let chart = builder(root)
                 .build_cartesian_2d(x_range, 0f64..max * 1.05)

@@ -73,11 +73,13 @@ impl Chart for Lines {
             .y_label_area_size(80)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(draw_err)?;
-        let y_desc = self
-            .opts
-            .y_label
-            .clone()
-            .unwrap_or_else(|| if names.len() == 1 { names[0].into() } else { "value".into() });
+        let y_desc = self.opts.y_label.clone().unwrap_or_else(|| {
+            if names.len() == 1 {
+                names[0].into()
+            } else {
+                "value".into()
+            }
+        });
         chart
             .configure_mesh()
             .x_label_formatter(&|v| fmt_num(*v))
@@ -92,10 +94,15 @@ impl Chart for Lines {
         for (j, (name, points)) in self.series.iter().enumerate() {
             let color = series_color(j);
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
                 .map_err(draw_err)?
                 .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(draw_err)?;

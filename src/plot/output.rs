@@ -37,7 +37,7 @@ pub(crate) trait Chart {
 
 static FONT: Once = Once::new();
 
-/// PNG text is rasterised by ab_glyph from a bundled font (SVG text needs none).
+/// Text is measured (SVG, PNG) and rasterised (PNG) by ab_glyph from a bundled font.
 fn register_font() {
     FONT.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
@@ -58,6 +58,7 @@ pub(crate) fn render<C: Chart>(chart: &C, path: &Path, size: (u32, u32)) -> Resu
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
+    register_font(); // both backends measure text with it
     let tmp = temp_path(path, format);
     let result = match format {
         Format::Svg => {
@@ -70,7 +71,6 @@ pub(crate) fn render<C: Chart>(chart: &C, path: &Path, size: (u32, u32)) -> Resu
             std::fs::write(&tmp, svg).map_err(io)
         }
         Format::Png => {
-            register_font();
             let root = BitMapBackend::new(&tmp, size).into_drawing_area();
             chart.draw(&root)?;
             root.present().map_err(draw_err)
@@ -91,10 +91,7 @@ pub(crate) fn render<C: Chart>(chart: &C, path: &Path, size: (u32, u32)) -> Resu
 fn temp_path(path: &Path, format: Format) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("plot");
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plot");
     let ext = match format {
         Format::Svg => "svg",
         Format::Png => "png",

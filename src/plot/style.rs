@@ -67,7 +67,11 @@ pub(crate) fn series_color(i: usize) -> RGBColor {
 
 /// Diverging blue–white–red (ColorBrewer RdBu ends) for t in [-1, 1]; 0 is white.
 pub(crate) fn diverging(t: f64) -> RGBColor {
-    let t = if t.is_finite() { t.clamp(-1.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
     let (end, s) = if t >= 0.0 {
         ((178.0, 24.0, 43.0), t)
     } else {
