@@ -602,3 +602,31 @@ fn rel_change_and_overlap_on_known_pairs() {
     assert!(matches!(err, AnalysisError::EdgeMismatch { .. }), "{err}");
     assert!(err.to_string().contains("per-edge views"));
 }
+
+#[test]
+fn names_parse_to_groupings_and_statistics() {
+    assert_eq!("layer".parse::<By>().unwrap(), By::Layer);
+    assert_eq!("src_kind".parse::<By>().unwrap(), By::SrcKind);
+    assert!("row".parse::<By>().is_err());
+    let h = HistOpts::default();
+    assert_eq!(
+        Stat::from_name("top25_mass", h, 10, None).unwrap(),
+        Stat::TopkMass(25)
+    );
+    assert_eq!(
+        Stat::from_name("topk_mass", h, 10, None).unwrap(),
+        Stat::TopkMass(10)
+    );
+    assert_eq!(
+        Stat::from_name("intensity", h, 10, Some(30)).unwrap(),
+        Stat::Intensity {
+            dense_layers: Some(30)
+        }
+    );
+    for name in STAT_NAMES {
+        let stat = Stat::from_name(name, h, 10, None).unwrap();
+        assert_eq!(Stat::from_name(&stat.name(), h, 10, None).unwrap(), stat);
+    }
+    let err = Stat::from_name("entropyy", h, 10, None).unwrap_err();
+    assert!(err.to_string().contains("known: intensity"));
+}

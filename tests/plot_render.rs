@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use polars::prelude::*;
 use rlq::analysis::synthetic::block_table;
 use rlq::analysis::{side_by_side, By, Stat};
 use rlq::plot::*;
@@ -209,7 +208,6 @@ fn plot_errors_are_values() {
     let nested = dir.path().join("a/b/h.svg");
     hist(&table, &nested, &HistPlotOpts::default()).unwrap();
     assert!(nested.exists());
-    let _ = DataFrame::empty();
 }
 
 /// `RLQ_PLOT_DIR=/some/dir cargo test --test plot_render` writes sample charts to look at.

@@ -42,6 +42,31 @@ pub struct Group {
     pub edges: Vec<usize>,
 }
 
+impl std::str::FromStr for By {
+    type Err = AnalysisError;
+
+    /// The words a user types after `by`: `layer`, `src_layer`, `kind`, `src_kind`, `edge`
+    /// (`dst_layer` / `dst_kind` are accepted too), or `none`.
+    fn from_str(s: &str) -> Result<By> {
+        Ok(match s {
+            "none" | "" => By::None,
+            "layer" | "dst_layer" => By::Layer,
+            "src_layer" => By::SrcLayer,
+            "kind" | "dst_kind" => By::Kind,
+            "src_kind" => By::SrcKind,
+            "edge" => By::Edge,
+            other => {
+                return Err(AnalysisError::InvalidOption {
+                    option: "by",
+                    reason: format!(
+                        "`{other}` is not a grouping: use layer, src_layer, kind, src_kind or edge"
+                    ),
+                })
+            }
+        })
+    }
+}
+
 impl By {
     /// The key column(s) this grouping adds to a result table.
     pub fn key_columns(self) -> &'static [&'static str] {

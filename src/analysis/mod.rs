@@ -26,5 +26,5 @@ pub use per_edge::{node_entropy, overlap, rel_change};
 pub use side_by_side::side_by_side;
 pub use stats::{
     diversity, edge_entropy, edge_entropy_norm, effective_edges, entropy, gini, intensity,
-    kurtosis, statistic, topk_mass, HistOpts, Stat,
+    kurtosis, statistic, topk_mass, HistOpts, Stat, STAT_NAMES,
 };

@@ -92,6 +92,19 @@ impl HistOpts {
     }
 }
 
+/// Names [`Stat::from_name`] accepts (`top{k}_mass` for any k as well).
+pub const STAT_NAMES: [&str; 9] = [
+    "intensity",
+    "entropy",
+    "edge_entropy",
+    "edge_entropy_norm",
+    "kurtosis",
+    "gini",
+    "topk_mass",
+    "effective_edges",
+    "diversity",
+];
+
 /// One statistic of §5.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Stat {
@@ -116,6 +129,46 @@ pub enum Stat {
 }
 
 impl Stat {
+    /// The statistic a name denotes (the names [`Stat::name`] gives, plus `intensity` with
+    /// `dense_layers` set, and `topk_mass` meaning `top{topk}_mass`), with the options that
+    /// parameterise some of them.
+    pub fn from_name(
+        name: &str,
+        hist: HistOpts,
+        topk: usize,
+        dense_layers: Option<usize>,
+    ) -> Result<Stat> {
+        Ok(match name {
+            "intensity" => Stat::Intensity { dense_layers },
+            "entropy" => Stat::Entropy(hist),
+            "edge_entropy" => Stat::EdgeEntropy,
+            "edge_entropy_norm" => Stat::EdgeEntropyNorm,
+            "kurtosis" => Stat::Kurtosis,
+            "gini" => Stat::Gini,
+            "topk_mass" => Stat::TopkMass(topk),
+            "effective_edges" => Stat::EffectiveEdges,
+            "diversity" => Stat::Diversity,
+            other => {
+                let k = other
+                    .strip_prefix("top")
+                    .and_then(|r| r.strip_suffix("_mass"))
+                    .and_then(|k| k.parse().ok());
+                match k {
+                    Some(k) => Stat::TopkMass(k),
+                    None => {
+                        return Err(AnalysisError::InvalidOption {
+                            option: "statistic",
+                            reason: format!(
+                                "unknown statistic `{other}`; known: {}",
+                                STAT_NAMES.join(", ")
+                            ),
+                        })
+                    }
+                }
+            }
+        })
+    }
+
     /// Column / row name of the statistic.
     pub fn name(&self) -> String {
         match self {
