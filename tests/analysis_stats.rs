@@ -493,6 +493,25 @@ fn bad_tables_are_errors_that_name_the_problem() {
         intensity(&table.head(Some(0)), By::None, None),
         Err(AnalysisError::EmptyTable)
     ));
+
+    let mut with_nan: Vec<f64> = table
+        .column("score")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
+    with_nan[5] = f64::NAN;
+    let mut nan_table = table.clone();
+    nan_table
+        .with_column(Column::new("score".into(), with_nan))
+        .unwrap();
+    let err = intensity(&nan_table, By::None, None).unwrap_err();
+    assert!(
+        matches!(err, AnalysisError::NonFiniteScore { prompt_id: 0, .. }),
+        "{err}"
+    );
 }
 
 #[test]

@@ -20,6 +20,17 @@ pub enum AnalysisError {
     #[error("column `{column}` has a missing (null) value at row {row}")]
     NullValue { column: String, row: usize },
 
+    #[error(
+        "score {value} of edge {src}->{dst} (prompt_id {prompt_id}) is not a finite number: \
+         the attribution that produced it overflowed or divided by zero"
+    )]
+    NonFiniteScore {
+        prompt_id: i64,
+        src: String,
+        dst: String,
+        value: f64,
+    },
+
     #[error("the table has no rows")]
     EmptyTable,
 

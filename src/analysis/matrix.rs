@@ -101,6 +101,14 @@ impl ScoreMatrix {
                     dst: edges[e].dst.clone(),
                 });
             }
+            if !v.is_finite() {
+                return Err(AnalysisError::NonFiniteScore {
+                    prompt_id: prompt_ids[k],
+                    src: edges[e].src.clone(),
+                    dst: edges[e].dst.clone(),
+                    value: v,
+                });
+            }
             seen[i] = true;
             values[i] = v;
         }
