@@ -79,7 +79,7 @@ fn format_of(path: &Path, args: &Args, param: &str) -> EvalResult<Format> {
     })
 }
 
-fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let given = args.str("path").unwrap_or_default().to_string();
     let path = ctx.resolve_path(&given);
     let format = format_of(&path, &args, "path")?;
