@@ -6,9 +6,11 @@
 
 pub mod analysis;
 pub mod attribution;
+pub mod cli;
 pub mod eval;
 pub mod model;
 pub mod plot;
+pub mod repl;
 pub mod session;
 pub mod syntax;
 

@@ -1,1 +1,7 @@
-fn main() {}
+//! The `rlq` binary: `rlq run FILE`, `rlq -e SOURCE`, `rlq check FILE`, or the REPL.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    rlq::cli::run(rlq::cli::args::Cli::parse())
+}

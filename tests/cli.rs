@@ -1,0 +1,233 @@
+//! The `rlq` binary from the outside: `-e`, `run`, `check`, `--set`, `--format`, exit codes,
+//! diagnostics on stderr, and stdin piped into the REPL.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// Runs `rlq args…` in `dir` with `stdin` piped in.
+fn rlq_in(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlq"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rlq");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("rlq output")
+}
+
+fn rlq(args: &[&str]) -> Output {
+    rlq_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, "")
+}
+
+fn piped(stdin: &str) -> Output {
+    rlq_in(Path::new(env!("CARGO_MANIFEST_DIR")), &[], stdin)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+/// A temp folder holding `files` (path, text).
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    dir
+}
+
+const TABLE_CSV: &str = "a,b\n1,x\n2,y\n3,z\n";
+
+#[test]
+fn eval_prints_each_expression_value() {
+    let o = rlq(&["-e", "let x = 2\nx + 1\n\"hi\"; [1, 2]"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "3\nhi\n[1, 2]\n");
+}
+
+#[test]
+fn run_binds_set_variables_first() {
+    let dir = folder(&[("s.rlq", "n * 2\nname\nflag\n")]);
+    let o = rlq_in(
+        dir.path(),
+        &[
+            "run",
+            "s.rlq",
+            "--set",
+            "n=21",
+            "--set",
+            "name=bob",
+            "--set",
+            "flag=true",
+        ],
+        "",
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "42\nbob\ntrue\n");
+}
+
+#[test]
+fn run_resolves_paths_against_the_script_folder() {
+    let dir = folder(&[
+        ("sub/t.csv", TABLE_CSV),
+        ("sub/q.rlq", "read \"t.csv\" | count\n"),
+    ]);
+    // Run from the folder above: `t.csv` is found next to the script, not in the cwd.
+    let o = rlq_in(dir.path(), &["run", "sub/q.rlq"], "");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "3\n");
+}
+
+#[test]
+fn check_accepts_good_and_rejects_bad_files() {
+    let dir = folder(&[
+        ("good.rlq", "let t = read \"t.csv\"\nt | where a > 1\n"),
+        ("unknown.rlq", "t | where a > 1\n"),
+        ("syntax.rlq", "let t = (1 +\n"),
+    ]);
+    let good = rlq_in(dir.path(), &["check", "good.rlq"], "");
+    assert_eq!(code(&good), 0, "{}", stderr(&good));
+    assert!(stdout(&good).contains("ok"));
+
+    let unknown = rlq_in(dir.path(), &["check", "unknown.rlq"], "");
+    assert_eq!(code(&unknown), 1);
+    assert!(stderr(&unknown).contains("unknown variable `t`"));
+
+    let syntax = rlq_in(dir.path(), &["check", "syntax.rlq"], "");
+    assert_eq!(code(&syntax), 2);
+    assert!(stderr(&syntax).contains("syntax error"));
+}
+
+#[test]
+fn exit_codes_say_success_runtime_error_or_syntax_error() {
+    assert_eq!(code(&rlq(&["-e", "1 + 1"])), 0);
+    assert_eq!(code(&rlq(&["-e", "1 + nope"])), 1);
+    assert_eq!(code(&rlq(&["-e", "read \"/no/such/file.csv\""])), 1);
+    assert_eq!(code(&rlq(&["-e", "1 +"])), 2);
+    assert_eq!(code(&rlq(&["--format", "xml", "-e", "1"])), 2);
+    assert_eq!(code(&rlq(&["run", "/no/such/script.rlq"])), 2);
+}
+
+#[test]
+fn values_before_an_error_are_printed() {
+    let o = rlq(&["-e", "1\n2 + nope\n3"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(stdout(&o), "1\n");
+}
+
+#[test]
+fn format_csv_and_json_print_tables_as_records() {
+    let dir = folder(&[("t.csv", TABLE_CSV)]);
+    let src = "read \"t.csv\" | where a > 1\nread \"t.csv\" | count";
+    let csv = rlq_in(dir.path(), &["--format", "csv", "-e", src], "");
+    assert_eq!(code(&csv), 0, "{}", stderr(&csv));
+    assert_eq!(stdout(&csv), "a,b\n2,y\n3,z\n3\n");
+
+    let json = rlq_in(dir.path(), &["-e", src, "--format", "json"], "");
+    assert_eq!(code(&json), 0, "{}", stderr(&json));
+    assert_eq!(
+        stdout(&json),
+        "[{\"a\":2,\"b\":\"y\"},{\"a\":3,\"b\":\"z\"}]\n3\n"
+    );
+
+    let table = rlq_in(dir.path(), &["-e", src], "");
+    assert!(
+        stdout(&table).contains("shape: (2, 2)"),
+        "{}",
+        stdout(&table)
+    );
+}
+
+#[test]
+fn diagnostics_show_the_source_line_and_a_label_on_stderr() {
+    let dir = folder(&[("bad.rlq", "let a = 1\na + missing_name\n")]);
+    let o = rlq_in(dir.path(), &["run", "bad.rlq"], "");
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).is_empty());
+    let err = stderr(&o);
+    assert!(err.contains("unknown variable `missing_name`"), "{err}");
+    assert!(err.contains("bad.rlq:2:5"), "{err}");
+    assert!(err.contains("2 │ a + missing_name"), "{err}");
+    // The underline under the name and its label.
+    assert!(err.contains("────┬───"), "{err}");
+    assert!(err.contains("not defined"), "{err}");
+    // No colours when stderr is not a terminal.
+    assert!(!err.contains('\x1b'), "{err}");
+}
+
+#[test]
+fn piped_stdin_prints_each_result() {
+    let o = piped("1 + 2\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "3\n");
+}
+
+#[test]
+fn piped_stdin_joins_continuation_lines() {
+    let o =
+        piped("[1,\n  2]\n\nlet t = read \"scripts/quickstart.jsonl\"\nt\n  | count\n\"done\"\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "[1, 2]\n2\ndone\n");
+}
+
+#[test]
+fn piped_stdin_keeps_going_after_an_error() {
+    let o = piped("nope + 1\n40 + 2\n");
+    assert_eq!(code(&o), 1);
+    assert_eq!(stdout(&o), "42\n");
+    assert!(stderr(&o).contains("unknown variable `nope`"));
+}
+
+#[test]
+fn piped_stdin_runs_meta_commands() {
+    let o = piped("let n = 1\n:vars\n:time on\n2\n:quit\n3\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    let n_line = out
+        .lines()
+        .find(|l| l.starts_with("n "))
+        .unwrap_or_default();
+    assert_eq!(
+        n_line.split_whitespace().collect::<Vec<_>>(),
+        ["n", "number"],
+        "{out}"
+    );
+    assert!(out.contains("2\ntime: "), "{out}");
+    assert!(!out.contains("\n3\n"), "{out}");
+}
+
+#[test]
+fn quickstart_script_prints_an_edge_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !root.join("models/smollm2-135m-instruct.q4_1.gguf").exists() {
+        eprintln!(
+            "skipping: models/smollm2-135m-instruct.q4_1.gguf is missing (scripts/fetch-models.sh)"
+        );
+        return;
+    }
+    // From another folder, to show the script's paths are relative to itself.
+    let o = rlq_in(&root.join("src"), &["run", "../scripts/quickstart.rlq"], "");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("shape: (10, 8)"), "{out}");
+    for column in ["src", "dst", "abs_score", "llama"] {
+        assert!(out.contains(column), "{out}");
+    }
+}
