@@ -30,23 +30,23 @@ fn flat(t: &Tensor) -> Vec<f64> {
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-300);
-    a.iter()
-        .zip(b)
-        .fold(0f64, |m, (x, y)| m.max((x - y).abs()))
-        / scale
+    a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .fold(0f64, |m, (x, y)| m.max((x - y).abs()))
+    a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs()))
 }
 
 /// Gradient of `sum(op(x) * r)` with respect to `x`.
 fn grad(op: &Op, x: &Tensor, r: &Tensor) -> Vec<f64> {
     let v = Var::from_tensor(x).unwrap();
-    let loss = op(v.as_tensor()).unwrap().mul(r).unwrap().sum_all().unwrap();
+    let loss = op(v.as_tensor())
+        .unwrap()
+        .mul(r)
+        .unwrap()
+        .sum_all()
+        .unwrap();
     let g = loss.backward().unwrap();
     flat(g.get(v.as_tensor()).expect("no gradient reached x"))
 }
@@ -96,25 +96,37 @@ fn check(name: &str, fused: Op, composed: Op, shape: &[usize], scale: f64, add: 
     let yf = flat(&fused(&x).unwrap());
     let yc = flat(&composed(&x).unwrap());
     let e = rel_err(&yf, &yc);
-    assert!(e <= 1e-12, "{name}: f64 forward differs from the composition by {e:e}");
+    assert!(
+        e <= 1e-12,
+        "{name}: f64 forward differs from the composition by {e:e}"
+    );
 
     // f64 backward against the composition's gradient.
     let gf = grad(&fused, &x, &r);
     let gc = grad(&composed, &x, &r);
     let e = rel_err(&gf, &gc);
-    assert!(e <= 1e-10, "{name}: gradient differs from the composition's by {e:e}");
+    assert!(
+        e <= 1e-10,
+        "{name}: gradient differs from the composition's by {e:e}"
+    );
 
     // ... and against finite differences of the fused forward.
     let gd = fd_grad(&fused, &x, &r);
     let e = rel_err(&gf, &gd);
-    assert!(e <= 1e-6, "{name}: gradient differs from finite differences by {e:e}");
+    assert!(
+        e <= 1e-6,
+        "{name}: gradient differs from finite differences by {e:e}"
+    );
 
     // f32 forward.
     let x32 = x.to_dtype(DType::F32).unwrap();
     let yf = flat(&fused(&x32).unwrap());
     let yc = flat(&composed(&x32).unwrap());
     let e = rel_err(&yf, &yc);
-    assert!(e <= 1e-5, "{name}: f32 forward differs from the composition by {e:e}");
+    assert!(
+        e <= 1e-5,
+        "{name}: f32 forward differs from the composition by {e:e}"
+    );
     // The f32 result agrees with the f64 one up to f32 rounding.
     let y64 = flat(&fused(&x).unwrap());
     let e = rel_err(&yf, &y64);
@@ -125,7 +137,10 @@ fn check(name: &str, fused: Op, composed: Op, shape: &[usize], scale: f64, add: 
     let gf = grad(&fused, &x32, &r32);
     let gc = grad(&composed, &x32, &r32);
     let e = rel_err(&gf, &gc);
-    assert!(e <= 1e-4, "{name}: f32 gradient differs from the composition's by {e:e}");
+    assert!(
+        e <= 1e-4,
+        "{name}: f32 gradient differs from the composition's by {e:e}"
+    );
 }
 
 fn weight(n: usize, seed: u64, dtype: DType) -> Tensor {
@@ -344,7 +359,13 @@ fn chained_ops_gradient() {
     assert!(e <= 1e-12, "forward differs by {e:e}");
     let gf = grad(&f, &x, &r);
     let e = rel_err(&gf, &grad(&comp, &x, &r));
-    assert!(e <= 1e-10, "gradient differs from the composition's by {e:e}");
+    assert!(
+        e <= 1e-10,
+        "gradient differs from the composition's by {e:e}"
+    );
     let e = rel_err(&gf, &fd_grad(&f, &x, &r));
-    assert!(e <= 1e-6, "gradient differs from finite differences by {e:e}");
+    assert!(
+        e <= 1e-6,
+        "gradient differs from finite differences by {e:e}"
+    );
 }

@@ -496,7 +496,7 @@ impl Kernel1 for Rope {
         let dh = dims[dims.len() - 1];
         let seq = dims[dims.len() - 2];
         let half = dh / 2;
-        if dh % 2 != 0 || self.cos.len() != seq * half || self.sin.len() != seq * half {
+        if !dh.is_multiple_of(2) || self.cos.len() != seq * half || self.sin.len() != seq * half {
             bail!("rope: tables do not match {shape:?}");
         }
         let cos: Vec<T> = to_t(&self.cos);
@@ -539,7 +539,7 @@ pub fn rope_supported(x: &Tensor, cos: &Tensor, sin: &Tensor) -> bool {
         return false;
     }
     let (seq, dh) = (dims[dims.len() - 2], dims[dims.len() - 1]);
-    dh % 2 == 0
+    dh.is_multiple_of(2)
         && cos.dims() == [seq, dh / 2]
         && sin.dims() == [seq, dh / 2]
         && cos.dtype() == x.dtype()
