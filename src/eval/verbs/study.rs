@@ -15,11 +15,14 @@ use crate::syntax::Span;
 
 pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
-        Signature::new("param", "a script parameter: the variable if it is set (`--set`), else a default")
-            .category("study")
-            .required("name", Type::Str, "the variable's name")
-            .required("default", Type::Any, "its value when not set")
-            .example("let n = param \"n\" 100", "100 unless run with --set n=…"),
+        Signature::new(
+            "param",
+            "a script parameter: the variable if it is set (`--set`), else a default",
+        )
+        .category("study")
+        .required("name", Type::Str, "the variable's name")
+        .required("default", Type::Any, "its value when not set")
+        .example("let n = param \"n\" 100", "100 unless run with --set n=…"),
         verb_param,
     );
     reg.register_fn(
@@ -30,20 +33,34 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .category("study")
         .required("source", Type::Any, "\"arith\" or a table")
-        .named_default("n", Type::Number, 100.0, "how many (all of a table if fewer)")
+        .named_default(
+            "n",
+            Type::Number,
+            100.0,
+            "how many (all of a table if fewer)",
+        )
         .named_default("seed", Type::Number, 0.0, "seed for generation / sampling")
         .example("questions \"arith\" n 50", "prompt_id, prompt, expected")
-        .example("questions (read \"gsm8k.jsonl\") n 200", "GSM8K rows, answers after ####"),
+        .example(
+            "questions (read \"gsm8k.jsonl\") n 200",
+            "GSM8K rows, answers after ####",
+        ),
         verb_questions,
     );
     reg.register_fn(
-        Signature::new("summary", "write a markdown report: a title, notes, and each table under its name")
-            .category("study")
-            .rest("tables", Type::Table, "tables to include, in order")
-            .named_required("to", Type::Str, "the .md file")
-            .named("title", Type::Str, "the heading")
-            .named("notes", Type::Str, "a paragraph under the heading")
-            .example("summary cmp, by_layer to \"out/summary.md\" title \"RL vs base\"", "a report"),
+        Signature::new(
+            "summary",
+            "write a markdown report: a title, notes, and each table under its name",
+        )
+        .category("study")
+        .rest("tables", Type::Table, "tables to include, in order")
+        .named_required("to", Type::Str, "the .md file")
+        .named("title", Type::Str, "the heading")
+        .named("notes", Type::Str, "a paragraph under the heading")
+        .example(
+            "summary cmp, by_layer to \"out/summary.md\" title \"RL vs base\"",
+            "a report",
+        ),
         verb_summary,
     );
     reg.register_fn(
@@ -336,6 +353,16 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
             m >= lo && m <= hi && (n0 - n1).abs() <= 0.5 * m
         })
         .collect();
+    if kept.is_empty() {
+        return Err(err(
+            args.span,
+            format!(
+                "no question survived the length filter (T̄ = {t_bar:.1}, window [{lo}, {hi}], \
+                 lengths within half their mean)"
+            ),
+        )
+        .with_help("use more questions (the filters keep questions of typical answer length)"));
+    }
     // Step 4: the same N for both models, with a fixed seed.
     let n = args.number("n").unwrap_or(100.0).max(0.0) as usize;
     let mut rng = StdRng::seed_from_u64(args.number("seed").unwrap_or(0.0) as u64);
@@ -394,7 +421,8 @@ fn verb_param(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let default = args.value("default").cloned().unwrap_or(Value::Null);
     Ok(match ctx.lookup(name).cloned() {
         // `--set n=100` may arrive as text: follow the default's type when it parses.
-        Some(Value::Str(s)) if matches!(default, Value::Number(_)) => match s.trim().parse::<f64>() {
+        Some(Value::Str(s)) if matches!(default, Value::Number(_)) => match s.trim().parse::<f64>()
+        {
             Ok(x) => Value::Number(x),
             Err(_) => {
                 return Err(err(
@@ -420,8 +448,10 @@ fn verb_questions(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 ..Default::default()
             };
             a.positional = vec![Value::Number(n)];
-            a.named.insert("n".into(), vec![arg(Value::Number(n), span)]);
-            a.named.insert("seed".into(), vec![arg(Value::Number(seed), span)]);
+            a.named
+                .insert("n".into(), vec![arg(Value::Number(n), span)]);
+            a.named
+                .insert("seed".into(), vec![arg(Value::Number(seed), span)]);
             verb_arith(ctx, a)
         }
         Some(Value::Str(s)) => {
@@ -431,27 +461,38 @@ fn verb_questions(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 span: args.span,
                 ..Default::default()
             };
-            a.named.insert("path".into(), vec![arg(Value::Str(s.clone()), span)]);
+            a.named
+                .insert("path".into(), vec![arg(Value::Str(s.clone()), span)]);
             let table = super::io::verb_read(ctx, a)?;
             let mut b = args.clone();
             b.named.insert("source".into(), vec![arg(table, span)]);
             verb_questions(ctx, b)
         }
         Some(v) => {
-            let df = v
-                .as_table()
-                .ok_or_else(|| EvalError::type_mismatch("\"arith\" or a table", v.type_name(), span))?;
+            let df = v.as_table().ok_or_else(|| {
+                EvalError::type_mismatch("\"arith\" or a table", v.type_name(), span)
+            })?;
             let pick = |names: &[&'static str]| -> Option<&'static str> {
                 names.iter().find(|c| df.column(c).is_ok()).copied()
             };
-            let q = pick(&["question", "prompt", "problem"])
-                .ok_or_else(|| err(span, "the table needs a `question` (or `prompt`/`problem`) column"))?;
-            let a = pick(&["expected", "answer", "solution"])
-                .ok_or_else(|| err(span, "the table needs an `answer` (or `expected`/`solution`) column"))?;
+            let q = pick(&["question", "prompt", "problem"]).ok_or_else(|| {
+                err(
+                    span,
+                    "the table needs a `question` (or `prompt`/`problem`) column",
+                )
+            })?;
+            let a = pick(&["expected", "answer", "solution"]).ok_or_else(|| {
+                err(
+                    span,
+                    "the table needs an `answer` (or `expected`/`solution`) column",
+                )
+            })?;
             let prompts = string_column(&df, q).map_err(|m| err(span, m))?;
             let answers = string_column(&df, a).map_err(|m| err(span, m))?;
             let mut rows: Vec<usize> = (0..df.height())
-                .filter(|&r| prompts[r].is_some() && answers[r].as_deref().and_then(last_number).is_some())
+                .filter(|&r| {
+                    prompts[r].is_some() && answers[r].as_deref().and_then(last_number).is_some()
+                })
                 .collect();
             let mut rng = StdRng::seed_from_u64(seed as u64);
             rows.shuffle(&mut rng);
@@ -496,9 +537,16 @@ fn verb_summary(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 .ok_or_else(|| EvalError::type_mismatch("table", v.type_name(), a.span))?,
             _ => return Err(err(a.span, "expected a table")),
         };
-        text.push_str(&format!("## {name}\n\n{}\n", super::io::markdown_table(&df)));
+        text.push_str(&format!(
+            "## {name}\n\n{}\n",
+            super::io::markdown_table(&df)
+        ));
     }
-    super::io::write_text_atomic(&path, &text)
-        .map_err(|e| err(args.span_of("to"), format!("cannot write `{}`: {e}", path.display())))?;
+    super::io::write_text_atomic(&path, &text).map_err(|e| {
+        err(
+            args.span_of("to"),
+            format!("cannot write `{}`: {e}", path.display()),
+        )
+    })?;
     Ok(Value::Null)
 }
