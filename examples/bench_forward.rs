@@ -120,11 +120,23 @@ fn main() {
     // candle's llama decoding the same way (its KV cache, one token per step)
     let t = Instant::now();
     let mut cache = ct::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
-    let prompt = Tensor::new(&ids[..16], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let prompt = Tensor::new(&ids[..16], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let mut logits = reference.forward(&prompt, 0, &mut cache).unwrap();
     for i in 0..64 {
-        let next = logits.argmax(candle_core::D::Minus1).unwrap().flatten_all().unwrap().to_vec1::<u32>().unwrap()[0];
-        let x = Tensor::new(&[next], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let next = logits
+            .argmax(candle_core::D::Minus1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap()[0];
+        let x = Tensor::new(&[next], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         logits = reference.forward(&x, 16 + i, &mut cache).unwrap();
     }
     let cand_gen = 64.0 / t.elapsed().as_secs_f64();
