@@ -50,6 +50,7 @@ fn loss_with_offset(
                 layout: Some(lay),
                 dest_offsets: Some(&DestOffsets::Stacked(offs.clone())),
                 record_sources: false,
+                ..Default::default()
             },
             None,
         )
@@ -72,6 +73,7 @@ fn sources(tf: &HookedTransformer, lay: &HookLayout, tokens: &[u32]) -> Tensor {
             layout: Some(lay),
             dest_offsets: None,
             record_sources: true,
+            ..Default::default()
         },
         None,
     )
@@ -216,6 +218,7 @@ fn sources_sum_to_the_residual_stream() {
                     layout: Some(&lay),
                     dest_offsets: Some(&DestOffsets::Stacked(offs.clone())),
                     record_sources: false,
+                    ..Default::default()
                 },
                 None,
             )
@@ -377,4 +380,87 @@ fn mismatched_corrupt_length_is_an_error_not_a_panic() {
     };
     let err = score_sample(&tf, &lay, &lay.edges(), &s, Method::Eap, &|| false).unwrap_err();
     assert!(err.to_string().contains("do not fit"), "{err}");
+}
+
+/// The logit-difference loss through the same finite-difference check, and the KL loss's
+/// defining property: at the clean input its gradient vanishes, so zero-ablation EAP scores are 0.
+#[test]
+fn logit_diff_and_kl_losses() {
+    let tf = transformer(Family::Qwen2);
+    let c = tf.config.clone();
+    let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+    let edges = lay.edges();
+    let mut s = sample(false);
+    s.loss = SampleLoss::LogitDiff {
+        position: 6,
+        target: 3,
+        wrong: 8,
+    };
+    let got = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).unwrap();
+    let o = sources(&tf, &lay, &s.tokens);
+    let diff_loss = |v: usize, off: &Tensor| -> f64 {
+        let (seq, d) = (s.tokens.len(), c.d_model);
+        let mut offs = Tensor::zeros((lay.n_dests(), seq, d), DType::F64, tf.device()).unwrap();
+        offs = offs
+            .slice_assign(&[v..v + 1, 0..seq, 0..d], &off.unsqueeze(0).unwrap())
+            .unwrap();
+        let out = tf
+            .forward(
+                ForwardInput::Ids(&s.tokens),
+                &Hooks {
+                    layout: Some(&lay),
+                    dest_offsets: Some(&DestOffsets::Stacked(offs)),
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        let t = LossTarget::LogitDiff {
+            position: 6,
+            target: 3,
+            wrong: 8,
+        };
+        loss(&out.logits, &t).unwrap().to_scalar::<f64>().unwrap()
+    };
+    let eps = 1e-5;
+    for i in sampled_edges(&lay) {
+        let (u, v) = edges[i];
+        let du = o.get(u).unwrap().neg().unwrap();
+        let fd = (diff_loss(v, &(&du * eps).unwrap()) - diff_loss(v, &(&du * -eps).unwrap()))
+            / (2.0 * eps);
+        let e = got.scores[i];
+        assert!(
+            (fd - e).abs() <= 1e-6 * fd.abs().max(e.abs()) + 1e-9,
+            "edge {i}: {e} vs {fd}"
+        );
+    }
+    // KL against the clean run: zero at the clean point, zero gradient there.
+    s.loss = SampleLoss::Kl { start: 3, len: 4 };
+    let kl = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).unwrap();
+    assert!(kl.loss.abs() < 1e-12);
+    assert!(kl.scores.iter().all(|x| x.abs() < 1e-9));
+    // ...but exact patching of an edge moves the distribution: KL > 0.
+    let kp = score_sample(&tf, &lay, &edges[..3], &s, Method::Patch, &|| false).unwrap();
+    assert!(kp.scores.iter().all(|x| *x > 0.0), "{:?}", kp.scores);
+}
+
+/// A NaN weight makes the loss NaN: the error names the sample instead of averaging it in.
+#[test]
+fn non_finite_values_are_reported_with_their_sample() {
+    let mut m = random_model(Family::Llama, 7, DType::F64).unwrap();
+    let name = "model.layers.1.mlp.down_proj.weight";
+    let w = m.weights.get(name).unwrap();
+    let nan = (w.ones_like().unwrap() * f64::NAN).unwrap();
+    m.weights.insert(name, nan);
+    let tf = HookedTransformer::new(&m).unwrap();
+    let c = tf.config.clone();
+    let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+    let mut s = sample(false);
+    s.id = 42;
+    let err = score_sample(&tf, &lay, &lay.edges(), &s, Method::Eap, &|| false).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sample 42") && msg.contains("not finite"),
+        "{msg}"
+    );
 }

@@ -153,6 +153,90 @@ fn patch_text_samples_then_query_the_graph() {
     let nodes = table(&mut s, "nodes g");
     // m{l} is both a source and a destination; a{l} and a{l}<q> are different nodes
     assert_eq!(nodes.height(), 61 + 121 - 30);
+    // export: DOT text and the EAP-IG JSON layout, with the circuit's scores
+    let dir = tempfile::tempdir().unwrap();
+    let (dot, json) = (dir.path().join("c.dot"), dir.path().join("c.json"));
+    s.eval(&format!(
+        "let c = circuit g top 25\nexport c to \"{}\"\nexport c to \"{}\"",
+        dot.display(),
+        json.display()
+    ))
+    .unwrap();
+    let dot = std::fs::read_to_string(dot).unwrap();
+    assert!(dot.starts_with("digraph") && dot.matches("->").count() == 25);
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let edges = j["edges"].as_object().unwrap();
+    assert_eq!(edges.len(), 25);
+    let mean = g.mean_scores();
+    let first = format!("{}->{}", g.edges[0].src, g.edges[0].dst);
+    // serde_json's default float parser may differ from the written value in the last ulp
+    let back = edges[&first]["score"].as_f64().unwrap();
+    assert!((back - mean[0]).abs() <= 1e-15 * mean[0].abs());
+    let e = format!("{:?}", s.eval("export c to \"x.png\"").unwrap_err());
+    assert!(e.contains(".dot or .json"), "{e}");
+    let shown = s.eval("show g top 3").unwrap();
+    let text = shown.as_str().unwrap();
+    assert!(text.contains("3691 edges, 2 samples, 30 layers"), "{text}");
+    assert_eq!(text.matches("->").count(), 3);
+    // Statistics on the real graph against the formulas computed here from the saved CSV,
+    // parsed by hand (no polars): intensity, edge entropy and kurtosis.
+    let csv = dir.path().join("g.csv");
+    s.eval(&format!("save g to \"{}\"", csv.display())).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let (ip, is, isc) = (
+        header.iter().position(|h| *h == "prompt_id").unwrap(),
+        header.iter().position(|h| *h == "src").unwrap(),
+        header.iter().position(|h| *h == "score").unwrap(),
+    );
+    let mut per_sample: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut per_edge: std::collections::HashMap<String, f64> = Default::default();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let v: f64 = f[isc].parse().unwrap();
+        per_sample.entry(f[ip].to_string()).or_default().push(v);
+        *per_edge
+            .entry(format!("{}|{}", f[is], f[is + 1]))
+            .or_default() += v / 2.0;
+    }
+    let all: Vec<f64> = per_sample.values().flatten().copied().collect();
+    let intensity_here = all.iter().map(|x| x.abs()).sum::<f64>() / all.len() as f64;
+    let total: f64 = per_edge.values().map(|x| x.abs()).sum();
+    let entropy_here: f64 = per_edge
+        .values()
+        .map(|x| x.abs() / total)
+        .filter(|p| *p > 0.0)
+        .map(|p| -p * p.ln())
+        .sum();
+    let kurt_here = per_sample
+        .values()
+        .map(|v| {
+            let n = v.len() as f64;
+            let mu = v.iter().sum::<f64>() / n;
+            let m2 = v.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / n;
+            let m4 = v.iter().map(|x| (x - mu).powi(4)).sum::<f64>() / n;
+            m4 / (m2 * m2)
+        })
+        .sum::<f64>()
+        / per_sample.len() as f64;
+    let mut one = |src: &str| -> f64 {
+        let t = table(&mut s, src);
+        t.column("value").unwrap().f64().unwrap().get(0).unwrap()
+    };
+    // CSV keeps ~17 significant digits: agreement to 1e-9 relative.
+    for (verb, here) in [
+        ("intensity g", intensity_here),
+        ("edge_entropy g", entropy_here),
+        ("kurtosis g", kurt_here),
+    ] {
+        let got = one(verb);
+        assert!(
+            (got - here).abs() <= 1e-9 * here.abs(),
+            "{verb}: {got} vs {here}"
+        );
+    }
     // generated answers exist and are used: the graph records T_cut
     assert_eq!(s.eval("g").unwrap().as_graph().unwrap().meta.t_cut, Some(2));
 }

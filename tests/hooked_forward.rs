@@ -72,6 +72,7 @@ fn zero_offsets_and_recording_do_not_change_logits() {
                     layout: Some(&lay),
                     dest_offsets: Some(&DestOffsets::Stacked(zeros.clone())),
                     record_sources: true,
+                    ..Default::default()
                 },
                 None,
             )
@@ -104,6 +105,7 @@ fn every_destination_receives_a_gradient() {
                     layout: Some(&lay),
                     dest_offsets: Some(&DestOffsets::Stacked(delta.as_tensor().clone())),
                     record_sources: false,
+                    ..Default::default()
                 },
                 None,
             )

@@ -201,6 +201,8 @@ fn sentencepiece_gguf_vocab_becomes_a_byte_fallback_bpe() {
     let ids = t.encode("hello world", false).unwrap();
     assert_eq!(ids, vec![id("▁hello"), id("▁world")]);
     assert_eq!(t.decode(&ids, false).unwrap(), "hello world");
+    // Pieces keep the word-initial space the decoder strips from a lone `▁hello`.
+    assert_eq!(t.pieces(&ids), vec![" hello", " world"]);
     // add_bos_token puts <s> first when special tokens are requested.
     assert_eq!(t.encode("hello", true).unwrap(), vec![1, id("▁hello")]);
     // Unknown characters fall back to their UTF-8 bytes and decode back.

@@ -1,1 +1,30 @@
-//! analysis layer (see DESIGN.md).
+//! Analysis layer (METHOD.md §5): circuit statistics of scored edge tables, whole or grouped,
+//! several graphs side by side, and base-vs-tuned comparisons with a bootstrap over samples.
+//!
+//! Every entry point takes polars frames shaped like `Graph::sample_table()` (long: one row per
+//! prompt_id and edge) or `Graph::edge_table()` (no prompt_id: one sample), so tables read back
+//! from parquet work too. Each call parses its table once into a [`ScoreMatrix`].
+
+pub mod bootstrap;
+pub mod canonical;
+pub mod compare;
+pub mod error;
+pub mod group;
+pub mod matrix;
+pub mod measures;
+pub mod pairing;
+pub mod per_edge;
+pub mod side_by_side;
+pub mod stats;
+pub mod synthetic;
+
+pub use compare::{compare, CompareOpts};
+pub use error::{AnalysisError, Result};
+pub use group::By;
+pub use matrix::ScoreMatrix;
+pub use per_edge::{node_entropy, overlap, rel_change};
+pub use side_by_side::side_by_side;
+pub use stats::{
+    diversity, edge_entropy, edge_entropy_norm, effective_edges, entropy, gini, intensity,
+    kurtosis, statistic, topk_mass, HistOpts, Stat, STAT_NAMES,
+};

@@ -88,7 +88,17 @@ pub enum AttributionError {
 
 type Result<T> = std::result::Result<T, AttributionError>;
 
-fn resolve_loss(sample: &Sample, clean_logits: &Tensor) -> Result<LossTarget> {
+/// The first position whose logits a sample's loss reads.
+fn loss_window_start(loss: &SampleLoss) -> usize {
+    match loss {
+        SampleLoss::Tokens { start, .. } | SampleLoss::Kl { start, .. } => *start,
+        SampleLoss::LogitDiff { position, .. } => *position,
+    }
+}
+
+/// The loss target, validated against the sequence, in the coordinates of logits that start at
+/// `from` (`Hooks::logits_from`).
+fn resolve_loss(sample: &Sample, clean_logits: &Tensor, from: usize) -> Result<LossTarget> {
     let seq = sample.tokens.len();
     let bad = |msg: String| AttributionError::Sample {
         sample: sample.id,
@@ -131,10 +141,11 @@ fn resolve_loss(sample: &Sample, clean_logits: &Tensor) -> Result<LossTarget> {
             LossTarget::Kl {
                 start: *start,
                 len: *len,
-                clean: probs_at(clean_logits, *start, *len)?,
+                clean: probs_at(clean_logits, *start - from, *len)?,
             }
         }
-    })
+    }
+    .shifted(from))
 }
 
 fn check_finite(sample: i64, what: &'static str, t: &Tensor) -> Result<()> {
@@ -187,7 +198,9 @@ pub fn score_sample(
     let dtype = tf.dtype();
     let dev = tf.device().clone();
 
-    // Clean forward with zero offsets on every destination; sources recorded.
+    // Clean forward with zero offsets on every destination; sources recorded; logits only over
+    // the loss window.
+    let from = loss_window_start(&sample.loss).min(seq - 1);
     let (offsets, vars) = DestOffsets::zero_vars(layout, seq, d, dtype, &dev)?;
     let clean = tf.forward(
         ForwardInput::Ids(&sample.tokens),
@@ -195,6 +208,7 @@ pub fn score_sample(
             layout: Some(layout),
             dest_offsets: Some(&offsets),
             record_sources: true,
+            logits_from: from,
         },
         None,
     )?;
@@ -203,7 +217,7 @@ pub fn score_sample(
         .as_ref()
         .expect("sources were recorded")
         .detach();
-    let target = resolve_loss(sample, &clean.logits.detach())?;
+    let target = resolve_loss(sample, &clean.logits.detach(), from)?;
     let clean_loss_t = loss(&clean.logits, &target)?;
     let clean_loss = scalar(&clean_loss_t)?;
     if !clean_loss.is_finite() {
@@ -223,6 +237,7 @@ pub fn score_sample(
                     layout: Some(layout),
                     dest_offsets: None,
                     record_sources: true,
+                    logits_from: seq - 1,
                 },
                 None,
             )?;
@@ -238,6 +253,7 @@ pub fn score_sample(
             edges,
             sample,
             &target,
+            from,
             clean_loss,
             &delta_o,
             interrupted,
@@ -249,9 +265,9 @@ pub fn score_sample(
             let grads = clean_loss_t.backward()?;
             DestOffsets::stack_grads(&grads, &vars)?
         }
-        Method::EapIg { steps } => {
-            ig_gradient(tf, layout, sample, &target, steps, seq, d, &dev, dtype)?
-        }
+        Method::EapIg { steps } => ig_gradient(
+            tf, layout, sample, &target, from, steps, seq, d, &dev, dtype,
+        )?,
         Method::Patch => unreachable!("handled above"),
     };
     check_finite(sample.id, "gradient", &grad)?;
@@ -281,6 +297,7 @@ fn ig_gradient(
     layout: &HookLayout,
     sample: &Sample,
     target: &LossTarget,
+    from: usize,
     steps: usize,
     seq: usize,
     d: usize,
@@ -304,6 +321,7 @@ fn ig_gradient(
                 layout: Some(layout),
                 dest_offsets: Some(&offsets),
                 record_sources: false,
+                logits_from: from,
             },
             None,
         )?;
@@ -334,6 +352,7 @@ fn patch_edges(
     edges: &[(usize, usize)],
     sample: &Sample,
     target: &LossTarget,
+    from: usize,
     clean_loss: f64,
     delta_o: &Tensor,
     interrupted: &dyn Fn() -> bool,
@@ -366,6 +385,7 @@ fn patch_edges(
                 layout: Some(layout),
                 dest_offsets: Some(&offsets),
                 record_sources: false,
+                logits_from: from,
             },
             None,
         )?;

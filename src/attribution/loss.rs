@@ -58,6 +58,26 @@ pub enum LossTarget {
     },
 }
 
+impl LossTarget {
+    /// The first position whose logits the loss reads.
+    pub fn first_position(&self) -> usize {
+        match self {
+            LossTarget::Tokens { start, .. } | LossTarget::Kl { start, .. } => *start,
+            LossTarget::LogitDiff { position, .. } => *position,
+        }
+    }
+
+    /// The same loss on logits that start at position `by` (see `Hooks::logits_from`).
+    pub fn shifted(&self, by: usize) -> LossTarget {
+        let mut t = self.clone();
+        match &mut t {
+            LossTarget::Tokens { start, .. } | LossTarget::Kl { start, .. } => *start -= by,
+            LossTarget::LogitDiff { position, .. } => *position -= by,
+        }
+        t
+    }
+}
+
 /// The scalar loss for `logits` `[seq, vocab]`.
 pub fn loss(logits: &Tensor, target: &LossTarget) -> Result<Tensor> {
     match target {

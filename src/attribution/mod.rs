@@ -2,6 +2,7 @@
 //! losses on logits. Returns plain tensors and frames; knows nothing about the language.
 
 pub mod eap;
+pub mod export;
 pub mod graph;
 pub mod loss;
 pub mod prepare;

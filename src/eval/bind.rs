@@ -45,7 +45,14 @@ pub(crate) fn bind<'a>(
     let mut sections: Vec<(Option<&Param>, Span, Vec<&'a Item>)> =
         vec![(None, cmd.verb.span, Vec::new())];
     for item in &cmd.items {
-        if let Some(word) = item.bare_word() {
+        // A keyword that still waits for its value takes the next word as that value, even
+        // when the word is itself a keyword: `seed seed` is the keyword `seed` given the
+        // variable `seed`.
+        let awaiting_value = matches!(
+            sections.last(),
+            Some((Some(p), _, items)) if items.is_empty() && !matches!(p.shape, Shape::Flag)
+        );
+        if let (Some(word), false) = (item.bare_word(), awaiting_value) {
             if let Some(kw) = sig.keyword_param(word) {
                 if sections
                     .iter()

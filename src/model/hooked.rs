@@ -67,6 +67,10 @@ pub struct Hooks<'a> {
     pub dest_offsets: Option<&'a DestOffsets>,
     /// Stack every source output into `ForwardOutput::sources`.
     pub record_sources: bool,
+    /// Compute logits only for positions `logits_from..seq` (the loss window): the unembedding
+    /// is a large share of a small model's cost, and positions before the window cannot affect
+    /// a loss over it.
+    pub logits_from: usize,
 }
 
 /// Offsets for the destinations, either as one `[n_dests, seq, d_model]` tensor or as one
@@ -175,7 +179,7 @@ impl DestOffsets {
 }
 
 pub struct ForwardOutput {
-    /// `[seq, vocab]`.
+    /// `[seq - logits_from, vocab]`.
     pub logits: Tensor,
     /// `[n_sources, seq, d_model]` when recorded.
     pub sources: Option<Tensor>,
@@ -207,9 +211,47 @@ struct Pass<'a> {
     seq: usize,
     offset: usize,
     sources: Vec<Tensor>,
+    /// Rope tables per base frequency and masks per window, built once per forward: layers
+    /// share them, and rebuilding them per layer dominated the cost of one decoding step.
+    rope: Vec<(f64, Tensor, Tensor)>,
+    masks: Vec<(Option<usize>, usize, Tensor)>,
 }
 
 impl Pass<'_> {
+    fn rope_for(
+        &mut self,
+        theta: f64,
+        dh: usize,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        if let Some((_, c, s)) = self.rope.iter().find(|(t, _, _)| *t == theta) {
+            return Ok((c.clone(), s.clone()));
+        }
+        let (c, s) = ops::rope_tables(self.seq, self.offset, dh, theta, dtype, dev)?;
+        self.rope.push((theta, c.clone(), s.clone()));
+        Ok((c, s))
+    }
+
+    fn mask_for(
+        &mut self,
+        window: Option<usize>,
+        k_len: usize,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        if let Some((_, _, m)) = self
+            .masks
+            .iter()
+            .find(|(w, k, _)| *w == window && *k == k_len)
+        {
+            return Ok(m.clone());
+        }
+        let m = ops::causal_mask(self.seq, k_len, self.offset, window, dtype, dev)?;
+        self.masks.push((window, k_len, m.clone()));
+        Ok(m)
+    }
+
     /// The residual copy that `count` destination slots starting at `start` read:
     /// `[count, seq, d]` (or `[1, seq, d]` with no offsets).
     fn residual_copy(&self, h: &Tensor, start: usize, count: usize) -> Result<Tensor> {
@@ -437,6 +479,8 @@ impl HookedTransformer {
             seq,
             offset,
             sources: Vec::new(),
+            rope: Vec::new(),
+            masks: Vec::new(),
         };
         if hooks.record_sources {
             pass.sources.push(h.unsqueeze(0)?);
@@ -453,6 +497,12 @@ impl HookedTransformer {
                 h.broadcast_add(&off.slots(lay.dest_logits(), 1)?.squeeze(0)?)?
             }
             _ => h,
+        };
+        let from = hooks.logits_from.min(seq.saturating_sub(1));
+        let x = if from > 0 {
+            x.narrow(0, from, seq - from)?
+        } else {
+            x
         };
         let xn = ops::rms_norm(&x, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;
         let mut logits = ops::matmul_const(&xn, &self.lm_head.t()?)?;
@@ -532,14 +582,7 @@ impl HookedTransformer {
             q = ops::rms_norm(&q, qn, eps, noff)?;
             k = ops::rms_norm(&k, kn, eps, noff)?;
         }
-        let (cos, sin) = ops::rope_tables(
-            seq,
-            pass.offset,
-            dh,
-            lw.rope_theta,
-            self.dtype,
-            &self.device,
-        )?;
+        let (cos, sin) = pass.rope_for(lw.rope_theta, dh, self.dtype, &self.device)?;
         q = ops::rope(&q, &cos, &sin)?;
         k = ops::rope(&k, &cos, &sin)?;
         if let Some(slot) = cache {
@@ -560,7 +603,7 @@ impl HookedTransformer {
         if let Some(cap) = c.gemma.as_ref().and_then(|g| g.attn_logit_softcapping) {
             scores = ((scores / cap)?.tanh()? * cap)?;
         }
-        let mask = ops::causal_mask(seq, k_len, pass.offset, lw.window, self.dtype, &self.device)?;
+        let mask = pass.mask_for(lw.window, k_len, self.dtype, &self.device)?;
         let probs = ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
         let z = probs.matmul(&v)?; // [hq, seq, dh]
 

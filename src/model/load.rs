@@ -108,6 +108,7 @@ impl Model {
     }
 
     /// Renders the model's chat template (HF semantics) for `(role, content)` messages.
+    /// Templates usually write BOS themselves: encode the result with `add_special_tokens = false`.
     pub fn apply_chat_template(
         &self,
         messages: &[(&str, &str)],

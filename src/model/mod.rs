@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod hooked;

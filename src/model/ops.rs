@@ -1,15 +1,33 @@
 //! Differentiable building blocks shared by every family's forward.
 //!
 //! candle's fused `softmax_last_dim`, `rms_norm`, `layer_norm` and `rope` kernels have no backward
-//! (they return wrong or missing gradients without an error), so everything here is composed from
-//! primitive ops whose backward candle implements; `tests/hooked_grad.rs` checks each one against
-//! finite differences.
+//! (they return wrong or missing gradients without an error). On CPU in f32/f64, RMSNorm,
+//! softmax, log-softmax, SiLU, GELU and rope run as our own fused ops with hand-written backward
+//! passes (`super::fused`); elsewhere they are composed from primitive ops whose backward candle
+//! implements (the `*_composed` functions, also the reference in `tests/ops_grad.rs`, which
+//! checks both against each other and against finite differences).
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
+use super::fused;
+
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * (w + offset)`.
 /// `offset` is 1 for Gemma, whose checkpoints store `w - 1`.
+/// The weight is treated as a constant on the fused path (it is never a `Var` here): no gradient
+/// is computed for it.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, offset: f64) -> Result<Tensor> {
+    if fused::supported(x)
+        && weight.dtype() == x.dtype()
+        && weight.elem_count() == x.dim(D::Minus1)?
+        && weight.device().is_cpu()
+    {
+        return fused::rms_norm(x, weight, eps, offset);
+    }
+    rms_norm_composed(x, weight, eps, offset)
+}
+
+/// `rms_norm` composed from primitive ops (any device and dtype; also differentiates `weight`).
+pub fn rms_norm_composed(x: &Tensor, weight: &Tensor, eps: f64, offset: f64) -> Result<Tensor> {
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     let inv = (ms + eps)?.sqrt()?.recip()?;
     let w = if offset != 0.0 {
@@ -23,6 +41,14 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, offset: f64) -> Result<Te
 /// Softmax over the last dimension. The max is subtracted for stability and detached: the result
 /// does not depend on it, so its gradient contribution is exactly zero.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused::supported(x) {
+        return fused::softmax_last_dim(x);
+    }
+    softmax_last_dim_composed(x)
+}
+
+/// `softmax_last_dim` composed from primitive ops.
+pub fn softmax_last_dim_composed(x: &Tensor) -> Result<Tensor> {
     let m = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&m)?.exp()?;
     let s = e.sum_keepdim(D::Minus1)?;
@@ -31,6 +57,14 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 
 /// Log-softmax over the last dimension (for losses), differentiable.
 pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused::supported(x) {
+        return fused::log_softmax_last_dim(x);
+    }
+    log_softmax_last_dim_composed(x)
+}
+
+/// `log_softmax_last_dim` composed from primitive ops.
+pub fn log_softmax_last_dim_composed(x: &Tensor) -> Result<Tensor> {
     let m = x.max_keepdim(D::Minus1)?.detach();
     let shifted = x.broadcast_sub(&m)?;
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
@@ -64,7 +98,16 @@ pub fn rope_tables(
 }
 
 /// Rotary embedding in Hugging Face's half-split layout (`rotate_half`), on `[..., seq, head_dim]`.
+/// `cos` and `sin` are constants (no gradient).
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if fused::rope_supported(x, cos, sin) {
+        return fused::rope(x, cos, sin);
+    }
+    rope_composed(x, cos, sin)
+}
+
+/// `rope` composed from primitive ops.
+pub fn rope_composed(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let dh = x.dim(D::Minus1)?;
     let half = dh / 2;
     let x1 = x.narrow(D::Minus1, 0, half)?;
@@ -104,8 +147,16 @@ pub fn causal_mask(
     Tensor::from_vec(m, (q_len, k_len), device)?.to_dtype(dtype)
 }
 
-/// GELU with the tanh approximation (`gelu_pytorch_tanh`), composed so its gradient is exact.
+/// GELU with the tanh approximation (`gelu_pytorch_tanh`).
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    if fused::supported(x) {
+        return fused::gelu_tanh(x);
+    }
+    gelu_tanh_composed(x)
+}
+
+/// `gelu_tanh` composed from primitive ops, so its gradient is exact.
+pub fn gelu_tanh_composed(x: &Tensor) -> Result<Tensor> {
     let c = (2.0f64 / std::f64::consts::PI).sqrt();
     // x³ as x·x·x: powf is undefined for negative bases.
     let cube = x.sqr()?.mul(x)?;
@@ -114,8 +165,16 @@ pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
     (x * 0.5)?.mul(&t)
 }
 
-/// SiLU `x * sigmoid(x)`, composed from exp so the gradient does not rely on a fused kernel.
+/// SiLU `x * sigmoid(x)`.
 pub fn silu(x: &Tensor) -> Result<Tensor> {
+    if fused::supported(x) {
+        return fused::silu(x);
+    }
+    silu_composed(x)
+}
+
+/// `silu` composed from exp, so the gradient does not rely on candle's fused kernel.
+pub fn silu_composed(x: &Tensor) -> Result<Tensor> {
     let sig = (x.neg()?.exp()? + 1.0)?.recip()?;
     x.mul(&sig)
 }

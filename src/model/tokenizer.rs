@@ -120,9 +120,19 @@ impl TextTokenizer {
             return ids.iter().map(|id| format!("<{id}>")).collect();
         };
         ids.iter()
-            .map(|&id| match t.decode(&[id], false) {
-                Ok(s) if !s.is_empty() || t.id_to_token(id).is_some() => s,
-                _ => format!("<unk:{id}>"),
+            .map(|&id| {
+                let raw = t.id_to_token(id);
+                match t.decode(&[id], false) {
+                    // SentencePiece decoders strip the space of a leading `▁`; keep it visible.
+                    Ok(s)
+                        if raw.as_deref().is_some_and(|r| r.starts_with('▁'))
+                            && !s.starts_with(' ') =>
+                    {
+                        format!(" {s}")
+                    }
+                    Ok(s) if !s.is_empty() || raw.is_some() => s,
+                    _ => format!("<unk:{id}>"),
+                }
             })
             .collect()
     }

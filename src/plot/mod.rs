@@ -1,1 +1,24 @@
-//! plot layer (see DESIGN.md).
+//! Plot layer: SVG or PNG charts of analysis frames (format chosen by the path's extension,
+//! written atomically: temp file in the same folder, then rename).
+//!
+//! - [`heatmap`]: source × destination matrix of mean scores, diverging colours centred at 0.
+//! - [`bars`]: grouped bars, e.g. a statistic by layer for several graphs.
+//! - [`hist`]: distribution of a score column, optionally log-scaled counts.
+//! - [`lines`]: one line per column against a numeric x column.
+
+mod bars;
+mod columns;
+mod error;
+mod heatmap;
+mod hist;
+mod lines;
+mod output;
+mod style;
+
+pub use bars::bars;
+pub use error::PlotError;
+pub use heatmap::{heatmap, HeatmapOpts};
+pub use hist::{hist, HistPlotOpts};
+pub use lines::lines;
+pub use output::Format;
+pub use style::PlotOpts;

@@ -118,6 +118,91 @@ pub(super) fn register(reg: &mut Registry) {
         .example("circuit g top 50", "a 50-edge circuit, still a graph"),
         verb_circuit,
     );
+    reg.register_fn(
+        Signature::new(
+            "export",
+            "write a circuit as Graphviz DOT (.dot) or EAP-IG JSON (.json)",
+        )
+        .category("graph")
+        .required("graph", Type::Graph, "a graph or circuit")
+        .named_required("to", Type::Str, "the file; .dot or .json")
+        .example(
+            "export (circuit g top 50) to \"out/c.dot\"",
+            "render with `dot -Tsvg`",
+        ),
+        verb_export,
+    );
+    reg.register_fn(
+        Signature::new(
+            "show",
+            "a graph's summary: model, method, edges, samples, top edges",
+        )
+        .category("graph")
+        .required("graph", Type::Graph, "a graph")
+        .named_default("top", Type::Number, 10.0, "how many top edges to list")
+        .example("show g", "a short text summary"),
+        verb_show,
+    );
+}
+
+fn verb_export(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let g = graph_arg(&args)?;
+    let given = args.str("to").unwrap_or_default().to_string();
+    let path = ctx.resolve_path(&given);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text = match ext.as_str() {
+        "dot" | "gv" => crate::attribution::export::to_dot(&g),
+        "json" => crate::attribution::export::to_eap_ig_json(&g).to_string(),
+        _ => {
+            return Err(err(args.span_of("to"), "export writes .dot or .json")
+                .with_help("for tables use `save g to \"x.parquet\"`"))
+        }
+    };
+    super::io::write_text_atomic(&path, &text).map_err(|e| {
+        err(
+            args.span_of("to"),
+            format!("cannot write `{}`: {e}", path.display()),
+        )
+    })?;
+    Ok(Value::Null)
+}
+
+fn verb_show(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let g = graph_arg(&args)?;
+    let top = args.number("top").unwrap_or(10.0).max(0.0) as usize;
+    let mean = g.mean_scores();
+    let mut order: Vec<usize> = (0..mean.len()).collect();
+    order.sort_by(|&a, &b| mean[b].abs().total_cmp(&mean[a].abs()));
+    let m = &g.meta;
+    let mut out = format!(
+        "graph of {} — {} edges, {} samples, {} layers\nmethod {}, loss {}, granularity {}, T_cut {}\n",
+        if m.model.is_empty() { "(unknown model)" } else { &m.model },
+        g.edges.len(),
+        g.scores.len(),
+        m.n_layers,
+        m.method,
+        m.loss,
+        m.granularity,
+        m.t_cut.map_or("-".to_string(), |t| t.to_string()),
+    );
+    let total: f64 = mean.iter().map(|s| s.abs()).sum();
+    out.push_str(&format!(
+        "mean |score| {:.4e}, Σ|score| {:.4e}\ntop edges:\n",
+        total / mean.len().max(1) as f64,
+        total
+    ));
+    for &i in order.iter().take(top) {
+        out.push_str(&format!(
+            "  {:<18} {:+.4e}\n",
+            format!("{}->{}", g.edges[i].src, g.edges[i].dst),
+            mean[i]
+        ));
+    }
+    Ok(Value::Str(out))
 }
 
 fn err(span: Span, e: impl std::fmt::Display) -> EvalError {

@@ -79,7 +79,7 @@ fn format_of(path: &Path, args: &Args, param: &str) -> EvalResult<Format> {
     })
 }
 
-fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let given = args.str("path").unwrap_or_default().to_string();
     let path = ctx.resolve_path(&given);
     let format = format_of(&path, &args, "path")?;
@@ -146,6 +146,24 @@ fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .with_code("rlq::io")
     })?;
     Ok(Value::Null)
+}
+
+/// Writes text atomically (temporary file in the same folder, then rename).
+pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let written = File::create(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        e.to_string()
+    })
 }
 
 /// Writes to a temporary file next to `path`, then renames it over `path`: a failed write

@@ -1,5 +1,6 @@
 //! Built-in verbs. Each file registers one family of verbs.
 
+mod analysis;
 mod graph;
 mod help;
 mod io;
@@ -22,5 +23,6 @@ pub fn register_builtins(reg: &mut Registry) {
     model::register(reg);
     graph::register(reg);
     study::register(reg);
+    analysis::register(reg);
     reg.register(Box::new(HelpVerb));
 }

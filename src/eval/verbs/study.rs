@@ -16,6 +16,55 @@ use crate::syntax::Span;
 pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new(
+            "param",
+            "a script parameter: the variable if it is set (`--set`), else a default",
+        )
+        .category("study")
+        .required("name", Type::Str, "the variable's name")
+        .required("default", Type::Any, "its value when not set")
+        .example("let n = param \"n\" 100", "100 unless run with --set n=…"),
+        verb_param,
+    );
+    reg.register_fn(
+        Signature::new(
+            "questions",
+            "a math question set: `arith` (generated, seeded) or a table with question/answer \
+             columns (GSM8K/MATH-style jsonl)",
+        )
+        .category("study")
+        .required("source", Type::Any, "\"arith\" or a table")
+        .named_default(
+            "n",
+            Type::Number,
+            100.0,
+            "how many (all of a table if fewer)",
+        )
+        .named_default("seed", Type::Number, 0.0, "seed for generation / sampling")
+        .example("questions \"arith\" n 50", "prompt_id, prompt, expected")
+        .example(
+            "questions (read \"gsm8k.jsonl\") n 200",
+            "GSM8K rows, answers after ####",
+        ),
+        verb_questions,
+    );
+    reg.register_fn(
+        Signature::new(
+            "summary",
+            "write a markdown report: a title, notes, and each table under its name",
+        )
+        .category("study")
+        .rest("tables", Type::Table, "tables to include, in order")
+        .named_required("to", Type::Str, "the .md file")
+        .named("title", Type::Str, "the heading")
+        .named("notes", Type::Str, "a paragraph under the heading")
+        .example(
+            "summary cmp, by_layer to \"out/summary.md\" title \"RL vs base\"",
+            "a report",
+        ),
+        verb_summary,
+    );
+    reg.register_fn(
+        Signature::new(
             "arith",
             "n seeded arithmetic word problems with known answers",
         )
@@ -304,6 +353,16 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
             m >= lo && m <= hi && (n0 - n1).abs() <= 0.5 * m
         })
         .collect();
+    if kept.is_empty() {
+        return Err(err(
+            args.span,
+            format!(
+                "no question survived the length filter (T̄ = {t_bar:.1}, window [{lo}, {hi}], \
+                 lengths within half their mean)"
+            ),
+        )
+        .with_help("use more questions (the filters keep questions of typical answer length)"));
+    }
     // Step 4: the same N for both models, with a fixed seed.
     let n = args.number("n").unwrap_or(100.0).max(0.0) as usize;
     let mut rng = StdRng::seed_from_u64(args.number("seed").unwrap_or(0.0) as u64);
@@ -355,4 +414,139 @@ mod tests {
         assert_eq!(last_number("12-3"), Some(3.0));
         assert_eq!(last_number("it is -3"), Some(-3.0));
     }
+}
+
+fn verb_param(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let name = args.str("name").unwrap_or_default();
+    let default = args.value("default").cloned().unwrap_or(Value::Null);
+    Ok(match ctx.lookup(name).cloned() {
+        // `--set n=100` may arrive as text: follow the default's type when it parses.
+        Some(Value::Str(s)) if matches!(default, Value::Number(_)) => match s.trim().parse::<f64>()
+        {
+            Ok(x) => Value::Number(x),
+            Err(_) => {
+                return Err(err(
+                    args.span_of("name"),
+                    format!("parameter `{name}` must be a number, got `{s}`"),
+                ))
+            }
+        },
+        Some(v) => v,
+        None => default,
+    })
+}
+
+fn verb_questions(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let n = args.number("n").unwrap_or(100.0);
+    let seed = args.number("seed").unwrap_or(0.0);
+    let span = args.span_of("source");
+    match args.value("source") {
+        Some(Value::Str(s)) if s == "arith" => {
+            let mut a = Args {
+                verb: "arith".into(),
+                span: args.span,
+                ..Default::default()
+            };
+            a.positional = vec![Value::Number(n)];
+            a.named
+                .insert("n".into(), vec![arg(Value::Number(n), span)]);
+            a.named
+                .insert("seed".into(), vec![arg(Value::Number(seed), span)]);
+            verb_arith(ctx, a)
+        }
+        Some(Value::Str(s)) => {
+            // A file: read it, then take it as a table.
+            let mut a = Args {
+                verb: "read".into(),
+                span: args.span,
+                ..Default::default()
+            };
+            a.named
+                .insert("path".into(), vec![arg(Value::Str(s.clone()), span)]);
+            let table = super::io::verb_read(ctx, a)?;
+            let mut b = args.clone();
+            b.named.insert("source".into(), vec![arg(table, span)]);
+            verb_questions(ctx, b)
+        }
+        Some(v) => {
+            let df = v.as_table().ok_or_else(|| {
+                EvalError::type_mismatch("\"arith\" or a table", v.type_name(), span)
+            })?;
+            let pick = |names: &[&'static str]| -> Option<&'static str> {
+                names.iter().find(|c| df.column(c).is_ok()).copied()
+            };
+            let q = pick(&["question", "prompt", "problem"]).ok_or_else(|| {
+                err(
+                    span,
+                    "the table needs a `question` (or `prompt`/`problem`) column",
+                )
+            })?;
+            let a = pick(&["expected", "answer", "solution"]).ok_or_else(|| {
+                err(
+                    span,
+                    "the table needs an `answer` (or `expected`/`solution`) column",
+                )
+            })?;
+            let prompts = string_column(&df, q).map_err(|m| err(span, m))?;
+            let answers = string_column(&df, a).map_err(|m| err(span, m))?;
+            let mut rows: Vec<usize> = (0..df.height())
+                .filter(|&r| {
+                    prompts[r].is_some() && answers[r].as_deref().and_then(last_number).is_some()
+                })
+                .collect();
+            let mut rng = StdRng::seed_from_u64(seed as u64);
+            rows.shuffle(&mut rng);
+            rows.truncate(n.max(0.0) as usize);
+            rows.sort_unstable();
+            let out = df!(
+                "prompt_id" => rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                "prompt" => rows.iter().map(|&r| prompts[r].clone()).collect::<Vec<_>>(),
+                "expected" => rows.iter().map(|&r| answers[r].as_deref().and_then(last_number)).collect::<Vec<_>>(),
+            )
+            .map_err(|e| err(span, e))?;
+            Ok(Value::Table(Table::Eager(out)))
+        }
+        None => Err(err(span, "questions needs a source")),
+    }
+}
+
+fn arg(v: Value, span: Span) -> crate::eval::registry::Arg {
+    crate::eval::registry::Arg {
+        value: crate::eval::registry::ArgValue::Value(v),
+        span,
+    }
+}
+
+fn verb_summary(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let path = ctx.resolve_path(args.str("to").unwrap_or_default());
+    let mut text = format!("# {}\n\n", args.str("title").unwrap_or("rlq report"));
+    if let Some(notes) = args.str("notes") {
+        text.push_str(notes);
+        text.push_str("\n\n");
+    }
+    let src = ctx.current_source().text.clone();
+    for (i, a) in args.all("tables").iter().enumerate() {
+        let name = src
+            .get(a.span.start..a.span.end)
+            .map(str::trim)
+            .filter(|s| s.chars().all(|c| c.is_alphanumeric() || c == '_') && !s.is_empty())
+            .map_or(format!("table {}", i + 1), str::to_string);
+        let df = match &a.value {
+            crate::eval::registry::ArgValue::Value(v) => v
+                .as_table()
+                .ok_or_else(|| EvalError::type_mismatch("table", v.type_name(), a.span))?,
+            _ => return Err(err(a.span, "expected a table")),
+        };
+        text.push_str(&format!(
+            "## {name}\n\n{}\n",
+            super::io::markdown_table(&df)
+        ));
+    }
+    super::io::write_text_atomic(&path, &text).map_err(|e| {
+        err(
+            args.span_of("to"),
+            format!("cannot write `{}`: {e}", path.display()),
+        )
+    })?;
+    Ok(Value::Null)
 }

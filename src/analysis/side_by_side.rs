@@ -1,0 +1,56 @@
+//! One statistic of several graphs in one table: a column per graph, named after its variable.
+
+use polars::prelude::*;
+
+use super::error::{AnalysisError, Result};
+use super::group::{key_columns, By, GroupKey};
+use super::matrix::ScoreMatrix;
+use super::stats::{grouped_values, Stat};
+
+/// `stat` of each table: with `By::None` one row `statistic | <name0> | <name1> …`, otherwise one
+/// row per group key (the union over the tables, in key order) with null where a table lacks
+/// that group (e.g. a layer only the deeper model has).
+pub fn side_by_side(
+    names: &[&str],
+    tables: &[DataFrame],
+    stat: &Stat,
+    by: By,
+) -> Result<DataFrame> {
+    if names.len() != tables.len() {
+        return Err(AnalysisError::NameCount {
+            names: names.len(),
+            tables: tables.len(),
+        });
+    }
+    let mut per_table: Vec<Vec<(GroupKey, f64)>> = Vec::with_capacity(tables.len());
+    for table in tables {
+        let m = ScoreMatrix::from_table(table)?;
+        let (keys, values) = grouped_values(&m, stat, by)?;
+        per_table.push(keys.into_iter().zip(values).collect());
+    }
+    // Union of keys: sorted for layers/kinds, first-seen for edges.
+    let mut keys: Vec<GroupKey> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for rows in &per_table {
+        for (k, _) in rows {
+            if seen.insert(k.clone()) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    if by != By::Edge {
+        keys.sort();
+    }
+    let mut columns = if by == By::None {
+        vec![Column::new("statistic".into(), [stat.name()])]
+    } else {
+        key_columns(by, &keys)
+    };
+    for (name, rows) in names.iter().zip(&per_table) {
+        let lookup: std::collections::HashMap<&GroupKey, f64> =
+            rows.iter().map(|(k, v)| (k, *v)).collect();
+        let values: Vec<Option<f64>> = keys.iter().map(|k| lookup.get(k).copied()).collect();
+        columns.push(Column::new((*name).into(), values));
+    }
+    Ok(DataFrame::new(keys.len(), columns)?)
+}

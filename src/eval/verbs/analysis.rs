@@ -1,0 +1,435 @@
+//! Statistic verbs over graphs (METHOD.md §5), `compare`, per-edge views and `plot`.
+//! Each verb takes graphs (or their saved tables); several graphs give one column each, named
+//! after the expressions that produced them (`entropy g0, g1 by layer` → columns g0, g1).
+
+use polars::prelude::*;
+
+use crate::analysis::{self, By, CompareOpts, HistOpts, Stat};
+use crate::eval::context::EvalContext;
+use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::value::{Table, Value};
+use crate::plot;
+use crate::syntax::Span;
+
+/// (verb, description) for the one-statistic verbs.
+const STAT_VERBS: [(&str, &str); 9] = [
+    (
+        "intensity",
+        "activation intensity: mean |score| over edges and samples",
+    ),
+    (
+        "entropy",
+        "Shannon entropy of the histogram of |score| pooled over samples",
+    ),
+    (
+        "edge_entropy",
+        "entropy of p_e = |mean score_e| / Σ|mean score|",
+    ),
+    (
+        "edge_entropy_norm",
+        "edge_entropy / ln(number of edges), in [0, 1]",
+    ),
+    (
+        "kurtosis",
+        "per-sample Pearson kurtosis m4/m2² of signed scores, averaged",
+    ),
+    ("gini", "Gini coefficient of |mean score| over edges"),
+    (
+        "topk_mass",
+        "share of Σ|mean score| in the k strongest edges",
+    ),
+    (
+        "effective_edges",
+        "exp(edge_entropy): how many equally strong edges that entropy means",
+    ),
+    (
+        "diversity",
+        "1 − mean pairwise correlation of the samples' score vectors",
+    ),
+];
+
+pub(super) fn register(reg: &mut Registry) {
+    for (name, description) in STAT_VERBS {
+        let mut sig = Signature::new(name, description)
+            .category("statistics")
+            .rest("graphs", Type::Any, "one or more graphs (or their tables)")
+            .word(
+                "by",
+                None,
+                "layer (destination), src_layer, kind, src_kind or edge",
+            );
+        sig = match name {
+            "entropy" => sig
+                .named_default("bins", Type::Number, 100.0, "histogram bins")
+                .named(
+                    "range",
+                    Type::List,
+                    "[lo, hi] of |score| (default [0, max])",
+                )
+                .named_default("zeros", Type::Bool, false, "count exact zeros")
+                .named("base", Type::Number, "log base (default e)"),
+            "intensity" => sig.named_default(
+                "dense",
+                Type::Bool,
+                false,
+                "divide by the dense (1+2L)×(4L+1) matrix, as the paper's figure",
+            ),
+            "topk_mass" => sig.named_default("k", Type::Number, 10.0, "how many edges"),
+            _ => sig,
+        };
+        let example = format!("{name} g0, g1 by layer");
+        reg.register_fn(
+            sig.example(&example, "one row per layer, one column per graph"),
+            verb_stat,
+        );
+    }
+    reg.register_fn(
+        Signature::new(
+            "compare",
+            "every statistic for two graphs: base, tuned, delta, pct and a paired bootstrap 95% CI",
+        )
+        .category("statistics")
+        .required("base", Type::Any, "the base model's graph")
+        .required(
+            "tuned",
+            Type::Any,
+            "the tuned model's graph (same samples for paired CIs)",
+        )
+        .named_default("resamples", Type::Number, 1000.0, "bootstrap resamples")
+        .named_default("seed", Type::Number, 0.0, "bootstrap seed")
+        .named_default(
+            "paired",
+            Type::Bool,
+            true,
+            "resample the same prompts in both",
+        )
+        .word("by", None, "layer, src_layer, kind or src_kind")
+        .named_default("k", Type::Number, 10.0, "k of topk_mass")
+        .example(
+            "compare g0, g1",
+            "metric | base | tuned | delta | pct | ci_low | ci_high",
+        ),
+        verb_compare,
+    );
+    reg.register_fn(
+        Signature::new("rel_change", "per edge: (|S̄_tuned| − |S̄_base|) / |S̄_base|")
+            .category("statistics")
+            .required("base", Type::Any, "base graph")
+            .required("tuned", Type::Any, "tuned graph")
+            .example(
+                "rel_change g0, g1 | sort by rel_change desc | top 10",
+                "biggest gains",
+            ),
+        verb_rel_change,
+    );
+    reg.register_fn(
+        Signature::new(
+            "overlap",
+            "shared edges among each graph's top n, Jaccard, rank correlation",
+        )
+        .category("statistics")
+        .required("a", Type::Any, "a graph")
+        .required("b", Type::Any, "another graph")
+        .named_default("top", Type::Number, 100.0, "n strongest edges of each")
+        .example("overlap g0, g1 top 50", "one row"),
+        verb_overlap,
+    );
+    reg.register_fn(
+        Signature::new(
+            "node_entropy",
+            "per source node: entropy of its outgoing |score| mass",
+        )
+        .category("statistics")
+        .required("graph", Type::Any, "a graph")
+        .example(
+            "node_entropy g | sort by node_entropy",
+            "one row per source",
+        ),
+        verb_node_entropy,
+    );
+    reg.register_fn(
+        Signature::new(
+            "plot",
+            "draw a chart to .svg or .png: heatmap, bars, hist or lines",
+        )
+        .category("plot")
+        .positional(crate::eval::registry::Param::new(
+            "kind",
+            crate::eval::registry::Shape::Word,
+            "heatmap | bars | hist | lines",
+        ))
+        .required("data", Type::Any, "a graph or a table")
+        .named_required("to", Type::Str, "output file (.svg or .png)")
+        .named(
+            "x",
+            Type::Str,
+            "x column (bars, lines; default the first column)",
+        )
+        .named(
+            "y",
+            Type::List,
+            "y columns (default every other numeric column)",
+        )
+        .named("title", Type::Str, "chart title")
+        .named_default("log", Type::Bool, false, "log-scale counts (hist)")
+        .example(
+            "plot heatmap g to \"out/g.svg\"",
+            "source × destination mean scores",
+        )
+        .example(
+            "plot bars (entropy g0, g1 by layer) to \"out/entropy.png\"",
+            "a statistic by layer for two graphs",
+        ),
+        verb_plot,
+    );
+}
+
+fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
+    EvalError::at(span, e.to_string()).with_code("rlq::analysis")
+}
+
+/// The long (per-sample) table of a graph, or a table as given.
+fn long_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
+    match v {
+        Value::Graph(g) => g.sample_table().map_err(|e| err(span, e)),
+        Value::Table(t) => t.collect().map_err(|e| err(span, e)),
+        other => Err(EvalError::type_mismatch(
+            "graph or table",
+            other.type_name(),
+            span,
+        )),
+    }
+}
+
+/// A column name for an argument: its source text when that is a plain name.
+fn arg_name(ctx: &EvalContext, span: Span, i: usize) -> String {
+    let text = &ctx.current_source().text;
+    let s = text.get(span.start..span.end).unwrap_or("").trim();
+    if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        s.to_string()
+    } else {
+        format!("graph{}", i + 1)
+    }
+}
+
+fn parse_by(args: &Args) -> EvalResult<By> {
+    match args.word("by") {
+        None => Ok(By::None),
+        Some(w) => w.parse::<By>().map_err(|_| {
+            err(args.span_of("by"), format!("cannot group by `{w}`"))
+                .with_help("use layer, src_layer, kind, src_kind or edge")
+        }),
+    }
+}
+
+fn hist_opts(args: &Args) -> EvalResult<HistOpts> {
+    let mut h = HistOpts::default();
+    if let Some(b) = args.number("bins") {
+        if b < 1.0 || b.fract() != 0.0 || b > 1e7 {
+            return Err(err(args.span_of("bins"), "bins must be a whole number ≥ 1"));
+        }
+        h.bins = b as usize;
+    }
+    if let Some(Value::List(r)) = args.value("range") {
+        match r.as_slice() {
+            [Value::Number(lo), Value::Number(hi)] if lo < hi => h.range = Some((*lo, *hi)),
+            _ => return Err(err(args.span_of("range"), "range is [lo, hi] with lo < hi")),
+        }
+    }
+    h.include_zeros = args
+        .value("zeros")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let Some(b) = args.number("base") {
+        if !(b > 0.0 && b != 1.0) {
+            return Err(err(
+                args.span_of("base"),
+                "the log base must be > 0 and ≠ 1",
+            ));
+        }
+        h.base = Some(b);
+    }
+    Ok(h)
+}
+
+fn n_layers_of(v: &Value) -> Option<usize> {
+    match v {
+        Value::Graph(g) => Some(g.meta.n_layers),
+        _ => None,
+    }
+}
+
+fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let name = args.verb.clone();
+    let by = parse_by(&args)?;
+    let graphs = args.all("graphs").to_vec();
+    if graphs.is_empty() {
+        return Err(err(args.span, format!("`{name}` needs at least one graph")));
+    }
+    let values: Vec<Value> = args.values("graphs").into_iter().cloned().collect();
+    let k = args.number("k").unwrap_or(10.0).max(1.0) as usize;
+    let dense = args
+        .value("dense")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let dense_layers = if dense {
+        match n_layers_of(&values[0]) {
+            Some(l) => Some(l),
+            None => {
+                return Err(err(
+                    args.span,
+                    "dense intensity needs a graph (its layer count), not a table",
+                ))
+            }
+        }
+    } else {
+        None
+    };
+    let stat = Stat::from_name(&name, hist_opts(&args)?, k, dense_layers)
+        .map_err(|e| err(args.span, e))?;
+    let mut tables = Vec::with_capacity(values.len());
+    let mut names = Vec::with_capacity(values.len());
+    for (i, (v, a)) in values.iter().zip(&graphs).enumerate() {
+        tables.push(long_table(v, a.span)?);
+        names.push(arg_name(ctx, a.span, i));
+    }
+    let df = if tables.len() == 1 {
+        analysis::statistic(&tables[0], &stat, by)
+    } else {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        analysis::side_by_side(&refs, &tables, &stat, by)
+    }
+    .map_err(|e| err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+fn two_tables(args: &Args, a: &str, b: &str) -> EvalResult<(DataFrame, DataFrame, Option<usize>)> {
+    let va = args.value(a).cloned().unwrap_or(Value::Null);
+    let vb = args.value(b).cloned().unwrap_or(Value::Null);
+    let layers = n_layers_of(&va);
+    Ok((
+        long_table(&va, args.span_of(a))?,
+        long_table(&vb, args.span_of(b))?,
+        layers,
+    ))
+}
+
+fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let (t0, t1, _) = two_tables(&args, "base", "tuned")?;
+    let by = parse_by(&args)?;
+    if by == By::Edge {
+        return Err(err(args.span_of("by"), "compare is not per edge")
+            .with_help("use `rel_change g0, g1` for per-edge changes"));
+    }
+    let resamples = args.number("resamples").unwrap_or(1000.0);
+    if !(0.0..=1e6).contains(&resamples) || resamples.fract() != 0.0 {
+        return Err(err(
+            args.span_of("resamples"),
+            "resamples must be a whole number",
+        ));
+    }
+    let opts = CompareOpts {
+        resamples: resamples as usize,
+        seed: args.number("seed").unwrap_or(0.0) as u64,
+        paired: args
+            .value("paired")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        topk: args.number("k").unwrap_or(10.0).max(1.0) as usize,
+        by,
+        // Two different models have different edge sets: whole-graph statistics stay valid.
+        require_same_edges: false,
+        ..CompareOpts::default()
+    };
+    let df = analysis::compare(&t0, &t1, &opts).map_err(|e| err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+fn verb_rel_change(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let (t0, t1, _) = two_tables(&args, "base", "tuned")?;
+    let df = analysis::rel_change(&t0, &t1).map_err(|e| err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+fn verb_overlap(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let (t0, t1, _) = two_tables(&args, "a", "b")?;
+    let n = args.number("top").unwrap_or(100.0);
+    if n < 1.0 || n.fract() != 0.0 {
+        return Err(err(args.span_of("top"), "top must be a whole number ≥ 1"));
+    }
+    let df = analysis::overlap(&t0, &t1, n as usize).map_err(|e| err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+fn verb_node_entropy(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let v = args.value("graph").cloned().unwrap_or(Value::Null);
+    let t = long_table(&v, args.span_of("graph"))?;
+    let df = analysis::node_entropy(&t).map_err(|e| err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+fn verb_plot(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let kind = args.word("kind").unwrap_or("").to_string();
+    let path = ctx.resolve_path(args.str("to").unwrap_or_default());
+    let data = args.value("data").cloned().unwrap_or(Value::Null);
+    let span = args.span_of("data");
+    let title = args.str("title").map(str::to_string);
+    let opts = plot::PlotOpts {
+        title: title.clone(),
+        ..plot::PlotOpts::default()
+    };
+    let result = match kind.as_str() {
+        "heatmap" => {
+            let t = long_table(&data, span)?;
+            let mut h = plot::HeatmapOpts::default();
+            h.plot.title = title.or(h.plot.title);
+            plot::heatmap(&t, &path, &h)
+        }
+        "hist" => {
+            let t = long_table(&data, span)?;
+            let mut h = plot::HistPlotOpts::default();
+            h.plot.title = title.or(h.plot.title);
+            h.log_y = args.value("log").and_then(Value::as_bool).unwrap_or(false);
+            plot::hist(&t, &path, &h)
+        }
+        "bars" | "lines" => {
+            let t = match &data {
+                Value::Graph(g) => g.edge_table().map_err(|e| err(span, e))?,
+                other => other
+                    .as_table()
+                    .ok_or_else(|| EvalError::type_mismatch("table", other.type_name(), span))?,
+            };
+            let names: Vec<String> = t.get_column_names().iter().map(|n| n.to_string()).collect();
+            let x = match args.str("x") {
+                Some(x) => x.to_string(),
+                None => names.first().cloned().unwrap_or_default(),
+            };
+            let ys: Vec<String> = match args.value("y") {
+                Some(Value::List(items)) => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| err(args.span_of("y"), "y is a list of column names"))?,
+                _ => t
+                    .columns()
+                    .iter()
+                    .filter(|c| c.name().as_str() != x && c.dtype().is_primitive_numeric())
+                    .map(|c| c.name().to_string())
+                    .collect(),
+            };
+            let refs: Vec<&str> = ys.iter().map(String::as_str).collect();
+            if kind == "bars" {
+                plot::bars(&t, &x, &refs, &path, &opts)
+            } else {
+                plot::lines(&t, &x, &refs, &path, &opts)
+            }
+        }
+        other => {
+            return Err(err(args.span_of("kind"), format!("unknown plot `{other}`"))
+                .with_help("heatmap, bars, hist or lines"))
+        }
+    };
+    result.map_err(|e| err(args.span, e))?;
+    Ok(Value::Null)
+}

@@ -1,0 +1,556 @@
+//! Fused CPU kernels, with hand-written backward passes, for the differentiable building blocks
+//! of `ops`: RMSNorm, softmax, log-softmax, SiLU, GELU (tanh) and rotary embeddings.
+//!
+//! Each op is one `CustomOp1` whose forward runs over raw f32/f64 slices and whose backward is a
+//! second kernel (applied without a backward of its own, so the backward builds no graph).
+//! Compared with the compositions in `ops` (kept there as `*_composed`, the reference for
+//! `tests/ops_grad.rs`), autograd stores only the op's input or output instead of every
+//! intermediate, and each op is one or two passes over memory instead of five to ten.
+//!
+//! Reductions are accumulated in f64 whatever the dtype; elementwise arithmetic is in the tensor's
+//! dtype in the same order as the composition, so f64 results agree with it up to rounding.
+//!
+//! Callers (`ops`) only use these on CPU tensors of dtype f32 or f64, and fall back to the
+//! compositions elsewhere.
+
+use std::sync::Arc;
+
+use candle_core::{
+    backend::BackendStorage, bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape,
+    Tensor, WithDType, D,
+};
+
+/// The float types the kernels run on (f32, f64).
+pub(crate) trait Real: WithDType + std::ops::Neg<Output = Self> {
+    fn exp(self) -> Self;
+    fn tanh(self) -> Self;
+}
+
+impl Real for f32 {
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn tanh(self) -> Self {
+        f32::tanh(self)
+    }
+}
+
+impl Real for f64 {
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+}
+
+/// Whether the fused kernels can run on `x` (CPU, f32 or f64).
+pub fn supported(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&T::cpu_storage_as_slice(s)?[a..b]),
+        None => bail!("fused op: expected a contiguous input"),
+    }
+}
+
+fn last_dim(shape: &Shape) -> Result<usize> {
+    match shape.dims().last() {
+        Some(&n) if n > 0 => Ok(n),
+        _ => bail!("fused op: expected a non-empty last dimension, got {shape:?}"),
+    }
+}
+
+/// A one-input kernel: `x` (contiguous, row-major) of `shape` to an output of the same shape.
+trait Kernel1 {
+    fn run<T: Real>(&self, x: &[T], shape: &Shape) -> Result<Vec<T>>;
+}
+
+/// A two-input kernel over two same-shaped contiguous tensors (a gradient and a saved tensor).
+trait Kernel2 {
+    fn run<T: Real>(&self, a: &[T], b: &[T], shape: &Shape) -> Result<Vec<T>>;
+}
+
+fn fwd1<K: Kernel1>(k: &K, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+    let shape = l.shape().clone();
+    let out = match s {
+        CpuStorage::F32(_) => f32::to_cpu_storage_owned(k.run::<f32>(slice(s, l)?, &shape)?),
+        CpuStorage::F64(_) => f64::to_cpu_storage_owned(k.run::<f64>(slice(s, l)?, &shape)?),
+        _ => bail!("fused op: unsupported dtype {:?}", s.dtype()),
+    };
+    Ok((out, shape))
+}
+
+fn fwd2<K: Kernel2>(
+    k: &K,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let shape = l1.shape().clone();
+    if l2.shape() != &shape {
+        bail!("fused op: shapes {:?} and {:?} differ", shape, l2.shape());
+    }
+    let out = match (s1, s2) {
+        (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+            f32::to_cpu_storage_owned(k.run::<f32>(slice(s1, l1)?, slice(s2, l2)?, &shape)?)
+        }
+        (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+            f64::to_cpu_storage_owned(k.run::<f64>(slice(s1, l1)?, slice(s2, l2)?, &shape)?)
+        }
+        _ => bail!(
+            "fused op: unsupported dtypes {:?}, {:?}",
+            s1.dtype(),
+            s2.dtype()
+        ),
+    };
+    Ok((out, shape))
+}
+
+/// Apply a backward kernel to `(grad, saved)`; the result carries no graph.
+fn bwd2<C: CustomOp2>(grad: &Tensor, saved: &Tensor, c: &C) -> Result<Option<Tensor>> {
+    let g = grad.contiguous()?;
+    let s = saved.contiguous()?;
+    Ok(Some(g.apply_op2_no_bwd(&s, c)?))
+}
+
+macro_rules! custom_op1 {
+    ($ty:ty, $name:literal, |$self_:ident, $arg:ident, $res:ident, $grad:ident| $bwd:expr) => {
+        impl CustomOp1 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+                fwd1(self, s, l)
+            }
+            fn bwd(&self, $arg: &Tensor, $res: &Tensor, $grad: &Tensor) -> Result<Option<Tensor>> {
+                let $self_ = self;
+                $bwd
+            }
+        }
+    };
+}
+
+macro_rules! custom_op2_no_bwd {
+    ($ty:ty, $name:literal) => {
+        impl CustomOp2 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn cpu_fwd(
+                &self,
+                s1: &CpuStorage,
+                l1: &Layout,
+                s2: &CpuStorage,
+                l2: &Layout,
+            ) -> Result<(CpuStorage, Shape)> {
+                fwd2(self, s1, l1, s2, l2)
+            }
+        }
+    };
+}
+
+/// A small constant tensor (weight, rope table) as exact f64 values, converted back to the
+/// kernel's dtype without loss.
+fn const_f64(t: &Tensor) -> Result<Arc<Vec<f64>>> {
+    Ok(Arc::new(
+        t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+    ))
+}
+
+fn to_t<T: Real>(v: &[f64]) -> Vec<T> {
+    v.iter().map(|&x| T::from_f64(x)).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm
+
+/// RMSNorm with a constant weight: `y = x · inv · w`, `inv = (mean(x²) + eps)^(-1/2)` per row.
+/// `w` already includes the offset. Only `x` is differentiated.
+struct RmsNorm {
+    w: Arc<Vec<f64>>,
+    eps: f64,
+}
+
+/// Backward of `RmsNorm` on `(grad, x)`:
+/// `dx_j = inv · g_j · w_j − x_j · inv³ · Σ_i g_i w_i x_i / n`.
+struct RmsNormBwd {
+    w: Arc<Vec<f64>>,
+    eps: f64,
+}
+
+fn row_inv<T: Real>(row: &[T], eps: f64) -> f64 {
+    let ss: f64 = row
+        .iter()
+        .map(|&v| {
+            let v = v.to_f64();
+            v * v
+        })
+        .sum();
+    1.0 / (ss / row.len() as f64 + eps).sqrt()
+}
+
+impl Kernel1 for RmsNorm {
+    fn run<T: Real>(&self, x: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let n = last_dim(shape)?;
+        if self.w.len() != n {
+            bail!(
+                "rms_norm: weight has {} elements, last dim is {n}",
+                self.w.len()
+            );
+        }
+        let w: Vec<T> = to_t(&self.w);
+        let mut out = Vec::with_capacity(x.len());
+        for row in x.chunks_exact(n) {
+            let inv = T::from_f64(row_inv(row, self.eps));
+            out.extend(row.iter().zip(&w).map(|(&v, &wi)| v * inv * wi));
+        }
+        Ok(out)
+    }
+}
+
+impl Kernel2 for RmsNormBwd {
+    fn run<T: Real>(&self, g: &[T], x: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let n = last_dim(shape)?;
+        let w = &self.w[..];
+        let mut out = Vec::with_capacity(x.len());
+        for (gr, xr) in g.chunks_exact(n).zip(x.chunks_exact(n)) {
+            let inv = row_inv(xr, self.eps);
+            let s: f64 = gr
+                .iter()
+                .zip(xr)
+                .zip(w)
+                .map(|((&gi, &xi), &wi)| gi.to_f64() * wi * xi.to_f64())
+                .sum();
+            let k = inv * inv * inv * s / n as f64;
+            out.extend(
+                gr.iter()
+                    .zip(xr)
+                    .zip(w)
+                    .map(|((&gi, &xi), &wi)| T::from_f64(inv * gi.to_f64() * wi - xi.to_f64() * k)),
+            );
+        }
+        Ok(out)
+    }
+}
+
+custom_op1!(RmsNorm, "fused-rms-norm", |s, arg, _res, grad| bwd2(
+    grad,
+    arg,
+    &RmsNormBwd {
+        w: s.w.clone(),
+        eps: s.eps
+    }
+));
+custom_op2_no_bwd!(RmsNormBwd, "fused-rms-norm-bwd");
+
+/// `x / sqrt(mean(x²) + eps) * (w + offset)` over the last dim; `weight` is treated as a
+/// constant (no gradient).
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, offset: f64) -> Result<Tensor> {
+    let w = if offset != 0.0 {
+        (weight + offset)?
+    } else {
+        weight.clone()
+    };
+    if w.dtype() != x.dtype() {
+        bail!(
+            "rms_norm: weight dtype {:?} differs from input dtype {:?}",
+            w.dtype(),
+            x.dtype()
+        );
+    }
+    x.contiguous()?.apply_op1(RmsNorm {
+        w: const_f64(&w)?,
+        eps,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax and log-softmax
+
+/// Softmax over the last dim (max subtracted).
+struct Softmax;
+/// Backward on `(grad, y)`: `dx = y · (g − Σ g·y)`.
+struct SoftmaxBwd;
+
+fn row_max<T: Real>(row: &[T]) -> T {
+    let mut m = row[0];
+    for &v in &row[1..] {
+        if v > m {
+            m = v;
+        }
+    }
+    m
+}
+
+impl Kernel1 for Softmax {
+    fn run<T: Real>(&self, x: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let n = last_dim(shape)?;
+        let mut out = Vec::with_capacity(x.len());
+        for row in x.chunks_exact(n) {
+            let m = row_max(row);
+            let start = out.len();
+            let mut s = 0f64;
+            for &v in row {
+                let e = (v - m).exp();
+                s += e.to_f64();
+                out.push(e);
+            }
+            let s = T::from_f64(s);
+            for o in &mut out[start..] {
+                *o /= s;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Kernel2 for SoftmaxBwd {
+    fn run<T: Real>(&self, g: &[T], y: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let n = last_dim(shape)?;
+        let mut out = Vec::with_capacity(y.len());
+        for (gr, yr) in g.chunks_exact(n).zip(y.chunks_exact(n)) {
+            let dot: f64 = gr
+                .iter()
+                .zip(yr)
+                .map(|(&a, &b)| a.to_f64() * b.to_f64())
+                .sum();
+            let dot = T::from_f64(dot);
+            out.extend(gr.iter().zip(yr).map(|(&gi, &yi)| yi * (gi - dot)));
+        }
+        Ok(out)
+    }
+}
+
+custom_op1!(Softmax, "fused-softmax", |_s, _arg, res, grad| bwd2(
+    grad,
+    res,
+    &SoftmaxBwd
+));
+custom_op2_no_bwd!(SoftmaxBwd, "fused-softmax-bwd");
+
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Softmax)
+}
+
+/// Log-softmax over the last dim: `y = (x − m) − ln Σ exp(x − m)`.
+struct LogSoftmax;
+/// Backward on `(grad, y)`: `dx = g − exp(y) · Σ g`.
+struct LogSoftmaxBwd;
+
+impl Kernel1 for LogSoftmax {
+    fn run<T: Real>(&self, x: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let n = last_dim(shape)?;
+        let mut out = Vec::with_capacity(x.len());
+        for row in x.chunks_exact(n) {
+            let m = row_max(row);
+            let s: f64 = row.iter().map(|&v| (v - m).exp().to_f64()).sum();
+            let lse = T::from_f64(s.ln());
+            out.extend(row.iter().map(|&v| (v - m) - lse));
+        }
+        Ok(out)
+    }
+}
+
+impl Kernel2 for LogSoftmaxBwd {
+    fn run<T: Real>(&self, g: &[T], y: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let n = last_dim(shape)?;
+        let mut out = Vec::with_capacity(y.len());
+        for (gr, yr) in g.chunks_exact(n).zip(y.chunks_exact(n)) {
+            let sg = T::from_f64(gr.iter().map(|&v| v.to_f64()).sum::<f64>());
+            out.extend(gr.iter().zip(yr).map(|(&gi, &yi)| gi - yi.exp() * sg));
+        }
+        Ok(out)
+    }
+}
+
+custom_op1!(LogSoftmax, "fused-log-softmax", |_s, _arg, res, grad| bwd2(
+    grad,
+    res,
+    &LogSoftmaxBwd
+));
+custom_op2_no_bwd!(LogSoftmaxBwd, "fused-log-softmax-bwd");
+
+pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(LogSoftmax)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations
+
+/// SiLU `x · σ(x)`, `σ(x) = 1 / (1 + exp(−x))`.
+struct Silu;
+/// Backward on `(grad, x)`: `dx = g · σ · (1 + x · (1 − σ))`.
+struct SiluBwd;
+
+impl Kernel1 for Silu {
+    fn run<T: Real>(&self, x: &[T], _shape: &Shape) -> Result<Vec<T>> {
+        let one = T::one();
+        Ok(x.iter().map(|&v| v * (one / ((-v).exp() + one))).collect())
+    }
+}
+
+impl Kernel2 for SiluBwd {
+    fn run<T: Real>(&self, g: &[T], x: &[T], _shape: &Shape) -> Result<Vec<T>> {
+        let one = T::one();
+        Ok(g.iter()
+            .zip(x)
+            .map(|(&gi, &v)| {
+                let sig = one / ((-v).exp() + one);
+                gi * sig * (one + v * (one - sig))
+            })
+            .collect())
+    }
+}
+
+custom_op1!(Silu, "fused-silu", |_s, arg, _res, grad| bwd2(
+    grad, arg, &SiluBwd
+));
+custom_op2_no_bwd!(SiluBwd, "fused-silu-bwd");
+
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Silu)
+}
+
+const GELU_A: f64 = 0.044715;
+
+fn gelu_c() -> f64 {
+    (2.0f64 / std::f64::consts::PI).sqrt()
+}
+
+/// GELU, tanh approximation: `0.5·x·(1 + tanh(c·(x + a·x³)))`.
+struct GeluTanh;
+/// Backward on `(grad, x)`: `dx = g · (0.5·(1 + t) + 0.5·x·(1 − t²)·c·(1 + 3a·x²))`.
+struct GeluTanhBwd;
+
+impl Kernel1 for GeluTanh {
+    fn run<T: Real>(&self, x: &[T], _shape: &Shape) -> Result<Vec<T>> {
+        let (a, c, half, one) = (
+            T::from_f64(GELU_A),
+            T::from_f64(gelu_c()),
+            T::from_f64(0.5),
+            T::one(),
+        );
+        Ok(x.iter()
+            .map(|&v| {
+                let inner = (v + v * v * v * a) * c;
+                (v * half) * (inner.tanh() + one)
+            })
+            .collect())
+    }
+}
+
+impl Kernel2 for GeluTanhBwd {
+    fn run<T: Real>(&self, g: &[T], x: &[T], _shape: &Shape) -> Result<Vec<T>> {
+        let (a, c, half, one, three_a) = (
+            T::from_f64(GELU_A),
+            T::from_f64(gelu_c()),
+            T::from_f64(0.5),
+            T::one(),
+            T::from_f64(3.0 * GELU_A),
+        );
+        Ok(g.iter()
+            .zip(x)
+            .map(|(&gi, &v)| {
+                let t = ((v + v * v * v * a) * c).tanh();
+                let d = half * (one + t) + half * v * (one - t * t) * c * (one + three_a * v * v);
+                gi * d
+            })
+            .collect())
+    }
+}
+
+custom_op1!(GeluTanh, "fused-gelu-tanh", |_s, arg, _res, grad| bwd2(
+    grad,
+    arg,
+    &GeluTanhBwd
+));
+custom_op2_no_bwd!(GeluTanhBwd, "fused-gelu-tanh-bwd");
+
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(GeluTanh)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotary embeddings
+
+/// Half-split rotary embedding on `[..., seq, dh]` with tables `[seq, dh/2]`:
+/// `y1 = x1·cos − x2·sin`, `y2 = x2·cos + x1·sin`. A rotation per pair, so its backward is the
+/// same op with `−sin`.
+struct Rope {
+    cos: Arc<Vec<f64>>,
+    sin: Arc<Vec<f64>>,
+    /// Rotate by −angle (the backward).
+    inverse: bool,
+}
+
+impl Kernel1 for Rope {
+    fn run<T: Real>(&self, x: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let dims = shape.dims();
+        if dims.len() < 2 {
+            bail!("rope: expected [..., seq, head_dim], got {shape:?}");
+        }
+        let dh = dims[dims.len() - 1];
+        let seq = dims[dims.len() - 2];
+        let half = dh / 2;
+        if !dh.is_multiple_of(2) || self.cos.len() != seq * half || self.sin.len() != seq * half {
+            bail!("rope: tables do not match {shape:?}");
+        }
+        let cos: Vec<T> = to_t(&self.cos);
+        let sin: Vec<T> = if self.inverse {
+            self.sin.iter().map(|&v| T::from_f64(-v)).collect()
+        } else {
+            to_t(&self.sin)
+        };
+        let mut out = vec![T::zero(); x.len()];
+        for (r, (row, o)) in x.chunks_exact(dh).zip(out.chunks_exact_mut(dh)).enumerate() {
+            let t = r % seq;
+            let (c, s) = (
+                &cos[t * half..(t + 1) * half],
+                &sin[t * half..(t + 1) * half],
+            );
+            let (x1, x2) = row.split_at(half);
+            let (o1, o2) = o.split_at_mut(half);
+            for j in 0..half {
+                o1[j] = x1[j] * c[j] - x2[j] * s[j];
+                o2[j] = x2[j] * c[j] + x1[j] * s[j];
+            }
+        }
+        Ok(out)
+    }
+}
+
+custom_op1!(Rope, "fused-rope", |s, _arg, _res, grad| {
+    let inv = Rope {
+        cos: s.cos.clone(),
+        sin: s.sin.clone(),
+        inverse: !s.inverse,
+    };
+    Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&inv)?))
+});
+
+/// Whether `rope` can run fused for these arguments (tables exactly `[seq, dh/2]`, same dtype).
+pub fn rope_supported(x: &Tensor, cos: &Tensor, sin: &Tensor) -> bool {
+    let dims = x.dims();
+    if !supported(x) || dims.len() < 2 {
+        return false;
+    }
+    let (seq, dh) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+    dh.is_multiple_of(2)
+        && cos.dims() == [seq, dh / 2]
+        && sin.dims() == [seq, dh / 2]
+        && cos.dtype() == x.dtype()
+        && sin.dtype() == x.dtype()
+}
+
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let _ = x.dim(D::Minus1)?;
+    x.contiguous()?.apply_op1(Rope {
+        cos: const_f64(cos)?,
+        sin: const_f64(sin)?,
+        inverse: false,
+    })
+}

@@ -1,0 +1,371 @@
+//! The fused CPU ops in `rlq::model::ops` against their compositions (`*_composed`) and against
+//! central finite differences: forward to 1e-12 and gradients to 1e-10 in f64, gradients to 1e-6
+//! (relative) of finite differences, and forward to 1e-5 in f32.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rlq::model::ops;
+
+type Op = Box<dyn Fn(&Tensor) -> Result<Tensor>>;
+
+fn rand_tensor(rng: &mut StdRng, shape: &[usize], scale: f64, dtype: DType) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| rng.gen_range(-1.0..1.0) * scale).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+fn flat(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
+/// max |a − b| / max(max |b|, 1e-300)
+fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-300);
+    a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs()))
+}
+
+/// Gradient of `sum(op(x) * r)` with respect to `x`.
+fn grad(op: &Op, x: &Tensor, r: &Tensor) -> Vec<f64> {
+    let v = Var::from_tensor(x).unwrap();
+    let loss = op(v.as_tensor())
+        .unwrap()
+        .mul(r)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let g = loss.backward().unwrap();
+    flat(g.get(v.as_tensor()).expect("no gradient reached x"))
+}
+
+fn loss_value(op: &Op, x: &[f64], shape: &[usize], r: &Tensor) -> f64 {
+    let x = Tensor::from_slice(x, shape, &Device::Cpu).unwrap();
+    op(&x)
+        .unwrap()
+        .mul(r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// Central finite differences of `sum(op(x) * r)` for every element of `x`.
+fn fd_grad(op: &Op, x: &Tensor, r: &Tensor) -> Vec<f64> {
+    let shape = x.dims().to_vec();
+    let mut xs = flat(x);
+    let h = 1e-5;
+    (0..xs.len())
+        .map(|i| {
+            let x0 = xs[i];
+            let hi = h * x0.abs().max(1.0);
+            xs[i] = x0 + hi;
+            let up = loss_value(op, &xs, &shape, r);
+            xs[i] = x0 - hi;
+            let down = loss_value(op, &xs, &shape, r);
+            xs[i] = x0;
+            (up - down) / (2.0 * hi)
+        })
+        .collect()
+}
+
+/// Every check for one op: `fused` (the public op) against `composed`, at `shape`, with inputs
+/// drawn in `[-scale, scale]` plus `add` (e.g. a mask) when given.
+fn check(name: &str, fused: Op, composed: Op, shape: &[usize], scale: f64, add: Option<Tensor>) {
+    let mut rng = StdRng::seed_from_u64(0x5eed ^ name.len() as u64);
+    let mut x = rand_tensor(&mut rng, shape, scale, DType::F64);
+    if let Some(a) = &add {
+        x = x.broadcast_add(a).unwrap();
+    }
+    let r = rand_tensor(&mut rng, shape, 1.0, DType::F64);
+
+    // f64 forward.
+    let yf = flat(&fused(&x).unwrap());
+    let yc = flat(&composed(&x).unwrap());
+    let e = rel_err(&yf, &yc);
+    assert!(
+        e <= 1e-12,
+        "{name}: f64 forward differs from the composition by {e:e}"
+    );
+
+    // f64 backward against the composition's gradient.
+    let gf = grad(&fused, &x, &r);
+    let gc = grad(&composed, &x, &r);
+    let e = rel_err(&gf, &gc);
+    assert!(
+        e <= 1e-10,
+        "{name}: gradient differs from the composition's by {e:e}"
+    );
+
+    // ... and against finite differences of the fused forward.
+    let gd = fd_grad(&fused, &x, &r);
+    let e = rel_err(&gf, &gd);
+    assert!(
+        e <= 1e-6,
+        "{name}: gradient differs from finite differences by {e:e}"
+    );
+
+    // f32 forward.
+    let x32 = x.to_dtype(DType::F32).unwrap();
+    let yf = flat(&fused(&x32).unwrap());
+    let yc = flat(&composed(&x32).unwrap());
+    let e = rel_err(&yf, &yc);
+    assert!(
+        e <= 1e-5,
+        "{name}: f32 forward differs from the composition by {e:e}"
+    );
+    // The f32 result agrees with the f64 one up to f32 rounding.
+    let y64 = flat(&fused(&x).unwrap());
+    let e = rel_err(&yf, &y64);
+    assert!(e <= 1e-5, "{name}: f32 forward differs from f64 by {e:e}");
+
+    // f32 backward against the composition (loosely: rounding only).
+    let r32 = r.to_dtype(DType::F32).unwrap();
+    let gf = grad(&fused, &x32, &r32);
+    let gc = grad(&composed, &x32, &r32);
+    let e = rel_err(&gf, &gc);
+    assert!(
+        e <= 1e-4,
+        "{name}: f32 gradient differs from the composition's by {e:e}"
+    );
+}
+
+fn weight(n: usize, seed: u64, dtype: DType) -> Tensor {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let v: Vec<f64> = (0..n).map(|_| rng.gen_range(0.5..1.5)).collect();
+    Tensor::from_vec(v, n, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+fn rms_case(name: &str, shape: &[usize], offset: f64) {
+    let n = *shape.last().unwrap();
+    let w64 = weight(n, 7, DType::F64);
+    let w32 = weight(n, 7, DType::F32);
+    let pick = move |x: &Tensor| {
+        if x.dtype() == DType::F32 {
+            w32.clone()
+        } else {
+            w64.clone()
+        }
+    };
+    let p2 = pick.clone();
+    check(
+        name,
+        Box::new(move |x| ops::rms_norm(x, &pick(x), 1e-5, offset)),
+        Box::new(move |x| ops::rms_norm_composed(x, &p2(x), 1e-5, offset)),
+        shape,
+        2.0,
+        None,
+    );
+}
+
+#[test]
+fn rms_norm_residual_copies() {
+    // [n, seq, d] as the q/k/v/mlp residual copies.
+    rms_case("rms_norm [3,6,24]", &[3, 6, 24], 0.0);
+}
+
+#[test]
+fn rms_norm_heads_and_gemma_offset() {
+    // [heads, seq, dh] as q/k norm; Gemma's `w + 1`.
+    rms_case("rms_norm [4,5,8] offset 1", &[4, 5, 8], 1.0);
+    rms_case("rms_norm [5,16]", &[5, 16], 0.0);
+}
+
+#[test]
+fn softmax_with_causal_mask() {
+    let (h, q) = (3, 7);
+    let mask = ops::causal_mask(q, q, 0, None, DType::F64, &Device::Cpu).unwrap();
+    check(
+        "softmax [3,7,7] masked",
+        Box::new(ops::softmax_last_dim),
+        Box::new(ops::softmax_last_dim_composed),
+        &[h, q, q],
+        4.0,
+        Some(mask),
+    );
+    check(
+        "softmax [2,5,9]",
+        Box::new(ops::softmax_last_dim),
+        Box::new(ops::softmax_last_dim_composed),
+        &[2, 5, 9],
+        4.0,
+        None,
+    );
+}
+
+#[test]
+fn log_softmax() {
+    check(
+        "log_softmax [6,40]",
+        Box::new(ops::log_softmax_last_dim),
+        Box::new(ops::log_softmax_last_dim_composed),
+        &[6, 40],
+        5.0,
+        None,
+    );
+}
+
+#[test]
+fn silu() {
+    check(
+        "silu [7,30]",
+        Box::new(ops::silu),
+        Box::new(ops::silu_composed),
+        &[7, 30],
+        6.0,
+        None,
+    );
+}
+
+#[test]
+fn gelu_tanh() {
+    check(
+        "gelu_tanh [7,30]",
+        Box::new(ops::gelu_tanh),
+        Box::new(ops::gelu_tanh_composed),
+        &[7, 30],
+        4.0,
+        None,
+    );
+}
+
+#[test]
+fn rope() {
+    let (h, seq, dh) = (3, 6, 8);
+    for offset in [0, 5] {
+        let t = |dt| ops::rope_tables(seq, offset, dh, 10000.0, dt, &Device::Cpu).unwrap();
+        let (c64, s64) = t(DType::F64);
+        let (c32, s32) = t(DType::F32);
+        let tables = move |x: &Tensor| {
+            if x.dtype() == DType::F32 {
+                (c32.clone(), s32.clone())
+            } else {
+                (c64.clone(), s64.clone())
+            }
+        };
+        let t2 = tables.clone();
+        check(
+            "rope [3,6,8]",
+            Box::new(move |x| {
+                let (c, s) = tables(x);
+                ops::rope(x, &c, &s)
+            }),
+            Box::new(move |x| {
+                let (c, s) = t2(x);
+                ops::rope_composed(x, &c, &s)
+            }),
+            &[h, seq, dh],
+            2.0,
+            None,
+        );
+    }
+}
+
+/// Non-contiguous inputs (a transpose, a narrow) give the same values and gradients as the
+/// composition, and the fused ops work without any tracked input.
+#[test]
+fn non_contiguous_and_untracked_inputs() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let base = rand_tensor(&mut rng, &[6, 4, 8], 2.0, DType::F64);
+    let w = weight(4, 1, DType::F64);
+    let cases: Vec<(&str, Op, Op)> = vec![
+        (
+            "rms_norm",
+            Box::new({
+                let w = w.clone();
+                move |x| ops::rms_norm(&x.transpose(1, 2)?, &w, 1e-6, 0.0)
+            }),
+            Box::new(move |x| ops::rms_norm_composed(&x.transpose(1, 2)?, &w, 1e-6, 0.0)),
+        ),
+        (
+            "softmax",
+            Box::new(|x| ops::softmax_last_dim(&x.transpose(0, 2)?)),
+            Box::new(|x| ops::softmax_last_dim_composed(&x.transpose(0, 2)?)),
+        ),
+        (
+            "log_softmax",
+            Box::new(|x| ops::log_softmax_last_dim(&x.narrow(0, 1, 3)?)),
+            Box::new(|x| ops::log_softmax_last_dim_composed(&x.narrow(0, 1, 3)?)),
+        ),
+        (
+            "silu",
+            Box::new(|x| ops::silu(&x.transpose(0, 1)?)),
+            Box::new(|x| ops::silu_composed(&x.transpose(0, 1)?)),
+        ),
+        (
+            "gelu",
+            Box::new(|x| ops::gelu_tanh(&x.narrow(2, 2, 5)?)),
+            Box::new(|x| ops::gelu_tanh_composed(&x.narrow(2, 2, 5)?)),
+        ),
+    ];
+    for (name, f, c) in cases {
+        let yf = f(&base).unwrap();
+        let yc = c(&base).unwrap();
+        assert!(
+            max_abs_diff(&flat(&yf), &flat(&yc)) <= 1e-12,
+            "{name}: forward"
+        );
+        let r = rand_tensor(&mut rng, yf.dims(), 1.0, DType::F64);
+        let e = rel_err(&grad(&f, &base, &r), &grad(&c, &base, &r));
+        assert!(e <= 1e-10, "{name}: gradient differs by {e:e}");
+    }
+}
+
+/// Gradients flow through chains of fused ops and accumulate with other uses of the input.
+#[test]
+fn chained_ops_gradient() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let x = rand_tensor(&mut rng, &[2, 5, 8], 1.5, DType::F64);
+    let r = rand_tensor(&mut rng, &[2, 5, 8], 1.0, DType::F64);
+    let w = weight(8, 2, DType::F64);
+    let (c, s) = ops::rope_tables(5, 0, 8, 10000.0, DType::F64, &Device::Cpu).unwrap();
+    let chain = |norm: fn(&Tensor, &Tensor, f64, f64) -> Result<Tensor>,
+                 rope: fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
+                 sm: fn(&Tensor) -> Result<Tensor>,
+                 act: fn(&Tensor) -> Result<Tensor>|
+     -> Op {
+        let (w, c, s) = (w.clone(), c.clone(), s.clone());
+        Box::new(move |x: &Tensor| {
+            let h = norm(x, &w, 1e-6, 0.0)?;
+            let h = rope(&h, &c, &s)?;
+            let h = (sm(&h)? + act(&h)?)?;
+            h + x
+        })
+    };
+    let f = chain(ops::rms_norm, ops::rope, ops::softmax_last_dim, ops::silu);
+    let comp = chain(
+        ops::rms_norm_composed,
+        ops::rope_composed,
+        ops::softmax_last_dim_composed,
+        ops::silu_composed,
+    );
+    let e = rel_err(&flat(&f(&x).unwrap()), &flat(&comp(&x).unwrap()));
+    assert!(e <= 1e-12, "forward differs by {e:e}");
+    let gf = grad(&f, &x, &r);
+    let e = rel_err(&gf, &grad(&comp, &x, &r));
+    assert!(
+        e <= 1e-10,
+        "gradient differs from the composition's by {e:e}"
+    );
+    let e = rel_err(&gf, &fd_grad(&f, &x, &r));
+    assert!(
+        e <= 1e-6,
+        "gradient differs from finite differences by {e:e}"
+    );
+}

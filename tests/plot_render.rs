@@ -1,0 +1,255 @@
+//! Every chart renders to valid SVG and PNG files of the requested size.
+
+use std::path::Path;
+
+use rlq::analysis::synthetic::block_table;
+use rlq::analysis::{side_by_side, By, Stat};
+use rlq::plot::*;
+
+fn scores(samples: usize, edges: usize) -> Vec<Vec<f64>> {
+    // Deterministic, signed, heavy-ish tailed, with some structure along the edge index.
+    (0..samples)
+        .map(|k| {
+            (0..edges)
+                .map(|e| {
+                    let x = ((e * 7919 + k * 104729) % 1000) as f64 / 1000.0 - 0.5;
+                    x * x * x * 10.0 + (e as f64 / edges as f64 - 0.3) * 0.2
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Minimal XML well-formedness: tags nest and close, attributes are quoted. Returns the root
+/// element's start tag.
+fn check_xml(text: &str) -> String {
+    let mut stack: Vec<String> = Vec::new();
+    let mut root = None;
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        rest = &rest[start..];
+        if rest.starts_with("<?") {
+            rest = &rest[rest.find("?>").expect("unclosed <?") + 2..];
+            continue;
+        }
+        if rest.starts_with("<!--") {
+            rest = &rest[rest.find("-->").expect("unclosed comment") + 3..];
+            continue;
+        }
+        // Find the tag's end outside quotes.
+        let mut in_quote = None;
+        let mut end = None;
+        for (i, c) in rest.char_indices().skip(1) {
+            match (in_quote, c) {
+                (None, '"') | (None, '\'') => in_quote = Some(c),
+                (Some(q), c) if c == q => in_quote = None,
+                (None, '>') => {
+                    end = Some(i);
+                    break;
+                }
+                (None, '<') => panic!("'<' inside a tag: {}", &rest[..i]),
+                _ => {}
+            }
+        }
+        let end = end.expect("unterminated tag");
+        let tag = &rest[1..end];
+        if let Some(name) = tag.strip_prefix('/') {
+            let open = stack.pop().expect("close without open");
+            assert_eq!(open, name.trim(), "mismatched close tag");
+        } else {
+            let name = tag
+                .split(|c: char| c.is_whitespace() || c == '/')
+                .next()
+                .unwrap()
+                .to_string();
+            if root.is_none() {
+                root = Some(tag.to_string());
+            } else {
+                assert!(!stack.is_empty(), "second root element <{name}>");
+            }
+            if !tag.ends_with('/') {
+                stack.push(name);
+            }
+        }
+        rest = &rest[end + 1..];
+    }
+    assert!(stack.is_empty(), "unclosed elements: {stack:?}");
+    root.expect("no root element")
+}
+
+fn check_svg(path: &Path, width: u32, height: u32) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let root = check_xml(&text);
+    assert!(root.starts_with("svg"), "root is <{root}>");
+    assert!(root.contains(&format!("width=\"{width}\"")), "{root}");
+    assert!(root.contains(&format!("height=\"{height}\"")), "{root}");
+    assert!(text.contains("<text"), "no text in {}", path.display());
+}
+
+fn check_png(path: &Path, width: u32, height: u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG magic");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!((w, h), (width, height));
+}
+
+fn no_temp_files_left(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        assert!(!name.contains(".tmp-"), "temp file left behind: {name}");
+    }
+}
+
+#[test]
+fn heatmap_renders_svg_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = 6;
+    let table = block_table(l, scores(3, 4 * l * l + 3 * l + 1)).unwrap();
+    let opts = HeatmapOpts::default();
+    for ext in ["svg", "png"] {
+        let path = dir.path().join(format!("heat.{ext}"));
+        heatmap(&table, &path, &opts).unwrap();
+        if ext == "svg" {
+            check_svg(&path, 1400, 1000);
+        } else {
+            check_png(&path, 1400, 1000);
+        }
+    }
+    no_temp_files_left(dir.path());
+}
+
+#[test]
+fn bars_lines_and_hist_render_svg_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = 4;
+    let n = 4 * l * l + 3 * l + 1;
+    let g0 = block_table(l, scores(5, n)).unwrap();
+    let g1 = block_table(
+        l,
+        scores(5, n)
+            .into_iter()
+            .map(|r| r.iter().map(|v| v * 1.3).collect())
+            .collect(),
+    )
+    .unwrap();
+    let stat = Stat::Intensity { dense_layers: None };
+    let by_layer = side_by_side(&["base", "tuned"], &[g0.clone(), g1], &stat, By::Layer).unwrap();
+    let opts = PlotOpts {
+        width: 800,
+        height: 500,
+        ..PlotOpts::default()
+    };
+    for ext in ["svg", "png"] {
+        let p = |name: &str| dir.path().join(format!("{name}.{ext}"));
+        bars(&by_layer, "dst_layer", &["base", "tuned"], p("bars"), &opts).unwrap();
+        lines(
+            &by_layer,
+            "dst_layer",
+            &["base", "tuned"],
+            p("lines"),
+            &opts,
+        )
+        .unwrap();
+        let h = HistPlotOpts {
+            plot: opts.clone(),
+            log_y: true,
+            ..HistPlotOpts::default()
+        };
+        hist(&g0, p("hist_log"), &h).unwrap();
+        hist(&g0, p("hist"), &HistPlotOpts { log_y: false, ..h }).unwrap();
+        for name in ["bars", "lines", "hist_log", "hist"] {
+            if ext == "svg" {
+                check_svg(&p(name), 800, 500);
+            } else {
+                check_png(&p(name), 800, 500);
+            }
+        }
+    }
+    no_temp_files_left(dir.path());
+}
+
+#[test]
+fn plot_errors_are_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = block_table(2, scores(2, 23)).unwrap();
+    let bad = heatmap(&table, dir.path().join("x.jpg"), &HeatmapOpts::default()).unwrap_err();
+    assert!(matches!(bad, PlotError::UnknownFormat(_)), "{bad}");
+    let missing = bars(
+        &table,
+        "nope",
+        &["score"],
+        dir.path().join("b.svg"),
+        &PlotOpts::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&missing, PlotError::MissingColumn { column, .. } if column == "nope"),
+        "{missing}"
+    );
+    let text = lines(
+        &table,
+        "src",
+        &["score"],
+        dir.path().join("l.svg"),
+        &PlotOpts::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(text, PlotError::NotNumeric { .. }), "{text}");
+    let no_score = table.drop("score").unwrap();
+    assert!(heatmap(&no_score, dir.path().join("h.svg"), &HeatmapOpts::default()).is_err());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written on error"
+    );
+    // Nested output folders are created.
+    let nested = dir.path().join("a/b/h.svg");
+    hist(&table, &nested, &HistPlotOpts::default()).unwrap();
+    assert!(nested.exists());
+}
+
+/// `RLQ_PLOT_DIR=/some/dir cargo test --test plot_render` writes sample charts to look at.
+#[test]
+fn sample_charts_for_inspection() {
+    let Ok(dir) = std::env::var("RLQ_PLOT_DIR") else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let l = 30;
+    let g = block_table(l, scores(4, 4 * l * l + 3 * l + 1)).unwrap();
+    heatmap(&g, dir.join("heatmap.png"), &HeatmapOpts::default()).unwrap();
+    heatmap(&g, dir.join("heatmap.svg"), &HeatmapOpts::default()).unwrap();
+    let g1 = block_table(
+        l,
+        scores(4, 4 * l * l + 3 * l + 1)
+            .into_iter()
+            .map(|r| r.iter().map(|v| v * 1.2).collect())
+            .collect(),
+    )
+    .unwrap();
+    let stat = Stat::Intensity { dense_layers: None };
+    let t = side_by_side(&["base", "tuned"], &[g.clone(), g1], &stat, By::Layer).unwrap();
+    bars(
+        &t,
+        "dst_layer",
+        &["base", "tuned"],
+        dir.join("bars.png"),
+        &PlotOpts::default(),
+    )
+    .unwrap();
+    lines(
+        &t,
+        "dst_layer",
+        &["base", "tuned"],
+        dir.join("lines.png"),
+        &PlotOpts::default(),
+    )
+    .unwrap();
+    let h = HistPlotOpts {
+        log_y: true,
+        ..HistPlotOpts::default()
+    };
+    hist(&g, dir.join("hist.png"), &h).unwrap();
+}
