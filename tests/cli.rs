@@ -231,3 +231,40 @@ fn quickstart_script_prints_an_edge_table() {
         assert!(out.contains(column), "{out}");
     }
 }
+
+#[test]
+fn a_second_ctrl_c_exits_a_running_script() {
+    use std::io::{BufRead, BufReader};
+    let dir = folder(&[("wait.rlq", "\"ready\"\nread \"never.csv\"\n")]);
+    // The script prints, then blocks opening a FIFO nobody writes to.
+    let fifo = Command::new("mkfifo")
+        .arg(dir.path().join("never.csv"))
+        .status()
+        .expect("mkfifo");
+    assert!(fifo.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlq"))
+        .args(["run", "wait.rlq"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rlq");
+    let mut first_line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first_line)
+        .expect("read");
+    assert_eq!(first_line, "ready\n");
+    // The handler is installed before the script starts, so both signals reach it.
+    for _ in 0..2 {
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupting"), "{}", stderr(&out));
+}
