@@ -115,6 +115,12 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .named_default("n", Type::Number, 100.0, "questions to keep")
         .named_default("seed", Type::Number, 0.0, "sampling seed")
+        .named_default(
+            "len_tolerance",
+            Type::Number,
+            0.5,
+            "keep questions whose two answer lengths differ by at most this × their mean",
+        )
         .example(
             "select_questions a0, a1 alpha 0.1 n 100",
             "prompt_id, prompt, answer_ids_base, answer_ids_tuned, n_base, n_tuned, t_cut",
@@ -343,14 +349,16 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
     };
     let t_bar = mean(&a0).min(mean(&a1));
     let t_cut = ((alpha * t_bar).floor() as i64).max(1);
-    // Step 3: mean length within [⌊0.5·T̄⌋, ⌊1.5·T̄⌋], lengths within 0.5·m of each other.
+    // Step 3: mean length within [⌊0.5·T̄⌋, ⌊1.5·T̄⌋], lengths within 0.5·m of each other
+    // (METHOD.md; `len_tolerance` widens that for two models of different answer styles).
+    let tolerance = args.number("len_tolerance").unwrap_or(0.5);
     let (lo, hi) = ((0.5 * t_bar).floor(), (1.5 * t_bar).floor());
     let kept: Vec<i64> = both
         .into_iter()
         .filter(|id| {
             let (n0, n1) = (a0[id].n as f64, a1[id].n as f64);
             let m = 0.5 * (n0 + n1);
-            m >= lo && m <= hi && (n0 - n1).abs() <= 0.5 * m
+            m >= lo && m <= hi && (n0 - n1).abs() <= tolerance * m
         })
         .collect();
     if kept.is_empty() {
@@ -358,7 +366,7 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
             args.span,
             format!(
                 "no question survived the length filter (T̄ = {t_bar:.1}, window [{lo}, {hi}], \
-                 lengths within half their mean)"
+                 lengths within {tolerance} × their mean)"
             ),
         )
         .with_help("use more questions (the filters keep questions of typical answer length)"));
