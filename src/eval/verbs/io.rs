@@ -148,8 +148,9 @@ fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     Ok(Value::Null)
 }
 
-/// Writes text atomically (temporary file in the same folder, then rename).
-pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<(), String> {
+/// Writes `path` atomically: `write` fills a temporary file in the same folder, which is then
+/// renamed over `path`, so a failed write leaves no partial file and never clobbers the old one.
+fn atomically(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -157,34 +158,29 @@ pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let written = File::create(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        e.to_string()
-    })
-}
-
-/// Writes to a temporary file next to `path`, then renames it over `path`: a failed write
-/// leaves no partial file and never clobbers the old one.
-fn write_atomic(path: &Path, format: Format, df: &mut DataFrame) -> Result<(), String> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result =
-        guard_polars(|| Ok(write_file(&tmp, format, df))).unwrap_or_else(|e| Err(e.to_string()));
-    match result.and_then(|_| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
+    match write(&tmp).and_then(|_| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
         Ok(()) => Ok(()),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
         }
     }
+}
+
+/// Writes text atomically (see [`atomically`]).
+pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<(), String> {
+    atomically(path, |tmp| {
+        File::create(tmp)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Writes a table atomically in `format` (see [`atomically`]).
+fn write_atomic(path: &Path, format: Format, df: &mut DataFrame) -> Result<(), String> {
+    atomically(path, |tmp| {
+        guard_polars(|| Ok(write_file(tmp, format, df))).unwrap_or_else(|e| Err(e.to_string()))
+    })
 }
 
 fn write_file(tmp: &Path, format: Format, df: &mut DataFrame) -> Result<(), String> {
