@@ -117,6 +117,21 @@ fn select_questions_follows_method_section_4() {
         .flatten()
         .collect();
     assert_eq!(tc, vec![4, 4]);
+    // without step 3 every question both got right is kept
+    let all = s
+        .eval("select_questions a0, a1 alpha 0.3 n 100 len_filter false")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    let kept: Vec<i64> = all
+        .column("prompt_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(kept, vec![0, 1, 3, 4, 5]);
     let sel1 = s
         .eval("select_questions a0, a1 alpha 0.3 n 1 seed 5")
         .unwrap()

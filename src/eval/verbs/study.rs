@@ -121,6 +121,12 @@ pub(super) fn register(reg: &mut Registry) {
             0.5,
             "keep questions whose two answer lengths differ by at most this × their mean",
         )
+        .named_default(
+            "len_filter",
+            Type::Bool,
+            true,
+            "apply step 3's length filters (off only for unrelated models whose answer styles differ)",
+        )
         .example(
             "select_questions a0, a1 alpha 0.1 n 100",
             "prompt_id, prompt, answer_ids_base, answer_ids_tuned, n_base, n_tuned, t_cut",
@@ -352,13 +358,17 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
     // Step 3: mean length within [⌊0.5·T̄⌋, ⌊1.5·T̄⌋], lengths within 0.5·m of each other
     // (METHOD.md; `len_tolerance` widens that for two models of different answer styles).
     let tolerance = args.number("len_tolerance").unwrap_or(0.5);
+    let len_filter = args
+        .value("len_filter")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
     let (lo, hi) = ((0.5 * t_bar).floor(), (1.5 * t_bar).floor());
     let kept: Vec<i64> = both
         .into_iter()
         .filter(|id| {
             let (n0, n1) = (a0[id].n as f64, a1[id].n as f64);
             let m = 0.5 * (n0 + n1);
-            m >= lo && m <= hi && (n0 - n1).abs() <= tolerance * m
+            !len_filter || (m >= lo && m <= hi && (n0 - n1).abs() <= tolerance * m)
         })
         .collect();
     if kept.is_empty() {
