@@ -271,11 +271,22 @@ pub fn score_sample(
         Method::Patch => unreachable!("handled above"),
     };
     check_finite(sample.id, "gradient", &grad)?;
+    // The forward graph is no longer needed: free it before the scores are formed.
+    drop((clean, clean_loss_t, offsets, vars, o_clean));
 
-    // S[u, v] = Σ_{t,d} ΔO_u[t,d] · G_v[t,d], in f64: one [n_src, T·D] × [T·D, n_dst] product.
+    // S[u, v] = Σ_{t,d} ΔO_u[t,d] · G_v[t,d], in f64: a [n_src, T·D] × [T·D, n_dst] product,
+    // taken over blocks of destinations so only one block of G is ever held in f64.
     let o = delta_o.to_dtype(DType::F64)?.reshape((n_src, seq * d))?;
-    let g = grad.to_dtype(DType::F64)?.reshape((n_dst, seq * d))?;
-    let s = o.matmul(&g.t()?)?.to_vec2::<f64>()?;
+    drop(delta_o);
+    let g32 = grad.reshape((n_dst, seq * d))?;
+    let block = 32;
+    let mut parts = Vec::with_capacity(n_dst.div_ceil(block));
+    for start in (0..n_dst).step_by(block) {
+        let len = block.min(n_dst - start);
+        let g = g32.narrow(0, start, len)?.to_dtype(DType::F64)?;
+        parts.push(o.matmul(&g.t()?)?);
+    }
+    let s = Tensor::cat(&parts, 1)?.to_vec2::<f64>()?;
     let scores: Vec<f64> = edges.iter().map(|&(u, v)| s[u][v]).collect();
     if let Some(bad) = scores.iter().find(|x| !x.is_finite()) {
         return Err(AttributionError::NonFinite {
