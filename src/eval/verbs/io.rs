@@ -29,7 +29,7 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new(
             "save",
-            "write a table to csv, parquet, json or jsonl (atomically)",
+            "write a table to csv, parquet, json, jsonl or md (a markdown table), atomically",
         )
         .category("io")
         .piped("value", Type::Table, "the table (or graph) to write")
