@@ -31,6 +31,12 @@ fn cfg_json(m: &Model) -> serde_json::Value {
         "final_logit_softcapping": null, "attn_logit_softcapping": null,
         "query_pre_attn_scalar": c.gemma.as_ref().map(|g| g.query_pre_attn_scalar as usize),
         "sliding_window_pattern": c.gemma.as_ref().map(|g| g.sliding_window_pattern),
+        "rope_scaling": match &c.rope_scaling {
+            rlq::model::RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } =>
+                serde_json::json!({"rope_type": "llama3", "factor": factor, "low_freq_factor": low_freq_factor,
+                    "high_freq_factor": high_freq_factor, "original_max_position_embeddings": *original_max_position as usize}),
+            _ => serde_json::Value::Null,
+        },
     })
 }
 
@@ -84,7 +90,11 @@ fn reference_last_logits(m: &Model, len: usize) -> Tensor {
 }
 
 fn check(family: Family) {
-    let mut m = random_model(family, 11, DType::F32).unwrap();
+    check_model(random_model(family, 11, DType::F32).unwrap());
+}
+
+fn check_model(mut m: Model) {
+    let family = m.config.family;
     if let Some(g) = m.config.gemma.as_mut() {
         // candle-transformers' sliding mask admits one more key than HF's (`j + w < i`), so keep
         // every prefix inside the window here; the window itself is tested in hooked_forward.rs.
@@ -124,4 +134,34 @@ fn qwen3_matches_candle_transformers() {
 #[test]
 fn gemma3_matches_candle_transformers() {
     check(Family::Gemma3);
+}
+
+/// Llama 3.1's rope scaling, chosen so that one of the two frequencies is scaled and the
+/// smoothing band is crossed: must match candle-transformers' llama3 rope.
+#[test]
+fn llama3_rope_scaling_matches_candle_transformers() {
+    let mut m = random_model(Family::Llama, 12, DType::F32).unwrap();
+    m.config.rope_scaling = rlq::model::RopeScaling::Llama3 {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position: 64.0,
+    };
+    let scaled = HookedTransformer::new(&m).unwrap().logits(&TOKENS).unwrap();
+    check_model(m);
+    // and it really changes the result
+    let plain = random_model(Family::Llama, 12, DType::F32).unwrap();
+    let unscaled = HookedTransformer::new(&plain)
+        .unwrap()
+        .logits(&TOKENS)
+        .unwrap();
+    let diff = (scaled - unscaled)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff > 1e-4, "{diff}");
 }

@@ -56,6 +56,59 @@ pub struct ModelConfig {
     pub gemma: Option<GemmaExtras>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// How rotary frequencies are stretched for long contexts (Llama 3.x, linear).
+    #[serde(default)]
+    pub rope_scaling: RopeScaling,
+}
+
+/// Rotary scaling schemes rlq applies; a checkpoint asking for any other is refused at load.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub enum RopeScaling {
+    #[default]
+    None,
+    /// Every frequency divided by `factor` (HF `rope_type: linear`).
+    Linear { factor: f64 },
+    /// Llama 3.1's piecewise scaling (HF `rope_type: llama3`).
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position: f64,
+    },
+}
+
+impl RopeScaling {
+    /// Inverse frequencies θ^(−2i/d), i < d/2, after scaling.
+    pub fn inv_freq(&self, theta: f64, head_dim: usize) -> Vec<f64> {
+        (0..head_dim / 2)
+            .map(|i| {
+                let f = 1.0 / theta.powf((2 * i) as f64 / head_dim as f64);
+                match *self {
+                    RopeScaling::None => f,
+                    RopeScaling::Linear { factor } => f / factor,
+                    RopeScaling::Llama3 {
+                        factor,
+                        low_freq_factor,
+                        high_freq_factor,
+                        original_max_position,
+                    } => {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        let low_wavelen = original_max_position / low_freq_factor;
+                        let high_wavelen = original_max_position / high_freq_factor;
+                        if wavelen < high_wavelen {
+                            f
+                        } else if wavelen > low_wavelen {
+                            f / factor
+                        } else {
+                            let smooth = (original_max_position / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
 }
 
 /// Gemma 3 specifics.

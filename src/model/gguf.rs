@@ -222,7 +222,38 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
         gemma,
         bos_token_id: id("tokenizer.ggml.bos_token_id"),
         eos_token_ids,
+        rope_scaling: gguf_rope_scaling(&m, content)?,
     })
+}
+
+/// Rotary scaling from GGUF metadata. Per-dimension frequency factors (`rope_freqs`, Llama 3.1)
+/// and scaling types rlq does not implement are refused rather than silently ignored.
+fn gguf_rope_scaling(m: &Meta, content: &Content) -> Result<super::config::RopeScaling> {
+    use super::config::RopeScaling;
+    if content.tensor_infos.contains_key("rope_freqs.weight") {
+        return Err(ModelError::Config(
+            "this GGUF carries rope frequency factors (`rope_freqs`, Llama 3.1-style scaling), \
+             which rlq does not read from GGUF yet; load the safetensors checkpoint (its \
+             config.json rope_scaling is supported)"
+                .into(),
+        ));
+    }
+    let kind = m
+        .get("rope.scaling.type")
+        .and_then(|v| v.to_string().ok())
+        .cloned();
+    match kind.as_deref() {
+        None | Some("none") => Ok(RopeScaling::None),
+        Some("linear") => match m.f64_opt("rope.scaling.factor") {
+            Some(factor) if factor > 0.0 => Ok(RopeScaling::Linear { factor }),
+            _ => Err(ModelError::Config(
+                "linear rope scaling without a factor".into(),
+            )),
+        },
+        Some(other) => Err(ModelError::Config(format!(
+            "rope scaling `{other}` is not supported (supported: linear, llama3)"
+        ))),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

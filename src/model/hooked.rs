@@ -212,8 +212,8 @@ struct Pass<'a> {
     offset: usize,
     sources: Vec<Tensor>,
     /// Rope tables per base frequency and masks per window, built once per forward: layers
-    /// share them, and rebuilding them per layer dominated the cost of one decoding step.
-    rope: Vec<(f64, Tensor, Tensor)>,
+    /// share them.
+    rope: Vec<((f64, super::config::RopeScaling), Tensor, Tensor)>,
     masks: Vec<(Option<usize>, usize, Tensor)>,
 }
 
@@ -221,15 +221,18 @@ impl Pass<'_> {
     fn rope_for(
         &mut self,
         theta: f64,
+        scaling: &super::config::RopeScaling,
         dh: usize,
         dtype: DType,
         dev: &Device,
     ) -> Result<(Tensor, Tensor)> {
-        if let Some((_, c, s)) = self.rope.iter().find(|(t, _, _)| *t == theta) {
+        let key = (theta, scaling.clone());
+        if let Some((_, c, s)) = self.rope.iter().find(|(k, _, _)| *k == key) {
             return Ok((c.clone(), s.clone()));
         }
-        let (c, s) = ops::rope_tables(self.seq, self.offset, dh, theta, dtype, dev)?;
-        self.rope.push((theta, c.clone(), s.clone()));
+        let inv_freq = scaling.inv_freq(theta, dh);
+        let (c, s) = ops::rope_tables_from(self.seq, self.offset, &inv_freq, dtype, dev)?;
+        self.rope.push((key, c.clone(), s.clone()));
         Ok((c, s))
     }
 
@@ -582,7 +585,13 @@ impl HookedTransformer {
             q = ops::rms_norm(&q, qn, eps, noff)?;
             k = ops::rms_norm(&k, kn, eps, noff)?;
         }
-        let (cos, sin) = pass.rope_for(lw.rope_theta, dh, self.dtype, &self.device)?;
+        // Gemma's local layers rotate at their own base frequency, never scaled.
+        let scaling = if lw.window.is_some() {
+            super::config::RopeScaling::None
+        } else {
+            c.rope_scaling.clone()
+        };
+        let (cos, sin) = pass.rope_for(lw.rope_theta, &scaling, dh, self.dtype, &self.device)?;
         q = ops::rope(&q, &cos, &sin)?;
         k = ops::rope(&k, &cos, &sin)?;
         if let Some(slot) = cache {

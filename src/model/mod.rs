@@ -18,7 +18,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use chat::ChatTemplate;
-pub use config::{Family, GemmaExtras, ModelConfig};
+pub use config::{Family, GemmaExtras, ModelConfig, RopeScaling};
 pub use load::{
     device_from_str, dtype_from_str, load, validate_weights, Checkpoint, LoadOptions, ModelInfo,
 };

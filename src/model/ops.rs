@@ -81,13 +81,24 @@ pub fn rope_tables(
     dtype: DType,
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
-    let half = head_dim / 2;
+    let inv_freq = super::config::RopeScaling::None.inv_freq(theta, head_dim);
+    rope_tables_from(seq, offset, &inv_freq, dtype, device)
+}
+
+/// cos and sin tables `[seq, inv_freq.len()]` for given (possibly scaled) inverse frequencies.
+pub fn rope_tables_from(
+    seq: usize,
+    offset: usize,
+    inv_freq: &[f64],
+    dtype: DType,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let half = inv_freq.len();
     let mut cos = Vec::with_capacity(seq * half);
     let mut sin = Vec::with_capacity(seq * half);
     for t in offset..offset + seq {
-        for i in 0..half {
-            let inv_freq = 1.0 / theta.powf((2 * i) as f64 / head_dim as f64);
-            let a = t as f64 * inv_freq;
+        for f in inv_freq {
+            let a = t as f64 * f;
             cos.push(a.cos());
             sin.push(a.sin());
         }

@@ -234,6 +234,43 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
         gemma: gemma_extras,
         bos_token_id: bos.first().copied(),
         eos_token_ids: eos,
+        rope_scaling: rope_scaling(&f)?,
+    })
+}
+
+/// `rope_scaling` of config.json: llama3 and linear are applied; any other scheme is refused
+/// rather than silently ignored.
+fn rope_scaling(f: &Fields) -> Result<super::config::RopeScaling> {
+    use super::config::RopeScaling;
+    let Some(r) = f.get("rope_scaling") else {
+        return Ok(RopeScaling::None);
+    };
+    let kind = r
+        .get("rope_type")
+        .or_else(|| r.get("type"))
+        .and_then(Json::as_str)
+        .unwrap_or("default");
+    let num = |k: &str| -> Result<f64> {
+        r.get(k)
+            .and_then(Json::as_f64)
+            .ok_or_else(|| ModelError::Config(format!("rope_scaling ({kind}) needs `{k}`")))
+    };
+    Ok(match kind {
+        "default" => RopeScaling::None,
+        "linear" => RopeScaling::Linear {
+            factor: num("factor")?,
+        },
+        "llama3" => RopeScaling::Llama3 {
+            factor: num("factor")?,
+            low_freq_factor: num("low_freq_factor")?,
+            high_freq_factor: num("high_freq_factor")?,
+            original_max_position: num("original_max_position_embeddings")?,
+        },
+        other => {
+            return Err(ModelError::Config(format!(
+                "rope_scaling `{other}` is not supported (supported: linear, llama3)"
+            )))
+        }
     })
 }
 

@@ -36,6 +36,7 @@ pub fn tiny_config(family: Family) -> ModelConfig {
         }),
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
+        rope_scaling: Default::default(),
     }
 }
 
