@@ -201,7 +201,8 @@ impl Heatmap {
             .disable_mesh()
             .disable_x_axis()
             .y_labels(9)
-            .y_label_formatter(&|v| fmt_num(*v))
+            // Tick positions carry rounding noise; the centre tick is exactly 0.
+            .y_label_formatter(&|v| fmt_num(if v.abs() < 1e-9 * l { 0.0 } else { *v }))
             .y_label_style((FONT, TICK_SIZE).into_font())
             .draw()
             .map_err(draw_err)?;
