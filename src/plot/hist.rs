@@ -149,14 +149,7 @@ impl Chart for Hist {
                     .legend(move |(x, y)| {
                         Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
                     });
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK.mix(0.4))
-                    .label_font((FONT, TICK_SIZE).into_font())
-                    .draw()
-                    .map_err(draw_err)?;
+                super::style::draw_legend(&mut chart)?;
             }};
         }
         let y_desc = self.opts.plot.y_label.clone();

@@ -107,14 +107,7 @@ impl Chart for Lines {
                 .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(draw_err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, TICK_SIZE).into_font())
-            .draw()
-            .map_err(draw_err)?;
+        super::style::draw_legend(&mut chart)?;
         Ok(())
     }
 }

@@ -94,3 +94,22 @@ pub(crate) fn fmt_num(v: f64) -> String {
         format!("{v:.1e}")
     }
 }
+
+/// The legend every chart uses: top right, on a translucent white box.
+pub(crate) fn draw_legend<'a, DB, CT>(
+    chart: &mut plotters::chart::ChartContext<'a, DB, CT>,
+) -> Result<(), super::error::PlotError>
+where
+    DB: plotters::prelude::DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
+    use plotters::prelude::*;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, TICK_SIZE).into_font())
+        .draw()
+        .map_err(super::error::draw_err)
+}
