@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use candle_core::DType;
 use polars::prelude::*;
 use rlq::attribution::{score_sample, Method, Sample, SampleLoss};
 use rlq::model::hooked::HookedTransformer;
@@ -117,7 +116,6 @@ fn patch_on_exact_ids_equals_the_engine() {
         .map(|x| x.unwrap())
         .collect();
     assert_eq!(got, want.scores);
-    let _ = DType::F32;
 }
 
 /// The thin path of the README: two text samples, the model's own greedy answers, T_cut,
