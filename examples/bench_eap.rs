@@ -41,6 +41,7 @@ fn main() {
         &LoadOptions {
             device: Device::Cpu,
             dtype,
+            ..Default::default()
         },
     )
     .expect("load");

@@ -25,6 +25,7 @@ fn main() {
         &LoadOptions {
             device: Device::Cpu,
             dtype: DType::F32,
+            ..Default::default()
         },
     )
     .expect("load");
@@ -45,7 +46,7 @@ fn main() {
     }))
     .expect("config");
     let cfg = cfg.into_config(false);
-    let mut map = m.weights.map().clone();
+    let mut map = m.weights.dense_map().unwrap();
     if !map.contains_key("lm_head.weight") {
         map.insert(
             "lm_head.weight".into(),

@@ -1,4 +1,38 @@
-//! Peak memory after loading SmolLM2, and after one EAP sample (VmHWM), to see where memory goes.
+//! Peak memory after loading SmolLM2, and after one EAP sample: the process's peak RSS (VmHWM)
+//! and the peak of live heap bytes (a counting allocator), to see where memory goes and how much
+//! of the RSS is allocator slack.
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = System.alloc(l);
+        if !p.is_null() {
+            let now = LIVE.fetch_add(l.size(), Relaxed) + l.size();
+            PEAK.fetch_max(now, Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l);
+        LIVE.fetch_sub(l.size(), Relaxed);
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn heap() -> String {
+    format!(
+        "heap live {} MB, peak {} MB",
+        LIVE.load(Relaxed) / 1_000_000,
+        PEAK.load(Relaxed) / 1_000_000
+    )
+}
 fn hwm() -> String {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -13,7 +47,7 @@ fn main() {
         &Default::default(),
     )
     .unwrap();
-    println!("after load: {}", hwm());
+    println!("after load: {}; {}", hwm(), heap());
     let tf = rlq::model::hooked::HookedTransformer::new(&m).unwrap();
     let c = &m.config;
     let lay = rlq::model::hooks::HookLayout::new(
@@ -32,6 +66,37 @@ fn main() {
             targets: ids[65..].iter().copied().chain([0]).collect(),
         },
     };
+    // The same steps as `score_sample`, with the heap measured between them.
+    {
+        use rlq::model::hooked::{DestOffsets, ForwardInput, Hooks};
+        let (offsets, vars) =
+            DestOffsets::zero_vars(&lay, 128, c.d_model, candle_core::DType::F32, tf.device())
+                .unwrap();
+        println!("offsets: {}", heap());
+        let out = tf
+            .forward(
+                ForwardInput::Ids(&ids),
+                &Hooks {
+                    layout: Some(&lay),
+                    dest_offsets: Some(&offsets),
+                    record_sources: true,
+                    logits_from: 64,
+                },
+                None,
+            )
+            .unwrap();
+        println!("forward: {}", heap());
+        let target = rlq::attribution::loss::LossTarget::Tokens {
+            start: 0,
+            targets: ids[65..].iter().copied().chain([0]).collect(),
+        };
+        let l = rlq::attribution::loss::loss(&out.logits, &target).unwrap();
+        println!("loss: {}", heap());
+        let g = l.backward().unwrap();
+        println!("backward: {}", heap());
+        drop((g, l, out, vars, offsets));
+        println!("dropped: {}", heap());
+    }
     rlq::attribution::score_sample(
         &tf,
         &lay,
@@ -41,5 +106,5 @@ fn main() {
         &|| false,
     )
     .unwrap();
-    println!("after sample: {}", hwm());
+    println!("after sample: {}; {}", hwm(), heap());
 }

@@ -78,13 +78,7 @@ fn smollm2_has_every_weight_with_the_right_shape() {
         "no extra or missing tensors"
     );
     for l in 0..30 {
-        let w = |n: &str| {
-            m.weights
-                .get(&format!("model.layers.{l}.{n}"))
-                .unwrap()
-                .dims()
-                .to_vec()
-        };
+        let w = |n: &str| m.weights.shape(&format!("model.layers.{l}.{n}")).unwrap();
         assert_eq!(w("self_attn.q_proj.weight"), vec![576, 576]);
         assert_eq!(w("self_attn.k_proj.weight"), vec![192, 576]);
         assert_eq!(w("self_attn.v_proj.weight"), vec![192, 576]);
@@ -95,7 +89,15 @@ fn smollm2_has_every_weight_with_the_right_shape() {
         assert_eq!(w("input_layernorm.weight"), vec![576]);
         assert_eq!(w("post_attention_layernorm.weight"), vec![576]);
     }
-    let emb = m.weights.get("model.embed_tokens.weight").unwrap();
+    // The default load keeps the quantized matrices quantized; norms are plain f32.
+    assert!(m.weights.is_quantized("model.layers.0.mlp.up_proj.weight"));
+    assert!(!m.weights.is_quantized("model.norm.weight"));
+    assert!(
+        m.weights.storage_bytes() < 150_000_000,
+        "{}",
+        m.weights.storage_bytes()
+    );
+    let emb = m.weights.dense("model.embed_tokens.weight").unwrap();
     assert_eq!(emb.dims(), &[49152, 576]);
     assert_eq!(emb.dtype(), DType::F32);
     // Dequantized values are finite and not all zero.
@@ -110,6 +112,60 @@ fn smollm2_has_every_weight_with_the_right_shape() {
     let norm = m.weights.get("model.norm.weight").unwrap();
     let mean = norm.mean_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(mean > 0.1 && mean.is_finite(), "final norm mean {mean}");
+}
+
+/// Keeping weights quantized changes where the f32 values are made, not what they are: every
+/// weight of the quantized load dequantizes to exactly the dense load's tensor (q/k rows
+/// reordered in their quantized form included), and the forward gives the same logits up to the
+/// matmul's summation order.
+#[test]
+fn smollm2_quantized_and_dense_loads_agree() {
+    let Some(p) = smollm2_path() else { return };
+    let q = smollm2().unwrap();
+    let dense_opts = LoadOptions {
+        keep_quantized: false,
+        ..Default::default()
+    };
+    let d = load(p.to_str().unwrap(), &dense_opts).unwrap();
+    assert!(!d
+        .weights
+        .is_quantized("model.layers.0.self_attn.q_proj.weight"));
+    assert!(d.weights.storage_bytes() > 4 * q.weights.storage_bytes());
+    for name in d.weights.names() {
+        let a = q.weights.dense(name).unwrap();
+        let b = d.weights.get(name).unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{name}");
+    }
+    let ids = [1u32, 4093, 198, 1780, 314, 260, 5, 9, 17, 300];
+    let lq = rlq::model::hooked::HookedTransformer::new(&q)
+        .unwrap()
+        .logits(&ids)
+        .unwrap();
+    let ld = rlq::model::hooked::HookedTransformer::new(&d)
+        .unwrap()
+        .logits(&ids)
+        .unwrap();
+    let scale = ld
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let diff = (lq - ld)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    // f32 rounding through 30 layers: the same bound as the candle-transformers parity check.
+    assert!(
+        diff < 1e-5 * scale.max(1.0) * 10.0,
+        "max |Δlogit| {diff} at scale {scale}"
+    );
 }
 
 #[test]
@@ -144,6 +200,7 @@ fn smollm2_bf16_is_a_separate_model() {
     let opts = LoadOptions {
         device: Device::Cpu,
         dtype: DType::BF16,
+        ..Default::default()
     };
     let a = load(p.to_str().unwrap(), &opts).unwrap();
     assert_eq!(a.dtype, DType::BF16);
@@ -518,6 +575,7 @@ fn quantized_gguf_tensors_dequantize_close_to_the_original() {
         &LoadOptions {
             device: Device::Cpu,
             dtype: DType::F16,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -799,6 +857,7 @@ fn safetensors_folder_loads_config_weights_tokenizer_template() {
             &LoadOptions {
                 device: Device::Cpu,
                 dtype: DType::BF16,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -819,6 +878,7 @@ fn sharded_safetensors_folder_loads_every_shard() {
         &LoadOptions {
             device: Device::Cpu,
             dtype: DType::F64,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -985,6 +1045,7 @@ fn device_and_dtype_strings() {
         &LoadOptions {
             device: Device::Cpu,
             dtype: DType::U8,
+            ..Default::default()
         },
     )
     .err()
@@ -1137,20 +1198,24 @@ fn smollm2_unpermuted_qk_with_hf_rope_match_gguf_qk_with_llama_cpp_rope() {
             .unwrap()
     };
     let (gg_q, gg_k) = (raw("blk.0.attn_q.weight"), raw("blk.0.attn_k.weight"));
+    // The default load keeps q/k quantized and reorders their quantized rows.
+    assert!(m
+        .weights
+        .is_quantized("model.layers.0.self_attn.q_proj.weight"));
     let hf_q = m
         .weights
-        .get("model.layers.0.self_attn.q_proj.weight")
+        .dense("model.layers.0.self_attn.q_proj.weight")
         .unwrap();
     let hf_k = m
         .weights
-        .get("model.layers.0.self_attn.k_proj.weight")
+        .dense("model.layers.0.self_attn.k_proj.weight")
         .unwrap();
 
     let (t, hd, heads, kv) = (6usize, 64usize, 9usize, 3usize);
     let ids = Tensor::new(&[1u32, 4093, 198, 1780, 314, 260], &dev).unwrap();
     let x = m
         .weights
-        .get("model.embed_tokens.weight")
+        .dense("model.embed_tokens.weight")
         .unwrap()
         .embedding(&ids)
         .unwrap();
@@ -1193,8 +1258,8 @@ fn smollm2_unpermuted_qk_with_hf_rope_match_gguf_qk_with_llama_cpp_rope() {
     let rope = candle_nn::rotary_emb::rope;
     let rope_i = candle_nn::rotary_emb::rope_i;
     let hf = logits(
-        rope(&project(hf_q, heads), &cos, &sin).unwrap(),
-        rope(&project(hf_k, kv), &cos, &sin).unwrap(),
+        rope(&project(&hf_q, heads), &cos, &sin).unwrap(),
+        rope(&project(&hf_k, kv), &cos, &sin).unwrap(),
     );
     let gg = logits(
         rope_i(&project(&gg_q, heads), &cos, &sin).unwrap(),

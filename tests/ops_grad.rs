@@ -369,3 +369,72 @@ fn chained_ops_gradient() {
         "gradient differs from finite differences by {e:e}"
     );
 }
+
+/// Attention `(q, k, v)` packed along the head axis into one input `[hq + 2·hk, T, dh]`, so the
+/// single-input harness differentiates all three at once.
+fn attention_case(name: &str, hq: usize, hk: usize, t: usize, dh: usize, window: Option<usize>) {
+    let mask64 = ops::causal_mask(t, t, 0, window, DType::F64, &Device::Cpu).unwrap();
+    let scale = 1.0 / (dh as f64).sqrt();
+    let split = move |x: &Tensor| -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+        let mask = mask64.to_dtype(x.dtype())?;
+        Ok((
+            x.narrow(0, 0, hq)?,
+            x.narrow(0, hq, hk)?,
+            x.narrow(0, hq + hk, hk)?,
+            mask,
+        ))
+    };
+    let s2 = split.clone();
+    let fused: Op = Box::new(move |x| {
+        let (q, k, v, m) = split(x)?;
+        rlq::model::attention::attention(&q, &k, &v, &m, scale)
+    });
+    let composed: Op = Box::new(move |x| {
+        let (q, k, v, m) = s2(x)?;
+        rlq::model::attention::attention_composed(&q, &k, &v, &m, scale)
+    });
+    // The op's output is [hq, T, dh]: the harness's random weights `r` take the input's shape,
+    // so compare through a fixed projection back onto it.
+    let wrap = |f: Op| -> Op {
+        Box::new(move |x: &Tensor| {
+            let z = f(x)?;
+            let pad = x.narrow(0, 0, 2 * hk)?.zeros_like()?;
+            Tensor::cat(&[z, pad], 0)
+        })
+    };
+    check(
+        name,
+        wrap(fused),
+        wrap(composed),
+        &[hq + 2 * hk, t, dh],
+        1.5,
+        None,
+    );
+}
+
+#[test]
+fn attention_grouped_query() {
+    attention_case("attention gqa", 4, 2, 6, 4, None);
+}
+
+#[test]
+fn attention_multi_head_with_window() {
+    attention_case("attention window", 3, 3, 7, 2, Some(3));
+}
+
+#[test]
+fn attention_with_cached_keys_matches_composition() {
+    // Decoding: 2 new queries against 5 keys (3 cached), offset 3.
+    let mut rng = StdRng::seed_from_u64(11);
+    for dtype in [DType::F64, DType::F32] {
+        let q = rand_tensor(&mut rng, &[4, 2, 8], 1.0, dtype);
+        let k = rand_tensor(&mut rng, &[2, 5, 8], 1.0, dtype);
+        let v = rand_tensor(&mut rng, &[2, 5, 8], 1.0, dtype);
+        let m = ops::causal_mask(2, 5, 3, None, dtype, &Device::Cpu).unwrap();
+        let a = rlq::model::attention::attention(&q, &k, &v, &m, 0.35).unwrap();
+        let b = rlq::model::attention::attention_composed(&q, &k, &v, &m, 0.35).unwrap();
+        let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+        let e = rel_err(&flat(&a), &flat(&b));
+        assert!(e <= tol, "{dtype:?}: {e:e}");
+    }
+}

@@ -13,7 +13,7 @@ use rlq::model::{Family, Model};
 const TOKENS: [u32; 7] = [3, 17, 5, 9, 28, 11, 4];
 
 fn vb(m: &Model) -> VarBuilder<'static> {
-    VarBuilder::from_tensors(m.weights.map().clone(), m.dtype, &Device::Cpu)
+    VarBuilder::from_tensors(m.weights.dense_map().unwrap(), m.dtype, &Device::Cpu)
 }
 
 fn cfg_json(m: &Model) -> serde_json::Value {

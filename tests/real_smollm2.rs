@@ -27,6 +27,7 @@ fn smollm2(dtype: DType) -> Option<Arc<Model>> {
             &LoadOptions {
                 device: Device::Cpu,
                 dtype,
+                ..Default::default()
             },
         )
         .unwrap(),
@@ -113,7 +114,7 @@ fn smollm2_logits_match_candle_transformers_llama() {
     }))
     .unwrap();
     let cfg = cfg.into_config(false);
-    let mut map = m.weights.map().clone();
+    let mut map = m.weights.dense_map().unwrap();
     if !map.contains_key("lm_head.weight") {
         map.insert(
             "lm_head.weight".into(),

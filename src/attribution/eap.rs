@@ -149,7 +149,8 @@ fn resolve_loss(sample: &Sample, clean_logits: &Tensor, from: usize) -> Result<L
 }
 
 fn check_finite(sample: i64, what: &'static str, t: &Tensor) -> Result<()> {
-    let s = t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    // Summed in its own dtype: NaN and inf propagate, and no f64 copy of a large gradient is made.
+    let s = t.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     if !s.is_finite() {
         // The sum can overflow only if an element is huge; either way the value is unusable.
         return Err(AttributionError::NonFinite {

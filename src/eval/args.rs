@@ -82,6 +82,19 @@ impl Args {
             _ => None,
         })
     }
+    /// A keyword word that must be one of `choices` (the first is the default when absent).
+    pub fn word_choice<'a>(&'a self, name: &str, choices: &[&'a str]) -> EvalResult<&'a str> {
+        let w = self.word(name).unwrap_or(choices[0]);
+        if choices.contains(&w) {
+            Ok(w)
+        } else {
+            Err(
+                EvalError::at(self.span_of(name), format!("unknown {name} `{w}`"))
+                    .with_help(format!("choose one of: {}", choices.join(", ")))
+                    .with_code("rlq::keyword"),
+            )
+        }
+    }
     pub fn flag(&self, name: &str) -> bool {
         self.all(name)
             .iter()

@@ -336,6 +336,15 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Softmax)
 }
 
+/// The softmax backward on its own, `dx = y · (g − Σ g·y)` for output `y` and gradient `g`
+/// (for ops that recompute the softmax in their backward instead of storing it).
+pub(crate) fn softmax_backward(grad: &Tensor, y: &Tensor) -> Result<Tensor> {
+    match bwd2(grad, y, &SoftmaxBwd)? {
+        Some(t) => Ok(t),
+        None => bail!("softmax backward produced no gradient"),
+    }
+}
+
 /// Log-softmax over the last dim: `y = (x − m) − ln Σ exp(x − m)`.
 struct LogSoftmax;
 /// Backward on `(grad, y)`: `dx = g − exp(y) · Σ g`.

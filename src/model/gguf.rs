@@ -19,13 +19,21 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{DType, Device, Tensor};
 
+use super::qmatrix::{is_block_quantized, QMatrix};
 use super::tokenizer::value_as_i64;
 use super::{
     Checkpoint, Family, GemmaExtras, ModelConfig, ModelError, Result, TextTokenizer, Weights,
 };
 
 /// Reads a `.gguf` file into a checkpoint (config, HF-named weights, tokenizer, chat template).
-pub fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
+/// With `keep_quantized` (and CPU, f32), block-quantized weight matrices stay quantized in memory
+/// ([`QMatrix`]); everything else is dequantized here.
+pub fn load_gguf(
+    path: &Path,
+    device: &Device,
+    dtype: DType,
+    keep_quantized: bool,
+) -> Result<Checkpoint> {
     super::load::check_float_dtype(dtype)?;
     let file = File::open(path)
         .map_err(|e| ModelError::Io(format!("cannot open GGUF `{}`: {e}", path.display())))?;
@@ -37,7 +45,8 @@ pub fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Checkpoin
         ))
     })?;
     let config = config_from_metadata(&content)?;
-    let weights = read_weights(&content, &mut reader, &config, device, dtype, path)?;
+    let keep = keep_quantized && device.is_cpu() && dtype == DType::F32;
+    let weights = read_weights(&content, &mut reader, &config, device, dtype, keep, path)?;
     let tokenizer = TextTokenizer::from_gguf_metadata(&content.metadata)?;
     let chat_template = content
         .metadata
@@ -313,6 +322,17 @@ pub fn unpermute_rope_rows(t: &Tensor, n_heads: usize) -> Result<Tensor> {
     reorder_rows(t, n_heads, false)
 }
 
+/// [`unpermute_rope_rows`] as a row order: row `i` of the HF layout is row `order[i]` of the
+/// GGUF layout. Used to reorder quantized rows without dequantizing them.
+pub fn rope_row_order(rows: usize, n_heads: usize) -> Result<Vec<usize>> {
+    let idx: Vec<f64> = (0..rows).map(|i| i as f64).collect();
+    let t = Tensor::from_vec(idx, (rows, 1), &Device::Cpu)?;
+    let order = unpermute_rope_rows(&t, n_heads)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    Ok(order.into_iter().map(|x| x as usize).collect())
+}
+
 fn reorder_rows(t: &Tensor, n_heads: usize, to_gguf: bool) -> Result<Tensor> {
     let dims = t.dims().to_vec();
     let rows = dims[0];
@@ -352,6 +372,7 @@ fn read_weights(
     cfg: &ModelConfig,
     device: &Device,
     dtype: DType,
+    keep_quantized: bool,
     path: &Path,
 ) -> Result<Weights> {
     let mut weights = Weights::default();
@@ -361,7 +382,8 @@ fn read_weights(
         let Some(name) = hf_name(gguf_name, cfg.family) else {
             continue;
         };
-        // Dequantize on the CPU in f32 (any quant type candle reads), fix layout, then convert.
+        // Read on the CPU (any quant type candle reads); keep block-quantized matrices as they
+        // are if asked, else dequantize in f32; fix the layout; convert.
         let q = content
             .tensor(reader, gguf_name, &Device::Cpu)
             .map_err(|e| {
@@ -370,13 +392,26 @@ fn read_weights(
                     path.display()
                 ))
             })?;
-        let mut t = q.dequantize(&Device::Cpu)?;
-        if rope_rows_permuted(cfg.family) {
-            if name.contains(".self_attn.q_proj.") {
-                t = unpermute_rope_rows(&t, cfg.n_heads)?;
-            } else if name.contains(".self_attn.k_proj.") {
-                t = unpermute_rope_rows(&t, cfg.n_kv_heads)?;
+        let rope_heads = if !rope_rows_permuted(cfg.family) {
+            None
+        } else if name.contains(".self_attn.q_proj.") {
+            Some(cfg.n_heads)
+        } else if name.contains(".self_attn.k_proj.") {
+            Some(cfg.n_kv_heads)
+        } else {
+            None
+        };
+        if keep_quantized && is_block_quantized(q.dtype()) && q.shape().rank() == 2 {
+            let mut m = QMatrix::new(q)?;
+            if let Some(heads) = rope_heads {
+                m = m.permute_rows(&rope_row_order(m.rows(), heads)?)?;
             }
+            weights.insert_quantized(name, m);
+            continue;
+        }
+        let mut t = q.dequantize(&Device::Cpu)?;
+        if let Some(heads) = rope_heads {
+            t = unpermute_rope_rows(&t, heads)?;
         }
         if cfg.family == Family::Gemma3 && name.ends_with("norm.weight") {
             t = (t - 1.0)?;

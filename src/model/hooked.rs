@@ -9,7 +9,9 @@
 
 use candle_core::{DType, Device, IndexOp, Result, Tensor, D};
 
+use super::attention;
 use super::hooks::{Granularity, HookLayout};
+use super::linear::Linear;
 use super::ops;
 use super::{Family, Model, ModelConfig, ModelError};
 
@@ -17,15 +19,15 @@ use super::{Family, Model, ModelConfig, ModelError};
 #[derive(Clone)]
 struct LayerWeights {
     input_norm: Tensor,
-    wq: Tensor,
-    wk: Tensor,
-    wv: Tensor,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
     bq: Option<Tensor>,
     bk: Option<Tensor>,
     bv: Option<Tensor>,
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
-    wo: Tensor,
+    wo: Linear,
     /// Gemma only: norm applied to the attention output.
     post_attn_norm: Option<Tensor>,
     /// Norm in front of the MLP (`post_attention_layernorm` for Llama-style models,
@@ -33,9 +35,9 @@ struct LayerWeights {
     mlp_norm: Tensor,
     /// Gemma only: norm applied to the MLP output.
     post_mlp_norm: Option<Tensor>,
-    w_gate: Tensor,
-    w_up: Tensor,
-    w_down: Tensor,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
     rope_theta: f64,
     window: Option<usize>,
 }
@@ -44,10 +46,10 @@ struct LayerWeights {
 #[derive(Clone)]
 pub struct HookedTransformer {
     pub config: ModelConfig,
-    embed: Tensor,
+    embed: Linear,
     layers: Vec<LayerWeights>,
     final_norm: Tensor,
-    lm_head: Tensor,
+    lm_head: Linear,
     dtype: DType,
     device: Device,
 }
@@ -270,6 +272,10 @@ fn weight(model: &Model, name: &str, shape: &[usize]) -> std::result::Result<Ten
     Ok(model.weights.get_shaped(name, shape)?.clone())
 }
 
+fn linear(model: &Model, name: &str, shape: &[usize]) -> std::result::Result<Linear, ModelError> {
+    model.weights.linear(name, shape)
+}
+
 fn opt_weight(
     model: &Model,
     name: &str,
@@ -297,6 +303,7 @@ impl HookedTransformer {
         for l in 0..c.n_layers {
             let p = format!("model.layers.{l}");
             let w = |n: &str, s: &[usize]| weight(model, &format!("{p}.{n}"), s);
+            let lin = |n: &str, s: &[usize]| linear(model, &format!("{p}.{n}"), s);
             let ow = |n: &str, s: &[usize]| opt_weight(model, &format!("{p}.{n}"), s);
             let (rope_theta, window) = match (&c.gemma, gemma) {
                 (Some(g), true) if (l + 1) % g.sliding_window_pattern.max(1) != 0 => {
@@ -306,9 +313,9 @@ impl HookedTransformer {
             };
             layers.push(LayerWeights {
                 input_norm: w("input_layernorm.weight", &[d])?,
-                wq: w("self_attn.q_proj.weight", &[hq * dh, d])?,
-                wk: w("self_attn.k_proj.weight", &[hk * dh, d])?,
-                wv: w("self_attn.v_proj.weight", &[hk * dh, d])?,
+                wq: lin("self_attn.q_proj.weight", &[hq * dh, d])?,
+                wk: lin("self_attn.k_proj.weight", &[hk * dh, d])?,
+                wv: lin("self_attn.v_proj.weight", &[hk * dh, d])?,
                 bq: ow("self_attn.q_proj.bias", &[hq * dh])?,
                 bk: ow("self_attn.k_proj.bias", &[hk * dh])?,
                 bv: ow("self_attn.v_proj.bias", &[hk * dh])?,
@@ -322,7 +329,7 @@ impl HookedTransformer {
                 } else {
                     None
                 },
-                wo: w("self_attn.o_proj.weight", &[d, hq * dh])?,
+                wo: lin("self_attn.o_proj.weight", &[d, hq * dh])?,
                 post_attn_norm: if gemma {
                     Some(w("post_attention_layernorm.weight", &[d])?)
                 } else {
@@ -338,18 +345,18 @@ impl HookedTransformer {
                 } else {
                     None
                 },
-                w_gate: w("mlp.gate_proj.weight", &[ff, d])?,
-                w_up: w("mlp.up_proj.weight", &[ff, d])?,
-                w_down: w("mlp.down_proj.weight", &[d, ff])?,
+                w_gate: lin("mlp.gate_proj.weight", &[ff, d])?,
+                w_up: lin("mlp.up_proj.weight", &[ff, d])?,
+                w_down: lin("mlp.down_proj.weight", &[d, ff])?,
                 rope_theta,
                 window,
             });
         }
-        let embed = weight(model, "model.embed_tokens.weight", &[c.vocab_size, d])?;
+        let embed = linear(model, "model.embed_tokens.weight", &[c.vocab_size, d])?;
         let lm_head = if c.tie_embeddings || !model.weights.contains("lm_head.weight") {
             embed.clone()
         } else {
-            weight(model, "lm_head.weight", &[c.vocab_size, d])?
+            linear(model, "lm_head.weight", &[c.vocab_size, d])?
         };
         Ok(Self {
             config: c.clone(),
@@ -372,6 +379,7 @@ impl HookedTransformer {
     /// The same transformer with every weight converted (e.g. to f64 for exact checks).
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
         let cv = |t: &Tensor| t.to_dtype(dtype);
+        let cl = |t: &Linear| t.to_dtype(dtype);
         let co = |t: &Option<Tensor>| t.as_ref().map(|t| t.to_dtype(dtype)).transpose();
         let layers = self
             .layers
@@ -379,21 +387,21 @@ impl HookedTransformer {
             .map(|l| {
                 Ok(LayerWeights {
                     input_norm: cv(&l.input_norm)?,
-                    wq: cv(&l.wq)?,
-                    wk: cv(&l.wk)?,
-                    wv: cv(&l.wv)?,
+                    wq: cl(&l.wq)?,
+                    wk: cl(&l.wk)?,
+                    wv: cl(&l.wv)?,
                     bq: co(&l.bq)?,
                     bk: co(&l.bk)?,
                     bv: co(&l.bv)?,
                     q_norm: co(&l.q_norm)?,
                     k_norm: co(&l.k_norm)?,
-                    wo: cv(&l.wo)?,
+                    wo: cl(&l.wo)?,
                     post_attn_norm: co(&l.post_attn_norm)?,
                     mlp_norm: cv(&l.mlp_norm)?,
                     post_mlp_norm: co(&l.post_mlp_norm)?,
-                    w_gate: cv(&l.w_gate)?,
-                    w_up: cv(&l.w_up)?,
-                    w_down: cv(&l.w_down)?,
+                    w_gate: cl(&l.w_gate)?,
+                    w_up: cl(&l.w_up)?,
+                    w_down: cl(&l.w_down)?,
                     rope_theta: l.rope_theta,
                     window: l.window,
                 })
@@ -401,10 +409,10 @@ impl HookedTransformer {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config: self.config.clone(),
-            embed: cv(&self.embed)?,
+            embed: cl(&self.embed)?,
             layers,
             final_norm: cv(&self.final_norm)?,
-            lm_head: cv(&self.lm_head)?,
+            lm_head: cl(&self.lm_head)?,
             dtype,
             device: self.device.clone(),
         })
@@ -420,8 +428,7 @@ impl HookedTransformer {
 
     /// Token embeddings as the first layer sees them (Gemma scales by sqrt(d_model)).
     pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
-        let idx = Tensor::new(ids, &self.device)?;
-        let e = self.embed.index_select(&idx, 0)?;
+        let e = self.embed.gather_rows(ids, &self.device)?;
         if self.config.family == Family::Gemma3 {
             // HF casts the scale to the model dtype before multiplying; so do we.
             let s = Tensor::new((self.config.d_model as f64).sqrt(), &self.device)?
@@ -508,7 +515,7 @@ impl HookedTransformer {
             x
         };
         let xn = ops::rms_norm(&x, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;
-        let mut logits = ops::matmul_const(&xn, &self.lm_head.t()?)?;
+        let mut logits = self.lm_head.forward(&xn)?;
         if let Some(cap) = c.gemma.as_ref().and_then(|g| g.final_logit_softcapping) {
             logits = ((logits / cap)?.tanh()? * cap)?;
         }
@@ -522,19 +529,30 @@ impl HookedTransformer {
 
     /// Project `[n, seq, d]` residual copies to `[heads, seq, dh]`: with one copy, the usual
     /// matmul; with one copy per head, head `i` reads copy `i`.
-    fn project(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, heads: usize) -> Result<Tensor> {
+    fn project(&self, x: &Tensor, w: &Linear, b: Option<&Tensor>, heads: usize) -> Result<Tensor> {
         let (n, seq, d) = x.dims3()?;
         let dh = self.config.head_dim;
         let out = if n == 1 {
-            let y = ops::matmul_const(&x.squeeze(0)?, &w.t()?)?;
+            let y = w.forward(&x.squeeze(0)?)?;
             let y = match b {
                 Some(b) => y.broadcast_add(b)?,
                 None => y,
             };
             y.reshape((seq, heads, dh))?.transpose(0, 1)?.contiguous()?
         } else {
-            let wh = w.reshape((heads, dh, d))?.transpose(1, 2)?;
-            let y = ops::matmul_const(x, &wh)?;
+            let y = match w {
+                Linear::Dense(w) => {
+                    let wh = w.reshape((heads, dh, d))?.transpose(1, 2)?;
+                    ops::matmul_const(x, &wh)?
+                }
+                // Head i's rows of W, applied to copy i.
+                Linear::Quant(_) => Tensor::stack(
+                    &(0..heads)
+                        .map(|i| w.rows(i * dh, dh)?.forward(&x.get(i)?))
+                        .collect::<Result<Vec<_>>>()?,
+                    0,
+                )?,
+            };
             match b {
                 Some(b) => y.broadcast_add(&b.reshape((heads, 1, dh))?)?,
                 None => y,
@@ -602,19 +620,21 @@ impl HookedTransformer {
             *slot = Some((k.clone(), v.clone()));
         }
         let k_len = k.dim(1)?;
-        let k = ops::repeat_kv(&k, hq / hk)?;
-        let v = ops::repeat_kv(&v, hq / hk)?;
         let scale = match &c.gemma {
             Some(g) => 1.0 / g.query_pre_attn_scalar.sqrt(),
             None => 1.0 / (dh as f64).sqrt(),
         };
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(cap) = c.gemma.as_ref().and_then(|g| g.attn_logit_softcapping) {
-            scores = ((scores / cap)?.tanh()? * cap)?;
-        }
         let mask = pass.mask_for(lw.window, k_len, self.dtype, &self.device)?;
-        let probs = ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
-        let z = probs.matmul(&v)?; // [hq, seq, dh]
+        let z = match c.gemma.as_ref().and_then(|g| g.attn_logit_softcapping) {
+            None => attention::attention(&q, &k, &v, &mask, scale)?, // [hq, seq, dh]
+            Some(cap) => {
+                let k = ops::repeat_kv(&k, hq / hk)?;
+                let v = ops::repeat_kv(&v, hq / hk)?;
+                let scores = (q.matmul(&k.t()?)? * scale)?;
+                let scores = ((scores / cap)?.tanh()? * cap)?;
+                ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?.matmul(&v)?
+            }
+        };
 
         let per_head = pass
             .hooks
@@ -622,15 +642,25 @@ impl HookedTransformer {
             .is_some_and(|lay| lay.granularity == Granularity::Head);
         let mut attn = if per_head {
             // Head i's share of o_proj: z_i · W_o[:, i·dh .. (i+1)·dh]ᵀ.
-            let wo_heads = lw.wo.t()?.reshape((hq, dh, c.d_model))?;
-            let heads_out = ops::matmul_const(&z, &wo_heads)?; // [hq, seq, d]
+            let heads_out = match &lw.wo {
+                Linear::Dense(wo) => {
+                    let wo_heads = wo.t()?.reshape((hq, dh, c.d_model))?;
+                    ops::matmul_const(&z, &wo_heads)? // [hq, seq, d]
+                }
+                Linear::Quant(_) => Tensor::stack(
+                    &(0..hq)
+                        .map(|i| lw.wo.cols(i * dh, dh)?.forward(&z.get(i)?))
+                        .collect::<Result<Vec<_>>>()?,
+                    0,
+                )?,
+            };
             if pass.hooks.record_sources {
                 pass.sources.push(heads_out.clone());
             }
             heads_out.sum(0)?
         } else {
             let zf = z.transpose(0, 1)?.reshape((seq, hq * dh))?;
-            ops::matmul_const(&zf, &lw.wo.t()?)?
+            lw.wo.forward(&zf)?
         };
         if let Some(n) = &lw.post_attn_norm {
             attn = ops::rms_norm(&attn, n, eps, noff)?;
@@ -645,14 +675,14 @@ impl HookedTransformer {
             .residual_copy(&h, start + nq + nk + nv, 1)?
             .squeeze(0)?;
         let xm = ops::rms_norm(&xm, &lw.mlp_norm, eps, noff)?;
-        let gate = ops::matmul_const(&xm, &lw.w_gate.t()?)?;
-        let up = ops::matmul_const(&xm, &lw.w_up.t()?)?;
+        let gate = lw.w_gate.forward(&xm)?;
+        let up = lw.w_up.forward(&xm)?;
         let act = if c.family == Family::Gemma3 {
             ops::gelu_tanh(&gate)?
         } else {
             ops::silu(&gate)?
         };
-        let mut mlp = ops::matmul_const(&(act * up)?, &lw.w_down.t()?)?;
+        let mut mlp = lw.w_down.forward(&(act * up)?)?;
         if let Some(n) = &lw.post_mlp_norm {
             mlp = ops::rms_norm(&mlp, n, eps, noff)?;
         }

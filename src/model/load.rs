@@ -18,6 +18,10 @@ use super::{
 pub struct LoadOptions {
     pub device: Device,
     pub dtype: DType,
+    /// Keep a GGUF's quantized weight matrices quantized in memory and dequantize them block by
+    /// block inside each matmul (CPU and f32 only; elsewhere they are dequantized at load).
+    /// The f32 values are the same either way; this keeps memory near the file size.
+    pub keep_quantized: bool,
 }
 
 impl Default for LoadOptions {
@@ -25,6 +29,7 @@ impl Default for LoadOptions {
         Self {
             device: Device::Cpu,
             dtype: DType::F32,
+            keep_quantized: true,
         }
     }
 }
@@ -234,7 +239,7 @@ fn canonical(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-type CacheKey = (String, String, String);
+type CacheKey = (String, String, String, bool);
 
 fn cache() -> &'static Mutex<HashMap<CacheKey, Weak<Model>>> {
     static CACHE: OnceLock<Mutex<HashMap<CacheKey, Weak<Model>>>> = OnceLock::new();
@@ -254,6 +259,7 @@ pub fn load(source: &str, opts: &LoadOptions) -> Result<Arc<Model>> {
         canon,
         device_name(&opts.device),
         dtype_name(opts.dtype).to_string(),
+        opts.keep_quantized,
     );
     if let Some(m) = cache()
         .lock()
@@ -264,7 +270,7 @@ pub fn load(source: &str, opts: &LoadOptions) -> Result<Arc<Model>> {
         return Ok(m);
     }
     let ckpt = match &src {
-        Source::Gguf(p) => gguf::load_gguf(p, &opts.device, opts.dtype)?,
+        Source::Gguf(p) => gguf::load_gguf(p, &opts.device, opts.dtype, opts.keep_quantized)?,
         Source::Folder(p) => safetensors_dir::load_dir(p, &opts.device, opts.dtype)?,
         Source::Hub(id) => {
             // Say how the string was read: a mistyped local path also lands here.
@@ -347,10 +353,10 @@ pub fn expected_weights(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
 /// Checks that every weight the config implies is present with the right shape.
 pub fn validate_weights(cfg: &ModelConfig, weights: &Weights) -> Result<()> {
     for (name, shape) in expected_weights(cfg) {
-        weights.get_shaped(&name, &shape)?;
+        weights.check_shape(&name, &shape)?;
     }
     if cfg.tie_embeddings && weights.contains("lm_head.weight") {
-        weights.get_shaped("lm_head.weight", &[cfg.vocab_size, cfg.d_model])?;
+        weights.check_shape("lm_head.weight", &[cfg.vocab_size, cfg.d_model])?;
     }
     Ok(())
 }

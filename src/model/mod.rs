@@ -2,6 +2,7 @@
 //! templates, and the hooked forward that attribution differentiates through.
 //! Knows nothing about the rlq language.
 
+pub mod attention;
 pub mod chat;
 pub mod config;
 pub mod fused;
@@ -10,8 +11,10 @@ pub mod gguf;
 pub mod hooked;
 pub mod hooks;
 pub mod hub;
+pub mod linear;
 pub mod load;
 pub mod ops;
+pub mod qmatrix;
 pub mod safetensors_dir;
 pub mod synthetic;
 pub mod tokenizer;

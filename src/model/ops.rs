@@ -228,36 +228,54 @@ impl candle_core::CustomOp1 for ConstMatmul {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::CpuStorage as S;
-        // The input is contiguous (see matmul_const), possibly at an offset into its buffer.
-        let (o, n) = (layout.start_offset(), layout.shape().elem_count());
-        let shape = layout.shape().clone();
-        let dev = Device::Cpu;
-        let x = match storage {
-            S::F32(v) => Tensor::from_slice(&v[o..o + n], shape, &dev)?,
-            S::F64(v) => Tensor::from_slice(&v[o..o + n], shape, &dev)?,
-            S::BF16(v) => Tensor::from_slice(&v[o..o + n], shape, &dev)?,
-            S::F16(v) => Tensor::from_slice(&v[o..o + n], shape, &dev)?,
-            _ => candle_core::bail!("matmul-const: unsupported dtype"),
-        };
-        let y = x.matmul(&self.rhs)?.contiguous()?;
-        let out_shape = y.shape().clone();
-        let (st, l) = y.storage_and_layout();
-        let (o, n) = (l.start_offset(), out_shape.elem_count());
-        let out = match &*st {
-            candle_core::Storage::Cpu(c) => match c {
-                S::F32(v) => S::F32(v[o..o + n].to_vec()),
-                S::F64(v) => S::F64(v[o..o + n].to_vec()),
-                S::BF16(v) => S::BF16(v[o..o + n].to_vec()),
-                S::F16(v) => S::F16(v[o..o + n].to_vec()),
-                _ => candle_core::bail!("matmul-const: unsupported dtype"),
-            },
-            _ => candle_core::bail!("matmul-const: expected a CPU result"),
-        };
-        Ok((out, out_shape))
+        let x = cpu_tensor(storage, layout)?;
+        into_cpu_storage(&x.matmul(&self.rhs)?)
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad.matmul(&self.rhs.t()?)?))
     }
+}
+
+/// A custom op's contiguous CPU input (possibly at an offset into its buffer) as a tensor.
+pub(crate) fn cpu_tensor(
+    storage: &candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+) -> Result<Tensor> {
+    use candle_core::CpuStorage as S;
+    if !layout.is_contiguous() {
+        candle_core::bail!("custom op: expected a contiguous input");
+    }
+    let (o, n) = (layout.start_offset(), layout.shape().elem_count());
+    let shape = layout.shape().clone();
+    let dev = Device::Cpu;
+    match storage {
+        S::F32(v) => Tensor::from_slice(&v[o..o + n], shape, &dev),
+        S::F64(v) => Tensor::from_slice(&v[o..o + n], shape, &dev),
+        S::BF16(v) => Tensor::from_slice(&v[o..o + n], shape, &dev),
+        S::F16(v) => Tensor::from_slice(&v[o..o + n], shape, &dev),
+        _ => candle_core::bail!("custom op: unsupported dtype"),
+    }
+}
+
+/// A CPU tensor's values as a custom op's output storage and shape.
+pub(crate) fn into_cpu_storage(
+    y: &Tensor,
+) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+    use candle_core::CpuStorage as S;
+    let y = y.contiguous()?;
+    let out_shape = y.shape().clone();
+    let (st, l) = y.storage_and_layout();
+    let (o, n) = (l.start_offset(), out_shape.elem_count());
+    let out = match &*st {
+        candle_core::Storage::Cpu(c) => match c {
+            S::F32(v) => S::F32(v[o..o + n].to_vec()),
+            S::F64(v) => S::F64(v[o..o + n].to_vec()),
+            S::BF16(v) => S::BF16(v[o..o + n].to_vec()),
+            S::F16(v) => S::F16(v[o..o + n].to_vec()),
+            _ => candle_core::bail!("custom op: unsupported dtype"),
+        },
+        _ => candle_core::bail!("custom op: expected a CPU result"),
+    };
+    Ok((out, out_shape))
 }

@@ -209,19 +209,6 @@ fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
     EvalError::at(span, e.to_string()).with_code("rlq::attribution")
 }
 
-fn word_choice<'a>(args: &'a Args, name: &str, choices: &[&'a str]) -> EvalResult<&'a str> {
-    let w = args.word(name).unwrap_or(choices[0]);
-    if choices.contains(&w) {
-        Ok(w)
-    } else {
-        Err(
-            EvalError::at(args.span_of(name), format!("unknown {name} `{w}`"))
-                .with_help(format!("choose one of: {}", choices.join(", ")))
-                .with_code("rlq::keyword"),
-        )
-    }
-}
-
 fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let span = args.span;
     let m = args
@@ -237,8 +224,8 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     if specs.is_empty() {
         return Err(err(on_span, "no samples: the table is empty"));
     }
-    let loss = LossKind::parse(word_choice(&args, "loss", &LossKind::NAMES)?).expect("checked");
-    let method = match word_choice(&args, "method", &["eap", "eap_ig", "patch"])? {
+    let loss = LossKind::parse(args.word_choice("loss", &LossKind::NAMES)?).expect("checked");
+    let method = match args.word_choice("method", &["eap", "eap_ig", "patch"])? {
         "eap" => Method::Eap,
         "eap_ig" => {
             let steps = args.number("steps").unwrap_or(5.0);
@@ -254,11 +241,11 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         }
         _ => Method::Patch,
     };
-    let granularity = match word_choice(&args, "granularity", &["block", "head"])? {
+    let granularity = match args.word_choice("granularity", &["block", "head"])? {
         "head" => Granularity::Head,
         _ => Granularity::Block,
     };
-    let dtype = match word_choice(&args, "dtype", &["f32", "f64"])? {
+    let dtype = match args.word_choice("dtype", &["f32", "f64"])? {
         "f64" => DType::F64,
         _ => DType::F32,
     };

@@ -24,6 +24,12 @@ pub(super) fn register(reg: &mut Registry) {
         .required("source", Type::Str, "path or `owner/name[@revision]`")
         .word("device", Some("cpu"), "cpu, cuda or cuda:N")
         .word("dtype", Some("f32"), "f32, f64, bf16 or f16")
+        .word(
+            "weights",
+            Some("quantized"),
+            "quantized (a GGUF's quantized matrices stay so in memory, dequantized inside each \
+             matmul; same f32 values, ~6× less memory; CPU f32 only) or dense",
+        )
         .example(
             "let m = load \"models/smollm2-135m-instruct.q4_1.gguf\"",
             "the SmolLM2 GGUF that scripts/fetch-models.sh brings",
@@ -129,8 +135,13 @@ fn verb_load(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .map_err(|e| model_err(args.span_of("device"), e))?;
     let dtype = dtype_from_str(args.word("dtype").unwrap_or("f32"))
         .map_err(|e| model_err(args.span_of("dtype"), e))?;
-    let m = load(&source, &LoadOptions { device, dtype })
-        .map_err(|e| model_err(args.span_of("source"), e))?;
+    let keep_quantized = args.word_choice("weights", &["quantized", "dense"])? == "quantized";
+    let opts = LoadOptions {
+        device,
+        dtype,
+        keep_quantized,
+    };
+    let m = load(&source, &opts).map_err(|e| model_err(args.span_of("source"), e))?;
     Ok(Value::Model(m))
 }
 
