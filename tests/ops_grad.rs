@@ -438,3 +438,90 @@ fn attention_with_cached_keys_matches_composition() {
         assert!(e <= tol, "{dtype:?}: {e:e}");
     }
 }
+
+/// An op whose output is smaller than its input, flattened and zero-padded to the input's shape
+/// (the harness weights the output with a random tensor of the input's shape).
+fn padded(f: impl Fn(&Tensor) -> Result<Tensor> + 'static) -> Op {
+    Box::new(move |x: &Tensor| {
+        let y = f(x)?.flatten_all()?;
+        let pad = Tensor::zeros(x.elem_count() - y.elem_count(), x.dtype(), x.device())?;
+        Tensor::cat(&[y, pad], 0)?.reshape(x.shape())
+    })
+}
+
+#[test]
+fn rms_norm_of_residual_copies_with_offsets() {
+    // [h; off_1..off_3] packed along the first axis: h [1, 5, 8] broadcast over 3 offsets.
+    let w = weight(8, 3, DType::F64);
+    for offset in [0.0, 1.0] {
+        let (w1, w2) = (w.clone(), w.clone());
+        let fused = padded(move |x| {
+            let w = w1.to_dtype(x.dtype())?;
+            ops::rms_norm_of_sum(&x.narrow(0, 0, 1)?, &x.narrow(0, 1, 3)?, &w, 1e-6, offset)
+        });
+        let composed = padded(move |x| {
+            let w = w2.to_dtype(x.dtype())?;
+            let sum = x.narrow(0, 0, 1)?.broadcast_add(&x.narrow(0, 1, 3)?)?;
+            ops::rms_norm_composed(&sum, &w, 1e-6, offset)
+        });
+        check("rms_norm_of_sum", fused, composed, &[4, 5, 8], 2.0, None);
+    }
+}
+
+fn glu_case(act: rlq::model::mlp::GluActivation) {
+    use rlq::model::linear::Linear;
+    use rlq::model::mlp::{glu_down, glu_down_composed};
+    // gate and up [6, 12] packed as [2, 6, 12]; W_down [5, 12].
+    let mut rng = StdRng::seed_from_u64(17);
+    let w = rand_tensor(&mut rng, &[5, 12], 0.5, DType::F64);
+    let (w1, w2) = (w.clone(), w);
+    let fused = padded(move |x| {
+        let down = Linear::Dense(w1.to_dtype(x.dtype())?);
+        glu_down(&x.get(0)?, &x.get(1)?, act, &down)
+    });
+    let composed = padded(move |x| {
+        let down = Linear::Dense(w2.to_dtype(x.dtype())?);
+        glu_down_composed(&x.get(0)?, &x.get(1)?, act, &down)
+    });
+    check(&format!("glu_down {act:?}"), fused, composed, &[2, 6, 12], 3.0, None);
+}
+
+#[test]
+fn glu_down_silu() {
+    glu_case(rlq::model::mlp::GluActivation::Silu);
+}
+
+#[test]
+fn glu_down_gelu_tanh() {
+    glu_case(rlq::model::mlp::GluActivation::GeluTanh);
+}
+
+#[test]
+fn glu_down_with_quantized_weights_matches_dense() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use rlq::model::linear::Linear;
+    use rlq::model::mlp::{glu_down, GluActivation};
+    use rlq::model::qmatrix::QMatrix;
+    use std::sync::Arc;
+    let mut rng = StdRng::seed_from_u64(23);
+    let w = rand_tensor(&mut rng, &[64, 96], 0.5, DType::F32);
+    let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+    let dense = Linear::Dense(q.dequantize(&Device::Cpu).unwrap());
+    let quant = Linear::quantized(Arc::new(QMatrix::new(q).unwrap()));
+    let gate = rand_tensor(&mut rng, &[20, 96], 2.0, DType::F32);
+    let up = rand_tensor(&mut rng, &[20, 96], 2.0, DType::F32);
+    let r = rand_tensor(&mut rng, &[20, 64], 1.0, DType::F32);
+    let run = |down: &Linear| {
+        let (g, u) = (Var::from_tensor(&gate).unwrap(), Var::from_tensor(&up).unwrap());
+        let y = glu_down(g.as_tensor(), u.as_tensor(), GluActivation::Silu, down).unwrap();
+        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gg = flat(grads.get(g.as_tensor()).unwrap());
+        let gu = flat(grads.get(u.as_tensor()).unwrap());
+        (flat(&y), gg, gu)
+    };
+    let (a, b) = (run(&quant), run(&dense));
+    // Same f32 weights, different summation order: f32 rounding over 96-term sums.
+    assert!(rel_err(&a.0, &b.0) < 1e-5);
+    assert!(rel_err(&a.1, &b.1) < 1e-5);
+    assert!(rel_err(&a.2, &b.2) < 1e-5);
+}

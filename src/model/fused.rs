@@ -268,6 +268,109 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, offset: f64) -> Result<Te
     })
 }
 
+/// RMSNorm of `h + off` where `h: [1, T, d]` is broadcast over `off: [n, T, d]`: a residual
+/// copy with its destination offset, normalised. The sum is recomputed in the backward instead
+/// of being stored (it is never needed otherwise): one `[n, T, d]` tensor less per destination.
+struct RmsNormOfSum {
+    w: Arc<Vec<f64>>,
+    eps: f64,
+}
+
+impl CustomOp2 for RmsNormOfSum {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm-of-sum"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn sum<T: Real>(h: &[T], off: &[T]) -> Vec<T> {
+            let mut x = off.to_vec();
+            for chunk in x.chunks_exact_mut(h.len()) {
+                for (a, &b) in chunk.iter_mut().zip(h) {
+                    *a += b;
+                }
+            }
+            x
+        }
+        let shape = l2.shape().clone();
+        if l1.shape().elem_count() == 0 || shape.elem_count() % l1.shape().elem_count() != 0 {
+            bail!(
+                "rms_norm_of_sum: {:?} does not broadcast to {shape:?}",
+                l1.shape()
+            );
+        }
+        let norm = RmsNorm {
+            w: self.w.clone(),
+            eps: self.eps,
+        };
+        let out = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                let x = sum::<f32>(slice(s1, l1)?, slice(s2, l2)?);
+                f32::to_cpu_storage_owned(norm.run(&x, &shape)?)
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                let x = sum::<f64>(slice(s1, l1)?, slice(s2, l2)?);
+                f64::to_cpu_storage_owned(norm.run(&x, &shape)?)
+            }
+            _ => bail!("rms_norm_of_sum: unsupported dtypes"),
+        };
+        Ok((out, shape))
+    }
+
+    fn bwd(
+        &self,
+        h: &Tensor,
+        off: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let x = h.detach().broadcast_add(&off.detach())?;
+        let bw = RmsNormBwd {
+            w: self.w.clone(),
+            eps: self.eps,
+        };
+        let dx = some(bwd2(grad, &x, &bw)?)?;
+        let dh = dx.sum_keepdim(0)?.reshape(h.shape())?;
+        Ok((Some(dh), Some(dx)))
+    }
+}
+
+/// [`rms_norm`] of `h + off`, `h: [1, T, d]` broadcast over `off: [n, T, d]`.
+pub fn rms_norm_of_sum(
+    h: &Tensor,
+    off: &Tensor,
+    weight: &Tensor,
+    eps: f64,
+    offset: f64,
+) -> Result<Tensor> {
+    let w = if offset != 0.0 {
+        (weight + offset)?
+    } else {
+        weight.clone()
+    };
+    let (n, t, d) = off.dims3()?;
+    if h.dims() != [1, t, d] || w.dims() != [d] || w.dtype() != h.dtype() || n == 0 {
+        bail!(
+            "rms_norm_of_sum: shapes {:?} + {:?} with weight {:?}",
+            h.dims(),
+            off.dims(),
+            w.dims()
+        );
+    }
+    h.contiguous()?.apply_op2(
+        &off.contiguous()?,
+        RmsNormOfSum {
+            w: const_f64(&w)?,
+            eps,
+        },
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Softmax and log-softmax
 
@@ -339,10 +442,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 /// The softmax backward on its own, `dx = y · (g − Σ g·y)` for output `y` and gradient `g`
 /// (for ops that recompute the softmax in their backward instead of storing it).
 pub(crate) fn softmax_backward(grad: &Tensor, y: &Tensor) -> Result<Tensor> {
-    match bwd2(grad, y, &SoftmaxBwd)? {
-        Some(t) => Ok(t),
-        None => bail!("softmax backward produced no gradient"),
-    }
+    some(bwd2(grad, y, &SoftmaxBwd)?)
 }
 
 /// Log-softmax over the last dim: `y = (x − m) − ln Σ exp(x − m)`.
@@ -424,6 +524,18 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Silu)
 }
 
+/// `grad · silu'(x)`, for ops that fold SiLU into a larger op.
+pub(crate) fn silu_backward(grad: &Tensor, x: &Tensor) -> Result<Tensor> {
+    some(bwd2(grad, x, &SiluBwd)?)
+}
+
+fn some(t: Option<Tensor>) -> Result<Tensor> {
+    match t {
+        Some(t) => Ok(t),
+        None => bail!("fused backward produced no gradient"),
+    }
+}
+
 const GELU_A: f64 = 0.044715;
 
 fn gelu_c() -> f64 {
@@ -481,6 +593,11 @@ custom_op2_no_bwd!(GeluTanhBwd, "fused-gelu-tanh-bwd");
 
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(GeluTanh)
+}
+
+/// `grad · gelu_tanh'(x)`, for ops that fold GELU into a larger op.
+pub(crate) fn gelu_tanh_backward(grad: &Tensor, x: &Tensor) -> Result<Tensor> {
+    some(bwd2(grad, x, &GeluTanhBwd)?)
 }
 
 // ---------------------------------------------------------------------------------------------

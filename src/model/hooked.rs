@@ -12,6 +12,7 @@ use candle_core::{DType, Device, IndexOp, Result, Tensor, D};
 use super::attention;
 use super::hooks::{Granularity, HookLayout};
 use super::linear::Linear;
+use super::mlp::{glu_down, GluActivation};
 use super::ops;
 use super::{Family, Model, ModelConfig, ModelError};
 
@@ -257,13 +258,23 @@ impl Pass<'_> {
         Ok(m)
     }
 
-    /// The residual copy that `count` destination slots starting at `start` read:
-    /// `[count, seq, d]` (or `[1, seq, d]` with no offsets).
-    fn residual_copy(&self, h: &Tensor, start: usize, count: usize) -> Result<Tensor> {
+    /// The normalised residual copy that `count` destination slots starting at `start` read:
+    /// `rms_norm(h + offsets)`, `[count, seq, d]` (or `[1, seq, d]` with no offsets).
+    fn normed_copy(
+        &self,
+        h: &Tensor,
+        start: usize,
+        count: usize,
+        norm: &Tensor,
+        eps: f64,
+        norm_offset: f64,
+    ) -> Result<Tensor> {
         let base = h.unsqueeze(0)?;
         match self.hooks.dest_offsets {
-            Some(off) => base.broadcast_add(&off.slots(start, count)?),
-            None => Ok(base),
+            Some(off) => {
+                ops::rms_norm_of_sum(&base, &off.slots(start, count)?, norm, eps, norm_offset)
+            }
+            None => ops::rms_norm(&base, norm, eps, norm_offset),
         }
     }
 }
@@ -577,24 +588,22 @@ impl HookedTransformer {
         let (nq, nk, nv) = pass.hooks.layout.map_or((1, 1, 1), |lay| lay.qkv_slots());
         let start = pass.hooks.layout.map_or(0, |lay| lay.dest_layer_start(l));
 
-        // Attention: q, k and v each read their own residual copy.
-        let xq = pass.residual_copy(h, start, nq)?;
-        let xk = pass.residual_copy(h, start + nq, nk)?;
-        let xv = pass.residual_copy(h, start + nq + nk, nv)?;
+        // Attention: q, k and v each read their own (normalised) residual copy.
+        let w_in = &lw.input_norm;
         let mut q = self.project(
-            &ops::rms_norm(&xq, &lw.input_norm, eps, noff)?,
+            &pass.normed_copy(h, start, nq, w_in, eps, noff)?,
             &lw.wq,
             lw.bq.as_ref(),
             hq,
         )?;
         let mut k = self.project(
-            &ops::rms_norm(&xk, &lw.input_norm, eps, noff)?,
+            &pass.normed_copy(h, start + nq, nk, w_in, eps, noff)?,
             &lw.wk,
             lw.bk.as_ref(),
             hk,
         )?;
         let mut v = self.project(
-            &ops::rms_norm(&xv, &lw.input_norm, eps, noff)?,
+            &pass.normed_copy(h, start + nq + nk, nv, w_in, eps, noff)?,
             &lw.wv,
             lw.bv.as_ref(),
             hk,
@@ -670,19 +679,18 @@ impl HookedTransformer {
         }
         let h = (h + &attn)?;
 
-        // MLP, reading its own copy.
+        // MLP, reading its own (normalised) copy.
         let xm = pass
-            .residual_copy(&h, start + nq + nk + nv, 1)?
+            .normed_copy(&h, start + nq + nk + nv, 1, &lw.mlp_norm, eps, noff)?
             .squeeze(0)?;
-        let xm = ops::rms_norm(&xm, &lw.mlp_norm, eps, noff)?;
         let gate = lw.w_gate.forward(&xm)?;
         let up = lw.w_up.forward(&xm)?;
         let act = if c.family == Family::Gemma3 {
-            ops::gelu_tanh(&gate)?
+            GluActivation::GeluTanh
         } else {
-            ops::silu(&gate)?
+            GluActivation::Silu
         };
-        let mut mlp = lw.w_down.forward(&(act * up)?)?;
+        let mut mlp = glu_down(&gate, &up, act, &lw.w_down)?;
         if let Some(n) = &lw.post_mlp_norm {
             mlp = ops::rms_norm(&mlp, n, eps, noff)?;
         }

@@ -95,6 +95,14 @@ impl Linear {
         y.reshape(out_dims)
     }
 
+    /// `g · W`: the gradient of `x · Wᵀ` with respect to `x`, for `g: [n, out]` (no graph).
+    pub fn input_grad(&self, g: &Tensor) -> Result<Tensor> {
+        match self {
+            Linear::Dense(w) => g.detach().matmul(&w.detach()),
+            Linear::Quant(v) => v.matmul(&g.detach()),
+        }
+    }
+
     /// Rows `r0..r0+n` of `W` (outputs), e.g. one head's share of a projection.
     pub fn rows(&self, r0: usize, n: usize) -> Result<Linear> {
         match self {

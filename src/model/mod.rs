@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod hub;
 pub mod linear;
 pub mod load;
+pub mod mlp;
 pub mod ops;
 pub mod qmatrix;
 pub mod safetensors_dir;

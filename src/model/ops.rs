@@ -26,6 +26,26 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, offset: f64) -> Result<Te
     rms_norm_composed(x, weight, eps, offset)
 }
 
+/// `rms_norm(h + off)` with `h: [1, T, d]` broadcast over `off: [n, T, d]` (a residual copy
+/// plus its destination offsets); on CPU one op that does not store the sum.
+pub fn rms_norm_of_sum(
+    h: &Tensor,
+    off: &Tensor,
+    weight: &Tensor,
+    eps: f64,
+    offset: f64,
+) -> Result<Tensor> {
+    if fused::supported(h)
+        && off.dtype() == h.dtype()
+        && off.device().is_cpu()
+        && weight.dtype() == h.dtype()
+        && weight.device().is_cpu()
+    {
+        return fused::rms_norm_of_sum(h, off, weight, eps, offset);
+    }
+    rms_norm_composed(&h.broadcast_add(off)?, weight, eps, offset)
+}
+
 /// `rms_norm` composed from primitive ops (any device and dtype; also differentiates `weight`).
 pub fn rms_norm_composed(x: &Tensor, weight: &Tensor, eps: f64, offset: f64) -> Result<Tensor> {
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;

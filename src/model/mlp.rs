@@ -1,0 +1,101 @@
+//! The gated MLP's second half as one differentiable op: `(act(gate) ⊙ up) · W_downᵀ`.
+//!
+//! Composed, autograd would keep `act(gate)` and the product `act(gate) ⊙ up` (the input of the
+//! down projection, which its backward never reads): two `[T, d_ff]` tensors per layer, the
+//! largest activations of a small model. This op keeps only `gate` and `up` (alive anyway) and
+//! recomputes both in its backward. CPU in f32/f64; the composition elsewhere.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+use super::linear::Linear;
+use super::{fused, ops};
+
+/// The gate activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GluActivation {
+    /// SwiGLU (Llama, Mistral, Qwen).
+    Silu,
+    /// GeGLU with the tanh GELU (Gemma).
+    GeluTanh,
+}
+
+impl GluActivation {
+    fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            GluActivation::Silu => ops::silu(x),
+            GluActivation::GeluTanh => ops::gelu_tanh(x),
+        }
+    }
+    fn backward(self, grad: &Tensor, x: &Tensor) -> Result<Tensor> {
+        match self {
+            GluActivation::Silu => fused::silu_backward(grad, x),
+            GluActivation::GeluTanh => fused::gelu_tanh_backward(grad, x),
+        }
+    }
+}
+
+/// `(act(gate) ⊙ up) · W_downᵀ` for `gate, up: [T, d_ff]` → `[T, d_model]`.
+pub fn glu_down(gate: &Tensor, up: &Tensor, act: GluActivation, down: &Linear) -> Result<Tensor> {
+    let on_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == gate.dtype();
+    let dense_ok = match down {
+        Linear::Dense(w) => on_cpu(w),
+        Linear::Quant(_) => true,
+    };
+    if fused::supported(gate) && on_cpu(up) && dense_ok && gate.dims() == up.dims() {
+        let op = GluDown {
+            act,
+            down: down.clone(),
+        };
+        return gate.contiguous()?.apply_op2(&up.contiguous()?, op);
+    }
+    glu_down_composed(gate, up, act, down)
+}
+
+/// `glu_down` from primitive ops (any device and dtype).
+pub fn glu_down_composed(
+    gate: &Tensor,
+    up: &Tensor,
+    act: GluActivation,
+    down: &Linear,
+) -> Result<Tensor> {
+    down.forward(&(act.apply(gate)? * up)?)
+}
+
+struct GluDown {
+    act: GluActivation,
+    down: Linear,
+}
+
+impl CustomOp2 for GluDown {
+    fn name(&self) -> &'static str {
+        "fused-glu-down"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let gate = ops::cpu_tensor(s1, l1)?;
+        let up = ops::cpu_tensor(s2, l2)?;
+        let y = self.down.forward(&(self.act.apply(&gate)? * up)?)?;
+        ops::into_cpu_storage(&y)
+    }
+
+    /// `da = grad · W_down`; `dup = da ⊙ act(gate)`; `dgate = (da ⊙ up) · act'(gate)`.
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (gate, up) = (gate.detach(), up.detach());
+        let da = self.down.input_grad(&grad.detach())?;
+        let dup = (&da * self.act.apply(&gate)?)?;
+        let dgate = self.act.backward(&(da * up)?, &gate)?;
+        Ok((Some(dgate), Some(dup)))
+    }
+}
