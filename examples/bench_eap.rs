@@ -27,9 +27,10 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn main() {
+    rlq::tune_cpu_threads(); // as the rlq binary does
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: bench_eap bench|scores MODEL.gguf [--tokens N] [--repeats R] [--dtype f32|f64] [--ids a,b --start K --targets c,d --out F]");
+        eprintln!("usage: bench_eap bench|scores MODEL.gguf [--tokens N] [--repeats R] [--dtype f32|f64] [--weights quantized|dense] [--ids a,b --start K --targets c,d --out F]");
         std::process::exit(2);
     }
     let dtype = match arg(&args, "--dtype").as_deref() {
@@ -41,10 +42,15 @@ fn main() {
         &LoadOptions {
             device: Device::Cpu,
             dtype,
-            ..Default::default()
+            keep_quantized: arg(&args, "--weights").as_deref() != Some("dense"),
         },
     )
     .expect("load");
+    let weights = if m.weights.is_quantized("model.layers.0.mlp.up_proj.weight") {
+        "quantized"
+    } else {
+        "dense"
+    };
     let tf = HookedTransformer::new(&m).expect("hooked");
     let c = &m.config;
     let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
@@ -105,6 +111,6 @@ fn main() {
     let dt = t0.elapsed().as_secs_f64() / repeats as f64;
     println!(
         "{}",
-        serde_json::json!({"impl": "rlq", "samples_per_s": 1.0 / dt, "peak_rss_mib": peak_rss_mib()})
+        serde_json::json!({"impl": "rlq", "weights": weights, "samples_per_s": 1.0 / dt, "peak_rss_mib": peak_rss_mib()})
     );
 }

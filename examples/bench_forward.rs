@@ -1,6 +1,8 @@
 //! Benchmark (never a test): tokens/s of rlq's plain forward (no gradient asked, hooks off and
 //! with sources recorded) against candle-transformers' f32 llama forward on the same dequantized
-//! SmolLM2 weights, in one run; and greedy decoding tokens/s with the KV cache.
+//! SmolLM2 weights, in one run; and greedy decoding tokens/s with the KV cache. rlq runs with
+//! dense f32 weights (the like-for-like comparison) and with the weights kept quantized (the
+//! default), whose f32 values are the same.
 //!   cargo run --example bench_forward [-- MODEL.gguf TOKENS REPEATS]
 
 use std::time::Instant;
@@ -14,6 +16,7 @@ use rlq::model::hooks::{Granularity, HookLayout};
 use rlq::model::{load, LoadOptions};
 
 fn main() {
+    rlq::tune_cpu_threads(); // as the rlq binary does
     let args: Vec<String> = std::env::args().collect();
     let path = args
         .get(1)
@@ -30,6 +33,16 @@ fn main() {
     )
     .expect("load");
     let tf = HookedTransformer::new(&m).expect("hooked");
+    let dense = load(
+        path,
+        &LoadOptions {
+            keep_quantized: false,
+            ..Default::default()
+        },
+    )
+    .expect("load dense");
+    let tfq = tf;
+    let tf = HookedTransformer::new(&dense).expect("hooked");
     let c = &m.config;
     let ids: Vec<u32> = (0..n as u32)
         .map(|i| (i * 7919) % c.vocab_size as u32)
@@ -46,7 +59,7 @@ fn main() {
     }))
     .expect("config");
     let cfg = cfg.into_config(false);
-    let mut map = m.weights.dense_map().unwrap();
+    let mut map = dense.weights.dense_map().unwrap();
     if !map.contains_key("lm_head.weight") {
         map.insert(
             "lm_head.weight".into(),
@@ -98,18 +111,21 @@ fn main() {
     }
     // candle's llama computes logits for the last position only: time rlq the same way too.
     let mut last_only = 0.0;
+    let mut last_only_q = 0.0;
     for _ in 0..2 {
-        last_only += time(&mut || {
-            tf.forward(
-                ForwardInput::Ids(&ids),
-                &Hooks {
-                    logits_from: n - 1,
-                    ..Default::default()
-                },
-                None,
-            )
-            .unwrap();
-        });
+        for (t, acc) in [(&tf, &mut last_only), (&tfq, &mut last_only_q)] {
+            *acc += time(&mut || {
+                t.forward(
+                    ForwardInput::Ids(&ids),
+                    &Hooks {
+                        logits_from: n - 1,
+                        ..Default::default()
+                    },
+                    None,
+                )
+                .unwrap();
+            });
+        }
     }
     let opts = GenerateOptions {
         max_tokens: 64,
@@ -118,6 +134,9 @@ fn main() {
     let t = Instant::now();
     let out = generate(&tf, &ids[..16], &opts, &|| false).unwrap();
     let gen = out.len() as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let out_q = generate(&tfq, &ids[..16], &opts, &|| false).unwrap();
+    let gen_q = out_q.len() as f64 / t.elapsed().as_secs_f64();
     // candle's llama decoding the same way (its KV cache, one token per step)
     let t = Instant::now();
     let mut cache = ct::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
@@ -151,7 +170,11 @@ fn main() {
             "rlq_last_logit_tok_s": tps(last_only),
             "rlq_sources_recorded_tok_s": tps(hooked),
             "hook_cost_vs_candle (last logit, hooks off)": last_only / cand * 1.0 - 1.0,
+            "rlq_quantized_last_logit_tok_s": tps(last_only_q),
+            "quantized_cost_vs_dense (last logit)": last_only_q / last_only - 1.0,
             "generate_tok_s": gen,
+            "generate_quantized_tok_s": gen_q,
+            "same_tokens_quantized_vs_dense": out == out_q,
             "candle_llama_generate_tok_s": cand_gen,
         })
     );

@@ -42,6 +42,7 @@ fn hwm() -> String {
         .join(" ")
 }
 fn main() {
+    rlq::tune_cpu_threads(); // as the rlq binary does
     let m = rlq::model::load(
         "models/smollm2-135m-instruct.q4_1.gguf",
         &Default::default(),
@@ -73,6 +74,7 @@ fn main() {
             DestOffsets::zero_vars(&lay, 128, c.d_model, candle_core::DType::F32, tf.device())
                 .unwrap();
         println!("offsets: {}", heap());
+        let t0 = std::time::Instant::now();
         let out = tf
             .forward(
                 ForwardInput::Ids(&ids),
@@ -85,7 +87,8 @@ fn main() {
                 None,
             )
             .unwrap();
-        println!("forward: {}", heap());
+        println!("forward: {} ({:.3} s)", heap(), t0.elapsed().as_secs_f64());
+        let t0 = std::time::Instant::now();
         let target = rlq::attribution::loss::LossTarget::Tokens {
             start: 0,
             targets: ids[65..].iter().copied().chain([0]).collect(),
@@ -93,10 +96,11 @@ fn main() {
         let l = rlq::attribution::loss::loss(&out.logits, &target).unwrap();
         println!("loss: {}", heap());
         let g = l.backward().unwrap();
-        println!("backward: {}", heap());
+        println!("backward: {} ({:.3} s)", heap(), t0.elapsed().as_secs_f64());
         drop((g, l, out, vars, offsets));
         println!("dropped: {}", heap());
     }
+    let t0 = std::time::Instant::now();
     rlq::attribution::score_sample(
         &tf,
         &lay,
@@ -106,5 +110,10 @@ fn main() {
         &|| false,
     )
     .unwrap();
-    println!("after sample: {}; {}", hwm(), heap());
+    println!(
+        "after sample: {}; {} ({:.3} s)",
+        hwm(),
+        heap(),
+        t0.elapsed().as_secs_f64()
+    );
 }

@@ -3,5 +3,6 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    rlq::tune_cpu_threads();
     rlq::cli::run(rlq::cli::args::Cli::parse())
 }

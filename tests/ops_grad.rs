@@ -483,7 +483,14 @@ fn glu_case(act: rlq::model::mlp::GluActivation) {
         let down = Linear::Dense(w2.to_dtype(x.dtype())?);
         glu_down_composed(&x.get(0)?, &x.get(1)?, act, &down)
     });
-    check(&format!("glu_down {act:?}"), fused, composed, &[2, 6, 12], 3.0, None);
+    check(
+        &format!("glu_down {act:?}"),
+        fused,
+        composed,
+        &[2, 6, 12],
+        3.0,
+        None,
+    );
 }
 
 #[test]
@@ -512,7 +519,10 @@ fn glu_down_with_quantized_weights_matches_dense() {
     let up = rand_tensor(&mut rng, &[20, 96], 2.0, DType::F32);
     let r = rand_tensor(&mut rng, &[20, 64], 1.0, DType::F32);
     let run = |down: &Linear| {
-        let (g, u) = (Var::from_tensor(&gate).unwrap(), Var::from_tensor(&up).unwrap());
+        let (g, u) = (
+            Var::from_tensor(&gate).unwrap(),
+            Var::from_tensor(&up).unwrap(),
+        );
         let y = glu_down(g.as_tensor(), u.as_tensor(), GluActivation::Silu, down).unwrap();
         let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let gg = flat(grads.get(g.as_tensor()).unwrap());

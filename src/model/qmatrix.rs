@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Result, Tensor};
+use rayon::prelude::*;
 
 /// A `[rows, cols]` quantized matrix on the CPU; rows are whole quantization blocks.
 pub struct QMatrix {
@@ -50,8 +51,8 @@ impl QMatrix {
         if q.storage_size_in_bytes() != rows * row_bytes {
             candle_core::bail!("quantized matrix storage does not match its shape");
         }
-        if !matches!(q.data()?, Cow::Borrowed(_)) {
-            candle_core::bail!("quantized matrices must live on the CPU");
+        if !is_block_quantized(dtype) || !matches!(q.data()?, Cow::Borrowed(_)) {
+            candle_core::bail!("quantized matrices must be block-quantized and live on the CPU");
         }
         Ok(Self {
             q,
@@ -75,29 +76,31 @@ impl QMatrix {
         self.rows * self.row_bytes
     }
 
-    /// Rows `r0..r0+n` as their own small `QTensor`. The slice starts at a multiple of the
-    /// block size in bytes from the (block-aligned) start of the storage, so it stays aligned.
-    fn row_block(&self, r0: usize, n: usize) -> Result<QTensor> {
-        if r0 + n > self.rows {
+    /// Decodes rows `r0..r0+n` into `out` (`n · cols` floats), row groups in parallel.
+    pub fn dequantize_rows_into(&self, r0: usize, n: usize, out: &mut [f32]) -> Result<()> {
+        if r0 + n > self.rows || out.len() != n * self.cols {
             candle_core::bail!("rows {r0}..{} out of range for {} rows", r0 + n, self.rows);
         }
         let data = self.q.data()?;
         let bytes = &data[r0 * self.row_bytes..(r0 + n) * self.row_bytes];
-        let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, self.q.dtype())?;
-        QTensor::new(storage, (n, self.cols))
+        let (rb, cols, dtype) = (self.row_bytes, self.cols, self.q.dtype());
+        // ~64 Ki values per task: enough work to amortise scheduling, small enough to balance.
+        let rows_per_task = (65536 / cols.max(1)).max(1);
+        out.par_chunks_mut(rows_per_task * cols)
+            .zip(bytes.par_chunks(rows_per_task * rb))
+            .try_for_each(|(o, b)| decode(dtype, b, o))
     }
 
     /// f32 rows `r0..r0+n`, `[n, cols]`.
     pub fn dequantize_rows(&self, r0: usize, n: usize) -> Result<Tensor> {
-        if n == 0 {
-            return Tensor::zeros((0, self.cols), candle_core::DType::F32, &Device::Cpu);
-        }
-        self.row_block(r0, n)?.dequantize(&Device::Cpu)
+        let mut out = vec![0f32; n * self.cols];
+        self.dequantize_rows_into(r0, n, &mut out)?;
+        Tensor::from_vec(out, (n, self.cols), &Device::Cpu)
     }
 
     /// The whole matrix in f32.
     pub fn dequantize(&self) -> Result<Tensor> {
-        self.q.dequantize(&Device::Cpu)
+        self.dequantize_rows(0, self.rows)
     }
 
     /// f32 rows picked by index (an embedding lookup), `[ids.len(), cols]`.
@@ -105,14 +108,15 @@ impl QMatrix {
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.rows) {
             candle_core::bail!("index {bad} out of range for {} rows", self.rows);
         }
-        let rows = ids
-            .iter()
-            .map(|&i| self.dequantize_rows(i as usize, 1))
-            .collect::<Result<Vec<_>>>()?;
-        if rows.is_empty() {
-            return self.dequantize_rows(0, 0);
-        }
-        Tensor::cat(&rows, 0)
+        let data = self.q.data()?;
+        let (rb, cols, dtype) = (self.row_bytes, self.cols, self.q.dtype());
+        let mut out = vec![0f32; ids.len() * cols];
+        out.par_chunks_mut(cols.max(1))
+            .zip(ids.par_iter())
+            .try_for_each(|(o, &i)| {
+                decode(dtype, &data[i as usize * rb..(i as usize + 1) * rb], o)
+            })?;
+        Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
     }
 
     /// The matrix with its rows reordered: row `i` of the result is row `perm[i]` of `self`.
@@ -131,6 +135,44 @@ impl QMatrix {
         }
         let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, self.q.dtype())?;
         Self::new(QTensor::new(storage, (self.rows, self.cols))?)
+    }
+}
+
+/// Decodes whole blocks of `dtype` from `bytes` into `out` with candle's own `to_float`, so the
+/// values are exactly those of `QTensor::dequantize`.
+fn decode(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
+    fn go<T: GgmlType>(bytes: &[u8], out: &mut [f32]) -> Result<()> {
+        let size = std::mem::size_of::<T>();
+        if bytes.len() % size != 0
+            || out.len() != bytes.len() / size * T::BLCK_SIZE
+            || bytes.as_ptr().align_offset(std::mem::align_of::<T>()) != 0
+        {
+            candle_core::bail!("quantized rows are misaligned or do not match the output");
+        }
+        // SAFETY: the length is a whole number of `T`s and the pointer is aligned for `T` (both
+        // checked above); blocks are plain old data (integers and floats) valid for any bits.
+        let blocks =
+            unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) };
+        T::to_float(blocks, out);
+        Ok(())
+    }
+    use candle_core::quantized::k_quants::*;
+    match dtype {
+        GgmlDType::Q4_0 => go::<BlockQ4_0>(bytes, out),
+        GgmlDType::Q4_1 => go::<BlockQ4_1>(bytes, out),
+        GgmlDType::Q5_0 => go::<BlockQ5_0>(bytes, out),
+        GgmlDType::Q5_1 => go::<BlockQ5_1>(bytes, out),
+        GgmlDType::Q8_0 => go::<BlockQ8_0>(bytes, out),
+        GgmlDType::Q8_1 => go::<BlockQ8_1>(bytes, out),
+        GgmlDType::Q2K => go::<BlockQ2K>(bytes, out),
+        GgmlDType::Q3K => go::<BlockQ3K>(bytes, out),
+        GgmlDType::Q4K => go::<BlockQ4K>(bytes, out),
+        GgmlDType::Q5K => go::<BlockQ5K>(bytes, out),
+        GgmlDType::Q6K => go::<BlockQ6K>(bytes, out),
+        GgmlDType::Q8K => go::<BlockQ8K>(bytes, out),
+        GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+            candle_core::bail!("{dtype:?} is not block-quantized")
+        }
     }
 }
 
