@@ -298,7 +298,9 @@ impl CustomOp2 for RmsNormOfSum {
             x
         }
         let shape = l2.shape().clone();
-        if l1.shape().elem_count() == 0 || shape.elem_count() % l1.shape().elem_count() != 0 {
+        if l1.shape().elem_count() == 0
+            || !shape.elem_count().is_multiple_of(l1.shape().elem_count())
+        {
             bail!(
                 "rms_norm_of_sum: {:?} does not broadcast to {shape:?}",
                 l1.shape()

@@ -42,7 +42,7 @@ impl QMatrix {
     pub fn new(q: QTensor) -> Result<Self> {
         let (rows, cols) = q.shape().dims2()?;
         let dtype = q.dtype();
-        if cols % dtype.block_size() != 0 {
+        if !cols.is_multiple_of(dtype.block_size()) {
             candle_core::bail!(
                 "quantized matrix rows of {cols} are not a whole number of {dtype:?} blocks"
             );
@@ -143,7 +143,7 @@ impl QMatrix {
 fn decode(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     fn go<T: GgmlType>(bytes: &[u8], out: &mut [f32]) -> Result<()> {
         let size = std::mem::size_of::<T>();
-        if bytes.len() % size != 0
+        if !bytes.len().is_multiple_of(size)
             || out.len() != bytes.len() / size * T::BLCK_SIZE
             || bytes.as_ptr().align_offset(std::mem::align_of::<T>()) != 0
         {
