@@ -57,22 +57,36 @@ fn main() {
         c.n_heads,
         c.n_kv_heads,
     );
-    let ids: Vec<u32> = (0..128u32).map(|i| (i * 7919) % 49152).collect();
+    // Tokens: the first argument (default 128); the loss covers the second half.
+    let n: u32 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(128);
+    let ids: Vec<u32> = (0..n).map(|i| (i * 7919) % 49152).collect();
     let s = rlq::attribution::Sample {
         id: 0,
         tokens: ids.clone(),
         corrupt: None,
         loss: rlq::attribution::SampleLoss::Tokens {
-            start: 64,
-            targets: ids[65..].iter().copied().chain([0]).collect(),
+            start: ids.len() / 2,
+            targets: ids[ids.len() / 2 + 1..]
+                .iter()
+                .copied()
+                .chain([0])
+                .collect(),
         },
     };
     // The same steps as `score_sample`, with the heap measured between them.
     {
         use rlq::model::hooked::{DestOffsets, ForwardInput, Hooks};
-        let (offsets, vars) =
-            DestOffsets::zero_vars(&lay, 128, c.d_model, candle_core::DType::F32, tf.device())
-                .unwrap();
+        let (offsets, vars) = DestOffsets::zero_vars(
+            &lay,
+            ids.len(),
+            c.d_model,
+            candle_core::DType::F32,
+            tf.device(),
+        )
+        .unwrap();
         println!("offsets: {}", heap());
         let t0 = std::time::Instant::now();
         let out = tf
@@ -82,7 +96,7 @@ fn main() {
                     layout: Some(&lay),
                     dest_offsets: Some(&offsets),
                     record_sources: true,
-                    logits_from: 64,
+                    logits_from: ids.len() / 2,
                 },
                 None,
             )
@@ -91,7 +105,11 @@ fn main() {
         let t0 = std::time::Instant::now();
         let target = rlq::attribution::loss::LossTarget::Tokens {
             start: 0,
-            targets: ids[65..].iter().copied().chain([0]).collect(),
+            targets: ids[ids.len() / 2 + 1..]
+                .iter()
+                .copied()
+                .chain([0])
+                .collect(),
         };
         let l = rlq::attribution::loss::loss(&out.logits, &target).unwrap();
         println!("loss: {}", heap());

@@ -229,25 +229,8 @@ pub fn score_sample(
         });
     }
 
-    // ΔO: what replacing each source changes at a destination.
-    let delta_o = match &sample.corrupt {
-        Some(c) => {
-            let corrupt = tf.forward(
-                ForwardInput::Ids(c),
-                &Hooks {
-                    layout: Some(layout),
-                    dest_offsets: None,
-                    record_sources: true,
-                    logits_from: seq - 1,
-                },
-                None,
-            )?;
-            (corrupt.sources.expect("sources were recorded") - &o_clean)?
-        }
-        None => o_clean.neg()?,
-    };
-
     if method == Method::Patch {
+        let delta_o = delta_sources(tf, layout, sample, &o_clean)?;
         return patch_edges(
             tf,
             layout,
@@ -264,31 +247,31 @@ pub fn score_sample(
     let grad = match method {
         Method::Eap | Method::EapIg { steps: 1 } => {
             let grads = clean_loss_t.backward()?;
-            DestOffsets::stack_grads(&grads, &vars)?
+            let g = DestOffsets::stack_grads(&grads, &vars)?;
+            drop((grads, clean, clean_loss_t, offsets, vars));
+            g
         }
-        Method::EapIg { steps } => ig_gradient(
-            tf, layout, sample, &target, from, steps, seq, d, &dev, dtype,
-        )?,
+        Method::EapIg { steps } => {
+            // The clean forward's graph is not needed for the path's own forwards.
+            drop((clean, clean_loss_t, offsets, vars));
+            ig_gradient(
+                tf, layout, sample, &target, from, steps, seq, d, &dev, dtype,
+            )?
+        }
         Method::Patch => unreachable!("handled above"),
     };
     check_finite(sample.id, "gradient", &grad)?;
-    // The forward graph is no longer needed: free it before the scores are formed.
-    drop((clean, clean_loss_t, offsets, vars, o_clean));
+    // The forward graph is gone (dropped in either arm): only now are the corrupted sources
+    // computed, so they are never alive together with it.
 
-    // S[u, v] = Σ_{t,d} ΔO_u[t,d] · G_v[t,d], in f64: a [n_src, T·D] × [T·D, n_dst] product,
-    // taken over blocks of destinations so only one block of G is ever held in f64.
-    let o = delta_o.to_dtype(DType::F64)?.reshape((n_src, seq * d))?;
-    drop(delta_o);
-    let g32 = grad.reshape((n_dst, seq * d))?;
-    let block = 32;
-    let mut parts = Vec::with_capacity(n_dst.div_ceil(block));
-    for start in (0..n_dst).step_by(block) {
-        let len = block.min(n_dst - start);
-        let g = g32.narrow(0, start, len)?.to_dtype(DType::F64)?;
-        parts.push(o.matmul(&g.t()?)?);
-    }
-    let s = Tensor::cat(&parts, 1)?.to_vec2::<f64>()?;
-    let scores: Vec<f64> = edges.iter().map(|&(u, v)| s[u][v]).collect();
+    // ΔO: what replacing each source changes at a destination. Zero ablation is ΔO = −O: the
+    // sign goes on the scores (exact) instead of into a negated copy of O.
+    let (delta_o, sign) = match &sample.corrupt {
+        Some(_) => (delta_sources(tf, layout, sample, &o_clean)?, 1.0),
+        None => (o_clean, -1.0),
+    };
+    let s = score_matrix(&delta_o, &grad, n_src, n_dst)?;
+    let scores: Vec<f64> = edges.iter().map(|&(u, v)| sign * s[u][v]).collect();
     if let Some(bad) = scores.iter().find(|x| !x.is_finite()) {
         return Err(AttributionError::NonFinite {
             sample: sample.id,
@@ -300,6 +283,61 @@ pub fn score_sample(
         scores,
         loss: clean_loss,
     })
+}
+
+/// ΔO for every source: the corrupted run's outputs minus the clean ones, or −O (zero
+/// ablation) without a corrupted input.
+fn delta_sources(
+    tf: &HookedTransformer,
+    layout: &HookLayout,
+    sample: &Sample,
+    o_clean: &Tensor,
+) -> Result<Tensor> {
+    let seq = sample.tokens.len();
+    Ok(match &sample.corrupt {
+        Some(c) => {
+            let corrupt = tf.forward(
+                ForwardInput::Ids(c),
+                &Hooks {
+                    layout: Some(layout),
+                    dest_offsets: None,
+                    record_sources: true,
+                    logits_from: seq - 1,
+                },
+                None,
+            )?;
+            (corrupt.sources.expect("sources were recorded").detach() - o_clean)?
+        }
+        None => o_clean.neg()?,
+    })
+}
+
+/// `S[u][v] = Σ_{t,d} ΔO_u[t,d] · G_v[t,d]` for `ΔO: [n_src, T, D]`, `G: [n_dst, T, D]`, in f64:
+/// a `[n_src, T·D] × [T·D, n_dst]` product taken over blocks of positions, so only one block of
+/// each is ever held in f64 (~16 MiB together) however long the sample.
+fn score_matrix(o: &Tensor, g: &Tensor, n_src: usize, n_dst: usize) -> Result<Vec<Vec<f64>>> {
+    let (_, seq, d) = o.dims3()?;
+    let per_position = (n_src + n_dst) * d * 8;
+    let block = ((16usize << 20) / per_position.max(1)).clamp(1, seq.max(1));
+    let mut acc: Option<Tensor> = None;
+    for t0 in (0..seq).step_by(block) {
+        let len = block.min(seq - t0);
+        let f64_block = |x: &Tensor, n: usize| -> Result<Tensor> {
+            Ok(x.narrow(1, t0, len)?
+                .to_dtype(DType::F64)?
+                .contiguous()?
+                .reshape((n, len * d))?)
+        };
+        let part = f64_block(o, n_src)?.matmul(&f64_block(g, n_dst)?.t()?)?;
+        acc = Some(match acc {
+            None => part,
+            Some(a) => (a + part)?,
+        });
+    }
+    match acc {
+        Some(a) => Ok(a.to_vec2::<f64>()?),
+        None => Ok(vec![vec![0.0; n_dst]; n_src]),
+    }
 }
 
 /// Destination gradients averaged over the integrated-gradients path, α = k/steps, k = 1..steps.
