@@ -283,10 +283,6 @@ fn weight(model: &Model, name: &str, shape: &[usize]) -> std::result::Result<Ten
     Ok(model.weights.get_shaped(name, shape)?.clone())
 }
 
-fn linear(model: &Model, name: &str, shape: &[usize]) -> std::result::Result<Linear, ModelError> {
-    model.weights.linear(name, shape)
-}
-
 fn opt_weight(
     model: &Model,
     name: &str,
@@ -314,7 +310,7 @@ impl HookedTransformer {
         for l in 0..c.n_layers {
             let p = format!("model.layers.{l}");
             let w = |n: &str, s: &[usize]| weight(model, &format!("{p}.{n}"), s);
-            let lin = |n: &str, s: &[usize]| linear(model, &format!("{p}.{n}"), s);
+            let lin = |n: &str, s: &[usize]| model.weights.linear(&format!("{p}.{n}"), s);
             let ow = |n: &str, s: &[usize]| opt_weight(model, &format!("{p}.{n}"), s);
             let (rope_theta, window) = match (&c.gemma, gemma) {
                 (Some(g), true) if (l + 1) % g.sliding_window_pattern.max(1) != 0 => {
@@ -363,11 +359,13 @@ impl HookedTransformer {
                 window,
             });
         }
-        let embed = linear(model, "model.embed_tokens.weight", &[c.vocab_size, d])?;
+        let embed = model
+            .weights
+            .linear("model.embed_tokens.weight", &[c.vocab_size, d])?;
         let lm_head = if c.tie_embeddings || !model.weights.contains("lm_head.weight") {
             embed.clone()
         } else {
-            linear(model, "lm_head.weight", &[c.vocab_size, d])?
+            model.weights.linear("lm_head.weight", &[c.vocab_size, d])?
         };
         Ok(Self {
             config: c.clone(),

@@ -142,13 +142,12 @@ impl Linear {
         match self {
             Linear::Dense(w) => w.index_select(&Tensor::new(ids, device)?, 0),
             Linear::Quant(v) => {
-                let (_, cols) = (v.nr, v.m.cols());
                 if let Some(bad) = ids.iter().find(|&&i| i as usize >= v.nr) {
                     candle_core::bail!("index {bad} out of range for {} rows", v.nr);
                 }
                 let ids: Vec<u32> = ids.iter().map(|&i| i + v.r0 as u32).collect();
                 let rows = v.m.gather_rows(&ids)?;
-                let rows = if v.c0 == 0 && v.nc == cols {
+                let rows = if v.c0 == 0 && v.nc == v.m.cols() {
                     rows
                 } else {
                     rows.narrow(1, v.c0, v.nc)?.contiguous()?
