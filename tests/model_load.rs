@@ -1390,3 +1390,105 @@ fn model_from_parts_has_no_tokenizer_or_template() {
     assert!(e.contains("no chat template"), "{e}");
     assert_eq!(m.info().source, "made:in-code");
 }
+
+/// llama.cpp's converter (`LlamaModel.generate_extra_tensors`) turns HF's llama3 rope scaling
+/// into per-frequency factors, written as `rope_freqs`. Computed here independently of rlq.
+fn llama31_rope_factors(
+    theta: f64,
+    head_dim: usize,
+    factor: f64,
+    low: f64,
+    high: f64,
+    original: f64,
+) -> Vec<f32> {
+    (0..head_dim / 2)
+        .map(|i| {
+            let freq = 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            let k = if wavelen < original / high {
+                1.0
+            } else if wavelen > original / low {
+                factor
+            } else {
+                let smooth = (original / wavelen - low) / (high - low);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            };
+            k as f32
+        })
+        .collect()
+}
+
+/// A GGUF with `rope_freqs` computes what the same weights compute under HF's llama3 scaling
+/// (itself checked against candle-transformers in tests/parity.rs); bad factors are refused.
+#[test]
+fn gguf_rope_freqs_apply_llama31_scaling() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = "llama";
+    let entries: Vec<(String, Tensor, GgmlDType)> = tiny_tensors(arch, true)
+        .iter()
+        .map(|(hf, gg, t)| (gg.clone(), to_gguf_layout(arch, hf, t), GgmlDType::F32))
+        .collect();
+    let plain_path = dir.path().join("plain.gguf");
+    write_gguf(&plain_path, &tiny_metadata(arch), &entries);
+    // With θ = 500000 and 16-dim heads: frequency 0 unscaled, 1 in the smoothing band, 2.. ×1/8.
+    let (factor, low, high, original) = (8.0, 1.0, 4.0, 64.0);
+    let factors = llama31_rope_factors(500000.0, HD, factor, low, high, original);
+    assert!(factors[0] == 1.0 && factors[1] > 1.0 && factors[1] < 8.0 && factors[2] == 8.0);
+    let with_freqs = |fs: &[f32], name: &str| {
+        let mut e = entries.clone();
+        let t = Tensor::new(fs, &Device::Cpu).unwrap();
+        e.push(("rope_freqs.weight".into(), t, GgmlDType::F32));
+        let p = dir.path().join(name);
+        write_gguf(&p, &tiny_metadata(arch), &e);
+        p
+    };
+    let scaled_path = with_freqs(&factors, "scaled.gguf");
+
+    let scaled = load(scaled_path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    assert!(matches!(&scaled.config.rope_scaling,
+        rlq::model::RopeScaling::Factors(f) if f.len() == HD / 2));
+    let plain = load(plain_path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let mut cfg = plain.config.clone();
+    cfg.rope_scaling = rlq::model::RopeScaling::Llama3 {
+        factor,
+        low_freq_factor: low,
+        high_freq_factor: high,
+        original_max_position: original,
+    };
+    let reference = Model::from_parts(cfg, plain.weights.clone(), "ref", Device::Cpu, DType::F32);
+    let ids: Vec<u32> = (0..96u32).map(|i| (i * 7) % VOCAB as u32).collect();
+    let logits = |m: &Model| {
+        rlq::model::hooked::HookedTransformer::new(m)
+            .unwrap()
+            .logits(&ids)
+            .unwrap()
+    };
+    let (a, b, c) = (logits(&scaled), logits(&reference), logits(&plain));
+    let scale = b
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    // The factors pass through f32 in the file (relative error ~6e-8 in the angles): f32
+    // rounding of the forward dominates, 1e-5 of the logit scale.
+    assert!(
+        max_diff(&a, &b) < 1e-5 * scale.max(1.0),
+        "{}",
+        max_diff(&a, &b)
+    );
+    assert!(max_diff(&c, &b) > 1e-3, "the scaling must matter here");
+
+    for (bad, why) in [
+        (vec![1.0f32; HD / 2 - 1], "frequencies"),
+        (vec![0.0f32; HD / 2], "positive"),
+    ] {
+        let p = with_freqs(&bad, "bad.gguf");
+        let err = match load(p.to_str().unwrap(), &LoadOptions::default()) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("bad rope_freqs must be refused"),
+        };
+        assert!(err.contains("rope_freqs") && err.contains(why), "{err}");
+    }
+}

@@ -75,6 +75,9 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position: f64,
     },
+    /// Frequency `i` divided by `factors[i]`: the per-frequency factors (`rope_freqs`) that
+    /// llama.cpp's converter writes for Llama 3.1-style scaling. Missing factors count as 1.
+    Factors(Vec<f64>),
 }
 
 impl RopeScaling {
@@ -86,6 +89,7 @@ impl RopeScaling {
                 match *self {
                     RopeScaling::None => f,
                     RopeScaling::Linear { factor } => f / factor,
+                    RopeScaling::Factors(ref factors) => factors.get(i).map_or(f, |k| f / k),
                     RopeScaling::Llama3 {
                         factor,
                         low_freq_factor,

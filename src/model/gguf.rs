@@ -44,7 +44,8 @@ pub fn load_gguf(
             path.display()
         ))
     })?;
-    let config = config_from_metadata(&content)?;
+    let mut config = config_from_metadata(&content)?;
+    apply_rope_freqs(&content, &mut reader, &mut config, path)?;
     let keep = keep_quantized && device.is_cpu() && dtype == DType::F32;
     let weights = read_weights(&content, &mut reader, &config, device, dtype, keep, path)?;
     let tokenizer = TextTokenizer::from_gguf_metadata(&content.metadata)?;
@@ -231,22 +232,14 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
         gemma,
         bos_token_id: id("tokenizer.ggml.bos_token_id"),
         eos_token_ids,
-        rope_scaling: gguf_rope_scaling(&m, content)?,
+        rope_scaling: gguf_rope_scaling(&m)?,
     })
 }
 
-/// Rotary scaling from GGUF metadata. Per-dimension frequency factors (`rope_freqs`, Llama 3.1)
-/// and scaling types rlq does not implement are refused rather than silently ignored.
-fn gguf_rope_scaling(m: &Meta, content: &Content) -> Result<super::config::RopeScaling> {
+/// Rotary scaling from GGUF metadata (the `rope_freqs` tensor is read by [`apply_rope_freqs`]).
+/// Scaling types rlq does not implement are refused rather than silently ignored.
+fn gguf_rope_scaling(m: &Meta) -> Result<super::config::RopeScaling> {
     use super::config::RopeScaling;
-    if content.tensor_infos.contains_key("rope_freqs.weight") {
-        return Err(ModelError::Config(
-            "this GGUF carries rope frequency factors (`rope_freqs`, Llama 3.1-style scaling), \
-             which rlq does not read from GGUF yet; load the safetensors checkpoint (its \
-             config.json rope_scaling is supported)"
-                .into(),
-        ));
-    }
     let kind = m
         .get("rope.scaling.type")
         .and_then(|v| v.to_string().ok())
@@ -263,6 +256,52 @@ fn gguf_rope_scaling(m: &Meta, content: &Content) -> Result<super::config::RopeS
             "rope scaling `{other}` is not supported (supported: linear, llama3)"
         ))),
     }
+}
+
+/// Per-frequency rope factors (`rope_freqs.weight`, written by llama.cpp's converter for Llama
+/// 3.1-style scaling): frequency `i` is divided by factor `i`, on top of any linear factor.
+fn apply_rope_freqs(
+    content: &Content,
+    reader: &mut BufReader<File>,
+    config: &mut ModelConfig,
+    path: &Path,
+) -> Result<()> {
+    use super::config::RopeScaling;
+    const NAME: &str = "rope_freqs.weight";
+    if !content.tensor_infos.contains_key(NAME) {
+        return Ok(());
+    }
+    let bad =
+        |msg: String| ModelError::Format(format!("GGUF `{}`: `{NAME}` {msg}", path.display()));
+    let factors: Vec<f64> = content
+        .tensor(reader, NAME, &Device::Cpu)
+        .and_then(|q| q.dequantize(&Device::Cpu))
+        .and_then(|t| t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>())
+        .map_err(|e| bad(format!("cannot be read: {e}")))?;
+    let half = config.head_dim / 2;
+    if factors.len() != half {
+        return Err(bad(format!(
+            "has {} factors, but a head of {} dimensions has {half} frequencies",
+            factors.len(),
+            config.head_dim
+        )));
+    }
+    if let Some(f) = factors.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        return Err(bad(format!(
+            "holds the factor {f}; factors must be positive"
+        )));
+    }
+    let linear = match config.rope_scaling {
+        RopeScaling::None => 1.0,
+        RopeScaling::Linear { factor } => factor,
+        ref other => {
+            return Err(bad(format!(
+                "cannot be combined with rope scaling {other:?}"
+            )))
+        }
+    };
+    config.rope_scaling = RopeScaling::Factors(factors.iter().map(|f| f * linear).collect());
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,7 +375,7 @@ pub fn rope_row_order(rows: usize, n_heads: usize) -> Result<Vec<usize>> {
 fn reorder_rows(t: &Tensor, n_heads: usize, to_gguf: bool) -> Result<Tensor> {
     let dims = t.dims().to_vec();
     let rows = dims[0];
-    if n_heads == 0 || rows % (2 * n_heads) != 0 {
+    if n_heads == 0 || !rows.is_multiple_of(2 * n_heads) {
         return Err(ModelError::Format(format!(
             "cannot split {rows} rows into {n_heads} rotary heads"
         )));
