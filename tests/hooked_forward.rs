@@ -179,3 +179,82 @@ fn greedy_generation_is_argmax_of_full_forward() {
         generate(&tf, &TOKENS[..3], &s, &|| false).unwrap()
     );
 }
+
+/// A batch decoding step continues each sequence exactly as decoding it alone does, for every
+/// family (Gemma's sliding window of 3 included: the prompts are longer than it), and equals the
+/// last row of a full forward over the whole sequence. f64, so only summation order differs.
+#[test]
+fn batched_decode_step_equals_one_sequence_at_a_time() {
+    let prompts: [&[u32]; 3] = [&[3, 17, 5], &[9, 28, 11, 4, 30, 2, 8], &[1, 6, 12, 19, 25]];
+    let next: [u32; 3] = [7, 13, 21];
+    for f in Family::ALL {
+        let m = random_model(f, 5, DType::F64).unwrap();
+        let tf = HookedTransformer::new(&m).unwrap();
+        let prefill = |p: &[u32]| {
+            let mut cache = KvCache::new();
+            tf.forward(ForwardInput::Ids(p), &Hooks::default(), Some(&mut cache))
+                .unwrap();
+            cache
+        };
+        let mut caches: Vec<KvCache> = prompts.iter().map(|p| prefill(p)).collect();
+        // Two steps, so the second reads keys the batch step itself cached.
+        let second: [u32; 3] = [2, 29, 14];
+        let batch1 = tf.decode_step(&next, &mut caches).unwrap();
+        let batch2 = tf.decode_step(&second, &mut caches).unwrap();
+        assert_eq!(batch2.dims(), &[3, 32]);
+        for (i, p) in prompts.iter().enumerate() {
+            assert_eq!(caches[i].len(), p.len() + 2);
+            let mut alone = prefill(p);
+            let step = |cache: &mut KvCache, t: u32| {
+                tf.forward(ForwardInput::Ids(&[t]), &Hooks::default(), Some(cache))
+                    .unwrap()
+                    .logits
+                    .i(0)
+                    .unwrap()
+            };
+            let a1 = step(&mut alone, next[i]);
+            let a2 = step(&mut alone, second[i]);
+            let full_seq: Vec<u32> = p.iter().copied().chain([next[i], second[i]]).collect();
+            let full = tf.logits(&full_seq).unwrap();
+            let full_last = full.i(full.dim(0).unwrap() - 1).unwrap();
+            let d1 = max_abs_diff(&batch1.i(i).unwrap(), &a1);
+            let d2 = max_abs_diff(&batch2.i(i).unwrap(), &a2);
+            let d3 = max_abs_diff(&batch2.i(i).unwrap(), &full_last);
+            assert!(
+                d1 < 1e-12 && d2 < 1e-12 && d3 < 1e-12,
+                "{f:?} row {i}: {d1:e} {d2:e} {d3:e}"
+            );
+        }
+        assert!(tf.decode_step(&next[..2], &mut caches).is_err());
+    }
+}
+
+/// Batched generation gives each prompt the tokens it gets alone, greedy and sampled.
+#[test]
+fn batched_generation_equals_generating_each_prompt_alone() {
+    use rlq::model::generate::generate_batch;
+    let prompts: Vec<Vec<u32>> = vec![vec![3, 17, 5], vec![9, 28, 11, 4, 30], vec![1, 6]];
+    for f in [Family::Llama, Family::Gemma3] {
+        let m = random_model(f, 9, DType::F64).unwrap();
+        let tf = HookedTransformer::new(&m).unwrap();
+        for temperature in [0.0, 0.8] {
+            let opts = GenerateOptions {
+                max_tokens: 6,
+                temperature,
+                seed: 42,
+                stop_tokens: vec![2],
+                ..Default::default()
+            };
+            let batch = generate_batch(&tf, &prompts, &opts, &|| false).unwrap();
+            for (p, got) in prompts.iter().zip(&batch) {
+                let alone = generate(&tf, p, &opts, &|| false).unwrap();
+                assert_eq!(got, &alone, "{f:?} t={temperature}");
+                assert!(!got.is_empty() && got.len() <= 6);
+            }
+        }
+    }
+    let m = random_model(Family::Llama, 9, DType::F64).unwrap();
+    let tf = HookedTransformer::new(&m).unwrap();
+    let opts = GenerateOptions::default();
+    assert!(generate_batch(&tf, &[vec![1], vec![]], &opts, &|| false).is_err());
+}

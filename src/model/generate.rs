@@ -37,34 +37,77 @@ pub fn generate(
     opts: &GenerateOptions,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<Vec<u32>> {
-    if prompt.is_empty() {
+    let mut outs = generate_batch(tf, &[prompt.to_vec()], opts, interrupted)?;
+    Ok(outs.pop().unwrap_or_default())
+}
+
+/// Continue several prompts together. Each prompt is prefilled on its own; then every unfinished
+/// sequence advances one token per step through [`HookedTransformer::decode_step`], so the
+/// weights are read once per step for all of them. Each sequence gets its own sampler seeded
+/// with `opts.seed`, exactly as [`generate`] would give it alone, so batching changes no
+/// sampling decision; logits agree with one-at-a-time decoding up to the matmul's summation
+/// order (exactly with quantized weights and at most 8 sequences).
+pub fn generate_batch(
+    tf: &HookedTransformer,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Vec<Vec<u32>>> {
+    if prompts.iter().any(|p| p.is_empty()) {
         candle_core::bail!("cannot generate from an empty prompt");
     }
-    let mut rng = StdRng::seed_from_u64(opts.seed);
-    let mut cache = KvCache::new();
-    let mut out = Vec::new();
-    let mut next_input: Vec<u32> = prompt.to_vec();
-    let limit = tf.config.max_position.max(prompt.len() + 1);
-    while out.len() < opts.max_tokens && prompt.len() + out.len() < limit {
+    let n = prompts.len();
+    let mut rngs: Vec<StdRng> = (0..n).map(|_| StdRng::seed_from_u64(opts.seed)).collect();
+    let mut caches = vec![KvCache::new(); n];
+    let mut outs: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let max_position = tf.config.max_position;
+    let wants_more = |i: usize, out: &[u32]| {
+        let limit = max_position.max(prompts[i].len() + 1);
+        out.len() < opts.max_tokens
+            && prompts[i].len() + out.len() < limit
+            && !out.last().is_some_and(|t| opts.stop_tokens.contains(t))
+    };
+    // Prefill: only the last position's logits are needed.
+    for i in 0..n {
+        if interrupted() || !wants_more(i, &outs[i]) {
+            continue;
+        }
+        let hooks = Hooks {
+            logits_from: prompts[i].len() - 1,
+            ..Default::default()
+        };
+        let logits = tf
+            .forward(ForwardInput::Ids(&prompts[i]), &hooks, Some(&mut caches[i]))?
+            .logits;
+        let last = logits.i(logits.dim(0)? - 1)?.to_dtype(DType::F64)?;
+        outs[i].push(pick(&last, opts, &mut rngs[i])?);
+    }
+    loop {
         if interrupted() {
             break;
         }
-        let logits = tf
-            .forward(
-                ForwardInput::Ids(&next_input),
-                &Hooks::default(),
-                Some(&mut cache),
-            )?
-            .logits;
-        let last = logits.i(logits.dim(0)? - 1)?.to_dtype(DType::F64)?;
-        let tok = pick(&last, opts, &mut rng)?;
-        out.push(tok);
-        if opts.stop_tokens.contains(&tok) {
+        let active: Vec<usize> = (0..n)
+            .filter(|&i| !outs[i].is_empty() && wants_more(i, &outs[i]))
+            .collect();
+        if active.is_empty() {
             break;
         }
-        next_input = vec![tok];
+        let tokens: Vec<u32> = active
+            .iter()
+            .map(|&i| *outs[i].last().expect("non-empty"))
+            .collect();
+        let mut step: Vec<KvCache> = active
+            .iter()
+            .map(|&i| std::mem::take(&mut caches[i]))
+            .collect();
+        let logits = tf.decode_step(&tokens, &mut step)?.to_dtype(DType::F64)?;
+        for (row, (&i, cache)) in active.iter().zip(step).enumerate() {
+            caches[i] = cache;
+            let tok = pick(&logits.i(row)?, opts, &mut rngs[i])?;
+            outs[i].push(tok);
+        }
     }
-    Ok(out)
+    Ok(outs)
 }
 
 fn pick(logits: &Tensor, opts: &GenerateOptions, rng: &mut StdRng) -> Result<u32> {

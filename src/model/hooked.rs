@@ -208,11 +208,36 @@ impl KvCache {
     }
 }
 
+/// Where a layer's keys and values go: nowhere, one sequence's cache, or one cache per row
+/// (a batch of sequences decoded one token each).
+enum LayerCache<'c> {
+    None,
+    One(&'c mut Option<(Tensor, Tensor)>),
+    Rows(Vec<&'c mut Option<(Tensor, Tensor)>>),
+}
+
+/// Appends new keys and values `[kv, t, dh]` to a layer's cache; returns the whole of them.
+fn extend_cache(
+    slot: &mut Option<(Tensor, Tensor)>,
+    k: Tensor,
+    v: Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let (k, v) = match slot.as_ref() {
+        Some((pk, pv)) => (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?),
+        None => (k, v),
+    };
+    *slot = Some((k.clone(), v.clone()));
+    Ok((k, v))
+}
+
 /// Per-forward state shared by the layers.
 struct Pass<'a> {
     hooks: &'a Hooks<'a>,
     seq: usize,
     offset: usize,
+    /// Position of each row: `offset..offset+seq` for one sequence; for a batch of sequences
+    /// decoded one token each, each row's own position.
+    positions: Vec<usize>,
     sources: Vec<Tensor>,
     /// Rope tables per base frequency and masks per window, built once per forward: layers
     /// share them.
@@ -234,7 +259,7 @@ impl Pass<'_> {
             return Ok((c.clone(), s.clone()));
         }
         let inv_freq = scaling.inv_freq(theta, dh);
-        let (c, s) = ops::rope_tables_from(self.seq, self.offset, &inv_freq, dtype, dev)?;
+        let (c, s) = ops::rope_tables_at(&self.positions, &inv_freq, dtype, dev)?;
         self.rope.push((key, c.clone(), s.clone()));
         Ok((c, s))
     }
@@ -497,6 +522,7 @@ impl HookedTransformer {
             hooks,
             seq,
             offset,
+            positions: (offset..offset + seq).collect(),
             sources: Vec::new(),
             rope: Vec::new(),
             masks: Vec::new(),
@@ -505,7 +531,10 @@ impl HookedTransformer {
             pass.sources.push(h.unsqueeze(0)?);
         }
         for (l, lw) in self.layers.iter().enumerate() {
-            let layer_cache = cache.as_mut().map(|c| &mut c.layers[l]);
+            let layer_cache = match cache.as_mut() {
+                Some(c) => LayerCache::One(&mut c.layers[l]),
+                None => LayerCache::None,
+            };
             h = self.layer(l, lw, &h, &mut pass, layer_cache)?;
         }
         if let Some(cache) = cache {
@@ -576,7 +605,7 @@ impl HookedTransformer {
         lw: &LayerWeights,
         h: &Tensor,
         pass: &mut Pass,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: LayerCache,
     ) -> Result<Tensor> {
         let c = &self.config;
         let (hq, hk, dh) = (c.n_heads, c.n_kv_heads, c.head_dim);
@@ -600,7 +629,7 @@ impl HookedTransformer {
             lw.bk.as_ref(),
             hk,
         )?;
-        let mut v = self.project(
+        let v = self.project(
             &pass.normed_copy(h, start + nq + nk, nv, w_in, eps, noff)?,
             &lw.wv,
             lw.bv.as_ref(),
@@ -619,29 +648,41 @@ impl HookedTransformer {
         let (cos, sin) = pass.rope_for(lw.rope_theta, &scaling, dh, self.dtype, &self.device)?;
         q = ops::rope(&q, &cos, &sin)?;
         k = ops::rope(&k, &cos, &sin)?;
-        if let Some(slot) = cache {
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k], 1)?;
-                v = Tensor::cat(&[pv, &v], 1)?;
-            }
-            *slot = Some((k.clone(), v.clone()));
-        }
-        let k_len = k.dim(1)?;
         let scale = match &c.gemma {
             Some(g) => 1.0 / g.query_pre_attn_scalar.sqrt(),
             None => 1.0 / (dh as f64).sqrt(),
         };
-        let mask = pass.mask_for(lw.window, k_len, self.dtype, &self.device)?;
-        let z = match c.gemma.as_ref().and_then(|g| g.attn_logit_softcapping) {
-            None => attention::attention(&q, &k, &v, &mask, scale)?, // [hq, seq, dh]
-            Some(cap) => {
-                let k = ops::repeat_kv(&k, hq / hk)?;
-                let v = ops::repeat_kv(&v, hq / hk)?;
-                let scores = (q.matmul(&k.t()?)? * scale)?;
-                let scores = ((scores / cap)?.tanh()? * cap)?;
-                ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?.matmul(&v)?
+        let z = match cache {
+            // One new token per sequence (row), each attending to its own cache.
+            LayerCache::Rows(slots) => {
+                let zs = slots
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, slot)| {
+                        let (k, v) = extend_cache(slot, k.narrow(1, i, 1)?, v.narrow(1, i, 1)?)?;
+                        let pos = pass.positions[i];
+                        let mask = ops::causal_mask(
+                            1,
+                            k.dim(1)?,
+                            pos,
+                            lw.window,
+                            self.dtype,
+                            &self.device,
+                        )?;
+                        self.attend(&q.narrow(1, i, 1)?, &k, &v, &mask, scale)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&zs, 1)?
             }
-        };
+            one => {
+                let (k, v) = match one {
+                    LayerCache::One(slot) => extend_cache(slot, k, v)?,
+                    _ => (k, v),
+                };
+                let mask = pass.mask_for(lw.window, k.dim(1)?, self.dtype, &self.device)?;
+                self.attend(&q, &k, &v, &mask, scale)?
+            }
+        }; // [hq, seq, dh]
 
         let per_head = pass
             .hooks
@@ -696,6 +737,69 @@ impl HookedTransformer {
             pass.sources.push(mlp.unsqueeze(0)?);
         }
         &h + &mlp
+    }
+
+    /// `softmax(q·kᵀ·scale + mask)·v` with GQA (and Gemma's score softcapping when set).
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        scale: f64,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        match c.gemma.as_ref().and_then(|g| g.attn_logit_softcapping) {
+            None => attention::attention(q, k, v, mask, scale),
+            Some(cap) => {
+                let n_rep = c.n_heads / c.n_kv_heads;
+                let k = ops::repeat_kv(k, n_rep)?;
+                let v = ops::repeat_kv(v, n_rep)?;
+                let scores = (q.matmul(&k.t()?)? * scale)?;
+                let scores = ((scores / cap)?.tanh()? * cap)?;
+                ops::softmax_last_dim(&scores.broadcast_add(mask)?)?.matmul(&v)
+            }
+        }
+    }
+
+    /// One decoding step for several sequences at once: `tokens[i]` continues the sequence
+    /// cached in `caches[i]` (filled by [`HookedTransformer::forward`] with a cache, or by
+    /// earlier steps). Returns next-token logits `[n, vocab]`. The weight matrices are applied
+    /// to all rows together (one pass over the weights per step instead of one per sequence);
+    /// attention runs per sequence. Each row's logits equal a single-sequence step's up to the
+    /// matmul's summation order (exactly, with quantized weights and up to 8 rows).
+    pub fn decode_step(&self, tokens: &[u32], caches: &mut [KvCache]) -> Result<Tensor> {
+        let c = &self.config;
+        if tokens.len() != caches.len() || tokens.is_empty() {
+            candle_core::bail!("decode_step needs one token per cache");
+        }
+        let hooks = Hooks::default();
+        let mut pass = Pass {
+            hooks: &hooks,
+            seq: tokens.len(),
+            offset: 0,
+            positions: caches.iter().map(|k| k.len).collect(),
+            sources: Vec::new(),
+            rope: Vec::new(),
+            masks: Vec::new(),
+        };
+        for cache in caches.iter_mut() {
+            cache.layers.resize(c.n_layers, None);
+        }
+        let mut h = self.embed(tokens)?;
+        for (l, lw) in self.layers.iter().enumerate() {
+            let slots = caches.iter_mut().map(|k| &mut k.layers[l]).collect();
+            h = self.layer(l, lw, &h, &mut pass, LayerCache::Rows(slots))?;
+        }
+        for cache in caches.iter_mut() {
+            cache.len += 1;
+        }
+        let xn = ops::rms_norm(&h, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;
+        let mut logits = self.lm_head.forward(&xn)?;
+        if let Some(cap) = c.gemma.as_ref().and_then(|g| g.final_logit_softcapping) {
+            logits = ((logits / cap)?.tanh()? * cap)?;
+        }
+        Ok(logits)
     }
 
     /// Greedy next-token id from the last row of `[seq, vocab]` logits.

@@ -113,10 +113,22 @@ pub fn rope_tables_from(
     dtype: DType,
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
-    let half = inv_freq.len();
+    let positions: Vec<usize> = (offset..offset + seq).collect();
+    rope_tables_at(&positions, inv_freq, dtype, device)
+}
+
+/// cos and sin tables `[positions.len(), inv_freq.len()]`, row `i` at position `positions[i]`
+/// (rows of different sequences decoded together sit at different positions).
+pub fn rope_tables_at(
+    positions: &[usize],
+    inv_freq: &[f64],
+    dtype: DType,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let (seq, half) = (positions.len(), inv_freq.len());
     let mut cos = Vec::with_capacity(seq * half);
     let mut sin = Vec::with_capacity(seq * half);
-    for t in offset..offset + seq {
+    for &t in positions {
         for f in inv_freq {
             let a = t as f64 * f;
             cos.push(a.cos());
