@@ -10,7 +10,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::llama as ct;
-use rlq::model::generate::{generate, GenerateOptions};
+use rlq::model::generate::{generate, generate_batch, GenerateOptions};
 use rlq::model::hooked::{ForwardInput, HookedTransformer, Hooks};
 use rlq::model::hooks::{Granularity, HookLayout};
 use rlq::model::{load, LoadOptions};
@@ -137,6 +137,23 @@ fn main() {
     let t = Instant::now();
     let out_q = generate(&tfq, &ids[..16], &opts, &|| false).unwrap();
     let gen_q = out_q.len() as f64 / t.elapsed().as_secs_f64();
+    // Eight prompts of different lengths, one at a time vs decoded together (quantized weights).
+    let prompts: Vec<Vec<u32>> = (0..8).map(|i| ids[i..16 + 2 * i].to_vec()).collect();
+    let short = GenerateOptions {
+        max_tokens: 32,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let one_by_one: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| generate(&tfq, p, &short, &|| false).unwrap())
+        .collect();
+    let n_one: usize = one_by_one.iter().map(Vec::len).sum();
+    let gen_one = n_one as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let batched = generate_batch(&tfq, &prompts, &short, &|| false).unwrap();
+    let n_batch: usize = batched.iter().map(Vec::len).sum();
+    let gen_batch = n_batch as f64 / t.elapsed().as_secs_f64();
     // candle's llama decoding the same way (its KV cache, one token per step)
     let t = Instant::now();
     let mut cache = ct::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
@@ -175,6 +192,9 @@ fn main() {
             "generate_tok_s": gen,
             "generate_quantized_tok_s": gen_q,
             "same_tokens_quantized_vs_dense": out == out_q,
+            "generate_8_prompts_one_at_a_time_tok_s": gen_one,
+            "generate_8_prompts_batched_tok_s": gen_batch,
+            "same_tokens_batched": one_by_one == batched,
             "candle_llama_generate_tok_s": cand_gen,
         })
     );
