@@ -200,13 +200,17 @@ fn batched_greedy_answers_equal_one_at_a_time() {
     let Some(m) = smollm2(DType::F32) else { return };
     assert!(m.weights.is_quantized("model.layers.0.mlp.up_proj.weight"));
     let tf = HookedTransformer::new(&m).unwrap();
-    let prompts: Vec<Vec<u32>> = ["What is 2 + 3?", "Name a colour.", "The capital of France is"]
-        .iter()
-        .map(|q| {
-            let text = m.apply_chat_template(&[("user", q)], true).unwrap();
-            m.tokenizer.encode(&text, false).unwrap()
-        })
-        .collect();
+    let prompts: Vec<Vec<u32>> = [
+        "What is 2 + 3?",
+        "Name a colour.",
+        "The capital of France is",
+    ]
+    .iter()
+    .map(|q| {
+        let text = m.apply_chat_template(&[("user", q)], true).unwrap();
+        m.tokenizer.encode(&text, false).unwrap()
+    })
+    .collect();
     let opts = GenerateOptions {
         max_tokens: 12,
         stop_tokens: m.config.eos_token_ids.clone(),
