@@ -1471,14 +1471,23 @@ fn gguf_rope_freqs_apply_llama31_scaling() {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
-    // The factors pass through f32 in the file (relative error ~6e-8 in the angles): f32
-    // rounding of the forward dominates, 1e-5 of the logit scale.
+    // The factors pass through f32 in the file and the two paths round the angles differently;
+    // with random weights (logits up to ~40) that shows as up to ~1.2e-5 of the logit scale
+    // (seen over runs): bound 1e-4. Leaving the scaling out changes logits by far more (below).
+    eprintln!(
+        "rope_freqs: |scaled - llama3| {} |unscaled - llama3| {} scale {scale}",
+        max_diff(&a, &b),
+        max_diff(&c, &b)
+    );
     assert!(
-        max_diff(&a, &b) < 1e-5 * scale.max(1.0),
+        max_diff(&a, &b) < 1e-4 * scale.max(1.0),
         "{}",
         max_diff(&a, &b)
     );
-    assert!(max_diff(&c, &b) > 1e-3, "the scaling must matter here");
+    assert!(
+        max_diff(&c, &b) > 1e-2 * scale.max(1.0),
+        "the scaling must matter here"
+    );
 
     for (bad, why) in [
         (vec![1.0f32; HD / 2 - 1], "frequencies"),
