@@ -43,6 +43,19 @@ fn info_tokens_logits_perplexity() {
         info.column("edges_block").unwrap().i64().unwrap().get(0),
         Some(3691)
     );
+    // SmolLM2's Q4_1 matrices kept quantized: ~100 MB in memory, not the 540 MB of f32.
+    assert_eq!(
+        info.column("quantized").unwrap().bool().unwrap().get(0),
+        Some(true)
+    );
+    let mb = info
+        .column("weights_mb")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert!(mb > 50.0 && mb < 150.0, "{mb}");
     let toks = table(&mut s, "tokens m \"Hello world\"");
     assert_eq!(toks.height(), 2);
     let top = table(&mut s, "logits m \"The capital of France is\" top 5");

@@ -55,13 +55,18 @@ pub struct ModelInfo {
     pub dtype: String,
     pub device: String,
     pub source: String,
+    /// Bytes the weights occupy in memory (quantized matrices at their stored size).
+    pub weight_bytes: usize,
+    /// Whether weight matrices are kept quantized (see `LoadOptions::keep_quantized`).
+    pub quantized: bool,
 }
 
 impl std::fmt::Display for ModelInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({}): {} layers, {} heads ({} kv), d_model {}, vocab {}, {:.1}M params, {} on {}",
+            "{} ({}): {} layers, {} heads ({} kv), d_model {}, vocab {}, {:.1}M params, {} on {}, \
+             weights {:.0} MB{}",
             self.source,
             self.family.name(),
             self.n_layers,
@@ -71,7 +76,9 @@ impl std::fmt::Display for ModelInfo {
             self.vocab_size,
             self.n_params as f64 / 1e6,
             self.dtype,
-            self.device
+            self.device,
+            self.weight_bytes as f64 / 1e6,
+            if self.quantized { " (quantized)" } else { "" }
         )
     }
 }
@@ -109,6 +116,8 @@ impl Model {
             dtype: dtype_name(self.dtype).to_string(),
             device: device_name(&self.device),
             source: self.source.clone(),
+            weight_bytes: self.weights.storage_bytes(),
+            quantized: self.weights.names().any(|n| self.weights.is_quantized(n)),
         }
     }
 

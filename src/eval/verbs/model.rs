@@ -165,6 +165,8 @@ fn verb_info(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         "params" => [i.n_params as i64],
         "dtype" => [i.dtype.as_str()],
         "device" => [i.device.as_str()],
+        "weights_mb" => [i.weight_bytes as f64 / 1e6],
+        "quantized" => [i.quantized],
         "edges_block" => [(4 * i.n_layers * i.n_layers + 3 * i.n_layers + 1) as i64],
     )
     .map_err(|e| model_err(args.span, e))?;
