@@ -16,15 +16,23 @@ pub mod syntax;
 
 pub use session::Session;
 
-/// Gives candle's elementwise thread pool one thread unless `CANDLE_NUM_THREADS` is set.
+/// Thread settings for candle on the CPU, each only where the user has not set it:
 ///
-/// candle runs elementwise ops on a pool of spinning threads of its own, beside rayon's pool that
-/// runs the matrix products; with as many threads in each as there are cores, the two pools
-/// compete for the cores (on 2 cores an EAP sample ran ~1.3× slower). Elementwise work is a
-/// small share of rlq's, so one thread loses little. Call it first thing in `main`, before any
-/// other thread exists (it sets an environment variable); the `rlq` binary does.
+/// - `CANDLE_NUM_THREADS=1`: candle runs elementwise ops on a pool of spinning threads of its
+///   own, beside rayon's pool that runs the matrix products; with as many threads in each as
+///   there are cores, the two pools compete for them (on 2 cores an EAP sample ran ~1.3×
+///   slower). Elementwise work is a small share of rlq's, so one thread loses little.
+/// - `RAYON_NUM_THREADS` = the count candle would pick: candle asks for it on every matrix
+///   product and, without the variable, re-reads `/proc/cpuinfo` each time (~6% of decoding).
+///
+/// Call it first thing in `main`, before any other thread exists (it sets environment
+/// variables); the `rlq` binary does.
 pub fn tune_cpu_threads() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
 }
