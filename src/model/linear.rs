@@ -231,12 +231,17 @@ impl QView {
         let parts = blocks
             .par_iter()
             .map(|&(r, len)| -> Result<Vec<f32>> {
-                let w: Vec<f32> = self.dense_block(r, len)?.flatten_all()?.to_vec1()?;
+                // Whole rows decoded straight into a buffer; the view's columns are a slice of
+                // each row, so no tensor and no column copy is made on this hot path.
+                let cols = self.m.cols();
+                let mut w = vec![0f32; len * cols];
+                self.m.dequantize_rows_into(self.r0 + r, len, &mut w)?;
                 let mut out = vec![0f32; n * len];
                 for i in 0..n {
                     let xi = &xs[i * k..(i + 1) * k];
                     for j in 0..len {
-                        out[i * len + j] = dot(xi, &w[j * k..(j + 1) * k]);
+                        let row = j * cols + self.c0;
+                        out[i * len + j] = dot(xi, &w[row..row + k]);
                     }
                 }
                 Ok(out)
