@@ -12,7 +12,9 @@ pub mod model;
 pub mod plot;
 pub mod repl;
 pub mod session;
+pub mod study;
 pub mod syntax;
+pub mod tuning;
 
 pub use session::Session;
 

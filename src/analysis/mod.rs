@@ -7,6 +7,7 @@
 
 pub mod bootstrap;
 pub mod canonical;
+pub mod claims;
 pub mod compare;
 pub mod error;
 pub mod group;

@@ -53,11 +53,27 @@ pub fn generate_batch(
     opts: &GenerateOptions,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<Vec<Vec<u32>>> {
+    let seeds = vec![opts.seed; prompts.len()];
+    generate_batch_seeded(tf, prompts, opts, &seeds, interrupted)
+}
+
+/// [`generate_batch`] with one sampler seed per prompt (`opts.seed` is ignored): several samples
+/// of the same prompt (GRPO's group) then differ, and each is still reproducible on its own.
+pub fn generate_batch_seeded(
+    tf: &HookedTransformer,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    seeds: &[u64],
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Vec<Vec<u32>>> {
     if prompts.iter().any(|p| p.is_empty()) {
         candle_core::bail!("cannot generate from an empty prompt");
     }
+    if seeds.len() != prompts.len() {
+        candle_core::bail!("generate: {} seeds for {} prompts", seeds.len(), prompts.len());
+    }
     let n = prompts.len();
-    let mut rngs: Vec<StdRng> = (0..n).map(|_| StdRng::seed_from_u64(opts.seed)).collect();
+    let mut rngs: Vec<StdRng> = seeds.iter().map(|&s| StdRng::seed_from_u64(s)).collect();
     let mut caches = vec![KvCache::new(); n];
     let mut outs: Vec<Vec<u32>> = vec![Vec::new(); n];
     let max_position = tf.config.max_position;

@@ -77,6 +77,8 @@ impl Linear {
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, inp))?;
         let y = match self {
+            // A trained weight (tuning) needs its own gradient: candle's matmul gives both.
+            Linear::Dense(w) if w.track_op() => x2.matmul(&w.t()?)?,
             Linear::Dense(w) => ops::matmul_const(&x2, &w.t()?)?,
             Linear::Quant(v) => {
                 if !x.device().is_cpu() || x.dtype() != DType::F32 {

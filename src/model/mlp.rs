@@ -37,8 +37,9 @@ impl GluActivation {
 /// `(act(gate) ⊙ up) · W_downᵀ` for `gate, up: [T, d_ff]` → `[T, d_model]`.
 pub fn glu_down(gate: &Tensor, up: &Tensor, act: GluActivation, down: &Linear) -> Result<Tensor> {
     let on_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == gate.dtype();
+    // The fused op differentiates gate and up only; a trained down weight takes the composed path.
     let dense_ok = match down {
-        Linear::Dense(w) => on_cpu(w),
+        Linear::Dense(w) => on_cpu(w) && !w.track_op(),
         Linear::Quant(_) => true,
     };
     if fused::supported(gate) && on_cpu(up) && dense_ok && gate.dims() == up.dims() {

@@ -13,9 +13,23 @@ use super::fused;
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * (w + offset)`.
 /// `offset` is 1 for Gemma, whose checkpoints store `w - 1`.
-/// The weight is treated as a constant on the fused path (it is never a `Var` here): no gradient
-/// is computed for it.
+/// The fused op treats its weight as a constant. When the weight is trained (it tracks a graph,
+/// e.g. a `Var` in tuning), the fused op normalises with a unit weight and the weight multiplies
+/// afterwards as a primitive op, whose backward candle differentiates for both sides.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, offset: f64) -> Result<Tensor> {
+    if weight.track_op() {
+        if fused::supported(x) && weight.dtype() == x.dtype() && weight.device().is_cpu() {
+            let d = x.dim(D::Minus1)?;
+            let unit = Tensor::ones(d, x.dtype(), x.device())?;
+            let w = if offset != 0.0 {
+                (weight + offset)?
+            } else {
+                weight.clone()
+            };
+            return fused::rms_norm(x, &unit, eps, 0.0)?.broadcast_mul(&w);
+        }
+        return rms_norm_composed(x, weight, eps, offset);
+    }
     if fused::supported(x)
         && weight.dtype() == x.dtype()
         && weight.elem_count() == x.dim(D::Minus1)?
@@ -35,7 +49,8 @@ pub fn rms_norm_of_sum(
     eps: f64,
     offset: f64,
 ) -> Result<Tensor> {
-    if fused::supported(h)
+    if !weight.track_op()
+        && fused::supported(h)
         && off.dtype() == h.dtype()
         && off.device().is_cpu()
         && weight.dtype() == h.dtype()

@@ -1,6 +1,8 @@
 //! Built-in verbs. Each file registers one family of verbs.
 
 mod analysis;
+mod claims;
+mod concat;
 mod graph;
 mod help;
 mod io;
@@ -9,6 +11,7 @@ mod samples;
 mod scalar;
 mod study;
 mod table;
+mod tune;
 
 pub use help::{help_text, HelpVerb};
 
@@ -24,5 +27,9 @@ pub fn register_builtins(reg: &mut Registry) {
     graph::register(reg);
     study::register(reg);
     analysis::register(reg);
+    tune::register(reg);
+    tune::register_paths(reg);
+    concat::register(reg);
+    claims::register(reg);
     reg.register(Box::new(HelpVerb));
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use polars::prelude::*;
-use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use super::samples::string_column;
 use crate::eval::context::EvalContext;
@@ -139,85 +139,24 @@ fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
     EvalError::at(span, e.to_string()).with_code("rlq::study")
 }
 
-const NAMES: [&str; 8] = ["Tom", "Ana", "Li", "Sara", "Omar", "Maya", "Ken", "Eva"];
-const THINGS: [&str; 8] = [
-    "apples", "books", "coins", "stamps", "marbles", "pencils", "cards", "shells",
-];
-
 fn verb_arith(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let n = args.number("n").unwrap_or(0.0);
     if !(0.0..=1e6).contains(&n) || n.fract() != 0.0 {
         return Err(err(args.span_of("n"), "n must be a whole number up to 1e6"));
     }
     let max = args.number("max").unwrap_or(50.0).clamp(2.0, 1e6) as i64;
-    let mut rng = StdRng::seed_from_u64(args.number("seed").unwrap_or(0.0) as u64);
-    let (mut ids, mut prompts, mut expected) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..n as i64 {
-        let who = NAMES[rng.gen_range(0..NAMES.len())];
-        let what = THINGS[rng.gen_range(0..THINGS.len())];
-        let a = rng.gen_range(2..=max);
-        let b = rng.gen_range(1..=max);
-        let (text, ans) = match rng.gen_range(0..4) {
-            0 => (
-                format!(
-                    "{who} has {a} {what} and gets {b} more. How many {what} does {who} have now?"
-                ),
-                a + b,
-            ),
-            1 => {
-                let (hi, lo) = (a.max(b), a.min(b));
-                (
-                    format!("{who} has {hi} {what} and gives away {lo}. How many {what} are left?"),
-                    hi - lo,
-                )
-            }
-            2 => {
-                let k = rng.gen_range(2..=9);
-                (
-                    format!("{who} buys {k} boxes with {a} {what} in each box. How many {what} is that in total?"),
-                    k * a,
-                )
-            }
-            _ => (format!("What is {a} plus {b}?"), a + b),
-        };
-        ids.push(i);
-        prompts.push(format!("{text} Answer with the final number."));
-        expected.push(ans as f64);
-    }
-    let df = df!("prompt_id" => ids, "prompt" => prompts, "expected" => expected)
-        .map_err(|e| err(args.span, e))?;
+    let seed = args.number("seed").unwrap_or(0.0) as u64;
+    let qs = crate::study::arith_questions(n as usize, seed, max);
+    let df = df!(
+        "prompt_id" => qs.iter().map(|q| q.id).collect::<Vec<_>>(),
+        "prompt" => qs.iter().map(|q| q.prompt.clone()).collect::<Vec<_>>(),
+        "expected" => qs.iter().map(|q| q.expected).collect::<Vec<_>>()
+    )
+    .map_err(|e| err(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
-/// The last number in a text (`1,234`, `-5`, `3.5`, GSM8K's `#### 42`), if any.
-pub(crate) fn last_number(text: &str) -> Option<f64> {
-    let mut last = None;
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i].is_ascii_digit() {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_digit()
-                    || (chars[i] == ',' && i + 1 < chars.len() && chars[i + 1].is_ascii_digit())
-                    || (chars[i] == '.' && i + 1 < chars.len() && chars[i + 1].is_ascii_digit()))
-            {
-                i += 1;
-            }
-            // A minus is a sign only when it does not follow a word or number ("12-3" is 3).
-            let neg = start > 0
-                && chars[start - 1] == '-'
-                && (start == 1 || !chars[start - 2].is_ascii_alphanumeric());
-            let s: String = chars[start..i].iter().filter(|c| **c != ',').collect();
-            if let Ok(v) = s.parse::<f64>() {
-                last = Some(if neg { -v } else { v });
-            }
-        } else {
-            i += 1;
-        }
-    }
-    last
-}
+pub(crate) use crate::study::last_number;
 
 fn verb_grade(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let span = args.span_of("table");

@@ -1,0 +1,86 @@
+"""TRL's GRPOTrainer on the same task as rlq's `tune … method grpo` (scripts/bench-tune.sh).
+
+Same model folder, same questions generator (rlq's arith, re-implemented only as far as the
+prompts go), G = 8, the same number of questions per step and new tokens, β 0.04, ε 0.2,
+loss `grpo` (per-sequence mean, then mean: METHOD.md §7.1), std-normalised advantages, AdamW
+β 0.9/0.99, weight decay 0.1, grad-norm clip 0.1, full fine-tune in f32 on the CPU.
+Times two optimizer steps and reports the second (steady state).
+  python benches/grpo_trl.py MODEL_DIR QUESTIONS TOKENS THREADS OUT.json
+"""
+import json
+import sys
+import time
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+model_dir, questions, tokens, threads, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+torch.set_num_threads(threads)
+tok = AutoTokenizer.from_pretrained(model_dir)
+model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+
+prompts = [
+    [{"role": "user", "content": f"What is {a} plus {b}? Answer with the final number."}]
+    for a, b in [(12, 7), (30, 14), (8, 41), (25, 25), (3, 9), (17, 22), (40, 2), (11, 38)] * 4
+]
+answers = [str(a + b) for a, b in [(12, 7), (30, 14), (8, 41), (25, 25), (3, 9), (17, 22), (40, 2), (11, 38)] * 4]
+ds = Dataset.from_dict({"prompt": prompts, "expected": answers})
+
+
+def reward(completions, expected, **_):
+    import re
+    out = []
+    for c, e in zip(completions, expected):
+        text = c[0]["content"] if isinstance(c, list) else c
+        nums = re.findall(r"-?\d+(?:\.\d+)?", text.replace(",", ""))
+        out.append(1.0 if nums and float(nums[-1]) == float(e) else 0.0)
+    return out
+
+
+class Timer(TrainerCallback):
+    def __init__(self):
+        self.starts, self.ends = [], []
+
+    def on_step_begin(self, args, state, control, **kw):
+        self.starts.append(time.perf_counter())
+
+    def on_step_end(self, args, state, control, **kw):
+        self.ends.append(time.perf_counter())
+
+
+cfg = GRPOConfig(
+    output_dir=out + ".trl",
+    use_cpu=True,
+    bf16=False,
+    num_generations=8,
+    per_device_train_batch_size=8 * questions,
+    gradient_accumulation_steps=1,
+    max_completion_length=tokens,
+    temperature=1.0,
+    beta=0.04,
+    epsilon=0.2,
+    loss_type="grpo",
+    scale_rewards="group",
+    learning_rate=1e-5,
+    adam_beta1=0.9,
+    adam_beta2=0.99,
+    weight_decay=0.1,
+    max_grad_norm=0.1,
+    lr_scheduler_type="cosine",
+    warmup_ratio=0.0,
+    max_steps=2,
+    logging_steps=1,
+    save_strategy="no",
+    report_to="none",
+    gradient_checkpointing=False,
+    seed=1,
+)
+timer = Timer()
+trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[timer])
+trainer.train()
+logs = [l for l in trainer.state.log_history if "loss" in l]
+step = timer.ends[-1] - timer.starts[-1]
+json.dump({"step_seconds": step, "completion_len": logs[-1].get("completions/mean_length", float("nan")), "log": logs}, open(out, "w"))
+print(json.dumps({"step_seconds": step}))

@@ -1,0 +1,95 @@
+//! `claims`: the paper's claims (METHOD.md §6) checked against comparison rows (`compare`
+//! output, optionally tagged with `method` and `step`), one row per claim and comparison.
+
+use polars::prelude::*;
+
+use super::samples::string_column;
+use crate::analysis::claims::{judge, PAPER_CLAIMS};
+use crate::eval::context::EvalContext;
+use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::value::{Table, Value};
+
+pub(super) fn register(reg: &mut Registry) {
+    reg.register_fn(
+        Signature::new(
+            "claims",
+            "the paper's claims for online RL (intensity up, entropy up, kurtosis down, diversity \
+             up) read from comparison intervals: agrees, contradicts or inconclusive",
+        )
+        .category("analysis")
+        .required(
+            "comparisons",
+            Type::Table,
+            "`compare` rows (metric, delta, pct, ci_low, ci_high), optionally with method and step",
+        )
+        .example("claims (compare g0, g1)", "one row per claim"),
+        verb_claims,
+    );
+}
+
+fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let span = args.span_of("comparisons");
+    let df = args
+        .table("comparisons")
+        .ok_or_else(|| EvalError::at(span, "expected a table of comparisons"))?
+        .collect()
+        .map_err(|e| EvalError::at(span, e.to_string()))?;
+    let bad = |e: String| EvalError::at(span, e).with_code("rlq::column");
+    let metric = string_column(&df, "metric").map_err(bad)?;
+    let num = |c: &str| -> EvalResult<Vec<Option<f64>>> {
+        let col = df
+            .column(c)
+            .map_err(|_| bad(format!("the comparisons need a `{c}` column (from `compare`)")))?;
+        let s = col
+            .cast(&DataType::Float64)
+            .map_err(|e| bad(format!("column `{c}`: {e}")))?;
+        Ok(s.f64().map_err(|e| bad(e.to_string()))?.iter().collect())
+    };
+    let (delta, pct, lo, hi) = (num("delta")?, num("pct")?, num("ci_low")?, num("ci_high")?);
+    let method = if df.column("method").is_ok() {
+        string_column(&df, "method").map_err(bad)?
+    } else {
+        vec![None; df.height()]
+    };
+    let step = if df.column("step").is_ok() {
+        num("step")?
+    } else {
+        vec![None; df.height()]
+    };
+    let mut out: (Vec<String>, Vec<Option<String>>, Vec<Option<f64>>) = Default::default();
+    let (mut m_col, mut d, mut p, mut l, mut h, mut f) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for claim in &PAPER_CLAIMS {
+        for r in 0..df.height() {
+            if metric[r].as_deref() != Some(claim.metric) {
+                continue;
+            }
+            let (Some(a), Some(b)) = (lo[r], hi[r]) else {
+                continue;
+            };
+            out.0.push(claim.statement.to_string());
+            out.1.push(method[r].clone());
+            out.2.push(step[r]);
+            m_col.push(claim.metric.to_string());
+            d.push(delta[r]);
+            p.push(pct[r]);
+            l.push(a);
+            h.push(b);
+            f.push(judge(claim, a, b).name().to_string());
+        }
+    }
+    let table = df!(
+        "claim" => out.0,
+        "metric" => m_col,
+        "method" => out.1,
+        "step" => out.2,
+        "delta" => d,
+        "pct" => p,
+        "ci_low" => l,
+        "ci_high" => h,
+        "finding" => f
+    )
+    .map_err(|e| EvalError::at(span, e.to_string()))?;
+    Ok(Value::Table(Table::Eager(table)))
+}

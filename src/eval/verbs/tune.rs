@@ -1,0 +1,347 @@
+//! `tune`: GRPO, DPO or SFT from a loaded model, with checkpoints (METHOD.md §7). A thin layer
+//! over [`crate::tuning::Tuner`]: it reads the questions table, encodes prompts and answers,
+//! grades with [`crate::study::is_correct`], and returns the log as a table.
+
+use std::path::PathBuf;
+
+use polars::prelude::*;
+
+use super::samples::string_column;
+use crate::eval::context::EvalContext;
+use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::value::{Table, Value};
+use crate::syntax::Span;
+use crate::tuning::log::{LogRow, COLUMNS};
+use crate::tuning::{AdvantageNorm, Method, Scored, TuneHost, TuneItem, TuneSettings, Tuner};
+
+pub(super) fn register(reg: &mut Registry) {
+    let d = TuneSettings::defaults(Method::Grpo);
+    let methods = Method::ALL
+        .iter()
+        .map(|(_, n, desc)| format!("{n} ({desc})"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    reg.register_fn(
+        Signature::new(
+            "tune",
+            "fine-tune a model by GRPO, DPO or SFT (METHOD.md §7); returns the training log, \
+             one row per step, and writes checkpoints `dir/step-NNNNNN/` that `load` and HF \
+             transformers read",
+        )
+        .category("tuning")
+        .required("model", Type::Model, "the start model (also the frozen reference)")
+        .named_required(
+            "on",
+            Type::Table,
+            "questions: `prompt` (or `prompt_ids`) and `expected`; DPO may give `chosen` and \
+             `rejected` texts, SFT an `answer` text — else they are built from the start \
+             model's own graded samples",
+        )
+        .word("method", Some("grpo"), &methods)
+        .named_required("to", Type::Str, "the folder for checkpoints (new, or empty)")
+        .named_default("steps", Type::Number, d.steps as f64, "optimiser steps")
+        .named_default(
+            "batch",
+            Type::Number,
+            d.batch as f64,
+            "questions (grpo), pairs (dpo) or answers (sft) per step",
+        )
+        .named_default(
+            "group",
+            Type::Number,
+            d.group as f64,
+            "answers sampled per question (grpo's G; also for building dpo/sft data)",
+        )
+        .named_default("lr", Type::Number, d.lr, "peak learning rate (AdamW)")
+        .named("beta", Type::Number, "KL coefficient (grpo, default 0.04) or DPO's β (default 0.1)")
+        .named_default("clip", Type::Number, d.clip, "grpo's ratio clip ε")
+        .named_default("inner", Type::Number, d.inner as f64, "grpo: updates per sampled batch")
+        .word(
+            "advantage",
+            Some("std"),
+            "grpo advantages: std ((R−mean)/(std+1e-4)) or none (R−mean, Dr. GRPO)",
+        )
+        .named_default("temperature", Type::Number, d.temperature, "sampling temperature")
+        .named_default("top_p", Type::Number, d.top_p, "nucleus sampling mass")
+        .named_default("max_tokens", Type::Number, d.max_tokens as f64, "longest sampled answer")
+        .named_default("warmup", Type::Number, d.warmup, "fraction of steps of linear warmup (then cosine to 0)")
+        .named_default("grad_clip", Type::Number, d.grad_clip, "global gradient-norm clip (0: none)")
+        .named_default(
+            "format_reward",
+            Type::Number,
+            d.format_reward,
+            "added to the reward of an answer that stops by itself and holds a number",
+        )
+        .named_default("weight_decay", Type::Number, d.adamw.weight_decay, "AdamW weight decay (not on norms and biases)")
+        .named_default("save_every", Type::Number, 10.0, "steps between checkpoints (and one at the end)")
+        .named_default("seed", Type::Number, d.seed as f64, "seed of sampling and question order")
+        .word("dtype", Some("f32"), "f32, or f64 for exact checks")
+        .named_default("chat", Type::Bool, true, "apply the model's chat template to prompts")
+        .named(
+            "resume",
+            Type::Str,
+            "a checkpoint `dir/step-…` of this same run to continue (settings, start model and \
+             questions must match; new checkpoints go beside it)",
+        )
+        .example(
+            "tune m on (arith 16 seed 1) method grpo steps 2 batch 1 group 4 max_tokens 24 to \"out/tune-demo\"",
+            "a 2-step GRPO log; checkpoints out/tune-demo/step-000002",
+        ),
+        verb_tune,
+    );
+}
+
+fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
+    EvalError::at(span, e.to_string()).with_code("rlq::tune")
+}
+
+/// A keyword's whole number within `lo..=hi`.
+fn whole(args: &Args, name: &str, default: usize, lo: usize, hi: usize) -> EvalResult<usize> {
+    let Some(v) = args.number(name) else {
+        return Ok(default);
+    };
+    if !v.is_finite() || v.fract() != 0.0 || v < lo as f64 || v > hi as f64 {
+        return Err(err(
+            args.span_of(name),
+            format!("{name} must be a whole number in {lo}..={hi}, not {v}"),
+        ));
+    }
+    Ok(v as usize)
+}
+
+fn settings_from(args: &Args) -> EvalResult<TuneSettings> {
+    let method_name = args.word_choice("method", &Method::names())?;
+    let method = Method::from_name(method_name).unwrap_or(Method::Grpo);
+    let mut s = TuneSettings::defaults(method);
+    s.steps = whole(args, "steps", s.steps, 1, 1_000_000)?;
+    s.batch = whole(args, "batch", s.batch, 1, 4096)?;
+    s.group = whole(args, "group", s.group, 1, 1024)?;
+    s.inner = whole(args, "inner", s.inner, 1, 64)?;
+    s.max_tokens = whole(args, "max_tokens", s.max_tokens, 1, 1 << 16)?;
+    s.seed = whole(args, "seed", 0, 0, u32::MAX as usize)? as u64;
+    let num = |name: &str, default: f64| args.number(name).unwrap_or(default);
+    s.lr = num("lr", s.lr);
+    s.beta = num("beta", s.beta);
+    s.clip = num("clip", s.clip);
+    s.temperature = num("temperature", s.temperature);
+    s.top_p = num("top_p", s.top_p);
+    s.warmup = num("warmup", s.warmup);
+    s.grad_clip = num("grad_clip", s.grad_clip);
+    s.format_reward = num("format_reward", s.format_reward);
+    s.adamw.weight_decay = num("weight_decay", s.adamw.weight_decay);
+    let adv = args.word_choice("advantage", &AdvantageNorm::NAMES)?;
+    s.advantage = AdvantageNorm::from_name(adv).unwrap_or(AdvantageNorm::Std);
+    s.dtype = args.word_choice("dtype", &["f32", "f64"])?.to_string();
+    // The validation is the library's; the span is the verb's.
+    s.validate().map_err(|m| {
+        let field = m.split_whitespace().next().unwrap_or("");
+        let span = if args.has(field) { args.span_of(field) } else { args.span };
+        err(span, m)
+    })?;
+    if !(s.adamw.weight_decay.is_finite() && s.adamw.weight_decay >= 0.0) {
+        return Err(err(args.span_of("weight_decay"), "weight_decay must be a finite number ≥ 0"));
+    }
+    Ok(s)
+}
+
+fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let m = args.model("model").ok_or_else(|| {
+        EvalError::at(args.span_of("model"), "expected a model (from `load`)").with_code("rlq::type")
+    })?;
+    let settings = settings_from(&args)?;
+    let save_every = whole(&args, "save_every", 10, 0, 1_000_000)?;
+    let span = args.span_of("on");
+    let table = args
+        .table("on")
+        .ok_or_else(|| err(span, "expected a table of questions"))?
+        .collect()
+        .map_err(|e| err(span, e))?;
+    if table.height() == 0 {
+        return Err(err(span, "the questions table has no rows"));
+    }
+    let chat = args.value("chat").and_then(Value::as_bool).unwrap_or(true);
+    let has = |c: &str| table.column(c).is_ok();
+    let texts = |c: &str| -> EvalResult<Vec<Option<String>>> {
+        if has(c) {
+            string_column(&table, c).map_err(|e| err(span, e))
+        } else {
+            Ok(vec![None; table.height()])
+        }
+    };
+    let prompts = texts("prompt")?;
+    let prompt_ids = if has("prompt_ids") {
+        super::samples::read_specs(&table)
+            .map_err(|e| err(span, e))?
+            .into_iter()
+            .map(|s| s.prompt_ids)
+            .collect()
+    } else {
+        vec![None; table.height()]
+    };
+    if !has("prompt") && !has("prompt_ids") {
+        return Err(err(span, "the questions need a `prompt` (or `prompt_ids`) column"));
+    }
+    let (chosen, rejected, answers) = (texts("chosen")?, texts("rejected")?, texts("answer")?);
+    let expected: Vec<Option<f64>> = texts("expected")?
+        .into_iter()
+        .map(|e| e.as_deref().and_then(crate::study::last_number))
+        .collect();
+    let needs_grading = match settings.method {
+        Method::Grpo => true,
+        Method::Dpo => chosen.iter().zip(&rejected).any(|(c, r)| c.is_none() || r.is_none()),
+        Method::Sft => answers.iter().any(Option::is_none),
+    };
+    if needs_grading {
+        if let Some(row) = expected.iter().position(Option::is_none) {
+            return Err(err(
+                span,
+                format!(
+                    "row {row}: no `expected` number to grade the sampled answers against \
+                     ({} needs it{})",
+                    settings.method.name(),
+                    match settings.method {
+                        Method::Dpo => " unless every row gives `chosen` and `rejected`",
+                        Method::Sft => " unless every row gives an `answer`",
+                        Method::Grpo => "",
+                    }
+                ),
+            ));
+        }
+    }
+    let eos = m.config.eos_token_ids.first().copied();
+    let encode_answer = |text: &str| -> EvalResult<Vec<u32>> {
+        let mut ids = m.tokenizer.encode(text, false).map_err(|e| err(span, e))?;
+        ids.extend(eos);
+        Ok(ids)
+    };
+    let mut items = Vec::with_capacity(table.height());
+    for row in 0..table.height() {
+        let prompt = match (&prompt_ids[row], &prompts[row]) {
+            (Some(ids), _) => ids.clone(),
+            (None, Some(text)) => m.encode_prompt(text, chat).map_err(|e| err(span, e))?,
+            (None, None) => return Err(err(span, format!("row {row}: the prompt is missing"))),
+        };
+        let mut item = TuneItem::prompt(prompt);
+        if settings.method == Method::Dpo {
+            if let (Some(c), Some(r)) = (&chosen[row], &rejected[row]) {
+                item.chosen = Some(encode_answer(c)?);
+                item.rejected = Some(encode_answer(r)?);
+            }
+        }
+        if settings.method == Method::Sft {
+            if let Some(a) = &answers[row] {
+                item.target = Some(encode_answer(a)?);
+            }
+        }
+        items.push(item);
+    }
+    let tokenizer = m.tokenizer.clone();
+    let format_reward = settings.format_reward;
+    let reward = move |q: usize, ids: &[u32], finished: bool| -> Scored {
+        let text = tokenizer.decode(ids, true).unwrap_or_default();
+        let correct = expected[q].is_some_and(|e| crate::study::is_correct(&text, e, 1e-6));
+        let formatted = finished && crate::study::last_number(&text).is_some();
+        Scored {
+            reward: f64::from(u8::from(correct)) + if formatted { format_reward } else { 0.0 },
+            correct,
+        }
+    };
+    let out_dir = PathBuf::from(ctx.resolve_path(args.str("to").unwrap_or_default()));
+    let tuner = match args.str("resume") {
+        Some(r) => {
+            let dir = ctx.resolve_path(r);
+            Tuner::resume(m.clone(), settings.clone(), items, &reward, &dir, save_every)
+                .map_err(|e| err(args.span_of("resume"), e))?
+        }
+        None => Tuner::new(m.clone(), settings.clone(), items, &reward, Some(&out_dir), save_every)
+            .map_err(|e| err(args.span_of("to"), e))?,
+    };
+    let bar = indicatif::ProgressBar::new(settings.steps as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "tune {prefix} [{bar:30}] {pos}/{len} steps  {msg}  eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(settings.method.name());
+    let interrupted = || ctx.interrupted();
+    let mut on_step = |row: &LogRow, _total: usize| {
+        bar.set_position(row.step as u64);
+        let mut msg = String::new();
+        if let Some(r) = row.reward_mean {
+            msg.push_str(&format!("reward {r:.3}  "));
+        }
+        if let Some(k) = row.kl {
+            msg.push_str(&format!("kl {k:.4}  "));
+        }
+        msg.push_str(&format!("loss {:.4}", row.loss));
+        bar.set_message(msg);
+    };
+    let mut on_prepare = |done: usize, total: usize| {
+        bar.set_message(format!("start model answering {done}/{total}"));
+    };
+    let outcome = tuner
+        .run(TuneHost {
+            interrupted: &interrupted,
+            on_step: &mut on_step,
+            on_prepare: &mut on_prepare,
+        })
+        .map_err(|e| err(args.span, e))?;
+    bar.finish_and_clear();
+    log_table(&outcome.log).map_err(|e| err(args.span, e))
+}
+
+/// The log as a table, columns in [`COLUMNS`] order.
+pub(crate) fn log_table(log: &[LogRow]) -> PolarsResult<Value> {
+    let f = |g: fn(&LogRow) -> Option<f64>| log.iter().map(g).collect::<Vec<Option<f64>>>();
+    // In COLUMNS order; the names come from there.
+    let values: Vec<Series> = vec![
+        Series::new("".into(), log.iter().map(|r| r.step as i64).collect::<Vec<_>>()),
+        Series::new("".into(), f(|r| r.reward_mean)),
+        Series::new("".into(), f(|r| r.reward_std)),
+        Series::new("".into(), f(|r| r.accuracy)),
+        Series::new("".into(), f(|r| r.kl)),
+        Series::new("".into(), f(|r| Some(r.loss))),
+        Series::new("".into(), f(|r| Some(r.grad_norm))),
+        Series::new("".into(), f(|r| Some(r.lr))),
+        Series::new(
+            "".into(),
+            log.iter().map(|r| r.zero_adv_groups.map(|z| z as i64)).collect::<Vec<_>>(),
+        ),
+        Series::new("".into(), f(|r| r.clip_frac)),
+        Series::new("".into(), f(|r| Some(r.answer_len))),
+        Series::new("".into(), f(|r| r.tokens_per_s)),
+        Series::new("".into(), f(|r| r.seconds)),
+    ];
+    let cols: Vec<Column> = values
+        .into_iter()
+        .zip(COLUMNS)
+        .map(|(s, name)| s.with_name(name.into()).into_column())
+        .collect();
+    let df = DataFrame::new(log.len(), cols)?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+pub(super) fn register_paths(reg: &mut Registry) {
+    reg.register_fn(
+        Signature::new(
+            "checkpoint",
+            "the path of a tuning run's checkpoint at a step: `dir/step-NNNNNN`",
+        )
+        .category("tuning")
+        .required("dir", Type::Str, "the run's folder (`tune … to`)")
+        .required("step", Type::Number, "the step")
+        .example("load (checkpoint \"out/grpo\" 10)", "the model at step 10"),
+        verb_checkpoint,
+    );
+}
+
+fn verb_checkpoint(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let step = whole(&args, "step", 0, 0, 1_000_000)?;
+    let dir = PathBuf::from(args.str("dir").unwrap_or_default());
+    Ok(Value::Str(
+        dir.join(crate::tuning::checkpoint::step_dir_name(step))
+            .display()
+            .to_string(),
+    ))
+}

@@ -1,0 +1,159 @@
+//! AdamW, the learning-rate schedule and gradient-norm clipping (METHOD.md §7.4), with state
+//! that a checkpoint saves and a resume restores exactly.
+//!
+//! The update is PyTorch's `torch.optim.AdamW` (decoupled weight decay, bias-corrected moments):
+//! θ ← θ·(1 − lr·λ);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
+//! θ ← θ − lr · (m / (1−β1^t)) / (sqrt(v / (1−β2^t)) + ε).
+//! As the HF Trainer does, biases and norm weights get no weight decay.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Result, Tensor, Var};
+
+/// AdamW's hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    /// The paper's Appendix B: β 0.9 / 0.99, weight decay 0.1; ε as PyTorch.
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        }
+    }
+}
+
+/// Whether a weight is decayed: not biases, not norm weights (HF Trainer's
+/// `get_decay_parameter_names`).
+pub fn decays(name: &str) -> bool {
+    !(name.ends_with(".bias") || name.contains("norm"))
+}
+
+/// Moments and step count, one entry per trained weight (in the policy's name order).
+pub struct AdamW {
+    pub config: AdamWConfig,
+    pub step: u64,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    decay: Vec<bool>,
+}
+
+impl AdamW {
+    pub fn new(config: AdamWConfig, names: &[String], vars: &[Var]) -> Result<Self> {
+        let zeros = |v: &Var| v.as_tensor().zeros_like();
+        Ok(Self {
+            config,
+            step: 0,
+            m: vars.iter().map(zeros).collect::<Result<_>>()?,
+            v: vars.iter().map(zeros).collect::<Result<_>>()?,
+            decay: names.iter().map(|n| decays(n)).collect(),
+        })
+    }
+
+    /// One update with learning rate `lr` and (already clipped) gradients `grads`.
+    pub fn step(&mut self, vars: &[Var], grads: &[Tensor], lr: f64) -> Result<()> {
+        if grads.len() != vars.len() {
+            candle_core::bail!("adamw: {} gradients for {} weights", grads.len(), vars.len());
+        }
+        self.step += 1;
+        let c = self.config;
+        let t = self.step as i32;
+        let bc1 = 1.0 - c.beta1.powi(t);
+        let bc2 = 1.0 - c.beta2.powi(t);
+        for i in 0..vars.len() {
+            let g = &grads[i];
+            let m = ((&self.m[i] * c.beta1)? + (g * (1.0 - c.beta1))?)?;
+            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let theta = vars[i].as_tensor();
+            let decayed = if self.decay[i] && c.weight_decay != 0.0 {
+                (theta * (1.0 - lr * c.weight_decay))?
+            } else {
+                theta.detach()
+            };
+            let denom = ((&v / bc2)?.sqrt()? + c.eps)?;
+            let update = ((&m / bc1)? / denom)?;
+            let new = (decayed - (update * lr)?)?;
+            vars[i].set(&new.detach())?;
+            self.m[i] = m;
+            self.v[i] = v;
+        }
+        Ok(())
+    }
+
+    /// The moments as named tensors (`m.<name>`, `v.<name>`) for a checkpoint.
+    pub fn state(&self, names: &[String]) -> HashMap<String, Tensor> {
+        let mut out = HashMap::new();
+        for (i, n) in names.iter().enumerate() {
+            out.insert(format!("m.{n}"), self.m[i].clone());
+            out.insert(format!("v.{n}"), self.v[i].clone());
+        }
+        out
+    }
+
+    /// Restore moments saved by [`AdamW::state`] and the step count.
+    pub fn restore(
+        &mut self,
+        names: &[String],
+        state: &HashMap<String, Tensor>,
+        step: u64,
+    ) -> Result<()> {
+        for (i, n) in names.iter().enumerate() {
+            for (key, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
+                let name = format!("{key}.{n}");
+                let t = state.get(&name).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("optimizer state has no `{name}`"))
+                })?;
+                if t.dims() != slot.dims() {
+                    candle_core::bail!("optimizer state `{name}` has shape {:?}", t.dims());
+                }
+                *slot = t.to_dtype(slot.dtype())?.to_device(slot.device())?;
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
+/// The learning rate at optimiser step `step` (0-based) of `total`: linear warmup over the first
+/// ⌈warmup·total⌉ steps, then cosine to 0 — `transformers.get_cosine_schedule_with_warmup`
+/// exactly, including its lr of 0 at step 0 when there is a warmup.
+pub fn lr_at(base: f64, step: usize, total: usize, warmup: f64) -> f64 {
+    let w = (warmup * total as f64).ceil() as usize;
+    if step < w {
+        return base * step as f64 / w.max(1) as f64;
+    }
+    let progress = (step - w) as f64 / (total.saturating_sub(w)).max(1) as f64;
+    base * (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0)
+}
+
+/// The global L2 norm of `grads` (computed in f64) and the gradients scaled to at most `max_norm`
+/// (`torch.nn.utils.clip_grad_norm_`: factor max_norm / (norm + 1e-6) when the norm exceeds it).
+/// `max_norm` ≤ 0 means no clipping.
+pub fn clip_grad_norm(grads: Vec<Tensor>, max_norm: f64) -> Result<(f64, Vec<Tensor>)> {
+    let mut sq = 0.0;
+    for g in &grads {
+        sq += g
+            .to_dtype(DType::F64)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+    }
+    let norm = sq.sqrt();
+    if max_norm <= 0.0 || norm <= max_norm {
+        return Ok((norm, grads));
+    }
+    let f = max_norm / (norm + 1e-6);
+    let scaled = grads
+        .into_iter()
+        .map(|g| g * f)
+        .collect::<Result<Vec<_>>>()?;
+    Ok((norm, scaled))
+}

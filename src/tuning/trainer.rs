@@ -1,0 +1,726 @@
+//! The tuning loop: for each step, take a batch of items in a seeded order, form the method's
+//! loss piece by piece (one answer or pair at a time, gradients summed, so memory is one
+//! sequence's activations), clip, update, log, and checkpoint every `save_every` steps.
+//!
+//! Everything random is derived from `(seed, step, item, sample)`, never from a running
+//! generator, so a run resumed from a checkpoint draws exactly what the uninterrupted run drew.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+
+use super::checkpoint::{self, Timing, TrainerState, STATE_FORMAT};
+use super::log::LogRow;
+use super::objective::{dpo_term, group_advantages, grpo_term, sft_term, Method};
+use super::optim::{clip_grad_norm, lr_at, AdamW};
+use super::policy::{answer_logprobs, weights_hash, Policy};
+use super::settings::TuneSettings;
+use super::TuneError;
+use crate::model::generate::{generate_batch_seeded, GenerateOptions};
+use crate::model::hooked::HookedTransformer;
+use crate::model::Model;
+
+/// One training item: a prompt (ids as the chat template renders them) and, by method, what
+/// is known about its answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneItem {
+    pub prompt: Vec<u32>,
+    /// DPO: the preferred and the dispreferred answer (ids, stop token included if any).
+    pub chosen: Option<Vec<u32>>,
+    pub rejected: Option<Vec<u32>>,
+    /// SFT: the target answer.
+    pub target: Option<Vec<u32>>,
+}
+
+impl TuneItem {
+    pub fn prompt(prompt: Vec<u32>) -> Self {
+        Self {
+            prompt,
+            chosen: None,
+            rejected: None,
+            target: None,
+        }
+    }
+}
+
+/// A graded answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub reward: f64,
+    pub correct: bool,
+}
+
+/// The reward: item index, answer ids (stop token removed) and whether the answer stopped by
+/// itself (a stop token before `max_tokens`).
+pub type RewardFn<'a> = dyn Fn(usize, &[u32], bool) -> Scored + 'a;
+
+/// What a finished (or interrupted) run returns.
+pub struct TuneOutcome {
+    pub log: Vec<LogRow>,
+    pub checkpoints: Vec<PathBuf>,
+    pub interrupted: bool,
+    /// Items dropped while building DPO pairs / SFT targets from the start model's own answers
+    /// (no correct, or no incorrect, answer among its samples).
+    pub dropped: usize,
+    pub n_items: usize,
+}
+
+/// Hooks the host gives the loop: interruption and per-step progress.
+pub struct TuneHost<'a> {
+    pub interrupted: &'a dyn Fn() -> bool,
+    pub on_step: &'a mut dyn FnMut(&LogRow, usize),
+    /// Progress while the start model answers the questions (DPO/SFT from own samples).
+    pub on_prepare: &'a mut dyn FnMut(usize, usize),
+}
+
+/// A tuning run, ready to start (or to continue from a checkpoint).
+pub struct Tuner<'a> {
+    pub settings: TuneSettings,
+    policy: Policy,
+    reference: HookedTransformer,
+    items: Vec<TuneItem>,
+    reward: &'a RewardFn<'a>,
+    stop_tokens: Vec<u32>,
+    opt: AdamW,
+    log: Vec<LogRow>,
+    timing: Timing,
+    start_hash: String,
+    /// Hash and count of the items as given (before DPO/SFT data are built from samples).
+    data_hash: String,
+    n_given: usize,
+    out: Option<PathBuf>,
+    save_every: usize,
+    first_step: usize,
+    dropped: usize,
+}
+
+/// SplitMix64 over the parts: a seed for each `(seed, step, item, sample)` that does not depend
+/// on how many draws came before.
+pub fn mix_seed(parts: &[u64]) -> u64 {
+    let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
+    for &p in parts {
+        let mut z = h ^ p.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h = z ^ (z >> 31);
+    }
+    h
+}
+
+/// Phase tags inside seeds.
+const PHASE_TRAIN: u64 = 1;
+const PHASE_PREPARE: u64 = 2;
+const PHASE_ORDER: u64 = 3;
+
+fn cerr(e: candle_core::Error) -> TuneError {
+    TuneError::Compute(e.to_string())
+}
+
+impl<'a> Tuner<'a> {
+    /// A fresh run from `start`. `out`: where checkpoints go (must not hold another run's).
+    pub fn new(
+        start: Arc<Model>,
+        settings: TuneSettings,
+        items: Vec<TuneItem>,
+        reward: &'a RewardFn<'a>,
+        out: Option<&Path>,
+        save_every: usize,
+    ) -> Result<Self, TuneError> {
+        settings.validate().map_err(TuneError::Settings)?;
+        if items.is_empty() {
+            return Err(TuneError::Settings("no training questions".into()));
+        }
+        if let Some(bad) = items.iter().position(|i| i.prompt.is_empty()) {
+            return Err(TuneError::Settings(format!("item {bad} has an empty prompt")));
+        }
+        check_item_ids(&items, start.config.vocab_size)?;
+        if let Some(dir) = out {
+            if dir.exists() && !dir.is_dir() {
+                return Err(TuneError::Checkpoint(format!(
+                    "`{}` is not a folder",
+                    dir.display()
+                )));
+            }
+            if let Some(first) = checkpoint::existing(dir).first() {
+                return Err(TuneError::Checkpoint(format!(
+                    "`{}` already holds checkpoints of a run (`{}`); choose another folder, or \
+                     continue that run with `resume`",
+                    dir.display(),
+                    first.display()
+                )));
+            }
+        }
+        let dtype = dtype_of(&settings.dtype)?;
+        let reference = HookedTransformer::new(&start).map_err(|e| TuneError::Model(e.to_string()))?;
+        let reference = if reference.dtype() == dtype {
+            reference
+        } else {
+            reference.to_dtype(dtype).map_err(cerr)?
+        };
+        let start_hash = weights_hash(&start).map_err(|e| TuneError::Model(e.to_string()))?;
+        let policy = Policy::new(start.clone(), dtype).map_err(cerr)?;
+        let opt = AdamW::new(settings.adamw, &policy.names, &policy.vars).map_err(cerr)?;
+        let stop_tokens = start.config.eos_token_ids.clone();
+        Ok(Self {
+            data_hash: items_hash(&items),
+            n_given: items.len(),
+            settings,
+            policy,
+            reference,
+            items,
+            reward,
+            stop_tokens,
+            opt,
+            log: Vec::new(),
+            timing: Timing::default(),
+            start_hash,
+            out: out.map(Path::to_path_buf),
+            save_every,
+            first_step: 0,
+            dropped: 0,
+        })
+    }
+
+    /// Continue the run saved in `checkpoint_dir` (a `step-…` folder). `start` must be the run's
+    /// start model and `settings` and `items` its own: any difference is refused, listed.
+    /// New checkpoints go to the checkpoint's parent folder.
+    pub fn resume(
+        start: Arc<Model>,
+        settings: TuneSettings,
+        items: Vec<TuneItem>,
+        reward: &'a RewardFn<'a>,
+        checkpoint_dir: &Path,
+        save_every: usize,
+    ) -> Result<Self, TuneError> {
+        settings.validate().map_err(TuneError::Settings)?;
+        let loaded = checkpoint::load(checkpoint_dir, &start.device)?;
+        let st = &loaded.state;
+        let mut diffs = settings.differences(&st.settings);
+        let hash = weights_hash(&start).map_err(|e| TuneError::Model(e.to_string()))?;
+        if hash != st.start_hash {
+            diffs.push(format!(
+                "start model: `{}` (weights {}) now vs `{}` (weights {}) in the checkpoint",
+                start.source,
+                &hash[..12],
+                st.start_source,
+                &st.start_hash[..12.min(st.start_hash.len())]
+            ));
+        }
+        let data_hash = items_hash(&items);
+        if data_hash != st.data_hash {
+            diffs.push(format!(
+                "training questions: {} items now vs {} in the checkpoint (or different ones)",
+                items.len(),
+                st.n_items
+            ));
+        }
+        if !diffs.is_empty() {
+            return Err(TuneError::ResumeMismatch(diffs));
+        }
+        if st.step >= settings.steps {
+            return Err(TuneError::Settings(format!(
+                "the checkpoint is at step {} of {}: the run is finished",
+                st.step, settings.steps
+            )));
+        }
+        let out = checkpoint_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let dtype = dtype_of(&settings.dtype)?;
+        let reference = HookedTransformer::new(&start).map_err(|e| TuneError::Model(e.to_string()))?;
+        let reference = if reference.dtype() == dtype {
+            reference
+        } else {
+            reference.to_dtype(dtype).map_err(cerr)?
+        };
+        let policy = Policy::with_values(start.clone(), &loaded.weights, dtype).map_err(cerr)?;
+        let mut opt = AdamW::new(settings.adamw, &policy.names, &policy.vars).map_err(cerr)?;
+        opt.restore(
+            &policy.names,
+            &loaded.optimizer,
+            (st.step * settings.inner) as u64,
+        )
+        .map_err(cerr)?;
+        let mut log = st.log.clone();
+        for (i, row) in log.iter_mut().enumerate() {
+            row.seconds = loaded.timing.seconds.get(i).copied();
+            row.tokens_per_s = loaded.timing.tokens_per_s.get(i).copied();
+        }
+        let stop_tokens = start.config.eos_token_ids.clone();
+        Ok(Self {
+            data_hash,
+            n_given: items.len(),
+            first_step: st.step,
+            settings,
+            policy,
+            reference,
+            items,
+            reward,
+            stop_tokens,
+            opt,
+            log,
+            timing: loaded.timing,
+            start_hash: hash,
+            out: Some(out),
+            save_every,
+            dropped: 0,
+        })
+    }
+
+    /// The policy (current weights).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Run to the last step, or until interrupted (the step under way finishes and is saved).
+    pub fn run(mut self, host: TuneHost) -> Result<TuneOutcome, TuneError> {
+        let s = self.settings.clone();
+        if s.method != Method::Grpo {
+            self.prepare_offline(host.on_prepare)?;
+        }
+        let n_items = self.items.len();
+        let mut checkpoints = Vec::new();
+        let mut interrupted = false;
+        for step in self.first_step..s.steps {
+            let t0 = Instant::now();
+            let (mut row, tokens) = match s.method {
+                Method::Grpo => self.grpo_step(step)?,
+                Method::Dpo => self.dpo_step(step)?,
+                Method::Sft => self.sft_step(step)?,
+            };
+            let secs = t0.elapsed().as_secs_f64();
+            row.seconds = Some(secs);
+            row.tokens_per_s = Some(tokens as f64 / secs.max(1e-9));
+            self.timing.seconds.push(secs);
+            self.timing.tokens_per_s.push(tokens as f64 / secs.max(1e-9));
+            self.log.push(row.clone());
+            (host.on_step)(&row, s.steps);
+            let done = step + 1;
+            interrupted = (host.interrupted)();
+            let due = self.save_every > 0 && done % self.save_every == 0;
+            if due || done == s.steps || interrupted {
+                if let Some(p) = self.save(done)? {
+                    checkpoints.push(p);
+                }
+            }
+            if interrupted {
+                break;
+            }
+        }
+        Ok(TuneOutcome {
+            log: self.log,
+            checkpoints,
+            interrupted,
+            dropped: self.dropped,
+            n_items,
+        })
+    }
+
+    fn save(&self, step: usize) -> Result<Option<PathBuf>, TuneError> {
+        let Some(out) = &self.out else {
+            return Ok(None);
+        };
+        let state = TrainerState {
+            format: STATE_FORMAT.into(),
+            settings: self.settings.clone(),
+            step,
+            start_source: self.policy.start.source.clone(),
+            start_hash: self.start_hash.clone(),
+            data_hash: self.data_hash.clone(),
+            n_items: self.n_given,
+            log: self.log.iter().map(LogRow::without_timing).collect(),
+        };
+        let p = checkpoint::save(
+            out,
+            &self.policy.start,
+            &self.policy.values(),
+            &self.opt.state(&self.policy.names),
+            &state,
+            &self.timing,
+        )?;
+        Ok(Some(p))
+    }
+
+    /// The items of step `step`: a seeded permutation of all items per epoch, read in order.
+    fn batch_items(&self, step: usize) -> Vec<usize> {
+        let n = self.items.len();
+        let b = self.settings.batch;
+        (0..b)
+            .map(|k| {
+                let pos = step * b + k;
+                let epoch = pos / n;
+                let mut perm: Vec<usize> = (0..n).collect();
+                let mut rng =
+                    StdRng::seed_from_u64(mix_seed(&[self.settings.seed, PHASE_ORDER, epoch as u64]));
+                perm.shuffle(&mut rng);
+                perm[pos % n]
+            })
+            .collect()
+    }
+
+    fn gen_opts(&self) -> GenerateOptions {
+        GenerateOptions {
+            max_tokens: self.settings.max_tokens,
+            temperature: self.settings.temperature,
+            top_p: self.settings.top_p,
+            seed: 0,
+            stop_tokens: self.stop_tokens.clone(),
+        }
+    }
+
+    /// Split a sampled answer into (ids to train on, ids to grade, stopped by itself).
+    fn split_answer(&self, out: Vec<u32>) -> (Vec<u32>, Vec<u32>, bool) {
+        let finished = out.last().is_some_and(|t| self.stop_tokens.contains(t));
+        let graded = if finished {
+            out[..out.len() - 1].to_vec()
+        } else {
+            out.clone()
+        };
+        (out, graded, finished)
+    }
+
+    /// Sum the gradients of `loss` into `acc` (one slot per trained weight).
+    fn accumulate(&self, loss: &Tensor, acc: &mut [Option<Tensor>]) -> Result<(), TuneError> {
+        let grads = loss.backward().map_err(cerr)?;
+        for (slot, v) in acc.iter_mut().zip(&self.policy.vars) {
+            if let Some(g) = grads.get(v.as_tensor()) {
+                *slot = Some(match slot.take() {
+                    Some(a) => (a + g).map_err(cerr)?,
+                    None => g.detach(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Clip and apply accumulated gradients at optimiser update `update` (0-based).
+    fn update(&mut self, acc: Vec<Option<Tensor>>, update: usize) -> Result<(f64, f64), TuneError> {
+        let grads = acc
+            .into_iter()
+            .zip(&self.policy.vars)
+            .map(|(g, v)| match g {
+                Some(g) => Ok(g),
+                None => v.as_tensor().zeros_like(),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(cerr)?;
+        let (norm, grads) = clip_grad_norm(grads, self.settings.grad_clip).map_err(cerr)?;
+        if !norm.is_finite() {
+            return Err(TuneError::Compute(format!(
+                "the gradient norm is {norm} at update {}: the loss diverged (lower lr?)",
+                update + 1
+            )));
+        }
+        let total = self.settings.steps * self.settings.inner;
+        let lr = lr_at(self.settings.lr, update, total, self.settings.warmup);
+        self.opt.step(&self.policy.vars, &grads, lr).map_err(cerr)?;
+        Ok((norm, lr))
+    }
+
+    fn grpo_step(&mut self, step: usize) -> Result<(LogRow, usize), TuneError> {
+        let s = self.settings.clone();
+        let idx = self.batch_items(step);
+        let g = s.group;
+        let mut prompts = Vec::with_capacity(idx.len() * g);
+        let mut seeds = Vec::with_capacity(idx.len() * g);
+        for &q in &idx {
+            for j in 0..g {
+                prompts.push(self.items[q].prompt.clone());
+                seeds.push(mix_seed(&[s.seed, PHASE_TRAIN, step as u64, q as u64, j as u64]));
+            }
+        }
+        let never = || false;
+        let outs = generate_batch_seeded(&self.policy.infer, &prompts, &self.gen_opts(), &seeds, &never)
+            .map_err(cerr)?;
+        // Rewards and advantages per group.
+        let mut answers = Vec::with_capacity(outs.len());
+        let mut rewards = Vec::with_capacity(outs.len());
+        let mut correct = 0usize;
+        for (k, out) in outs.into_iter().enumerate() {
+            let q = idx[k / g];
+            let (train_ids, graded, finished) = self.split_answer(out);
+            let sc = (self.reward)(q, &graded, finished);
+            correct += usize::from(sc.correct);
+            rewards.push(sc.reward);
+            answers.push(train_ids);
+        }
+        let mut advantages = Vec::with_capacity(rewards.len());
+        let mut zero_groups = 0;
+        let mut group_std_sum = 0.0;
+        for chunk in rewards.chunks(g) {
+            let a = group_advantages(chunk, s.advantage);
+            if a.iter().all(|x| *x == 0.0) {
+                zero_groups += 1;
+            }
+            let m = chunk.iter().sum::<f64>() / g as f64;
+            group_std_sum +=
+                (chunk.iter().map(|r| (r - m).powi(2)).sum::<f64>() / (g as f64 - 1.0)).sqrt();
+            advantages.extend(a);
+        }
+        // The frozen start's log-probabilities (for the KL; measured for the log even at β 0).
+        let mut reference = Vec::with_capacity(answers.len());
+        for (k, ans) in answers.iter().enumerate() {
+            let q = idx[k / g];
+            let lp = answer_logprobs(&self.reference, &self.items[q].prompt, ans).map_err(cerr)?;
+            reference.push(lp.to_dtype(DType::F64).and_then(|t| t.to_vec1::<f64>()).map_err(cerr)?);
+        }
+        let n_seq = answers.len() as f64;
+        let mut old: Vec<Option<Vec<f64>>> = vec![None; answers.len()];
+        let (mut loss_sum, mut kl_sum, mut clipped, mut tokens) = (0.0, 0.0, 0usize, 0usize);
+        let (mut norm, mut lr) = (0.0, 0.0);
+        for inner in 0..s.inner {
+            let mut acc: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
+            (loss_sum, kl_sum, clipped, tokens) = (0.0, 0.0, 0, 0);
+            for (k, ans) in answers.iter().enumerate() {
+                let q = idx[k / g];
+                let lp = answer_logprobs(&self.policy.train, &self.items[q].prompt, ans)
+                    .map_err(cerr)?;
+                let lp_vals: Vec<f64> = lp
+                    .to_dtype(DType::F64)
+                    .and_then(|t| t.to_vec1())
+                    .map_err(cerr)?;
+                // π_old is the policy that sampled the batch: at the first inner update it is
+                // the current policy itself (ratio exactly 1).
+                let old_k = old[k].get_or_insert_with(|| lp_vals.clone()).clone();
+                let weight = 1.0 / (n_seq * ans.len() as f64);
+                let term = grpo_term(
+                    &lp,
+                    &old_k,
+                    Some(&reference[k]),
+                    advantages[k],
+                    s.clip,
+                    s.beta,
+                    weight,
+                )
+                .map_err(cerr)?;
+                loss_sum += term
+                    .loss
+                    .to_dtype(DType::F64)
+                    .and_then(|t| t.to_scalar::<f64>())
+                    .map_err(cerr)?;
+                kl_sum += term.kl_sum;
+                clipped += term.clipped;
+                tokens += ans.len();
+                if advantages[k] != 0.0 || s.beta != 0.0 {
+                    self.accumulate(&term.loss, &mut acc)?;
+                }
+            }
+            (norm, lr) = self.update(acc, step * s.inner + inner)?;
+        }
+        let n_groups = idx.len() as f64;
+        let row = LogRow {
+            step: step + 1,
+            reward_mean: Some(rewards.iter().sum::<f64>() / n_seq),
+            reward_std: Some(group_std_sum / n_groups),
+            accuracy: Some(correct as f64 / n_seq),
+            kl: Some(kl_sum / tokens.max(1) as f64),
+            loss: loss_sum,
+            grad_norm: norm,
+            lr,
+            zero_adv_groups: Some(zero_groups),
+            clip_frac: Some(clipped as f64 / tokens.max(1) as f64),
+            answer_len: tokens as f64 / n_seq,
+            tokens_per_s: None,
+            seconds: None,
+        };
+        Ok((row, tokens * s.inner))
+    }
+
+    fn dpo_step(&mut self, step: usize) -> Result<(LogRow, usize), TuneError> {
+        let s = self.settings.clone();
+        let idx = self.batch_items(step);
+        let mut acc: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
+        let (mut loss_sum, mut tokens) = (0.0, 0usize);
+        let mut margins = Vec::with_capacity(idx.len());
+        let n = idx.len() as f64;
+        for &q in &idx {
+            let item = &self.items[q];
+            let (Some(w), Some(l)) = (&item.chosen, &item.rejected) else {
+                return Err(TuneError::Settings(format!("item {q} has no chosen/rejected pair")));
+            };
+            let ref_sum = |ans: &[u32]| -> Result<f64, TuneError> {
+                answer_logprobs(&self.reference, &item.prompt, ans)
+                    .and_then(|t| t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>())
+                    .map_err(cerr)
+            };
+            let (rw, rl) = (ref_sum(w)?, ref_sum(l)?);
+            let lw = answer_logprobs(&self.policy.train, &item.prompt, w).map_err(cerr)?;
+            let ll = answer_logprobs(&self.policy.train, &item.prompt, l).map_err(cerr)?;
+            let term = dpo_term(&lw, &ll, rw, rl, s.beta, 1.0 / n).map_err(cerr)?;
+            loss_sum += term
+                .loss
+                .to_dtype(DType::F64)
+                .and_then(|t| t.to_scalar::<f64>())
+                .map_err(cerr)?;
+            margins.push(term.margin);
+            tokens += w.len() + l.len();
+            self.accumulate(&term.loss, &mut acc)?;
+        }
+        let (norm, lr) = self.update(acc, step)?;
+        let mean = margins.iter().sum::<f64>() / n;
+        let std = if margins.len() > 1 {
+            (margins.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        let row = LogRow {
+            step: step + 1,
+            reward_mean: Some(mean),
+            reward_std: Some(std),
+            accuracy: Some(margins.iter().filter(|m| **m > 0.0).count() as f64 / n),
+            loss: loss_sum,
+            grad_norm: norm,
+            lr,
+            answer_len: tokens as f64 / (2.0 * n),
+            ..Default::default()
+        };
+        Ok((row, tokens))
+    }
+
+    fn sft_step(&mut self, step: usize) -> Result<(LogRow, usize), TuneError> {
+        let idx = self.batch_items(step);
+        let targets: Vec<&Vec<u32>> = idx
+            .iter()
+            .map(|&q| {
+                self.items[q]
+                    .target
+                    .as_ref()
+                    .ok_or_else(|| TuneError::Settings(format!("item {q} has no target answer")))
+            })
+            .collect::<Result<_, _>>()?;
+        let total: usize = targets.iter().map(|t| t.len()).sum();
+        let mut acc: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
+        let mut loss_sum = 0.0;
+        for (&q, t) in idx.iter().zip(&targets) {
+            let lp = answer_logprobs(&self.policy.train, &self.items[q].prompt, t).map_err(cerr)?;
+            let loss = sft_term(&lp, 1.0 / total as f64).map_err(cerr)?;
+            loss_sum += loss
+                .to_dtype(DType::F64)
+                .and_then(|t| t.to_scalar::<f64>())
+                .map_err(cerr)?;
+            self.accumulate(&loss, &mut acc)?;
+        }
+        let (norm, lr) = self.update(acc, step)?;
+        let row = LogRow {
+            step: step + 1,
+            loss: loss_sum,
+            grad_norm: norm,
+            lr,
+            answer_len: total as f64 / idx.len() as f64,
+            ..Default::default()
+        };
+        Ok((row, total))
+    }
+
+    /// DPO pairs / SFT targets from the start model's own graded samples, for items that lack
+    /// them: `group` samples per question; DPO keeps the first correct and the first incorrect
+    /// answer, SFT the first correct one (rejection sampling). Items with neither are dropped.
+    fn prepare_offline(&mut self, progress: &mut dyn FnMut(usize, usize)) -> Result<(), TuneError> {
+        let s = self.settings.clone();
+        let needs = |it: &TuneItem| match s.method {
+            Method::Dpo => it.chosen.is_none() || it.rejected.is_none(),
+            Method::Sft => it.target.is_none(),
+            Method::Grpo => false,
+        };
+        let todo: Vec<usize> = (0..self.items.len()).filter(|&i| needs(&self.items[i])).collect();
+        let opts = self.gen_opts();
+        let never = || false;
+        for (done, &q) in todo.iter().enumerate() {
+            let prompts = vec![self.items[q].prompt.clone(); s.group];
+            let seeds: Vec<u64> = (0..s.group)
+                .map(|j| mix_seed(&[s.seed, PHASE_PREPARE, q as u64, j as u64]))
+                .collect();
+            let outs = generate_batch_seeded(&self.reference, &prompts, &opts, &seeds, &never)
+                .map_err(cerr)?;
+            let (mut good, mut bad) = (None, None);
+            for out in outs {
+                let (train_ids, graded, finished) = self.split_answer(out);
+                let sc = (self.reward)(q, &graded, finished);
+                if sc.correct {
+                    good.get_or_insert(train_ids);
+                } else {
+                    bad.get_or_insert(train_ids);
+                }
+            }
+            let item = &mut self.items[q];
+            match s.method {
+                Method::Dpo => {
+                    item.chosen = good;
+                    item.rejected = bad;
+                }
+                Method::Sft => item.target = good,
+                Method::Grpo => {}
+            }
+            progress(done + 1, todo.len());
+        }
+        let before = self.items.len();
+        self.items.retain(|it| !needs(it));
+        self.dropped = before - self.items.len();
+        if self.items.is_empty() {
+            return Err(TuneError::Settings(format!(
+                "no {} data: none of the {before} questions gave the start model {}",
+                s.method.name(),
+                match s.method {
+                    Method::Dpo => "both a correct and an incorrect answer",
+                    _ => "a correct answer",
+                }
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn dtype_of(s: &str) -> Result<DType, TuneError> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "f64" => Ok(DType::F64),
+        other => Err(TuneError::Settings(format!("dtype must be f32 or f64, not {other}"))),
+    }
+}
+
+fn check_item_ids(items: &[TuneItem], vocab: usize) -> Result<(), TuneError> {
+    for (i, it) in items.iter().enumerate() {
+        let lists = [
+            ("prompt", Some(&it.prompt)),
+            ("chosen", it.chosen.as_ref()),
+            ("rejected", it.rejected.as_ref()),
+            ("target", it.target.as_ref()),
+        ];
+        for (what, ids) in lists {
+            if let Some(bad) = ids.and_then(|v| v.iter().find(|&&t| t as usize >= vocab)) {
+                return Err(TuneError::Settings(format!(
+                    "item {i}: {what} holds token id {bad}, beyond the vocabulary ({vocab} ids)"
+                )));
+            }
+            if what != "prompt" && ids.is_some_and(|v| v.is_empty()) {
+                return Err(TuneError::Settings(format!("item {i}: the {what} answer is empty")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hash of the items' ids (prompts and given answers, in order).
+pub fn items_hash(items: &[TuneItem]) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut put = |tag: u8, ids: Option<&Vec<u32>>| {
+        h.update(&[tag]);
+        if let Some(ids) = ids {
+            h.update(&(ids.len() as u64).to_le_bytes());
+            for t in ids {
+                h.update(&t.to_le_bytes());
+            }
+        }
+    };
+    for it in items {
+        put(0, Some(&it.prompt));
+        put(1, it.chosen.as_ref());
+        put(2, it.rejected.as_ref());
+        put(3, it.target.as_ref());
+    }
+    h.finalize().to_hex().to_string()
+}
