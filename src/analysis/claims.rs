@@ -44,7 +44,19 @@ pub enum Finding {
     Contradicts,
     /// The interval contains 0.
     Inconclusive,
+    /// No interval (NaN: too few samples to resample).
+    NoInterval,
+    /// Fewer questions than [`MIN_SAMPLES`]: an interval over so few is not read.
+    TooFew,
+    /// The change and its whole interval are within rounding of the base value (|·| ≤ 1e-4 of
+    /// it): e.g. a checkpoint one zero-learning-rate step from its start, whose only difference
+    /// is the order of float additions.
+    NoChange,
 }
+
+/// Questions below which an interval is not read (METHOD.md's N is 100; intervals over a few
+/// samples are unreliable).
+pub const MIN_SAMPLES: usize = 5;
 
 impl Finding {
     pub fn name(self) -> &'static str {
@@ -52,8 +64,27 @@ impl Finding {
             Finding::Agrees => "agrees",
             Finding::Contradicts => "contradicts",
             Finding::Inconclusive => "inconclusive (interval contains 0)",
+            Finding::NoInterval => "no interval",
+            Finding::TooFew => "too few questions",
+            Finding::NoChange => "no change (rounding level)",
         }
     }
+}
+
+/// The finding for `claim` from the interval `[ci_low, ci_high]` of tuned − start, given the
+/// start's value and the number of questions (when known).
+pub fn judge_full(claim: &Claim, base: f64, ci_low: f64, ci_high: f64, n: Option<usize>) -> Finding {
+    if n.is_some_and(|n| n < MIN_SAMPLES) {
+        return Finding::TooFew;
+    }
+    if !(ci_low.is_finite() && ci_high.is_finite()) {
+        return Finding::NoInterval;
+    }
+    let tol = 1e-4 * base.abs();
+    if base.is_finite() && ci_low.abs() <= tol && ci_high.abs() <= tol {
+        return Finding::NoChange;
+    }
+    judge(claim, ci_low, ci_high)
 }
 
 /// The finding for `claim` from the interval `[ci_low, ci_high]` of tuned − start.
@@ -85,5 +116,9 @@ mod tests {
         assert_eq!(judge(up, -0.1, 0.3), Finding::Inconclusive);
         assert_eq!(judge(down, -0.3, -0.1), Finding::Agrees);
         assert_eq!(judge(down, 0.1, 0.3), Finding::Contradicts);
+        assert_eq!(judge_full(up, 1.0, f64::NAN, f64::NAN, None), Finding::NoInterval);
+        assert_eq!(judge_full(up, 1.0, 1e-6, 2e-6, None), Finding::NoChange);
+        assert_eq!(judge_full(up, 1.0, 0.1, 0.3, Some(3)), Finding::TooFew);
+        assert_eq!(judge_full(up, 1.0, 0.1, 0.3, Some(30)), Finding::Agrees);
     }
 }

@@ -4,7 +4,7 @@
 use polars::prelude::*;
 
 use super::samples::string_column;
-use crate::analysis::claims::{judge, PAPER_CLAIMS};
+use crate::analysis::claims::{judge_full, PAPER_CLAIMS};
 use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
@@ -21,7 +21,7 @@ pub(super) fn register(reg: &mut Registry) {
         .required(
             "comparisons",
             Type::Table,
-            "`compare` rows (metric, delta, pct, ci_low, ci_high), optionally with method and step",
+            "`compare` rows (metric, base, delta, pct, ci_low, ci_high), optionally with method, step and n (questions)",
         )
         .example("claims (compare g0, g1)", "one row per claim"),
         verb_claims,
@@ -47,6 +47,12 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         Ok(s.f64().map_err(|e| bad(e.to_string()))?.iter().collect())
     };
     let (delta, pct, lo, hi) = (num("delta")?, num("pct")?, num("ci_low")?, num("ci_high")?);
+    let base = num("base")?;
+    let n_col = if df.column("n").is_ok() {
+        num("n")?
+    } else {
+        vec![None; df.height()]
+    };
     let method = if df.column("method").is_ok() {
         string_column(&df, "method").map_err(bad)?
     } else {
@@ -58,6 +64,7 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         vec![None; df.height()]
     };
     let mut out: (Vec<String>, Vec<Option<String>>, Vec<Option<f64>>) = Default::default();
+    let mut ns: Vec<Option<i64>> = Vec::new();
     let (mut m_col, mut d, mut p, mut l, mut h, mut f) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for claim in &PAPER_CLAIMS {
@@ -65,9 +72,9 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             if metric[r].as_deref() != Some(claim.metric) {
                 continue;
             }
-            let (Some(a), Some(b)) = (lo[r], hi[r]) else {
-                continue;
-            };
+            let a = lo[r].unwrap_or(f64::NAN);
+            let b = hi[r].unwrap_or(f64::NAN);
+            let n = n_col[r].filter(|x| *x >= 0.0).map(|x| x as usize);
             out.0.push(claim.statement.to_string());
             out.1.push(method[r].clone());
             out.2.push(step[r]);
@@ -76,7 +83,8 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             p.push(pct[r]);
             l.push(a);
             h.push(b);
-            f.push(judge(claim, a, b).name().to_string());
+            f.push(judge_full(claim, base[r].unwrap_or(f64::NAN), a, b, n).name().to_string());
+            ns.push(n.map(|x| x as i64));
         }
     }
     let table = df!(
@@ -88,6 +96,7 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         "pct" => p,
         "ci_low" => l,
         "ci_high" => h,
+        "n" => ns,
         "finding" => f
     )
     .map_err(|e| EvalError::at(span, e.to_string()))?;
