@@ -1508,8 +1508,8 @@ fn gguf_rope_freqs_apply_llama31_scaling() {
 //
 // Memory: every hostile header here is refused by checks on the header alone, before a tensor
 // is read; the header reader allocates at most its caps (4M metadata values, 16 MiB per string,
-// bounded by the file's size: these files are < 100 KB). Measured with /usr/bin/time -v over
-// all `hostile_` tests together: peak RSS ~ 60 MB (see the report), well under 500 MB.
+// bounded by the file's size: these files are < 1 MB), so peak RSS stays far under 500 MB for
+// any hostile header (by the caps; the SmolLM2 case holds two 98 MB copies of the real file).
 
 /// The byte position of tensor `name`'s table entry (its dimension count) in a GGUF.
 fn tensor_entry(bytes: &[u8], name: &str) -> usize {
