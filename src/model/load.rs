@@ -427,7 +427,7 @@ pub fn check_manifest(cfg: &ModelConfig, present: &[PresentTensor]) -> Result<()
 pub fn validate_weights(cfg: &ModelConfig, weights: &Weights) -> Result<()> {
     let present = weights
         .names()
-        .map(|n| {
+        .map(|n| -> Result<PresentTensor> {
             Ok(PresentTensor {
                 hf_name: Some(n.clone()),
                 file_name: n.clone(),
