@@ -1501,3 +1501,669 @@ fn gguf_rope_freqs_apply_llama31_scaling() {
         assert!(err.contains("rope_freqs") && err.contains(why), "{err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// hostile model files (issue 13): every header field is untrusted. Each case builds the lying
+// file and asserts a diagnostic naming the problem (no panic, no abort, no hang).
+//
+// Memory: every hostile header here is refused by checks on the header alone, before a tensor
+// is read; the header reader allocates at most its caps (4M metadata values, 16 MiB per string,
+// bounded by the file's size: these files are < 1 MB), so peak RSS stays far under 500 MB for
+// any hostile header (by the caps; the SmolLM2 case holds two 98 MB copies of the real file).
+
+/// The byte position of tensor `name`'s table entry (its dimension count) in a GGUF.
+fn tensor_entry(bytes: &[u8], name: &str) -> usize {
+    let mut pat = (name.len() as u64).to_le_bytes().to_vec();
+    pat.extend_from_slice(name.as_bytes());
+    let at = bytes
+        .windows(pat.len())
+        .position(|w| w == pat.as_slice())
+        .unwrap_or_else(|| panic!("no tensor entry `{name}`"));
+    at + pat.len()
+}
+
+/// Reads the (n_dims, dims, dtype, offset) field positions of a tensor entry.
+fn entry_fields(bytes: &[u8], name: &str) -> (usize, usize, usize) {
+    let nd_at = tensor_entry(bytes, name);
+    let n = u32::from_le_bytes(bytes[nd_at..nd_at + 4].try_into().unwrap()) as usize;
+    let dtype_at = nd_at + 4 + 8 * n;
+    (nd_at, dtype_at, dtype_at + 4)
+}
+
+fn put_u32(bytes: &mut [u8], at: usize, v: u32) {
+    bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+fn put_u64(bytes: &mut [u8], at: usize, v: u64) {
+    bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+fn get_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+/// A tiny llama GGUF whose `blk.0.attn_q.weight` is Q4_1 (the rest F32), as bytes.
+fn gguf_with_q4_1() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<(String, Tensor, GgmlDType)> = entries_for("llama")
+        .into_iter()
+        .map(|(n, t, q)| {
+            let q = if n == "blk.0.attn_q.weight" {
+                GgmlDType::Q4_1
+            } else {
+                q
+            };
+            (n, t, q)
+        })
+        .collect();
+    let p = dir.path().join("q.gguf");
+    write_gguf(&p, &tiny_metadata("llama"), &entries);
+    std::fs::read(p).unwrap()
+}
+
+/// Writes `bytes` as `<dir>/<name>` and returns the load error's message (a panic would fail
+/// the test; a `Format` or `Config` error is what a lying file must give).
+fn hostile_err(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    let e = load_err(p.to_str().unwrap());
+    assert!(
+        matches!(
+            e,
+            ModelError::Format(_)
+                | ModelError::Config(_)
+                | ModelError::MissingWeight(_)
+                | ModelError::BadShape { .. }
+        ),
+        "{name}: unexpected kind of error: {e}"
+    );
+    e.to_string()
+}
+
+#[test]
+fn hostile_gguf_tensor_tables_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = gguf_with_q4_1();
+    // The untouched file loads (so each refusal below is the lie's doing).
+    let p = dir.path().join("good.gguf");
+    std::fs::write(&p, &good).unwrap();
+    load(p.to_str().unwrap(), &LoadOptions::default()).unwrap();
+
+    let q = "blk.0.attn_q.weight";
+    let (nd_at, dtype_at, off_at) = entry_fields(&good, q);
+    let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
+        // dims [64, 0] (cf. [576, 0] in the issue): a zero dimension.
+        (
+            "zero-dim.gguf",
+            {
+                let mut b = good.clone();
+                put_u64(&mut b, nd_at + 4, 0);
+                b
+            },
+            vec![q, "zero dimension"],
+        ),
+        // dims [2^40, 2^40]: the element count overflows.
+        (
+            "overflow.gguf",
+            {
+                let mut b = good.clone();
+                put_u64(&mut b, nd_at + 4, 1 << 40);
+                put_u64(&mut b, nd_at + 12, 1 << 40);
+                b
+            },
+            vec![q, "overflow"],
+        ),
+        // No dimensions at all (the entry is shortened accordingly).
+        (
+            "no-dims.gguf",
+            {
+                let mut b = good.clone();
+                put_u32(&mut b, nd_at, 0);
+                b.drain(nd_at + 4..nd_at + 20);
+                b
+            },
+            vec![q, "0 dimensions"],
+        ),
+        // Five dimensions.
+        (
+            "five-dims.gguf",
+            {
+                let mut b = good.clone();
+                put_u32(&mut b, nd_at, 5);
+                b
+            },
+            vec![q, "5 dimensions"],
+        ),
+        // An unknown ggml type.
+        (
+            "dtype-99.gguf",
+            {
+                let mut b = good.clone();
+                put_u32(&mut b, dtype_at, 99);
+                b
+            },
+            vec![q, "ggml type 99"],
+        ),
+        // Q4_1 data relabelled F32 and Q8_0: larger than its bytes, it overlaps the next tensor.
+        (
+            "as-f32.gguf",
+            {
+                let mut b = good.clone();
+                put_u32(&mut b, dtype_at, 0);
+                b
+            },
+            vec![q, "overlap"],
+        ),
+        (
+            "as-q8_0.gguf",
+            {
+                let mut b = good.clone();
+                put_u32(&mut b, dtype_at, 8);
+                b
+            },
+            vec![q, "overlap"],
+        ),
+        // Relabelled Q4_0 (smaller): leaves unused bytes before the next tensor.
+        (
+            "as-q4_0.gguf",
+            {
+                let mut b = good.clone();
+                put_u32(&mut b, dtype_at, 2);
+                b
+            },
+            vec![q, "unused bytes"],
+        ),
+        // Its offset moved by one byte.
+        (
+            "unaligned.gguf",
+            {
+                let mut b = good.clone();
+                let o = get_u64(&b, off_at);
+                put_u64(&mut b, off_at, o + 1);
+                b
+            },
+            vec![q, "not aligned"],
+        ),
+        // Two tensors at the same offset.
+        (
+            "same-offset.gguf",
+            {
+                let mut b = good.clone();
+                let o = get_u64(&b, off_at);
+                let (_, _, k_off) = entry_fields(&good, "blk.0.attn_k.weight");
+                put_u64(&mut b, k_off, o);
+                b
+            },
+            vec![q, "blk.0.attn_k.weight", "overlap"],
+        ),
+        // An offset far past the end of the file (aligned, and overflowing with its size).
+        (
+            "past-end.gguf",
+            {
+                let mut b = good.clone();
+                put_u64(&mut b, off_at, u64::MAX & !31);
+                b
+            },
+            vec![q],
+        ),
+        // The data cut short: the last tensor runs past the end.
+        (
+            "cut.gguf",
+            good[..good.len() - 100].to_vec(),
+            vec!["runs past the end"],
+        ),
+        // Counts in the header that the file cannot hold.
+        (
+            "tensor-count.gguf",
+            {
+                let mut b = good.clone();
+                put_u64(&mut b, 8, 1 << 40);
+                b
+            },
+            vec!["claims 1099511627776 tensors"],
+        ),
+        (
+            "key-count.gguf",
+            {
+                let mut b = good.clone();
+                put_u64(&mut b, 16, u64::MAX);
+                b
+            },
+            vec!["metadata keys"],
+        ),
+        // The first key's length: 2^40 bytes.
+        (
+            "key-len.gguf",
+            {
+                let mut b = good.clone();
+                put_u64(&mut b, 24, 1 << 40);
+                b
+            },
+            vec!["1099511627776 bytes long"],
+        ),
+        // The token list claims 2^40 strings.
+        (
+            "array-len.gguf",
+            {
+                let mut b = good.clone();
+                let key = b"tokenizer.ggml.tokens";
+                let at = b.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+                put_u64(&mut b, at + 8, 1 << 40);
+                b
+            },
+            vec!["tokenizer.ggml.tokens", "1099511627776 elements"],
+        ),
+    ];
+    for (name, bytes, wants) in cases {
+        let e = hostile_err(dir.path(), name, &bytes);
+        for w in wants {
+            assert!(e.contains(w), "{name}: `{w}` not in: {e}");
+        }
+    }
+}
+
+fn md_with(arch: &str, edits: &[(&str, Option<Value>)]) -> Vec<(String, Value)> {
+    let mut md = tiny_metadata(arch);
+    for (k, v) in edits {
+        md.retain(|(key, _)| key != k);
+        if let Some(v) = v {
+            md.push((k.to_string(), v.clone()));
+        }
+    }
+    md
+}
+
+#[test]
+fn hostile_gguf_metadata_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = entries_for("llama");
+    let nan = Value::F32(f32::NAN);
+    let cases: Vec<(&str, Vec<(&str, Option<Value>)>, Vec<&str>)> = vec![
+        (
+            "align0",
+            vec![("general.alignment", Some(Value::U32(0)))],
+            vec!["general.alignment", "power of two"],
+        ),
+        (
+            "align7",
+            vec![("general.alignment", Some(Value::U32(7)))],
+            vec!["general.alignment", "power of two"],
+        ),
+        (
+            "keylen",
+            vec![("llama.attention.key_length", Some(Value::U64(1 << 62)))],
+            vec!["llama.attention.key_length", "4611686018427387904"],
+        ),
+        (
+            "blocks-1e12",
+            vec![("llama.block_count", Some(Value::U64(1_000_000_000_000)))],
+            vec!["llama.block_count", "1000000000000"],
+        ),
+        (
+            "blocks-max",
+            vec![("llama.block_count", Some(Value::U64(u64::MAX)))],
+            vec!["llama.block_count"],
+        ),
+        (
+            "blocks-0",
+            vec![("llama.block_count", Some(Value::U32(0)))],
+            vec!["llama.block_count", "between 1"],
+        ),
+        // Fewer layers than the file holds: the extra layer's tensors are named.
+        (
+            "blocks-1",
+            vec![("llama.block_count", Some(Value::U32(1)))],
+            vec!["1-layer llama", "blk.1.attn_q.weight"],
+        ),
+        // More layers than the file holds: the first missing weight is named.
+        (
+            "blocks-3",
+            vec![("llama.block_count", Some(Value::U32(3)))],
+            vec!["model.layers.2."],
+        ),
+        (
+            "heads-0",
+            vec![("llama.attention.head_count", Some(Value::U32(0)))],
+            vec!["llama.attention.head_count"],
+        ),
+        (
+            "kv-heads-3",
+            vec![("llama.attention.head_count_kv", Some(Value::U32(3)))],
+            vec!["kv heads"],
+        ),
+        (
+            "rope0",
+            vec![("llama.rope.freq_base", Some(Value::F32(0.0)))],
+            vec!["llama.rope.freq_base"],
+        ),
+        (
+            "rope-nan",
+            vec![("llama.rope.freq_base", Some(nan.clone()))],
+            vec!["llama.rope.freq_base", "NaN"],
+        ),
+        (
+            "rope-neg",
+            vec![("llama.rope.freq_base", Some(Value::F32(-10000.0)))],
+            vec!["llama.rope.freq_base"],
+        ),
+        (
+            "rope-str",
+            vec![("llama.rope.freq_base", Some(Value::String("big".into())))],
+            vec!["llama.rope.freq_base", "number"],
+        ),
+        (
+            "eps-neg",
+            vec![(
+                "llama.attention.layer_norm_rms_epsilon",
+                Some(Value::F32(-1e-5)),
+            )],
+            vec!["layer_norm_rms_epsilon"],
+        ),
+        (
+            "eps-nan",
+            vec![("llama.attention.layer_norm_rms_epsilon", Some(nan))],
+            vec!["layer_norm_rms_epsilon"],
+        ),
+        (
+            "linear0",
+            vec![
+                (
+                    "llama.rope.scaling.type",
+                    Some(Value::String("linear".into())),
+                ),
+                ("llama.rope.scaling.factor", Some(Value::F32(0.0))),
+            ],
+            vec!["llama.rope.scaling.factor"],
+        ),
+        (
+            "ctx-0",
+            vec![("llama.context_length", Some(Value::U32(0)))],
+            vec!["llama.context_length"],
+        ),
+        (
+            "eos-2^40",
+            vec![("tokenizer.ggml.eos_token_id", Some(Value::U64(1 << 40)))],
+            vec!["tokenizer.ggml.eos_token_id"],
+        ),
+        (
+            "eos-vocab",
+            vec![(
+                "tokenizer.ggml.eos_token_id",
+                Some(Value::U32(VOCAB as u32)),
+            )],
+            vec!["40", "outside the vocabulary"],
+        ),
+        (
+            "bos-neg",
+            vec![("tokenizer.ggml.bos_token_id", Some(Value::I32(-1)))],
+            vec!["tokenizer.ggml.bos_token_id"],
+        ),
+    ];
+    for (name, edits, wants) in cases {
+        let p = dir.path().join(format!("{name}.gguf"));
+        write_gguf(&p, &md_with("llama", &edits), &entries);
+        let e = load_err(p.to_str().unwrap()).to_string();
+        for w in wants {
+            assert!(e.contains(w), "{name}: `{w}` not in: {e}");
+        }
+    }
+    // A tensor no architecture uses is named, not skipped.
+    let mut extra = entries.clone();
+    extra.push((
+        "blk.0.mystery.weight".into(),
+        Tensor::zeros(D, DType::F32, &Device::Cpu).unwrap(),
+        GgmlDType::F32,
+    ));
+    let p = dir.path().join("extra.gguf");
+    write_gguf(&p, &tiny_metadata("llama"), &extra);
+    let e = load_err(p.to_str().unwrap()).to_string();
+    assert!(
+        e.contains("blk.0.mystery.weight") && e.contains("not used"),
+        "{e}"
+    );
+}
+
+/// A 30-layer file whose `block_count` says 29 (or 0): refused, naming layer 29's tensors.
+/// Built from the real SmolLM2 header, so the real file's layout is what is checked.
+#[test]
+fn hostile_smollm2_block_count_is_refused() {
+    let Some(path) = smollm2_path() else { return };
+    let bytes = std::fs::read(&path).unwrap();
+    let key = b"llama.block_count";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    // type u32 (4), then the value.
+    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 4);
+    let dir = tempfile::tempdir().unwrap();
+    for (n, wants) in [
+        (29u32, vec!["29-layer llama", "blk.29."]),
+        (0, vec!["llama.block_count"]),
+    ] {
+        let mut b = bytes.clone();
+        put_u32(&mut b, at + 4, n);
+        let e = hostile_err(dir.path(), &format!("smol-{n}.gguf"), &b);
+        for w in wants {
+            assert!(e.contains(w), "{n}: `{w}` not in: {e}");
+        }
+    }
+}
+
+#[test]
+fn hostile_safetensors_folders_are_refused() {
+    let fresh = || {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_folder(dir.path(), "llama", 1);
+        dir
+    };
+    let err_of = |dir: &tempfile::TempDir| load_err(dir.path().to_str().unwrap()).to_string();
+    let config_cases: Vec<(&str, serde_json::Value, Vec<&str>)> = vec![
+        (
+            "num_hidden_layers",
+            json!(1_000_000_000_000u64),
+            vec!["num_hidden_layers", "1000000000000"],
+        ),
+        (
+            "num_hidden_layers",
+            json!(u64::MAX),
+            vec!["num_hidden_layers"],
+        ),
+        // One layer claimed, two present: layer 1's tensors are named.
+        (
+            "num_hidden_layers",
+            json!(1),
+            vec!["1-layer llama", "model.layers.1."],
+        ),
+        (
+            "eos_token_id",
+            json!(1u64 << 40),
+            vec!["eos_token_id", "1099511627776"],
+        ),
+        (
+            "eos_token_id",
+            json!([3, 28.7]),
+            vec!["eos_token_id", "28.7"],
+        ),
+        ("bos_token_id", json!(VOCAB), vec!["outside the vocabulary"]),
+        ("rope_theta", json!(0.0), vec!["rope_theta"]),
+        ("rope_theta", json!(-5.0), vec!["rope_theta"]),
+        ("rms_norm_eps", json!(-1e-5), vec!["rms_norm_eps"]),
+        (
+            "rope_scaling",
+            json!({"rope_type": "linear", "factor": 0.0}),
+            vec!["rope_scaling.factor"],
+        ),
+        ("num_attention_heads", json!(0), vec!["num_attention_heads"]),
+        ("vocab_size", json!(0), vec!["vocab_size"]),
+        ("head_dim", json!(1u64 << 62), vec!["head_dim"]),
+    ];
+    for (key, value, wants) in config_cases {
+        let d = fresh();
+        edit_config(d.path(), |c| {
+            c.insert(key.into(), value.clone());
+        });
+        let e = err_of(&d);
+        for w in &wants {
+            assert!(e.contains(w), "{key}={value}: `{w}` not in: {e}");
+        }
+    }
+
+    // An I32 tensor where a float weight belongs.
+    let d = fresh();
+    let f = d.path().join("model.safetensors");
+    let mut ts = candle_core::safetensors::load(&f, &Device::Cpu).unwrap();
+    ts.insert(
+        "model.norm.weight".into(),
+        Tensor::zeros(D, DType::I32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&ts, &f).unwrap();
+    let e = err_of(&d);
+    assert!(e.contains("model.norm.weight") && e.contains("I32"), "{e}");
+
+    // The same tensor in two files, no index: both files are named.
+    let d = fresh();
+    let f = d.path().join("model.safetensors");
+    let ts = candle_core::safetensors::load(&f, &Device::Cpu).unwrap();
+    let mut dup = HashMap::new();
+    dup.insert(
+        "model.norm.weight".to_string(),
+        ts["model.norm.weight"].clone(),
+    );
+    candle_core::safetensors::save(&dup, d.path().join("extra.safetensors")).unwrap();
+    let e = err_of(&d);
+    assert!(
+        e.contains("model.norm.weight")
+            && e.contains("model.safetensors")
+            && e.contains("extra.safetensors"),
+        "{e}"
+    );
+    // With an index saying which file holds each tensor, the folder loads (the other copy is
+    // not read as the weight).
+    let mut map = serde_json::Map::new();
+    for n in ts.keys() {
+        map.insert(n.clone(), json!("model.safetensors"));
+    }
+    map.insert("model.norm.weight".into(), json!("extra.safetensors"));
+    std::fs::write(
+        d.path().join("model.safetensors.index.json"),
+        json!({"weight_map": map}).to_string(),
+    )
+    .unwrap();
+    load(d.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+}
+
+/// Paths that are not regular files: a FIFO with no writer (opening it would block for ever),
+/// a character device that never ends, a directory named like a file, a link loop, and files
+/// larger than the stated caps. Each is refused at once, saying what the path is.
+#[cfg(unix)]
+#[test]
+fn hostile_paths_say_what_they_are() {
+    use std::os::unix::fs::symlink;
+    let mkfifo = |p: &Path| {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "mkfifo failed");
+    };
+    let t = std::time::Instant::now();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        let d = tempfile::tempdir().unwrap();
+        write_tiny_folder(d.path(), "llama", 1);
+        let p = d.path().join(file);
+        std::fs::remove_file(&p).unwrap();
+        mkfifo(&p);
+        let e = load_err(d.path().to_str().unwrap()).to_string();
+        assert!(e.contains(file) && e.contains("FIFO"), "{file}: {e}");
+
+        std::fs::remove_file(&p).unwrap();
+        symlink("/dev/zero", &p).unwrap();
+        let e = load_err(d.path().to_str().unwrap()).to_string();
+        assert!(
+            e.contains(file) && e.contains("character device"),
+            "{file}: {e}"
+        );
+    }
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("pipe.gguf");
+    mkfifo(&fifo);
+    let e = load_err(fifo.to_str().unwrap()).to_string();
+    assert!(e.contains("FIFO"), "{e}");
+    // A folder named x.gguf.
+    let folder = d.path().join("x.gguf");
+    std::fs::create_dir(&folder).unwrap();
+    let e = load_err(folder.to_str().unwrap()).to_string();
+    assert!(e.contains("is a directory"), "{e}");
+    // A directory symlink loop, as a folder and as a .gguf.
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    symlink(&b, &a).unwrap();
+    symlink(&a, &b).unwrap();
+    let e = load_err(a.to_str().unwrap()).to_string();
+    assert!(e.contains("symbolic link") && e.contains("levels"), "{e}");
+    let (la, lb) = (d.path().join("la.gguf"), d.path().join("lb.gguf"));
+    symlink(&lb, &la).unwrap();
+    symlink(&la, &lb).unwrap();
+    let e = load_err(la.to_str().unwrap()).to_string();
+    assert!(e.contains("symbolic link"), "{e}");
+    // All of the above answered at once (no read of /dev/zero, no wait on a FIFO).
+    assert!(t.elapsed().as_secs() < 20);
+
+    // Files read whole are capped: a 17 MiB config.json is refused with the limit.
+    let d = tempfile::tempdir().unwrap();
+    write_tiny_folder(d.path(), "llama", 1);
+    let mut big = tiny_config_json("llama").to_string();
+    big.pop();
+    big.push_str(&format!(", \"pad\": \"{}\"}}", "x".repeat(17 << 20)));
+    std::fs::write(d.path().join("config.json"), big).unwrap();
+    let e = load_err(d.path().to_str().unwrap()).to_string();
+    assert!(e.contains("config.json") && e.contains("16 MiB"), "{e}");
+}
+
+#[test]
+fn hostile_chat_templates_stop_at_their_limits() {
+    let render = |src: &str| {
+        ChatTemplate::with_tokens(src, "<s>", "</s>")
+            .and_then(|t| t.render(&[("user", "hi")], true))
+    };
+    let t = std::time::Instant::now();
+    // Two nested range(100000) loops: 10^10 steps; stopped by the step limit.
+    let e =
+        render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}")
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("steps"), "{e}");
+    assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
+    // Output far past any prompt: stopped by the output cap.
+    let e = render("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("output") && e.contains("limit"), "{e}");
+    // Unbounded recursion.
+    let e = render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("recursion") || e.contains("limit"), "{e}");
+    // tojson with a giant indent: an error, not a 1 TB allocation.
+    let e = render("{{ messages | tojson(indent=1e12) }}")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("indent"), "{e}");
+    assert!(render("{{ messages | tojson(indent=2) }}").is_ok());
+    // A template larger than the cap is refused before compiling.
+    let e = render(&"x".repeat(2 << 20)).unwrap_err().to_string();
+    assert!(e.contains("at most"), "{e}");
+}
+
+/// Token ids beyond the vocabulary are refused by the model layer, naming the id and the
+/// vocabulary size (not candle's "index-select invalid index").
+#[test]
+fn token_ids_beyond_the_vocabulary_are_named() {
+    let m = rlq::model::synthetic::random_model(Family::Llama, 1, DType::F32).unwrap();
+    let tf = rlq::model::hooked::HookedTransformer::new(&m).unwrap();
+    let vocab = m.config.vocab_size;
+    assert!(tf.logits(&[1, 2, (vocab - 1) as u32]).is_ok());
+    for bad in [vocab as u32, 4000, u32::MAX] {
+        let e = tf.logits(&[1, bad]).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("token id {bad}")) && e.contains(&format!("{vocab} tokens")),
+            "{e}"
+        );
+    }
+}

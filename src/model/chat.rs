@@ -16,6 +16,36 @@ pub struct ChatTemplate {
 
 const NAME: &str = "chat";
 
+/// Templates come with downloaded models, so rendering is bounded: at most this many engine
+/// instructions (a real template on a long conversation uses tens of thousands)...
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+/// ...this deep in nested loops, macros and includes...
+pub const TEMPLATE_RECURSION: usize = 100;
+/// ...and at most this much output (a prompt is text the model reads: far below this).
+pub const TEMPLATE_MAX_OUTPUT: usize = 16 << 20;
+/// Largest `tojson(indent=N)` (Python allows any; templates use 2 or 4).
+const MAX_JSON_INDENT: usize = 64;
+
+/// A writer that fails once more than [`TEMPLATE_MAX_OUTPUT`] bytes were written.
+struct CappedOutput {
+    buf: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > TEMPLATE_MAX_OUTPUT {
+            self.over = true;
+            return Err(std::io::Error::other("chat template output too large"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl ChatTemplate {
     /// Compiles `source`; `bos_token`/`eos_token` are taken from the tokenizer.
     pub fn new(source: &str, tokenizer: &TextTokenizer) -> Result<Self> {
@@ -29,7 +59,16 @@ impl ChatTemplate {
     }
 
     pub fn with_tokens(source: &str, bos_token: &str, eos_token: &str) -> Result<Self> {
+        let max = super::files::TEMPLATE_MAX_BYTES;
+        if source.len() as u64 > max {
+            return Err(ModelError::ChatTemplate(format!(
+                "the template is {} bytes; rlq accepts templates of at most {max} bytes",
+                source.len()
+            )));
+        }
         let mut env = Environment::new();
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION);
         // transformers renders with trim_blocks + lstrip_blocks.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -59,13 +98,31 @@ impl ChatTemplate {
             .env
             .get_template(NAME)
             .map_err(|e| ModelError::ChatTemplate(e.to_string()))?;
-        tpl.render(minijinja::context! {
-            messages => messages,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos_token.clone(),
-            eos_token => self.eos_token.clone(),
-        })
-        .map_err(|e| ModelError::ChatTemplate(format!("rendering failed: {e:#}")))
+        let mut out = CappedOutput {
+            buf: Vec::new(),
+            over: false,
+        };
+        let rendered = tpl.render_to_write(
+            minijinja::context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos_token.clone(),
+                eos_token => self.eos_token.clone(),
+            },
+            &mut out,
+        );
+        match rendered {
+            Ok(_) => String::from_utf8(out.buf)
+                .map_err(|e| ModelError::ChatTemplate(format!("rendered non-UTF-8 text: {e}"))),
+            Err(_) if out.over => Err(ModelError::ChatTemplate(format!(
+                "rendering stopped: the output passed the limit of {TEMPLATE_MAX_OUTPUT} bytes"
+            ))),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(ModelError::ChatTemplate(format!(
+                "rendering stopped: the template ran past the limit of {TEMPLATE_FUEL} steps \
+                 (a loop that never ends or is far too long?)"
+            ))),
+            Err(e) => Err(ModelError::ChatTemplate(format!("rendering failed: {e:#}"))),
+        }
     }
 }
 
@@ -75,8 +132,22 @@ fn raise_exception(msg: String) -> std::result::Result<Value, Error> {
 
 /// Python's `json.dumps(x, ensure_ascii=False)` (HF's `tojson`): no HTML escaping.
 fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, Error> {
-    let indent: Option<usize> = kwargs.get("indent")?;
+    let indent: Option<Value> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
+    let indent = match indent.filter(|v| !v.is_none() && !v.is_undefined()) {
+        None => None,
+        Some(v) => match usize::try_from(v.clone()) {
+            Ok(n) if n <= MAX_JSON_INDENT => Some(n),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "tojson indent must be an integer from 0 to {MAX_JSON_INDENT}, got {v}"
+                    ),
+                ))
+            }
+        },
+    };
     let json = serde_json::to_value(&value)
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
     let text = match indent {

@@ -146,3 +146,148 @@ impl ModelConfig {
         emb + self.n_layers * per_layer + d + if self.tie_embeddings { 0 } else { emb }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// ranges every loader checks a checkpoint's fields against
+
+/// Inclusive ranges for the size fields of a checkpoint, the same for every file format. The
+/// upper bounds are far above any real model (Llama 3.1 405B: 126 layers, d_model 16384, 128
+/// heads, d_ff 53248) and keep every product of them (e.g. vocab × d_model) far from overflow.
+pub mod bounds {
+    pub const N_LAYERS: (u64, u64) = (1, 1024);
+    pub const D_MODEL: (u64, u64) = (1, 1 << 16);
+    pub const N_HEADS: (u64, u64) = (1, 1024);
+    pub const HEAD_DIM: (u64, u64) = (2, 4096);
+    pub const D_FF: (u64, u64) = (1, 1 << 20);
+    pub const VOCAB: (u64, u64) = (1, 1 << 22);
+    pub const CONTEXT: (u64, u64) = (1, 1 << 24);
+    pub const SLIDING_WINDOW: (u64, u64) = (1, 1 << 24);
+    pub const WINDOW_PATTERN: (u64, u64) = (1, 1024);
+}
+
+/// `value` of the field `what` (e.g. "GGUF `llama.block_count`"), checked against `range`.
+pub fn count_in(what: &str, value: u64, (lo, hi): (u64, u64)) -> crate::model::Result<usize> {
+    if value < lo || value > hi {
+        return Err(crate::model::ModelError::Config(format!(
+            "{what} is {value}; it must be between {lo} and {hi}"
+        )));
+    }
+    usize::try_from(value).map_err(|_| {
+        crate::model::ModelError::Config(format!("{what} is {value}, too large for this machine"))
+    })
+}
+
+/// `value` of the field `what`, which must be finite and above `min` (exclusive).
+pub fn finite_above(what: &str, value: f64, min: f64) -> crate::model::Result<f64> {
+    if !(value.is_finite() && value > min) {
+        return Err(crate::model::ModelError::Config(format!(
+            "{what} is {value}; it must be a finite number above {min}"
+        )));
+    }
+    Ok(value)
+}
+
+impl ModelConfig {
+    /// Checks the relations between fields that the per-field ranges cannot: called by every
+    /// loader once the config is assembled (before any weight is read). `origin` names the file.
+    pub fn check(&self, origin: &str) -> crate::model::Result<()> {
+        use crate::model::ModelError;
+        let err = |m: String| Err(ModelError::Config(format!("{origin}: {m}")));
+        if self.n_kv_heads > self.n_heads || self.n_heads % self.n_kv_heads != 0 {
+            return err(format!(
+                "{} attention heads cannot share {} kv heads (must divide evenly)",
+                self.n_heads, self.n_kv_heads
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return err(format!(
+                "head dimension {} is odd; rotary embeddings need an even one",
+                self.head_dim
+            ));
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0 && self.rms_norm_eps < 1.0) {
+            return err(format!(
+                "rms norm epsilon {} must be a finite number in (0, 1)",
+                self.rms_norm_eps
+            ));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+            return err(format!(
+                "rope base (theta) {} must be a finite number above 1",
+                self.rope_theta
+            ));
+        }
+        match &self.rope_scaling {
+            RopeScaling::None => {}
+            RopeScaling::Linear { factor } => {
+                if !(factor.is_finite() && *factor > 0.0) {
+                    return err(format!(
+                        "linear rope scaling factor {factor} must be a finite number above 0"
+                    ));
+                }
+            }
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position,
+            } => {
+                let ok = |x: f64| x.is_finite() && x > 0.0;
+                if !(ok(*factor)
+                    && ok(*low_freq_factor)
+                    && ok(*high_freq_factor)
+                    && ok(*original_max_position)
+                    && high_freq_factor > low_freq_factor)
+                {
+                    return err(format!(
+                        "llama3 rope scaling needs finite positive factor ({factor}), \
+                         low_freq_factor ({low_freq_factor}) < high_freq_factor \
+                         ({high_freq_factor}) and original_max_position_embeddings \
+                         ({original_max_position})"
+                    ));
+                }
+            }
+            RopeScaling::Factors(fs) => {
+                if let Some(f) = fs.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+                    return err(format!(
+                        "rope frequency factor {f} must be finite and positive"
+                    ));
+                }
+            }
+        }
+        if let Some(g) = &self.gemma {
+            let ok = |x: f64| x.is_finite() && x > 0.0;
+            if !ok(g.query_pre_attn_scalar) {
+                return err(format!(
+                    "query_pre_attn_scalar {} must be a finite number above 0",
+                    g.query_pre_attn_scalar
+                ));
+            }
+            if !(g.rope_local_base_freq.is_finite() && g.rope_local_base_freq > 1.0) {
+                return err(format!(
+                    "local rope base {} must be a finite number above 1",
+                    g.rope_local_base_freq
+                ));
+            }
+            for (name, cap) in [
+                ("final_logit_softcapping", g.final_logit_softcapping),
+                ("attn_logit_softcapping", g.attn_logit_softcapping),
+            ] {
+                if let Some(c) = cap.filter(|&c| !ok(c)) {
+                    return err(format!("{name} {c} must be a finite number above 0"));
+                }
+            }
+        }
+        let vocab = self.vocab_size;
+        let ids = self.bos_token_id.iter().chain(&self.eos_token_ids);
+        if let Some(id) = ids
+            .copied()
+            .find(|&id| usize::try_from(id).map_or(true, |i| i >= vocab))
+        {
+            return err(format!(
+                "special token id {id} (bos/eos) is outside the vocabulary of {vocab} tokens"
+            ));
+        }
+        Ok(())
+    }
+}

@@ -35,17 +35,15 @@ pub fn load_gguf(
     keep_quantized: bool,
 ) -> Result<Checkpoint> {
     super::load::check_float_dtype(dtype)?;
-    let file = File::open(path)
-        .map_err(|e| ModelError::Io(format!("cannot open GGUF `{}`: {e}", path.display())))?;
+    let (file, file_size) = super::files::open_regular(path, "GGUF file")?;
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader).map_err(|e| {
-        ModelError::Format(format!(
-            "`{}` is not a readable GGUF file (truncated or corrupted?): {e}",
-            path.display()
-        ))
+    let content = super::gguf_header::read_header(&mut reader, file_size).map_err(|e| match e {
+        ModelError::Format(m) => ModelError::Format(format!("GGUF `{}`: {m}", path.display())),
+        other => other,
     })?;
     let mut config = config_from_metadata(&content)?;
     apply_rope_freqs(&content, &mut reader, &mut config, path)?;
+    check_tensor_names(&content, &config)?;
     let keep = keep_quantized && device.is_cpu() && dtype == DType::F32;
     let weights = read_weights(&content, &mut reader, &config, device, dtype, keep, path)?;
     let tokenizer = TextTokenizer::from_gguf_metadata(&content.metadata)?;
@@ -67,8 +65,9 @@ pub fn load_gguf(
 
 fn md_f64(v: &Value) -> Option<f64> {
     match v {
-        Value::F32(x) => Some(*x as f64),
+        Value::F32(x) => Some(f64::from(*x)),
         Value::F64(x) => Some(*x),
+        // Integers written where a float is meant (e.g. a rope base of 10000): exact up to 2^53.
         other => value_as_i64(other).map(|x| x as f64),
     }
 }
@@ -82,38 +81,52 @@ impl Meta<'_> {
     fn get(&self, key: &str) -> Option<&Value> {
         self.md.get(&format!("{}.{key}", self.arch))
     }
-    fn usize_opt(&self, key: &str) -> Result<Option<usize>> {
-        match self.get(key) {
-            None => Ok(None),
-            // Some converters write per-layer arrays (e.g. head_count_kv); all equal is fine.
-            Some(Value::Array(vs)) => {
-                let xs: Vec<i64> = vs.iter().filter_map(value_as_i64).collect();
-                match xs.first() {
-                    Some(&x) if xs.iter().all(|&y| y == x) && x >= 0 => Ok(Some(x as usize)),
-                    _ => Err(ModelError::Config(format!(
-                        "GGUF `{}.{key}` varies per layer, which rlq does not support",
-                        self.arch
-                    ))),
-                }
-            }
-            Some(v) => value_as_i64(v)
-                .filter(|&x| x >= 0)
-                .map(|x| Some(x as usize))
+    fn field(&self, key: &str) -> String {
+        format!("GGUF `{}.{key}`", self.arch)
+    }
+    /// An integer field, checked against `range` (see [`super::config::bounds`]).
+    fn count_opt(&self, key: &str, range: (u64, u64)) -> Result<Option<usize>> {
+        let what = self.field(key);
+        let as_count = |v: &Value| {
+            value_as_i64(v)
+                .and_then(|x| u64::try_from(x).ok())
                 .ok_or_else(|| {
                     ModelError::Config(format!(
-                        "GGUF `{}.{key}` should be a non-negative integer, got {v:?}",
-                        self.arch
+                        "{what} should be a non-negative integer, got {v:?}"
                     ))
-                }),
-        }
+                })
+        };
+        let x = match self.get(key) {
+            None => return Ok(None),
+            // Some converters write per-layer arrays (e.g. head_count_kv); all equal is fine.
+            Some(Value::Array(vs)) => {
+                let xs = vs.iter().map(as_count).collect::<Result<Vec<u64>>>()?;
+                match xs.first() {
+                    Some(&x) if xs.iter().all(|&y| y == x) => x,
+                    _ => {
+                        return Err(ModelError::Config(format!(
+                            "{what} varies per layer (or is empty), which rlq does not support"
+                        )))
+                    }
+                }
+            }
+            Some(v) => as_count(v)?,
+        };
+        super::config::count_in(&what, x, range).map(Some)
     }
-    fn usize(&self, key: &str) -> Result<usize> {
-        self.usize_opt(key)?.ok_or_else(|| {
+    fn count(&self, key: &str, range: (u64, u64)) -> Result<usize> {
+        self.count_opt(key, range)?.ok_or_else(|| {
             ModelError::Config(format!("GGUF metadata has no `{}.{key}`", self.arch))
         })
     }
-    fn f64_opt(&self, key: &str) -> Option<f64> {
-        self.get(key).and_then(md_f64)
+    /// A number field; present with another type is an error, not a default.
+    fn f64_opt(&self, key: &str) -> Result<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => md_f64(v).map(Some).ok_or_else(|| {
+                ModelError::Config(format!("{} should be a number, got {v:?}", self.field(key)))
+            }),
+        }
     }
 }
 
@@ -147,37 +160,51 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
         .clone();
     let family = family_of_arch(&arch)?;
     let m = Meta { md, arch };
-    let n_layers = m.usize("block_count")?;
-    let d_model = m.usize("embedding_length")?;
-    let n_heads = m.usize("attention.head_count")?;
-    let n_kv_heads = m.usize_opt("attention.head_count_kv")?.unwrap_or(n_heads);
-    if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
-        return Err(ModelError::Config(format!(
-            "GGUF head counts are inconsistent: {n_heads} heads, {n_kv_heads} kv heads"
-        )));
-    }
-    let head_dim = match m.usize_opt("attention.key_length")? {
+    use super::config::{bounds, count_in, finite_above};
+    let n_layers = m.count("block_count", bounds::N_LAYERS)?;
+    let d_model = m.count("embedding_length", bounds::D_MODEL)?;
+    let n_heads = m.count("attention.head_count", bounds::N_HEADS)?;
+    let n_kv_heads = m
+        .count_opt("attention.head_count_kv", bounds::N_HEADS)?
+        .unwrap_or(n_heads);
+    let head_dim = match m.count_opt("attention.key_length", bounds::HEAD_DIM)? {
         Some(h) => h,
         None if family == Family::Gemma3 => 256,
-        None => d_model / n_heads,
+        None if d_model % n_heads == 0 => d_model / n_heads,
+        None => {
+            return Err(ModelError::Config(format!(
+                "{} is {d_model}, not a multiple of {} ({n_heads}), and {} is absent",
+                m.field("embedding_length"),
+                m.field("attention.head_count"),
+                m.field("attention.key_length")
+            )))
+        }
     };
-    let d_ff = m.usize("feed_forward_length")?;
-    let tensor_dims = |name: &str| {
-        content
-            .tensor_infos
-            .get(name)
-            .map(|t| t.shape.dims().to_vec())
-    };
-    let embd = tensor_dims("token_embd.weight")
+    let d_ff = m.count("feed_forward_length", bounds::D_FF)?;
+    let embd = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .map(|t| t.shape.dims().to_vec())
         .ok_or_else(|| ModelError::MissingWeight("token_embd.weight (GGUF)".into()))?;
     // Gemma's converter trims padding rows from the embedding; the tensor is the truth.
-    let vocab_size = embd[0];
-    let rms_norm_eps = m
-        .f64_opt("attention.layer_norm_rms_epsilon")
-        .unwrap_or(1e-6);
+    let rows = embd.first().copied().unwrap_or(0);
+    let vocab_size = count_in(
+        "the row count of GGUF tensor `token_embd.weight` (the vocabulary size)",
+        rows as u64,
+        bounds::VOCAB,
+    )?;
+    let rms_norm_eps = match m.f64_opt("attention.layer_norm_rms_epsilon")? {
+        Some(e) => finite_above(&m.field("attention.layer_norm_rms_epsilon"), e, 0.0)?,
+        None => 1e-6,
+    };
     let default_theta = if family == Family::Gemma3 { 1e6 } else { 1e4 };
-    let rope_theta = m.f64_opt("rope.freq_base").unwrap_or(default_theta);
-    let max_position = m.usize_opt("context_length")?.unwrap_or(4096);
+    let rope_theta = match m.f64_opt("rope.freq_base")? {
+        Some(t) => finite_above(&m.field("rope.freq_base"), t, 1.0)?,
+        None => default_theta,
+    };
+    let max_position = m
+        .count_opt("context_length", bounds::CONTEXT)?
+        .unwrap_or(4096);
     let tie_embeddings = !content.tensor_infos.contains_key("output.weight");
     let attention_bias = content.tensor_infos.contains_key("blk.0.attn_q.bias");
     let qk_norm = content
@@ -191,30 +218,39 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
             } else {
                 head_dim as f64
             },
-            sliding_window: m.usize_opt("attention.sliding_window")?.unwrap_or(4096),
+            sliding_window: m
+                .count_opt("attention.sliding_window", bounds::SLIDING_WINDOW)?
+                .unwrap_or(4096),
             // llama.cpp hard-codes these for gemma3 (swa pattern 6, local rope base 10k).
             sliding_window_pattern: 6,
             rope_local_base_freq: 10_000.0,
-            final_logit_softcapping: m.f64_opt("final_logit_softcapping"),
-            attn_logit_softcapping: m.f64_opt("attn_logit_softcapping"),
+            final_logit_softcapping: m.f64_opt("final_logit_softcapping")?,
+            attn_logit_softcapping: m.f64_opt("attn_logit_softcapping")?,
         })
     } else {
         None
     };
-    let id = |key: &str| {
-        md.get(key)
-            .and_then(value_as_i64)
-            .and_then(|x| u32::try_from(x).ok())
+    // A special-token id that is present must be a valid id; it is never dropped or wrapped.
+    let id = |key: &str| -> Result<Option<u32>> {
+        match md.get(key) {
+            None => Ok(None),
+            Some(v) => value_as_i64(v)
+                .and_then(|x| u32::try_from(x).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    ModelError::Config(format!("GGUF `{key}` is not a token id: {v:?}"))
+                }),
+        }
     };
     let mut eos_token_ids = vec![];
     for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
-        if let Some(x) = id(key) {
+        if let Some(x) = id(key)? {
             if !eos_token_ids.contains(&x) {
                 eos_token_ids.push(x);
             }
         }
     }
-    Ok(ModelConfig {
+    let config = ModelConfig {
         family,
         n_layers,
         d_model,
@@ -230,10 +266,12 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
         attention_bias,
         qk_norm,
         gemma,
-        bos_token_id: id("tokenizer.ggml.bos_token_id"),
+        bos_token_id: id("tokenizer.ggml.bos_token_id")?,
         eos_token_ids,
         rope_scaling: gguf_rope_scaling(&m)?,
-    })
+    };
+    config.check("GGUF metadata")?;
+    Ok(config)
 }
 
 /// Rotary scaling from GGUF metadata (the `rope_freqs` tensor is read by [`apply_rope_freqs`]).
@@ -246,11 +284,14 @@ fn gguf_rope_scaling(m: &Meta) -> Result<super::config::RopeScaling> {
         .cloned();
     match kind.as_deref() {
         None | Some("none") => Ok(RopeScaling::None),
-        Some("linear") => match m.f64_opt("rope.scaling.factor") {
-            Some(factor) if factor > 0.0 => Ok(RopeScaling::Linear { factor }),
-            _ => Err(ModelError::Config(
-                "linear rope scaling without a factor".into(),
-            )),
+        Some("linear") => match m.f64_opt("rope.scaling.factor")? {
+            Some(factor) => Ok(RopeScaling::Linear {
+                factor: super::config::finite_above(&m.field("rope.scaling.factor"), factor, 0.0)?,
+            }),
+            None => Err(ModelError::Config(format!(
+                "linear rope scaling without a factor ({})",
+                m.field("rope.scaling.factor")
+            ))),
         },
         Some(other) => Err(ModelError::Config(format!(
             "rope scaling `{other}` is not supported (supported: linear, llama3)"
@@ -404,6 +445,24 @@ fn reorder_rows(t: &Tensor, n_heads: usize, to_gguf: bool) -> Result<Tensor> {
 
 // ---------------------------------------------------------------------------------------------
 // tensors
+
+/// GGUF tensors rlq reads that are not weights of the forward.
+const AUX_TENSORS: [&str; 1] = ["rope_freqs.weight"];
+
+/// The tensor table against the architecture's manifest, before any tensor data is read.
+fn check_tensor_names(content: &Content, cfg: &ModelConfig) -> Result<()> {
+    let present: Vec<super::load::PresentTensor> = content
+        .tensor_infos
+        .iter()
+        .filter(|(name, _)| !AUX_TENSORS.contains(&name.as_str()))
+        .map(|(name, info)| super::load::PresentTensor {
+            hf_name: hf_name(name, cfg.family),
+            file_name: name.clone(),
+            shape: info.shape.dims().to_vec(),
+        })
+        .collect();
+    super::load::check_manifest(cfg, &present)
+}
 
 fn read_weights(
     content: &Content,

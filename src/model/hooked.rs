@@ -462,6 +462,18 @@ impl HookedTransformer {
 
     /// Token embeddings as the first layer sees them (Gemma scales by sqrt(d_model)).
     pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        // Checked here, not deep inside candle's gather, so the message names the id.
+        let vocab = self.config.vocab_size;
+        if let Some((pos, id)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| usize::try_from(id).map_or(true, |i| i >= vocab))
+        {
+            candle_core::bail!(
+                "token id {id} (position {pos}) is outside the vocabulary: this model has \
+                 {vocab} tokens (valid ids are below {vocab})"
+            );
+        }
         let e = self.embed.gather_rows(ids, &self.device)?;
         if self.config.family == Family::Gemma3 {
             // HF casts the scale to the model dtype before multiplying; so do we.

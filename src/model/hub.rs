@@ -131,7 +131,8 @@ fn from_cache(cache: &Cache, repo: &Repo) -> std::result::Result<PathBuf, String
     }
     let index = dir.join(INDEX);
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|_| INDEX.to_string())?;
+        let text = super::files::read_text_capped(&index, INDEX, super::files::CONFIG_MAX_BYTES)
+            .map_err(|_| INDEX.to_string())?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| INDEX.to_string())?;
         let shards: std::collections::BTreeSet<&str> = json
             .get("weight_map")
@@ -188,8 +189,8 @@ pub fn resolve(source: &str) -> Result<PathBuf> {
     }
     match r.get(INDEX) {
         Ok(index) => {
-            let text = std::fs::read_to_string(&index)
-                .map_err(|e| ModelError::Io(format!("{}: {e}", index.display())))?;
+            let text =
+                super::files::read_text_capped(&index, INDEX, super::files::CONFIG_MAX_BYTES)?;
             let json: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| ModelError::Format(format!("{INDEX}: {e}")))?;
             let shards: std::collections::BTreeSet<String> = json

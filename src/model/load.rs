@@ -222,13 +222,16 @@ enum Source {
 fn classify(source: &str) -> Result<Source> {
     let path = Path::new(source);
     if source.to_ascii_lowercase().ends_with(".gguf") {
-        if !path.is_file() {
-            return Err(ModelError::Io(format!("GGUF file `{source}` not found")));
-        }
+        // Says what the path is instead (a directory, a FIFO, a link loop) if not a file.
+        super::files::check_regular(path, "GGUF file")?;
         return Ok(Source::Gguf(canonical(path)));
     }
     if path.is_dir() {
         return Ok(Source::Folder(canonical(path)));
+    }
+    if super::files::exists(path) && std::fs::metadata(path).is_err() {
+        // A dangling link or a link loop: say so rather than take it for a hub id.
+        super::files::check_regular(path, "model source")?;
     }
     if path.exists() {
         return Err(ModelError::Io(format!(
@@ -315,57 +318,122 @@ pub fn load(source: &str, opts: &LoadOptions) -> Result<Arc<Model>> {
 // ---------------------------------------------------------------------------------------------
 // shape validation
 
-/// Every weight the forward of `cfg.family` reads, with the shape it must have (HF names).
+/// Every weight the forward of `cfg.family` reads, with the shape it must have (HF names): the
+/// one manifest of an architecture, which loaders check files against and synthetic models are
+/// built from. The order (by layer, in forward order) is the order random weights are drawn in.
 pub fn expected_weights(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let d = cfg.d_model;
-    let q = cfg.n_heads * cfg.head_dim;
-    let kv = cfg.n_kv_heads * cfg.head_dim;
-    let mut out = vec![
-        (
-            "model.embed_tokens.weight".to_string(),
-            vec![cfg.vocab_size, d],
-        ),
-        ("model.norm.weight".to_string(), vec![d]),
-    ];
-    if !cfg.tie_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, d]));
-    }
+    let (d, dh, ff) = (cfg.d_model, cfg.head_dim, cfg.d_ff);
+    let q = cfg.n_heads * dh;
+    let kv = cfg.n_kv_heads * dh;
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![cfg.vocab_size, d],
+    )];
     for l in 0..cfg.n_layers {
         let p = format!("model.layers.{l}");
         let mut add = |n: &str, s: Vec<usize>| out.push((format!("{p}.{n}"), s));
+        add("input_layernorm.weight", vec![d]);
         add("self_attn.q_proj.weight", vec![q, d]);
         add("self_attn.k_proj.weight", vec![kv, d]);
         add("self_attn.v_proj.weight", vec![kv, d]);
-        add("self_attn.o_proj.weight", vec![d, q]);
         if cfg.attention_bias {
             add("self_attn.q_proj.bias", vec![q]);
             add("self_attn.k_proj.bias", vec![kv]);
             add("self_attn.v_proj.bias", vec![kv]);
         }
         if cfg.qk_norm {
-            add("self_attn.q_norm.weight", vec![cfg.head_dim]);
-            add("self_attn.k_norm.weight", vec![cfg.head_dim]);
+            add("self_attn.q_norm.weight", vec![dh]);
+            add("self_attn.k_norm.weight", vec![dh]);
         }
-        add("mlp.gate_proj.weight", vec![cfg.d_ff, d]);
-        add("mlp.up_proj.weight", vec![cfg.d_ff, d]);
-        add("mlp.down_proj.weight", vec![d, cfg.d_ff]);
-        add("input_layernorm.weight", vec![d]);
+        add("self_attn.o_proj.weight", vec![d, q]);
         add("post_attention_layernorm.weight", vec![d]);
         if cfg.family == Family::Gemma3 {
             add("pre_feedforward_layernorm.weight", vec![d]);
             add("post_feedforward_layernorm.weight", vec![d]);
         }
+        add("mlp.gate_proj.weight", vec![ff, d]);
+        add("mlp.up_proj.weight", vec![ff, d]);
+        add("mlp.down_proj.weight", vec![d, ff]);
+    }
+    out.push(("model.norm.weight".to_string(), vec![d]));
+    if !cfg.tie_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, d]));
     }
     out
 }
 
-/// Checks that every weight the config implies is present with the right shape.
-pub fn validate_weights(cfg: &ModelConfig, weights: &Weights) -> Result<()> {
-    for (name, shape) in expected_weights(cfg) {
-        weights.check_shape(&name, &shape)?;
+/// A tensor of a checkpoint as the manifest check sees it.
+pub struct PresentTensor {
+    /// The HF name it maps to, or `None` if it maps to no weight rlq knows.
+    pub hf_name: Option<String>,
+    /// Its name in the file, for messages.
+    pub file_name: String,
+    pub shape: Vec<usize>,
+}
+
+/// Checks a checkpoint's tensors against the manifest ([`expected_weights`]): every expected
+/// weight present with its shape, and no tensor the architecture does not use (a file whose
+/// metadata claims fewer layers than it holds is refused, not run as a smaller model).
+/// A tied checkpoint may still carry `lm_head.weight` (some exporters write both); it must then
+/// have the embedding's shape.
+pub fn check_manifest(cfg: &ModelConfig, present: &[PresentTensor]) -> Result<()> {
+    let by_hf: HashMap<&str, &PresentTensor> = present
+        .iter()
+        .filter_map(|t| Some((t.hf_name.as_deref()?, t)))
+        .collect();
+    let mut expected = expected_weights(cfg);
+    if cfg.tie_embeddings && by_hf.contains_key("lm_head.weight") {
+        expected.push(("lm_head.weight".into(), vec![cfg.vocab_size, cfg.d_model]));
     }
-    if cfg.tie_embeddings && weights.contains("lm_head.weight") {
-        weights.check_shape("lm_head.weight", &[cfg.vocab_size, cfg.d_model])?;
+    for (name, shape) in &expected {
+        let t = by_hf
+            .get(name.as_str())
+            .ok_or_else(|| ModelError::MissingWeight(name.clone()))?;
+        if &t.shape != shape {
+            return Err(ModelError::BadShape {
+                name: name.clone(),
+                got: t.shape.clone(),
+                expected: shape.clone(),
+            });
+        }
+    }
+    let wanted: std::collections::HashSet<&str> =
+        expected.iter().map(|(n, _)| n.as_str()).collect();
+    let mut unused: Vec<&str> = present
+        .iter()
+        .filter(|t| !t.hf_name.as_deref().is_some_and(|n| wanted.contains(n)))
+        .map(|t| t.file_name.as_str())
+        .collect();
+    if !unused.is_empty() {
+        unused.sort_unstable();
+        const SHOWN: usize = 8;
+        let more = unused.len().saturating_sub(SHOWN);
+        let mut list = unused[..unused.len().min(SHOWN)].join(", ");
+        if more > 0 {
+            list += &format!(" and {more} more");
+        }
+        return Err(ModelError::Format(format!(
+            "{} tensor(s) are not used by a {}-layer {} with this config: {list}; the metadata \
+             (e.g. the layer count) does not describe these weights",
+            unused.len(),
+            cfg.n_layers,
+            cfg.family.name()
+        )));
     }
     Ok(())
+}
+
+/// Checks loaded weights against the manifest (see [`check_manifest`]).
+pub fn validate_weights(cfg: &ModelConfig, weights: &Weights) -> Result<()> {
+    let present = weights
+        .names()
+        .map(|n| -> Result<PresentTensor> {
+            Ok(PresentTensor {
+                hf_name: Some(n.clone()),
+                file_name: n.clone(),
+                shape: weights.shape(n)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    check_manifest(cfg, &present)
 }

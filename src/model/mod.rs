@@ -5,9 +5,11 @@
 pub mod attention;
 pub mod chat;
 pub mod config;
+pub mod files;
 pub mod fused;
 pub mod generate;
 pub mod gguf;
+pub mod gguf_header;
 pub mod hooked;
 pub mod hooks;
 pub mod hub;

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value as Json;
 
+use super::config::{bounds, count_in, finite_above};
 use super::{
-    Checkpoint, Family, GemmaExtras, ModelConfig, ModelError, Result, TextTokenizer, Weights,
+    files, Checkpoint, Family, GemmaExtras, ModelConfig, ModelError, Result, TextTokenizer, Weights,
 };
 
 /// Reads a checkpoint folder; weights converted to `dtype` on `device`.
@@ -18,13 +19,13 @@ pub fn load_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Checkpoint>
     let config = config_from_hf_json(&config_json)?;
     let weights = load_weights(dir, device, dtype)?;
     let tok_config = match dir.join("tokenizer_config.json") {
-        p if p.is_file() => Some(read_json(&p)?),
+        p if files::exists(&p) => Some(read_json(&p)?),
         _ => None,
     };
     let tokenizer = load_tokenizer(dir, &config, tok_config.as_ref())?;
     let chat_template = match &tok_config {
         Some(tc) => chat_template_from(tc, dir)?,
-        None => chat_template_file(dir),
+        None => chat_template_file(dir)?,
     };
     Ok(Checkpoint {
         config,
@@ -35,8 +36,10 @@ pub fn load_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Checkpoint>
 }
 
 fn read_json(path: &Path) -> Result<Json> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ModelError::Io(format!("cannot read `{}`: {e}", path.display())))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "JSON file".into(), |n| n.to_string_lossy().into_owned());
+    let text = files::read_text_capped(path, &name, files::CONFIG_MAX_BYTES)?;
     serde_json::from_str(&text)
         .map_err(|e| ModelError::Format(format!("`{}` is not valid JSON: {e}", path.display())))
 }
@@ -51,19 +54,30 @@ impl Fields<'_> {
     fn get(&self, key: &str) -> Option<&Json> {
         self.0.get(key).filter(|v| !v.is_null())
     }
-    fn usize_opt(&self, key: &str) -> Result<Option<usize>> {
+    /// An integer field, checked against `range` (see [`super::config::bounds`]).
+    fn count_opt(&self, key: &str, range: (u64, u64)) -> Result<Option<usize>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
-                ModelError::Config(format!(
-                    "config.json `{key}` should be a non-negative integer, got {v}"
-                ))
-            }),
+            Some(v) => {
+                let x = v.as_u64().ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "config.json `{key}` should be a non-negative integer, got {v}"
+                    ))
+                })?;
+                count_in(&format!("config.json `{key}`"), x, range).map(Some)
+            }
         }
     }
-    fn usize(&self, key: &str) -> Result<usize> {
-        self.usize_opt(key)?
+    fn count(&self, key: &str, range: (u64, u64)) -> Result<usize> {
+        self.count_opt(key, range)?
             .ok_or_else(|| ModelError::Config(format!("config.json has no `{key}`")))
+    }
+    /// A number field that must be finite and above `min`.
+    fn above_opt(&self, key: &str, min: f64) -> Result<Option<f64>> {
+        match self.f64_opt(key)? {
+            None => Ok(None),
+            Some(x) => finite_above(&format!("config.json `{key}`"), x, min).map(Some),
+        }
     }
     fn f64_opt(&self, key: &str) -> Result<Option<f64>> {
         match self.get(key) {
@@ -116,22 +130,25 @@ fn family_of(model_type: Option<&str>, architectures: &[&str]) -> Result<Family>
 fn token_ids(v: Option<&Json>, key: &str) -> Result<Vec<u32>> {
     match v {
         None | Some(Json::Null) => Ok(vec![]),
-        Some(Json::Number(n)) => n
-            .as_u64()
-            .map(|x| vec![x as u32])
-            .ok_or_else(|| ModelError::Config(format!("config.json `{key}` is not a token id"))),
-        Some(Json::Array(xs)) => xs
-            .iter()
-            .map(|x| {
-                x.as_u64().map(|x| x as u32).ok_or_else(|| {
-                    ModelError::Config(format!("config.json `{key}` holds a non-id {x}"))
-                })
-            })
-            .collect(),
+        // Never truncated or wrapped: an id beyond u32 is refused (the vocabulary check in
+        // `ModelConfig::check` then refuses ids beyond the model's vocabulary).
+        Some(v @ Json::Number(_)) => Ok(vec![token_id(v, key)?]),
+        Some(Json::Array(xs)) => xs.iter().map(|x| token_id(x, key)).collect(),
         Some(other) => Err(ModelError::Config(format!(
             "config.json `{key}` should be an id or a list of ids, got {other}"
         ))),
     }
+}
+
+fn token_id(v: &Json, key: &str) -> Result<u32> {
+    v.as_u64()
+        .and_then(|x| u32::try_from(x).ok())
+        .ok_or_else(|| {
+            ModelError::Config(format!(
+                "config.json `{key}` holds {v}, which is not a token id (an integer from 0 to {})",
+                u32::MAX
+            ))
+        })
 }
 
 /// Maps an HF `config.json` onto [`ModelConfig`] (nested `text_config` of multimodal Gemma 3 too).
@@ -155,30 +172,44 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
     let top = Fields(outer);
     let gemma = family == Family::Gemma3;
 
-    let n_layers = f.usize("num_hidden_layers")?;
-    let d_model = f.usize("hidden_size")?;
-    let n_heads = f
-        .usize_opt("num_attention_heads")?
-        .unwrap_or(if gemma { 8 } else { 0 });
-    let n_kv_heads = f.usize_opt("num_key_value_heads")?.unwrap_or(n_heads);
-    if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+    let n_layers = f.count("num_hidden_layers", bounds::N_LAYERS)?;
+    let d_model = f.count("hidden_size", bounds::D_MODEL)?;
+    let n_heads = match f.count_opt("num_attention_heads", bounds::N_HEADS)? {
+        Some(h) => h,
+        None if gemma => 8,
+        None => {
+            return Err(ModelError::Config(
+                "config.json has no `num_attention_heads`".into(),
+            ))
+        }
+    };
+    let n_kv_heads = f
+        .count_opt("num_key_value_heads", bounds::N_HEADS)?
+        .unwrap_or(n_heads);
+    if n_kv_heads > n_heads || n_heads % n_kv_heads != 0 {
         return Err(ModelError::Config(format!(
             "config.json head counts are inconsistent: num_attention_heads={n_heads}, \
              num_key_value_heads={n_kv_heads}"
         )));
     }
-    let head_dim = match f.usize_opt("head_dim")? {
+    let head_dim = match f.count_opt("head_dim", bounds::HEAD_DIM)? {
         Some(h) => h,
         None if gemma => 256,
-        None => d_model / n_heads,
+        None if d_model % n_heads == 0 => d_model / n_heads,
+        None => {
+            return Err(ModelError::Config(format!(
+                "config.json `hidden_size` {d_model} is not a multiple of `num_attention_heads` \
+                 {n_heads}, and there is no `head_dim`"
+            )))
+        }
     };
-    let vocab_size = match f.usize_opt("vocab_size")? {
+    let vocab_size = match f.count_opt("vocab_size", bounds::VOCAB)? {
         Some(v) => v,
         None if gemma => 262_208,
         None => return Err(ModelError::Config("config.json has no `vocab_size`".into())),
     };
-    let rms_norm_eps = f.f64_opt("rms_norm_eps")?.unwrap_or(1e-6);
-    let rope_theta = match f.f64_opt("rope_theta")? {
+    let rms_norm_eps = f.above_opt("rms_norm_eps", 0.0)?.unwrap_or(1e-6);
+    let rope_theta = match f.above_opt("rope_theta", 1.0)? {
         Some(t) => t,
         None => rope_theta_from_parameters(&f)?.unwrap_or(if gemma { 1e6 } else { 1e4 }),
     };
@@ -191,19 +222,23 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
         _ => f.bool_opt("attention_bias")?.unwrap_or(false),
     };
     let gemma_extras = if gemma {
-        let pattern = match f.usize_opt("sliding_window_pattern")? {
+        let pattern = match f.count_opt("sliding_window_pattern", bounds::WINDOW_PATTERN)? {
             Some(p) => p,
             None => layer_types_pattern(&f).unwrap_or(6),
         };
         Some(GemmaExtras {
             query_pre_attn_scalar: f
-                .f64_opt("query_pre_attn_scalar")?
+                .above_opt("query_pre_attn_scalar", 0.0)?
                 .unwrap_or(head_dim as f64),
-            sliding_window: f.usize_opt("sliding_window")?.unwrap_or(4096),
+            sliding_window: f
+                .count_opt("sliding_window", bounds::SLIDING_WINDOW)?
+                .unwrap_or(4096),
             sliding_window_pattern: pattern,
-            rope_local_base_freq: f.f64_opt("rope_local_base_freq")?.unwrap_or(10_000.0),
-            final_logit_softcapping: f.f64_opt("final_logit_softcapping")?,
-            attn_logit_softcapping: f.f64_opt("attn_logit_softcapping")?,
+            rope_local_base_freq: f
+                .above_opt("rope_local_base_freq", 1.0)?
+                .unwrap_or(10_000.0),
+            final_logit_softcapping: f.above_opt("final_logit_softcapping", 0.0)?,
+            attn_logit_softcapping: f.above_opt("attn_logit_softcapping", 0.0)?,
         })
     } else {
         None
@@ -216,18 +251,20 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
         f.get("eos_token_id").or(top.get("eos_token_id")),
         "eos_token_id",
     )?;
-    Ok(ModelConfig {
+    let config = ModelConfig {
         family,
         n_layers,
         d_model,
         n_heads,
         n_kv_heads,
         head_dim,
-        d_ff: f.usize("intermediate_size")?,
+        d_ff: f.count("intermediate_size", bounds::D_FF)?,
         vocab_size,
         rms_norm_eps,
         rope_theta,
-        max_position: f.usize_opt("max_position_embeddings")?.unwrap_or(4096),
+        max_position: f
+            .count_opt("max_position_embeddings", bounds::CONTEXT)?
+            .unwrap_or(4096),
         tie_embeddings,
         attention_bias,
         qk_norm: matches!(family, Family::Qwen3 | Family::Gemma3),
@@ -235,7 +272,9 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
         bos_token_id: bos.first().copied(),
         eos_token_ids: eos,
         rope_scaling: rope_scaling(&f)?,
-    })
+    };
+    config.check("config.json")?;
+    Ok(config)
 }
 
 /// `rope_scaling` of config.json: llama3 and linear are applied; any other scheme is refused
@@ -251,9 +290,11 @@ fn rope_scaling(f: &Fields) -> Result<super::config::RopeScaling> {
         .and_then(Json::as_str)
         .unwrap_or("default");
     let num = |k: &str| -> Result<f64> {
-        r.get(k)
+        let x = r
+            .get(k)
             .and_then(Json::as_f64)
-            .ok_or_else(|| ModelError::Config(format!("rope_scaling ({kind}) needs `{k}`")))
+            .ok_or_else(|| ModelError::Config(format!("rope_scaling ({kind}) needs `{k}`")))?;
+        finite_above(&format!("config.json `rope_scaling.{k}`"), x, 0.0)
     };
     Ok(match kind {
         "default" => RopeScaling::None,
@@ -280,7 +321,10 @@ fn rope_theta_from_parameters(f: &Fields) -> Result<Option<f64>> {
         return Ok(None);
     };
     let p = p.get("full_attention").unwrap_or(p);
-    Ok(p.get("rope_theta").and_then(Json::as_f64))
+    match p.get("rope_theta").and_then(Json::as_f64) {
+        None => Ok(None),
+        Some(t) => finite_above("config.json `rope_parameters.rope_theta`", t, 1.0).map(Some),
+    }
 }
 
 /// Gemma 3's `layer_types` list: the pattern is the distance between global layers.
@@ -295,24 +339,46 @@ fn layer_types_pattern(f: &Fields) -> Option<usize> {
 // ---------------------------------------------------------------------------------------------
 // weights
 
+const INDEX: &str = "model.safetensors.index.json";
+
+/// The shard index's `weight_map` (tensor name → file name), if the folder has an index.
+fn shard_index(dir: &Path) -> Result<Option<HashMap<String, String>>> {
+    let index = dir.join(INDEX);
+    if !files::exists(&index) {
+        return Ok(None);
+    }
+    let json = read_json(&index)?;
+    let map = json
+        .get("weight_map")
+        .and_then(Json::as_object)
+        .ok_or_else(|| {
+            ModelError::Format(format!("`{}` has no `weight_map` object", index.display()))
+        })?;
+    map.iter()
+        .map(|(k, v)| match v.as_str() {
+            Some(f) => Ok((k.clone(), f.to_string())),
+            None => Err(ModelError::Format(format!(
+                "`{}` maps `{k}` to {v}, not a file name",
+                index.display()
+            ))),
+        })
+        .collect::<Result<HashMap<_, _>>>()
+        .map(Some)
+}
+
 /// The safetensors files of a folder: those named by the shard index, else every `*.safetensors`.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        let json = read_json(&index)?;
-        let map = json
-            .get("weight_map")
-            .and_then(Json::as_object)
-            .ok_or_else(|| {
-                ModelError::Format(format!("`{}` has no `weight_map` object", index.display()))
-            })?;
-        let files: BTreeSet<&str> = map.values().filter_map(Json::as_str).collect();
-        let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
-        if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
-            return Err(ModelError::Io(format!(
-                "shard `{}` listed in model.safetensors.index.json is missing",
-                missing.display()
-            )));
+    if let Some(map) = shard_index(dir)? {
+        let names: BTreeSet<&str> = map.values().map(String::as_str).collect();
+        let paths: Vec<PathBuf> = names.iter().map(|f| dir.join(f)).collect();
+        for p in &paths {
+            if !files::exists(p) {
+                return Err(ModelError::Io(format!(
+                    "shard `{}` listed in {INDEX} is missing",
+                    p.display()
+                )));
+            }
+            files::check_regular(p, "safetensors shard")?;
         }
         return Ok(paths);
     }
@@ -351,20 +417,81 @@ pub fn normalize_hf_name(name: &str) -> Option<String> {
     }
 }
 
+/// Whether a tensor of a checkpoint is a buffer the forward recomputes from the config (older
+/// Llama exports save rotary inverse frequencies), not a weight.
+fn is_derived_buffer(name: &str) -> bool {
+    name.ends_with("rotary_emb.inv_freq")
+}
+
 fn load_weights(dir: &Path, device: &Device, dtype: DType) -> Result<Weights> {
+    use std::io::Read;
+    let index = shard_index(dir)?;
     let mut weights = Weights::default();
+    // Which file each weight came from, to name both files of a duplicate.
+    let mut origin: HashMap<String, PathBuf> = HashMap::new();
     for file in weight_files(dir)? {
-        let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&file, &Device::Cpu)
-            .map_err(|e| {
+        let (mut f, len) = files::open_regular(&file, "safetensors file")?;
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        f.read_to_end(&mut bytes)
+            .map_err(|e| ModelError::Io(format!("cannot read `{}`: {e}", file.display())))?;
+        let tensors: HashMap<String, Tensor> =
+            candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
                 ModelError::Format(format!(
                     "`{}` is not a readable safetensors file (truncated or corrupted?): {e}",
                     file.display()
                 ))
             })?;
-        for (name, t) in tensors {
-            let Some(name) = normalize_hf_name(&name) else {
+        drop(bytes);
+        let file_name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut names: Vec<String> = tensors.keys().cloned().collect();
+        names.sort();
+        let mut tensors = tensors;
+        for raw in names {
+            let Some(t) = tensors.remove(&raw) else {
                 continue;
             };
+            if is_derived_buffer(&raw) {
+                continue;
+            }
+            let Some(name) = normalize_hf_name(&raw) else {
+                continue;
+            };
+            if let Some(map) = &index {
+                match map.get(&raw) {
+                    Some(f) if *f == file_name => {}
+                    // The index says another shard holds this tensor: that copy is the one.
+                    Some(_) => continue,
+                    None => {
+                        return Err(ModelError::Format(format!(
+                            "`{}` holds tensor `{raw}`, which {INDEX} does not list",
+                            file.display()
+                        )))
+                    }
+                }
+            }
+            if !matches!(
+                t.dtype(),
+                DType::F16 | DType::BF16 | DType::F32 | DType::F64
+            ) {
+                return Err(ModelError::Format(format!(
+                    "`{}`: tensor `{raw}` is stored as {:?}; weights must be floating point \
+                     (F16, BF16, F32 or F64)",
+                    file.display(),
+                    t.dtype()
+                )));
+            }
+            if let Some(first) = origin.get(&name) {
+                return Err(ModelError::Format(format!(
+                    "tensor `{name}` is in both `{}` and `{}`; without {INDEX} saying which, \
+                     rlq will not pick one",
+                    first.display(),
+                    file.display()
+                )));
+            }
+            origin.insert(name.clone(), file.clone());
             let t = t.to_dtype(dtype)?.to_device(device)?;
             weights.insert(name, t);
         }
@@ -381,7 +508,7 @@ fn load_tokenizer(
     tok_config: Option<&Json>,
 ) -> Result<TextTokenizer> {
     let path = dir.join("tokenizer.json");
-    if !path.is_file() {
+    if !files::exists(&path) {
         return Err(ModelError::Tokenizer(format!(
             "`{}` has no tokenizer.json (only fast HF tokenizers are supported)",
             dir.display()
@@ -411,7 +538,7 @@ fn load_tokenizer(
 /// `chat_template` may be a string or a list of `{name, template}`; the `default` one is used.
 fn chat_template_from(tok_config: &Json, dir: &Path) -> Result<Option<String>> {
     match tok_config.get("chat_template") {
-        None | Some(Json::Null) => Ok(chat_template_file(dir)),
+        None | Some(Json::Null) => chat_template_file(dir),
         Some(Json::String(s)) => Ok(Some(s.clone())),
         Some(Json::Array(list)) => {
             let named = |n: &str| {
@@ -434,12 +561,18 @@ fn chat_template_from(tok_config: &Json, dir: &Path) -> Result<Option<String>> {
 }
 
 /// Newer checkpoints ship the template as `chat_template.jinja` (or `chat_template.json`).
-fn chat_template_file(dir: &Path) -> Option<String> {
-    if let Ok(s) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
-        return Some(s);
+fn chat_template_file(dir: &Path) -> Result<Option<String>> {
+    let jinja = dir.join("chat_template.jinja");
+    if files::exists(&jinja) {
+        let text = files::read_text_capped(&jinja, "chat template", files::TEMPLATE_MAX_BYTES)?;
+        return Ok(Some(text));
     }
-    let json: Json =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("chat_template.json")).ok()?)
-            .ok()?;
-    json.get("chat_template")?.as_str().map(str::to_string)
+    let json = dir.join("chat_template.json");
+    if !files::exists(&json) {
+        return Ok(None);
+    }
+    Ok(read_json(&json)?
+        .get("chat_template")
+        .and_then(Json::as_str)
+        .map(str::to_string))
 }

@@ -40,44 +40,10 @@ pub fn tiny_config(family: Family) -> ModelConfig {
     }
 }
 
-/// Every weight tensor a config implies, under HF names, with their shapes.
+/// Every weight tensor a config implies, under HF names, with their shapes: the loaders'
+/// manifest ([`crate::model::load::expected_weights`]), so synthetic models and checks agree.
 pub fn weight_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (d, dh, hq, hk, ff) = (c.d_model, c.head_dim, c.n_heads, c.n_kv_heads, c.d_ff);
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![c.vocab_size, d],
-    )];
-    for l in 0..c.n_layers {
-        let p = format!("model.layers.{l}");
-        let mut push = |n: &str, s: Vec<usize>| out.push((format!("{p}.{n}"), s));
-        push("input_layernorm.weight", vec![d]);
-        push("self_attn.q_proj.weight", vec![hq * dh, d]);
-        push("self_attn.k_proj.weight", vec![hk * dh, d]);
-        push("self_attn.v_proj.weight", vec![hk * dh, d]);
-        if c.attention_bias {
-            push("self_attn.q_proj.bias", vec![hq * dh]);
-            push("self_attn.k_proj.bias", vec![hk * dh]);
-            push("self_attn.v_proj.bias", vec![hk * dh]);
-        }
-        if c.qk_norm {
-            push("self_attn.q_norm.weight", vec![dh]);
-            push("self_attn.k_norm.weight", vec![dh]);
-        }
-        push("self_attn.o_proj.weight", vec![d, hq * dh]);
-        push("post_attention_layernorm.weight", vec![d]);
-        if c.family == Family::Gemma3 {
-            push("pre_feedforward_layernorm.weight", vec![d]);
-            push("post_feedforward_layernorm.weight", vec![d]);
-        }
-        push("mlp.gate_proj.weight", vec![ff, d]);
-        push("mlp.up_proj.weight", vec![ff, d]);
-        push("mlp.down_proj.weight", vec![d, ff]);
-    }
-    out.push(("model.norm.weight".to_string(), vec![d]));
-    if !c.tie_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![c.vocab_size, d]));
-    }
-    out
+    crate::model::load::expected_weights(c)
 }
 
 /// Random weights for `config` at `seed`: matrices ~ U(-a, a) with a = 1/sqrt(fan_in)·√3 (unit

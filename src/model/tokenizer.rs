@@ -58,14 +58,17 @@ impl TextTokenizer {
     }
 
     /// Reads an HF `tokenizer.json`.
+    /// Only a regular file is read, and at most [`super::files::TOKENIZER_MAX_BYTES`] of it.
     pub fn from_file(path: &Path) -> Result<Self> {
-        if !path.is_file() {
+        if !super::files::exists(path) {
             return Err(ModelError::Tokenizer(format!(
                 "tokenizer file {} not found",
                 path.display()
             )));
         }
-        let inner = tokenizers::Tokenizer::from_file(path)
+        let bytes =
+            super::files::read_capped(path, "tokenizer.json", super::files::TOKENIZER_MAX_BYTES)?;
+        let inner = tokenizers::Tokenizer::from_bytes(bytes)
             .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
         Ok(Self::new(inner, None, vec![]))
     }
@@ -192,15 +195,16 @@ fn md_array<'a>(md: &'a HashMap<String, GgufValue>, key: &str) -> Result<&'a Vec
         .map_err(|_| ModelError::Tokenizer(format!("GGUF `{key}` is not an array")))
 }
 
+/// An integer metadata value; `None` for other types and for a u64 beyond i64 (never wrapped).
 pub(crate) fn value_as_i64(v: &GgufValue) -> Option<i64> {
     Some(match v {
-        GgufValue::U8(x) => *x as i64,
-        GgufValue::I8(x) => *x as i64,
-        GgufValue::U16(x) => *x as i64,
-        GgufValue::I16(x) => *x as i64,
-        GgufValue::U32(x) => *x as i64,
-        GgufValue::I32(x) => *x as i64,
-        GgufValue::U64(x) => *x as i64,
+        GgufValue::U8(x) => i64::from(*x),
+        GgufValue::I8(x) => i64::from(*x),
+        GgufValue::U16(x) => i64::from(*x),
+        GgufValue::I16(x) => i64::from(*x),
+        GgufValue::U32(x) => i64::from(*x),
+        GgufValue::I32(x) => i64::from(*x),
+        GgufValue::U64(x) => i64::try_from(*x).ok()?,
         GgufValue::I64(x) => *x,
         _ => return None,
     })
