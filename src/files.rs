@@ -55,11 +55,9 @@ pub fn write_atomic<E>(
     } else {
         format!(".{extension}")
     };
+    let temp_name = format!("{prefix}{}-", std::process::id());
     let mut builder = tempfile::Builder::new();
-    builder
-        .prefix(&format!("{prefix}{}-", std::process::id()))
-        .suffix(&suffix)
-        .rand_bytes(6);
+    builder.prefix(&temp_name).suffix(&suffix).rand_bytes(6);
     // The saved file gets the usual mode (0666 less the umask, as `File::create` gives), not
     // tempfile's private 0600.
     #[cfg(unix)]
