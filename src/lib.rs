@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod attribution;
 pub mod cli;
 pub mod eval;
+pub mod files;
 pub mod model;
 pub mod plot;
 pub mod repl;

@@ -258,3 +258,57 @@ fn batched_generation_equals_generating_each_prompt_alone() {
     let opts = GenerateOptions::default();
     assert!(generate_batch(&tf, &[vec![1], vec![]], &opts, &|| false).is_err());
 }
+
+/// Each continuation says why it ended: its stop token, max_tokens, the context, or an
+/// interrupt mid-answer (Ctrl-C used to return cut answers as ordinary ones). `max_tokens 0`
+/// used to give one token. Prompts past the context or the vocabulary are refused.
+#[test]
+fn generation_reports_why_each_sequence_stopped() {
+    use rlq::model::generate::{generate_batch_detailed, Stop};
+    use std::cell::Cell;
+    let mut m = random_model(Family::Llama, 9, DType::F64).unwrap();
+    m.config.max_position = 16;
+    let tf = HookedTransformer::new(&m).unwrap();
+    let opts = |max_tokens| GenerateOptions {
+        max_tokens,
+        ..Default::default()
+    };
+    let none = generate_batch_detailed(&tf, &[vec![3, 4]], &opts(0), &|| false).unwrap();
+    assert_eq!((none[0].tokens.len(), none[0].stop), (0, Stop::MaxTokens));
+    let cut = generate_batch_detailed(&tf, &[vec![3, 4]], &opts(3), &|| false).unwrap();
+    assert_eq!((cut[0].tokens.len(), cut[0].stop), (3, Stop::MaxTokens));
+    // A 14-token prompt in a 16-token context: 3 tokens (the last one is never fed).
+    let full = generate_batch_detailed(&tf, &[vec![3; 14]], &opts(50), &|| false).unwrap();
+    assert_eq!((full[0].tokens.len(), full[0].stop), (3, Stop::Context));
+    let first = cut[0].tokens[0];
+    let stop = GenerateOptions {
+        stop_tokens: vec![first],
+        ..opts(3)
+    };
+    let stopped = generate_batch_detailed(&tf, &[vec![3, 4]], &stop, &|| false).unwrap();
+    assert_eq!(stopped[0].tokens, [first]);
+    assert_eq!(stopped[0].stop, Stop::StopToken);
+    // Ctrl-C after the prefill of both prompts (a poll each) and one decoding step.
+    let polls = Cell::new(0);
+    let interrupted = || {
+        polls.set(polls.get() + 1);
+        polls.get() > 3
+    };
+    let outs =
+        generate_batch_detailed(&tf, &[vec![3, 4], vec![5]], &opts(10), &interrupted).unwrap();
+    for g in &outs {
+        assert_eq!((g.tokens.len(), g.stop), (2, Stop::Interrupted));
+    }
+    let e = generate_batch_detailed(&tf, &[vec![3; 17]], &opts(1), &|| false).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("17 tokens, over the model's context of 16"),
+        "{e}"
+    );
+    let e = generate_batch_detailed(&tf, &[vec![3, 32]], &opts(1), &|| false).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("token id 32 is outside the vocabulary (32 ids)"),
+        "{e}"
+    );
+}

@@ -492,7 +492,7 @@ fn host_functions_and_help() {
     assert!(eval(&mut s, "help pct_change")
         .to_string()
         .starts_with("fn pct_change(a, b)"));
-    assert_eq!(s.keywords_of("join"), ["on", "how"]);
+    assert_eq!(s.keywords_of("join"), ["on", "how", "max_rows"]);
 }
 
 #[test]
@@ -924,4 +924,256 @@ rl_effect(base, tuned, qs)
         table(&mut s, "g1 | edges where abs_score > 0.1").height(),
         1
     );
+}
+
+// ---- hostile input: saves -------------------------------------------------------------------
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The old temp name was `.<name>.<pid>.tmp`, opened with `File::create`: a symlink planted
+/// there made `save` overwrite the file it pointed to. Temp files are now random and created
+/// with O_EXCL; the planted links (at the old names and at a guess of the new prefix) and
+/// their target stay untouched.
+#[cfg(unix)]
+#[test]
+fn save_never_writes_through_a_planted_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let pid = std::process::id();
+    let prefix = rlq::files::temp_prefix(&dir.path().join("out.csv"));
+    let planted = [
+        format!(".out.csv.{pid}.tmp"),
+        format!("{prefix}{pid}-000000.csv"),
+    ];
+    for name in &planted {
+        std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+    }
+    let mut s = session();
+    s.set_base_dir(dir.path());
+    for ext in ["csv", "parquet", "json", "jsonl", "md"] {
+        s.eval(&format!("save t to \"out.{ext}\"")).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let back = table(&mut s, "read \"out.csv\"");
+    same(&back, &edges());
+    let mut expected: Vec<String> = ["out.csv", "out.json", "out.jsonl", "out.md", "out.parquet"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(planted.iter().cloned())
+        .chain(["victim.txt".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(names_in(dir.path()), expected, "no temp files left behind");
+}
+
+/// A 251-byte file name is legal (255 is the limit); the temp name no longer grows with it.
+#[test]
+fn save_accepts_a_251_byte_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}.csv", "a".repeat(247));
+    assert_eq!(name.len(), 251);
+    let mut s = session();
+    s.set_base_dir(dir.path());
+    s.eval(&format!("save t to \"{name}\"")).unwrap();
+    same(&table(&mut s, &format!("read \"{name}\"")), &edges());
+    assert_eq!(names_in(dir.path()), [name]);
+}
+
+/// A save killed mid-write (kill -9) leaves its temp file; the next save of the same target
+/// removes it. Temp files of live processes and of other targets stay.
+#[test]
+fn next_save_sweeps_temp_files_of_killed_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = rlq::files::temp_prefix(&dir.path().join("out.csv"));
+    let other = rlq::files::temp_prefix(&dir.path().join("other.csv"));
+    // pid 99999999 is above Linux's largest (2^22): a process that is surely gone.
+    let dead = format!("{prefix}99999999-a1b2c3.csv");
+    let live = format!("{prefix}{}-a1b2c3.csv", std::process::id());
+    let other_dead = format!("{other}99999999-a1b2c3.csv");
+    for n in [&dead, &live, &other_dead] {
+        std::fs::write(dir.path().join(n), "half a table").unwrap();
+    }
+    let mut s = session();
+    s.set_base_dir(dir.path());
+    s.eval("save t to \"out.csv\"").unwrap();
+    let mut expected = vec![live, other_dead, "out.csv".to_string()];
+    expected.sort();
+    assert_eq!(names_in(dir.path()), expected);
+}
+
+#[test]
+fn help_save_lists_every_format() {
+    let s = Session::new();
+    let help = s.help(Some("save"));
+    for ext in [".csv", ".parquet", ".json", ".jsonl", ".md"] {
+        assert!(help.contains(ext), "help save lacks {ext}:\n{help}");
+    }
+}
+
+// ---- hostile input: reads and imports -------------------------------------------------------
+
+fn eval_err(s: &mut Session, src: &str) -> String {
+    match s.eval(src) {
+        Ok(v) => panic!("`{src}` should fail, gave {v}"),
+        // The message itself: the rendered report wraps long lines.
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Runs `src` on another thread and fails the test instead of hanging when it does not finish.
+fn eval_err_within(dir: &std::path::Path, src: &str, secs: u64) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (dir, src2) = (dir.to_path_buf(), src.to_string());
+    std::thread::spawn(move || {
+        let mut s = Session::new();
+        s.set_base_dir(&dir);
+        let _ = tx.send(eval_err(&mut s, &src2));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("`{src}` hung (over {secs} s)"))
+}
+
+/// A FIFO with no writer blocked `read` and `import` for ever in open(); `/dev/zero` was read
+/// until memory ran out. Only regular files are opened, and the message says what the path is.
+#[cfg(unix)]
+#[test]
+fn read_and_import_open_only_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["pipe.csv", "pipe.rlq"] {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(dir.path().join(name))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.jsonl")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.rlq")).unwrap();
+    std::fs::create_dir(dir.path().join("folder.csv")).unwrap();
+    for (src, what) in [
+        (
+            "read \"pipe.csv\"",
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            "import \"pipe.rlq\"",
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            "read \"zero.jsonl\"",
+            "is a character device, not a regular file",
+        ),
+        (
+            "import \"zero.rlq\"",
+            "is a character device, not a regular file",
+        ),
+        (
+            "import \"/dev/zero\"",
+            "is a character device, not a regular file",
+        ),
+        ("read \"folder.csv\"", "is a folder, not a regular file"),
+    ] {
+        let e = eval_err_within(dir.path(), src, 20);
+        assert!(e.contains(what), "{src}: {e}");
+    }
+}
+
+/// Scripts are read whole, so their size is capped (64 MiB); a sparse 65 MiB file costs no
+/// disk and is refused before a byte is read (peak RSS stays that of the test, ~tens of MB).
+#[test]
+fn import_refuses_a_script_over_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = std::fs::File::create(dir.path().join("huge.rlq")).unwrap();
+    f.set_len(rlq::files::MAX_SCRIPT_BYTES + 1).unwrap();
+    let mut s = Session::new();
+    s.set_base_dir(dir.path());
+    let e = eval_err(&mut s, "import \"huge.rlq\"");
+    assert!(
+        e.contains("over the limit of 67108864 bytes (64 MiB)"),
+        "{e}"
+    );
+}
+
+/// JSON nested 50 000–100 000 levels deep overflowed the stack inside the parser (abort).
+/// The depth is scanned first; the message states the limit. Shallow nesting still reads.
+#[test]
+fn read_refuses_json_nested_too_deep() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    std::fs::write(dir.path().join("deep.json"), deep(100_000)).unwrap();
+    std::fs::write(
+        dir.path().join("deep.jsonl"),
+        format!("{{\"a\": 1}}\n{{\"a\": {}}}\n", deep(50_000)),
+    )
+    .unwrap();
+    // Brackets inside strings are text, not nesting.
+    std::fs::write(
+        dir.path().join("fine.jsonl"),
+        format!("{{\"a\": \"{}\", \"b\": [[1]]}}\n", "[".repeat(500)),
+    )
+    .unwrap();
+    let mut s = Session::new();
+    s.set_base_dir(dir.path());
+    let e = eval_err(&mut s, "read \"deep.json\"");
+    assert!(
+        e.contains("JSON nested deeper than 100 levels (line 1)"),
+        "{e}"
+    );
+    let e = eval_err(&mut s, "read \"deep.jsonl\"");
+    assert!(
+        e.contains("JSON nested deeper than 100 levels (line 2)"),
+        "{e}"
+    );
+    let t = table(&mut s, "read \"fine.jsonl\"");
+    assert_eq!(t.height(), 1);
+}
+
+// ---- hostile input: joins that explode ------------------------------------------------------
+
+/// `a | join a on expected` with few distinct keys has ~n²/k rows: 100 000 rows gave a 6.5 GB
+/// allocation and an abort. The size is counted from the keys first and refused over
+/// `max_rows`, with the limit and how to raise it in the message.
+#[test]
+fn exploding_join_is_refused_with_its_limit() {
+    let mut s = Session::new();
+    s.eval("let a = arith 100000 max 2").unwrap();
+    let e = eval_err(&mut s, "a | join a on expected | count");
+    assert!(
+        e.contains("over the limit of max_rows 50000000") && e.contains("max_rows"),
+        "{e}"
+    );
+}
+
+/// The count is exact for every kind of join: the limit at the true size passes, one below
+/// refuses.
+#[test]
+fn join_row_count_is_exact_for_each_kind() {
+    let mut s = session();
+    s.set(
+        "names",
+        df!("src" => ["input", "input", "a0", "zz"], "n" => [1i64, 2, 3, 4]).unwrap(),
+    );
+    for how in ["inner", "left", "right", "full"] {
+        let rows = eval(&mut s, &format!("t | join names on src how {how} | count"))
+            .as_number()
+            .unwrap();
+        let ok = format!("t | join names on src how {how} max_rows {rows} | count");
+        assert_eq!(eval(&mut s, &ok).as_number(), Some(rows), "{how}");
+        let e = eval_err(
+            &mut s,
+            &format!("t | join names on src how {how} max_rows {}", rows - 1.0),
+        );
+        assert!(
+            e.contains(&format!("this join would give {rows} rows")),
+            "{how}: {e}"
+        );
+    }
 }

@@ -24,6 +24,8 @@ pub struct SampleSpec {
     pub wrong_id: Option<u32>,
     /// This sample's T_cut, overriding the run's (e.g. a study's shared T_cut in a column).
     pub t_cut: Option<usize>,
+    /// The table row it came from (0-based), for messages.
+    pub row: usize,
 }
 
 /// How many answer tokens enter the loss.
@@ -95,6 +97,49 @@ fn encode_prompt(model: &Model, text: &str, chat: bool) -> Result<Vec<u32>, Prep
     Ok(model.tokenizer.encode(&rendered, false)?)
 }
 
+/// Every id of `ids` (from `column` of the sample's row) must be in the model's vocabulary:
+/// candle would otherwise fail deep inside with "index-select invalid index".
+fn check_vocab(
+    model: &Model,
+    s: &SampleSpec,
+    column: &str,
+    ids: &[u32],
+) -> Result<(), PrepareError> {
+    let vocab = model.config.vocab_size;
+    match ids.iter().find(|&&t| t as usize >= vocab) {
+        Some(t) => Err(err(
+            s.id,
+            format!(
+                "column `{column}`, row {}: token id {t} is outside the model's vocabulary \
+                 ({vocab} ids, 0 to {})",
+                s.row,
+                vocab.saturating_sub(1)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A sequence the model reads must fit its context (`max_position`).
+fn check_context(
+    model: &Model,
+    s: &SampleSpec,
+    what: &str,
+    len: usize,
+) -> Result<(), PrepareError> {
+    let context = model.config.max_position;
+    if len > context {
+        return Err(err(
+            s.id,
+            format!(
+                "row {}: {what} is {len} tokens, over the model's context of {context} tokens",
+                s.row
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn one_token(model: &Model, id: i64, text: &str, what: &str) -> Result<u32, PrepareError> {
     let ids = model.tokenizer.encode(text, false)?;
     match ids.as_slice() {
@@ -121,14 +166,16 @@ pub fn prepare(
 ) -> Result<Prepared, PrepareError> {
     let mut prompts = Vec::with_capacity(specs.len());
     for s in specs {
-        let p = match (&s.prompt_ids, &s.prompt) {
-            (Some(ids), _) => ids.clone(),
-            (None, Some(text)) => encode_prompt(model, text, opts.chat)?,
+        let (p, column) = match (&s.prompt_ids, &s.prompt) {
+            (Some(ids), _) => (ids.clone(), "prompt_ids"),
+            (None, Some(text)) => (encode_prompt(model, text, opts.chat)?, "prompt"),
             (None, None) => return Err(err(s.id, "needs `prompt` or `prompt_ids`")),
         };
         if p.is_empty() {
             return Err(err(s.id, "the prompt is empty"));
         }
+        check_vocab(model, s, column, &p)?;
+        check_context(model, s, "the prompt", p.len())?;
         prompts.push(p);
     }
 
@@ -140,11 +187,23 @@ pub fn prepare(
                 (None, Some(t)) => one_token(model, s.id, t, "target")?,
                 _ => return Err(err(s.id, "logit_diff needs a `target` column")),
             };
+            let column = if s.target_id.is_some() {
+                "target_id"
+            } else {
+                "target"
+            };
+            check_vocab(model, s, column, &[target])?;
             let wrong = match (s.wrong_id, &s.wrong) {
                 (Some(t), _) => t,
                 (None, Some(t)) => one_token(model, s.id, t, "wrong")?,
                 _ => return Err(err(s.id, "logit_diff needs a `wrong` column")),
             };
+            let column = if s.wrong_id.is_some() {
+                "wrong_id"
+            } else {
+                "wrong"
+            };
+            check_vocab(model, s, column, &[wrong])?;
             samples.push(Sample {
                 id: s.id,
                 tokens: p.clone(),
@@ -197,6 +256,12 @@ pub fn prepare(
         if a.is_empty() {
             return Err(err(s.id, "the answer is empty"));
         }
+        let column = if s.answer_ids.is_some() {
+            "answer_ids"
+        } else {
+            "answer"
+        };
+        check_vocab(model, s, column, &a)?;
         answers.push(a);
     }
 
@@ -217,6 +282,7 @@ pub fn prepare(
         // Feed p ++ s[0 .. n−1]; position |p|−1+t predicts s_t.
         let mut tokens = p.clone();
         tokens.extend_from_slice(&a[..n - 1]);
+        check_context(model, s, "the prompt with its answer", tokens.len())?;
         let loss = match opts.loss {
             LossKind::Kl => SampleLoss::Kl {
                 start: p.len() - 1,
@@ -253,11 +319,13 @@ fn corrupt_tokens(
     opts: &PrepareOptions,
     answer_part: &[u32],
 ) -> Result<Option<Vec<u32>>, PrepareError> {
-    let mut c = match (&s.corrupt_ids, &s.corrupt) {
-        (Some(ids), _) => ids.clone(),
-        (None, Some(text)) => encode_prompt(model, text, opts.chat)?,
+    let (mut c, column) = match (&s.corrupt_ids, &s.corrupt) {
+        (Some(ids), _) => (ids.clone(), "corrupt_ids"),
+        (None, Some(text)) => (encode_prompt(model, text, opts.chat)?, "corrupt"),
         (None, None) => return Ok(None),
     };
+    check_vocab(model, s, column, &c)?;
     c.extend_from_slice(answer_part);
+    check_context(model, s, "the corrupted prompt with the answer", c.len())?;
     Ok(Some(c))
 }

@@ -56,7 +56,7 @@ impl EvalContext {
                         Some(d) if !std::path::Path::new(path).is_absolute() => d.join(path),
                         _ => self.resolve_path(path),
                     };
-                    match std::fs::read_to_string(&p) {
+                    match crate::files::read_text_capped(&p, crate::files::MAX_SCRIPT_BYTES) {
                         Ok(t) => {
                             if let Ok(prog) = syntax::parse(&t) {
                                 for s in prog.stmts {

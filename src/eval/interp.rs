@@ -99,10 +99,11 @@ impl EvalContext {
         if !self.imported.insert(canonical.clone()) {
             return Ok(()); // each file is evaluated once
         }
-        let text = std::fs::read_to_string(&canonical).map_err(|e| {
-            EvalError::at(span, format!("cannot read `{}`: {e}", full.display()))
-                .with_code("rlq::io")
-        })?;
+        let text = crate::files::read_text_capped(&canonical, crate::files::MAX_SCRIPT_BYTES)
+            .map_err(|e| {
+                EvalError::at(span, format!("cannot read `{}`: {e}", full.display()))
+                    .with_code("rlq::io")
+            })?;
         let dir = canonical.parent().map(Path::to_path_buf);
         let name = full.display().to_string();
         self.eval_source(&text, &name, dir, &mut |_| {}).map(|_| ())

@@ -41,20 +41,57 @@ pub fn generate(
     Ok(outs.pop().unwrap_or_default())
 }
 
-/// Continue several prompts together. Each prompt is prefilled on its own; then every unfinished
-/// sequence advances one token per step through [`HookedTransformer::decode_step`], so the
-/// weights are read once per step for all of them. Each sequence gets its own sampler seeded
-/// with `opts.seed`, exactly as [`generate`] would give it alone, so batching changes no
-/// sampling decision; logits agree with one-at-a-time decoding up to the matmul's summation
-/// order (exactly with quantized weights and at most 8 sequences).
+/// Why a sequence stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// It produced a stop token (kept as the last token).
+    StopToken,
+    /// It reached `max_tokens` without a stop token: the answer is cut short.
+    MaxTokens,
+    /// It reached the model's context length (`max_position`).
+    Context,
+    /// `interrupted` fired first (Ctrl-C); it may not have started at all (no tokens).
+    Interrupted,
+}
+
+/// One continuation and why it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub stop: Stop,
+}
+
+/// Continue several prompts together; see [`generate_batch_detailed`] (this drops the reasons).
 pub fn generate_batch(
     tf: &HookedTransformer,
     prompts: &[Vec<u32>],
     opts: &GenerateOptions,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<Vec<Vec<u32>>> {
+    Ok(generate_batch_detailed(tf, prompts, opts, interrupted)?
+        .into_iter()
+        .map(|g| g.tokens)
+        .collect())
+}
+
+/// Continue several prompts together. Each prompt is prefilled on its own; then every unfinished
+/// sequence advances one token per step through [`HookedTransformer::decode_step`], so the
+/// weights are read once per step for all of them. Each sequence gets its own sampler seeded
+/// with `opts.seed`, exactly as [`generate`] would give it alone, so batching changes no
+/// sampling decision; logits agree with one-at-a-time decoding up to the matmul's summation
+/// order (exactly with quantized weights and at most 8 sequences).
+///
+/// Errors: an empty prompt, a prompt longer than the model's context, a token id outside the
+/// vocabulary, logits that are not finite (NaN or ±inf: the model computes no distribution, and
+/// greedy decoding would repeat token 0 for ever).
+pub fn generate_batch_detailed(
+    tf: &HookedTransformer,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Vec<Generation>> {
     let seeds = vec![opts.seed; prompts.len()];
-    generate_batch_seeded(tf, prompts, opts, &seeds, interrupted)
+    generate_batch_detailed_seeded(tf, prompts, opts, &seeds, interrupted)
 }
 
 /// [`generate_batch`] with one sampler seed per prompt (`opts.seed` is ignored): several samples
@@ -66,8 +103,37 @@ pub fn generate_batch_seeded(
     seeds: &[u64],
     interrupted: &dyn Fn() -> bool,
 ) -> Result<Vec<Vec<u32>>> {
-    if prompts.iter().any(|p| p.is_empty()) {
-        candle_core::bail!("cannot generate from an empty prompt");
+    Ok(
+        generate_batch_detailed_seeded(tf, prompts, opts, seeds, interrupted)?
+            .into_iter()
+            .map(|g| g.tokens)
+            .collect(),
+    )
+}
+
+/// [`generate_batch_detailed`] with one sampler seed per prompt.
+pub fn generate_batch_detailed_seeded(
+    tf: &HookedTransformer,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    seeds: &[u64],
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Vec<Generation>> {
+    let max_position = tf.config.max_position;
+    let vocab = tf.config.vocab_size;
+    for (i, p) in prompts.iter().enumerate() {
+        if p.is_empty() {
+            candle_core::bail!("cannot generate from an empty prompt");
+        }
+        if p.len() > max_position {
+            candle_core::bail!(
+                "prompt {i} has {} tokens, over the model's context of {max_position}",
+                p.len()
+            );
+        }
+        if let Some(&id) = p.iter().find(|&&id| id as usize >= vocab) {
+            candle_core::bail!("prompt {i}: token id {id} is outside the vocabulary ({vocab} ids)");
+        }
     }
     if seeds.len() != prompts.len() {
         candle_core::bail!("generate: {} seeds for {} prompts", seeds.len(), prompts.len());
@@ -76,16 +142,27 @@ pub fn generate_batch_seeded(
     let mut rngs: Vec<StdRng> = seeds.iter().map(|&s| StdRng::seed_from_u64(s)).collect();
     let mut caches = vec![KvCache::new(); n];
     let mut outs: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let max_position = tf.config.max_position;
-    let wants_more = |i: usize, out: &[u32]| {
-        let limit = max_position.max(prompts[i].len() + 1);
-        out.len() < opts.max_tokens
-            && prompts[i].len() + out.len() < limit
-            && !out.last().is_some_and(|t| opts.stop_tokens.contains(t))
+    let mut stops: Vec<Option<Stop>> = vec![None; n];
+    // Why sequence i cannot take another token, if it cannot. A prompt of exactly the context
+    // length still predicts one token (from its last position); nothing is fed past it.
+    let finished = |i: usize, out: &[u32]| -> Option<Stop> {
+        if out.last().is_some_and(|t| opts.stop_tokens.contains(t)) {
+            Some(Stop::StopToken)
+        } else if out.len() >= opts.max_tokens {
+            Some(Stop::MaxTokens)
+        } else if !out.is_empty() && prompts[i].len() + out.len() > max_position {
+            Some(Stop::Context)
+        } else {
+            None
+        }
     };
     // Prefill: only the last position's logits are needed.
     for i in 0..n {
-        if interrupted() || !wants_more(i, &outs[i]) {
+        if interrupted() {
+            break;
+        }
+        if opts.max_tokens == 0 {
+            stops[i] = Some(Stop::MaxTokens);
             continue;
         }
         let hooks = Hooks {
@@ -96,14 +173,15 @@ pub fn generate_batch_seeded(
             .forward(ForwardInput::Ids(&prompts[i]), &hooks, Some(&mut caches[i]))?
             .logits;
         let last = logits.i(logits.dim(0)? - 1)?.to_dtype(DType::F64)?;
-        outs[i].push(pick(&last, opts, &mut rngs[i])?);
+        outs[i].push(pick(&last, opts, &mut rngs[i], 0)?);
+        stops[i] = finished(i, &outs[i]);
     }
     loop {
         if interrupted() {
             break;
         }
         let active: Vec<usize> = (0..n)
-            .filter(|&i| !outs[i].is_empty() && wants_more(i, &outs[i]))
+            .filter(|&i| !outs[i].is_empty() && stops[i].is_none())
             .collect();
         if active.is_empty() {
             break;
@@ -119,15 +197,40 @@ pub fn generate_batch_seeded(
         let logits = tf.decode_step(&tokens, &mut step)?.to_dtype(DType::F64)?;
         for (row, (&i, cache)) in active.iter().zip(step).enumerate() {
             caches[i] = cache;
-            let tok = pick(&logits.i(row)?, opts, &mut rngs[i])?;
+            let tok = pick(&logits.i(row)?, opts, &mut rngs[i], outs[i].len())?;
             outs[i].push(tok);
+            stops[i] = finished(i, &outs[i]);
         }
     }
-    Ok(outs)
+    Ok(outs
+        .into_iter()
+        .zip(stops)
+        .map(|(tokens, stop)| Generation {
+            tokens,
+            stop: stop.unwrap_or(Stop::Interrupted),
+        })
+        .collect())
 }
 
-fn pick(logits: &Tensor, opts: &GenerateOptions, rng: &mut StdRng) -> Result<u32> {
+/// The next token from one position's logits; `step` (answer tokens so far) is for messages.
+fn pick(logits: &Tensor, opts: &GenerateOptions, rng: &mut StdRng, step: usize) -> Result<u32> {
     let v = logits.to_vec1::<f64>()?;
+    if let Some((id, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        let bad = v.iter().filter(|x| !x.is_finite()).count();
+        candle_core::bail!(
+            "the model's logits are not finite at answer token {step}: {bad} of {} are NaN or \
+             infinite (first: id {id} is {x}); its weights or configuration give no usable \
+             distribution",
+            v.len()
+        );
+    }
+    if !(opts.temperature.is_finite() && opts.top_p.is_finite()) {
+        candle_core::bail!(
+            "temperature ({}) and top_p ({}) must be finite",
+            opts.temperature,
+            opts.top_p
+        );
+    }
     if opts.temperature <= 0.0 {
         // Greedy; ties go to the lowest id, as argmax does everywhere else.
         let mut best = 0;

@@ -1,6 +1,6 @@
 //! Writing a chart to disk: pick the backend from the extension, draw, write atomically.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Once;
 
 use plotters::coord::Shift;
@@ -47,20 +47,20 @@ fn register_font() {
     });
 }
 
-/// Draw `chart` to `path` (SVG or PNG by extension) through a temp file and a rename, so a
-/// reader never sees a half-written image.
+/// Draw `chart` to `path` (SVG or PNG by extension) through [`crate::files::write_atomic`], so
+/// a reader never sees a half-written image.
 pub(crate) fn render<C: Chart>(chart: &C, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
     let format = Format::from_path(path)?;
     let io = |source| PlotError::Io {
         path: path.display().to_string(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
     register_font(); // both backends measure text with it
-    let tmp = temp_path(path, format);
-    let result = match format {
+    let ext = match format {
+        Format::Svg => "svg",
+        Format::Png => "png", // the bitmap encoder picks the format from the temp file's name
+    };
+    crate::files::write_atomic(path, ext, |file, tmp| match format {
         Format::Svg => {
             let mut svg = String::new();
             {
@@ -68,33 +68,17 @@ pub(crate) fn render<C: Chart>(chart: &C, path: &Path, size: (u32, u32)) -> Resu
                 chart.draw(&root)?;
                 root.present().map_err(draw_err)?;
             }
-            std::fs::write(&tmp, svg).map_err(io)
+            std::io::Write::write_all(file, svg.as_bytes()).map_err(io)
         }
         Format::Png => {
-            let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+            // The encoder opens the (freshly created, unpredictably named) temp file by path.
+            let root = BitMapBackend::new(tmp, size).into_drawing_area();
             chart.draw(&root)?;
             root.present().map_err(draw_err)
         }
-    };
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
     })
-}
-
-/// `dir/.name.tmp-<pid>-<n>.<ext>`: same folder (rename stays atomic), same extension (the
-/// bitmap encoder picks the format from it).
-fn temp_path(path: &Path, format: Format) -> PathBuf {
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plot");
-    let ext = match format {
-        Format::Svg => "svg",
-        Format::Png => "png",
-    };
-    path.with_file_name(format!(".{stem}.tmp-{}-{n}.{ext}", std::process::id()))
+    .map_err(|e| match e {
+        crate::files::WriteError::Io(source) => io(source),
+        crate::files::WriteError::Write(e) => e,
+    })
 }

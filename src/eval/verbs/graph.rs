@@ -162,7 +162,7 @@ fn verb_export(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 .with_help("for tables use `save g to \"x.parquet\"`"))
         }
     };
-    super::io::write_text_atomic(&path, &text).map_err(|e| {
+    crate::files::write_text_atomic(&path, &text).map_err(|e| {
         err(
             args.span_of("to"),
             format!("cannot write `{}`: {e}", path.display()),
@@ -298,7 +298,8 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         loss,
         t_cut,
         chat: args.value("chat").and_then(Value::as_bool).unwrap_or(true),
-        max_answer_tokens: args.number("max_tokens").unwrap_or(256.0).max(1.0) as usize,
+        // Generated answers also stop at the model's context.
+        max_answer_tokens: super::model::whole_arg(&args, "max_tokens", 256.0, 1.0, 1e6)? as usize,
     };
     let gen_bar = progress_bar(specs.len(), "answer");
     let prepared = prepare(

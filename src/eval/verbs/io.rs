@@ -1,8 +1,8 @@
-//! `read` and `save`: tables from and to csv, parquet, json and jsonl.
+//! `read` and `save`: tables from and to csv, parquet, json and jsonl (and to markdown).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use polars::prelude::*;
 
@@ -33,7 +33,12 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .category("io")
         .piped("value", Type::Table, "the table (or graph) to write")
-        .named_required("to", Type::Str, "the file; its extension picks the format")
+        .named_required(
+            "to",
+            Type::Str,
+            "the file; its extension picks the format: .csv, .parquet (.pq), .json, .jsonl \
+             (.ndjson) or .md",
+        )
         .example("save t to \"out/t.parquet\"", "writes t")
         .example(
             "t | top 10 by score | save to \"out/top.csv\"",
@@ -73,7 +78,11 @@ fn format_of(path: &Path, args: &Args, param: &str) -> EvalResult<Format> {
                     path.display()
                 ),
             )
-            .with_help("use .csv, .parquet, .json, .jsonl or .ndjson")
+            .with_help(if param == "to" {
+                "use .csv, .parquet, .json, .jsonl (.ndjson) or .md"
+            } else {
+                "use .csv, .parquet, .json or .jsonl (.ndjson)"
+            })
             .with_code("rlq::io"))
         }
     })
@@ -87,26 +96,38 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
     let io_err = |e: std::io::Error| {
         EvalError::at(span, format!("cannot read `{}`: {e}", path.display())).with_code("rlq::io")
     };
+    let not_read = || EvalError::at(span, "markdown is written by `save`, not read");
+    if format == Format::Markdown {
+        return Err(not_read());
+    }
+    // Only regular files: a FIFO would block for ever, `/dev/zero` would never end.
+    let file = crate::files::open_regular(&path).map_err(io_err)?;
     let df = match format {
         Format::Csv => guard_polars(|| {
             CsvReadOptions::default()
                 .with_has_header(true)
                 .with_infer_schema_length(Some(10_000))
-                .try_into_reader_with_file_path(Some(path.clone()))
-                .and_then(|r| r.finish())
+                .into_reader_with_file_handle(file)
+                .finish()
         }),
-        Format::Parquet => {
-            let f = File::open(&path).map_err(io_err)?;
-            guard_polars(|| ParquetReader::new(f).finish())
-        }
-        Format::Markdown => {
-            return Err(EvalError::at(
-                args.span_of("path"),
-                "markdown is written by `save`, not read",
-            ))
-        }
+        Format::Parquet => guard_polars(|| ParquetReader::new(file).finish()),
+        Format::Markdown => return Err(not_read()),
         Format::Json | Format::JsonLines => {
-            let f = File::open(&path).map_err(io_err)?;
+            let mut bytes = Vec::new();
+            let mut file = file;
+            std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io_err)?;
+            // Parsers recurse per nesting level: bound it before handing the text over.
+            if let Some(line) = nested_deeper_than(&bytes, MAX_JSON_DEPTH) {
+                return Err(EvalError::at(
+                    span,
+                    format!(
+                        "cannot read `{}`: JSON nested deeper than {MAX_JSON_DEPTH} levels (line {line})",
+                        path.display()
+                    ),
+                )
+                .with_help("tables nest a few levels at most; is this file a table?")
+                .with_code("rlq::io"));
+            }
             let fmt = if format == Format::Json {
                 JsonFormat::Json
             } else {
@@ -116,11 +137,15 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
             // `{"columns": [{"name", "values"}]}`); an array is records.
             let columns = match format {
                 Format::JsonLines => None,
-                _ => columns_json(&path),
+                _ => columns_json(&bytes),
             };
             match columns {
                 Some(df) => Ok(df),
-                None => guard_polars(|| JsonReader::new(f).with_json_format(fmt).finish()),
+                None => guard_polars(|| {
+                    JsonReader::new(std::io::Cursor::new(bytes))
+                        .with_json_format(fmt)
+                        .finish()
+                }),
             }
         }
     };
@@ -128,6 +153,43 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
         EvalError::at(span, format!("cannot read `{}`: {e}", path.display())).with_code("rlq::io")
     })?;
     Ok(df.into())
+}
+
+/// The deepest JSON nesting `read` accepts. Parsers recurse once per level; 50 000 levels
+/// overflowed the stack. serde_json's own limit is 128; tables need a handful.
+pub(crate) const MAX_JSON_DEPTH: usize = 100;
+
+/// The 1-based line where JSON text first nests deeper than `limit` (`[` / `{` outside
+/// strings), if it does. A linear scan, no recursion.
+fn nested_deeper_than(bytes: &[u8], limit: usize) -> Option<usize> {
+    let (mut depth, mut line) = (0usize, 1usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if b == b'\n' {
+            line += 1;
+        }
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(line);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
@@ -148,43 +210,16 @@ fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     Ok(Value::Null)
 }
 
-/// Writes `path` atomically: `write` fills a temporary file in the same folder, which is then
-/// renamed over `path`, so a failed write leaves no partial file and never clobbers the old one.
-fn atomically(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    match write(&tmp).and_then(|_| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-/// Writes text atomically (see [`atomically`]).
-pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<(), String> {
-    atomically(path, |tmp| {
-        File::create(tmp)
-            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
-            .map_err(|e| e.to_string())
-    })
-}
-
-/// Writes a table atomically in `format` (see [`atomically`]).
+/// Writes a table atomically in `format` through [`crate::files::write_atomic`].
 fn write_atomic(path: &Path, format: Format, df: &mut DataFrame) -> Result<(), String> {
-    atomically(path, |tmp| {
-        guard_polars(|| Ok(write_file(tmp, format, df))).unwrap_or_else(|e| Err(e.to_string()))
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    crate::files::write_atomic(path, ext, |file, _| {
+        guard_polars(|| Ok(write_file(file, format, df))).unwrap_or_else(|e| Err(e.to_string()))
     })
+    .map_err(|e| e.to_string())
 }
 
-fn write_file(tmp: &Path, format: Format, df: &mut DataFrame) -> Result<(), String> {
-    let file = File::create(tmp).map_err(|e| e.to_string())?;
+fn write_file(file: &mut File, format: Format, df: &mut DataFrame) -> Result<(), String> {
     let mut w = BufWriter::new(file);
     match format {
         Format::Csv => CsvWriter::new(&mut w)
@@ -207,8 +242,7 @@ fn write_file(tmp: &Path, format: Format, df: &mut DataFrame) -> Result<(), Stri
             .write_all(markdown_table(df).as_bytes())
             .map_err(|e| e.to_string())?,
     }
-    w.flush().map_err(|e| e.to_string())?;
-    w.get_ref().sync_all().map_err(|e| e.to_string())
+    w.flush().map_err(|e| e.to_string())
 }
 
 /// A markdown table: floats to 4 significant digits, nulls empty, `|` escaped.
@@ -256,12 +290,12 @@ fn fmt_float(x: f64) -> String {
 
 /// Reads column-oriented JSON: `{"a": [1, 2], "b": ["x", "y"]}` or polars' serialized
 /// `{"columns": [{"name": "a", "values": [1, 2]}, …]}`. `None` if it is neither.
-fn columns_json(path: &Path) -> Option<DataFrame> {
-    let text = std::fs::read_to_string(path).ok()?;
-    if !text.trim_start().starts_with('{') {
+fn columns_json(bytes: &[u8]) -> Option<DataFrame> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
         return None; // records (or not JSON): polars reads those
     }
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let obj = value.as_object()?;
     let pairs: Vec<(String, &Vec<serde_json::Value>)> =
         match obj.get("columns").and_then(|c| c.as_array()) {

@@ -10,7 +10,7 @@ use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
-use crate::model::generate::{generate_batch, GenerateOptions};
+use crate::model::generate::{generate_batch_detailed, GenerateOptions, Stop};
 use crate::model::hooked::HookedTransformer;
 use crate::model::{device_from_str, dtype_from_str, load, LoadOptions, Model};
 
@@ -90,7 +90,9 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new(
             "generate",
-            "answer each row's `prompt` (chat template applied); adds answer, answer_ids, n_tokens",
+            "answer each row's `prompt` (chat template applied); adds answer, answer_ids, \
+             n_tokens, truncated (stopped at max_tokens, no stop token) and interrupted (cut \
+             short by Ctrl-C, or never started: answer null)",
         )
         .category("model")
         .required("model", Type::Model, "a loaded model")
@@ -99,7 +101,12 @@ pub(super) fn register(reg: &mut Registry) {
             Type::Table,
             "a table with `prompt` (text) or `prompt_ids`",
         )
-        .named_default("max_tokens", Type::Number, 256.0, "longest answer")
+        .named_default(
+            "max_tokens",
+            Type::Number,
+            256.0,
+            "longest answer (1 up to the model's context less the prompt)",
+        )
         .named_default("temperature", Type::Number, 0.0, "0 is greedy")
         .named_default("top_p", Type::Number, 1.0, "nucleus sampling mass")
         .named_default("seed", Type::Number, 0.0, "sampling seed")
@@ -194,10 +201,73 @@ fn transformer(m: &Model, span: crate::syntax::Span) -> EvalResult<HookedTransfo
     HookedTransformer::new(m).map_err(|e| model_err(span, e))
 }
 
+/// A sequence of `len` tokens must fit the model's context (`max_position`, from GGUF
+/// `context_length` or config.json `max_position_embeddings`): past it the model was never
+/// trained and its positions mean nothing.
+fn check_context(m: &Model, span: crate::syntax::Span, what: &str, len: usize) -> EvalResult<()> {
+    let context = m.config.max_position;
+    if len > context {
+        return Err(EvalError::at(
+            span,
+            format!("{what} is {len} tokens, over the model's context of {context} tokens"),
+        )
+        .with_help("shorten the text; the model cannot read past its context length")
+        .with_code("rlq::model"));
+    }
+    Ok(())
+}
+
+/// An error when `logits` holds NaN or ±inf (a broken checkpoint: NaN weights, rope base 0, …):
+/// a table of NaN is no answer.
+fn check_finite(
+    logits: &candle_core::Tensor,
+    span: crate::syntax::Span,
+    what: &str,
+) -> EvalResult<()> {
+    // x − x is 0 for every finite x and NaN otherwise: one reduction, no copy to the host.
+    let check = || -> candle_core::Result<f64> {
+        (logits - logits)?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()
+    };
+    match check() {
+        Ok(z) if z == 0.0 => Ok(()),
+        Ok(_) => Err(EvalError::at(
+            span,
+            format!(
+                "{what}: the model's logits are not finite (NaN or infinite); its weights or \
+                 configuration give no usable distribution"
+            ),
+        )
+        .with_code("rlq::model")),
+        Err(e) => Err(model_err(span, e)),
+    }
+}
+
+/// A whole-number keyword in `lo..=hi`, with the keyword's own range message.
+pub(super) fn whole_arg(
+    args: &Args,
+    name: &str,
+    default: f64,
+    lo: f64,
+    hi: f64,
+) -> EvalResult<f64> {
+    let x = args.number(name).unwrap_or(default);
+    if x.is_finite() && x.fract() == 0.0 && (lo..=hi).contains(&x) {
+        Ok(x)
+    } else {
+        Err(EvalError::at(
+            args.span_of(name),
+            format!("{name} must be a whole number from {lo} to {hi}, not {x}"),
+        ))
+    }
+}
+
 fn verb_logits(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let m = model_arg(&args, "model")?;
     let text = args.str("text").unwrap_or_default();
-    let top = args.number("top").unwrap_or(10.0).max(1.0) as usize;
+    let top = whole_arg(&args, "top", 10.0, 1.0, m.config.vocab_size as f64)? as usize;
     let ids = m
         .tokenizer
         .encode(text, false)
@@ -208,21 +278,39 @@ fn verb_logits(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             "the text has no tokens",
         ));
     }
+    check_context(&m, args.span_of("text"), "the text", ids.len())?;
     let tf = transformer(&m, args.span)?;
     let run = || -> candle_core::Result<Vec<f64>> {
         let l = tf.logits(&ids)?;
         l.i(ids.len() - 1)?.to_dtype(DType::F64)?.to_vec1::<f64>()
     };
     let logits = run().map_err(|e| model_err(args.span, e))?;
+    if let Some(bad) = logits.iter().position(|x| !x.is_finite()) {
+        return Err(EvalError::at(
+            args.span,
+            format!(
+                "the model's logits are not finite: {} of {} are NaN or infinite (first: id \
+                 {bad} is {}); its weights or configuration give no usable distribution",
+                logits.iter().filter(|x| !x.is_finite()).count(),
+                logits.len(),
+                logits[bad]
+            ),
+        )
+        .with_code("rlq::model"));
+    }
     let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let z: f64 = logits.iter().map(|x| (x - max).exp()).sum();
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
     order.truncate(top);
-    let ids_out: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+    // Positions in a vocabulary that was checked to fit u32 at load.
+    let ids_out: Vec<u32> = order
+        .iter()
+        .filter_map(|&i| u32::try_from(i).ok())
+        .collect();
     let df = df!(
         "rank" => (1..=order.len() as i64).collect::<Vec<_>>(),
-        "id" => ids_out.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+        "id" => ids_out.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
         "piece" => m.tokenizer.pieces(&ids_out),
         "logit" => order.iter().map(|&i| logits[i]).collect::<Vec<_>>(),
         "prob" => order.iter().map(|&i| (logits[i] - max).exp() / z).collect::<Vec<_>>(),
@@ -232,13 +320,26 @@ fn verb_logits(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 }
 
 /// Mean next-token negative log-likelihood of `ids` and the number of predictions.
-fn mean_nll(tf: &HookedTransformer, ids: &[u32]) -> candle_core::Result<(f64, usize)> {
-    let logits = tf.logits(ids)?.to_dtype(DType::F64)?;
-    let lp = crate::model::ops::log_softmax_last_dim(&logits)?;
-    let mut total = 0.0;
-    for t in 0..ids.len() - 1 {
-        total -= lp.i((t, ids[t + 1] as usize))?.to_scalar::<f64>()?;
-    }
+fn mean_nll(
+    tf: &HookedTransformer,
+    ids: &[u32],
+    span: crate::syntax::Span,
+    what: &str,
+) -> EvalResult<(f64, usize)> {
+    let logits = tf
+        .logits(ids)
+        .and_then(|l| l.to_dtype(DType::F64))
+        .map_err(|e| model_err(span, e))?;
+    check_finite(&logits, span, what)?;
+    let run = || -> candle_core::Result<f64> {
+        let lp = crate::model::ops::log_softmax_last_dim(&logits)?;
+        let mut total = 0.0;
+        for t in 0..ids.len() - 1 {
+            total -= lp.i((t, ids[t + 1] as usize))?.to_scalar::<f64>()?;
+        }
+        Ok(total)
+    };
+    let total = run().map_err(|e| model_err(span, e))?;
     Ok((total / (ids.len() - 1) as f64, ids.len() - 1))
 }
 
@@ -246,7 +347,7 @@ fn verb_perplexity(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let m = model_arg(&args, "model")?;
     let tf = transformer(&m, args.span)?;
     let span = args.span_of("on");
-    let encode = |text: &str| -> EvalResult<Vec<u32>> {
+    let encode = |text: &str, what: &str| -> EvalResult<Vec<u32>> {
         let ids = m
             .tokenizer
             .encode(text, false)
@@ -254,15 +355,19 @@ fn verb_perplexity(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         if ids.len() < 2 {
             return Err(EvalError::at(
                 span,
-                "perplexity needs a text of at least two tokens",
+                format!(
+                    "perplexity needs a text of at least two tokens ({what} has {})",
+                    ids.len()
+                ),
             ));
         }
+        check_context(&m, span, what, ids.len())?;
         Ok(ids)
     };
     match args.value("on") {
         Some(Value::Str(s)) => {
-            let ids = encode(s)?;
-            let (nll, _) = mean_nll(&tf, &ids).map_err(|e| model_err(span, e))?;
+            let ids = encode(s, "the text")?;
+            let (nll, _) = mean_nll(&tf, &ids, span, "the text")?;
             Ok(Value::Number(nll.exp()))
         }
         Some(v) => {
@@ -281,10 +386,11 @@ fn verb_perplexity(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             let texts = string_column(&t, "text").map_err(|msg| EvalError::at(span, msg))?;
             let mut ppl = Vec::with_capacity(texts.len());
             let mut n_tokens = Vec::with_capacity(texts.len());
-            for text in &texts {
+            for (row, text) in texts.iter().enumerate() {
                 ctx.check_interrupt(args.span)?;
-                let ids = encode(text.as_deref().unwrap_or(""))?;
-                let (nll, n) = mean_nll(&tf, &ids).map_err(|e| model_err(span, e))?;
+                let what = format!("column `text`, row {row}");
+                let ids = encode(text.as_deref().unwrap_or(""), &what)?;
+                let (nll, n) = mean_nll(&tf, &ids, span, &what)?;
                 ppl.push(nll.exp());
                 n_tokens.push(n as i64);
             }
@@ -298,6 +404,36 @@ fn verb_perplexity(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     }
 }
 
+/// Generation options from `generate`'s keywords, each refused outside its range (never
+/// clamped: `max_tokens 0` does not mean 1, `temperature NaN` is no temperature).
+fn generate_options(m: &Model, args: &Args) -> EvalResult<GenerateOptions> {
+    let context = m.config.max_position as f64;
+    let max_tokens = whole_arg(args, "max_tokens", 256.0, 1.0, context)? as usize;
+    let temperature = args.number("temperature").unwrap_or(0.0);
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        return Err(EvalError::at(
+            args.span_of("temperature"),
+            format!("temperature must be a finite number ≥ 0 (0 is greedy), not {temperature}"),
+        ));
+    }
+    let top_p = args.number("top_p").unwrap_or(1.0);
+    if !(top_p.is_finite() && top_p > 0.0 && top_p <= 1.0) {
+        return Err(EvalError::at(
+            args.span_of("top_p"),
+            format!("top_p must be a number in (0, 1], not {top_p}"),
+        ));
+    }
+    // Seeds up to 2^53: every whole number an f64 holds exactly.
+    let seed = whole_arg(args, "seed", 0.0, 0.0, 9_007_199_254_740_992.0)? as u64;
+    Ok(GenerateOptions {
+        max_tokens,
+        temperature,
+        top_p,
+        seed,
+        stop_tokens: m.config.eos_token_ids.clone(),
+    })
+}
+
 fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let m = model_arg(&args, "model")?;
     let span = args.span_of("on");
@@ -308,25 +444,15 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .map_err(|e| model_err(span, e))?;
     let chat = args.value("chat").and_then(Value::as_bool).unwrap_or(true);
     let specs = read_specs(&table).map_err(|msg| EvalError::at(span, msg))?;
+    let opts = generate_options(&m, &args)?;
+    let batch = whole_arg(&args, "batch", 8.0, 1.0, 4096.0)? as usize;
     let tf = transformer(&m, args.span)?;
-    let opts = GenerateOptions {
-        max_tokens: args.number("max_tokens").unwrap_or(256.0).max(1.0) as usize,
-        temperature: args.number("temperature").unwrap_or(0.0),
-        top_p: args.number("top_p").unwrap_or(1.0),
-        seed: args.number("seed").unwrap_or(0.0) as u64,
-        stop_tokens: m.config.eos_token_ids.clone(),
-    };
-    let batch = args.number("batch").unwrap_or(8.0);
-    if !(batch >= 1.0 && batch.fract() == 0.0) {
-        return Err(EvalError::at(
-            args.span_of("batch"),
-            format!("batch must be a whole number of at least 1, not {batch}"),
-        ));
-    }
+    let vocab = m.config.vocab_size;
+    let context = m.config.max_position;
     let mut prompts = Vec::with_capacity(specs.len());
-    for s in &specs {
-        let prompt = match (&s.prompt_ids, &s.prompt) {
-            (Some(ids), _) => ids.clone(),
+    for (row, s) in specs.iter().enumerate() {
+        let (prompt, column) = match (&s.prompt_ids, &s.prompt) {
+            (Some(ids), _) => (ids.clone(), "prompt_ids"),
             (None, Some(text)) => {
                 let rendered = if chat && m.chat_template.is_some() {
                     m.apply_chat_template(&[("user", text)], true)
@@ -334,9 +460,11 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 } else {
                     text.clone()
                 };
-                m.tokenizer
+                let ids = m
+                    .tokenizer
                     .encode(&rendered, false)
-                    .map_err(|e| model_err(span, e))?
+                    .map_err(|e| model_err(span, e))?;
+                (ids, "prompt")
             }
             (None, None) => {
                 return Err(EvalError::at(
@@ -348,35 +476,80 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         if prompt.is_empty() {
             return Err(EvalError::at(
                 span,
-                format!("row {}: the prompt is empty", s.id),
+                format!("column `{column}`, row {row}: the prompt is empty"),
             ));
+        }
+        if let Some(id) = prompt.iter().find(|&&t| t as usize >= vocab) {
+            return Err(EvalError::at(
+                span,
+                format!(
+                    "column `{column}`, row {row}: token id {id} is outside the model's \
+                     vocabulary ({vocab} ids, 0 to {})",
+                    vocab.saturating_sub(1)
+                ),
+            )
+            .with_code("rlq::model"));
+        }
+        if prompt.len() + opts.max_tokens > context {
+            return Err(EvalError::at(
+                span,
+                format!(
+                    "column `{column}`, row {row}: the prompt is {} tokens; with max_tokens {} \
+                     that is over the model's context of {context} tokens",
+                    prompt.len(),
+                    opts.max_tokens
+                ),
+            )
+            .with_help(match context.checked_sub(prompt.len()) {
+                Some(room) if room >= 1 => format!("lower max_tokens to {room} or less"),
+                _ => "shorten the prompt".to_string(),
+            })
+            .with_code("rlq::model"));
         }
         prompts.push(prompt);
     }
     let bar = progress_bar(specs.len(), "generate");
-    let mut answers = Vec::with_capacity(specs.len());
-    let mut answer_ids = Vec::with_capacity(specs.len());
-    let mut n_tokens = Vec::with_capacity(specs.len());
-    for chunk in prompts.chunks(batch as usize) {
-        ctx.check_interrupt(args.span)?;
+    let n = specs.len();
+    let mut answers: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut answer_ids: Vec<Option<Series>> = Vec::with_capacity(n);
+    let mut n_tokens: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut truncated = Vec::with_capacity(n);
+    let mut interrupted_rows = Vec::with_capacity(n);
+    for chunk in prompts.chunks(batch) {
+        // After Ctrl-C the remaining rows are not started: null answers, marked interrupted.
         let interrupted = || ctx.interrupted();
-        let outs =
-            generate_batch(&tf, chunk, &opts, &interrupted).map_err(|e| model_err(span, e))?;
-        for mut out in outs {
+        let outs = if interrupted() {
+            Vec::new()
+        } else {
+            generate_batch_detailed(&tf, chunk, &opts, &interrupted)
+                .map_err(|e| model_err(span, e))?
+        };
+        for i in 0..chunk.len() {
+            let Some(out) = outs.get(i) else {
+                answers.push(None);
+                answer_ids.push(None);
+                n_tokens.push(None);
+                truncated.push(false);
+                interrupted_rows.push(true);
+                continue;
+            };
+            let mut tokens = out.tokens.clone();
             // The stop token ends the answer; it is not part of it.
-            if out.last().is_some_and(|t| opts.stop_tokens.contains(t)) {
-                out.pop();
+            if out.stop == Stop::StopToken {
+                tokens.pop();
             }
-            answers.push(
+            answers.push(Some(
                 m.tokenizer
-                    .decode(&out, true)
+                    .decode(&tokens, true)
                     .map_err(|e| model_err(span, e))?,
-            );
-            n_tokens.push(out.len() as i64);
-            answer_ids.push(Series::new(
-                "".into(),
-                out.iter().map(|&t| t as i64).collect::<Vec<_>>(),
             ));
+            n_tokens.push(Some(tokens.len() as i64));
+            answer_ids.push(Some(Series::new(
+                "".into(),
+                tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(),
+            )));
+            truncated.push(matches!(out.stop, Stop::MaxTokens | Stop::Context));
+            interrupted_rows.push(out.stop == Stop::Interrupted);
         }
         bar.inc(chunk.len() as u64);
     }
@@ -386,6 +559,8 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     out.with_column(Column::new("answer".into(), answers))
         .and_then(|o| o.with_column(ids_col.into_column()))
         .and_then(|o| o.with_column(Column::new("n_tokens".into(), n_tokens)))
+        .and_then(|o| o.with_column(Column::new("truncated".into(), truncated)))
+        .and_then(|o| o.with_column(Column::new("interrupted".into(), interrupted_rows)))
         .map_err(|e| model_err(span, e))?;
     Ok(Value::Table(Table::Eager(out)))
 }

@@ -41,10 +41,67 @@ fn column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Column, String> {
     })
 }
 
+/// A token id from a table cell: a whole number in u32's range (the vocabulary is checked
+/// against the model later, in `prepare`). Never a cast: 2^32+5 must not become 5.
+fn token_id(name: &str, row: usize, x: i64) -> Result<u32, String> {
+    u32::try_from(x).map_err(|_| {
+        format!("column `{name}`, row {row}: {x} is not a token id (ids are whole numbers ≥ 0)")
+    })
+}
+
+/// A series' values as whole numbers: integer types as they are, floats only when whole and
+/// finite (28.7 is refused, not truncated to 28), strings parsed. `row` names the table row
+/// for list cells; `None` means one value per row.
+fn whole_numbers(s: &Series, name: &str, row: Option<usize>) -> Result<Vec<Option<i64>>, String> {
+    let at = |i: usize| format!("column `{name}`, row {}", row.unwrap_or(i));
+    let dtype = s.dtype().clone();
+    if dtype.is_integer() {
+        let c = s
+            .strict_cast(&DataType::Int64)
+            .map_err(|_| format!("column `{name}`: a value is too large for a whole number"))?;
+        return Ok(c.i64().map_err(|e| e.to_string())?.iter().collect());
+    }
+    if dtype.is_float() {
+        let c = s.cast(&DataType::Float64).map_err(|e| e.to_string())?;
+        let ca = c.f64().map_err(|e| e.to_string())?;
+        return ca
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                None => Ok(None),
+                // ±2^63 are exactly representable; beyond them i64 has no value.
+                Some(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.2e18 => {
+                    Ok(Some(x as i64))
+                }
+                Some(x) => Err(format!("{}: {x} is not a whole number", at(i))),
+            })
+            .collect();
+    }
+    match dtype {
+        DataType::Null => Ok(vec![None; s.len()]),
+        DataType::String => {
+            let ca = s.str().map_err(|e| e.to_string())?;
+            ca.iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    None => Ok(None),
+                    Some(t) => t
+                        .trim()
+                        .parse::<i64>()
+                        .map(Some)
+                        .map_err(|_| format!("{}: `{t}` is not a whole number", at(i))),
+                })
+                .collect()
+        }
+        other => Err(format!(
+            "column `{name}` holds {other}; it must hold whole numbers"
+        )),
+    }
+}
+
 /// An integer-list column (token ids) as vectors; a string column like "1,2,3" also works.
 fn ids_column(df: &DataFrame, name: &str) -> Result<Vec<Option<Vec<u32>>>, String> {
     let c = column(df, name)?;
-    let bad = |row: usize, why: &str| format!("column `{name}`, row {row}: {why}");
     match c.dtype() {
         DataType::List(_) => {
             let ca = c.list().map_err(|e| e.to_string())?;
@@ -52,21 +109,17 @@ fn ids_column(df: &DataFrame, name: &str) -> Result<Vec<Option<Vec<u32>>>, Strin
             for row in 0..ca.len() {
                 out.push(match ca.get_as_series(row) {
                     None => None,
-                    Some(s) => {
-                        let s = s
-                            .cast(&DataType::Int64)
-                            .map_err(|_| bad(row, "token ids must be integers"))?;
-                        let v: Vec<u32> = s
-                            .i64()
-                            .map_err(|e| e.to_string())?
-                            .iter()
+                    Some(s) => Some(
+                        whole_numbers(&s, name, Some(row))?
+                            .into_iter()
                             .map(|x| match x {
-                                Some(x) if (0..=u32::MAX as i64).contains(&x) => Ok(x as u32),
-                                _ => Err(bad(row, "token ids must be non-negative integers")),
+                                Some(x) => token_id(name, row, x),
+                                None => Err(format!(
+                                    "column `{name}`, row {row}: a token id is missing (null)"
+                                )),
                             })
-                            .collect::<Result<_, _>>()?;
-                        Some(v)
-                    }
+                            .collect::<Result<Vec<_>, _>>()?,
+                    ),
                 })
             }
             Ok(out)
@@ -80,10 +133,12 @@ fn ids_column(df: &DataFrame, name: &str) -> Result<Vec<Option<Vec<u32>>>, Strin
                         s.trim_matches(|c| c == '[' || c == ']')
                             .split(',')
                             .filter(|x| !x.trim().is_empty())
-                            .map(|x| {
-                                x.trim()
-                                    .parse::<u32>()
-                                    .map_err(|_| bad(row, "not a token id"))
+                            .map(|x| match x.trim().parse::<i64>() {
+                                Ok(x) => token_id(name, row, x),
+                                Err(_) => Err(format!(
+                                    "column `{name}`, row {row}: `{}` is not a token id",
+                                    x.trim()
+                                )),
                             })
                             .collect::<Result<Vec<_>, _>>()?,
                     ),
@@ -99,10 +154,7 @@ fn ids_column(df: &DataFrame, name: &str) -> Result<Vec<Option<Vec<u32>>>, Strin
 
 fn int_column(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, String> {
     let c = column(df, name)?;
-    let s = c
-        .cast(&DataType::Int64)
-        .map_err(|e| format!("column `{name}`: {e}"))?;
-    Ok(s.i64().map_err(|e| e.to_string())?.iter().collect())
+    whole_numbers(c.as_materialized_series(), name, None)
 }
 
 /// Sample descriptions from a table. Recognised columns: `prompt`, `prompt_ids`, `answer`,
@@ -166,9 +218,21 @@ pub(crate) fn read_specs(df: &DataFrame) -> Result<Vec<SampleSpec>, String> {
             corrupt_ids: corrupt_ids[i].clone(),
             target: target[i].clone(),
             wrong: wrong[i].clone(),
-            target_id: target_id[i].map(|x| x as u32),
-            wrong_id: wrong_id[i].map(|x| x as u32),
-            t_cut: t_cut[i].map(|x| x.max(1) as usize),
+            target_id: target_id[i]
+                .map(|x| token_id("target_id", i, x))
+                .transpose()?,
+            wrong_id: wrong_id[i]
+                .map(|x| token_id("wrong_id", i, x))
+                .transpose()?,
+            t_cut: t_cut[i]
+                .map(|x| match usize::try_from(x) {
+                    Ok(t) if t >= 1 => Ok(t),
+                    _ => Err(format!(
+                        "column `t_cut`, row {i}: t_cut must be a whole number ≥ 1, not {x}"
+                    )),
+                })
+                .transpose()?,
+            row: i,
         });
     }
     Ok(out)

@@ -499,7 +499,7 @@ fn verb_summary(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             super::io::markdown_table(&df)
         ));
     }
-    super::io::write_text_atomic(&path, &text).map_err(|e| {
+    crate::files::write_text_atomic(&path, &text).map_err(|e| {
         err(
             args.span_of("to"),
             format!("cannot write `{}`: {e}", path.display()),

@@ -6,7 +6,7 @@ use crate::eval::columns::default_agg_name;
 use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
 use crate::eval::registry::{Args, Param, Registry, Shape, Signature, Type};
-use crate::eval::value::{Table, Value};
+use crate::eval::value::{guard_polars, Table, Value};
 
 pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
@@ -118,6 +118,13 @@ pub(super) fn register(reg: &mut Registry) {
                 "key columns; `left = right` when the names differ",
             )
             .word("how", Some("inner"), "inner, left, right, full (or outer)")
+            .named_default(
+                "max_rows",
+                Type::Number,
+                DEFAULT_MAX_JOIN_ROWS,
+                "refuse a join whose result would have more rows (counted from the keys before \
+                 joining: a join on repeated keys grows as the product of their counts)",
+            )
             .example(
                 "t | join names on src how left",
                 "adds the columns of `names` matching on src",
@@ -423,15 +430,97 @@ fn verb_join(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             )
         }
     };
+    let max_rows = args.number("max_rows").unwrap_or(DEFAULT_MAX_JOIN_ROWS);
+    if !(max_rows.is_finite() && max_rows >= 0.0) {
+        return Err(EvalError::at(
+            args.span_of("max_rows"),
+            format!("max_rows must be a finite number ≥ 0, not {max_rows}"),
+        ));
+    }
+    let (left, right) = (left.lazy(), right.lazy());
+    let rows = guard_polars(|| join_rows(&left, &right, &left_on, &right_on, &how))
+        .map_err(|e| EvalError::polars(e, args.span))?;
+    if rows > max_rows {
+        return Err(EvalError::at(
+            args.span,
+            format!(
+                "this join would give {rows:.0} rows, over the limit of max_rows {max_rows:.0} \
+                 (its keys repeat on both sides)"
+            ),
+        )
+        .with_help(format!(
+            "join on more columns, drop repeated keys first (`unique`), or raise the limit: \
+             `join … max_rows {:.0}`",
+            rows.ceil()
+        ))
+        .with_code("rlq::limit"));
+    }
     let full = matches!(how, JoinType::Full);
     let mut join_args = JoinArgs::new(how);
     if full {
         join_args = join_args.with_coalesce(JoinCoalesce::CoalesceColumns);
     }
-    Ok(left
-        .lazy()
-        .join(right.lazy(), left_on, right_on, join_args)
-        .into())
+    Ok(left.join(right, left_on, right_on, join_args).into())
+}
+
+/// The row limit of one `join` unless `max_rows` says otherwise: 50 million rows is a few GB
+/// for a handful of columns, the most a laptop session should allocate by accident.
+const DEFAULT_MAX_JOIN_ROWS: f64 = 5e7;
+
+/// The number of rows a join will give, from the key counts of each side (a group-by of each
+/// input, linear in its rows): Σ over matched keys of left count × right count, plus the
+/// unmatched rows a left, right or full join keeps. Null keys match nothing, as in the join.
+fn join_rows(
+    left: &LazyFrame,
+    right: &LazyFrame,
+    left_on: &[Expr],
+    right_on: &[Expr],
+    how: &JoinType,
+) -> PolarsResult<f64> {
+    let keys = |on: &[Expr]| -> Vec<Expr> {
+        on.iter()
+            .enumerate()
+            .map(|(i, e)| e.clone().alias(format!("__key{i}")))
+            .collect()
+    };
+    let names: Vec<Expr> = (0..left_on.len())
+        .map(|i| col(format!("__key{i}")))
+        .collect();
+    let counts = |t: &LazyFrame, on: &[Expr], name: &str| {
+        t.clone()
+            .group_by(keys(on))
+            .agg([len().cast(DataType::Float64).alias(name)])
+    };
+    let both = counts(left, left_on, "__left").join(
+        counts(right, right_on, "__right"),
+        names.clone(),
+        names,
+        JoinArgs::new(JoinType::Full),
+    );
+    let l = col("__left").fill_null(lit(0.0));
+    let r = col("__right").fill_null(lit(0.0));
+    let only = |this: Expr, other: Expr| {
+        when(other.eq(lit(0.0)))
+            .then(this)
+            .otherwise(lit(0.0))
+            .sum()
+    };
+    let df = both
+        .select([
+            (l.clone() * r.clone()).sum().alias("matched"),
+            only(l.clone(), r.clone()).alias("left_only"),
+            only(r, l).alias("right_only"),
+        ])
+        .collect()?;
+    let get =
+        |name: &str| -> PolarsResult<f64> { Ok(df.column(name)?.f64()?.get(0).unwrap_or(0.0)) };
+    let (matched, left_only, right_only) = (get("matched")?, get("left_only")?, get("right_only")?);
+    Ok(match how {
+        JoinType::Left => matched + left_only,
+        JoinType::Right => matched + right_only,
+        JoinType::Full => matched + left_only + right_only,
+        _ => matched,
+    })
 }
 
 fn verb_unique(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
