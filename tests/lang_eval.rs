@@ -1076,7 +1076,7 @@ fn a_negative_keyword_value_is_that_value() {
     // ... and `top - 1`, spaced, is a subtraction, which the message says.
     let e = error(&mut s, "arith 3 | top - 1");
     assert!(e.contains("reads as a subtraction"), "{e}");
-    assert!(e.contains("`| top -1`"), "{e}");
+    assert!(e.contains("write the minus"), "{e}");
     assert!(
         s.check("tune alpha -1", "x.rlq").is_ok(),
         "check binds it the same way"
@@ -1093,7 +1093,7 @@ fn range_messages_state_finiteness_and_bounds() {
             "tune alpha 1e308 * 10",
             "must be a finite number > 0 and ≤ 1000, got inf",
         ),
-        ("tune alpha 0 / 0", "got NaN"),
+        ("tune alpha 1e308 * 10 - 1e308 * 10", "got NaN"),
         ("tune alpha 1001", "≤ 1000, got 1001"),
         (
             "tune steps 1e9",
