@@ -283,3 +283,198 @@ fn a_second_ctrl_c_exits_a_running_script() {
     }
     assert!(stderr(&out).contains("interrupting"), "{}", stderr(&out));
 }
+
+// ---- hostile input (issue 13) ----
+
+/// Runs `rlq args…` in `dir` with `stdin` bytes written from another thread (so a child that
+/// does not read cannot block the test), killed after `limit`: a hang is a failure, not a stuck
+/// test run.
+fn rlq_bytes(dir: &Path, args: &[&str], stdin: Vec<u8>, limit: std::time::Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlq"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rlq");
+    let mut input = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        // The child may stop reading early (and close the pipe); that is not an error here.
+        let _ = input.write_all(&stdin);
+    });
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("rlq {args:?} ran past {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = writer.join();
+    child.wait_with_output().expect("rlq output")
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `printf '1\n"\xff"\n2\n' | rlq` stopped at the bad byte with exit 0; now the line is named,
+/// skipped, the rest runs, and the exit status says something failed.
+#[test]
+fn piped_lines_that_are_not_utf8_are_reported() {
+    let o = rlq_bytes(root(), &[], b"1\n\"\xff\"\n2\n".to_vec(), LIMIT);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1\n2\n");
+    let err = stderr(&o);
+    assert!(
+        err.contains("line 2: is not valid UTF-8 (byte 0xff at column 2); the line is skipped"),
+        "{err}"
+    );
+}
+
+/// `--format csv` was ignored for piped statements.
+#[test]
+fn piped_statements_honour_the_format() {
+    let o = rlq_bytes(
+        root(),
+        &["--format", "csv"],
+        b"let t = read \"scripts/quickstart.jsonl\"\nt | count\nt | head 1 | select prompt\n"
+            .to_vec(),
+        LIMIT,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("2\nprompt\n"), "{out}");
+    assert!(!out.contains("shape:"), "{out}");
+}
+
+/// A stray `"` followed by 4 MB of input hung the piped reader (every line re-scanned the whole
+/// statement so far). Now lines are scanned once and an open statement is cut at 1 MiB.
+#[test]
+fn a_stray_quote_before_megabytes_of_input_ends() {
+    let mut input = b"1\n\"\n".to_vec();
+    let line = format!("{}\n", "y".repeat(99));
+    for _ in 0..40_000 {
+        input.extend_from_slice(line.as_bytes());
+    }
+    let o = rlq_bytes(root(), &[], input, LIMIT);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1\n");
+    let err = stderr(&o);
+    assert!(
+        err.contains("line 2: the statement starting here is still open after 1 MiB"),
+        "{err}"
+    );
+    // Under the cut, an unclosed string is a syntax error at the end of input, quickly too.
+    let mut input = b"\"".to_vec();
+    for _ in 0..5_000 {
+        input.extend_from_slice(line.as_bytes());
+    }
+    let o = rlq_bytes(root(), &[], input, LIMIT);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("syntax error"), "{}", stderr(&o));
+}
+
+/// Deep nesting is an error with the limit, and the reader goes on to the next statement.
+#[test]
+fn piped_reader_survives_deep_nesting() {
+    let src = format!("{}1\n1 + 1\n", "abs ".repeat(3000));
+    let o = rlq_bytes(root(), &[], src.into_bytes(), LIMIT);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "2\n");
+    assert!(
+        stderr(&o).contains("commands nested more than 150 deep"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A script saved with a UTF-8 BOM runs, from `rlq run`, `rlq check` and piped.
+#[test]
+fn scripts_with_a_bom_run_from_the_command_line() {
+    let dir = folder(&[("bom.rlq", "\u{feff}let x = 20\nx + 1\n")]);
+    let o = rlq_in(dir.path(), &["run", "bom.rlq"], "");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "21\n");
+    let o = rlq_in(dir.path(), &["check", "bom.rlq"], "");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = rlq_in(dir.path(), &[], "\u{feff}1 + 1\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "2\n");
+}
+
+/// An error past column 65 535 panicked the renderer (exit 101); now it is an exit-1 diagnostic.
+#[test]
+fn an_error_far_along_a_long_line_is_rendered() {
+    let src = format!("\"{}\" + zz", "x".repeat(70_000));
+    let o = rlq(&["-e", &src]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("unknown variable `zz`"), "{err}");
+    assert!(err.contains("line 1 columns"), "{err}");
+}
+
+/// The lines of README.md's ```rlq blocks.
+fn readme_lines() -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for line in readme.lines() {
+        match (inside, line.trim_start().starts_with("```")) {
+            (false, true) => inside = line.trim() == "```rlq",
+            (true, true) => inside = false,
+            (true, false) if !line.trim().is_empty() => lines.push(line.to_string()),
+            _ => {}
+        }
+    }
+    lines
+}
+
+/// Every line of the README's rlq code runs as written, in order, in one session (the tour
+/// loads the real SmolLM2, so this needs scripts/fetch-models.sh like the quickstart test).
+/// `g | edges where …` failed here with "`edges` does not take piped input".
+#[test]
+fn readme_code_runs_as_written() {
+    let lines = readme_lines();
+    assert!(lines.len() >= 9, "README's rlq blocks: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("g | edges where")),
+        "{lines:?}"
+    );
+    let model = root().join("models/smollm2-135m-instruct.q4_1.gguf");
+    if !model.exists() {
+        eprintln!(
+            "skipping: {} is missing (scripts/fetch-models.sh)",
+            model.display()
+        );
+        return;
+    }
+    // In a scratch folder (the tour saves to out/), with the models beside it.
+    let dir = folder(&[]);
+    std::os::unix::fs::symlink(root().join("models"), dir.path().join("models")).expect("link");
+    std::fs::create_dir_all(dir.path().join("out")).expect("mkdir out");
+    // Piped, statement by statement: a failing line is named on stderr and makes the exit 1.
+    let src = lines.join("\n") + "\n";
+    let o = rlq_bytes(
+        dir.path(),
+        &[],
+        src.into_bytes(),
+        std::time::Duration::from_secs(1200),
+    );
+    assert_eq!(
+        code(&o),
+        0,
+        "stderr:\n{}\nstdout:\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    let out = stdout(&o);
+    for part in ["llama", "abs_score", "shape: (20,"] {
+        assert!(out.contains(part), "missing {part:?} in:\n{out}");
+    }
+    assert!(dir.path().join("out/g.parquet").exists());
+}

@@ -191,3 +191,36 @@ fn table_errors_name_the_step() {
         "{out}"
     );
 }
+
+/// A span past column 65 535 of a line panicked miette's renderer (it pads with `{:width$}`,
+/// which Rust limits to u16); a span on a long line is now shown in an excerpt that says which
+/// line and columns it is.
+#[test]
+fn spans_on_very_long_lines_render_as_an_excerpt() {
+    let mut s = session();
+    let long = "x".repeat(70_000);
+    let out = error_of(&mut s, &format!("\"{long}\" + zz"));
+    has(
+        &out,
+        &[
+            "unknown variable `zz`",
+            "test.rlq, line 1 columns 69946-70007 of 70007",
+            "…xxxx",
+        ],
+    );
+    assert!(
+        out.len() < 2_000,
+        "the excerpt is short: {} bytes",
+        out.len()
+    );
+    // A span that itself covers the long line, a long line before the error, and one after.
+    for src in [
+        format!("\"{long}\" - 1"),
+        format!("let s = \"{long}\"\nzz"),
+        format!("zz\nlet s = \"{long}\""),
+        format!("[1, 2] + \"{}é\" * 2", "é".repeat(40_000)),
+    ] {
+        let out = error_of(&mut s, &src);
+        assert!(out.contains("error") || out.contains("×"), "{out}");
+    }
+}

@@ -1,4 +1,9 @@
-//! No input, however malformed, panics the parser, the checker or the evaluator.
+//! No input, however malformed, panics the parser, the checker or the evaluator: random text,
+//! token soup, deep nesting, huge literals, long pipelines and mixed verbs.
+//!
+//! A longer campaign (outside CI) uses proptest's environment variables, e.g.
+//! `PROPTEST_CASES=200000 PROPTEST_RNG_SEED=13 nice cargo test --test lang_fuzz`: a panic fails
+//! the test (and is shrunk); a stack overflow aborts the binary, which is just as visible.
 
 use polars::prelude::*;
 use proptest::prelude::*;
@@ -120,8 +125,165 @@ fn exercise(src: &str) {
     let _ = s.completions(src, src.len() / 2);
 }
 
+/// Verbs and words that start nested commands (`abs abs abs 1`).
+const VERBS: &[&str] = &[
+    "abs", "count", "top", "head", "unique", "sort", "where", "select", "with", "describe", "len",
+    "round", "log", "min", "max", "mean", "type", "columns", "range", "help", "save", "read",
+    "join", "group", "edges", "nodes", "arith", "circuit", "show", "f", "not", "-",
+];
+
+/// Cheap table stages, and a few bad ones, for long pipelines.
+const STAGES: &[&str] = &[
+    "top 3",
+    "where score > 0",
+    "sort by score",
+    "with y = score",
+    "unique",
+    "head 2",
+    "select score, src",
+    "sort by score desc",
+    "group by src agg n = count()",
+    "top -1",
+    "head 1e300",
+    "count",
+    "f",
+    "describe",
+    "where nope > 1",
+];
+
+/// Keyword values that used to be misread, and out-of-range values.
+const KEYWORD_VALUES: &[&str] = &[
+    "top -1",
+    "alpha -1",
+    "t_cut -1",
+    "steps 1e9",
+    "alpha 1e999",
+    "seed -1",
+    "by -1",
+    "n -1",
+    "max -2",
+    "alpha 1e308 * 10",
+    "alpha 0 / 0",
+    "- 1",
+    "-1",
+    "to -1",
+];
+
+/// Cases per property: `default` in CI, `PROPTEST_CASES` for a longer campaign.
+fn config(default: u32) -> ProptestConfig {
+    let base = ProptestConfig::default();
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    ProptestConfig { cases, ..base }
+}
+
+/// `v v v … leaf`: up to 4000 nested verb words.
+fn deep_verbs() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(prop::sample::select(VERBS), 1..4),
+        0usize..4000,
+        prop::sample::select(&["1", "t", "\"s\"", "[1]", "", "-1", "t |"][..]),
+        prop::bool::ANY,
+    )
+        .prop_map(|(verbs, n, leaf, piped)| {
+            let mut src = String::with_capacity(n * 6);
+            if piped {
+                src.push_str("t | ");
+            }
+            for i in 0..n {
+                src.push_str(verbs[i % verbs.len()]);
+                src.push(' ');
+            }
+            src.push_str(leaf);
+            src
+        })
+}
+
+/// Brackets and calls nested around the bracket limit (64), balanced or not.
+fn deep_brackets() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(&["(", "[", "f(", "abs(", "(t | "][..]),
+        0usize..200,
+        prop::bool::ANY,
+    )
+        .prop_map(|(open, n, balanced)| {
+            let close = if open.starts_with('[') { "]" } else { ")" };
+            let mut src = open.repeat(n) + "1";
+            if balanced {
+                src.push_str(&close.repeat(n));
+            }
+            src
+        })
+}
+
+/// Long strings (past column 65 535), long numbers, long names, long lists, long chains.
+fn huge_literal() -> impl Strategy<Value = String> {
+    let text = (
+        0usize..100_000,
+        prop::sample::select(&["x", "é", "💥", "\\n", " ", "|"][..]),
+    )
+        .prop_map(|(n, c)| format!("\"{}\"", c.repeat(n)));
+    let digits = (1usize..2000).prop_map(|n| "9".repeat(n));
+    let exponent = (0u32..100_000).prop_map(|e| format!("1e{e}"));
+    let name = (1usize..100_000).prop_map(|n| "a".repeat(n));
+    let list = (0usize..5000).prop_map(|n| format!("[{}]", vec!["1"; n].join(", ")));
+    let chain = (0usize..3000).prop_map(|n| vec!["1"; n + 1].join(" + "));
+    (
+        prop_oneof![text, digits, exponent, name, list, chain],
+        prop::sample::select(&["", " + zz", " | top 1", "\nzz", " - 1", " *"][..]),
+    )
+        .prop_map(|(lit, tail)| lit + tail)
+}
+
+/// `t | stage | stage …`: up to 400 stages.
+fn long_pipeline() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(STAGES), 0..400).prop_map(|stages| {
+        std::iter::once("t")
+            .chain(stages)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    })
+}
+
+/// Verbs, keyword values and tokens mixed.
+fn mixed_verbs() -> impl Strategy<Value = String> {
+    let word = prop_oneof![
+        prop::sample::select(TOKENS),
+        prop::sample::select(VERBS),
+        prop::sample::select(KEYWORD_VALUES),
+        prop::sample::select(STAGES),
+    ];
+    prop::collection::vec(word, 0..40).prop_map(|w| w.join(" "))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(config(200))]
+
+    #[test]
+    fn deep_nesting_never_panics(src in prop_oneof![deep_verbs(), deep_brackets()]) {
+        exercise(&src);
+    }
+
+    #[test]
+    fn huge_literals_never_panic(src in huge_literal()) {
+        exercise(&src);
+    }
+
+    #[test]
+    fn long_pipelines_never_panic(src in long_pipeline()) {
+        exercise(&src);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(1000))]
+
+    #[test]
+    fn mixed_verbs_never_panic(src in mixed_verbs()) {
+        exercise(&src);
+    }
 
     #[test]
     fn random_strings_never_panic(src in "\\PC{0,60}") {
@@ -165,6 +327,20 @@ fn pathological_inputs() {
         "t | with log(score, 0) as l",
     ] {
         exercise(src);
+    }
+    // Issue 13's crashes and hangs, as they were reported.
+    let long = "x".repeat(70_000);
+    for src in [
+        format!("{}1", "abs ".repeat(3000)),
+        format!("{}t", "count ".repeat(5000)),
+        format!("arith 3 | top {}1", "abs ".repeat(3000)),
+        format!("\"{long}\" + zz"),
+        format!("\"{}", "y\n".repeat(100_000)),
+        "\u{feff}t | top 1".to_string(),
+        "arith 3 | top -1".to_string(),
+        "t | sort by score | top -1 by score".to_string(),
+    ] {
+        exercise(&src);
     }
 }
 

@@ -285,3 +285,114 @@ fn errors_have_positions_and_expectations() {
     let long = vec!["1"; 2000].join(" + ");
     assert!(parse(&long).unwrap_err().message.contains("too complex"));
 }
+
+// ---- hostile input (issue 13) ----
+
+/// A script saved by a Windows editor starts with a UTF-8 byte-order mark; it parses as if the
+/// mark were not there, and spans still point into the text as given.
+#[test]
+fn a_leading_bom_is_skipped() {
+    let src = "\u{feff}let x = 1\nx + oops";
+    let p = parse_ok(src);
+    assert_eq!(p.stmts.len(), 2);
+    let StmtKind::Expr(e) = &p.stmts[1].kind else {
+        panic!("not an expression")
+    };
+    let ExprKind::Binary(_, _, r) = &e.kind else {
+        panic!("not binary: {e:?}")
+    };
+    assert_eq!(&src[r.span.start..r.span.end], "oops");
+    assert!(!is_incomplete("\u{feff}1"));
+    // Only a leading mark: elsewhere it is a character like any other, and refused.
+    assert!(parse("1\n\u{feff}2").is_err());
+}
+
+/// Number literals beyond f64 used to become `inf` silently.
+#[test]
+fn literals_too_large_for_a_number_are_refused() {
+    let e = parse("alpha 1e999").unwrap_err();
+    assert!(
+        e.message.contains("`1e999` is too large for a number"),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.span, Span::new(6, 11));
+    assert!(e
+        .help
+        .as_deref()
+        .is_some_and(|h| h.contains("1.7976931348623157e308")));
+    assert!(parse("1e308").is_ok());
+    let digits = "9".repeat(400);
+    assert!(parse(&digits).unwrap_err().message.contains("too large"));
+}
+
+/// After `|` only a verb can come, so a minus written tight against a number is that verb's
+/// negative argument (`t | top -1` used to parse as `top - 1`); elsewhere `x -1` is arithmetic.
+#[test]
+fn a_tight_minus_after_a_pipe_is_a_negative_argument() {
+    let e = one_expr("t | top -1 by score");
+    let ExprKind::Pipeline(stages) = &e.kind else {
+        panic!("not a pipeline: {e:?}")
+    };
+    let ExprKind::Command(c) = &stages[1].kind else {
+        panic!("not a command: {:?}", stages[1])
+    };
+    assert_eq!(c.verb.name, "top");
+    assert!(matches!(
+        c.items[0].expr().kind,
+        ExprKind::Number { value, .. } if value == -1.0
+    ));
+    assert_eq!(c.items.len(), 3);
+    // Spaced, it stays a subtraction (evaluation says so); at the start it is arithmetic.
+    let e = one_expr("t | top - 1");
+    let ExprKind::Pipeline(stages) = &e.kind else {
+        panic!("not a pipeline")
+    };
+    assert!(matches!(
+        stages[1].kind,
+        ExprKind::Binary(BinaryOp::Sub, _, _)
+    ));
+    assert!(matches!(
+        one_expr("x -1").kind,
+        ExprKind::Binary(BinaryOp::Sub, _, _)
+    ));
+}
+
+/// The line-by-line continuation scanner agrees with `is_incomplete` on the joined text.
+#[test]
+fn continuation_agrees_with_is_incomplete() {
+    let cases: &[&[&str]] = &[
+        &["t | where (a > 1", ")"],
+        &["\"open", "still", "closed\" + 1"],
+        &["\"a\\", "b\""],
+        &["let x =", "  2"],
+        &["t |  # comment", "top 1"],
+        &["[1, 2, # ] not a bracket", "3]"],
+        &["'it''s'"],
+        &["x = \"#\" |"],
+        &["\u{feff}(", ")"],
+    ];
+    for lines in cases {
+        let mut c = Continuation::default();
+        for (i, line) in lines.iter().enumerate() {
+            c.push_line(line);
+            let joined = lines[..=i].join("\n");
+            assert_eq!(
+                c.is_incomplete(),
+                is_incomplete(&joined),
+                "after {:?}",
+                &lines[..=i]
+            );
+        }
+    }
+}
+
+/// Brackets 64 deep parse; one more is refused, and the message states the limit.
+#[test]
+fn nesting_within_the_bracket_limit_parses() {
+    let src = "(".repeat(64) + "1" + &")".repeat(64);
+    parse_ok(&src);
+    let deep = "[".repeat(65) + &"]".repeat(65);
+    let e = parse(&deep).unwrap_err();
+    assert!(e.message.contains("deeper than 64"), "{}", e.message);
+}

@@ -33,7 +33,7 @@ pub fn run(cli: Cli) -> ExitCode {
         (Some(Command::Run { file }), _) => run_file(&mut session, file, cli.format),
         (Some(Command::Check { file }), _) => check_file(&mut session, file),
         (None, Some(src)) => run_source(&mut session, src, "<-e>", cli.format),
-        (None, None) => return crate::repl::run(session),
+        (None, None) => return crate::repl::run(session, cli.format),
     };
     ExitCode::from(code)
 }

@@ -5,7 +5,29 @@ use std::collections::BTreeMap;
 
 use super::error::{suggestion, EvalError, EvalResult};
 use super::registry::{Param, Shape, Signature};
-use crate::syntax::{Command, ExprKind, Ident, Item, ItemKind, Span};
+use crate::syntax::{BinaryOp, Command, Expr, ExprKind, Ident, Item, ItemKind, Span};
+
+/// A command as binding sees it: a verb and a run of items. A nested command (`save compare
+/// g0, g1 to "x"`) is a view of the rest of its parent's items, not a copy, so a long chain of
+/// nested verb words costs no more memory than the statement itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CommandRef<'a> {
+    pub verb: &'a str,
+    pub verb_span: Span,
+    pub items: &'a [Item],
+    pub span: Span,
+}
+
+impl<'a> From<&'a Command> for CommandRef<'a> {
+    fn from(cmd: &'a Command) -> CommandRef<'a> {
+        CommandRef {
+            verb: &cmd.verb.name,
+            verb_span: cmd.verb.span,
+            items: &cmd.items,
+            span: cmd.span,
+        }
+    }
+}
 
 /// How one parameter's item was taken.
 #[derive(Debug, Clone)]
@@ -13,7 +35,7 @@ pub(crate) enum Bound<'a> {
     Item(&'a Item),
     /// A verb name inside the arguments starts a nested command that takes the rest of the
     /// section: `save compare g0, g1 to "x"`.
-    Nested(Command),
+    Nested(CommandRef<'a>),
     Word(String),
     Flag,
     /// A `desc`/`asc` after a sort key.
@@ -36,15 +58,16 @@ pub(crate) trait Names {
 }
 
 pub(crate) fn bind<'a>(
-    cmd: &'a Command,
+    cmd: CommandRef<'a>,
     sig: &Signature,
     has_input: bool,
     names: &dyn Names,
 ) -> EvalResult<Binding<'a>> {
-    // 1. Split into the positional section and keyword sections.
-    let mut sections: Vec<(Option<&Param>, Span, Vec<&'a Item>)> =
-        vec![(None, cmd.verb.span, Vec::new())];
-    for item in &cmd.items {
+    // 1. Split into the positional section and keyword sections: runs of `cmd.items`, as the
+    //    index range each covers (a keyword word ends one run and starts the next).
+    let mut sections: Vec<(Option<&Param>, Span, std::ops::Range<usize>)> =
+        vec![(None, cmd.verb_span, 0..0)];
+    for (at, item) in cmd.items.iter().enumerate() {
         // A keyword that still waits for its value takes the next word as that value, even
         // when the word is itself a keyword: `seed seed` is the keyword `seed` given the
         // variable `seed`.
@@ -64,12 +87,12 @@ pub(crate) fn bind<'a>(
                     )
                     .with_label("again here"));
                 }
-                sections.push((Some(kw), item.span, Vec::new()));
+                sections.push((Some(kw), item.span, at + 1..at + 1));
                 continue;
             }
         }
         if let Some(last) = sections.last_mut() {
-            last.2.push(item);
+            last.2.end = at + 1;
         }
     }
 
@@ -80,7 +103,7 @@ pub(crate) fn bind<'a>(
     };
 
     // 2. Positional parameters.
-    let (_, _, positional_items) = &sections[0];
+    let positional_items = &cmd.items[sections[0].2.clone()];
     let mut params: &[Param] = &sig.positional;
     if has_input {
         match params.first() {
@@ -92,7 +115,7 @@ pub(crate) fn bind<'a>(
             _ if sig.input.is_some() => {}
             _ => {
                 return Err(EvalError::at(
-                    cmd.verb.span,
+                    cmd.verb_span,
                     format!("`{}` does not take piped input", sig.name),
                 )
                 .with_help(format!("usage: {}", sig.usage())))
@@ -100,7 +123,7 @@ pub(crate) fn bind<'a>(
         }
     } else if sig.input.is_some() {
         return Err(EvalError::at(
-            cmd.verb.span,
+            cmd.verb_span,
             format!(
                 "`{}` needs a {} piped into it, like `t | {} …`",
                 sig.name,
@@ -110,7 +133,7 @@ pub(crate) fn bind<'a>(
         )
         .with_help(format!("usage: {}", sig.usage())));
     }
-    let mut rest: &[&'a Item] = positional_items;
+    let mut rest: &'a [Item] = positional_items;
     for p in params {
         binding.positional_order.push(p.name.clone());
         let (taken, remaining) = take(p, rest, sig, names)?;
@@ -128,8 +151,9 @@ pub(crate) fn bind<'a>(
     }
 
     // 3. Keyword sections.
-    for (kw, kw_span, items) in &sections[1..] {
+    for (kw, kw_span, range) in &sections[1..] {
         let Some(kw) = kw else { continue };
+        let items = &cmd.items[range.clone()];
         if kw.shape == Shape::Flag {
             if let Some(extra) = items.first() {
                 return Err(leftover(extra, sig));
@@ -164,19 +188,19 @@ pub(crate) fn bind<'a>(
     Ok(binding)
 }
 
-type Taken<'a, 'b> = (Vec<(Bound<'a>, Span)>, &'b [&'a Item]);
+type Taken<'a> = (Vec<(Bound<'a>, Span)>, &'a [Item]);
 
 /// Takes the items one parameter consumes from the front of `items`.
-fn take<'a, 'b>(
+fn take<'a>(
     p: &Param,
-    items: &'b [&'a Item],
+    items: &'a [Item],
     sig: &Signature,
     names: &dyn Names,
-) -> EvalResult<Taken<'a, 'b>> {
+) -> EvalResult<Taken<'a>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < items.len() {
-        let item = items[i];
+        let item = &items[i];
         match &p.shape {
             Shape::Flag => break,
             Shape::Word => match (&item.kind, item.bare_word()) {
@@ -216,16 +240,11 @@ fn take<'a, 'b>(
                 if let Some(w) = item.bare_word() {
                     if !names.is_var(w) && names.is_verb(w) {
                         // A nested command takes the rest of this section.
-                        let rest: Vec<Item> =
-                            items[i + 1..].iter().map(|it| (*it).clone()).collect();
                         let end = items.last().map(|it| it.span).unwrap_or(item.span);
-                        let nested = Command {
-                            verb: Ident {
-                                name: w.to_string(),
-                                span: item.span,
-                            },
-                            items: rest,
-                            call_syntax: false,
+                        let nested = CommandRef {
+                            verb: w,
+                            verb_span: item.span,
+                            items: &items[i + 1..],
                             span: item.span.to(end),
                         };
                         out.push((Bound::Nested(nested), item.span.to(end)));
@@ -252,7 +271,7 @@ fn take<'a, 'b>(
     Ok((out, &items[i..]))
 }
 
-fn missing(cmd: &Command, sig: &Signature, p: &Param) -> EvalError {
+fn missing(cmd: CommandRef<'_>, sig: &Signature, p: &Param) -> EvalError {
     let what = if sig.keyword_param(&p.name).is_some() {
         "keyword"
     } else {
@@ -292,4 +311,94 @@ fn leftover(item: &Item, sig: &Signature) -> EvalError {
             .with_help(format!("usage: {}", sig.usage()))
             .with_code("rlq::args"),
     }
+}
+
+/// `t_cut -1` parses as the subtraction `t_cut - 1`: the parser does not know which words are a
+/// verb's keywords. A keyword minus something means nothing, so where an item's leftmost operand
+/// is a keyword of `sig` (and no keyword is waiting for a value), the item is split into the
+/// keyword and the negated rest; the keyword's own range check then judges the negative value.
+/// `None` when no item needs it (the common case; nothing is copied).
+pub(crate) fn split_keyword_minus(items: &[Item], sig: &Signature) -> Option<Vec<Item>> {
+    let mut out: Option<Vec<Item>> = None;
+    let mut awaiting = false;
+    for (i, item) in items.iter().enumerate() {
+        if !awaiting {
+            if let Some(kw) = item.bare_word().and_then(|w| sig.keyword_param(w)) {
+                awaiting = kw.shape != Shape::Flag;
+                if let Some(out) = &mut out {
+                    out.push(item.clone());
+                }
+                continue;
+            }
+            if let ItemKind::Expr { expr, alias } = &item.kind {
+                if let Some((keyword, value)) = strip_keyword_minus(expr, sig) {
+                    let out = out.get_or_insert_with(|| items[..i].to_vec());
+                    out.push(Item {
+                        span: keyword.span,
+                        kind: ItemKind::Expr {
+                            expr: Expr {
+                                span: keyword.span,
+                                kind: ExprKind::Var(keyword.name),
+                            },
+                            alias: None,
+                        },
+                    });
+                    out.push(Item {
+                        span: value.span.to(alias.as_ref().map_or(value.span, |a| a.span)),
+                        kind: ItemKind::Expr {
+                            expr: value,
+                            alias: alias.clone(),
+                        },
+                    });
+                    continue;
+                }
+            }
+        }
+        awaiting = false;
+        if let Some(out) = &mut out {
+            out.push(item.clone());
+        }
+    }
+    out
+}
+
+/// `kw - x op …` → (`kw`, `-x op …`), descending the left operands. Recursion is bounded by the
+/// parser's node limit per statement.
+fn strip_keyword_minus(e: &Expr, sig: &Signature) -> Option<(Ident, Expr)> {
+    let ExprKind::Binary(op, l, r) = &e.kind else {
+        return None;
+    };
+    if let (BinaryOp::Sub, ExprKind::Var(name)) = (op, &l.kind) {
+        let kw = sig.keyword_param(name)?;
+        if kw.shape == Shape::Flag {
+            return None;
+        }
+        let keyword = Ident {
+            name: name.clone(),
+            span: l.span,
+        };
+        let value = match r.kind {
+            ExprKind::Number { value, is_int } => Expr {
+                kind: ExprKind::Number {
+                    value: -value,
+                    is_int,
+                },
+                span: r.span,
+            },
+            _ => Expr {
+                kind: ExprKind::Unary(crate::syntax::UnaryOp::Neg, r.clone()),
+                span: r.span,
+            },
+        };
+        return Some((keyword, value));
+    }
+    let (keyword, left) = strip_keyword_minus(l, sig)?;
+    let span = left.span.to(r.span);
+    Some((
+        keyword,
+        Expr {
+            kind: ExprKind::Binary(*op, Box::new(left), r.clone()),
+            span,
+        },
+    ))
 }

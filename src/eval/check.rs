@@ -4,15 +4,18 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::bind::{bind, Bound, Names};
+use super::bind::{bind, split_keyword_minus, Bound, CommandRef, Names};
 use super::context::EvalContext;
 use super::error::{suggestion, suggestion_among, EvalError, EvalResult, SourceFile};
+use super::interp::MAX_DEPTH;
 use super::registry::{Registry, Shape};
 use crate::syntax::{self, Command, Expr, ExprKind, StmtKind};
 
 struct Scope<'a> {
     registry: &'a Registry,
     defined: HashSet<String>,
+    /// Nested commands being checked now (`abs abs abs 1`), bounded like evaluation's.
+    nesting: std::cell::Cell<usize>,
 }
 
 impl Names for Scope<'_> {
@@ -33,6 +36,7 @@ impl EvalContext {
         let mut scope = Scope {
             registry: self.registry(),
             defined: self.globals().keys().cloned().collect(),
+            nesting: Default::default(),
         };
         for stmt in &program.stmts {
             let r = match &stmt.kind {
@@ -46,6 +50,7 @@ impl EvalContext {
                     let mut inner = Scope {
                         registry: scope.registry,
                         defined: scope.defined.clone(),
+                        nesting: Default::default(),
                     };
                     inner.defined.extend(params.iter().map(|p| p.name.clone()));
                     check_expr(&inner, body)
@@ -106,7 +111,7 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
             check_expr(scope, l)?;
             check_expr(scope, r)
         }
-        ExprKind::Command(cmd) => check_command(scope, cmd, false),
+        ExprKind::Command(cmd) => check_command(scope, cmd.into(), false),
         ExprKind::Pipeline(stages) => {
             let Some((first, rest)) = stages.split_first() else {
                 return Ok(());
@@ -114,7 +119,7 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
             check_expr(scope, first)?;
             for stage in rest {
                 match &stage.kind {
-                    ExprKind::Command(cmd) => check_command(scope, cmd, true)?,
+                    ExprKind::Command(cmd) => check_command(scope, cmd.into(), true)?,
                     ExprKind::Var(name) => {
                         let cmd = Command {
                             verb: syntax::Ident {
@@ -125,7 +130,7 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
                             call_syntax: false,
                             span: stage.span,
                         };
-                        check_command(scope, &cmd, true)?
+                        check_command(scope, (&cmd).into(), true)?
                     }
                     _ => {
                         return Err(EvalError::at(stage.span, "after `|` comes a verb")
@@ -138,8 +143,8 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
     }
 }
 
-fn check_command(scope: &Scope, cmd: &Command, has_input: bool) -> EvalResult<()> {
-    let name = &cmd.verb.name;
+fn check_command(scope: &Scope, cmd: CommandRef<'_>, has_input: bool) -> EvalResult<()> {
+    let name = cmd.verb;
     if scope.is_var(name) {
         // A user function (or a value; evaluation reports that): check the argument expressions.
         return cmd
@@ -150,13 +155,18 @@ fn check_command(scope: &Scope, cmd: &Command, has_input: bool) -> EvalResult<()
     let Some(entry) = scope.registry.get(name) else {
         let known = scope.registry.names();
         return Err(
-            EvalError::at(cmd.verb.span, format!("unknown verb `{name}`"))
+            EvalError::at(cmd.verb_span, format!("unknown verb `{name}`"))
                 .with_label("not a verb")
                 .with_help(suggestion(name, "verb", &known))
                 .with_code("rlq::verb"),
         );
     };
     let sig: Arc<_> = entry.signature.clone();
+    let split = split_keyword_minus(cmd.items, &sig);
+    let cmd = match &split {
+        Some(items) => CommandRef { items, ..cmd },
+        None => cmd,
+    };
     let binding = bind(cmd, &sig, has_input, scope)?;
     for (param, bounds) in binding.named.values() {
         for (bound, _) in bounds {
@@ -164,10 +174,22 @@ fn check_command(scope: &Scope, cmd: &Command, has_input: bool) -> EvalResult<()
                 Bound::Item(item) if matches!(param.shape, Shape::Value(_)) => {
                     check_expr(scope, item.expr())?
                 }
-                Bound::Nested(nested) => check_command(scope, nested, false)?,
+                Bound::Nested(nested) => check_nested(scope, *nested)?,
                 _ => {}
             }
         }
     }
     Ok(())
+}
+
+/// A nested command, counted against evaluation's depth limit (`rlq check` recurses the same way).
+fn check_nested(scope: &Scope, cmd: CommandRef<'_>) -> EvalResult<()> {
+    let depth = scope.nesting.get() + 1;
+    if depth > MAX_DEPTH {
+        return Err(EvalError::nested_too_deep(cmd.verb_span, MAX_DEPTH));
+    }
+    scope.nesting.set(depth);
+    let result = check_command(scope, cmd, false);
+    scope.nesting.set(depth - 1);
+    result
 }

@@ -1,23 +1,40 @@
 //! Running a command: a user function, or a verb with its arguments bound and evaluated.
 
-use super::bind::{bind, Binding, Bound};
+use super::bind::{bind, split_keyword_minus, Binding, Bound, CommandRef};
 use super::context::EvalContext;
 use super::error::{suggestion, EvalError, EvalResult};
-use super::interp::materialize;
-use super::registry::{Arg, ArgValue, Args, ColumnArg, Shape, Signature};
+use super::interp::{materialize, MAX_DEPTH};
+use super::registry::{Arg, ArgValue, Args, ColumnArg, Param, Shape, Signature};
 use super::value::{Table, Value};
 use crate::syntax::{Command, Span};
 
 impl EvalContext {
     /// Runs a command: a user function if the name holds one, else the registered verb.
     pub fn eval_command(&mut self, cmd: &Command, input: Option<Value>) -> EvalResult<Value> {
-        let name = &cmd.verb.name;
+        self.eval_command_ref(cmd.into(), input)
+    }
+
+    /// A nested command (`abs abs abs 1`) recurses here, not through `eval_expr`, so it counts
+    /// against the same depth limit itself.
+    fn eval_nested(&mut self, cmd: CommandRef<'_>) -> EvalResult<Value> {
+        self.depth += 1;
+        let result = if self.depth > MAX_DEPTH {
+            Err(EvalError::nested_too_deep(cmd.verb_span, MAX_DEPTH))
+        } else {
+            self.eval_command_ref(cmd, None)
+        };
+        self.depth -= 1;
+        result
+    }
+
+    fn eval_command_ref(&mut self, cmd: CommandRef<'_>, input: Option<Value>) -> EvalResult<Value> {
+        let name = cmd.verb;
         match self.lookup(name) {
             Some(Value::Func(f)) => {
                 let f = f.clone();
                 let mut values = Vec::new();
                 values.extend(input);
-                for item in &cmd.items {
+                for item in cmd.items {
                     if let Some(alias) = item.alias() {
                         return Err(EvalError::at(
                             alias.span,
@@ -30,7 +47,7 @@ impl EvalContext {
             }
             Some(v) if !self.registry.contains(name) => {
                 return Err(EvalError::at(
-                    cmd.verb.span,
+                    cmd.verb_span,
                     format!("`{name}` is a {}, not a verb or function", v.type_name()),
                 )
                 .with_label("not callable"));
@@ -46,11 +63,16 @@ impl EvalContext {
                     .map(|(k, _)| k.clone()),
             );
             return Err(
-                EvalError::at(cmd.verb.span, format!("unknown verb `{name}`"))
+                EvalError::at(cmd.verb_span, format!("unknown verb `{name}`"))
                     .with_label("not a verb")
                     .with_help(suggestion(name, "verb", &known))
                     .with_code("rlq::verb"),
             );
+        };
+        let split = split_keyword_minus(cmd.items, &entry.signature);
+        let cmd = match &split {
+            Some(items) => CommandRef { items, ..cmd },
+            None => cmd,
         };
         let binding = bind(cmd, &entry.signature, input.is_some(), self)?;
         let args = self.build_args(cmd, &entry.signature, binding, input)?;
@@ -70,7 +92,7 @@ impl EvalContext {
     /// Evaluates the value arguments of a binding and fills defaults.
     fn build_args(
         &mut self,
-        cmd: &Command,
+        cmd: CommandRef<'_>,
         sig: &Signature,
         binding: Binding<'_>,
         input: Option<Value>,
@@ -95,7 +117,7 @@ impl EvalContext {
             };
             let v = match ty {
                 Some(t) => t.coerce(v).map_err(|v| {
-                    EvalError::type_mismatch(t.name(), v.type_name(), cmd.verb.span).with_label(
+                    EvalError::type_mismatch(t.name(), v.type_name(), cmd.verb_span).with_label(
                         format!(
                             "`{}` takes a {}; a {} was piped in",
                             sig.name,
@@ -112,7 +134,7 @@ impl EvalContext {
                         p.clone(),
                         vec![Arg {
                             value: ArgValue::Value(v),
-                            span: cmd.verb.span,
+                            span: cmd.verb_span,
                         }],
                     );
                 }
@@ -150,11 +172,11 @@ impl EvalContext {
                             ));
                         }
                         let v = self.eval_expr(item.expr())?;
-                        ArgValue::Value(check_type(&param.shape, v, span, &param.name, sig)?)
+                        ArgValue::Value(check_type(&param, v, span, sig)?)
                     }
                     Bound::Nested(nested) => {
-                        let v = materialize(self.eval_command(&nested, None)?, span)?;
-                        ArgValue::Value(check_type(&param.shape, v, span, &param.name, sig)?)
+                        let v = materialize(self.eval_nested(nested)?, span)?;
+                        ArgValue::Value(check_type(&param, v, span, sig)?)
                     }
                 };
                 out.push(Arg { value, span });
@@ -187,22 +209,31 @@ impl EvalContext {
     }
 }
 
-fn check_type(
-    shape: &Shape,
-    v: Value,
-    span: Span,
-    param: &str,
-    sig: &Signature,
-) -> EvalResult<Value> {
-    match shape {
-        Shape::Value(t) => t.coerce(v).map_err(|v| {
-            EvalError::type_mismatch(t.name(), v.type_name(), span).with_help(format!(
-                "`{param}` of `{}` is a {}; usage: {}",
-                sig.name,
-                t.name(),
-                sig.usage()
-            ))
-        }),
-        _ => Ok(v),
+/// The value's type, and its range where the parameter declares one: the one place ranges
+/// are checked.
+fn check_type(param: &Param, v: Value, span: Span, sig: &Signature) -> EvalResult<Value> {
+    let Shape::Value(t) = &param.shape else {
+        return Ok(v);
+    };
+    let v = t.coerce(v).map_err(|v| {
+        EvalError::type_mismatch(t.name(), v.type_name(), span).with_help(format!(
+            "`{}` of `{}` is a {}; usage: {}",
+            param.name,
+            sig.name,
+            t.name(),
+            sig.usage()
+        ))
+    })?;
+    if let (Some(range), Value::Number(n)) = (&param.range, &v) {
+        range.check(*n).map_err(|why| {
+            EvalError::at(
+                span,
+                format!("`{}` of `{}` must be {why}", param.name, sig.name),
+            )
+            .with_label("out of range")
+            .with_help(format!("usage: {}", sig.usage()))
+            .with_code("rlq::args")
+        })?;
     }
+    Ok(v)
 }

@@ -25,6 +25,8 @@ pub struct EvalContext {
     pub(super) source: Arc<SourceFile>,
     /// Current expression nesting, bounded by `interp::MAX_DEPTH`.
     pub(super) depth: usize,
+    /// Files being imported now, bounded by `interp::MAX_IMPORT_DEPTH`.
+    pub(super) import_depth: usize,
 }
 
 impl Names for EvalContext {
@@ -47,6 +49,7 @@ impl EvalContext {
             imported: HashSet::new(),
             source: SourceFile::new("<input>", "", None),
             depth: 0,
+            import_depth: 0,
         }
     }
 

@@ -91,6 +91,19 @@ impl EvalError {
             .with_label(format!("this is a {got}"))
             .with_code("rlq::type")
     }
+    /// A chain of nested commands (`abs abs abs … 1`) deeper than `limit`.
+    pub fn nested_too_deep(span: Span, limit: usize) -> EvalError {
+        EvalError::at(
+            span,
+            format!(
+                "commands nested more than {limit} deep: each verb name among the arguments \
+                 starts a command inside the one before"
+            ),
+        )
+        .with_label("nested too deeply")
+        .with_help("give the inner results names with `let`, or put them in parentheses")
+        .with_code("rlq::depth")
+    }
     pub fn from_syntax(e: SyntaxError, source: &Arc<SourceFile>) -> EvalError {
         EvalError {
             message: e.message,
@@ -113,9 +126,74 @@ impl EvalError {
             .with_label("while computing this")
             .with_code("rlq::table")
     }
+    /// The report a person sees; a span on a very long line is re-anchored to an excerpt of
+    /// it first ([`EvalError::excerpted`]).
     pub fn into_report(self) -> miette::Report {
-        miette::Report::new(self)
+        miette::Report::new(self.excerpted())
     }
+
+    /// When the span's line is longer than [`MAX_SHOWN_LINE`] bytes, points into a window of
+    /// that line instead (the source is renamed to say which line and columns it shows). Long
+    /// lines are unreadable in a terminal, and miette pads with `{:width$}`, which panics past
+    /// column 65 535.
+    pub fn excerpted(mut self) -> EvalError {
+        let (Some(span), Some(source)) = (self.span, self.source.clone()) else {
+            return self;
+        };
+        let text = source.text.as_str();
+        let start = floor_char(text, span.start.min(text.len()));
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        if line_end - line_start <= MAX_SHOWN_LINE {
+            return self;
+        }
+        // The span, cut to its first line and to a readable length.
+        let end = floor_char(
+            text,
+            span.end
+                .clamp(start, line_end)
+                .min(start + MAX_SHOWN_LINE / 2),
+        );
+        let from = floor_char(text, start.saturating_sub(EXCERPT_CONTEXT).max(line_start));
+        let to = ceil_char(text, (end + EXCERPT_CONTEXT).min(line_end));
+        let lead = if from > line_start { "…" } else { "" };
+        let trail = if to < line_end { "…" } else { "" };
+        let excerpt = format!("{lead}{}{trail}", &text[from..to]);
+        let line_no = text[..line_start].matches('\n').count() + 1;
+        let column = |at: usize| text[line_start..at].chars().count() + 1;
+        let name = format!(
+            "{}, line {line_no} columns {}-{} of {}",
+            source.name,
+            column(from),
+            column(to) - 1,
+            column(line_end) - 1
+        );
+        let shift = |at: usize| lead.len() + (at - from);
+        self.span = Some(Span::new(shift(start), shift(end)));
+        self.source = Some(SourceFile::new(&name, &excerpt, source.dir.clone()));
+        self
+    }
+}
+
+/// Longest line a diagnostic shows whole (bytes).
+pub const MAX_SHOWN_LINE: usize = 400;
+/// Bytes shown on each side of the span in an excerpt of a long line.
+const EXCERPT_CONTEXT: usize = 60;
+
+/// The char boundary at or before `at`.
+fn floor_char(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// The char boundary at or after `at` (at most the end).
+fn ceil_char(text: &str, mut at: usize) -> usize {
+    while at < text.len() && !text.is_char_boundary(at) {
+        at += 1;
+    }
+    at
 }
 
 impl fmt::Display for EvalError {

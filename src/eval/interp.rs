@@ -12,8 +12,15 @@ use crate::syntax::{
     self, BinaryOp, Command, Expr, ExprKind, Ident, Span, Stmt, StmtKind, UnaryOp,
 };
 
-/// Deepest expression / call nesting evaluated before giving up with an error.
-const MAX_DEPTH: usize = 150;
+/// Deepest expression / call / nested-command nesting evaluated before giving up with an error
+/// (each level is a few stack frames; 150 fit well inside a 2 MiB thread stack).
+pub(crate) const MAX_DEPTH: usize = 150;
+
+/// Lazy table stages a pipeline stacks up before it collects (see the pipeline loop).
+const MAX_LAZY_STAGES: usize = 16;
+
+/// Deepest chain of imports (a file importing a file importing …).
+pub(crate) const MAX_IMPORT_DEPTH: usize = 64;
 
 impl EvalContext {
     /// Parse and evaluate a source, statement by statement. `on_value` sees each bare-expression
@@ -99,6 +106,20 @@ impl EvalContext {
         if !self.imported.insert(canonical.clone()) {
             return Ok(()); // each file is evaluated once
         }
+        if self.import_depth >= MAX_IMPORT_DEPTH {
+            return Err(EvalError::at(
+                span,
+                format!(
+                    "imports nested more than {MAX_IMPORT_DEPTH} files deep (`{}` would be \
+                     the {}th file in the chain)",
+                    full.display(),
+                    MAX_IMPORT_DEPTH + 1
+                ),
+            )
+            .with_label("imported too deep")
+            .with_help("import the files from one top-level file instead of in a chain")
+            .with_code("rlq::import"));
+        }
         let text = crate::files::read_text_capped(&canonical, crate::files::MAX_SCRIPT_BYTES)
             .map_err(|e| {
                 EvalError::at(span, format!("cannot read `{}`: {e}", full.display()))
@@ -106,7 +127,10 @@ impl EvalContext {
             })?;
         let dir = canonical.parent().map(Path::to_path_buf);
         let name = full.display().to_string();
-        self.eval_source(&text, &name, dir, &mut |_| {}).map(|_| ())
+        self.import_depth += 1;
+        let result = self.eval_source(&text, &name, dir, &mut |_| {}).map(|_| ());
+        self.import_depth -= 1;
+        result
     }
 
     /// Evaluates an expression to a value (tables may stay lazy).
@@ -176,9 +200,22 @@ impl EvalContext {
                     return Ok(Value::Null);
                 };
                 let mut v = self.eval_expr(first)?;
+                let mut lazy_stages = 0;
                 for stage in rest {
                     self.check_interrupt(stage.span)?;
                     v = self.eval_stage(stage, v)?;
+                    // Each stage adds to the lazy plan, and resolving its schema (every stage
+                    // does) walks the whole plan: collecting every so often keeps the plan
+                    // short, so a pipeline costs time linear in its stages.
+                    if matches!(v, Value::Table(Table::Lazy(_))) {
+                        lazy_stages += 1;
+                        if lazy_stages >= MAX_LAZY_STAGES {
+                            v = materialize(v, stage.span)?;
+                            lazy_stages = 0;
+                        }
+                    } else {
+                        lazy_stages = 0;
+                    }
                 }
                 Ok(v)
             }
@@ -193,11 +230,30 @@ impl EvalContext {
                 let cmd = bare_command(name, stage.span);
                 self.eval_command(&cmd, Some(input))
             }
+            // `t | top - 1`: the spaced minus made it a subtraction.
+            ExprKind::Binary(BinaryOp::Sub, l, _) if matches!(&l.kind, ExprKind::Var(v) if self.is_callable(v)) => {
+                Err(EvalError::at(
+                    stage.span,
+                    "after `|` comes a verb, and this reads as a subtraction",
+                )
+                .with_label("a verb minus something")
+                .with_help(
+                    "to give the verb a negative number, write the minus against it: `| top -1`",
+                ))
+            }
             _ => Err(EvalError::at(
                 stage.span,
                 "after `|` comes a verb, like `| where …` or `| top 10`",
             )
             .with_label("not a verb")),
+        }
+    }
+
+    /// A verb, or a variable holding a user function.
+    fn is_callable(&self, name: &str) -> bool {
+        match self.lookup(name) {
+            Some(v) => matches!(v, Value::Func(_)),
+            None => self.registry.contains(name),
         }
     }
 

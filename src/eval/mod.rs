@@ -18,8 +18,8 @@ pub mod verbs;
 pub use context::EvalContext;
 pub use error::{EvalError, EvalResult, SourceFile};
 pub use registry::{
-    Arg, ArgValue, Args, ColumnArg, Entry, Example, FnVerb, Param, Registry, Shape, Signature,
-    Type, Verb,
+    Arg, ArgValue, Args, ColumnArg, Entry, Example, FnVerb, Param, Range, Registry, Shape,
+    Signature, Type, Verb,
 };
 pub use value::{Function, Table, Value};
 

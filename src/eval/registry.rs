@@ -53,7 +53,7 @@ use super::value::Value;
 
 // Everything a verb author needs, from one module.
 pub use super::args::{Arg, ArgValue, Args, ColumnArg};
-pub use super::signature::{Example, Param, Shape, Signature, Type};
+pub use super::signature::{Example, Param, Range, Shape, Signature, Type};
 
 /// A verb: one type per verb, or a function registered with [`Registry::register_fn`].
 pub trait Verb: Send + Sync {

@@ -65,6 +65,77 @@ pub enum Shape {
     Flag,
 }
 
+/// The numbers a number parameter accepts. Declared with the parameter
+/// ([`Signature::range`]) and checked in one place, where arguments are bound, so every verb's
+/// message states the same facts: finiteness, whole or not, and both bounds.
+///
+/// ```
+/// use rlq::eval::Range;
+/// assert!(Range::whole(1.0, 10_000.0).check(5.0).is_ok());
+/// assert_eq!(
+///     Range::whole(1.0, 10_000.0).check(1e9).unwrap_err(),
+///     "a whole number from 1 to 10000, got 1000000000"
+/// );
+/// assert_eq!(
+///     Range::positive(1000.0).check(f64::INFINITY).unwrap_err(),
+///     "a finite number > 0 and ≤ 1000, got inf"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    pub min: f64,
+    /// `min` itself is refused (`> 0` rather than `≥ 0`).
+    pub min_exclusive: bool,
+    pub max: f64,
+    /// Only whole numbers.
+    pub whole: bool,
+}
+
+impl Range {
+    /// Whole numbers from `min` to `max`, both included.
+    pub fn whole(min: f64, max: f64) -> Range {
+        Range {
+            min,
+            min_exclusive: false,
+            max,
+            whole: true,
+        }
+    }
+    /// Finite numbers above 0, up to `max` included.
+    pub fn positive(max: f64) -> Range {
+        Range {
+            min: 0.0,
+            min_exclusive: true,
+            max,
+            whole: false,
+        }
+    }
+    /// What the range holds, in words: `a whole number from 1 to 10000`.
+    pub fn describe(&self) -> String {
+        let (min, max) = (Value::Number(self.min), Value::Number(self.max));
+        match (self.whole, self.min_exclusive) {
+            (true, false) => format!("a whole number from {min} to {max}"),
+            (true, true) => format!("a whole number > {min} and ≤ {max}"),
+            (false, false) => format!("a finite number from {min} to {max}"),
+            (false, true) => format!("a finite number > {min} and ≤ {max}"),
+        }
+    }
+    /// `Err(what the range holds, and the value)` when `v` is outside (NaN and ±inf always are).
+    pub fn check(&self, v: f64) -> Result<(), String> {
+        let above_min = if self.min_exclusive {
+            v > self.min
+        } else {
+            v >= self.min
+        };
+        let ok = v.is_finite() && above_min && v <= self.max && (!self.whole || v.fract() == 0.0);
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{}, got {}", self.describe(), Value::Number(v)))
+        }
+    }
+}
+
 /// One positional parameter or keyword.
 #[derive(Debug, Clone)]
 pub struct Param {
@@ -79,6 +150,8 @@ pub struct Param {
     /// Column lists only: a trailing `desc` / `asc` word marks the previous item's order.
     pub ordered: bool,
     pub default: Option<Value>,
+    /// Number parameters only: the values accepted.
+    pub range: Option<Range>,
 }
 
 impl Param {
@@ -92,6 +165,7 @@ impl Param {
             piped: false,
             ordered: false,
             default: None,
+            range: None,
         }
     }
     fn usage(&self) -> String {
@@ -251,6 +325,19 @@ impl Signature {
             optional: true,
             ..Param::new(name, Shape::Flag, description)
         })
+    }
+    /// Restricts the number parameter `name` (declared before this call) to `range`.
+    pub fn range(mut self, name: &str, range: Range) -> Self {
+        let param = self
+            .positional
+            .iter_mut()
+            .chain(self.keywords.iter_mut())
+            .find(|p| p.name == name);
+        debug_assert!(param.is_some(), "`{}` has no parameter `{name}`", self.name);
+        if let Some(p) = param {
+            p.range = Some(range);
+        }
+        self
     }
     pub fn example(mut self, source: &str, note: &str) -> Self {
         self.examples.push(Example {

@@ -13,11 +13,12 @@ use super::helper::{ContinueOnEnter, ReplHelper};
 use super::meta::{self, MetaOutcome, Settings};
 use super::statements::is_meta;
 use super::{continuation, eval_and_print};
+use crate::cli::output::Format;
 use crate::Session;
 
 const PROMPT: &str = "rlq> ";
 
-pub fn run(session: Session) -> ExitCode {
+pub fn run(session: Session, format: Format) -> ExitCode {
     let session = Rc::new(RefCell::new(session));
     let config = Config::builder()
         .auto_add_history(false)
@@ -44,7 +45,10 @@ pub fn run(session: Session) -> ExitCode {
         "rlq {} — :help for help, Ctrl-D to quit",
         env!("CARGO_PKG_VERSION")
     );
-    let mut settings = Settings::default();
+    let mut settings = Settings {
+        format,
+        ..Settings::default()
+    };
     loop {
         let text = match editor.readline(PROMPT) {
             Ok(text) => text,
@@ -72,7 +76,9 @@ pub fn run(session: Session) -> ExitCode {
             }
             continue;
         }
-        meta::timed(&settings, || eval_and_print(&mut session, &src, "<repl>"));
+        meta::timed(&settings, || {
+            eval_and_print(&mut session, &src, "<repl>", settings.format)
+        });
     }
     ExitCode::SUCCESS
 }

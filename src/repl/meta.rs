@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::cli::output::Format;
 use crate::Session;
 
 /// REPL settings the meta-commands change.
@@ -9,6 +10,8 @@ use crate::Session;
 pub struct Settings {
     /// Print how long each statement took.
     pub time: bool,
+    /// How values print (`--format`).
+    pub format: Format,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -74,7 +77,9 @@ fn load(session: &mut Session, settings: &Settings, path: &str) -> MetaOutcome {
             return MetaOutcome::Failed;
         }
     };
-    if timed(settings, || super::eval_and_print(session, &src, path)) {
+    if timed(settings, || {
+        super::eval_and_print(session, &src, path, settings.format)
+    }) {
         MetaOutcome::Done
     } else {
         MetaOutcome::Failed

@@ -14,19 +14,25 @@ use std::process::ExitCode;
 use crate::cli::{diagnostics, interrupt, output};
 use crate::Session;
 
-/// Starts the REPL, or reads stdin statement by statement when it is not a terminal.
-pub fn run(mut session: Session) -> ExitCode {
+/// Starts the REPL, or reads stdin statement by statement when it is not a terminal. Values
+/// print in `format` (`--format`).
+pub fn run(mut session: Session, format: output::Format) -> ExitCode {
     interrupt::install(&mut session);
     if std::io::stdin().is_terminal() {
-        interactive::run(session)
+        interactive::run(session, format)
     } else {
-        piped::run(session)
+        piped::run(session, format)
     }
 }
 
 /// Evaluates one chunk of input, printing values and diagnostics; true if it succeeded.
-pub(crate) fn eval_and_print(session: &mut Session, src: &str, name: &str) -> bool {
-    let mut out = output::Printer::stdout(output::Format::Table);
+pub(crate) fn eval_and_print(
+    session: &mut Session,
+    src: &str,
+    name: &str,
+    format: output::Format,
+) -> bool {
+    let mut out = output::Printer::stdout(format);
     match session.eval_statements(src, name, &mut |v| out.print(v)) {
         Ok(()) => true,
         Err(report) => {

@@ -30,7 +30,7 @@ mod scan;
 
 pub use ast::*;
 pub use parser::parse;
-pub use scan::is_incomplete;
+pub use scan::{is_incomplete, Continuation};
 
 /// A parse error: what was expected and where.
 #[derive(Debug, Clone, PartialEq)]

@@ -131,7 +131,7 @@ fn build_pipeline(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
 
 fn build_stage(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
     match pair.as_rule() {
-        Rule::command => {
+        Rule::command | Rule::neg_command => {
             let span = span_of(&pair);
             let mut inner = pair.into_inner();
             let verb = inner
@@ -277,6 +277,12 @@ fn build_expr(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
             let value: f64 = text
                 .parse()
                 .map_err(|_| SyntaxError::at(span, format!("`{text}` is not a number")))?;
+            if !value.is_finite() {
+                return Err(SyntaxError {
+                    help: Some(format!("numbers are 64-bit floats, at most {:e}", f64::MAX)),
+                    ..SyntaxError::at(span, format!("`{text}` is too large for a number"))
+                });
+            }
             let is_int = !text.contains(['.', 'e', 'E']);
             Ok(Expr {
                 kind: ExprKind::Number { value, is_int },
@@ -343,7 +349,7 @@ fn build_expr(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
             span,
         }),
         Rule::pipeline => build_pipeline(pair),
-        Rule::command => build_stage(pair),
+        Rule::command | Rule::neg_command => build_stage(pair),
         other => Err(SyntaxError::at(span, format!("unexpected {other:?}"))),
     }
 }
@@ -502,6 +508,11 @@ fn from_pest(err: pest::error::Error<Rule>, src: &str) -> SyntaxError {
                 format!("expected {expected}"),
             )
         }
+        // pest's own guards: the input nests deeper than the parser's stack allows.
+        ErrorVariant::CustomError { message } if message.contains("limit reached") => (
+            format!("syntax error: too deeply nested to parse ({message})"),
+            "nested too deeply".to_string(),
+        ),
         ErrorVariant::CustomError { message } => {
             (format!("syntax error: {message}"), message.clone())
         }
@@ -545,7 +556,9 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         | Rule::kw_false
         | Rule::kw_null
         | Rule::pipeline
-        | Rule::command => "an expression",
+        | Rule::command
+        | Rule::neg_command
+        | Rule::neg_number => "an expression",
         Rule::item | Rule::assign_item | Rule::expr_item => "an argument",
         Rule::params => "parameter names",
         Rule::cmp_op => "a comparison",

@@ -11,7 +11,7 @@ use crate::attribution::prepare::{prepare, PrepareOptions, TCut};
 use crate::attribution::{run, Graph, GraphMeta, LossKind, Method};
 use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
-use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::model::hooked::HookedTransformer;
 use crate::model::hooks::{Granularity, HookLayout};
@@ -50,6 +50,9 @@ pub(super) fn register(reg: &mut Registry) {
             Type::Number,
             "a fixed number of answer tokens in the loss",
         )
+        .range("steps", Range::whole(1.0, 10_000.0))
+        .range("alpha", Range::positive(1000.0))
+        .range("t_cut", Range::whole(1.0, 1e6))
         .named_default(
             "per_sample",
             Type::Bool,
@@ -87,7 +90,7 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new("edges", "a graph's edge table, optionally filtered")
             .category("graph")
-            .required("graph", Type::Graph, "a graph from `patch`")
+            .piped("graph", Type::Graph, "a graph from `patch` (or piped in)")
             .named_columns("where", false, "a predicate on the edge columns")
             .example("edges g where abs_score > 0.01", "the strong edges"),
         verb_edges,
@@ -98,7 +101,7 @@ pub(super) fn register(reg: &mut Registry) {
             "a graph's node table: in/out degree and |score| mass per node",
         )
         .category("graph")
-        .required("graph", Type::Graph, "a graph from `patch`")
+        .piped("graph", Type::Graph, "a graph from `patch` (or piped in)")
         .named_columns("where", false, "a predicate on the node columns")
         .example(
             "nodes g | sort by out_abs desc | top 5",
@@ -112,7 +115,7 @@ pub(super) fn register(reg: &mut Registry) {
             "keep a subgraph: the top n edges by |score|, or those matching a predicate",
         )
         .category("graph")
-        .required("graph", Type::Graph, "a graph from `patch`")
+        .piped("graph", Type::Graph, "a graph from `patch` (or piped in)")
         .named("top", Type::Number, "keep the n strongest edges")
         .named_columns("where", false, "keep the edges where this holds")
         .example("circuit g top 50", "a 50-edge circuit, still a graph"),
@@ -124,7 +127,7 @@ pub(super) fn register(reg: &mut Registry) {
             "write a circuit as Graphviz DOT (.dot) or EAP-IG JSON (.json)",
         )
         .category("graph")
-        .required("graph", Type::Graph, "a graph or circuit")
+        .piped("graph", Type::Graph, "a graph or circuit (or piped in)")
         .named_required("to", Type::Str, "the file; .dot or .json")
         .example(
             "export (circuit g top 50) to \"out/c.dot\"",
@@ -138,7 +141,7 @@ pub(super) fn register(reg: &mut Registry) {
             "a graph's summary: model, method, edges, samples, top edges",
         )
         .category("graph")
-        .required("graph", Type::Graph, "a graph")
+        .piped("graph", Type::Graph, "a graph (or piped in)")
         .named_default("top", Type::Number, 10.0, "how many top edges to list")
         .example("show g", "a short text summary"),
         verb_show,
@@ -228,13 +231,8 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let method = match args.word_choice("method", &["eap", "eap_ig", "patch"])? {
         "eap" => Method::Eap,
         "eap_ig" => {
+            // A whole number in 1..=10000: the signature's range is checked at binding.
             let steps = args.number("steps").unwrap_or(5.0);
-            if !(1.0..=10_000.0).contains(&steps) || steps.fract() != 0.0 {
-                return Err(err(
-                    args.span_of("steps"),
-                    "steps must be a whole number ≥ 1",
-                ));
-            }
             Method::EapIg {
                 steps: steps as usize,
             }
@@ -256,15 +254,9 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 "give `alpha` or `t_cut`, not both",
             ))
         }
-        (Some(a), None) if a > 0.0 && a.is_finite() => TCut::Alpha(a),
-        (Some(_), None) => return Err(err(args.span_of("alpha"), "alpha must be > 0")),
-        (None, Some(t)) if t >= 1.0 && t.fract() == 0.0 => TCut::Fixed(t as usize),
-        (None, Some(_)) => {
-            return Err(err(
-                args.span_of("t_cut"),
-                "t_cut must be a whole number ≥ 1",
-            ))
-        }
+        // Both in range already (the signature's ranges are checked at binding).
+        (Some(a), None) => TCut::Alpha(a),
+        (None, Some(t)) => TCut::Fixed(t as usize),
         (None, None) if loss == LossKind::Nll => TCut::Full,
         (None, None) => TCut::Alpha(0.1),
     };

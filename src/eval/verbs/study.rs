@@ -9,7 +9,7 @@ use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use super::samples::string_column;
 use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
-use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::syntax::Span;
 
@@ -115,6 +115,7 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .named_default("n", Type::Number, 100.0, "questions to keep")
         .named_default("seed", Type::Number, 0.0, "sampling seed")
+        .range("alpha", Range::positive(1000.0))
         .named_default(
             "len_tolerance",
             Type::Number,
@@ -271,10 +272,8 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
     };
     let a0 = answered(&get("base")?, args.span_of("base"))?;
     let a1 = answered(&get("tuned")?, args.span_of("tuned"))?;
+    // Finite, > 0 and ≤ 1000: the signature's range is checked at binding.
     let alpha = args.number("alpha").unwrap_or(0.1);
-    if !(alpha > 0.0 && alpha.is_finite()) {
-        return Err(err(args.span_of("alpha"), "alpha must be > 0"));
-    }
     // Step 2: both correct; T̄ = the smaller of the two mean lengths over those questions.
     let mut both: Vec<i64> = a0
         .iter()
