@@ -235,13 +235,12 @@ fn quickstart_script_prints_an_edge_table() {
 #[test]
 fn a_second_ctrl_c_exits_a_running_script() {
     use std::io::{BufRead, BufReader};
-    let dir = folder(&[("wait.rlq", "\"ready\"\nread \"never.csv\"\n")]);
-    // The script prints, then blocks opening a FIFO nobody writes to.
-    let fifo = Command::new("mkfifo")
-        .arg(dir.path().join("never.csv"))
-        .status()
-        .expect("mkfifo");
-    assert!(fifo.success());
+    // The script prints, then runs a statement of several seconds (a million generated rows,
+    // sorted and de-duplicated; a FIFO no longer blocks: `read` refuses one at once).
+    let dir = folder(&[(
+        "wait.rlq",
+        "\"ready\"\narith 1000000 seed 1 | sort by prompt | unique | sort by expected desc | count\n",
+    )]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_rlq"))
         .args(["run", "wait.rlq"])
         .current_dir(dir.path())

@@ -604,8 +604,8 @@ fn every_example_checks_and_runs() {
             }
             // Examples double as tests; the io ones need files that are not here, and the
             // model ones real weights with a tokenizer (tests/graph_verbs.rs runs those).
-            let needs_real_model =
-                ["patch", "grade", "select_questions", "questions"].contains(&sig.name.as_str());
+            let needs_real_model = ["patch", "grade", "select_questions", "questions", "tune"]
+                .contains(&sig.name.as_str());
             if sig.category != "io" && sig.category != "model" && !needs_real_model {
                 if let Err(e) = s.eval(&ex.source) {
                     panic!("example of {} fails: {}: {e:?}", sig.name, ex.source);

@@ -27,8 +27,9 @@ fn model(family: Family, dtype: DType) -> Arc<Model> {
 /// A word-level tokenizer over the synthetic vocabulary: token i is the word `t{i}` (so the
 /// grader reads "t5" as the number 5).
 fn word_tokenizer(vocab: usize) -> TextTokenizer {
-    let words: serde_json::Map<String, serde_json::Value> =
-        (0..vocab).map(|i| (format!("t{i}"), serde_json::json!(i))).collect();
+    let words: serde_json::Map<String, serde_json::Value> = (0..vocab)
+        .map(|i| (format!("t{i}"), serde_json::json!(i)))
+        .collect();
     let json = serde_json::json!({
         "version": "1.0",
         "truncation": null,
@@ -52,7 +53,12 @@ fn with_tokenizer(m: Model) -> Model {
 }
 
 fn f64s(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 fn scalar(t: &Tensor) -> f64 {
@@ -151,7 +157,10 @@ fn sft_dpo_grpo_weight_gradients_match_finite_differences() {
 
         // DPO against the frozen start: at θ = θ_ref the margin is 0, so perturb the reference
         // numbers to test away from that point as well.
-        let (rw, rl) = (ref_lp(&ANSWER).iter().sum::<f64>(), ref_lp(&OTHER).iter().sum::<f64>());
+        let (rw, rl) = (
+            ref_lp(&ANSWER).iter().sum::<f64>(),
+            ref_lp(&OTHER).iter().sum::<f64>(),
+        );
         for shift in [0.0, 0.7] {
             check_fd(
                 &p,
@@ -167,7 +176,11 @@ fn sft_dpo_grpo_weight_gradients_match_finite_differences() {
         // GRPO with π_old and π_ref held fixed, off the policy (shifted numbers) so the KL and
         // both clip branches are exercised, for both signs of the advantage.
         let r = ref_lp(&ANSWER);
-        let old: Vec<f64> = r.iter().enumerate().map(|(i, x)| x + 0.3 * (i as f64 - 1.5)).collect();
+        let old: Vec<f64> = r
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x + 0.3 * (i as f64 - 1.5))
+            .collect();
         let reference_shifted: Vec<f64> = r.iter().map(|x| x - 0.2).collect();
         for adv in [1.3, -0.8] {
             check_fd(
@@ -294,7 +307,10 @@ fn grpo_raises_a_toy_reward_from_chance_to_above_0_9() {
     let r: Vec<f64> = out.log.iter().map(|l| l.reward_mean.unwrap()).collect();
     assert!(r[0] < 0.2, "starts near chance (1/32): {}", r[0]);
     let last: f64 = r[r.len() - 3..].iter().sum::<f64>() / 3.0;
-    assert!(last > 0.9, "mean reward of the last 3 of 30 steps: {last} (log {r:?})");
+    assert!(
+        last > 0.9,
+        "mean reward of the last 3 of 30 steps: {last} (log {r:?})"
+    );
     // The KL to the start grows as the policy moves, and starts at 0.
     assert_eq!(out.log[0].kl, Some(0.0));
     assert!(out.log.last().unwrap().kl.unwrap() > 0.0);
@@ -316,7 +332,14 @@ fn dpo_raises_the_margin_and_sft_lowers_the_nll() {
         items
             .iter()
             .map(|it| {
-                let s = |a: &[u32]| scalar(&answer_logprobs(&p.infer, &it.prompt, a).unwrap().sum_all().unwrap());
+                let s = |a: &[u32]| {
+                    scalar(
+                        &answer_logprobs(&p.infer, &it.prompt, a)
+                            .unwrap()
+                            .sum_all()
+                            .unwrap(),
+                    )
+                };
                 s(it.chosen.as_ref().unwrap()) - s(it.rejected.as_ref().unwrap())
             })
             .sum::<f64>()
@@ -324,7 +347,14 @@ fn dpo_raises_the_margin_and_sft_lowers_the_nll() {
     let nll_of = |p: &Policy| -> f64 {
         items
             .iter()
-            .map(|it| -scalar(&answer_logprobs(&p.infer, &it.prompt, it.target.as_ref().unwrap()).unwrap().sum_all().unwrap()))
+            .map(|it| {
+                -scalar(
+                    &answer_logprobs(&p.infer, &it.prompt, it.target.as_ref().unwrap())
+                        .unwrap()
+                        .sum_all()
+                        .unwrap(),
+                )
+            })
             .sum::<f64>()
     };
     for method in [Method::Dpo, Method::Sft] {
@@ -365,7 +395,10 @@ fn files_of(dir: &Path) -> HashMap<String, Vec<u8>> {
         .unwrap()
         .map(|e| {
             let p = e.unwrap().path();
-            (p.file_name().unwrap().to_string_lossy().to_string(), std::fs::read(&p).unwrap())
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
         })
         .collect()
 }
@@ -381,16 +414,31 @@ fn small_grpo() -> TuneSettings {
 
 #[test]
 fn same_seed_gives_the_same_log_and_byte_identical_checkpoints() {
-    let start = Arc::new(with_tokenizer(random_model(Family::Llama, 11, DType::F32).unwrap()));
+    let start = Arc::new(with_tokenizer(
+        random_model(Family::Llama, 11, DType::F32).unwrap(),
+    ));
     let reward = parity_reward;
     let tmp = tempfile::tempdir().unwrap();
     let mut logs = Vec::new();
     for run_i in 0..2 {
         let dir = tmp.path().join(format!("run{run_i}"));
-        let t = Tuner::new(start.clone(), small_grpo(), toy_items(3), &reward, Some(&dir), 2).unwrap();
+        let t = Tuner::new(
+            start.clone(),
+            small_grpo(),
+            toy_items(3),
+            &reward,
+            Some(&dir),
+            2,
+        )
+        .unwrap();
         let out = run(t);
         assert_eq!(out.checkpoints.len(), 2, "steps 2 and 4");
-        logs.push(out.log.iter().map(LogRow::without_timing).collect::<Vec<_>>());
+        logs.push(
+            out.log
+                .iter()
+                .map(LogRow::without_timing)
+                .collect::<Vec<_>>(),
+        );
     }
     assert_eq!(logs[0], logs[1]);
     for step in ["step-000002", "step-000004"] {
@@ -405,18 +453,31 @@ fn same_seed_gives_the_same_log_and_byte_identical_checkpoints() {
             "trainer_state.json",
         ] {
             assert!(a.contains_key(f), "{step} lacks {f}");
-            assert!(a[f] == b[f], "{step}/{f} differs between two runs of the same seed");
+            assert!(
+                a[f] == b[f],
+                "{step}/{f} differs between two runs of the same seed"
+            );
         }
     }
 }
 
 #[test]
 fn resume_equals_the_uninterrupted_run_and_refuses_other_settings() {
-    let start = Arc::new(with_tokenizer(random_model(Family::Qwen3, 11, DType::F32).unwrap()));
+    let start = Arc::new(with_tokenizer(
+        random_model(Family::Qwen3, 11, DType::F32).unwrap(),
+    ));
     let reward = parity_reward;
     let tmp = tempfile::tempdir().unwrap();
     let full = tmp.path().join("full");
-    run(Tuner::new(start.clone(), small_grpo(), toy_items(3), &reward, Some(&full), 2).unwrap());
+    run(Tuner::new(
+        start.clone(),
+        small_grpo(),
+        toy_items(3),
+        &reward,
+        Some(&full),
+        2,
+    )
+    .unwrap());
 
     // Interrupted after step 2 (the host says so at the end of step 2): a checkpoint is kept.
     let part = tmp.path().join("part");
@@ -424,19 +485,34 @@ fn resume_equals_the_uninterrupted_run_and_refuses_other_settings() {
     let interrupted = || steps_seen.get() >= 2;
     let mut rows = |_: &LogRow, _: usize| steps_seen.set(steps_seen.get() + 1);
     let mut prep = |_: usize, _: usize| {};
-    let t = Tuner::new(start.clone(), small_grpo(), toy_items(3), &reward, Some(&part), 0).unwrap();
-    let out = t.run(quiet_host(&interrupted, &mut rows, &mut prep)).unwrap();
+    let t = Tuner::new(
+        start.clone(),
+        small_grpo(),
+        toy_items(3),
+        &reward,
+        Some(&part),
+        0,
+    )
+    .unwrap();
+    let out = t
+        .run(quiet_host(&interrupted, &mut rows, &mut prep))
+        .unwrap();
     assert!(out.interrupted);
     assert_eq!(out.log.len(), 2);
     let ck = part.join("step-000002");
     assert!(ck.join("model.safetensors").exists());
 
-    let resumed = Tuner::resume(start.clone(), small_grpo(), toy_items(3), &reward, &ck, 0).unwrap();
+    let resumed =
+        Tuner::resume(start.clone(), small_grpo(), toy_items(3), &reward, &ck, 0).unwrap();
     let out = run(resumed);
     assert_eq!(out.log.len(), 4);
     let a = files_of(&full.join("step-000004"));
     let b = files_of(&part.join("step-000004"));
-    for f in ["model.safetensors", "optimizer.safetensors", "trainer_state.json"] {
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ] {
         assert!(
             a[f] == b[f],
             "resumed {f} differs from the uninterrupted run's:\n{}\nvs\n{}",
@@ -454,7 +530,9 @@ fn resume_equals_the_uninterrupted_run_and_refuses_other_settings() {
         .expect("refused")
         .to_string();
     assert!(e.contains("lr: 0.5") && e.contains("beta"), "{e}");
-    let other_model = Arc::new(with_tokenizer(random_model(Family::Qwen3, 12, DType::F32).unwrap()));
+    let other_model = Arc::new(with_tokenizer(
+        random_model(Family::Qwen3, 12, DType::F32).unwrap(),
+    ));
     let e = Tuner::resume(other_model, small_grpo(), toy_items(3), &reward, &ck, 0)
         .err()
         .expect("refused")
@@ -476,7 +554,9 @@ fn resume_equals_the_uninterrupted_run_and_refuses_other_settings() {
 #[test]
 fn a_checkpoint_loads_back_with_the_same_logits() {
     for family in [Family::Llama, Family::Qwen2, Family::Gemma3] {
-        let start = Arc::new(with_tokenizer(random_model(family, 11, DType::F32).unwrap()));
+        let start = Arc::new(with_tokenizer(
+            random_model(family, 11, DType::F32).unwrap(),
+        ));
         let reward = parity_reward;
         let tmp = tempfile::tempdir().unwrap();
         let mut s = small_grpo();
@@ -494,19 +574,29 @@ fn a_checkpoint_loads_back_with_the_same_logits() {
         let a = tf.logits(&ids).unwrap();
         let b = tuned.infer.logits(&ids).unwrap();
         let d = scalar(&(a - b).unwrap().abs().unwrap().max_all().unwrap());
-        assert!(d < 1e-6, "{family:?}: logits differ by {d} after save → load");
+        assert!(
+            d < 1e-6,
+            "{family:?}: logits differ by {d} after save → load"
+        );
         // The tokenizer came back too.
-        assert_eq!(loaded.tokenizer.encode("t3 t17", false).unwrap(), vec![3, 17]);
+        assert_eq!(
+            loaded.tokenizer.encode("t3 t17", false).unwrap(),
+            vec![3, 17]
+        );
         // The checkpoint really holds the tuned weights (one step moved them).
         let moved = scalar(
-            &(start.weights.get("model.norm.weight").unwrap() - loaded.weights.get("model.norm.weight").unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap(),
+            &(start.weights.get("model.norm.weight").unwrap()
+                - loaded.weights.get("model.norm.weight").unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap(),
         );
-        assert!(moved > 0.0, "{family:?}: the saved weights equal the start's");
+        assert!(
+            moved > 0.0,
+            "{family:?}: the saved weights equal the start's"
+        );
         let _ = a_row(&tf);
     }
 }
@@ -541,10 +631,17 @@ fn bad_settings_are_refused_before_any_work() {
         .expect("refused")
         .to_string();
     assert!(e.contains("no training questions"), "{e}");
-    let e = Tuner::new(start, grpo_toy_settings(), vec![TuneItem::prompt(vec![3, 99])], &reward, None, 0)
-        .err()
-        .expect("refused")
-        .to_string();
+    let e = Tuner::new(
+        start,
+        grpo_toy_settings(),
+        vec![TuneItem::prompt(vec![3, 99])],
+        &reward,
+        None,
+        0,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
     assert!(e.contains("token id 99") && e.contains("32"), "{e}");
 }
 
@@ -558,14 +655,14 @@ fn the_tune_verb_runs_grpo_from_a_saved_folder_and_loads_its_checkpoint() {
     rlq::model::save::write_hf_folder(&start, &start.weights.dense_map().unwrap(), &dir).unwrap();
     let out = tmp.path().join("tuned");
     let mut s = rlq::Session::new();
-    s.eval(&format!("let m = load \"{}\"", dir.display())).unwrap();
+    s.eval(&format!("let m = load \"{}\"", dir.display()))
+        .unwrap();
     // "t4 t5" prompts; the grader reads the answer token "t5" as the number 5.
-    let v = s
-        .eval(&format!(
-            "tune m on (table {{prompt: [\"t3 t4\", \"t6 t7\"], expected: [5, 5]}}) method grpo \
+    let v = s.eval(&format!(
+        "tune m on (table {{prompt: [\"t3 t4\", \"t6 t7\"], expected: [5, 5]}}) method grpo \
              steps 2 batch 2 group 4 max_tokens 1 lr 0.01 chat false to \"{}\"",
-            out.display()
-        ));
+        out.display()
+    ));
     let log = match v {
         Ok(v) => v.as_table().expect("a table"),
         // Until the inline table literal exists, build the same table from json.
@@ -588,9 +685,13 @@ fn the_tune_verb_runs_grpo_from_a_saved_folder_and_loads_its_checkpoint() {
         assert!(log.column(c).is_ok(), "log lacks `{c}`");
     }
     let ck = out.join("step-000002");
-    s.eval(&format!("let t = load \"{}\"", ck.display())).unwrap();
+    s.eval(&format!("let t = load \"{}\"", ck.display()))
+        .unwrap();
     let info = s.eval("info t").unwrap().as_table().unwrap();
-    assert_eq!(info.column("layers").unwrap().i64().unwrap().get(0), Some(2));
+    assert_eq!(
+        info.column("layers").unwrap().i64().unwrap().get(0),
+        Some(2)
+    );
     // Refusals before any work: a group of 1, steps 0, a folder already used.
     for (src, want) in [
         ("group 1", "group must be at least 2"),
@@ -598,15 +699,27 @@ fn the_tune_verb_runs_grpo_from_a_saved_folder_and_loads_its_checkpoint() {
         ("method foo", "unknown method"),
     ] {
         let e = s
-            .eval(&format!("tune m on (arith 2) {src} to \"{}\"", tmp.path().join("x").display()))
+            .eval(&format!(
+                "tune m on (arith 2) {src} to \"{}\"",
+                tmp.path().join("x").display()
+            ))
             .err()
             .expect("refused");
         assert!(format!("{e:?}").contains(want), "`{src}`: {e:?}");
     }
     let e = s
-        .eval(&format!("tune m on (arith 2) steps 1 group 2 max_tokens 1 to \"{}\"", out.display()))
+        .eval(&format!(
+            "tune m on (arith 2) steps 1 group 2 max_tokens 1 to \"{}\"",
+            out.display()
+        ))
         .err()
         .expect("refused");
-    assert!(format!("{e:?}").contains("already holds checkpoints"), "{e:?}");
-    assert!(!tmp.path().join("x").exists(), "a refused run leaves nothing on disk");
+    assert!(
+        format!("{e:?}").contains("already holds checkpoints"),
+        "{e:?}"
+    );
+    assert!(
+        !tmp.path().join("x").exists(),
+        "a refused run leaves nothing on disk"
+    );
 }

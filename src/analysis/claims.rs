@@ -73,7 +73,13 @@ impl Finding {
 
 /// The finding for `claim` from the interval `[ci_low, ci_high]` of tuned − start, given the
 /// start's value and the number of questions (when known).
-pub fn judge_full(claim: &Claim, base: f64, ci_low: f64, ci_high: f64, n: Option<usize>) -> Finding {
+pub fn judge_full(
+    claim: &Claim,
+    base: f64,
+    ci_low: f64,
+    ci_high: f64,
+    n: Option<usize>,
+) -> Finding {
     if n.is_some_and(|n| n < MIN_SAMPLES) {
         return Finding::TooFew;
     }
@@ -116,7 +122,10 @@ mod tests {
         assert_eq!(judge(up, -0.1, 0.3), Finding::Inconclusive);
         assert_eq!(judge(down, -0.3, -0.1), Finding::Agrees);
         assert_eq!(judge(down, 0.1, 0.3), Finding::Contradicts);
-        assert_eq!(judge_full(up, 1.0, f64::NAN, f64::NAN, None), Finding::NoInterval);
+        assert_eq!(
+            judge_full(up, 1.0, f64::NAN, f64::NAN, None),
+            Finding::NoInterval
+        );
         assert_eq!(judge_full(up, 1.0, 1e-6, 2e-6, None), Finding::NoChange);
         assert_eq!(judge_full(up, 1.0, 0.1, 0.3, Some(3)), Finding::TooFew);
         assert_eq!(judge_full(up, 1.0, 0.1, 0.3, Some(30)), Finding::Agrees);

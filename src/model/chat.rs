@@ -102,7 +102,7 @@ impl ChatTemplate {
             buf: Vec::new(),
             over: false,
         };
-        let rendered = tpl.render_to_write(
+        let rendered = tpl.render_captured_to(
             minijinja::context! {
                 messages => messages,
                 add_generation_prompt => add_generation_prompt,

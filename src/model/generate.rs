@@ -136,7 +136,11 @@ pub fn generate_batch_detailed_seeded(
         }
     }
     if seeds.len() != prompts.len() {
-        candle_core::bail!("generate: {} seeds for {} prompts", seeds.len(), prompts.len());
+        candle_core::bail!(
+            "generate: {} seeds for {} prompts",
+            seeds.len(),
+            prompts.len()
+        );
     }
     let n = prompts.len();
     let mut rngs: Vec<StdRng> = seeds.iter().map(|&s| StdRng::seed_from_u64(s)).collect();

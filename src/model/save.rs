@@ -155,9 +155,7 @@ pub fn write_hf_folder(model: &Model, weights: &HashMap<String, Tensor>, dir: &P
     candle_core::safetensors::save(&owned, dir.join("model.safetensors"))
         .map_err(|e| io("model.safetensors", &e))?;
     if let Some(tok) = model.tokenizer.inner() {
-        let text = tok
-            .to_string(false)
-            .map_err(|e| io("tokenizer.json", &e))?;
+        let text = tok.to_string(false).map_err(|e| io("tokenizer.json", &e))?;
         std::fs::write(dir.join("tokenizer.json"), text).map_err(|e| io("tokenizer.json", &e))?;
     }
     let mut tc: BTreeMap<&str, Json> = BTreeMap::new();

@@ -102,8 +102,12 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded, TuneError> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         TuneError::Checkpoint(format!("`{}`: {what}: {e}", dir.display()))
     };
-    let text = std::fs::read_to_string(dir.join("trainer_state.json"))
-        .map_err(|e| bad("no readable trainer_state.json (is this a tune checkpoint?)", &e))?;
+    let text = std::fs::read_to_string(dir.join("trainer_state.json")).map_err(|e| {
+        bad(
+            "no readable trainer_state.json (is this a tune checkpoint?)",
+            &e,
+        )
+    })?;
     let state: TrainerState =
         serde_json::from_str(&text).map_err(|e| bad("trainer_state.json", &e))?;
     if state.format != STATE_FORMAT {

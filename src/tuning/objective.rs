@@ -38,7 +38,10 @@ impl Method {
             .map_or("?", |(_, n, _)| n)
     }
     pub fn from_name(s: &str) -> Option<Method> {
-        Self::ALL.iter().find(|(_, n, _)| *n == s).map(|(m, _, _)| *m)
+        Self::ALL
+            .iter()
+            .find(|(_, n, _)| *n == s)
+            .map(|(m, _, _)| *m)
     }
     pub fn names() -> Vec<&'static str> {
         Self::ALL.iter().map(|(_, n, _)| *n).collect()
@@ -154,7 +157,10 @@ pub fn grpo_term(
             // k3 = π_ref/π_θ − log(π_ref/π_θ) − 1, with d = log π_ref − log π_θ.
             let d = (ref_t - lp)?;
             let k3 = ((d.exp()? - &d)? - 1.0)?;
-            let kl_sum = k3.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            let kl_sum = k3
+                .sum_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
             ((surrogate - k3.affine(beta, 0.0)?)?, kl_sum)
         }
         Some(r) => {

@@ -61,7 +61,11 @@ impl AdamW {
     /// One update with learning rate `lr` and (already clipped) gradients `grads`.
     pub fn step(&mut self, vars: &[Var], grads: &[Tensor], lr: f64) -> Result<()> {
         if grads.len() != vars.len() {
-            candle_core::bail!("adamw: {} gradients for {} weights", grads.len(), vars.len());
+            candle_core::bail!(
+                "adamw: {} gradients for {} weights",
+                grads.len(),
+                vars.len()
+            );
         }
         self.step += 1;
         let c = self.config;

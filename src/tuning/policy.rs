@@ -69,7 +69,10 @@ impl Policy {
                 let want = start.weights.shape(n).map_err(to_model_err)?;
                 let t = &values[n];
                 if t.dims() != want.as_slice() {
-                    candle_core::bail!("checkpoint weight `{n}` has shape {:?}, expected {want:?}", t.dims());
+                    candle_core::bail!(
+                        "checkpoint weight `{n}` has shape {:?}, expected {want:?}",
+                        t.dims()
+                    );
                 }
                 Var::from_tensor(&t.to_dtype(dtype)?.to_device(&start.device)?)
             })
@@ -77,7 +80,12 @@ impl Policy {
         Self::assemble(start, names, vars, dtype)
     }
 
-    fn assemble(start: Arc<Model>, names: Vec<String>, vars: Vec<Var>, dtype: DType) -> Result<Self> {
+    fn assemble(
+        start: Arc<Model>,
+        names: Vec<String>,
+        vars: Vec<Var>,
+        dtype: DType,
+    ) -> Result<Self> {
         let build = |detach: bool| -> Result<HookedTransformer> {
             let map: HashMap<String, Tensor> = names
                 .iter()

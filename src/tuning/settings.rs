@@ -74,7 +74,9 @@ impl TuneSettings {
     pub fn validate(&self) -> Result<(), String> {
         let whole = |name: &str, v: usize, lo: usize, hi: usize| {
             if v < lo || v > hi {
-                Err(format!("{name} must be a whole number in {lo}..={hi}, not {v}"))
+                Err(format!(
+                    "{name} must be a whole number in {lo}..={hi}, not {v}"
+                ))
             } else {
                 Ok(())
             }
@@ -102,7 +104,12 @@ impl TuneSettings {
         if self.method == Method::Dpo && self.beta == 0.0 {
             return Err("beta must be > 0 for dpo (it scales the preference margin)".into());
         }
-        finite("clip", self.clip, self.clip > 0.0 && self.clip < 1.0, "in (0, 1)")?;
+        finite(
+            "clip",
+            self.clip,
+            self.clip > 0.0 && self.clip < 1.0,
+            "in (0, 1)",
+        )?;
         finite(
             "temperature",
             self.temperature,
@@ -115,12 +122,30 @@ impl TuneSettings {
                     .into(),
             );
         }
-        finite("top_p", self.top_p, self.top_p > 0.0 && self.top_p <= 1.0, "in (0, 1]")?;
-        finite("warmup", self.warmup, (0.0..1.0).contains(&self.warmup), "in [0, 1)")?;
-        finite("grad_clip", self.grad_clip, self.grad_clip >= 0.0, "≥ 0 (0: no clipping)")?;
+        finite(
+            "top_p",
+            self.top_p,
+            self.top_p > 0.0 && self.top_p <= 1.0,
+            "in (0, 1]",
+        )?;
+        finite(
+            "warmup",
+            self.warmup,
+            (0.0..1.0).contains(&self.warmup),
+            "in [0, 1)",
+        )?;
+        finite(
+            "grad_clip",
+            self.grad_clip,
+            self.grad_clip >= 0.0,
+            "≥ 0 (0: no clipping)",
+        )?;
         finite("format_reward", self.format_reward, true, "")?;
         if !matches!(self.dtype.as_str(), "f32" | "f64") {
-            return Err(format!("dtype must be f32 or f64 for tuning, not {}", self.dtype));
+            return Err(format!(
+                "dtype must be f32 or f64 for tuning, not {}",
+                self.dtype
+            ));
         }
         Ok(())
     }

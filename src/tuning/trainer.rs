@@ -134,7 +134,9 @@ impl<'a> Tuner<'a> {
             return Err(TuneError::Settings("no training questions".into()));
         }
         if let Some(bad) = items.iter().position(|i| i.prompt.is_empty()) {
-            return Err(TuneError::Settings(format!("item {bad} has an empty prompt")));
+            return Err(TuneError::Settings(format!(
+                "item {bad} has an empty prompt"
+            )));
         }
         check_item_ids(&items, start.config.vocab_size)?;
         if let Some(dir) = out {
@@ -154,7 +156,8 @@ impl<'a> Tuner<'a> {
             }
         }
         let dtype = dtype_of(&settings.dtype)?;
-        let reference = HookedTransformer::new(&start).map_err(|e| TuneError::Model(e.to_string()))?;
+        let reference =
+            HookedTransformer::new(&start).map_err(|e| TuneError::Model(e.to_string()))?;
         let reference = if reference.dtype() == dtype {
             reference
         } else {
@@ -231,7 +234,8 @@ impl<'a> Tuner<'a> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let dtype = dtype_of(&settings.dtype)?;
-        let reference = HookedTransformer::new(&start).map_err(|e| TuneError::Model(e.to_string()))?;
+        let reference =
+            HookedTransformer::new(&start).map_err(|e| TuneError::Model(e.to_string()))?;
         let reference = if reference.dtype() == dtype {
             reference
         } else {
@@ -296,7 +300,9 @@ impl<'a> Tuner<'a> {
             row.seconds = Some(secs);
             row.tokens_per_s = Some(tokens as f64 / secs.max(1e-9));
             self.timing.seconds.push(secs);
-            self.timing.tokens_per_s.push(tokens as f64 / secs.max(1e-9));
+            self.timing
+                .tokens_per_s
+                .push(tokens as f64 / secs.max(1e-9));
             self.log.push(row.clone());
             (host.on_step)(&row, s.steps);
             let done = step + 1;
@@ -354,8 +360,11 @@ impl<'a> Tuner<'a> {
                 let pos = step * b + k;
                 let epoch = pos / n;
                 let mut perm: Vec<usize> = (0..n).collect();
-                let mut rng =
-                    StdRng::seed_from_u64(mix_seed(&[self.settings.seed, PHASE_ORDER, epoch as u64]));
+                let mut rng = StdRng::seed_from_u64(mix_seed(&[
+                    self.settings.seed,
+                    PHASE_ORDER,
+                    epoch as u64,
+                ]));
                 perm.shuffle(&mut rng);
                 perm[pos % n]
             })
@@ -432,12 +441,24 @@ impl<'a> Tuner<'a> {
         for &q in &idx {
             for j in 0..g {
                 prompts.push(self.items[q].prompt.clone());
-                seeds.push(mix_seed(&[s.seed, PHASE_TRAIN, step as u64, q as u64, j as u64]));
+                seeds.push(mix_seed(&[
+                    s.seed,
+                    PHASE_TRAIN,
+                    step as u64,
+                    q as u64,
+                    j as u64,
+                ]));
             }
         }
         let never = || false;
-        let outs = generate_batch_seeded(&self.policy.infer, &prompts, &self.gen_opts(), &seeds, &never)
-            .map_err(cerr)?;
+        let outs = generate_batch_seeded(
+            &self.policy.infer,
+            &prompts,
+            &self.gen_opts(),
+            &seeds,
+            &never,
+        )
+        .map_err(cerr)?;
         // Rewards and advantages per group.
         let mut answers = Vec::with_capacity(outs.len());
         let mut rewards = Vec::with_capacity(outs.len());
@@ -468,7 +489,11 @@ impl<'a> Tuner<'a> {
         for (k, ans) in answers.iter().enumerate() {
             let q = idx[k / g];
             let lp = answer_logprobs(&self.reference, &self.items[q].prompt, ans).map_err(cerr)?;
-            reference.push(lp.to_dtype(DType::F64).and_then(|t| t.to_vec1::<f64>()).map_err(cerr)?);
+            reference.push(
+                lp.to_dtype(DType::F64)
+                    .and_then(|t| t.to_vec1::<f64>())
+                    .map_err(cerr)?,
+            );
         }
         let n_seq = answers.len() as f64;
         let mut old: Vec<Option<Vec<f64>>> = vec![None; answers.len()];
@@ -542,7 +567,9 @@ impl<'a> Tuner<'a> {
         for &q in &idx {
             let item = &self.items[q];
             let (Some(w), Some(l)) = (&item.chosen, &item.rejected) else {
-                return Err(TuneError::Settings(format!("item {q} has no chosen/rejected pair")));
+                return Err(TuneError::Settings(format!(
+                    "item {q} has no chosen/rejected pair"
+                )));
             };
             let ref_sum = |ans: &[u32]| -> Result<f64, TuneError> {
                 answer_logprobs(&self.reference, &item.prompt, ans)
@@ -585,15 +612,14 @@ impl<'a> Tuner<'a> {
 
     fn sft_step(&mut self, step: usize) -> Result<(LogRow, usize), TuneError> {
         let idx = self.batch_items(step);
-        let targets: Vec<&Vec<u32>> = idx
-            .iter()
-            .map(|&q| {
-                self.items[q]
-                    .target
-                    .as_ref()
-                    .ok_or_else(|| TuneError::Settings(format!("item {q} has no target answer")))
-            })
-            .collect::<Result<_, _>>()?;
+        let targets: Vec<&Vec<u32>> =
+            idx.iter()
+                .map(|&q| {
+                    self.items[q].target.as_ref().ok_or_else(|| {
+                        TuneError::Settings(format!("item {q} has no target answer"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
         let total: usize = targets.iter().map(|t| t.len()).sum();
         let mut acc: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
         let mut loss_sum = 0.0;
@@ -628,7 +654,9 @@ impl<'a> Tuner<'a> {
             Method::Sft => it.target.is_none(),
             Method::Grpo => false,
         };
-        let todo: Vec<usize> = (0..self.items.len()).filter(|&i| needs(&self.items[i])).collect();
+        let todo: Vec<usize> = (0..self.items.len())
+            .filter(|&i| needs(&self.items[i]))
+            .collect();
         let opts = self.gen_opts();
         let never = || false;
         for (done, &q) in todo.iter().enumerate() {
@@ -680,7 +708,9 @@ fn dtype_of(s: &str) -> Result<DType, TuneError> {
     match s {
         "f32" => Ok(DType::F32),
         "f64" => Ok(DType::F64),
-        other => Err(TuneError::Settings(format!("dtype must be f32 or f64, not {other}"))),
+        other => Err(TuneError::Settings(format!(
+            "dtype must be f32 or f64, not {other}"
+        ))),
     }
 }
 
@@ -699,7 +729,9 @@ fn check_item_ids(items: &[TuneItem], vocab: usize) -> Result<(), TuneError> {
                 )));
             }
             if what != "prompt" && ids.is_some_and(|v| v.is_empty()) {
-                return Err(TuneError::Settings(format!("item {i}: the {what} answer is empty")));
+                return Err(TuneError::Settings(format!(
+                    "item {i}: the {what} answer is empty"
+                )));
             }
         }
     }

@@ -38,9 +38,11 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let bad = |e: String| EvalError::at(span, e).with_code("rlq::column");
     let metric = string_column(&df, "metric").map_err(bad)?;
     let num = |c: &str| -> EvalResult<Vec<Option<f64>>> {
-        let col = df
-            .column(c)
-            .map_err(|_| bad(format!("the comparisons need a `{c}` column (from `compare`)")))?;
+        let col = df.column(c).map_err(|_| {
+            bad(format!(
+                "the comparisons need a `{c}` column (from `compare`)"
+            ))
+        })?;
         let s = col
             .cast(&DataType::Float64)
             .map_err(|e| bad(format!("column `{c}`: {e}")))?;
@@ -65,8 +67,14 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     };
     let mut out: (Vec<String>, Vec<Option<String>>, Vec<Option<f64>>) = Default::default();
     let mut ns: Vec<Option<i64>> = Vec::new();
-    let (mut m_col, mut d, mut p, mut l, mut h, mut f) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut m_col, mut d, mut p, mut l, mut h, mut f) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for claim in &PAPER_CLAIMS {
         for r in 0..df.height() {
             if metric[r].as_deref() != Some(claim.metric) {
@@ -83,7 +91,11 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             p.push(pct[r]);
             l.push(a);
             h.push(b);
-            f.push(judge_full(claim, base[r].unwrap_or(f64::NAN), a, b, n).name().to_string());
+            f.push(
+                judge_full(claim, base[r].unwrap_or(f64::NAN), a, b, n)
+                    .name()
+                    .to_string(),
+            );
             ns.push(n.map(|x| x as i64));
         }
     }

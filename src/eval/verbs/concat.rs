@@ -11,10 +11,13 @@ use crate::eval::value::{Table, Value};
 
 pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
-        Signature::new("concat", "stack the rows of tables that have the same columns")
-            .category("table")
-            .rest("tables", Type::Table, "two or more tables, in order")
-            .example("concat (arith 2 seed 1), (arith 3 seed 2)", "5 rows"),
+        Signature::new(
+            "concat",
+            "stack the rows of tables that have the same columns",
+        )
+        .category("table")
+        .rest("tables", Type::Table, "two or more tables, in order")
+        .example("concat (arith 2 seed 1), (arith 3 seed 2)", "5 rows"),
         verb_concat,
     );
 }
@@ -29,7 +32,11 @@ fn verb_concat(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 .ok_or_else(|| EvalError::type_mismatch("table", v.type_name(), a.span))?,
             _ => return Err(EvalError::at(a.span, "expected a table")),
         };
-        let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         if i == 0 {
             first_names = names;
             frames.push(df);

@@ -136,18 +136,26 @@ fn settings_from(args: &Args) -> EvalResult<TuneSettings> {
     // The validation is the library's; the span is the verb's.
     s.validate().map_err(|m| {
         let field = m.split_whitespace().next().unwrap_or("");
-        let span = if args.has(field) { args.span_of(field) } else { args.span };
+        let span = if args.has(field) {
+            args.span_of(field)
+        } else {
+            args.span
+        };
         err(span, m)
     })?;
     if !(s.adamw.weight_decay.is_finite() && s.adamw.weight_decay >= 0.0) {
-        return Err(err(args.span_of("weight_decay"), "weight_decay must be a finite number ≥ 0"));
+        return Err(err(
+            args.span_of("weight_decay"),
+            "weight_decay must be a finite number ≥ 0",
+        ));
     }
     Ok(s)
 }
 
 fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let m = args.model("model").ok_or_else(|| {
-        EvalError::at(args.span_of("model"), "expected a model (from `load`)").with_code("rlq::type")
+        EvalError::at(args.span_of("model"), "expected a model (from `load`)")
+            .with_code("rlq::type")
     })?;
     let settings = settings_from(&args)?;
     let save_every = whole(&args, "save_every", 10, 0, 1_000_000)?;
@@ -180,7 +188,10 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         vec![None; table.height()]
     };
     if !has("prompt") && !has("prompt_ids") {
-        return Err(err(span, "the questions need a `prompt` (or `prompt_ids`) column"));
+        return Err(err(
+            span,
+            "the questions need a `prompt` (or `prompt_ids`) column",
+        ));
     }
     let (chosen, rejected, answers) = (texts("chosen")?, texts("rejected")?, texts("answer")?);
     let expected: Vec<Option<f64>> = texts("expected")?
@@ -189,7 +200,10 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .collect();
     let needs_grading = match settings.method {
         Method::Grpo => true,
-        Method::Dpo => chosen.iter().zip(&rejected).any(|(c, r)| c.is_none() || r.is_none()),
+        Method::Dpo => chosen
+            .iter()
+            .zip(&rejected)
+            .any(|(c, r)| c.is_none() || r.is_none()),
         Method::Sft => answers.iter().any(Option::is_none),
     };
     if needs_grading {
@@ -251,11 +265,25 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let tuner = match args.str("resume") {
         Some(r) => {
             let dir = ctx.resolve_path(r);
-            Tuner::resume(m.clone(), settings.clone(), items, &reward, &dir, save_every)
-                .map_err(|e| err(args.span_of("resume"), e))?
+            Tuner::resume(
+                m.clone(),
+                settings.clone(),
+                items,
+                &reward,
+                &dir,
+                save_every,
+            )
+            .map_err(|e| err(args.span_of("resume"), e))?
         }
-        None => Tuner::new(m.clone(), settings.clone(), items, &reward, Some(&out_dir), save_every)
-            .map_err(|e| err(args.span_of("to"), e))?,
+        None => Tuner::new(
+            m.clone(),
+            settings.clone(),
+            items,
+            &reward,
+            Some(&out_dir),
+            save_every,
+        )
+        .map_err(|e| err(args.span_of("to"), e))?,
     };
     let bar = indicatif::ProgressBar::new(settings.steps as u64);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -296,7 +324,10 @@ pub(crate) fn log_table(log: &[LogRow]) -> PolarsResult<Value> {
     let f = |g: fn(&LogRow) -> Option<f64>| log.iter().map(g).collect::<Vec<Option<f64>>>();
     // In COLUMNS order; the names come from there.
     let values: Vec<Series> = vec![
-        Series::new("".into(), log.iter().map(|r| r.step as i64).collect::<Vec<_>>()),
+        Series::new(
+            "".into(),
+            log.iter().map(|r| r.step as i64).collect::<Vec<_>>(),
+        ),
         Series::new("".into(), f(|r| r.reward_mean)),
         Series::new("".into(), f(|r| r.reward_std)),
         Series::new("".into(), f(|r| r.accuracy)),
@@ -306,7 +337,9 @@ pub(crate) fn log_table(log: &[LogRow]) -> PolarsResult<Value> {
         Series::new("".into(), f(|r| Some(r.lr))),
         Series::new(
             "".into(),
-            log.iter().map(|r| r.zero_adv_groups.map(|z| z as i64)).collect::<Vec<_>>(),
+            log.iter()
+                .map(|r| r.zero_adv_groups.map(|z| z as i64))
+                .collect::<Vec<_>>(),
         ),
         Series::new("".into(), f(|r| r.clip_frac)),
         Series::new("".into(), f(|r| Some(r.answer_len))),
@@ -331,7 +364,10 @@ pub(super) fn register_paths(reg: &mut Registry) {
         .category("tuning")
         .required("dir", Type::Str, "the run's folder (`tune … to`)")
         .required("step", Type::Number, "the step")
-        .example("load (checkpoint \"out/grpo\" 10)", "the model at step 10"),
+        .example(
+            "checkpoint \"out/grpo\" 10",
+            "\"out/grpo/step-000010\"; `load` it for the model at step 10",
+        ),
         verb_checkpoint,
     );
 }
