@@ -2,7 +2,7 @@
 //! Base and tuned are the same model here (the only one CI fetches), so the pipeline runs in
 //! about a minute and its answer is known: every paired delta is exactly 0 and every interval
 //! contains 0. The full-size run on two different models is committed under
-//! scripts/example_report/.
+//! scripts/dynamics_report/ (a tuned pair made by scripts/rl_dynamics.rlq).
 
 use std::path::Path;
 use std::process::Command;
