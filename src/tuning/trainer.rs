@@ -156,13 +156,7 @@ impl<'a> Tuner<'a> {
             }
         }
         let dtype = dtype_of(&settings.dtype)?;
-        let reference =
-            HookedTransformer::new(&start).map_err(|e| TuneError::Model(e.to_string()))?;
-        let reference = if reference.dtype() == dtype {
-            reference
-        } else {
-            reference.to_dtype(dtype).map_err(cerr)?
-        };
+        let reference = reference_of(&start, dtype)?;
         let start_hash = weights_hash(&start).map_err(|e| TuneError::Model(e.to_string()))?;
         let policy = Policy::new(start.clone(), dtype).map_err(cerr)?;
         let opt = AdamW::new(settings.adamw, &policy.names, &policy.vars).map_err(cerr)?;
@@ -234,13 +228,7 @@ impl<'a> Tuner<'a> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let dtype = dtype_of(&settings.dtype)?;
-        let reference =
-            HookedTransformer::new(&start).map_err(|e| TuneError::Model(e.to_string()))?;
-        let reference = if reference.dtype() == dtype {
-            reference
-        } else {
-            reference.to_dtype(dtype).map_err(cerr)?
-        };
+        let reference = reference_of(&start, dtype)?;
         let policy = Policy::with_values(start.clone(), &loaded.weights, dtype).map_err(cerr)?;
         let mut opt = AdamW::new(settings.adamw, &policy.names, &policy.vars).map_err(cerr)?;
         opt.restore(
@@ -701,6 +689,17 @@ impl<'a> Tuner<'a> {
             )));
         }
         Ok(())
+    }
+}
+
+/// The frozen start as the reference forward, in the run's compute dtype (a GGUF's quantized
+/// matrices stay quantized for f32: the same values as the policy's dense copy).
+fn reference_of(start: &Model, dtype: DType) -> Result<HookedTransformer, TuneError> {
+    let reference = HookedTransformer::new(start).map_err(|e| TuneError::Model(e.to_string()))?;
+    if reference.dtype() == dtype {
+        Ok(reference)
+    } else {
+        reference.to_dtype(dtype).map_err(cerr)
     }
 }
 
