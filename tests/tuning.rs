@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::{DType, IndexOp, Tensor};
+use candle_core::{DType, Tensor};
 use rlq::model::synthetic::random_model;
 use rlq::model::{Family, Model, TextTokenizer};
 use rlq::tuning::log::LogRow;
@@ -597,12 +597,7 @@ fn a_checkpoint_loads_back_with_the_same_logits() {
             moved > 0.0,
             "{family:?}: the saved weights equal the start's"
         );
-        let _ = a_row(&tf);
     }
-}
-
-fn a_row(tf: &rlq::model::hooked::HookedTransformer) -> Tensor {
-    tf.logits(&[1, 2]).unwrap().i(0).unwrap()
 }
 
 #[test]
@@ -658,28 +653,20 @@ fn the_tune_verb_runs_grpo_from_a_saved_folder_and_loads_its_checkpoint() {
     s.eval(&format!("let m = load \"{}\"", dir.display()))
         .unwrap();
     // "t4 t5" prompts; the grader reads the answer token "t5" as the number 5.
-    let v = s.eval(&format!(
-        "tune m on (table {{prompt: [\"t3 t4\", \"t6 t7\"], expected: [5, 5]}}) method grpo \
-             steps 2 batch 2 group 4 max_tokens 1 lr 0.01 chat false to \"{}\"",
-        out.display()
-    ));
-    let log = match v {
-        Ok(v) => v.as_table().expect("a table"),
-        // Until the inline table literal exists, build the same table from json.
-        Err(_) => {
-            let q = tmp.path().join("q.jsonl");
-            std::fs::write(&q, "{\"prompt\": \"t3 t4\", \"expected\": 5}\n{\"prompt\": \"t6 t7\", \"expected\": 5}\n").unwrap();
-            s.eval(&format!(
-                "tune m on (read \"{}\") method grpo steps 2 batch 2 group 4 max_tokens 1 lr 0.01 \
-                 chat false to \"{}\"",
-                q.display(),
-                out.display()
-            ))
-            .unwrap()
-            .as_table()
-            .expect("a table")
-        }
-    };
+    let q = tmp.path().join("q.jsonl");
+    let rows =
+        "{\"prompt\": \"t3 t4\", \"expected\": 5}\n{\"prompt\": \"t6 t7\", \"expected\": 5}\n";
+    std::fs::write(&q, rows).unwrap();
+    let log = s
+        .eval(&format!(
+            "tune m on (read \"{}\") method grpo steps 2 batch 2 group 4 max_tokens 1 lr 0.01 \
+             chat false to \"{}\"",
+            q.display(),
+            out.display()
+        ))
+        .unwrap()
+        .as_table()
+        .expect("a table");
     assert_eq!(log.height(), 2);
     for c in rlq::tuning::log::COLUMNS {
         assert!(log.column(c).is_ok(), "log lacks `{c}`");
