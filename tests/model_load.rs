@@ -264,6 +264,30 @@ fn chat_template_supports_hf_helpers() {
     assert!(err.contains("chat template"), "{err}");
 }
 
+/// The Python methods templates call, as minijinja-contrib's pycompat gives them, plus our
+/// `rsplit` (which it lacks), each against what Python prints.
+#[test]
+fn chat_template_python_methods_match_python() {
+    let cases = [
+        // Python: "a b  c".rsplit(None, 1) == ['a b', 'c']
+        (r#"{{ "a b  c".rsplit(none, 1) | join("|") }}"#, "a b|c"),
+        (r#"{{ "a,b,c".rsplit(",", 1) | join("|") }}"#, "a,b|c"),
+        (r#"{{ " x  y ".rsplit() | join("|") }}"#, "x|y"),
+        (r#"{{ "a,b,c".split(",", 1) | join("|") }}"#, "a|b,c"),
+        (r#"{{ "xxhixx".strip("x") }}{{ "hello world".title() }}"#, "hiHello World"),
+        (r#"{{ "think</think>rest".split("</think>")[-1] }}"#, "rest"),
+        (r#"{{ {"a": 1}.get("b", 7) }}{{ {"a": 1}.items() | list | length }}"#, "71"),
+        (
+            r#"{% if "abc".startswith(("x", "a")) and "abc".endswith("bc") %}yes{% endif %}"#,
+            "yes",
+        ),
+    ];
+    for (src, want) in cases {
+        let t = ChatTemplate::with_tokens(src, "", "").unwrap();
+        assert_eq!(t.render(&[("user", "u")], false).unwrap(), want, "{src}");
+    }
+}
+
 #[test]
 fn strftime_formats_known_dates() {
     use rlq::model::chat::strftime_utc;
@@ -1071,24 +1095,36 @@ fn unusable_sources_are_clear_errors() {
 }
 
 /// Offline with an empty cache, and online with an unreachable hub: both fail fast and say why.
-/// (Runs in one test because it sets process-wide environment variables.)
+/// The hub's settings are a value (no process-wide variables set, so no race with other tests).
 #[test]
 fn hub_without_cache_or_network_fails_fast() {
+    use rlq::model::hub::{resolve_with, HubSettings};
     let cache = tempfile::tempdir().unwrap();
-    std::env::set_var("HF_HUB_CACHE", cache.path());
-    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let offline = HubSettings {
+        cache: cache.path().to_path_buf(),
+        offline: true,
+        endpoint: "https://huggingface.co".into(),
+        token: None,
+    };
     let t = std::time::Instant::now();
-    let e = load_err("HuggingFaceTB/SmolLM2-135M-Instruct").to_string();
+    let e = resolve_with("HuggingFaceTB/SmolLM2-135M-Instruct", &offline)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("HF_HUB_OFFLINE") && e.contains("not (fully) in the HF cache"),
         "{e}"
     );
     assert!(t.elapsed().as_secs() < 5);
 
-    std::env::set_var("HF_HUB_OFFLINE", "0");
-    std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9");
+    let unreachable = HubSettings {
+        offline: false,
+        endpoint: "http://127.0.0.1:9".into(),
+        ..offline.clone()
+    };
     let t = std::time::Instant::now();
-    let e = load_err("HuggingFaceTB/SmolLM2-135M-Instruct@main").to_string();
+    let e = resolve_with("HuggingFaceTB/SmolLM2-135M-Instruct@main", &unreachable)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("cannot reach") && e.contains("127.0.0.1:9"),
         "{e}"
@@ -1109,11 +1145,10 @@ fn hub_without_cache_or_network_fails_fast() {
         "0123456789abcdef",
     )
     .unwrap();
-    let m = load("acme/tiny", &LoadOptions::default()).unwrap();
+    let dir = resolve_with("acme/tiny", &unreachable).unwrap();
+    assert_eq!(dir, snap);
+    let m = load(dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
     assert_eq!(m.config.family, Family::Qwen3);
-    std::env::remove_var("HF_ENDPOINT");
-    std::env::remove_var("HF_HUB_OFFLINE");
-    std::env::remove_var("HF_HUB_CACHE");
 }
 
 // ---------------------------------------------------------------------------------------------
