@@ -17,6 +17,7 @@
 mod gemma3;
 mod llama;
 mod mistral;
+mod olmo2;
 mod qwen2;
 mod qwen3;
 
@@ -37,15 +38,17 @@ pub enum Family {
     Qwen2,
     Qwen3,
     Gemma3,
+    Olmo2,
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Llama,
         Family::Mistral,
         Family::Qwen2,
         Family::Qwen3,
         Family::Gemma3,
+        Family::Olmo2,
     ];
 
     /// The family's description: the only place a family is matched on.
@@ -56,6 +59,7 @@ impl Family {
             Family::Qwen2 => &qwen2::Qwen2,
             Family::Qwen3 => &qwen3::Qwen3,
             Family::Gemma3 => &gemma3::Gemma3,
+            Family::Olmo2 => &olmo2::Olmo2,
         }
     }
 
