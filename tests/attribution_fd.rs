@@ -178,10 +178,17 @@ fn olmo2_head_granularity_is_refused_with_its_reason() {
     let tf = transformer(Family::Olmo2);
     let c = &tf.config;
     let lay = HookLayout::new(Granularity::Head, c.n_layers, c.n_heads, c.n_kv_heads);
-    let err = score_sample(&tf, &lay, &lay.edges(), &sample(false), Method::Eap, &|| false)
-        .err()
-        .expect("head granularity must be refused for olmo2")
-        .to_string();
+    let err = score_sample(
+        &tf,
+        &lay,
+        &lay.edges(),
+        &sample(false),
+        Method::Eap,
+        &|| false,
+    )
+    .err()
+    .expect("head granularity must be refused for olmo2")
+    .to_string();
     assert!(
         err.contains("head granularity is not defined for olmo2")
             && err.contains("per-head outputs do not add up"),

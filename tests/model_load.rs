@@ -381,7 +381,11 @@ fn tiny_tensors(arch: &str, with_output: bool) -> Vec<(String, String, Tensor)> 
                 &[D],
             );
             // The q/k norms span all heads.
-            add("self_attn.q_norm.weight", "attn_q_norm.weight", &[HEADS * HD]);
+            add(
+                "self_attn.q_norm.weight",
+                "attn_q_norm.weight",
+                &[HEADS * HD],
+            );
             add("self_attn.k_norm.weight", "attn_k_norm.weight", &[KV * HD]);
             continue;
         }
@@ -2224,7 +2228,11 @@ fn olmo2_gguf_has_post_norms_and_refuses_what_it_does_not_run() {
         Tensor::ones(D, DType::F32, &Device::Cpu).unwrap(),
         GgmlDType::F32,
     ));
-    write_gguf(&dir.path().join("extra.gguf"), &tiny_metadata("olmo2"), &entries);
+    write_gguf(
+        &dir.path().join("extra.gguf"),
+        &tiny_metadata("olmo2"),
+        &entries,
+    );
     let err = load_err(dir.path().join("extra.gguf").to_str().unwrap()).to_string();
     assert!(err.contains("blk.0.attn_norm.weight"), "{err}");
 }

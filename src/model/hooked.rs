@@ -365,8 +365,12 @@ impl HookedTransformer {
                 bq: ow("self_attn.q_proj.bias", &[hq * dh])?,
                 bk: ow("self_attn.k_proj.bias", &[hk * dh])?,
                 bv: ow("self_attn.v_proj.bias", &[hk * dh])?,
-                q_norm: qk.then(|| w("self_attn.q_norm.weight", &[qn])).transpose()?,
-                k_norm: qk.then(|| w("self_attn.k_norm.weight", &[kn])).transpose()?,
+                q_norm: qk
+                    .then(|| w("self_attn.q_norm.weight", &[qn]))
+                    .transpose()?,
+                k_norm: qk
+                    .then(|| w("self_attn.k_norm.weight", &[kn]))
+                    .transpose()?,
                 wo: lin("self_attn.o_proj.weight", &[d, hq * dh])?,
                 post_attn_norm: w_if(post, "post_attention_layernorm.weight")?,
                 mlp_norm: match traits.norms.mlp_input_norm() {
@@ -668,8 +672,13 @@ impl HookedTransformer {
                 }
             }
         }
-        let (cos, sin) =
-            pass.rope_for(lw.rope_theta, &lw.rope_scaling, dh, self.dtype, &self.device)?;
+        let (cos, sin) = pass.rope_for(
+            lw.rope_theta,
+            &lw.rope_scaling,
+            dh,
+            self.dtype,
+            &self.device,
+        )?;
         q = ops::rope(&q, &cos, &sin)?;
         k = ops::rope(&k, &cos, &sin)?;
         let scale = self.traits.attn_scale;

@@ -41,7 +41,10 @@ use candle_core::{DType, Device};
 pub enum ModelError {
     #[error("{0}")]
     Io(String),
-    #[error("unsupported architecture `{arch}`; supported: {}", crate::model::arch::supported_names())]
+    #[error(
+        "unsupported architecture `{arch}`; supported: {}",
+        crate::model::arch::supported_names()
+    )]
     UnsupportedArch { arch: String },
     #[error("missing weight `{0}`")]
     MissingWeight(String),

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value as Json;
 
-use super::config::{bounds, count_in, finite_above};
 use super::arch::{ConfigFields, QkNorm};
+use super::config::{bounds, count_in, finite_above};
 use super::{files, Checkpoint, Family, ModelConfig, ModelError, Result, TextTokenizer, Weights};
 
 /// Reads a checkpoint folder; weights converted to `dtype` on `device`.
@@ -105,7 +105,9 @@ impl ConfigFields for Fields<'_> {
     }
     fn strings_opt(&self, key: &str) -> Option<Vec<String>> {
         let list = self.get(key)?.as_array()?;
-        list.iter().map(|v| v.as_str().map(str::to_string)).collect()
+        list.iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect()
     }
     fn field(&self, key: &str) -> String {
         format!("config.json `{key}`")
@@ -178,9 +180,9 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
     let d_model = f.count("hidden_size", bounds::D_MODEL)?;
     let n_heads = match f.count_opt("num_attention_heads", bounds::N_HEADS)? {
         Some(h) => h,
-        None => defaults.n_heads.ok_or_else(|| {
-            ModelError::Config("config.json has no `num_attention_heads`".into())
-        })?,
+        None => defaults
+            .n_heads
+            .ok_or_else(|| ModelError::Config("config.json has no `num_attention_heads`".into()))?,
     };
     let n_kv_heads = f
         .count_opt("num_key_value_heads", bounds::N_HEADS)?
@@ -191,7 +193,10 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
              num_key_value_heads={n_kv_heads}"
         )));
     }
-    let head_dim = match (f.count_opt("head_dim", bounds::HEAD_DIM)?, defaults.head_dim) {
+    let head_dim = match (
+        f.count_opt("head_dim", bounds::HEAD_DIM)?,
+        defaults.head_dim,
+    ) {
         (Some(h), _) | (None, Some(h)) => h,
         (None, None) if d_model % n_heads == 0 => d_model / n_heads,
         (None, None) => {
