@@ -220,8 +220,13 @@ fn eap_ig_with_one_step_equals_eap() {
 /// reproduced from them. Then Σ_u S[u, logits] = −⟨H, G⟩ holds by linearity.
 #[test]
 fn sources_sum_to_the_residual_stream() {
-    for g in [Granularity::Block, Granularity::Head] {
-        let tf = transformer(Family::Qwen3);
+    // OLMo 2: the sources are the post-normed sublayer outputs, which is what the residual adds.
+    for (f, g) in [
+        (Family::Qwen3, Granularity::Block),
+        (Family::Qwen3, Granularity::Head),
+        (Family::Olmo2, Granularity::Block),
+    ] {
+        let tf = transformer(f);
         let c = tf.config.clone();
         let lay = HookLayout::new(g, c.n_layers, c.n_heads, c.n_kv_heads);
         let s = sample(false);
@@ -261,7 +266,7 @@ fn sources_sum_to_the_residual_stream() {
             .unwrap();
         assert!(
             max < 1e-6,
-            "{g:?}: logits after removing all sources: {max}"
+            "{f:?} {g:?}: logits after removing all sources: {max}"
         );
         // Sum rule over the scores themselves.
         let edges = lay.edges();
