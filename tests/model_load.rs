@@ -392,6 +392,27 @@ fn tiny_tensors(arch: &str, with_output: bool) -> Vec<(String, String, Tensor)> 
         add("mlp.gate_proj.weight", "ffn_gate.weight", &[FF, D]);
         add("mlp.up_proj.weight", "ffn_up.weight", &[FF, D]);
         add("mlp.down_proj.weight", "ffn_down.weight", &[D, FF]);
+        if arch == "olmo2" {
+            // Post-norm: no input norms; llama.cpp's names for the output norms.
+            add(
+                "post_attention_layernorm.weight",
+                "post_attention_norm.weight",
+                &[D],
+            );
+            add(
+                "post_feedforward_layernorm.weight",
+                "post_ffw_norm.weight",
+                &[D],
+            );
+            // The q/k norms span all heads.
+            add(
+                "self_attn.q_norm.weight",
+                "attn_q_norm.weight",
+                &[HEADS * HD],
+            );
+            add("self_attn.k_norm.weight", "attn_k_norm.weight", &[KV * HD]);
+            continue;
+        }
         add("input_layernorm.weight", "attn_norm.weight", &[D]);
         if gemma {
             add(
@@ -440,7 +461,7 @@ fn tiny_metadata(arch: &str) -> Vec<(String, Value)> {
     let k = |s: &str| format!("{arch}.{s}");
     let strings =
         |xs: &[&str]| Value::Array(xs.iter().map(|s| Value::String(s.to_string())).collect());
-    vec![
+    let md = vec![
         ("general.architecture".into(), Value::String(arch.into())),
         (k("block_count"), Value::U32(LAYERS as u32)),
         (k("context_length"), Value::U32(2048)),
@@ -476,7 +497,11 @@ fn tiny_metadata(arch: &str) -> Vec<(String, Value)> {
                 "{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}".into(),
             ),
         ),
-    ]
+    ];
+    // llama.cpp writes no sliding window for OLMo 2 (one would mean OLMo 3's windowed layers).
+    md.into_iter()
+        .filter(|(key, _)| !(arch == "olmo2" && key.ends_with("attention.sliding_window")))
+        .collect()
 }
 
 /// Writes a GGUF with the given metadata and (GGUF name, tensor, quant type) entries.
@@ -526,6 +551,7 @@ fn synthetic_gguf_of_every_family_loads_in_hf_layout() {
         ("qwen2", Family::Qwen2),
         ("qwen3", Family::Qwen3),
         ("gemma3", Family::Gemma3),
+        ("olmo2", Family::Olmo2),
     ] {
         let with_output = arch != "gemma3";
         let (path, tensors) = write_tiny_gguf(dir.path(), arch, with_output);
@@ -542,7 +568,7 @@ fn synthetic_gguf_of_every_family_loads_in_hf_layout() {
         assert_eq!(c.max_position, 2048);
         assert_eq!(c.tie_embeddings, !with_output);
         assert_eq!(c.attention_bias, arch == "qwen2");
-        assert_eq!(c.qk_norm, arch == "qwen3" || arch == "gemma3");
+        assert_eq!(c.qk_norm, ["qwen3", "gemma3", "olmo2"].contains(&arch));
         assert_eq!(c.eos_token_ids, vec![0]);
         if arch == "gemma3" {
             let g = c.gemma.as_ref().unwrap();
@@ -758,6 +784,7 @@ fn tiny_config_json(family: &str) -> serde_json::Value {
         "qwen3" => ("qwen3", "Qwen3ForCausalLM"),
         "gemma3" => ("gemma3_text", "Gemma3ForCausalLM"),
         "mistral" => ("mistral", "MistralForCausalLM"),
+        "olmo2" => ("olmo2", "Olmo2ForCausalLM"),
         _ => ("llama", "LlamaForCausalLM"),
     };
     json!({
@@ -844,7 +871,7 @@ fn write_tiny_folder(dir: &Path, family: &str, shards: usize) -> HashMap<String,
 
 #[test]
 fn safetensors_folder_loads_config_weights_tokenizer_template() {
-    for family in ["llama", "mistral", "qwen2", "qwen3", "gemma3"] {
+    for family in ["llama", "mistral", "qwen2", "qwen3", "gemma3", "olmo2"] {
         let dir = tempfile::tempdir().unwrap();
         let tensors = write_tiny_folder(dir.path(), family, 1);
         let src = dir.path().to_str().unwrap();
@@ -858,7 +885,7 @@ fn safetensors_folder_loads_config_weights_tokenizer_template() {
         assert_eq!((c.d_ff, c.vocab_size, c.max_position), (FF, VOCAB, 1024));
         assert_eq!(c.tie_embeddings, family != "llama");
         assert_eq!(c.attention_bias, family == "qwen2");
-        assert_eq!(c.qk_norm, family == "qwen3" || family == "gemma3");
+        assert_eq!(c.qk_norm, ["qwen3", "gemma3", "olmo2"].contains(&family));
         assert_eq!(c.bos_token_id, Some(2));
         assert_eq!(c.eos_token_ids, vec![3, 1]);
         assert_eq!(c.gemma.is_some(), family == "gemma3");
@@ -2208,5 +2235,79 @@ fn token_ids_beyond_the_vocabulary_are_named() {
             e.contains(&format!("token id {bad}")) && e.contains(&format!("{vocab} tokens")),
             "{e}"
         );
+    }
+}
+
+/// An OLMo 2 GGUF's post-norm layout: no `attn_norm`/`ffn_norm`, q/k norms over all heads; a
+/// file claiming a sliding window (OLMo 3, also `olmo2` in llama.cpp) or carrying an input norm
+/// is refused rather than run as something else.
+#[test]
+fn olmo2_gguf_has_post_norms_and_refuses_what_it_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_tiny_gguf(dir.path(), "olmo2", true);
+    let m = load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    assert!(!m.weights.contains("model.layers.0.input_layernorm.weight"));
+    assert_eq!(
+        m.weights
+            .shape("model.layers.1.self_attn.q_norm.weight")
+            .unwrap(),
+        vec![HEADS * HD]
+    );
+    // The GGUF-loaded model runs and gives finite logits.
+    let tf = rlq::model::hooked::HookedTransformer::new(&m).unwrap();
+    let logits = tf.logits(&[1, 2, 3]).unwrap();
+    let v: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(v.iter().all(|x| x.is_finite()));
+
+    let mut md = tiny_metadata("olmo2");
+    md.push(("olmo2.attention.sliding_window".into(), Value::U32(4096)));
+    write_gguf(&dir.path().join("olmo3.gguf"), &md, &entries_for("olmo2"));
+    let err = load_err(dir.path().join("olmo3.gguf").to_str().unwrap()).to_string();
+    assert!(err.contains("sliding-window olmo2"), "{err}");
+
+    let mut entries = entries_for("olmo2");
+    entries.push((
+        "blk.0.attn_norm.weight".into(),
+        Tensor::ones(D, DType::F32, &Device::Cpu).unwrap(),
+        GgmlDType::F32,
+    ));
+    write_gguf(
+        &dir.path().join("extra.gguf"),
+        &tiny_metadata("olmo2"),
+        &entries,
+    );
+    let err = load_err(dir.path().join("extra.gguf").to_str().unwrap()).to_string();
+    assert!(err.contains("blk.0.attn_norm.weight"), "{err}");
+}
+
+/// Every family saves as an HF folder that loads back to the same logits (the manifest is what
+/// is written), and a weight map that is not the manifest is refused before anything is written.
+#[test]
+fn every_family_round_trips_through_an_hf_folder() {
+    use rlq::model::hooked::HookedTransformer;
+    use rlq::model::save::write_hf_folder;
+    use rlq::model::synthetic::random_model;
+    for family in Family::ALL {
+        let m = random_model(family, 5, DType::F32).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let weights = m.weights.dense_map().unwrap();
+        write_hf_folder(&m, &weights, dir.path()).unwrap();
+        // The synthetic model has no tokenizer; give the folder one so `load` accepts it.
+        std::fs::write(dir.path().join("tokenizer.json"), TOKENIZER_JSON).unwrap();
+        let back = load(dir.path().to_str().unwrap(), &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{family:?}: {e}"));
+        assert_eq!(back.config.family, family);
+        assert_eq!(back.config.n_params(), m.config.n_params());
+        let ids = [3, 17, 5, 9];
+        let a = HookedTransformer::new(&m).unwrap().logits(&ids).unwrap();
+        let b = HookedTransformer::new(&back).unwrap().logits(&ids).unwrap();
+        assert_eq!(max_diff(&a, &b), 0.0, "{family:?}");
+
+        let mut partial = weights.clone();
+        partial.remove("model.norm.weight");
+        let empty = tempfile::tempdir().unwrap();
+        let err = write_hf_folder(&m, &partial, empty.path()).unwrap_err();
+        assert!(err.to_string().contains("model.norm.weight"), "{err}");
+        assert!(std::fs::read_dir(empty.path()).unwrap().next().is_none());
     }
 }
