@@ -10,7 +10,7 @@
 use candle_core::{DType, Device, IndexOp, Result, Tensor, D};
 
 use super::attention;
-use super::hooks::{Granularity, HookLayout};
+use super::hooks::HookLayout;
 use super::linear::Linear;
 use super::mlp::{glu_down, GluActivation};
 use super::ops;
@@ -510,7 +510,7 @@ impl HookedTransformer {
             {
                 candle_core::bail!("hook layout does not match the model's shape");
             }
-            if lay.granularity == Granularity::Head && c.family == Family::Gemma3 {
+            if lay.granularity.per_head() && c.family == Family::Gemma3 {
                 candle_core::bail!(
                     "head granularity is not defined for gemma3: its post-attention norm mixes \
                      the heads, so per-head outputs do not add up to the block output"
@@ -578,10 +578,16 @@ impl HookedTransformer {
     }
 
     /// Project `[n, seq, d]` residual copies to `[heads, seq, dh]`: with one copy, the usual
-    /// matmul; with one copy per head, head `i` reads copy `i`.
-    fn project(&self, x: &Tensor, w: &Linear, b: Option<&Tensor>, heads: usize) -> Result<Tensor> {
+    /// matmul; with one copy per output head, head `i` reads copy `i`. `w` holds `w_heads`
+    /// heads; with more copies than that (k/v per query head, `HeadUngrouped`), copy `i` is
+    /// projected by weight head `i / (n / w_heads)`, its GQA group's.
+    fn project(&self, x: &Tensor, w: &Linear, b: Option<&Tensor>, w_heads: usize) -> Result<Tensor> {
         let (n, seq, d) = x.dims3()?;
         let dh = self.config.head_dim;
+        if n > 1 && n != w_heads {
+            return self.project_grouped(x, w, b, w_heads);
+        }
+        let heads = w_heads;
         let out = if n == 1 {
             let y = w.forward(&x.squeeze(0)?)?;
             let y = match b {
@@ -609,6 +615,38 @@ impl HookedTransformer {
             }
         };
         Ok(out)
+    }
+
+    /// `project` for `n` copies read through `w_heads < n` weight heads (each weight head serves
+    /// `n / w_heads` consecutive copies).
+    fn project_grouped(
+        &self,
+        x: &Tensor,
+        w: &Linear,
+        b: Option<&Tensor>,
+        w_heads: usize,
+    ) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        let dh = self.config.head_dim;
+        if w_heads == 0 || n % w_heads != 0 {
+            candle_core::bail!("{n} residual copies cannot share {w_heads} projection heads");
+        }
+        let group = n / w_heads;
+        let y = Tensor::stack(
+            &(0..n)
+                .map(|i| w.rows((i / group) * dh, dh)?.forward(&x.get(i)?))
+                .collect::<Result<Vec<_>>>()?,
+            0,
+        )?;
+        match b {
+            Some(b) => {
+                let bs = (0..n)
+                    .map(|i| b.narrow(0, (i / group) * dh, dh))
+                    .collect::<Result<Vec<_>>>()?;
+                y.broadcast_add(&Tensor::stack(&bs, 0)?.unsqueeze(1)?)
+            }
+            None => Ok(y),
+        }
     }
 
     fn layer(
@@ -699,7 +737,7 @@ impl HookedTransformer {
         let per_head = pass
             .hooks
             .layout
-            .is_some_and(|lay| lay.granularity == Granularity::Head);
+            .is_some_and(|lay| lay.granularity.per_head());
         let mut attn = if per_head {
             // Head i's share of o_proj: z_i · W_o[:, i·dh .. (i+1)·dh]ᵀ.
             let heads_out = match &lw.wo {
@@ -764,7 +802,8 @@ impl HookedTransformer {
         match c.gemma.as_ref().and_then(|g| g.attn_logit_softcapping) {
             None => attention::attention(q, k, v, mask, scale),
             Some(cap) => {
-                let n_rep = c.n_heads / c.n_kv_heads;
+                // From the shapes: k/v per query head (`HeadUngrouped`) need no repeat.
+                let n_rep = q.dim(0)? / k.dim(0)?.max(1);
                 let k = ops::repeat_kv(k, n_rep)?;
                 let v = ops::repeat_kv(v, n_rep)?;
                 let scores = (q.matmul(&k.t()?)? * scale)?;
