@@ -388,6 +388,7 @@ fn check_with_python(file: &Path) -> Option<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.starts_with("ok:"), "{text}");
+    eprintln!("{}: {}", file.display(), text.trim());
     Some(text)
 }
 
