@@ -175,10 +175,6 @@ pub(super) fn register(reg: &mut Registry) {
         .example(
             "export (circuit g top 50) to \"out/c.dot\"",
             "render with `dot -Tsvg`",
-        )
-        .example(
-            "export g to \"out/sub\" mib \"ioi_qwen2.5\"",
-            "nine circuits in MIB's layout",
         ),
         verb_export,
     );
@@ -187,7 +183,7 @@ pub(super) fn register(reg: &mut Registry) {
             "read_graph",
             "a graph from EAP-IG's JSON (`Graph.to_json`, MIB's circuit files): its edges and scores",
         )
-        .category("graph")
+        .category("io")
         .required("path", Type::Str, "the .json file")
         .word(
             "edges",
@@ -197,6 +193,10 @@ pub(super) fn register(reg: &mut Registry) {
         .example(
             "let c = read_graph \"out/c.json\"",
             "a circuit written by EAP-IG or by `export`",
+        )
+        .example(
+            "export (read_graph \"out/g.json\" edges all) to \"out/sub\" mib \"ioi_qwen2.5\"",
+            "MIB's nine circuits (top 0.1 … 50 % of edges) from a scored graph",
         ),
         verb_read_graph,
     );
