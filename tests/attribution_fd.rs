@@ -178,14 +178,22 @@ fn eap_matches_finite_differences_head_kv_ungrouped() {
 /// f64; tolerance 1e-10 relative (the sums differ only in rounding order).
 #[test]
 fn ungrouped_kv_scores_sum_to_grouped() {
-    for (f, corrupt) in [(Family::Llama, false), (Family::Qwen2, true), (Family::Qwen3, false)] {
+    for (f, corrupt) in [
+        (Family::Llama, false),
+        (Family::Qwen2, true),
+        (Family::Qwen3, false),
+    ] {
         let tf = transformer(f);
         let c = tf.config.clone();
         assert!(c.n_heads > c.n_kv_heads, "the synthetic model must use GQA");
         let group = c.n_heads / c.n_kv_heads;
         let grouped = HookLayout::new(Granularity::Head, c.n_layers, c.n_heads, c.n_kv_heads);
-        let ungrouped =
-            HookLayout::new(Granularity::HeadUngrouped, c.n_layers, c.n_heads, c.n_kv_heads);
+        let ungrouped = HookLayout::new(
+            Granularity::HeadUngrouped,
+            c.n_layers,
+            c.n_heads,
+            c.n_kv_heads,
+        );
         let s = sample(corrupt);
         let (ge, ue) = (grouped.edges(), ungrouped.edges());
         assert!(ue.len() > ge.len());
@@ -212,7 +220,10 @@ fn ungrouped_kv_scores_sum_to_grouped() {
         assert_eq!(summed.len(), ge.len());
         let mut kv_checked = 0;
         for (&(a, b), x) in ge.iter().zip(&g.scores) {
-            let key = (grouped.sources[a].name.clone(), grouped.dests[b].name.clone());
+            let key = (
+                grouped.sources[a].name.clone(),
+                grouped.dests[b].name.clone(),
+            );
             let y = summed[&key];
             assert!(
                 (x - y).abs() <= 1e-10 * x.abs().max(y.abs()) + 1e-14,
@@ -262,7 +273,10 @@ fn per_position_scores_sum_to_edge_scores() {
         let pp = per.per_position.as_ref().unwrap();
         let (n_t, n_e) = (s.tokens.len(), edges.len());
         assert_eq!(pp.len(), n_t * n_e);
-        assert_eq!(per.scores, plain.scores, "the edge scores themselves are unchanged");
+        assert_eq!(
+            per.scores, plain.scores,
+            "the edge scores themselves are unchanged"
+        );
         for e in 0..n_e {
             let sum: f64 = (0..n_t).map(|t| pp[t * n_e + e]).sum();
             let want = plain.scores[e];
@@ -280,8 +294,16 @@ fn per_position_scores_sum_to_edge_scores() {
     // exact patching has no per-position form
     let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
     let opts = ScoreOptions { per_position: true };
-    let e = score_sample_with(&tf, &lay, &lay.edges(), &sample(false), Method::Patch, opts, &|| false)
-        .unwrap_err();
+    let e = score_sample_with(
+        &tf,
+        &lay,
+        &lay.edges(),
+        &sample(false),
+        Method::Patch,
+        opts,
+        &|| false,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("per-position"), "{e}");
 }
 

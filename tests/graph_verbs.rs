@@ -319,7 +319,10 @@ fn ungrouped_head_edge_counts_match_mib() {
         HookLayout::new(Granularity::HeadUngrouped, 3, 4, 4).edges(),
         HookLayout::new(Granularity::Head, 3, 4, 4).edges()
     );
-    assert_eq!(qwen.dests[qwen.dest_layer_start(0) + 14 + 13].name, "a0.h13<k>");
+    assert_eq!(
+        qwen.dests[qwen.dest_layer_start(0) + 14 + 13].name,
+        "a0.h13<k>"
+    );
 }
 
 /// A head-kv-ungrouped graph of a 2-layer, 4-head model with two samples of fixed scores.
@@ -331,7 +334,9 @@ fn ungrouped_graph() -> Graph {
     let scores = (0..2)
         .map(|k| {
             (0..n)
-                .map(|e| ((e * 7 + k * 3) as f64 * 0.618_033_988_7).sin() * 10f64.powi(-(e as i32 % 4)))
+                .map(|e| {
+                    ((e * 7 + k * 3) as f64 * 0.618_033_988_7).sin() * 10f64.powi(-(e as i32 % 4))
+                })
                 .collect()
         })
         .collect();
@@ -455,9 +460,11 @@ fn eap_ig_json_round_trip_and_schema() {
     assert_eq!(all.as_graph().unwrap().edges.len(), n);
     // a file that is not EAP-IG's: an edge name of another shape
     let bad = dir.path().join("bad.json");
-    let text = std::fs::read_to_string(&full)
-        .unwrap()
-        .replacen("\"input->a0.h1<q>\"", "\"input->a0.h9<q>\"", 1);
+    let text = std::fs::read_to_string(&full).unwrap().replacen(
+        "\"input->a0.h1<q>\"",
+        "\"input->a0.h9<q>\"",
+        1,
+    );
     std::fs::write(&bad, text).unwrap();
     let e = format!(
         "{:?}",
@@ -526,8 +533,11 @@ fn mib_submission_folder() {
     assert_eq!(back.as_graph().unwrap().mean_scores(), g.mean_scores());
     let e = format!(
         "{:?}",
-        s.eval(&format!("export g to \"{}\" mib \"../x\"", dir.path().display()))
-            .unwrap_err()
+        s.eval(&format!(
+            "export g to \"{}\" mib \"../x\"",
+            dir.path().display()
+        ))
+        .unwrap_err()
     );
     assert!(e.contains("<task>_<model>"), "{e}");
 }
@@ -578,8 +588,13 @@ fn real_per_position_graph() {
     )
     .unwrap();
     s.set("qs", df);
-    let t = table(&mut s, "let gp = patch m on qs t_cut 2 per_position true\ngp");
-    let plain = s.eval("let g = patch m on qs t_cut 2 per_sample true\ng").unwrap();
+    let t = table(
+        &mut s,
+        "let gp = patch m on qs t_cut 2 per_position true\ngp",
+    );
+    let plain = s
+        .eval("let g = patch m on qs t_cut 2 per_sample true\ng")
+        .unwrap();
     let plain = plain.as_graph().unwrap().clone();
     // 13 and 10 tokens fed (prompt + T_cut − 1 answer tokens)
     assert_eq!(t.height(), (13 + 10) * 3691);
@@ -588,7 +603,10 @@ fn real_per_position_graph() {
     }
     let gp = s.eval("gp").unwrap();
     let gp = gp.as_graph().unwrap().clone();
-    assert_eq!(gp.scores, plain.scores, "the edge scores are the ordinary ones");
+    assert_eq!(
+        gp.scores, plain.scores,
+        "the edge scores are the ordinary ones"
+    );
     let p = gp.positions.as_ref().unwrap();
     assert_eq!(p.tokens[0].len(), 13);
     // Σ_t S[u,v,t] = S[u,v]: the same f64 products of the f32 activations and gradients,
@@ -626,8 +644,11 @@ fn real_per_position_graph() {
     assert!(e.contains("per_position true"), "{e}");
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("pos.svg");
-    s.eval(&format!("plot heatmap gp by position to \"{}\"", svg.display()))
-        .unwrap();
+    s.eval(&format!(
+        "plot heatmap gp by position to \"{}\"",
+        svg.display()
+    ))
+    .unwrap();
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     // a saved per-position table cannot pose as a per-sample one for resume
     let pq = dir.path().join("gp.parquet");

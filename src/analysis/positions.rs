@@ -67,7 +67,10 @@ pub fn statistic_by_position(
         return Ok(DataFrame::new(
             rows.len(),
             vec![
-                Column::new("position".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+                Column::new(
+                    "position".into(),
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                ),
                 Column::new(
                     "n_samples".into(),
                     rows.iter().map(|r| r.1 as i64).collect::<Vec<_>>(),

@@ -43,7 +43,9 @@ pub enum JsonGraphError {
          is `{0}`: score it with `granularity head kv ungrouped`"
     )]
     Granularity(String),
-    #[error("the graph does not say its model's {0} (it came from a table?): EAP-IG's cfg needs it")]
+    #[error(
+        "the graph does not say its model's {0} (it came from a table?): EAP-IG's cfg needs it"
+    )]
     MissingShape(&'static str),
     #[error("edge `{0}` is not in EAP-IG's graph of this shape")]
     UnknownEdge(String),
@@ -167,7 +169,12 @@ pub fn from_eap_ig_json(v: &Value, which: JsonEdges) -> Result<Graph> {
             .ok_or_else(|| bad(format!("`cfg.{k}` is not a whole number")))
     };
     let (n_layers, n_heads) = (int("n_layers")?, int("n_heads")?);
-    let d_model = cfg.get("d_model").and_then(Value::as_u64).unwrap_or(0) as usize;
+    // EAP-IG's loader needs it; a file without it still reads (0: unknown).
+    let d_model = cfg
+        .get("d_model")
+        .and_then(Value::as_u64)
+        .map_or(Ok(0), usize::try_from)
+        .map_err(|_| bad("`cfg.d_model` is too large".into()))?;
     if cfg.get("parallel_attn_mlp").and_then(Value::as_bool) == Some(true) {
         return Err(bad(
             "`parallel_attn_mlp` graphs (attention and MLP reading the same residual) are not \
@@ -234,7 +241,7 @@ pub fn from_eap_ig_json(v: &Value, which: JsonEdges) -> Result<Graph> {
             t_cut: rlq
                 .and_then(|r| r.get("t_cut"))
                 .and_then(Value::as_u64)
-                .map(|t| t as usize),
+                .and_then(|t| usize::try_from(t).ok()),
             prompt_ids: vec![0],
             per_sample: false,
             per_position: false,

@@ -152,7 +152,7 @@ impl Graph {
         let n_e = self.edges.len();
         let (mut ids, mut pos, mut tok, mut idx) = (vec![], vec![], vec![], vec![]);
         for (k, s) in p.scores.iter().enumerate() {
-            let n_t = if n_e == 0 { 0 } else { s.len() / n_e };
+            let n_t = s.len().checked_div(n_e).unwrap_or(0);
             for t in 0..n_t {
                 let text = match p.tokens.get(k).and_then(|v| v.get(t)) {
                     Some(text) => text.clone(),

@@ -581,7 +581,13 @@ impl HookedTransformer {
     /// matmul; with one copy per output head, head `i` reads copy `i`. `w` holds `w_heads`
     /// heads; with more copies than that (k/v per query head, `HeadUngrouped`), copy `i` is
     /// projected by weight head `i / (n / w_heads)`, its GQA group's.
-    fn project(&self, x: &Tensor, w: &Linear, b: Option<&Tensor>, w_heads: usize) -> Result<Tensor> {
+    fn project(
+        &self,
+        x: &Tensor,
+        w: &Linear,
+        b: Option<&Tensor>,
+        w_heads: usize,
+    ) -> Result<Tensor> {
         let (n, seq, d) = x.dims3()?;
         let dh = self.config.head_dim;
         if n > 1 && n != w_heads {

@@ -154,7 +154,11 @@ pub fn heatmap_by_position(
             .map(|v| v.unwrap_or(f64::NAN))
             .collect::<Vec<f64>>()
     };
-    let n_pos = pos.iter().copied().max().map_or(0, |m| (m.max(-1) + 1) as usize);
+    let n_pos = pos
+        .iter()
+        .copied()
+        .max()
+        .map_or(0, |m| (m.max(-1) + 1) as usize);
     // (sum, count) per (edge, position)
     let mut edge_of: HashMap<(String, String), usize> = HashMap::new();
     let mut names: Vec<(String, String)> = Vec::new();

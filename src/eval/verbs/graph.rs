@@ -473,7 +473,11 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     bar.finish_and_clear();
     let mut graph = outcome.graph;
     if let Some(p) = graph.positions.as_mut() {
-        p.tokens = p.token_ids.iter().map(|ids| m.tokenizer.pieces(ids)).collect();
+        p.tokens = p
+            .token_ids
+            .iter()
+            .map(|ids| m.tokenizer.pieces(ids))
+            .collect();
     }
     let graph = Arc::new(graph);
     match outcome.stopped {
@@ -512,9 +516,11 @@ fn graph_from_sample_table(df: &DataFrame) -> Result<Graph, String> {
         "score",
     ];
     if df.column("position").is_ok() {
-        return Err("this is a per-position table: resume from the graph value itself (or save \
+        return Err(
+            "this is a per-position table: resume from the graph value itself (or save \
                     it with per_position false)"
-            .into());
+                .into(),
+        );
     }
     for c in need {
         if df.column(c).is_err() {
