@@ -12,7 +12,7 @@ use candle_core::{DType, Device, IndexOp, Result, Tensor, D};
 
 use super::arch::{ForwardTraits, QkNorm};
 use super::attention;
-use super::hooks::{Granularity, HookLayout};
+use super::hooks::HookLayout;
 use super::linear::Linear;
 use super::mlp::glu_down;
 use super::ops;
@@ -524,7 +524,7 @@ impl HookedTransformer {
             {
                 candle_core::bail!("hook layout does not match the model's shape");
             }
-            if lay.granularity == Granularity::Head {
+            if lay.granularity.per_head() {
                 if let Some(why) = self.traits.head_split_refusal() {
                     candle_core::bail!(
                         "head granularity is not defined for {}: {why}",
@@ -591,10 +591,22 @@ impl HookedTransformer {
     }
 
     /// Project `[n, seq, d]` residual copies to `[heads, seq, dh]`: with one copy, the usual
-    /// matmul; with one copy per head, head `i` reads copy `i`.
-    fn project(&self, x: &Tensor, w: &Linear, b: Option<&Tensor>, heads: usize) -> Result<Tensor> {
+    /// matmul; with one copy per output head, head `i` reads copy `i`. `w` holds `w_heads`
+    /// heads; with more copies than that (k/v per query head, `HeadUngrouped`), copy `i` is
+    /// projected by weight head `i / (n / w_heads)`, its GQA group's.
+    fn project(
+        &self,
+        x: &Tensor,
+        w: &Linear,
+        b: Option<&Tensor>,
+        w_heads: usize,
+    ) -> Result<Tensor> {
         let (n, seq, d) = x.dims3()?;
         let dh = self.config.head_dim;
+        if n > 1 && n != w_heads {
+            return self.project_grouped(x, w, b, w_heads);
+        }
+        let heads = w_heads;
         let out = if n == 1 {
             let y = w.forward(&x.squeeze(0)?)?;
             let y = match b {
@@ -622,6 +634,38 @@ impl HookedTransformer {
             }
         };
         Ok(out)
+    }
+
+    /// `project` for `n` copies read through `w_heads < n` weight heads (each weight head serves
+    /// `n / w_heads` consecutive copies).
+    fn project_grouped(
+        &self,
+        x: &Tensor,
+        w: &Linear,
+        b: Option<&Tensor>,
+        w_heads: usize,
+    ) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        let dh = self.config.head_dim;
+        if w_heads == 0 || n % w_heads != 0 {
+            candle_core::bail!("{n} residual copies cannot share {w_heads} projection heads");
+        }
+        let group = n / w_heads;
+        let y = Tensor::stack(
+            &(0..n)
+                .map(|i| w.rows((i / group) * dh, dh)?.forward(&x.get(i)?))
+                .collect::<Result<Vec<_>>>()?,
+            0,
+        )?;
+        match b {
+            Some(b) => {
+                let bs = (0..n)
+                    .map(|i| b.narrow(0, (i / group) * dh, dh))
+                    .collect::<Result<Vec<_>>>()?;
+                y.broadcast_add(&Tensor::stack(&bs, 0)?.unsqueeze(1)?)
+            }
+            None => Ok(y),
+        }
     }
 
     fn layer(
@@ -717,7 +761,7 @@ impl HookedTransformer {
         let per_head = pass
             .hooks
             .layout
-            .is_some_and(|lay| lay.granularity == Granularity::Head);
+            .is_some_and(|lay| lay.granularity.per_head());
         let mut attn = if per_head {
             // Head i's share of o_proj: z_i · W_o[:, i·dh .. (i+1)·dh]ᵀ.
             let heads_out = match &lw.wo {
@@ -777,7 +821,8 @@ impl HookedTransformer {
         match self.traits.attn_softcap {
             None => attention::attention(q, k, v, mask, scale),
             Some(cap) => {
-                let n_rep = c.n_heads / c.n_kv_heads;
+                // From the shapes: k/v per query head (`HeadUngrouped`) need no repeat.
+                let n_rep = q.dim(0)? / k.dim(0)?.max(1);
                 let k = ops::repeat_kv(k, n_rep)?;
                 let v = ops::repeat_kv(v, n_rep)?;
                 let scores = (q.matmul(&k.t()?)? * scale)?;
