@@ -817,7 +817,6 @@ impl HookedTransformer {
         mask: &Tensor,
         scale: f64,
     ) -> Result<Tensor> {
-        let c = &self.config;
         match self.traits.attn_softcap {
             None => attention::attention(q, k, v, mask, scale),
             Some(cap) => {
