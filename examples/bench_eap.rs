@@ -27,6 +27,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn main() {
+    rlq::tune_allocator();
     rlq::tune_cpu_threads(); // as the rlq binary does
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    rlq::tune_allocator();
     rlq::tune_cpu_threads();
     rlq::cli::run(rlq::cli::args::Cli::parse())
 }

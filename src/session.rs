@@ -294,6 +294,10 @@ impl Session {
                 out.extend(self.verb_names());
                 out.extend(vars);
             }
+            // Right after a word keyword with known values (`patch m loss <TAB>`): those values.
+            Some(verb) if self.keyword_choices(verb, words.last().copied()).is_some() => {
+                out.extend(self.keyword_choices(verb, words.last().copied()).unwrap_or_default());
+            }
             Some(verb) => {
                 out.extend(self.keywords_of(verb));
                 if *verb == "sort" {
@@ -313,6 +317,13 @@ impl Session {
     }
 
     /// Column names of the tables (and graphs) held in variables.
+    /// The values the keyword `word` of `verb` takes, when its signature lists them.
+    fn keyword_choices(&self, verb: &str, word: Option<&str>) -> Option<Vec<String>> {
+        let sig = &self.ctx.registry().get(verb)?.signature;
+        let choices = sig.choices_of(word?);
+        (!choices.is_empty()).then(|| choices.to_vec())
+    }
+
     fn column_names(&self) -> Vec<String> {
         let mut out = Vec::new();
         for v in self.ctx.globals().values() {

@@ -206,7 +206,7 @@ fn piped_stdin_runs_meta_commands() {
         .unwrap_or_default();
     assert_eq!(
         n_line.split_whitespace().collect::<Vec<_>>(),
-        ["n", "number"],
+        ["n", "number", "1"],
         "{out}"
     );
     assert!(out.contains("2\ntime: "), "{out}");
@@ -495,4 +495,87 @@ fn scripts_that_are_not_regular_files_are_refused() {
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(err.contains("a character device"), "{err}");
     assert!(out.contains('2'), "the session goes on after the refused load: {out}");
+}
+
+/// The data rows of a polars table print (`│ 3   │`), header and dtype rows excluded.
+fn printed_rows(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.starts_with('│'))
+        .map(|l| l.trim_matches(['│', ' ']).to_string())
+        .filter(|l| !l.is_empty() && l != "i" && l != "---" && l != "i64")
+        .collect()
+}
+
+fn thirty_rows() -> String {
+    let xs: Vec<String> = (0..30).map(|i| i.to_string()).collect();
+    format!("let t = {{i: [{}]}}", xs.join(", "))
+}
+
+#[test]
+fn a_table_the_user_asked_for_prints_whole() {
+    // `top 20` shows its 20 rows (polars alone would print 10 with `…`).
+    let o = rlq(&["-e", &thirty_rows(), "-e", "t | top 20"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    let expect: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    assert_eq!(printed_rows(&out), expect, "{out}");
+    assert!(out.contains("shape: (20, 1)"), "{out}");
+    // --rows sets the limit: 5 rows print as head and tail around `…`.
+    let o = rlq(&["--rows", "5", "-e", &thirty_rows(), "-e", "t | top 20"]);
+    let rows = printed_rows(&stdout(&o));
+    assert!(rows.len() < 8 && rows.contains(&"…".to_string()), "{rows:?}");
+    // `:set rows` does the same in the REPL; `all` prints every row.
+    let o = piped(&format!("{}\n:set rows 4\nt\n:set rows all\nt\n:set rows\n", thirty_rows()));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    let tables: Vec<&str> = out.split("shape: (30, 1)").collect();
+    assert_eq!(tables.len(), 3, "{out}");
+    assert!(printed_rows(tables[1]).len() < 8, "{out}");
+    assert_eq!(printed_rows(tables[2]).len(), 30, "{out}");
+    assert!(out.contains("rows all"), "{out}");
+    let o = rlq(&["--rows", "-1", "-e", "1"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+#[test]
+fn help_from_the_shell_lists_the_verbs() {
+    let o = rlq(&["help"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for verb in ["patch", "generate", "where", "table"] {
+        assert!(stdout(&o).contains(&format!("  {verb} ")), "{verb}: {}", stdout(&o));
+    }
+    let o = rlq(&["help", "patch"]);
+    assert!(stdout(&o).contains("usage: patch"), "{}", stdout(&o));
+    let o = rlq(&["help", "pach"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("patch"), "{}", stderr(&o));
+}
+
+#[test]
+fn eval_is_repeatable_in_one_session() {
+    let o = rlq(&["-e", "let x = 2", "-e", "x + 1", "-e", "x * 10"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "3\n20\n");
+    // The first failure stops the rest, with its exit code.
+    let o = rlq(&["-e", "nope", "-e", "1"]);
+    assert_ne!(code(&o), 0);
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn underscore_is_the_last_value_printed() {
+    let o = piped("1 + 2\n_ * 10\nlet y = 5\n_ + 1\n:vars\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("3\n30\n31\n"), "{out}");
+    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["_", "number", "31"]), "{out}");
+}
+
+#[test]
+fn vars_lists_types_and_sizes() {
+    let o = piped("let t = {a: [1, 2, 3], b: \"x\"}\nlet xs = [1, 2]\n:vars\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.lines().any(|l| l.starts_with("t ") && l.contains("table 3 × 2")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("xs ") && l.contains("list of 2")), "{out}");
 }

@@ -396,3 +396,19 @@ fn nesting_within_the_bracket_limit_parses() {
     let e = parse(&deep).unwrap_err();
     assert!(e.message.contains("deeper than 64"), "{}", e.message);
 }
+
+#[test]
+fn record_literals_parse_with_names_or_strings() {
+    match one_expr("{a: 1, \"b c\": [2, 3],}").kind {
+        ExprKind::Record(fields) => {
+            let names: Vec<&str> = fields.iter().map(|(n, _)| n.name.as_str()).collect();
+            assert_eq!(names, ["a", "b c"]);
+            assert!(matches!(fields[1].1.kind, ExprKind::List(ref v) if v.len() == 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(one_expr("{}").kind, ExprKind::Record(ref v) if v.is_empty()));
+    assert!(matches!(one_expr("[{a: 1}, {a: 2}]").kind, ExprKind::List(ref v) if v.len() == 2));
+    assert!(rlq::syntax::parse("{a 1}").is_err());
+    assert!(rlq::syntax::is_incomplete("{a: [1,"));
+}

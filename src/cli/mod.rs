@@ -4,6 +4,7 @@
 pub mod args;
 pub mod bindings;
 pub mod diagnostics;
+pub mod display;
 pub mod interrupt;
 pub mod output;
 
@@ -25,17 +26,44 @@ pub mod exit {
 
 /// Runs the parsed command line; with no command and no `-e`, starts the REPL.
 pub fn run(cli: Cli) -> ExitCode {
+    display::apply(cli.rows);
     let mut session = Session::new();
     for b in &cli.set {
         session.set(&b.name, b.value.clone());
     }
-    let code = match (&cli.command, &cli.eval) {
-        (Some(Command::Run { file }), _) => run_file(&mut session, file, cli.format),
-        (Some(Command::Check { file }), _) => check_file(&mut session, file),
-        (None, Some(src)) => run_source(&mut session, src, "<-e>", cli.format),
-        (None, None) => return crate::repl::run(session, cli.format),
+    let code = match &cli.command {
+        Some(Command::Run { file }) => run_file(&mut session, file, cli.format),
+        Some(Command::Check { file }) => check_file(&mut session, file),
+        Some(Command::Help { verb }) => help(&session, verb.as_deref()),
+        None if !cli.eval.is_empty() => run_sources(&mut session, &cli.eval, cli.format),
+        None => return crate::repl::run(session, cli.format),
     };
     ExitCode::from(code)
+}
+
+/// `-e a -e b`: each source in turn, in one session; the first failure stops the rest.
+fn run_sources(session: &mut Session, sources: &[String], format: Format) -> u8 {
+    for src in sources {
+        let code = run_source(session, src, "<-e>", format);
+        if code != exit::OK {
+            return code;
+        }
+    }
+    exit::OK
+}
+
+/// `rlq help [verb]`: the REPL's `help`, from the shell.
+fn help(session: &Session, verb: Option<&str>) -> u8 {
+    match verb.map(|v| session.registry().get(v).is_some()) {
+        Some(false) => {
+            eprint!("{}", session.help(verb));
+            exit::USAGE
+        }
+        _ => {
+            print!("{}", session.help(verb));
+            exit::OK
+        }
+    }
 }
 
 fn run_file(session: &mut Session, file: &Path, format: Format) -> u8 {

@@ -93,6 +93,7 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
     match &e.kind {
         ExprKind::Null | ExprKind::Bool(_) | ExprKind::Number { .. } | ExprKind::Str(_) => Ok(()),
         ExprKind::List(items) => items.iter().try_for_each(|i| check_expr(scope, i)),
+        ExprKind::Record(fields) => fields.iter().try_for_each(|(_, v)| check_expr(scope, v)),
         ExprKind::Var(name) => {
             if scope.is_var(name) || scope.is_verb(name) {
                 Ok(())

@@ -93,7 +93,10 @@ impl EvalContext {
                 })
             }
             ExprKind::Command(cmd) => self.compile_call(cmd, schema),
-            ExprKind::List(_) | ExprKind::Index(..) | ExprKind::Pipeline(_) => {
+            ExprKind::List(_)
+            | ExprKind::Record(_)
+            | ExprKind::Index(..)
+            | ExprKind::Pipeline(_) => {
                 Err(EvalError::at(e.span, "not allowed in a column expression")
                     .with_help("column expressions use columns, literals, operators and functions like sum(x), abs(x)"))
             }

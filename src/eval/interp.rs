@@ -156,6 +156,22 @@ impl EvalContext {
             ExprKind::Bool(b) => Ok(Value::Bool(*b)),
             ExprKind::Number { value, .. } => Ok(Value::Number(*value)),
             ExprKind::Str(s) => Ok(Value::Str(s.clone())),
+            ExprKind::List(items)
+                if !items.is_empty()
+                    && items.iter().all(|i| matches!(i.kind, ExprKind::Record(_))) =>
+            {
+                let mut rows = Vec::with_capacity(items.len());
+                for it in items {
+                    if let ExprKind::Record(fields) = &it.kind {
+                        rows.push(self.eval_fields(fields)?);
+                    }
+                }
+                Ok(super::record::rows_table(rows, e.span)?.into())
+            }
+            ExprKind::Record(fields) => {
+                let fields = self.eval_fields(fields)?;
+                Ok(super::record::columns_table(fields)?.into())
+            }
             ExprKind::List(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for it in items {
@@ -220,6 +236,18 @@ impl EvalContext {
                 Ok(v)
             }
         }
+    }
+
+    fn eval_fields(&mut self, fields: &[(Ident, Expr)]) -> EvalResult<Vec<super::record::Field>> {
+        let mut out = Vec::with_capacity(fields.len());
+        for (name, value) in fields {
+            out.push(super::record::Field {
+                name: name.name.clone(),
+                value: self.eval_expr(value)?,
+                span: value.span,
+            });
+        }
+        Ok(out)
     }
 
     /// One `| stage`: a command, a bare verb name, or a user function taking the value first.

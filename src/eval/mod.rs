@@ -10,6 +10,7 @@ mod context;
 pub mod error;
 mod interp;
 mod ops;
+mod record;
 pub mod registry;
 pub mod signature;
 pub mod value;

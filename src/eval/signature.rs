@@ -152,6 +152,8 @@ pub struct Param {
     pub default: Option<Value>,
     /// Number parameters only: the values accepted.
     pub range: Option<Range>,
+    /// Word parameters: the values accepted, for completion (the verb still checks them).
+    pub choices: Vec<String>,
 }
 
 impl Param {
@@ -166,6 +168,7 @@ impl Param {
             ordered: false,
             default: None,
             range: None,
+            choices: Vec::new(),
         }
     }
     fn usage(&self) -> String {
@@ -310,6 +313,20 @@ impl Signature {
             default: default.map(Value::from),
             ..Param::new(name, Shape::Word, description)
         })
+    }
+    /// The values a word keyword takes, offered by tab completion after the keyword.
+    pub fn choices(mut self, name: &str, values: &[&str]) -> Self {
+        if let Some(p) = self.keywords.iter_mut().find(|p| p.name == name) {
+            p.choices = values.iter().map(|v| v.to_string()).collect();
+        }
+        self
+    }
+    /// The values `keyword` takes, if the signature lists them.
+    pub fn choices_of(&self, keyword: &str) -> &[String] {
+        self.keywords
+            .iter()
+            .find(|p| p.name == keyword)
+            .map_or(&[], |p| p.choices.as_slice())
     }
     /// A keyword taking column expressions (`by a, b`).
     pub fn named_columns(self, name: &str, required: bool, description: &str) -> Self {

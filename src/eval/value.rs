@@ -147,6 +147,37 @@ impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
+
+    /// The type and size, as `:vars` lists it: `table 20 × 5`, `graph 3691 edges × 8 samples`.
+    pub fn summary(&self) -> String {
+        match self {
+            Value::Table(Table::Eager(df)) => {
+                format!("table {} × {}", df.height(), df.width())
+            }
+            // A lazy plan's height is unknown until it runs; its width is not.
+            Value::Table(t) => match t.schema() {
+                Ok(schema) => format!("table ? × {}", schema.len()),
+                Err(_) => "table".into(),
+            },
+            Value::Graph(g) => format!(
+                "graph {} edges × {} samples ({}, {})",
+                g.edges.len(),
+                g.scores.len(),
+                if g.meta.method.is_empty() { "?" } else { &g.meta.method },
+                if g.meta.granularity.is_empty() { "?" } else { &g.meta.granularity },
+            ),
+            Value::List(items) => format!("list of {}", items.len()),
+            Value::Model(m) => format!(
+                "model {} ({}, {} layers)",
+                m.source,
+                m.config.family.name(),
+                m.config.n_layers
+            ),
+            Value::Str(s) => format!("string of {} chars", s.chars().count()),
+            Value::Func(func) => format!("fn({})", func.params.join(", ")),
+            other => format!("{} {other}", other.type_name()),
+        }
+    }
 }
 
 fn fmt_number(n: f64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -188,6 +219,13 @@ impl fmt::Display for Value {
                 m.source,
                 m.config.family.name(),
                 m.config.n_layers
+            ),
+            // Its edge table would show every score as 0: say what it is instead.
+            Value::Graph(g) if g.scores.is_empty() => write!(
+                f,
+                "graph with 0 samples: {} edges and no scores (an interrupted or empty run; \
+                 continue it with `patch … resume <it>`)",
+                g.edges.len()
             ),
             Value::Graph(g) => match g.table() {
                 Ok(df) => write!(f, "{df}"),

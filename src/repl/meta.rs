@@ -1,7 +1,9 @@
-//! Meta-commands: `:help [verb]`, `:vars`, `:time on|off`, `:load file.rlq`, `:quit`.
+//! Meta-commands: `:help [verb]`, `:vars`, `:time on|off`, `:set rows N`, `:load file.rlq`,
+//! `:quit`.
 
 use std::time::Instant;
 
+use crate::cli::display::{self, RowLimit};
 use crate::cli::output::Format;
 use crate::Session;
 
@@ -23,10 +25,13 @@ pub enum MetaOutcome {
 
 const USAGE: &str = "meta-commands:
   :help [verb]     all verbs, or one verb's usage and examples
-  :vars            variables and their types
+  :vars            variables, their types and sizes
   :time on|off     print elapsed time after each statement
+  :set rows N|all  rows a table prints whole (default 50; longer ones show head and tail)
   :load file.rlq   run a script in this session
-  :quit            leave (Ctrl-D does too)";
+  :quit            leave (Ctrl-D does too)
+`_` is the last value printed. History is kept in $XDG_DATA_HOME/rlq/history
+(~/.local/share/rlq/history when XDG_DATA_HOME is unset).";
 
 /// Runs one meta-command line (starting with `:`).
 pub fn run(session: &mut Session, settings: &mut Settings, line: &str) -> MetaOutcome {
@@ -45,6 +50,16 @@ pub fn run(session: &mut Session, settings: &mut Settings, line: &str) -> MetaOu
         ("time", "on") => settings.time = true,
         ("time", "off") => settings.time = false,
         ("time", "") => println!("time is {}", if settings.time { "on" } else { "off" }),
+        ("set", "rows") | ("set", "") => println!("rows {}", display::rows()),
+        ("set", arg) if arg.starts_with("rows") => {
+            match RowLimit::parse(arg.trim_start_matches("rows")) {
+                Ok(rows) => display::set_rows(rows),
+                Err(msg) => {
+                    eprintln!("{msg}");
+                    return MetaOutcome::Failed;
+                }
+            }
+        }
         ("load" | "l", path) if !path.is_empty() => return load(session, settings, path),
         ("quit" | "q" | "exit", _) => return MetaOutcome::Quit,
         _ => {
@@ -62,7 +77,8 @@ fn print_vars(session: &Session) {
     }
     let width = vars.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     for (name, type_name) in vars {
-        println!("{name:width$}  {type_name}");
+        let about = session.get(&name).map_or(type_name, |v| v.summary());
+        println!("{name:width$}  {about}");
     }
 }
 

@@ -25,7 +25,11 @@ pub fn run(mut session: Session, format: output::Format) -> ExitCode {
     }
 }
 
-/// Evaluates one chunk of input, printing values and diagnostics; true if it succeeded.
+/// The variable holding the last printed value, as in Python's REPL: `top 20` then `_ | plot …`.
+pub const LAST: &str = "_";
+
+/// Evaluates one chunk of input, printing values and diagnostics; true if it succeeded. The last
+/// value printed (even before an error) becomes `_`.
 pub(crate) fn eval_and_print(
     session: &mut Session,
     src: &str,
@@ -33,7 +37,15 @@ pub(crate) fn eval_and_print(
     format: output::Format,
 ) -> bool {
     let mut out = output::Printer::stdout(format);
-    match session.eval_statements(src, name, &mut |v| out.print(v)) {
+    let mut last = None;
+    let result = session.eval_statements(src, name, &mut |v| {
+        out.print(v);
+        last = Some(v.clone());
+    });
+    if let Some(v) = last {
+        session.set(LAST, v);
+    }
+    match result {
         Ok(()) => true,
         Err(report) => {
             diagnostics::eprint(&report);

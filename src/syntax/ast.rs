@@ -79,6 +79,9 @@ pub enum ExprKind {
     },
     Str(String),
     List(Vec<Expr>),
+    /// `{name: value, …}`: a table literal. A list value is a column; a single value, one row's
+    /// cell. A list of records (`[{…}, {…}]`) is a table of rows.
+    Record(Vec<(Ident, Expr)>),
     /// A bare name: a variable, a column (inside table verbs), or a verb called with no arguments.
     Var(String),
     Unary(UnaryOp, Box<Expr>),

@@ -316,6 +316,34 @@ fn build_expr(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
                 span,
             })
         }
+        Rule::record => {
+            count_node(span)?;
+            let mut fields: Vec<(Ident, Expr)> = Vec::new();
+            for field in pair.into_inner() {
+                let mut parts = field.into_inner();
+                let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+                    return Err(SyntaxError::at(span, "a field needs `name: value`"));
+                };
+                let name = match name.as_rule() {
+                    Rule::string => Ident {
+                        span: span_of(&name),
+                        name: build_string(name)?,
+                    },
+                    _ => ident(name),
+                };
+                if fields.iter().any(|(n, _)| n.name == name.name) {
+                    return Err(SyntaxError::at(
+                        name.span,
+                        format!("field `{}` is given twice", name.name),
+                    ));
+                }
+                fields.push((name, build_expr(value)?));
+            }
+            Ok(Expr {
+                kind: ExprKind::Record(fields),
+                span,
+            })
+        }
         Rule::call => {
             count_node(span)?;
             let mut inner = pair.into_inner();
@@ -551,6 +579,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         | Rule::postfix
         | Rule::paren
         | Rule::list
+        | Rule::record
         | Rule::call
         | Rule::kw_true
         | Rule::kw_false
@@ -561,6 +590,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         | Rule::neg_number => "an expression",
         Rule::item | Rule::assign_item | Rule::expr_item => "an argument",
         Rule::params => "parameter names",
+        Rule::field => "a field (`name: value`)",
         Rule::cmp_op => "a comparison",
         Rule::add_op | Rule::mul_op => "an operator",
         Rule::kw_and | Rule::kw_or => "`and`/`or`",

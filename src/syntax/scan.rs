@@ -62,13 +62,13 @@ pub(crate) fn scan(src: &str) -> Scanned {
                 }
                 continue;
             }
-            b'(' | b'[' => {
+            b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH && too_deep.is_none() {
                     too_deep = Some(i);
                 }
             }
-            b')' | b']' => depth = depth.saturating_sub(1),
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
             b'\n' => newlines.push((i, depth)),
             _ => {}
         }
@@ -173,8 +173,8 @@ impl Continuation {
             match b {
                 b'#' => break, // a comment runs to the end of the line
                 b'"' | b'\'' => self.in_string = Some(b),
-                b'(' | b'[' => self.depth += 1,
-                b')' | b']' => self.depth = self.depth.saturating_sub(1),
+                b'(' | b'[' | b'{' => self.depth += 1,
+                b')' | b']' | b'}' => self.depth = self.depth.saturating_sub(1),
                 _ => {}
             }
             if !matches!(b, b' ' | b'\t' | b'\r' | b'\n') {

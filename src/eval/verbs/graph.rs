@@ -29,7 +29,8 @@ pub(super) fn register(reg: &mut Registry) {
             "on",
             Type::Table,
             "samples: `prompt` [+ `answer`] text, or `prompt_ids` [+ `answer_ids`]; optional \
-             `corrupt`/`corrupt_ids`, `target`/`wrong`, `prompt_id`",
+             `corrupt`/`corrupt_ids`, `target`/`wrong` (one-token texts) or `target_id`/`wrong_id` \
+             (token ids) for logit_diff, `prompt_id`",
         )
         .word(
             "loss",
@@ -70,6 +71,10 @@ pub(super) fn register(reg: &mut Registry) {
             "show one row per (sample, edge)",
         )
         .word("dtype", Some("f32"), "compute in f32 or f64")
+        .choices("loss", &LossKind::NAMES)
+        .choices("method", &["eap", "eap_ig", "patch"])
+        .choices("granularity", &["block", "head"])
+        .choices("dtype", &["f32", "f64"])
         .named_default(
             "chat",
             Type::Bool,

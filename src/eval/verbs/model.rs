@@ -12,6 +12,7 @@ use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::model::generate::{generate_batch_detailed, GenerateOptions, Stop};
 use crate::model::hooked::HookedTransformer;
+use crate::model::hooks::Granularity;
 use crate::model::{device_from_str, dtype_from_str, load, LoadOptions, Model};
 
 pub(super) fn register(reg: &mut Registry) {
@@ -43,7 +44,8 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new(
             "info",
-            "a model's shape: family, layers, heads, d_model, vocab, params",
+            "a model's shape: family, layers, heads, d_model, vocab, params, edges at block and \
+             head granularity",
         )
         .category("model")
         .required("model", Type::Model, "a loaded model")
@@ -118,8 +120,8 @@ pub(super) fn register(reg: &mut Registry) {
             "prompts decoded together (same answers as one at a time; faster)",
         )
         .example(
-            "generate m on (read \"stdlib/data/arith.jsonl\" | top 4) max_tokens 64",
-            "greedy answers",
+            "generate m on (arith 4 seed 1) max_tokens 64 | grade",
+            "greedy answers to 4 seeded word problems, graded",
         ),
         verb_generate,
     );
@@ -174,10 +176,18 @@ fn verb_info(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         "device" => [i.device.as_str()],
         "weights_mb" => [i.weight_bytes as f64 / 1e6],
         "quantized" => [i.quantized],
-        "edges_block" => [(4 * i.n_layers * i.n_layers + 3 * i.n_layers + 1) as i64],
+        "edges_block" => [edge_count(Granularity::Block, &m)],
+        "edges_head" => [edge_count(Granularity::Head, &m)],
     )
     .map_err(|e| model_err(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
+}
+
+/// The number of edges `patch … granularity g` scores on this model.
+fn edge_count(g: Granularity, m: &Model) -> i64 {
+    let c = &m.config;
+    let layout = crate::model::hooks::HookLayout::new(g, c.n_layers, c.n_heads, c.n_kv_heads);
+    i64::try_from(layout.edges().len()).unwrap_or(i64::MAX)
 }
 
 fn verb_tokens(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {

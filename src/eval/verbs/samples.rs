@@ -5,15 +5,19 @@ use polars::prelude::*;
 
 use crate::attribution::prepare::SampleSpec;
 
-/// A progress bar on stderr with rate and ETA; invisible when stderr is not a terminal.
+/// A progress bar on stderr with rate and ETA; invisible when stderr is not a terminal. It
+/// redraws on its own four times a second (spinner and elapsed time), so it moves while one long
+/// sample runs (exact patching of every edge, EAP-IG steps, a long generation), not only when a
+/// sample ends.
 pub(crate) fn progress_bar(total: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
     if let Ok(style) = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} samples  {per_sec}  eta {eta}",
+        "{prefix} {spinner} [{bar:30}] {pos}/{len} samples  {elapsed} elapsed  {per_sec}  eta {eta}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(what.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
     bar
 }
 

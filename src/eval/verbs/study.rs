@@ -78,7 +78,9 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new(
             "grade",
-            "compare the last number of each `answer` with `expected`; adds extracted, correct",
+            "compare the last number of each `answer` with `expected`; adds extracted, correct \
+             (an answer cut at max_tokens, `truncated` from `generate`, is never correct: its \
+             last number is not its final answer)",
         )
         .category("study")
         .piped(
@@ -169,9 +171,21 @@ fn verb_grade(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let tol = args.number("tolerance").unwrap_or(1e-6);
     let answers = string_column(&df, "answer").map_err(|m| err(span, m))?;
     let expected = string_column(&df, "expected").map_err(|m| err(span, m))?;
+    // A truncated answer never reached its final number: grading its last one would count
+    // "… 12 + 30 = 4" cut mid-number as an answer of 4.
+    let truncated: Vec<bool> = match df.column("truncated") {
+        Ok(c) => c
+            .bool()
+            .map_err(|_| err(span, "column `truncated` must be true/false (from `generate`)"))?
+            .iter()
+            .map(|t| t.unwrap_or(false))
+            .collect(),
+        Err(_) => vec![false; df.height()],
+    };
     let extracted: Vec<Option<f64>> = answers
         .iter()
-        .map(|a| a.as_deref().and_then(last_number))
+        .zip(&truncated)
+        .map(|(a, &cut)| if cut { None } else { a.as_deref().and_then(last_number) })
         .collect();
     let correct: Vec<bool> = extracted
         .iter()

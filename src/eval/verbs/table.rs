@@ -99,13 +99,34 @@ pub(super) fn register(reg: &mut Registry) {
         verb_head,
     );
     reg.register_fn(
-        Signature::new("group", "group rows by keys and aggregate each group")
+        Signature::new(
+            "group",
+            "group rows by keys and aggregate each group (no `by`: the whole table, one row)",
+        )
             .category("table")
             .input(Type::Table)
-            .named_columns("by", true, "group keys")
+            .named_columns("by", false, "group keys; without them the whole table is one group")
             .named_columns("agg", true, "aggregations: sum(x), mean(x), min, max, count(), std, median, first, last, n_unique; `as name`")
-            .example("t | group by dst_layer agg sum(score) as total, count()", "one row per layer"),
+            .example("t | group by dst_layer agg sum(score) as total, count()", "one row per layer")
+            .example("t | group agg mean(score), count()", "one row for the whole table"),
         verb_group,
+    );
+    reg.register_fn(
+        Signature::new(
+            "table",
+            "a table from a table literal, a graph (its edge table) or a list of 1-row tables",
+        )
+        .category("table")
+        .piped("value", Type::Any, "`{col: [..], …}`, `[{…}, {…}]`, a graph, or a list of tables")
+        .example(
+            "let qs = table {prompt: [\"2+2?\", \"3+4?\"], expected: [4, 7]}",
+            "two questions without a file",
+        )
+        .example(
+            "table [{prompt: \"2+2?\", expected: 4}, {prompt: \"3+4?\", expected: 7}]",
+            "the same, row by row",
+        ),
+        verb_table,
     );
     reg.register_fn(
         Signature::new("join", "join with another table on key columns")
@@ -377,6 +398,47 @@ fn verb_head(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     Ok(t.lazy().limit(n).into())
 }
 
+fn verb_table(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let span = args.span_of("value");
+    match args.value("value") {
+        Some(Value::Table(t)) => Ok(Value::Table(t.clone())),
+        Some(Value::Graph(g)) => Ok(g.table().map_err(|e| EvalError::polars(e, span))?.into()),
+        Some(Value::List(items)) => {
+            let mut frames = Vec::with_capacity(items.len());
+            for (i, v) in items.iter().enumerate() {
+                match v {
+                    Value::Table(t) => frames.push(t.lazy()),
+                    other => {
+                        return Err(EvalError::at(
+                            span,
+                            format!("item {i} is a {}, not a table", other.type_name()),
+                        )
+                        .with_help("write rows as records: `table [{a: 1}, {a: 2}]`"))
+                    }
+                }
+            }
+            if frames.is_empty() {
+                return Err(EvalError::at(span, "an empty list has no columns")
+                    .with_help("give columns: `table {a: []}`"));
+            }
+            let args_union = UnionArgs {
+                to_supertypes: true,
+                diagonal: true,
+                ..Default::default()
+            };
+            let stacked = guard_polars(|| concat(frames, args_union)?.collect())
+                .map_err(|e| EvalError::polars(e, span))?;
+            Ok(stacked.into())
+        }
+        Some(other) => Err(EvalError::at(
+            span,
+            format!("`table` takes a table literal, a graph or a list of tables, got {}", other.type_name()),
+        )
+        .with_help("e.g. `table {prompt: [\"a\", \"b\"], expected: [1, 2]}`")),
+        None => Err(EvalError::at(args.span, "`table` needs a value")),
+    }
+}
+
 fn verb_group(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let t = args.input_table()?;
     let schema = schema_of(&t, &args)?;
@@ -390,6 +452,9 @@ fn verb_group(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             }
         }
         aggs.push(e);
+    }
+    if keys.is_empty() {
+        return Ok(t.lazy().select(aggs).into());
     }
     Ok(t.lazy().group_by_stable(keys).agg(aggs).into())
 }
