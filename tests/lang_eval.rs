@@ -644,6 +644,7 @@ fn graph_pipes_as_its_table() {
             t_cut: None,
             prompt_ids: vec![0, 1],
             per_sample: false,
+            ..GraphMeta::default()
         },
     };
     let want = g.table().unwrap();
@@ -1458,6 +1459,7 @@ fn graph_verbs_take_a_piped_graph() {
             t_cut: None,
             prompt_ids: vec![0],
             per_sample: false,
+            ..GraphMeta::default()
         },
     };
     let mut s = Session::new();

@@ -105,7 +105,9 @@ pub fn compare(base: &DataFrame, tuned: &DataFrame, opts: &CompareOpts) -> Resul
         check_same_prompts(&b, &t)?;
     }
     let same_edges = match_edges(&b, &t);
-    if opts.require_same_edges || opts.by != By::None {
+    // By depth pairs each graph's own bins, so two depths may be compared; any other grouping
+    // pairs edges and needs the same edge set.
+    if opts.require_same_edges || !matches!(opts.by, By::None | By::Depth) {
         same_edges.as_ref().map_err(clone_mismatch)?;
     }
     if let Some(l) = opts.dense_layers {
@@ -115,12 +117,24 @@ pub fn compare(base: &DataFrame, tuned: &DataFrame, opts: &CompareOpts) -> Resul
 
     let names = opts.metric_names();
     let groups = group_edges(&b, opts.by)?;
+    let tuned_groups = if opts.by == By::Depth {
+        group_edges(&t, By::Depth)?
+    } else {
+        Vec::new()
+    };
     let mut keys: Vec<GroupKey> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     for group in &groups {
         let (bg, tg);
         let (bm, tm) = if opts.by == By::None {
             (&b, &t)
+        } else if opts.by == By::Depth {
+            let Some(tuned) = tuned_groups.iter().find(|g| g.key == group.key) else {
+                continue; // a bin only one model has (a very shallow one): no pair
+            };
+            bg = b.select_edges(&group.edges);
+            tg = t.select_edges(&tuned.edges);
+            (&bg, &tg)
         } else {
             let to_t = same_edges.as_ref().map_err(clone_mismatch)?;
             let t_idx: Vec<usize> = group.edges.iter().map(|&e| to_t[e]).collect();

@@ -52,6 +52,7 @@ pub fn block_graph(n_layers: usize, scores: Vec<Vec<f64>>) -> Graph {
             t_cut: None,
             prompt_ids,
             per_sample: true,
+            ..GraphMeta::default()
         },
     }
 }

@@ -7,6 +7,8 @@ pub mod graph;
 pub mod loss;
 pub mod prepare;
 pub mod run;
+pub mod saved;
+pub mod settings;
 
 pub use eap::{score_sample, AttributionError, Method, Sample, SampleLoss, SampleScores};
 pub use graph::{EdgeInfo, Graph, GraphMeta};
