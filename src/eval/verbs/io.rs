@@ -34,7 +34,8 @@ pub(super) fn register(reg: &mut Registry) {
             "write a table to csv, parquet, json, jsonl or md (a markdown table), atomically",
         )
         .category("io")
-        .piped("value", Type::Table, "the table (or graph) to write")
+        // Any: a graph must arrive as itself (Type::Table would turn it into its edge table).
+        .piped("value", Type::Any, "the table (or graph) to write")
         .named_required(
             "to",
             Type::Str,
@@ -255,7 +256,7 @@ fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         ),
         _ => (
             value.as_table().ok_or_else(|| {
-                EvalError::type_mismatch("table", value.type_name(), args.span_of("value"))
+                EvalError::type_mismatch("table or graph", value.type_name(), args.span_of("value"))
             })?,
             None,
         ),
@@ -364,7 +365,7 @@ pub(crate) fn markdown_table(df: &DataFrame) -> String {
     out
 }
 
-fn fmt_float(x: f64) -> String {
+pub(crate) fn fmt_float(x: f64) -> String {
     if x == 0.0 || (x.abs() >= 1e-3 && x.abs() < 1e6) {
         let s = format!("{x:.4}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -432,4 +433,34 @@ fn json_column(name: &str, values: &[serde_json::Value]) -> Column {
             .collect();
         Column::new(name, text)
     }
+}
+
+/// Writes `df` to a parquet file atomically, with file-level key-value metadata.
+pub(super) fn save_parquet(
+    path: &Path,
+    df: &mut DataFrame,
+    metadata: Vec<(String, String)>,
+) -> Result<(), String> {
+    write_atomic(
+        path,
+        Format::Parquet,
+        df,
+        Some(KeyValueMetadata::from_static(metadata)),
+    )
+}
+
+/// Reads a parquet file and the value of one key of its key-value metadata.
+pub(super) fn read_parquet_with(path: &Path, key: &str) -> Result<(DataFrame, Option<String>), String> {
+    let file = crate::files::open_regular(path).map_err(|e| e.to_string())?;
+    guard_polars(|| {
+        let mut reader = ParquetReader::new(file);
+        let value = reader
+            .get_metadata()?
+            .key_value_metadata()
+            .as_ref()
+            .and_then(|kv| kv.iter().find(|k| k.key == key))
+            .and_then(|k| k.value.clone());
+        Ok((reader.finish()?, value))
+    })
+    .map_err(|e| e.to_string())
 }
