@@ -98,8 +98,9 @@ pub(super) fn register(reg: &mut Registry) {
         .category("graph")
         .rest("graphs", Type::Any, "two or more graphs (or saved graphs read back)")
         .example(
-            "let g = merge (read \"out/part1.parquet\"), (read \"out/part2.parquet\")",
-            "refused, listing each difference, unless every setting matches",
+            "let whole = merge part1, part2",
+            "shards scored apart (`read` them back from their files); refused, listing each \
+             difference, unless every setting matches and no sample is in both",
         ),
         verb_merge,
     );

@@ -53,8 +53,9 @@ pub(super) fn register(reg: &mut Registry) {
             "the values the table depends on (model path, questions, seed, max_tokens…)",
         )
         .example(
-            "reuse \"out/answers_base.parquet\" make_a0 key [base_path, seed, max_tokens]",
-            "reads the file when its key matches, else runs make_a0 and saves it",
+            "reuse \"qs.parquet\" make_qs key [\"arith\", 20, 1]",
+            "with `fn make_qs() = arith 20 seed 1`: reads the file when its key matches, else \
+             runs make_qs and saves it",
         ),
         verb_reuse,
     );
