@@ -166,6 +166,34 @@ fn eap_matches_finite_differences_head() {
 fn classic_eap_with_corrupted_input_matches_finite_differences() {
     check_fd(Family::Llama, Granularity::Block, true);
     check_fd(Family::Qwen2, Granularity::Head, true);
+    check_fd(Family::Olmo2, Granularity::Block, true);
+}
+
+/// Under OLMo 2's post-norm the attention block adds `norm(Σ_h z_h·W_o,h)` to the residual, not
+/// `Σ_h norm(…)`: per-head outputs are not sources whose sum is the block's output, so
+/// `granularity head` is refused with that reason (block granularity stays exact, checked by
+/// finite differences above) instead of scoring edges that no ablation realises.
+#[test]
+fn olmo2_head_granularity_is_refused_with_its_reason() {
+    let tf = transformer(Family::Olmo2);
+    let c = &tf.config;
+    let lay = HookLayout::new(Granularity::Head, c.n_layers, c.n_heads, c.n_kv_heads);
+    let err = score_sample(
+        &tf,
+        &lay,
+        &lay.edges(),
+        &sample(false),
+        Method::Eap,
+        &|| false,
+    )
+    .err()
+    .expect("head granularity must be refused for olmo2")
+    .to_string();
+    assert!(
+        err.contains("head granularity is not defined for olmo2")
+            && err.contains("per-head outputs do not add up"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -192,8 +220,13 @@ fn eap_ig_with_one_step_equals_eap() {
 /// reproduced from them. Then Σ_u S[u, logits] = −⟨H, G⟩ holds by linearity.
 #[test]
 fn sources_sum_to_the_residual_stream() {
-    for g in [Granularity::Block, Granularity::Head] {
-        let tf = transformer(Family::Qwen3);
+    // OLMo 2: the sources are the post-normed sublayer outputs, which is what the residual adds.
+    for (f, g) in [
+        (Family::Qwen3, Granularity::Block),
+        (Family::Qwen3, Granularity::Head),
+        (Family::Olmo2, Granularity::Block),
+    ] {
+        let tf = transformer(f);
         let c = tf.config.clone();
         let lay = HookLayout::new(g, c.n_layers, c.n_heads, c.n_kv_heads);
         let s = sample(false);
@@ -233,7 +266,7 @@ fn sources_sum_to_the_residual_stream() {
             .unwrap();
         assert!(
             max < 1e-6,
-            "{g:?}: logits after removing all sources: {max}"
+            "{f:?} {g:?}: logits after removing all sources: {max}"
         );
         // Sum rule over the scores themselves.
         let edges = lay.edges();
