@@ -315,7 +315,7 @@ mod tests {
 
     /// τ-b from its definition, over every pair (the O(n²) oracle for Knight's method).
     fn kendall_pairs(a: &[f64], b: &[f64]) -> f64 {
-        let (mut s, mut ta, mut tb, mut n0) = (0.0, 0.0, 0.0, 0.0);
+        let (mut s, mut ta, mut tb, mut n0) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         for i in 0..a.len() {
             for j in i + 1..a.len() {
                 let (x, y) = ((a[i] - a[j]).signum(), (b[i] - b[j]).signum());
