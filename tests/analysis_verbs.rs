@@ -200,7 +200,10 @@ fn different_depths_are_refused_by_layer_and_binned_by_depth() {
     let mut s = Session::new();
     let (deep, shallow) = (random_scores(5, 4, 11, 1.0), random_scores(3, 4, 12, 1.0));
     s.set("g0", Value::Graph(Arc::new(block_graph(5, deep.clone()))));
-    s.set("g1", Value::Graph(Arc::new(block_graph(3, shallow.clone()))));
+    s.set(
+        "g1",
+        Value::Graph(Arc::new(block_graph(3, shallow.clone()))),
+    );
     for src in ["intensity g0, g1 by layer", "entropy g0, g1 by src_layer"] {
         let e = flat(s.eval(src).unwrap_err());
         assert!(
@@ -243,13 +246,20 @@ fn different_depths_are_refused_by_layer_and_binned_by_depth() {
             return None;
         }
         let n = (keep.len() * sc.len()) as f64;
-        Some(sc.iter().flat_map(|r| keep.iter().map(move |&e| r[e].abs())).sum::<f64>() / n)
+        Some(
+            sc.iter()
+                .flat_map(|r| keep.iter().map(move |&e| r[e].abs()))
+                .sum::<f64>()
+                / n,
+        )
     };
     for (i, label) in labels.iter().enumerate() {
         for (col, l, sc) in [("g0", 5, &deep), ("g1", 3, &shallow)] {
             let got = t.column(col).unwrap().f64().unwrap().get(i);
             match (got, want(l, sc, label)) {
-                (Some(g), Some(w)) => assert!((g - w).abs() <= 1e-12 * w, "{col} {label}: {g} vs {w}"),
+                (Some(g), Some(w)) => {
+                    assert!((g - w).abs() <= 1e-12 * w, "{col} {label}: {g} vs {w}")
+                }
                 (None, None) => {}
                 other => panic!("{col} {label}: {other:?}"),
             }
@@ -262,7 +272,14 @@ fn different_depths_are_refused_by_layer_and_binned_by_depth() {
         .as_table()
         .unwrap();
     assert_eq!(c.get_column_names()[0].as_str(), "depth");
-    assert!(c.column("ci_low").unwrap().f64().unwrap().iter().flatten().all(f64::is_finite));
+    assert!(c
+        .column("ci_low")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .all(f64::is_finite));
 }
 
 /// compare refuses two graphs scored under different settings, naming each difference; the
@@ -306,14 +323,30 @@ fn overlap_statistics_cover_what_they_say() {
     let mut rng = StdRng::seed_from_u64(5);
     let other: Vec<Vec<f64>> = random_scores(3, 6, 1, 1.0)
         .into_iter()
-        .map(|r| r.into_iter().map(|x| x + 0.3 * rng.gen_range(-1.0..1.0f64)).collect())
+        .map(|r| {
+            r.into_iter()
+                .map(|x| x + 0.3 * rng.gen_range(-1.0..1.0f64))
+                .collect()
+        })
         .collect();
     s.set("g2", Value::Graph(Arc::new(block_graph(3, other))));
     let ov = s.eval("overlap g0, g2 top 10").unwrap().as_table().unwrap();
-    let get = |c: &str| ov.column(c).unwrap().cast(&polars::prelude::DataType::Float64).unwrap().f64().unwrap().get(0).unwrap();
+    let get = |c: &str| {
+        ov.column(c)
+            .unwrap()
+            .cast(&polars::prelude::DataType::Float64)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(0)
+            .unwrap()
+    };
     let g0 = s.get("g0").unwrap();
     let g2 = s.get("g2").unwrap();
-    let (a, b) = (g0.as_graph().unwrap().mean_scores(), g2.as_graph().unwrap().mean_scores());
+    let (a, b) = (
+        g0.as_graph().unwrap().mean_scores(),
+        g2.as_graph().unwrap().mean_scores(),
+    );
     let top = |m: &[f64]| {
         let mut o: Vec<usize> = (0..m.len()).collect();
         o.sort_by(|&i, &j| m[j].abs().total_cmp(&m[i].abs()));

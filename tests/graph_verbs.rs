@@ -352,10 +352,18 @@ fn resume_refuses_other_settings_listing_each() {
         "other",
         df!("prompt_id" => [12i64], "prompt" => ["Hi"], "answer" => ["Hello there."]).unwrap(),
     );
-    let e = flat(s.eval("patch m on other loss nll t_cut 3 resume part").unwrap_err());
-    assert!(e.contains("prompt_id 10 in the partial graph but not among"), "{e}");
+    let e = flat(
+        s.eval("patch m on other loss nll t_cut 3 resume part")
+            .unwrap_err(),
+    );
+    assert!(
+        e.contains("prompt_id 10 in the partial graph but not among"),
+        "{e}"
+    );
     // The same settings resume.
-    let g = s.eval("patch m on qs loss nll t_cut 3 resume part").unwrap();
+    let g = s
+        .eval("patch m on qs loss nll t_cut 3 resume part")
+        .unwrap();
     assert_eq!(g.as_graph().unwrap().meta.prompt_ids, vec![10, 11]);
 }
 
@@ -384,7 +392,9 @@ fn saved_graphs_read_back_with_their_settings() {
     assert_eq!(g.meta.t_cut_rule, "fixed 2");
     for (name, tol) in [("p", 0.0), ("c", 1e-15)] {
         let v = s.get(name).unwrap();
-        let back = v.as_graph().unwrap_or_else(|| panic!("{name} is not a graph"));
+        let back = v
+            .as_graph()
+            .unwrap_or_else(|| panic!("{name} is not a graph"));
         assert_eq!(back.meta, g.meta, "{name}");
         assert_eq!(back.edges, g.edges, "{name}");
         for (x, y) in back.scores.iter().flatten().zip(g.scores.iter().flatten()) {
@@ -395,10 +405,17 @@ fn saved_graphs_read_back_with_their_settings() {
     let in_memory = table(&mut s, "compare g, g resamples 20");
     assert!(from_files.equals_missing(&in_memory));
     // a resume from the file is checked like one from memory
-    let e = flat(s.eval("patch m on qs loss nll t_cut 1 resume p").unwrap_err());
-    assert!(e.contains("T_cut: 2 in the partial graph, 1 in this run"), "{e}");
+    let e = flat(
+        s.eval("patch m on qs loss nll t_cut 1 resume p")
+            .unwrap_err(),
+    );
+    assert!(
+        e.contains("T_cut: 2 in the partial graph, 1 in this run"),
+        "{e}"
+    );
     // a table saved over the csv drops the stale sidecar: it reads back as a table
-    s.eval(&format!("save (edges g) to \"{}\"", csv.display())).unwrap();
+    s.eval(&format!("save (edges g) to \"{}\"", csv.display()))
+        .unwrap();
     assert!(!dir.path().join("g.csv.rlq-graph.json").exists());
     let t = s.eval(&format!("read \"{}\"", csv.display())).unwrap();
     assert!(t.as_graph().is_none() && t.as_table().is_some());
@@ -427,7 +444,10 @@ fn merge_joins_shards_and_refuses_mixed_ones() {
     s.eval("let c = patch m on (qs | where prompt_id == 11) loss nll t_cut 1")
         .unwrap();
     let e = flat(s.eval("merge a, c").unwrap_err());
-    assert!(e.contains("T_cut: 2 in the first shard, 1 in this shard"), "{e}");
+    assert!(
+        e.contains("T_cut: 2 in the first shard, 1 in this shard"),
+        "{e}"
+    );
 }
 
 /// loss kl under plain EAP would score every edge ~1e-8 (the KL's gradient is zero at the
@@ -437,7 +457,10 @@ fn kl_with_plain_eap_is_refused() {
     let Some(mut s) = session() else { return };
     two_questions(&mut s);
     let e = flat(s.eval("patch m on qs loss kl").unwrap_err());
-    assert!(e.contains("gradient of the KL is zero") && e.contains("eap_ig"), "{e}");
+    assert!(
+        e.contains("gradient of the KL is zero") && e.contains("eap_ig"),
+        "{e}"
+    );
 }
 
 /// Ctrl-C while `patch` generates answers keeps the answers already generated: the samples
@@ -466,10 +489,17 @@ fn ctrl_c_while_generating_keeps_the_answers() {
     s.eval("let a = patch m on qs max_tokens 16").unwrap();
     t.join().unwrap();
     let v = s.get("a").unwrap();
-    assert!(v.as_graph().is_none(), "the interrupt came after every answer");
-    let kept = v.as_table().expect("an interrupted generation returns the samples table");
+    assert!(
+        v.as_graph().is_none(),
+        "the interrupt came after every answer"
+    );
+    let kept = v
+        .as_table()
+        .expect("an interrupted generation returns the samples table");
     let ids = kept.column("answer_ids").unwrap().list().unwrap().clone();
-    let done = (0..ids.len()).filter(|&r| ids.get_as_series(r).is_some()).count();
+    let done = (0..ids.len())
+        .filter(|&r| ids.get_as_series(r).is_some())
+        .count();
     assert!(done < 3, "the interrupt came after every answer: {done}");
     // Continue: the kept answers are used as given, the rest generated.
     flag.store(false, Ordering::Relaxed);

@@ -106,7 +106,14 @@ fn study_script_runs_end_to_end_and_writes_every_artefact() {
         .arg(format!("base={}", model.display()))
         .arg("--set")
         .arg(format!("tuned={}", model.display()))
-        .args(["--set", "questions=10", "--set", "n=3", "--set", "max_tokens=24"])
+        .args([
+            "--set",
+            "questions=10",
+            "--set",
+            "n=3",
+            "--set",
+            "max_tokens=24",
+        ])
         .args(["--set", "resamples=50"])
         .arg("--set")
         .arg(format!("out={}", out.path().display()))
@@ -114,5 +121,8 @@ fn study_script_runs_end_to_end_and_writes_every_artefact() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{stderr}");
-    assert!(stderr.contains("reusing") && stderr.contains("answers_base.parquet"), "{stderr}");
+    assert!(
+        stderr.contains("reusing") && stderr.contains("answers_base.parquet"),
+        "{stderr}"
+    );
 }

@@ -163,12 +163,27 @@ fn the_report_states_what_it_rests_on() {
     };
     s.set("a0", mk([true, true, false, true]));
     s.set("a1", mk([true; 4]));
-    s.eval("let sel = select_questions a0, a1 alpha 0.1 n 2 seed 0").unwrap();
+    s.eval("let sel = select_questions a0, a1 alpha 0.1 n 2 seed 0")
+        .unwrap();
     let sel = s.get("sel").unwrap().as_table().unwrap();
     let first = |c: &str| sel.column(c).unwrap().get(0).unwrap().to_string();
-    assert_eq!((first("asked"), first("both_correct"), first("length_kept")), ("4".into(), "3".into(), "3".into()));
-    let kept: Vec<i64> = sel.column("prompt_id").unwrap().i64().unwrap().iter().flatten().collect();
-    let scores = |k: f64| (0..kept.len()).map(|i| vec![k * (i + 1) as f64; 4 * 4 + 3 * 2 + 1]).collect::<Vec<_>>();
+    assert_eq!(
+        (first("asked"), first("both_correct"), first("length_kept")),
+        ("4".into(), "3".into(), "3".into())
+    );
+    let kept: Vec<i64> = sel
+        .column("prompt_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    let scores = |k: f64| {
+        (0..kept.len())
+            .map(|i| vec![k * (i + 1) as f64; 4 * 4 + 3 * 2 + 1])
+            .collect::<Vec<_>>()
+    };
     let mut g0 = block_graph(2, scores(1.0));
     let mut g1 = block_graph(2, scores(2.0));
     for (g, h) in [(&mut g0, "aaaa"), (&mut g1, "bbbb")] {
@@ -207,11 +222,26 @@ fn the_report_states_what_it_rests_on() {
         assert!(text.contains(part), "{part}:\n{text}");
     }
     // The length filter switched off is said so.
-    s.eval("let sel = select_questions a0, a1 alpha 0.1 n 2 seed 0 len_filter false").unwrap();
-    let p = s.eval("provenance g0, g1 selection sel").unwrap().as_table().unwrap();
-    let rows: Vec<String> = p.column("value").unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect();
+    s.eval("let sel = select_questions a0, a1 alpha 0.1 n 2 seed 0 len_filter false")
+        .unwrap();
+    let p = s
+        .eval("provenance g0, g1 selection sel")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    let rows: Vec<String> = p
+        .column("value")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect();
     assert!(rows.iter().any(|r| r.contains("OFF")), "{rows:?}");
-    assert!(rows.iter().any(|r| r.contains("length filter was off")), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r.contains("length filter was off")),
+        "{rows:?}"
+    );
 }
 
 /// `reuse` keeps a table with its key: the same key reads it back without calling `make`,
@@ -227,10 +257,20 @@ fn reuse_reads_back_only_under_the_same_key() {
         p = f.display()
     ))
     .unwrap();
-    let (a, b) = (s.get("a").unwrap().as_table().unwrap(), s.get("b").unwrap().as_table().unwrap());
+    let (a, b) = (
+        s.get("a").unwrap().as_table().unwrap(),
+        s.get("b").unwrap().as_table().unwrap(),
+    );
     // b was read back (3 rows), not made again with k = 5
     assert_eq!((a.height(), b.height()), (3, 3));
     assert!(a.equals(&b));
-    let e = format!("{:?}", s.eval(&format!("reuse \"{}\" make key [\"m\", 32]", f.display())).unwrap_err());
-    assert!(e.contains("key 2: 16.0 saved, 32.0 now") || e.contains("key 2: 16 saved, 32 now"), "{e}");
+    let e = format!(
+        "{:?}",
+        s.eval(&format!("reuse \"{}\" make key [\"m\", 32]", f.display()))
+            .unwrap_err()
+    );
+    assert!(
+        e.contains("key 2: 16.0 saved, 32.0 now") || e.contains("key 2: 16 saved, 32 now"),
+        "{e}"
+    );
 }

@@ -319,7 +319,10 @@ mod tests {
         for i in 0..a.len() {
             for j in i + 1..a.len() {
                 let (x, y) = ((a[i] - a[j]).signum(), (b[i] - b[j]).signum());
-                let (x, y) = (if a[i] == a[j] { 0.0 } else { x }, if b[i] == b[j] { 0.0 } else { y });
+                let (x, y) = (
+                    if a[i] == a[j] { 0.0 } else { x },
+                    if b[i] == b[j] { 0.0 } else { y },
+                );
                 s += x * y;
                 n0 += 1.0;
                 ta += if x == 0.0 { 1.0 } else { 0.0 };
@@ -334,7 +337,9 @@ mod tests {
         // Integers in a small range: many ties in each and in both.
         let mut x = 12345u64;
         let mut next = || {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((x >> 33) % 7) as f64
         };
         for n in [2usize, 3, 10, 57, 200] {

@@ -293,9 +293,7 @@ pub(crate) fn dense_cells(n_layers: usize, by: By, group: &Group) -> Result<f64>
         By::Depth => {
             dsts.iter()
                 .filter(|d| match key {
-                    GroupKey::Layer(b) => {
-                        super::group::depth_bin(d.layer, n_layers as i64) == *b
-                    }
+                    GroupKey::Layer(b) => super::group::depth_bin(d.layer, n_layers as i64) == *b,
                     _ => false,
                 })
                 .count()

@@ -64,17 +64,37 @@ pub fn differences(a: &GraphMeta, b: &GraphMeta, purpose: Purpose) -> Vec<String
         } else {
             field(&mut out, "model", shown(&a.model), shown(&b.model));
         }
-        field(&mut out, "layers", a.n_layers.to_string(), b.n_layers.to_string());
+        field(
+            &mut out,
+            "layers",
+            a.n_layers.to_string(),
+            b.n_layers.to_string(),
+        );
     }
     field(&mut out, "loss", shown(&a.loss), shown(&b.loss));
     field(&mut out, "method", shown(&a.method), shown(&b.method));
     field(&mut out, "steps", opt(a.steps), opt(b.steps));
-    field(&mut out, "granularity", shown(&a.granularity), shown(&b.granularity));
-    field(&mut out, "T_cut rule", shown(&a.t_cut_rule), shown(&b.t_cut_rule));
+    field(
+        &mut out,
+        "granularity",
+        shown(&a.granularity),
+        shown(&b.granularity),
+    );
+    field(
+        &mut out,
+        "T_cut rule",
+        shown(&a.t_cut_rule),
+        shown(&b.t_cut_rule),
+    );
     field(&mut out, "T_cut", opt(a.t_cut), opt(b.t_cut));
     field(&mut out, "dtype", shown(&a.dtype), shown(&b.dtype));
     field(&mut out, "ablation", shown(&a.ablation), shown(&b.ablation));
-    field(&mut out, "chat template", a.chat.to_string(), b.chat.to_string());
+    field(
+        &mut out,
+        "chat template",
+        a.chat.to_string(),
+        b.chat.to_string(),
+    );
     match purpose {
         Purpose::Resume => out.extend(resume_samples(a, b)),
         Purpose::Merge => out.extend(overlapping_samples(a, b)),
@@ -242,8 +262,12 @@ mod tests {
         b.sample_hashes[1] = "other".into();
         let d = differences(&a, &b, Purpose::Resume);
         assert_eq!(d.len(), 5, "{d:?}");
-        assert!(d.iter().any(|l| l.starts_with("T_cut: 8 in the partial graph, 4")));
-        assert!(d.iter().any(|l| l.contains("prompt_id 2 scored other tokens")));
+        assert!(d
+            .iter()
+            .any(|l| l.starts_with("T_cut: 8 in the partial graph, 4")));
+        assert!(d
+            .iter()
+            .any(|l| l.contains("prompt_id 2 scored other tokens")));
         // comparing two models: the model may differ, the settings may not
         b.model_hash = "zzz".into();
         let c = differences(&a, &b, Purpose::Compare);
@@ -251,6 +275,9 @@ mod tests {
         assert!(c.iter().all(|l| !l.starts_with("model")));
         // shards: disjoint samples only
         let m = differences(&a, &a, Purpose::Merge);
-        assert_eq!(m, vec!["samples: prompt_id 1, 2 in both shards (shards must hold disjoint samples)"]);
+        assert_eq!(
+            m,
+            vec!["samples: prompt_id 1, 2 in both shards (shards must hold disjoint samples)"]
+        );
     }
 }

@@ -325,7 +325,9 @@ fn two_tables(args: &Args, a: &str, b: &str) -> EvalResult<(DataFrame, DataFrame
 
 fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     // Two graphs (in memory or read back from their files) must have been scored alike.
-    if let (Some(Value::Graph(b)), Some(Value::Graph(t))) = (args.value("base"), args.value("tuned")) {
+    if let (Some(Value::Graph(b)), Some(Value::Graph(t))) =
+        (args.value("base"), args.value("tuned"))
+    {
         use crate::attribution::settings::{differences, Purpose};
         let diffs = differences(&b.meta, &t.meta, Purpose::Compare);
         if !diffs.is_empty() {

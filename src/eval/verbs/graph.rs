@@ -96,7 +96,11 @@ pub(super) fn register(reg: &mut Registry) {
             "join shards of one graph (disjoint samples, scored with the same model and settings)",
         )
         .category("graph")
-        .rest("graphs", Type::Any, "two or more graphs (or saved graphs read back)")
+        .rest(
+            "graphs",
+            Type::Any,
+            "two or more graphs (or saved graphs read back)",
+        )
         .example(
             "let whole = merge part1, part2",
             "shards scored apart (`read` them back from their files); refused, listing each \
@@ -337,7 +341,11 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     };
     let resume = match args.value("resume") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(checked_graph(v, args.span_of("resume"), "the partial graph")?),
+        Some(v) => Some(checked_graph(
+            v,
+            args.span_of("resume"),
+            "the partial graph",
+        )?),
     };
 
     let mut tf = HookedTransformer::new(&m).map_err(|e| err(span, e))?;

@@ -185,7 +185,10 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
             let bad = |e: String| {
                 EvalError::at(
                     span,
-                    format!("`{}` is a saved graph that cannot be read back: {e}", path.display()),
+                    format!(
+                        "`{}` is a saved graph that cannot be read back: {e}",
+                        path.display()
+                    ),
                 )
                 .with_code("rlq::io")
             };
@@ -450,7 +453,10 @@ pub(super) fn save_parquet(
 }
 
 /// Reads a parquet file and the value of one key of its key-value metadata.
-pub(super) fn read_parquet_with(path: &Path, key: &str) -> Result<(DataFrame, Option<String>), String> {
+pub(super) fn read_parquet_with(
+    path: &Path,
+    key: &str,
+) -> Result<(DataFrame, Option<String>), String> {
     let file = crate::files::open_regular(path).map_err(|e| e.to_string())?;
     guard_polars(|| {
         let mut reader = ParquetReader::new(file);

@@ -31,7 +31,11 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .named("max_tokens", Type::Number, "the answers' token limit")
         .named("seed", Type::Number, "the questions' and sampling seed")
-        .named("resamples", Type::Number, "bootstrap resamples of `compare`")
+        .named(
+            "resamples",
+            Type::Number,
+            "bootstrap resamples of `compare`",
+        )
         .example(
             "provenance g0, g1 selection sel max_tokens 128 seed 0",
             "setting | value",
@@ -46,7 +50,11 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .category("study")
         .required("path", Type::Str, "a .parquet file")
-        .required("make", Type::Func, "a function of no arguments making the table")
+        .required(
+            "make",
+            Type::Func,
+            "a function of no arguments making the table",
+        )
         .named_required(
             "key",
             Type::List,
@@ -408,7 +416,10 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
         // What the selection rests on, one value per column (the report's provenance).
         Column::new("alpha".into(), vec![alpha; chosen.len()]),
         Column::new("asked".into(), vec![asked as i64; chosen.len()]),
-        Column::new("both_correct".into(), vec![both_correct as i64; chosen.len()]),
+        Column::new(
+            "both_correct".into(),
+            vec![both_correct as i64; chosen.len()],
+        ),
         Column::new("length_kept".into(), vec![kept.len() as i64; chosen.len()]),
         Column::new("len_filter".into(), vec![len_filter; chosen.len()]),
         Column::new("len_tolerance".into(), vec![tolerance; chosen.len()]),
@@ -542,7 +553,9 @@ fn verb_summary(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         text.push_str("\n\n");
     }
     if let Some(t) = args.table("provenance") {
-        let df = t.collect().map_err(|e| err(args.span_of("provenance"), e))?;
+        let df = t
+            .collect()
+            .map_err(|e| err(args.span_of("provenance"), e))?;
         text.push_str(&provenance_section(&df).map_err(|m| err(args.span_of("provenance"), m))?);
     }
     let src = ctx.current_source().text.clone();
@@ -577,7 +590,9 @@ fn key_json(v: &Value) -> serde_json::Value {
     match v {
         Value::Null => serde_json::Value::Null,
         Value::Bool(b) => (*b).into(),
-        Value::Number(x) => serde_json::Number::from_f64(*x).map_or(serde_json::Value::Null, Into::into),
+        Value::Number(x) => {
+            serde_json::Number::from_f64(*x).map_or(serde_json::Value::Null, Into::into)
+        }
         Value::Str(s) => s.clone().into(),
         Value::List(items) => items.iter().map(key_json).collect(),
         other => format!("<{}>", other.type_name()).into(),
@@ -591,16 +606,25 @@ fn verb_reuse(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let path = ctx.resolve_path(args.str("path").unwrap_or_default());
     let pspan = args.span_of("path");
     if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
-        return Err(err(pspan, "reuse keeps its table in a .parquet file (it holds list columns \
-                               such as answer_ids, and the key)"));
+        return Err(err(
+            pspan,
+            "reuse keeps its table in a .parquet file (it holds list columns \
+                               such as answer_ids, and the key)",
+        ));
     }
     let key = key_json(args.value("key").unwrap_or(&Value::Null));
     if path.is_file() {
         let (df, saved) = super::io::read_parquet_with(&path, REUSE_KEY)
             .map_err(|e| err(pspan, format!("cannot read `{}`: {e}", path.display())))?;
         let Some(saved) = saved else {
-            return Err(err(pspan, format!("`{}` was not saved by `reuse`: its key is unknown", path.display()))
-                .with_help("delete it, or give another path"));
+            return Err(err(
+                pspan,
+                format!(
+                    "`{}` was not saved by `reuse`: its key is unknown",
+                    path.display()
+                ),
+            )
+            .with_help("delete it, or give another path"));
         };
         let saved: serde_json::Value = serde_json::from_str(&saved).unwrap_or_default();
         if saved != key {
@@ -612,7 +636,9 @@ fn verb_reuse(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             for i in 0..a.len().max(b.len()) {
                 let (x, y) = (a.get(i), b.get(i));
                 if x != y {
-                    let show = |v: Option<&serde_json::Value>| v.map_or("(none)".to_string(), |v| v.to_string());
+                    let show = |v: Option<&serde_json::Value>| {
+                        v.map_or("(none)".to_string(), |v| v.to_string())
+                    };
                     diffs.push(format!("key {}: {} saved, {} now", i + 1, show(x), show(y)));
                 }
             }
@@ -631,8 +657,12 @@ fn verb_reuse(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let mut df = made
         .as_table()
         .ok_or_else(|| EvalError::type_mismatch("table", made.type_name(), args.span_of("make")))?;
-    super::io::save_parquet(&path, &mut df, vec![(REUSE_KEY.to_string(), key.to_string())])
-        .map_err(|e| err(pspan, format!("cannot save to `{}`: {e}", path.display())))?;
+    super::io::save_parquet(
+        &path,
+        &mut df,
+        vec![(REUSE_KEY.to_string(), key.to_string())],
+    )
+    .map_err(|e| err(pspan, format!("cannot save to `{}`: {e}", path.display())))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -661,7 +691,13 @@ fn verb_provenance(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut row = |k: &str, v: String| rows.push((k.to_string(), v));
-    let hash = |h: &str| if h.is_empty() { "(unknown)".to_string() } else { h[..h.len().min(16)].to_string() };
+    let hash = |h: &str| {
+        if h.is_empty() {
+            "(unknown)".to_string()
+        } else {
+            h[..h.len().min(16)].to_string()
+        }
+    };
     row("base model", g0.meta.model.clone());
     row("base weights (blake3)", hash(&g0.meta.model_hash));
     row("tuned model", g1.meta.model.clone());
@@ -684,11 +720,16 @@ fn verb_provenance(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         );
     } else {
         row("length filter", "OFF (METHOD.md §4 step 3 skipped)".into());
-        warnings.push("the length filter was off: the questions' answer lengths are not matched".into());
+        warnings.push(
+            "the length filter was off: the questions' answer lengths are not matched".into(),
+        );
     }
     let n = sel.height();
     row("N (questions sampled)", n.to_string());
-    row("samples scored (base, tuned)", format!("{}, {}", g0.scores.len(), g1.scores.len()));
+    row(
+        "samples scored (base, tuned)",
+        format!("{}, {}", g0.scores.len(), g1.scores.len()),
+    );
     if g0.scores.len() != n || g1.scores.len() != n {
         warnings.push(format!(
             "the graphs hold {} and {} samples, the selection {n}: not every question was scored",
@@ -699,27 +740,47 @@ fn verb_provenance(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     row("T̄ (mean answer tokens, the shorter model)", stage("t_bar"));
     row("α", stage("alpha"));
     let t_cut = first_value(&sel, "t_cut");
-    row("T_cut = max(⌊α·T̄⌋, 1)", t_cut.clone().unwrap_or_else(|| "(not recorded)".into()));
-    for (name, key) in [("max_tokens", "max_tokens"), ("seed", "seed"), ("bootstrap resamples", "resamples")] {
+    row(
+        "T_cut = max(⌊α·T̄⌋, 1)",
+        t_cut.clone().unwrap_or_else(|| "(not recorded)".into()),
+    );
+    for (name, key) in [
+        ("max_tokens", "max_tokens"),
+        ("seed", "seed"),
+        ("bootstrap resamples", "resamples"),
+    ] {
         if let Some(x) = args.number(key) {
             row(name, super::io::fmt_float(x));
         }
     }
     let m = &g0.meta;
     row("loss", m.loss.clone());
-    row("method", match m.steps {
-        Some(s) => format!("{} ({s} steps)", m.method),
-        None => m.method.clone(),
-    });
+    row(
+        "method",
+        match m.steps {
+            Some(s) => format!("{} ({s} steps)", m.method),
+            None => m.method.clone(),
+        },
+    );
     row("granularity", m.granularity.clone());
     row("T_cut rule", m.t_cut_rule.clone());
     row("dtype", m.dtype.clone());
     row("ablation", m.ablation.clone());
     row("chat template", m.chat.to_string());
-    let diffs = crate::attribution::settings::differences(&g0.meta, &g1.meta, crate::attribution::settings::Purpose::Compare);
-    warnings.extend(diffs.into_iter().map(|d| format!("the graphs differ in {d}")));
+    let diffs = crate::attribution::settings::differences(
+        &g0.meta,
+        &g1.meta,
+        crate::attribution::settings::Purpose::Compare,
+    );
+    warnings.extend(
+        diffs
+            .into_iter()
+            .map(|d| format!("the graphs differ in {d}")),
+    );
     if n < 30 {
-        warnings.push(format!("N = {n} < 30: the bootstrap intervals are unreliable"));
+        warnings.push(format!(
+            "N = {n} < 30: the bootstrap intervals are unreliable"
+        ));
     }
     if t_cut.as_deref() == Some("1") {
         warnings.push("T_cut = 1: only the first answer token is scored".into());
