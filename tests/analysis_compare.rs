@@ -93,7 +93,7 @@ fn compare_has_the_documented_shape() {
         .collect();
     assert_eq!(
         names,
-        ["metric", "base", "tuned", "delta", "pct", "ci_low", "ci_high"]
+        ["metric", "base", "tuned", "delta", "pct", "ci_low", "ci_high", "se", "effect_d"]
     );
     assert_eq!(
         rows(&df).metric,

@@ -543,11 +543,33 @@ fn side_by_side_puts_one_column_per_graph() {
         col_f64(&intensity(&g0, By::Layer, None).unwrap(), "intensity")
     );
 
-    // A deeper model adds layers: nulls where the shallower one has none.
+    // A deeper model: layer by layer would set different depths side by side (the shallower
+    // one's logits beside the deeper one's last block), so it is refused; by relative depth
+    // each graph's layers fall into the same 10 bins (then logits), one row per bin either has.
     let deep = block_table(L + 1, random_scores(12, 3, n_edges(L + 1))).unwrap();
-    let mixed = side_by_side(&["small", "deep"], &[g0.clone(), deep], &stat, By::Layer).unwrap();
-    assert_eq!(mixed.height(), L + 2);
-    assert_eq!(mixed.column("small").unwrap().null_count(), 1);
+    let refused = side_by_side(
+        &["small", "deep"],
+        &[g0.clone(), deep.clone()],
+        &stat,
+        By::Layer,
+    );
+    assert!(
+        matches!(&refused, Err(AnalysisError::DepthMismatch { depths }) if depths == &format!("small: {L} layers, deep: {} layers", L + 1)),
+        "{refused:?}"
+    );
+    let mixed = side_by_side(&["small", "deep"], &[g0.clone(), deep], &stat, By::Depth).unwrap();
+    let last = mixed
+        .column("depth")
+        .unwrap()
+        .str()
+        .unwrap()
+        .get(mixed.height() - 1);
+    assert_eq!(last, Some("logits"));
+    // ⌊10·d/3⌋ for d = 0..3 gives bins 0, 3, 6; ⌊10·d/4⌋ for d = 0..4 gives 0, 2, 5, 7; plus
+    // logits: 7 rows (0, 2, 3, 5, 6, 7, logits), the small graph absent from 3, the deep from 2.
+    assert_eq!(mixed.height(), 7);
+    assert_eq!(mixed.column("small").unwrap().null_count(), 3);
+    assert_eq!(mixed.column("deep").unwrap().null_count(), 2);
 
     assert!(matches!(
         side_by_side(&["only"], &[g0.clone(), g0], &stat, By::None),

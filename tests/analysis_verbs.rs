@@ -183,3 +183,199 @@ fn plot_verbs_write_svg_and_png() {
     );
     assert!(e.contains("heatmap"), "{e}");
 }
+
+/// A rendered error as one line: miette wraps long lines and draws `│` margins.
+fn flat(e: impl std::fmt::Debug) -> String {
+    format!("{e:?}")
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Graphs of different depth: `by layer` is refused naming both depths; `by depth` bins each
+/// graph's destination layers by layer / n_layers, so bin b holds layers ⌊b·L/10⌋.. of each.
+#[test]
+fn different_depths_are_refused_by_layer_and_binned_by_depth() {
+    let mut s = Session::new();
+    let (deep, shallow) = (random_scores(5, 4, 11, 1.0), random_scores(3, 4, 12, 1.0));
+    s.set("g0", Value::Graph(Arc::new(block_graph(5, deep.clone()))));
+    s.set(
+        "g1",
+        Value::Graph(Arc::new(block_graph(3, shallow.clone()))),
+    );
+    for src in ["intensity g0, g1 by layer", "entropy g0, g1 by src_layer"] {
+        let e = flat(s.eval(src).unwrap_err());
+        assert!(
+            e.contains("g0: 5 layers, g1: 3 layers") && e.contains("by depth"),
+            "{src}: {e}"
+        );
+    }
+    let t = s
+        .eval("intensity g0, g1 by depth")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    let labels: Vec<String> = t
+        .column("depth")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect();
+    assert_eq!(labels.first().map(String::as_str), Some("0.0-0.1"));
+    assert_eq!(labels.last().map(String::as_str), Some("logits"));
+    // The oracle: mean |score| over the edges whose destination layer d has ⌊10·d/L⌋ = bin
+    // (logits: d = L), computed here from the scores; sums of a few hundred f64s: 1e-12.
+    let want = |l: usize, sc: &[Vec<f64>], label: &str| -> Option<f64> {
+        let edges = analysis::synthetic::block_edges(l);
+        let keep: Vec<usize> = (0..edges.len())
+            .filter(|&e| {
+                let d = edges[e].dst_layer;
+                let name = if d == l as i64 {
+                    "logits".to_string()
+                } else {
+                    let b = d * 10 / l as i64;
+                    format!("{:.1}-{:.1}", b as f64 / 10.0, (b + 1) as f64 / 10.0)
+                };
+                name == label
+            })
+            .collect();
+        if keep.is_empty() {
+            return None;
+        }
+        let n = (keep.len() * sc.len()) as f64;
+        Some(
+            sc.iter()
+                .flat_map(|r| keep.iter().map(move |&e| r[e].abs()))
+                .sum::<f64>()
+                / n,
+        )
+    };
+    for (i, label) in labels.iter().enumerate() {
+        for (col, l, sc) in [("g0", 5, &deep), ("g1", 3, &shallow)] {
+            let got = t.column(col).unwrap().f64().unwrap().get(i);
+            match (got, want(l, sc, label)) {
+                (Some(g), Some(w)) => {
+                    assert!((g - w).abs() <= 1e-12 * w, "{col} {label}: {g} vs {w}")
+                }
+                (None, None) => {}
+                other => panic!("{col} {label}: {other:?}"),
+            }
+        }
+    }
+    // compare by depth pairs the bins both graphs have, each with its interval
+    let c = s
+        .eval("compare g0, g1 by depth resamples 50")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    assert_eq!(c.get_column_names()[0].as_str(), "depth");
+    assert!(c
+        .column("ci_low")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .all(f64::is_finite));
+}
+
+/// compare refuses two graphs scored under different settings, naming each difference; the
+/// model itself may differ (that is what compare is for).
+#[test]
+fn compare_refuses_graphs_scored_differently() {
+    let mut s = Session::new();
+    let sc = random_scores(3, 5, 3, 1.0);
+    let mut a = block_graph(3, sc.clone());
+    a.meta.loss = "self_entropy".into();
+    a.meta.t_cut = Some(4);
+    a.meta.t_cut_rule = "fixed 4".into();
+    let mut b = a.clone();
+    b.meta.model = "another".into();
+    b.meta.model_hash = "ffff".into();
+    s.set("g0", Value::Graph(Arc::new(a.clone())));
+    s.set("g1", Value::Graph(Arc::new(b.clone())));
+    assert!(s.eval("compare g0, g1 resamples 20").is_ok());
+    b.meta.t_cut = Some(8);
+    b.meta.t_cut_rule = "fixed 8".into();
+    b.meta.method = "eap_ig".into();
+    b.meta.steps = Some(5);
+    s.set("g1", Value::Graph(Arc::new(b)));
+    let e = flat(s.eval("compare g0, g1 resamples 20").unwrap_err());
+    for part in [
+        "4 setting(s) differ",
+        "method: synthetic in base, eap_ig in tuned",
+        "steps: none in base, 5 in tuned",
+        "T_cut rule: fixed 4 in base, fixed 8 in tuned",
+        "T_cut: 4 in base, 8 in tuned",
+    ] {
+        assert!(e.contains(part), "{part}: {e}");
+    }
+}
+
+/// overlap's columns cover what their names say: the top-n statistics only the two tops, the
+/// rank correlations every edge; each checked against its own computation here.
+#[test]
+fn overlap_statistics_cover_what_they_say() {
+    let (mut s, _) = session_with_graphs();
+    let mut rng = StdRng::seed_from_u64(5);
+    let other: Vec<Vec<f64>> = random_scores(3, 6, 1, 1.0)
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|x| x + 0.3 * rng.gen_range(-1.0..1.0f64))
+                .collect()
+        })
+        .collect();
+    s.set("g2", Value::Graph(Arc::new(block_graph(3, other))));
+    let ov = s.eval("overlap g0, g2 top 10").unwrap().as_table().unwrap();
+    let get = |c: &str| {
+        ov.column(c)
+            .unwrap()
+            .cast(&polars::prelude::DataType::Float64)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(0)
+            .unwrap()
+    };
+    let g0 = s.get("g0").unwrap();
+    let g2 = s.get("g2").unwrap();
+    let (a, b) = (
+        g0.as_graph().unwrap().mean_scores(),
+        g2.as_graph().unwrap().mean_scores(),
+    );
+    let top = |m: &[f64]| {
+        let mut o: Vec<usize> = (0..m.len()).collect();
+        o.sort_by(|&i, &j| m[j].abs().total_cmp(&m[i].abs()));
+        o.truncate(10);
+        o
+    };
+    let (ta, tb) = (top(&a), top(&b));
+    let mut union: Vec<usize> = ta.iter().chain(&tb).copied().collect();
+    union.sort_unstable();
+    union.dedup();
+    let shared = ta.iter().filter(|e| tb.contains(e)).count();
+    assert_eq!(get("shared") as usize, shared);
+    assert_eq!(get("top_edges") as usize, union.len());
+    let pick = |v: &[f64]| union.iter().map(|&i| v[i]).collect::<Vec<_>>();
+    // Same formulas on the same f64 inputs: equal to rounding (1e-12).
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-12;
+    use rlq::analysis::measures::{kendall, pearson, spearman};
+    assert!(close(get("spearman_top"), spearman(&pick(&a), &pick(&b))));
+    assert!(close(get("spearman"), spearman(&a, &b)));
+    assert!(close(get("pearson"), pearson(&a, &b)));
+    // Kendall's τ-b over every pair of edges, the definition (no ties in random f64s)
+    let n = a.len();
+    let mut sum = 0.0;
+    for i in 0..n {
+        for j in i + 1..n {
+            sum += ((a[i] - a[j]) * (b[i] - b[j])).signum();
+        }
+    }
+    let tau = sum / (n * (n - 1) / 2) as f64;
+    assert!(close(get("kendall"), tau), "{} vs {tau}", get("kendall"));
+    assert!(get("kendall") > 0.3 && get("spearman_top") > 0.0);
+}

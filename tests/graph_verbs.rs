@@ -670,3 +670,257 @@ fn real_per_position_graph() {
     );
     assert!(e.contains("per-position"), "{e}");
 }
+
+/// A rendered error as one line: miette wraps long lines and draws `│` margins.
+fn flat(e: impl std::fmt::Debug) -> String {
+    format!("{e:?}")
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn two_questions(s: &mut Session) {
+    s.set(
+        "qs",
+        df!(
+            "prompt_id" => [10i64, 11],
+            "prompt" => ["What is 2 plus 3?", "Name a color."],
+            "answer" => ["The answer is 5.", "Red is a color."],
+        )
+        .unwrap(),
+    );
+}
+
+/// A resume under other settings is refused with every difference listed (the issue: a run
+/// interrupted at t_cut 8 and resumed at t_cut 4, or with eap_ig, was accepted and mislabelled).
+#[test]
+fn resume_refuses_other_settings_listing_each() {
+    let Some(mut s) = session() else { return };
+    two_questions(&mut s);
+    s.eval("let part = patch m on (qs | where prompt_id == 10) loss nll t_cut 3")
+        .unwrap();
+    let e = flat(
+        s.eval("patch m on qs loss nll t_cut 2 method eap_ig steps 2 dtype f64 resume part")
+            .unwrap_err(),
+    );
+    for part in [
+        "cannot resume",
+        "method: eap in the partial graph, eap_ig in this run",
+        "steps: none in the partial graph, 2 in this run",
+        "T_cut rule: fixed 3 in the partial graph, fixed 2 in this run",
+        "T_cut: 3 in the partial graph, 2 in this run",
+        "dtype: f32 in the partial graph, f64 in this run",
+        "prompt_id 10 scored other tokens",
+    ] {
+        assert!(e.contains(part), "{part}: {e}");
+    }
+    // Other samples under the same settings: the partial graph's sample is not among them.
+    s.set(
+        "other",
+        df!("prompt_id" => [12i64], "prompt" => ["Hi"], "answer" => ["Hello there."]).unwrap(),
+    );
+    let e = flat(
+        s.eval("patch m on other loss nll t_cut 3 resume part")
+            .unwrap_err(),
+    );
+    assert!(
+        e.contains("prompt_id 10 in the partial graph but not among"),
+        "{e}"
+    );
+    // The same settings resume.
+    let g = s
+        .eval("patch m on qs loss nll t_cut 3 resume part")
+        .unwrap();
+    assert_eq!(g.as_graph().unwrap().meta.prompt_ids, vec![10, 11]);
+}
+
+/// A graph saved to parquet or csv reads back as the same graph: settings, samples' hashes and
+/// scores (parquet: bit for bit; csv: the decimal text polars writes, 1e-15 relative), and
+/// `compare` works from the files.
+#[test]
+fn saved_graphs_read_back_with_their_settings() {
+    let Some(mut s) = session() else { return };
+    two_questions(&mut s);
+    s.eval("let g = patch m on qs loss nll t_cut 2").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (pq, csv) = (dir.path().join("g.parquet"), dir.path().join("g.csv"));
+    s.eval(&format!(
+        "save g to \"{}\"\nsave g to \"{}\"\nlet p = read \"{}\"\nlet c = read \"{}\"",
+        pq.display(),
+        csv.display(),
+        pq.display(),
+        csv.display()
+    ))
+    .unwrap();
+    assert!(dir.path().join("g.csv.rlq-graph.json").is_file());
+    let g = s.get("g").unwrap();
+    let g = g.as_graph().unwrap();
+    assert!(!g.meta.model_hash.is_empty() && g.meta.sample_hashes.len() == 2);
+    assert_eq!(g.meta.t_cut_rule, "fixed 2");
+    for (name, tol) in [("p", 0.0), ("c", 1e-15)] {
+        let v = s.get(name).unwrap();
+        let back = v
+            .as_graph()
+            .unwrap_or_else(|| panic!("{name} is not a graph"));
+        assert_eq!(back.meta, g.meta, "{name}");
+        assert_eq!(back.edges, g.edges, "{name}");
+        for (x, y) in back.scores.iter().flatten().zip(g.scores.iter().flatten()) {
+            assert!((x - y).abs() <= tol * y.abs(), "{name}: {x} vs {y}");
+        }
+    }
+    let from_files = table(&mut s, "compare p, c resamples 20");
+    let in_memory = table(&mut s, "compare g, g resamples 20");
+    assert!(from_files.equals_missing(&in_memory));
+    // a resume from the file is checked like one from memory
+    let e = flat(
+        s.eval("patch m on qs loss nll t_cut 1 resume p")
+            .unwrap_err(),
+    );
+    assert!(
+        e.contains("T_cut: 2 in the partial graph, 1 in this run"),
+        "{e}"
+    );
+    // a table saved over the csv drops the stale sidecar: it reads back as a table
+    s.eval(&format!("save (edges g) to \"{}\"", csv.display()))
+        .unwrap();
+    assert!(!dir.path().join("g.csv.rlq-graph.json").exists());
+    let t = s.eval(&format!("read \"{}\"", csv.display())).unwrap();
+    assert!(t.as_graph().is_none() && t.as_table().is_some());
+}
+
+/// Shards with disjoint samples and the same settings merge into the graph of all samples;
+/// other settings or shared samples are refused.
+#[test]
+fn merge_joins_shards_and_refuses_mixed_ones() {
+    let Some(mut s) = session() else { return };
+    two_questions(&mut s);
+    s.eval(
+        "let a = patch m on (qs | where prompt_id == 10) loss nll t_cut 2\n\
+         let b = patch m on (qs | where prompt_id == 11) loss nll t_cut 2\n\
+         let both = patch m on qs loss nll t_cut 2\n\
+         let merged = merge a, b",
+    )
+    .unwrap();
+    let (m, d) = (s.get("merged").unwrap(), s.get("both").unwrap());
+    let (m, d) = (m.as_graph().unwrap(), d.as_graph().unwrap());
+    assert_eq!(m.meta, d.meta);
+    // same samples, same code path: equal to the last bit
+    assert_eq!(m.scores, d.scores);
+    let e = flat(s.eval("merge a, a").unwrap_err());
+    assert!(e.contains("prompt_id 10 in both shards"), "{e}");
+    s.eval("let c = patch m on (qs | where prompt_id == 11) loss nll t_cut 1")
+        .unwrap();
+    let e = flat(s.eval("merge a, c").unwrap_err());
+    assert!(
+        e.contains("T_cut: 2 in the first shard, 1 in this shard"),
+        "{e}"
+    );
+}
+
+/// loss kl under plain EAP would score every edge ~1e-8 (the KL's gradient is zero at the
+/// clean input): refused, pointing to eap_ig.
+#[test]
+fn kl_with_plain_eap_is_refused() {
+    let Some(mut s) = session() else { return };
+    two_questions(&mut s);
+    let e = flat(s.eval("patch m on qs loss kl").unwrap_err());
+    assert!(
+        e.contains("gradient of the KL is zero") && e.contains("eap_ig"),
+        "{e}"
+    );
+}
+
+/// Ctrl-C while `patch` generates answers keeps the answers already generated: the samples
+/// table comes back with `answer_ids` for them, and patching it again generates only the rest.
+#[test]
+fn ctrl_c_while_generating_keeps_the_answers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let Some(mut s) = session() else { return };
+    let flag = Arc::new(AtomicBool::new(false));
+    s.set_interrupt(flag.clone());
+    s.set(
+        "qs",
+        df!(
+            "prompt_id" => [1i64, 2, 3],
+            "prompt" => ["Count from 1 to 20.", "List ten fruits.", "Name five colors."],
+        )
+        .unwrap(),
+    );
+    // Interrupt while answers are generated: each takes ~1 s (16 tokens at ~20 tok/s).
+    let f = flag.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        f.store(true, Ordering::Relaxed);
+    });
+    s.eval("let a = patch m on qs max_tokens 16").unwrap();
+    t.join().unwrap();
+    let v = s.get("a").unwrap();
+    assert!(
+        v.as_graph().is_none(),
+        "the interrupt came after every answer"
+    );
+    let kept = v
+        .as_table()
+        .expect("an interrupted generation returns the samples table");
+    let ids = kept.column("answer_ids").unwrap().list().unwrap().clone();
+    let done = (0..ids.len())
+        .filter(|&r| ids.get_as_series(r).is_some())
+        .count();
+    assert!(done < 3, "the interrupt came after every answer: {done}");
+    // Continue: the kept answers are used as given, the rest generated.
+    flag.store(false, Ordering::Relaxed);
+    let g = s.eval("patch m on a max_tokens 16").unwrap();
+    let fresh = s.eval("patch m on qs max_tokens 16").unwrap();
+    let (g, fresh) = (g.as_graph().unwrap(), fresh.as_graph().unwrap());
+    // Greedy answers are the same tokens either way: the same samples were scored.
+    assert_eq!(g.meta.sample_hashes, fresh.meta.sample_hashes);
+    assert_eq!(g.scores, fresh.scores);
+    eprintln!("answers kept at the interrupt: {done} of 3");
+}
+
+/// The library keeps exactly the answers completed before the interrupt: here it fires once two
+/// answers are in, so two come back, equal to the answers of an uninterrupted run.
+#[test]
+fn prepare_returns_the_answers_done_at_an_interrupt() {
+    use rlq::attribution::prepare::{prepare, PrepareError, PrepareOptions, SampleSpec};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    if !Path::new(GGUF).exists() {
+        return;
+    }
+    let m = load(GGUF, &LoadOptions::default()).unwrap();
+    let tf = HookedTransformer::new(&m).unwrap();
+    let specs: Vec<SampleSpec> = ["Say hi.", "Name a color.", "What is 2 plus 3?"]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| SampleSpec {
+            id: i as i64 + 1,
+            prompt: Some(p.to_string()),
+            row: i,
+            ..SampleSpec::default()
+        })
+        .collect();
+    let opts = PrepareOptions {
+        max_answer_tokens: 8,
+        ..PrepareOptions::default()
+    };
+    let done = AtomicUsize::new(0);
+    let out = prepare(
+        &m,
+        &tf,
+        &specs,
+        &opts,
+        &mut |d, _| done.store(d, Ordering::Relaxed),
+        &|| done.load(Ordering::Relaxed) >= 2,
+    );
+    let Err(PrepareError::Interrupted { answers }) = out else {
+        panic!("expected an interrupt")
+    };
+    let full = prepare(&m, &tf, &specs, &opts, &mut |_, _| {}, &|| false).unwrap();
+    assert_eq!(answers.len(), 2);
+    for (k, (id, a)) in answers.iter().enumerate() {
+        assert_eq!(*id, k as i64 + 1);
+        assert_eq!(a, &full.answers[k]);
+    }
+}

@@ -591,9 +591,16 @@ fn every_example_checks_and_runs() {
         let g = rlq::analysis::synthetic::block_graph(2, scores);
         s.set(name, Value::Graph(std::sync::Arc::new(g)));
     }
-    for name in ["qs", "pairs", "a0", "a1", "cmp", "by_layer"] {
+    for name in ["qs", "pairs", "a0", "a1", "cmp", "by_layer", "sel"] {
         s.set(name, graph_like.clone());
     }
+    // Two shards of one graph: the same scores' layout, disjoint samples.
+    for (name, first) in [("part1", 0i64), ("part2", 3)] {
+        let mut g = rlq::analysis::synthetic::block_graph(2, vec![vec![1.0; 23]; 3]);
+        g.meta.prompt_ids = (first..first + 3).collect();
+        s.set(name, Value::Graph(std::sync::Arc::new(g)));
+    }
+    s.eval("fn make_qs() = arith 20 seed 1").unwrap();
     let dir = tempfile::tempdir().unwrap();
     s.set_base_dir(dir.path());
     let mut ran = 0;
@@ -644,9 +651,7 @@ fn graph_pipes_as_its_table() {
             t_cut: None,
             prompt_ids: vec![0, 1],
             per_sample: false,
-            per_position: false,
-            n_heads: 0,
-            d_model: 0,
+            ..GraphMeta::default()
         },
         positions: None,
     };
@@ -1462,9 +1467,7 @@ fn graph_verbs_take_a_piped_graph() {
             t_cut: None,
             prompt_ids: vec![0],
             per_sample: false,
-            per_position: false,
-            n_heads: 0,
-            d_model: 0,
+            ..GraphMeta::default()
         },
         positions: None,
     };

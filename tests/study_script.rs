@@ -43,14 +43,18 @@ fn study_script_runs_end_to_end_and_writes_every_artefact() {
         "answers_tuned.csv",
         "compare.parquet",
         "compare.csv",
-        "entropy_by_layer.csv",
-        "intensity_by_layer.csv",
+        "answers_base.parquet",
+        "answers_tuned.parquet",
+        "compare_by_depth.csv",
+        "entropy_by_depth.csv",
+        "intensity_by_depth.csv",
+        "provenance.csv",
         "graph_base.parquet",
         "graph_tuned.parquet",
         "heatmap_base.png",
         "heatmap_tuned.png",
-        "entropy_by_layer.png",
-        "intensity_by_layer.png",
+        "entropy_by_depth.png",
+        "intensity_by_depth.png",
         "hist_tuned.png",
         "summary.md",
     ] {
@@ -82,5 +86,43 @@ fn study_script_runs_end_to_end_and_writes_every_artefact() {
     assert!(
         md.starts_with("# Base vs tuned") && md.contains("## cmp"),
         "{md}"
+    );
+    // what it rests on: settings, and the warnings this tiny run deserves
+    for part in [
+        "## Settings and provenance",
+        "| N (questions sampled) |",
+        "| max_tokens | 24 |",
+        "< 30: the bootstrap intervals are unreliable",
+        "base and tuned have the same weights",
+        "## by_depth",
+        "| effect_d |",
+    ] {
+        assert!(md.contains(part), "{part}:\n{md}");
+    }
+    // A second run with the same settings reuses the saved answers instead of generating.
+    let again = Command::new(env!("CARGO_BIN_EXE_rlq"))
+        .args(["run", "scripts/rl_vs_base.rlq", "--format", "csv"])
+        .arg("--set")
+        .arg(format!("base={}", model.display()))
+        .arg("--set")
+        .arg(format!("tuned={}", model.display()))
+        .args([
+            "--set",
+            "questions=10",
+            "--set",
+            "n=3",
+            "--set",
+            "max_tokens=24",
+        ])
+        .args(["--set", "resamples=50"])
+        .arg("--set")
+        .arg(format!("out={}", out.path().display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reusing") && stderr.contains("answers_base.parquet"),
+        "{stderr}"
     );
 }

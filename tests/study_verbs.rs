@@ -139,3 +139,138 @@ fn select_questions_follows_method_section_4() {
         .unwrap();
     assert_eq!(sel1.height(), 1);
 }
+
+/// The report states what it rests on: `select_questions` records each stage's count, and
+/// `provenance` + `summary … provenance` write them with the models' hashes, N, T̄, α, T_cut and
+/// warnings where the data are thin (N < 30, T_cut = 1, the length filter off).
+#[test]
+fn the_report_states_what_it_rests_on() {
+    use rlq::analysis::synthetic::block_graph;
+    use rlq::eval::Value;
+    use std::sync::Arc;
+    let mut s = Session::new();
+    let list = |n: i64| Series::new("".into(), (0..n).collect::<Vec<_>>());
+    // 4 asked, 3 both correct (id 2 wrong for base), all of length 10: T̄ = 10, T_cut = 1.
+    let mk = |ok: [bool; 4]| {
+        df!(
+            "prompt_id" => ids(4),
+            "prompt" => ["q0", "q1", "q2", "q3"],
+            "answer_ids" => (0..4).map(|_| list(10)).collect::<Vec<_>>(),
+            "n_tokens" => [10i64; 4],
+            "correct" => ok,
+        )
+        .unwrap()
+    };
+    s.set("a0", mk([true, true, false, true]));
+    s.set("a1", mk([true; 4]));
+    s.eval("let sel = select_questions a0, a1 alpha 0.1 n 2 seed 0")
+        .unwrap();
+    let sel = s.get("sel").unwrap().as_table().unwrap();
+    let first = |c: &str| sel.column(c).unwrap().get(0).unwrap().to_string();
+    assert_eq!(
+        (first("asked"), first("both_correct"), first("length_kept")),
+        ("4".into(), "3".into(), "3".into())
+    );
+    let kept: Vec<i64> = sel
+        .column("prompt_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    let scores = |k: f64| {
+        (0..kept.len())
+            .map(|i| vec![k * (i + 1) as f64; 4 * 4 + 3 * 2 + 1])
+            .collect::<Vec<_>>()
+    };
+    let mut g0 = block_graph(2, scores(1.0));
+    let mut g1 = block_graph(2, scores(2.0));
+    for (g, h) in [(&mut g0, "aaaa"), (&mut g1, "bbbb")] {
+        g.meta.prompt_ids = kept.clone();
+        g.meta.model_hash = h.repeat(8);
+        g.meta.t_cut = Some(1);
+    }
+    s.set("g0", Value::Graph(Arc::new(g0)));
+    s.set("g1", Value::Graph(Arc::new(g1)));
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("summary.md");
+    s.eval(&format!(
+        "let p = provenance g0, g1 selection sel max_tokens 64 seed 0\n\
+         summary (compare g0, g1 resamples 10) to \"{}\" title \"t\" provenance p",
+        md.display()
+    ))
+    .unwrap();
+    let text = std::fs::read_to_string(&md).unwrap();
+    for part in [
+        "## Warnings",
+        "- **N = 2 < 30: the bootstrap intervals are unreliable**",
+        "- **T_cut = 1: only the first answer token is scored**",
+        "## Settings and provenance",
+        "| base weights (blake3) | aaaaaaaaaaaaaaaa |",
+        "| tuned weights (blake3) | bbbbbbbbbbbbbbbb |",
+        "| questions both models answered | 4 |",
+        "| answered correctly by both | 3 |",
+        "| kept by the length filter | 3 |",
+        "| N (questions sampled) | 2 |",
+        "| T̄ (mean answer tokens, the shorter model) | 10 |",
+        "| α | 0.1 |",
+        "| T_cut = max(⌊α·T̄⌋, 1) | 1 |",
+        "| max_tokens | 64 |",
+        "| delta | pct | ci_low | ci_high | se | effect_d |",
+    ] {
+        assert!(text.contains(part), "{part}:\n{text}");
+    }
+    // The length filter switched off is said so.
+    s.eval("let sel = select_questions a0, a1 alpha 0.1 n 2 seed 0 len_filter false")
+        .unwrap();
+    let p = s
+        .eval("provenance g0, g1 selection sel")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    let rows: Vec<String> = p
+        .column("value")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect();
+    assert!(rows.iter().any(|r| r.contains("OFF")), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r.contains("length filter was off")),
+        "{rows:?}"
+    );
+}
+
+/// `reuse` keeps a table with its key: the same key reads it back without calling `make`,
+/// another key is refused, naming what changed.
+#[test]
+fn reuse_reads_back_only_under_the_same_key() {
+    let mut s = Session::new();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("a.parquet");
+    s.eval(&format!(
+        "let k = 3\nfn make() = arith k seed 1\nlet a = reuse \"{p}\" make key [\"m\", 16]\n\
+         let k = 5\nlet b = reuse \"{p}\" make key [\"m\", 16]",
+        p = f.display()
+    ))
+    .unwrap();
+    let (a, b) = (
+        s.get("a").unwrap().as_table().unwrap(),
+        s.get("b").unwrap().as_table().unwrap(),
+    );
+    // b was read back (3 rows), not made again with k = 5
+    assert_eq!((a.height(), b.height()), (3, 3));
+    assert!(a.equals(&b));
+    let e = format!(
+        "{:?}",
+        s.eval(&format!("reuse \"{}\" make key [\"m\", 32]", f.display()))
+            .unwrap_err()
+    );
+    assert!(
+        e.contains("key 2: 16.0 saved, 32.0 now") || e.contains("key 2: 16 saved, 32 now"),
+        "{e}"
+    );
+}

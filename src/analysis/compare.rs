@@ -94,8 +94,10 @@ impl CompareOpts {
 }
 
 /// Compare two long edge tables. Rows are statistics (per group when `opts.by` groups), columns
-/// `[group key…] metric base tuned delta pct ci_low ci_high` with delta = tuned − base,
-/// pct = 100·delta/base and [ci_low, ci_high] the bootstrap percentile interval of delta.
+/// `[group key…] metric base tuned delta pct ci_low ci_high se effect_d` with delta = tuned −
+/// base, pct = 100·delta/base, [ci_low, ci_high] the bootstrap percentile interval of delta, se
+/// the bootstrap standard error of delta and effect_d = delta / (se·√N), a standardised effect
+/// (the paired Cohen's d_z for statistics that are means over samples).
 /// With one sample, diversity is NaN and so is the interval.
 pub fn compare(base: &DataFrame, tuned: &DataFrame, opts: &CompareOpts) -> Result<DataFrame> {
     opts.validate()?;
@@ -105,7 +107,9 @@ pub fn compare(base: &DataFrame, tuned: &DataFrame, opts: &CompareOpts) -> Resul
         check_same_prompts(&b, &t)?;
     }
     let same_edges = match_edges(&b, &t);
-    if opts.require_same_edges || opts.by != By::None {
+    // By depth pairs each graph's own bins, so two depths may be compared; any other grouping
+    // pairs edges and needs the same edge set.
+    if opts.require_same_edges || !matches!(opts.by, By::None | By::Depth) {
         same_edges.as_ref().map_err(clone_mismatch)?;
     }
     if let Some(l) = opts.dense_layers {
@@ -115,12 +119,24 @@ pub fn compare(base: &DataFrame, tuned: &DataFrame, opts: &CompareOpts) -> Resul
 
     let names = opts.metric_names();
     let groups = group_edges(&b, opts.by)?;
+    let tuned_groups = if opts.by == By::Depth {
+        group_edges(&t, By::Depth)?
+    } else {
+        Vec::new()
+    };
     let mut keys: Vec<GroupKey> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     for group in &groups {
         let (bg, tg);
         let (bm, tm) = if opts.by == By::None {
             (&b, &t)
+        } else if opts.by == By::Depth {
+            let Some(tuned) = tuned_groups.iter().find(|g| g.key == group.key) else {
+                continue; // a bin only one model has (a very shallow one): no pair
+            };
+            bg = b.select_edges(&group.edges);
+            tg = t.select_edges(&tuned.edges);
+            (&bg, &tg)
         } else {
             let to_t = same_edges.as_ref().map_err(clone_mismatch)?;
             let t_idx: Vec<usize> = group.edges.iter().map(|&e| to_t[e]).collect();
@@ -175,6 +191,10 @@ struct Row {
     tuned: f64,
     ci_low: f64,
     ci_high: f64,
+    /// Standard deviation of the bootstrap deltas: the standard error of delta.
+    se: f64,
+    /// Samples the statistic rests on (the smaller graph's, unpaired).
+    n: usize,
 }
 
 /// Point estimates and the bootstrap interval of the change for two matrices.
@@ -225,8 +245,20 @@ fn compare_matrices(
             tuned: point_t[i],
             ci_low: quantile(&deltas[i], alpha),
             ci_high: quantile(&deltas[i], 1.0 - alpha),
+            se: std_dev(&deltas[i]),
+            n: b.n_samples().min(t.n_samples()),
         })
         .collect()
+}
+
+/// Sample standard deviation; NaN for fewer than two values or any NaN among them.
+fn std_dev(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return f64::NAN;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
 }
 
 fn to_frame(by: By, keys: &[GroupKey], rows: Vec<Row>) -> Result<DataFrame> {
@@ -245,5 +277,12 @@ fn to_frame(by: By, keys: &[GroupKey], rows: Vec<Row>) -> Result<DataFrame> {
     ));
     cols.push(Column::new("ci_low".into(), f(&|r| r.ci_low)));
     cols.push(Column::new("ci_high".into(), f(&|r| r.ci_high)));
+    cols.push(Column::new("se".into(), f(&|r| r.se)));
+    // delta / (se·√N): the change in units of the per-sample spread the bootstrap implies. For
+    // a statistic that is a mean over samples (intensity) this is the paired Cohen's d_z.
+    cols.push(Column::new(
+        "effect_d".into(),
+        f(&|r| (r.tuned - r.base) / (r.se * (r.n as f64).sqrt())),
+    ));
     Ok(DataFrame::new(rows.len(), cols)?)
 }

@@ -86,6 +86,13 @@ pub enum AnalysisError {
         tuned_layers: i64,
     },
 
+    #[error(
+        "the graphs have different depths ({depths}): by layer would set layers of the same \
+         index but different depth side by side. Use `by depth` (relative depth in 10 bins of \
+         layer / n_layers, then logits) or look at each graph on its own"
+    )]
+    DepthMismatch { depths: String },
+
     #[error("invalid option {option}: {reason}")]
     InvalidOption {
         option: &'static str,

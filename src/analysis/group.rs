@@ -24,6 +24,48 @@ pub enum By {
     SrcKind,
     /// Every edge on its own (`src`, `dst`).
     Edge,
+    /// Relative depth of the destination: [`DEPTH_BINS`] equal bins of layer / n_layers, then
+    /// `logits`. Models of different depth line up here, where `Layer` would put layer 24 of a
+    /// 24-layer model (its logits) beside block 24 of a 30-layer one.
+    Depth,
+}
+
+/// Bins of relative depth for `By::Depth`: [0, 0.1), [0.1, 0.2) … [0.9, 1.0), then `logits`.
+pub const DEPTH_BINS: i64 = 10;
+
+/// The depth bin of destination layer `layer` in a model of `n_layers` layers (`logits`, at
+/// layer n_layers, is bin `DEPTH_BINS`): ⌊layer · DEPTH_BINS / n_layers⌋.
+pub fn depth_bin(layer: i64, n_layers: i64) -> i64 {
+    if layer >= n_layers {
+        DEPTH_BINS
+    } else {
+        (layer.max(0) * DEPTH_BINS / n_layers.max(1)).min(DEPTH_BINS - 1)
+    }
+}
+
+/// The label of a depth bin: `0.0-0.1` … `0.9-1.0`, `logits`.
+pub fn depth_label(bin: i64) -> String {
+    if bin >= DEPTH_BINS {
+        "logits".to_string()
+    } else {
+        let w = 1.0 / DEPTH_BINS as f64;
+        format!("{:.1}-{:.1}", bin as f64 * w, (bin + 1) as f64 * w)
+    }
+}
+
+/// The model depth a matrix's edges imply: the layer of its `logits` destination.
+pub fn depth_of(matrix: &ScoreMatrix) -> Result<i64> {
+    matrix
+        .edges
+        .iter()
+        .find(|e| e.dst == "logits")
+        .and_then(|e| e.dst_layer)
+        .ok_or_else(|| AnalysisError::InvalidOption {
+            option: "by",
+            reason: "by depth needs the graph's `logits` edges (with dst_layer) to know the \
+                     model's depth; a circuit without them has none"
+                .into(),
+        })
 }
 
 /// The value identifying one group.
@@ -55,11 +97,12 @@ impl std::str::FromStr for By {
             "kind" | "dst_kind" => By::Kind,
             "src_kind" => By::SrcKind,
             "edge" => By::Edge,
+            "depth" => By::Depth,
             other => {
                 return Err(AnalysisError::InvalidOption {
                     option: "by",
                     reason: format!(
-                        "`{other}` is not a grouping: use layer, src_layer, kind, src_kind or edge"
+                        "`{other}` is not a grouping: use layer, src_layer, kind, src_kind, depth or edge"
                     ),
                 })
             }
@@ -77,6 +120,7 @@ impl By {
             By::Kind => &["dst_kind"],
             By::SrcKind => &["src_kind"],
             By::Edge => &["src", "dst"],
+            By::Depth => &["depth"],
         }
     }
 
@@ -98,6 +142,13 @@ impl By {
                 GroupKey::Kind(kind_order(&k), k)
             }
             By::Edge => GroupKey::Edge(edge.src.clone(), edge.dst.clone()),
+            // Depth bins need the matrix's depth: `group_edges` computes them.
+            By::Depth => {
+                return Err(AnalysisError::InvalidOption {
+                    option: "by",
+                    reason: "depth is binned per matrix (group_edges)".into(),
+                })
+            }
         })
     }
 }
@@ -117,8 +168,23 @@ pub fn group_edges(matrix: &ScoreMatrix, by: By) -> Result<Vec<Group>> {
             .collect());
     }
     let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
+    let depth = if by == By::Depth {
+        Some(depth_of(matrix)?)
+    } else {
+        None
+    };
     for (i, edge) in matrix.edges.iter().enumerate() {
-        groups.entry(by.key_of(edge)?).or_default().push(i);
+        let key = match depth {
+            Some(l) => {
+                let d = edge.dst_layer.ok_or_else(|| AnalysisError::MissingColumn {
+                    column: "dst_layer".into(),
+                    needed_for: "grouping by depth",
+                })?;
+                GroupKey::Layer(depth_bin(d, l))
+            }
+            None => by.key_of(edge)?,
+        };
+        groups.entry(key).or_default().push(i);
     }
     Ok(groups
         .into_iter()
@@ -137,6 +203,16 @@ pub fn key_columns(by: By, keys: &[GroupKey]) -> Vec<Column> {
                 .map(|k| match k {
                     GroupKey::Layer(l) => *l,
                     _ => 0,
+                })
+                .collect();
+            vec![Column::new(names[0].into(), v)]
+        }
+        By::Depth => {
+            let v: Vec<String> = keys
+                .iter()
+                .map(|k| match k {
+                    GroupKey::Layer(b) => depth_label(*b),
+                    _ => String::new(),
                 })
                 .collect();
             vec![Column::new(names[0].into(), v)]

@@ -178,6 +178,101 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
     pearson(&average_ranks(a), &average_ranks(b))
 }
 
+/// Kendall's τ-b (ties corrected), in O(n log n) by Knight's method: sort by (a, b), count the
+/// discordant pairs as the swaps of a merge sort by b. NaN when either side is constant.
+pub fn kendall(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return f64::NAN;
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| a[i].total_cmp(&a[j]).then(b[i].total_cmp(&b[j])));
+    let pairs = |run: u64| run * run.saturating_sub(1) / 2;
+    // Ties in a (n1) and in both (n3), over runs of the (a, b)-sorted order.
+    let (mut tied_a, mut tied_both) = (0u64, 0u64);
+    let (mut run_a, mut run_ab) = (1u64, 1u64);
+    for w in order.windows(2) {
+        let (i, j) = (w[0], w[1]);
+        if a[i] == a[j] {
+            run_a += 1;
+            if b[i] == b[j] {
+                run_ab += 1;
+            } else {
+                tied_both += pairs(run_ab);
+                run_ab = 1;
+            }
+        } else {
+            tied_a += pairs(run_a);
+            tied_both += pairs(run_ab);
+            run_a = 1;
+            run_ab = 1;
+        }
+    }
+    tied_a += pairs(run_a);
+    tied_both += pairs(run_ab);
+    // Merge sort by b, counting swaps: each is a discordant pair.
+    let mut ys: Vec<f64> = order.iter().map(|&i| b[i]).collect();
+    let mut buf = ys.clone();
+    let swaps = merge_count(&mut ys, &mut buf);
+    let mut tied_b = 0u64;
+    let mut run_b = 1u64;
+    for w in ys.windows(2) {
+        if w[0] == w[1] {
+            run_b += 1;
+        } else {
+            tied_b += pairs(run_b);
+            run_b = 1;
+        }
+    }
+    tied_b += pairs(run_b);
+    let total = pairs(n as u64);
+    let (da, db) = ((total - tied_a) as f64, (total - tied_b) as f64);
+    if da <= 0.0 || db <= 0.0 {
+        return f64::NAN;
+    }
+    let concordant_minus_discordant =
+        total as f64 - tied_a as f64 - tied_b as f64 + tied_both as f64 - 2.0 * swaps as f64;
+    concordant_minus_discordant / (da.sqrt() * db.sqrt())
+}
+
+/// Sorts `v` ascending (stable), returning the number of inversions (pairs out of order).
+fn merge_count(v: &mut [f64], buf: &mut [f64]) -> u64 {
+    let n = v.len();
+    if n < 2 {
+        return 0;
+    }
+    let mid = n / 2;
+    let mut swaps = {
+        let (l, r) = v.split_at_mut(mid);
+        let (bl, br) = buf.split_at_mut(mid);
+        merge_count(l, bl) + merge_count(r, br)
+    };
+    let (mut i, mut j, mut k) = (0, mid, 0);
+    while i < mid && j < n {
+        if v[j] < v[i] {
+            buf[k] = v[j];
+            swaps += (mid - i) as u64;
+            j += 1;
+        } else {
+            buf[k] = v[i];
+            i += 1;
+        }
+        k += 1;
+    }
+    while i < mid {
+        buf[k] = v[i];
+        i += 1;
+        k += 1;
+    }
+    while j < n {
+        buf[k] = v[j];
+        j += 1;
+        k += 1;
+    }
+    v.copy_from_slice(&buf[..n]);
+    swaps
+}
+
 /// Per-sample centred, unit-norm copies of the rows, so a Pearson correlation is a dot product.
 /// Rows with no spread become NaN rows.
 pub fn standardized_rows(rows: &[&[f64]]) -> Vec<Vec<f64>> {
@@ -212,4 +307,54 @@ pub fn correlation_matrix(rows: &[&[f64]]) -> Vec<f64> {
         }
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kendall;
+
+    /// τ-b from its definition, over every pair (the O(n²) oracle for Knight's method).
+    fn kendall_pairs(a: &[f64], b: &[f64]) -> f64 {
+        let (mut s, mut ta, mut tb, mut n0) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for i in 0..a.len() {
+            for j in i + 1..a.len() {
+                let (x, y) = ((a[i] - a[j]).signum(), (b[i] - b[j]).signum());
+                let (x, y) = (
+                    if a[i] == a[j] { 0.0 } else { x },
+                    if b[i] == b[j] { 0.0 } else { y },
+                );
+                s += x * y;
+                n0 += 1.0;
+                ta += if x == 0.0 { 1.0 } else { 0.0 };
+                tb += if y == 0.0 { 1.0 } else { 0.0 };
+            }
+        }
+        s / ((n0 - ta) * (n0 - tb)).sqrt()
+    }
+
+    #[test]
+    fn kendall_matches_the_pairwise_definition_with_ties() {
+        // Integers in a small range: many ties in each and in both.
+        let mut x = 12345u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) % 7) as f64
+        };
+        for n in [2usize, 3, 10, 57, 200] {
+            let a: Vec<f64> = (0..n).map(|_| next()).collect();
+            let b: Vec<f64> = (0..n).map(|_| next()).collect();
+            let (fast, slow) = (kendall(&a, &b), kendall_pairs(&a, &b));
+            // Sums of ±1 and counts: equal up to the last-bit rounding of the division.
+            assert!(
+                (fast - slow).abs() < 1e-12 || (fast.is_nan() && slow.is_nan()),
+                "n={n}: {fast} vs {slow}"
+            );
+        }
+        let up: Vec<f64> = (0..20).map(f64::from).collect();
+        let down: Vec<f64> = up.iter().rev().copied().collect();
+        assert_eq!(kendall(&up, &up), 1.0);
+        assert_eq!(kendall(&up, &down), -1.0);
+    }
 }

@@ -5,7 +5,7 @@ use polars::prelude::*;
 use super::canonical::node_order;
 use super::error::Result;
 use super::matrix::ScoreMatrix;
-use super::measures::{entropy_of_weights, spearman};
+use super::measures::{entropy_of_weights, kendall, pearson, spearman};
 use super::pairing::match_edges;
 
 /// Per source node: entropy of its outgoing edges' |S̄_e| (mean over samples, then abs).
@@ -68,10 +68,14 @@ pub fn rel_change(base: &DataFrame, tuned: &DataFrame) -> Result<DataFrame> {
     Ok(DataFrame::new(b.n_edges(), cols)?)
 }
 
-/// Agreement of two graphs' most important edges: top `n` of each by |S̄_e| (ties by table
-/// order), the number shared, their Jaccard index, and Spearman rank correlations over all
-/// (common) edges of the signed mean scores (`spearman`) and of |S̄_e| (`spearman_abs`).
-/// The edge sets must be equal. One row: `top_n shared jaccard spearman spearman_abs n_edges`.
+/// Agreement of two graphs' most important edges, each statistic saying what it covers:
+/// - over the top `n` of each by |S̄_e| (ties by table order): `shared` (in both tops),
+///   `jaccard` (shared / union) and `spearman_top`, Spearman of the signed mean scores over the
+///   union of the two tops (`top_edges` edges);
+/// - over all `n_edges` (common) edges: Spearman of the signed means (`spearman`) and of |S̄_e|
+///   (`spearman_abs`), Kendall's τ-b (`kendall`) and Pearson (`pearson`) of the signed means.
+/// The edge sets must be equal. One row: `top_n shared jaccard top_edges spearman_top spearman
+/// spearman_abs kendall pearson n_edges`.
 pub fn overlap(g0: &DataFrame, g1: &DataFrame, n: usize) -> Result<DataFrame> {
     let a = ScoreMatrix::from_table(g0)?;
     let b = ScoreMatrix::from_table(g1)?;
@@ -88,12 +92,14 @@ pub fn overlap(g0: &DataFrame, g1: &DataFrame, n: usize) -> Result<DataFrame> {
     let top_a: std::collections::HashSet<usize> = top(&a_mean).into_iter().collect();
     let top_b: std::collections::HashSet<usize> = top(&b_mean).into_iter().collect();
     let shared = top_a.intersection(&top_b).count();
-    let union = top_a.union(&top_b).count();
-    let jaccard = if union == 0 {
+    let mut union: Vec<usize> = top_a.union(&top_b).copied().collect();
+    union.sort_unstable();
+    let jaccard = if union.is_empty() {
         f64::NAN
     } else {
-        shared as f64 / union as f64
+        shared as f64 / union.len() as f64
     };
+    let pick = |v: &[f64]| union.iter().map(|&i| v[i]).collect::<Vec<_>>();
     let abs = |v: &[f64]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
     Ok(DataFrame::new(
         1,
@@ -101,11 +107,18 @@ pub fn overlap(g0: &DataFrame, g1: &DataFrame, n: usize) -> Result<DataFrame> {
             Column::new("top_n".into(), [n as i64]),
             Column::new("shared".into(), [shared as i64]),
             Column::new("jaccard".into(), [jaccard]),
+            Column::new("top_edges".into(), [union.len() as i64]),
+            Column::new(
+                "spearman_top".into(),
+                [spearman(&pick(&a_mean), &pick(&b_mean))],
+            ),
             Column::new("spearman".into(), [spearman(&a_mean, &b_mean)]),
             Column::new(
                 "spearman_abs".into(),
                 [spearman(&abs(&a_mean), &abs(&b_mean))],
             ),
+            Column::new("kendall".into(), [kendall(&a_mean, &b_mean)]),
+            Column::new("pearson".into(), [pearson(&a_mean, &b_mean)]),
             Column::new("n_edges".into(), [a.n_edges() as i64]),
         ],
     )?)

@@ -3,6 +3,7 @@
 use polars::prelude::*;
 
 use super::error::{AnalysisError, Result};
+use super::group::depth_of;
 use super::group::{key_columns, By, GroupKey};
 use super::matrix::ScoreMatrix;
 use super::stats::{grouped_values, Stat};
@@ -22,10 +23,16 @@ pub fn side_by_side(
             tables: tables.len(),
         });
     }
+    let matrices = tables
+        .iter()
+        .map(ScoreMatrix::from_table)
+        .collect::<Result<Vec<_>>>()?;
+    if matches!(by, By::Layer | By::SrcLayer) {
+        check_same_depth(names, &matrices)?;
+    }
     let mut per_table: Vec<Vec<(GroupKey, f64)>> = Vec::with_capacity(tables.len());
-    for table in tables {
-        let m = ScoreMatrix::from_table(table)?;
-        let (keys, values) = grouped_values(&m, stat, by)?;
+    for m in &matrices {
+        let (keys, values) = grouped_values(m, stat, by)?;
         per_table.push(keys.into_iter().zip(values).collect());
     }
     // Union of keys: sorted for layers/kinds, first-seen for edges.
@@ -53,4 +60,25 @@ pub fn side_by_side(
         columns.push(Column::new((*name).into(), values));
     }
     Ok(DataFrame::new(keys.len(), columns)?)
+}
+
+/// Layer-by-layer rows of graphs of different depth would put different depths side by side
+/// (a 24-layer model's logits beside a 30-layer model's block 24): refused, naming the depths.
+pub fn check_same_depth(names: &[&str], matrices: &[ScoreMatrix]) -> Result<()> {
+    let depths: Vec<Option<i64>> = matrices.iter().map(|m| depth_of(m).ok()).collect();
+    let known: Vec<i64> = depths.iter().flatten().copied().collect();
+    if known.windows(2).all(|w| w[0] == w[1]) {
+        return Ok(());
+    }
+    let listed: Vec<String> = names
+        .iter()
+        .zip(&depths)
+        .map(|(n, d)| match d {
+            Some(d) => format!("{n}: {d} layers"),
+            None => format!("{n}: depth unknown"),
+        })
+        .collect();
+    Err(AnalysisError::DepthMismatch {
+        depths: listed.join(", "),
+    })
 }

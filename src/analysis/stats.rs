@@ -290,6 +290,15 @@ pub(crate) fn dense_cells(n_layers: usize, by: By, group: &Group) -> Result<f64>
                 .count()
                 * srcs.len()
         }
+        By::Depth => {
+            dsts.iter()
+                .filter(|d| match key {
+                    GroupKey::Layer(b) => super::group::depth_bin(d.layer, n_layers as i64) == *b,
+                    _ => false,
+                })
+                .count()
+                * srcs.len()
+        }
         By::SrcLayer | By::SrcKind => {
             srcs.iter()
                 .filter(|s| matches_key(key, s.layer, s.kind))

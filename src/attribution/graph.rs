@@ -2,17 +2,35 @@
 
 use polars::prelude::*;
 
-/// What produced a graph; carried with it so comparisons can check they are comparable.
-#[derive(Debug, Clone, PartialEq)]
+/// What produced a graph: every setting that changes a score, so a resume, a merge of shards
+/// or a comparison can check its graphs are comparable ([`super::settings::differences`]).
+/// Saved with the graph (parquet key-value metadata, a sidecar beside csv/json).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct GraphMeta {
     pub model: String,
+    /// blake3 of the model's weights (names, shapes, f32 values); empty when unknown.
+    pub model_hash: String,
     pub n_layers: usize,
     pub loss: String,
     pub method: String,
+    /// Integrated-gradient steps (`eap_ig` only).
+    pub steps: Option<usize>,
     pub granularity: String,
     pub t_cut: Option<usize>,
+    /// How T_cut was chosen: `alpha 0.1`, `fixed 4`, `whole answer`, `t_cut column`, `none`.
+    pub t_cut_rule: String,
+    /// `f32` or `f64`.
+    pub dtype: String,
+    /// `zero`, `corrupt` (each sample's corrupted input) or `mixed`.
+    pub ablation: String,
+    /// The chat template was applied to text prompts.
+    pub chat: bool,
     /// One id per sample, in the order of `Graph::scores`.
     pub prompt_ids: Vec<i64>,
+    /// One hash per sample, parallel to `prompt_ids`, of exactly what was scored (input tokens,
+    /// corrupted input, loss targets): [`super::settings::sample_hash`].
+    pub sample_hashes: Vec<String>,
     /// Show one row per (sample, edge) when printed or piped.
     pub per_sample: bool,
     /// Keep S[u,v,t] per position (`Graph::positions`); shown one row per (sample, position, edge).

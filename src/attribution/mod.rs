@@ -8,6 +8,8 @@ pub mod graph;
 pub mod loss;
 pub mod prepare;
 pub mod run;
+pub mod saved;
+pub mod settings;
 
 pub use eap::{
     score_sample, score_sample_with, AttributionError, Method, Sample, SampleLoss, SampleScores,

@@ -75,8 +75,10 @@ pub enum PrepareError {
     Model(#[from] crate::model::ModelError),
     #[error("generation: {0}")]
     Candle(#[from] candle_core::Error),
-    #[error("interrupted")]
-    Interrupted,
+    /// Ctrl-C while answers were generated: the complete answers so far, (sample id, tokens),
+    /// so a caller can keep them (an answer cut short by the interrupt is not among them).
+    #[error("interrupted while generating answers ({} done)", answers.len())]
+    Interrupted { answers: Vec<(i64, Vec<u32>)> },
 }
 
 fn err(id: i64, msg: impl Into<String>) -> PrepareError {
@@ -228,6 +230,7 @@ pub fn prepare(
         _ => opts.max_answer_tokens,
     };
     let mut answers = Vec::with_capacity(specs.len());
+    let mut generated: Vec<(i64, Vec<u32>)> = Vec::new();
     let total = specs.len();
     for (i, (s, p)) in specs.iter().zip(&prompts).enumerate() {
         let a = match (&s.answer_ids, &s.answer) {
@@ -241,7 +244,7 @@ pub fn prepare(
             }
             (None, None) => {
                 if interrupted() {
-                    return Err(PrepareError::Interrupted);
+                    return Err(PrepareError::Interrupted { answers: generated });
                 }
                 let g = GenerateOptions {
                     max_tokens: gen_len,
@@ -249,6 +252,11 @@ pub fn prepare(
                     ..Default::default()
                 };
                 let out = generate(tf, p, &g, interrupted)?;
+                if interrupted() {
+                    // `generate` stops at the interrupt: this answer may be cut short.
+                    return Err(PrepareError::Interrupted { answers: generated });
+                }
+                generated.push((s.id, out.clone()));
                 on_progress(i + 1, total);
                 out
             }

@@ -3,6 +3,7 @@
 
 use super::eap::{score_sample_with, AttributionError, Method, Sample, ScoreOptions};
 use super::graph::{EdgeInfo, Graph, GraphMeta, PositionScores};
+use super::settings::sample_hash;
 use crate::model::hooked::HookedTransformer;
 use crate::model::hooks::HookLayout;
 
@@ -33,10 +34,11 @@ pub struct RunOutcome {
     pub stopped: Option<AttributionError>,
 }
 
-/// Score `samples` in order. `meta` describes the run (its `prompt_ids` are filled here; with
-/// `per_position` the per-position scores are kept as well).
-/// `resume_from` carries the scores of an earlier, interrupted run of the same samples: samples
-/// whose id it already holds are skipped.
+/// Score `samples` in order. `meta` describes the run (its `prompt_ids` and `sample_hashes` are
+/// filled here; with `per_position` the per-position scores are kept as well). `resume_from`
+/// carries the scores of an earlier, interrupted run of the same samples: samples whose id it
+/// already holds are skipped. The caller checks first that its settings are this run's
+/// ([`super::settings::differences`] with `Purpose::Resume`).
 pub fn run(
     tf: &HookedTransformer,
     layout: &HookLayout,
@@ -51,9 +53,11 @@ pub fn run(
     let edges = edge_infos(layout);
     let mut scores: Vec<Vec<f64>> = Vec::new();
     let mut ids = Vec::new();
+    let mut hashes = Vec::new();
     if let Some(prev) = resume_from {
         scores.extend(prev.scores.iter().cloned());
         ids.extend(prev.meta.prompt_ids.iter().copied());
+        hashes.extend(prev.meta.sample_hashes.iter().cloned());
     }
     let opts = ScoreOptions {
         per_position: meta.per_position,
@@ -84,6 +88,7 @@ pub fn run(
                 scores.push(r.scores);
                 losses.push(r.loss);
                 ids.push(s.id);
+                hashes.push(sample_hash(s));
             }
             Err(e) => {
                 stopped = Some(e);
@@ -93,6 +98,7 @@ pub fn run(
         on_progress(i + 1, total);
     }
     meta.prompt_ids = ids;
+    meta.sample_hashes = hashes;
     RunOutcome {
         graph: Graph {
             edges,

@@ -57,7 +57,8 @@ pub(super) fn register(reg: &mut Registry) {
             .word(
                 "by",
                 None,
-                "layer (destination), src_layer, kind, src_kind, edge, or position (a \
+                "layer (destination), src_layer, kind, src_kind, edge, depth (relative depth of the \
+                 destination in 10 bins, then logits: graphs of different depth) or position (a \
                  per-position graph: one row per fed position, with the samples that reach it)",
             );
         sig = match name {
@@ -105,7 +106,12 @@ pub(super) fn register(reg: &mut Registry) {
             true,
             "resample the same prompts in both",
         )
-        .word("by", None, "layer, src_layer, kind or src_kind")
+        .word(
+            "by",
+            None,
+            "layer, src_layer, kind, src_kind or depth (relative depth, 10 bins: graphs of \
+             different depth)",
+        )
         .named_default("k", Type::Number, 10.0, "k of topk_mass")
         .example(
             "compare g0, g1",
@@ -127,7 +133,9 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new(
             "overlap",
-            "shared edges among each graph's top n, Jaccard, rank correlation",
+            "agreement of two graphs: shared edges and Jaccard among each one's top n, \
+             spearman_top over the union of the tops; spearman, spearman_abs, kendall (τ-b) and \
+             pearson over all edges",
         )
         .category("statistics")
         .required("a", Type::Any, "a graph")
@@ -225,7 +233,7 @@ fn parse_by(args: &Args) -> EvalResult<By> {
         None => Ok(By::None),
         Some(w) => w.parse::<By>().map_err(|_| {
             err(args.span_of("by"), format!("cannot group by `{w}`"))
-                .with_help("use layer, src_layer, kind, src_kind or edge")
+                .with_help("use layer, src_layer, kind, src_kind, depth or edge")
         }),
     }
 }
@@ -350,6 +358,22 @@ fn two_tables(args: &Args, a: &str, b: &str) -> EvalResult<(DataFrame, DataFrame
 }
 
 fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    // Two graphs (in memory or read back from their files) must have been scored alike.
+    if let (Some(Value::Graph(b)), Some(Value::Graph(t))) =
+        (args.value("base"), args.value("tuned"))
+    {
+        use crate::attribution::settings::{differences, Purpose};
+        let diffs = differences(&b.meta, &t.meta, Purpose::Compare);
+        if !diffs.is_empty() {
+            return Err(super::graph::mismatch(
+                args.span_of("tuned"),
+                "cannot compare: the two graphs were scored differently",
+                &diffs,
+                "score both with the same loss, method, steps, granularity, T_cut, dtype, \
+                 ablation and chat setting (the study's T_cut column gives both one T_cut)",
+            ));
+        }
+    }
     let (t0, t1, _) = two_tables(&args, "base", "tuned")?;
     let by = parse_by(&args)?;
     if by == By::Edge {

@@ -1,13 +1,14 @@
 //! Graph verbs: `patch` (attribution over samples), `edges`, `nodes`, `circuit`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use candle_core::DType;
 use polars::prelude::*;
 
 use super::samples::{progress_bar, read_specs};
-use crate::attribution::prepare::{prepare, PrepareOptions, TCut};
+use crate::attribution::prepare::{prepare, PrepareError, PrepareOptions, SampleSpec, TCut};
+use crate::attribution::settings::{ablation_of, differences, sample_hash, Purpose};
 use crate::attribution::{run, Graph, GraphMeta, LossKind, Method};
 use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
@@ -15,6 +16,7 @@ use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::model::hooked::HookedTransformer;
 use crate::model::hooks::{Granularity, HookLayout};
+use crate::model::Model;
 use crate::syntax::Span;
 
 pub(super) fn register(reg: &mut Registry) {
@@ -90,7 +92,8 @@ pub(super) fn register(reg: &mut Registry) {
         .named(
             "resume",
             Type::Any,
-            "a partial graph (or its saved table) to continue",
+            "a partial graph (or a saved one, read back) to continue; refused, listing each \
+             difference, unless its model, settings and samples' tokens are this run's",
         )
         .named_default(
             "per_position",
@@ -118,6 +121,24 @@ pub(super) fn register(reg: &mut Registry) {
             "a statistic per fed position",
         ),
         verb_patch,
+    );
+    reg.register_fn(
+        Signature::new(
+            "merge",
+            "join shards of one graph (disjoint samples, scored with the same model and settings)",
+        )
+        .category("graph")
+        .rest(
+            "graphs",
+            Type::Any,
+            "two or more graphs (or saved graphs read back)",
+        )
+        .example(
+            "let whole = merge part1, part2",
+            "shards scored apart (`read` them back from their files); refused, listing each \
+             difference, unless every setting matches and no sample is in both",
+        ),
+        verb_merge,
     );
     reg.register_fn(
         Signature::new("edges", "a graph's edge table, optionally filtered")
@@ -312,6 +333,50 @@ fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
     EvalError::at(span, e.to_string()).with_code("rlq::attribution")
 }
 
+/// Hashes of the models seen, by identity: hashing dequantizes every weight (about a second for
+/// SmolLM2), so a session's many `patch` calls on one model pay it once.
+fn model_hash(m: &Arc<Model>) -> Result<String, String> {
+    static CACHE: Mutex<Vec<(Weak<Model>, String)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().map_err(|e| e.to_string())?;
+    cache.retain(|(w, _)| w.strong_count() > 0);
+    if let Some((_, h)) = cache
+        .iter()
+        .find(|(w, _)| w.upgrade().is_some_and(|x| Arc::ptr_eq(&x, m)))
+    {
+        return Ok(h.clone());
+    }
+    let h = crate::tuning::weights_hash(m).map_err(|e| e.to_string())?;
+    cache.push((Arc::downgrade(m), h.clone()));
+    Ok(h)
+}
+
+/// The refusal of two graphs whose settings differ: every difference, one per line.
+pub(crate) fn mismatch(span: Span, what: &str, diffs: &[String], help: &str) -> EvalError {
+    let mut msg = format!("{what}: {} setting(s) differ", diffs.len());
+    for d in diffs {
+        msg.push_str("\n  - ");
+        msg.push_str(d);
+    }
+    err(span, msg).with_help(help.to_string())
+}
+
+/// A graph argument that may also be a table read back without its settings: those are refused,
+/// since nothing about them can be checked.
+fn checked_graph(v: &Value, span: Span, what: &str) -> EvalResult<Arc<Graph>> {
+    match v {
+        Value::Graph(g) => Ok(g.clone()),
+        Value::Table(_) => Err(err(
+            span,
+            format!("{what} is a table without graph settings: they cannot be checked"),
+        )
+        .with_help(
+            "save graphs with `save g to \"g.parquet\"` (or .csv with its .rlq-graph.json \
+             sidecar): `read` then gives the graph back with its settings",
+        )),
+        other => Err(EvalError::type_mismatch("graph", other.type_name(), span)),
+    }
+}
+
 fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let span = args.span;
     let m = args
@@ -339,6 +404,20 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         }
         _ => Method::Patch,
     };
+    if loss == LossKind::Kl && method == Method::Eap {
+        // KL(clean ‖ run) has its minimum, and so a zero gradient, at the clean run: EAP's
+        // first-order scores are all ~0 whatever the ablation (1e-8 on SmolLM2).
+        return Err(err(
+            args.span_of("loss"),
+            "loss kl with method eap scores every edge ~0: the gradient of the KL is zero at the \
+             clean input, where EAP takes it",
+        )
+        .with_help(
+            "use `method eap_ig` (gradients along the path from the zero or corrupted input, \
+             e.g. with a `corrupt` column) or `method patch`; or a loss with a gradient at the \
+             clean point (self_entropy, nll, logit_diff)",
+        ));
+    }
     let granularity = match (
         args.word_choice("granularity", &["block", "head"])?,
         args.word_choice("kv", &["grouped", "ungrouped"])?,
@@ -383,20 +462,11 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     };
     let resume = match args.value("resume") {
         None | Some(Value::Null) => None,
-        Some(Value::Graph(g)) => Some((**g).clone()),
-        Some(Value::Table(t)) => {
-            let df = t.collect().map_err(|e| err(args.span_of("resume"), e))?;
-            Some(graph_from_sample_table(&df).map_err(|e| err(args.span_of("resume"), e))?)
-        }
-        Some(other) => {
-            return Err(err(
-                args.span_of("resume"),
-                format!(
-                    "resume takes a graph or its saved table, got {}",
-                    other.type_name()
-                ),
-            ))
-        }
+        Some(v) => Some(checked_graph(
+            v,
+            args.span_of("resume"),
+            "the partial graph",
+        )?),
     };
 
     let mut tf = HookedTransformer::new(&m).map_err(|e| err(span, e))?;
@@ -407,10 +477,11 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let layout = HookLayout::new(granularity, c.n_layers, c.n_heads, c.n_kv_heads);
     let interrupted = || ctx.interrupted();
 
+    let chat = args.value("chat").and_then(Value::as_bool).unwrap_or(true);
     let popts = PrepareOptions {
         loss,
         t_cut,
-        chat: args.value("chat").and_then(Value::as_bool).unwrap_or(true),
+        chat,
         // Generated answers also stop at the model's context.
         max_answer_tokens: super::model::whole_arg(&args, "max_tokens", 256.0, 1.0, 1e6)? as usize,
     };
@@ -422,18 +493,55 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         &popts,
         &mut |done, _| gen_bar.set_position(done as u64),
         &interrupted,
-    )
-    .map_err(|e| err(on_span, e))?;
+    );
     gen_bar.finish_and_clear();
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(PrepareError::Interrupted { answers }) => {
+            let kept = with_answers(&table, &specs, &answers).map_err(|e| err(on_span, e))?;
+            let generated = answers.len();
+            let value = Value::Table(Table::Eager(kept));
+            ctx.set_global("_answers", value.clone());
+            eprintln!(
+                "interrupted while generating answers: {generated} of {} generated; the samples \
+                 table is returned (and kept in `_answers`) with `answer_ids` filled in for them \
+                 — continue with `patch m on <it> …` and the same settings: those answers are \
+                 not generated again",
+                specs.len()
+            );
+            return Ok(value);
+        }
+        Err(e) => return Err(err(on_span, e)),
+    };
 
-    let meta = GraphMeta {
+    let t_cut_rule = if specs.iter().all(|s| s.t_cut.is_some()) {
+        "t_cut column".to_string()
+    } else if loss == LossKind::LogitDiff {
+        "none".to_string()
+    } else {
+        match t_cut {
+            TCut::Alpha(a) => format!("alpha {a}"),
+            TCut::Fixed(n) => format!("fixed {n}"),
+            TCut::Full => "whole answer".to_string(),
+        }
+    };
+    let model_hash = model_hash(&m).map_err(|e| err(span, e))?;
+    let mut meta = GraphMeta {
         model: m.source.clone(),
+        model_hash,
         n_layers: c.n_layers,
         loss: loss.name().into(),
         method: method.name().into(),
+        steps: match method {
+            Method::EapIg { steps } => Some(steps),
+            _ => None,
+        },
         granularity: granularity.name().into(),
         t_cut: prepared.t_cut,
-        prompt_ids: Vec::new(),
+        t_cut_rule,
+        dtype: if dtype == DType::F64 { "f64" } else { "f32" }.into(),
+        ablation: ablation_of(&prepared.samples).into(),
+        chat,
         per_sample: args
             .value("per_sample")
             .and_then(Value::as_bool)
@@ -441,16 +549,21 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         per_position,
         n_heads: c.n_heads,
         d_model: c.d_model,
+        ..GraphMeta::default()
     };
     if let Some(prev) = &resume {
-        if prev.positions.is_some() != per_position {
-            return Err(err(
+        // This run's metadata lists every sample it would score, to check the partial graph's.
+        let mut planned = meta.clone();
+        planned.prompt_ids = prepared.samples.iter().map(|s| s.id).collect();
+        planned.sample_hashes = prepared.samples.iter().map(sample_hash).collect();
+        let diffs = differences(&prev.meta, &planned, Purpose::Resume);
+        if !diffs.is_empty() {
+            return Err(mismatch(
                 args.span_of("resume"),
-                format!(
-                    "the partial graph was scored with per_position {}, this run with {}",
-                    prev.positions.is_some(),
-                    per_position
-                ),
+                "cannot resume: the partial graph was scored differently",
+                &diffs,
+                "resume with the partial graph's settings and samples, or start afresh without \
+                 `resume`",
             ));
         }
         if prev.edges.len() != layout.edges().len() {
@@ -463,6 +576,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 ),
             ));
         }
+        meta.per_sample = prev.meta.per_sample || meta.per_sample;
     }
     let bar = progress_bar(prepared.samples.len(), "patch");
     let outcome = run(
@@ -471,7 +585,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         &prepared.samples,
         method,
         meta,
-        resume.as_ref(),
+        resume.as_deref(),
         &mut |done, _| bar.set_position(done as u64),
         &interrupted,
     );
@@ -508,132 +622,80 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     }
 }
 
-/// Rebuild a graph from a saved per-sample table (`prompt_id, src, dst, …, score`).
-fn graph_from_sample_table(df: &DataFrame) -> Result<Graph, String> {
-    let need = [
-        "prompt_id",
-        "src",
-        "dst",
-        "src_layer",
-        "dst_layer",
-        "src_kind",
-        "dst_kind",
-        "score",
-    ];
-    if df.column("position").is_ok() {
-        return Err(
-            "this is a per-position table: resume from the graph value itself (or save \
-                    it with per_position false)"
-                .into(),
-        );
+/// The samples table with an `answer_ids` column: each row's given ids, else the answer
+/// generated for it before an interrupt, else null (generated when the table is patched again).
+fn with_answers(
+    table: &DataFrame,
+    specs: &[SampleSpec],
+    generated: &[(i64, Vec<u32>)],
+) -> Result<DataFrame, String> {
+    let by_id: HashMap<i64, &Vec<u32>> = generated.iter().map(|(i, a)| (*i, a)).collect();
+    let mut cells: Vec<Option<Series>> = vec![None; table.height()];
+    for s in specs {
+        let ids = s.answer_ids.as_ref().or_else(|| by_id.get(&s.id).copied());
+        if let (Some(ids), Some(cell)) = (ids, cells.get_mut(s.row)) {
+            let v: Vec<i64> = ids.iter().map(|&t| i64::from(t)).collect();
+            *cell = Some(Series::new("".into(), v));
+        }
     }
-    for c in need {
-        if df.column(c).is_err() {
-            return Err(format!(
-                "a saved graph table needs column `{c}` (save it from a graph with per_sample true)"
+    let mut column = Series::new("answer_ids".into(), cells);
+    if column.dtype() != &DataType::List(Box::new(DataType::Int64)) {
+        column = column
+            .cast(&DataType::List(Box::new(DataType::Int64)))
+            .map_err(|e| e.to_string())?;
+    }
+    let mut out = table.clone();
+    out.with_column(column.into_column())
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn verb_merge(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let shards = args.all("graphs");
+    if shards.len() < 2 {
+        return Err(err(args.span, "merge needs two or more shards"));
+    }
+    let mut graphs = Vec::with_capacity(shards.len());
+    for (i, a) in shards.iter().enumerate() {
+        let v = match &a.value {
+            crate::eval::registry::ArgValue::Value(v) => v,
+            _ => return Err(err(a.span, "expected a graph")),
+        };
+        graphs.push(checked_graph(v, a.span, &format!("shard {}", i + 1))?);
+    }
+    let first = &graphs[0];
+    let mut merged = (**first).clone();
+    for (g, a) in graphs.iter().zip(shards).skip(1) {
+        let diffs = differences(&merged.meta, &g.meta, Purpose::Merge);
+        if !diffs.is_empty() {
+            return Err(mismatch(
+                a.span,
+                "cannot merge: this shard was scored differently",
+                &diffs,
+                "merge shards scored with the same model and settings (give T_cut explicitly, \
+                 `t_cut n` or a t_cut column: `alpha` takes T̄ from each shard's own answers)",
             ));
         }
-    }
-    let s = |c: &str| -> Result<Vec<String>, String> {
-        Ok(df
-            .column(c)
-            .and_then(|c| c.cast(&DataType::String))
-            .map_err(|e| e.to_string())?
-            .str()
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|v| v.unwrap_or_default().to_string())
-            .collect())
-    };
-    let i = |c: &str| -> Result<Vec<i64>, String> {
-        Ok(df
-            .column(c)
-            .and_then(|c| c.cast(&DataType::Int64))
-            .map_err(|e| e.to_string())?
-            .i64()
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|v| v.unwrap_or(0))
-            .collect())
-    };
-    let score: Vec<f64> = df
-        .column("score")
-        .and_then(|c| c.cast(&DataType::Float64))
-        .map_err(|e| e.to_string())?
-        .f64()
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|v| v.unwrap_or(f64::NAN))
-        .collect();
-    let (pid, src, dst) = (i("prompt_id")?, s("src")?, s("dst")?);
-    let (sl, dl, sk, dk) = (
-        i("src_layer")?,
-        i("dst_layer")?,
-        s("src_kind")?,
-        s("dst_kind")?,
-    );
-    let kind = |k: &str| -> &'static str {
-        match k {
-            "embed" => "embed",
-            "attn" => "attn",
-            "head" => "head",
-            "mlp" => "mlp",
-            "q" => "q",
-            "k" => "k",
-            "v" => "v",
-            _ => "logits",
+        if g.edges != merged.edges {
+            return Err(err(
+                a.span,
+                "cannot merge: this shard's edges are not the first shard's",
+            ));
         }
-    };
-    let mut edge_index: HashMap<(String, String), usize> = HashMap::new();
-    let mut edges = Vec::new();
-    let mut sample_index: HashMap<i64, usize> = HashMap::new();
-    let mut ids = Vec::new();
-    let mut rows: Vec<(usize, usize, f64)> = Vec::with_capacity(df.height());
-    for r in 0..df.height() {
-        let key = (src[r].clone(), dst[r].clone());
-        let e = *edge_index.entry(key).or_insert_with(|| {
-            edges.push(crate::attribution::EdgeInfo {
-                src: src[r].clone(),
-                dst: dst[r].clone(),
-                src_layer: sl[r],
-                dst_layer: dl[r],
-                src_kind: kind(&sk[r]),
-                dst_kind: kind(&dk[r]),
-            });
-            edges.len() - 1
-        });
-        let sidx = *sample_index.entry(pid[r]).or_insert_with(|| {
-            ids.push(pid[r]);
-            ids.len() - 1
-        });
-        rows.push((sidx, e, score[r]));
+        merged.scores.extend(g.scores.iter().cloned());
+        // `differences` refused shards that differ in `per_position`: both have them or neither.
+        if let (Some(p), Some(q)) = (merged.positions.as_mut(), g.positions.as_ref()) {
+            p.token_ids.extend(q.token_ids.iter().cloned());
+            p.tokens.extend(q.tokens.iter().cloned());
+            p.scores.extend(q.scores.iter().cloned());
+        }
+        merged.meta.prompt_ids.extend(&g.meta.prompt_ids);
+        merged
+            .meta
+            .sample_hashes
+            .extend(g.meta.sample_hashes.iter().cloned());
     }
-    let mut scores = vec![vec![f64::NAN; edges.len()]; ids.len()];
-    for (s, e, v) in rows {
-        scores[s][e] = v;
-    }
-    if scores.iter().flatten().any(|v| v.is_nan()) {
-        return Err("the saved table is missing some (sample, edge) rows".into());
-    }
-    let n_layers = dl.iter().copied().max().unwrap_or(0).max(0) as usize;
-    Ok(Graph {
-        edges,
-        scores,
-        meta: GraphMeta {
-            model: String::new(),
-            n_layers,
-            loss: String::new(),
-            method: String::new(),
-            granularity: String::new(),
-            t_cut: None,
-            prompt_ids: ids,
-            per_sample: true,
-            per_position: false,
-            n_heads: 0,
-            d_model: 0,
-        },
-        positions: None,
-    })
+    Ok(Value::Graph(Arc::new(merged)))
 }
 
 fn graph_arg(args: &Args) -> EvalResult<Arc<Graph>> {

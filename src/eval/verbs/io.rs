@@ -6,6 +6,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
+use crate::attribution::saved;
 use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
@@ -15,7 +16,8 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new(
             "read",
-            "read a table from a csv, parquet, json or jsonl file",
+            "read a table from a csv, parquet, json or jsonl file; a saved graph comes back as the \
+             graph, with its settings",
         )
         .category("io")
         .required(
@@ -32,7 +34,8 @@ pub(super) fn register(reg: &mut Registry) {
             "write a table to csv, parquet, json, jsonl or md (a markdown table), atomically",
         )
         .category("io")
-        .piped("value", Type::Table, "the table (or graph) to write")
+        // Any: a graph must arrive as itself (Type::Table would turn it into its edge table).
+        .piped("value", Type::Any, "the table (or graph) to write")
         .named_required(
             "to",
             Type::Str,
@@ -40,6 +43,11 @@ pub(super) fn register(reg: &mut Registry) {
              (.ndjson) or .md",
         )
         .example("save t to \"out/t.parquet\"", "writes t")
+        .example(
+            "save g to \"out/g.parquet\"",
+            "a graph: every sample's scores, its settings in the file's metadata (csv/json: in \
+             a `.rlq-graph.json` sidecar); `read` gives the graph back",
+        )
         .example(
             "t | top 10 by score | save to \"out/top.csv\"",
             "pipes into save",
@@ -102,6 +110,16 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
     }
     // Only regular files: a FIFO would block for ever, `/dev/zero` would never end.
     let file = crate::files::open_regular(&path).map_err(io_err)?;
+    // A saved graph's settings: parquet key-value metadata, or the sidecar of a text table.
+    let mut graph_settings: Option<String> = None;
+    let sidecar = saved::sidecar_path(&path);
+    if format != Format::Parquet && sidecar.is_file() {
+        let f = crate::files::open_regular(&sidecar).map_err(io_err)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_SIDECAR), &mut text)
+            .map_err(io_err)?;
+        graph_settings = Some(text);
+    }
     let df = match format {
         Format::Csv => guard_polars(|| {
             CsvReadOptions::default()
@@ -110,7 +128,16 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
                 .into_reader_with_file_handle(file)
                 .finish()
         }),
-        Format::Parquet => guard_polars(|| ParquetReader::new(file).finish()),
+        Format::Parquet => guard_polars(|| {
+            let mut reader = ParquetReader::new(file);
+            graph_settings = reader
+                .get_metadata()?
+                .key_value_metadata()
+                .as_ref()
+                .and_then(|kv| kv.iter().find(|k| k.key == saved::META_KEY))
+                .and_then(|k| k.value.clone());
+            reader.finish()
+        }),
         Format::Markdown => return Err(not_read()),
         Format::Json | Format::JsonLines => {
             let mut bytes = Vec::new();
@@ -152,8 +179,28 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
     let df = df.map_err(|e| {
         EvalError::at(span, format!("cannot read `{}`: {e}", path.display())).with_code("rlq::io")
     })?;
-    Ok(df.into())
+    match graph_settings {
+        None => Ok(df.into()),
+        Some(text) => {
+            let bad = |e: String| {
+                EvalError::at(
+                    span,
+                    format!(
+                        "`{}` is a saved graph that cannot be read back: {e}",
+                        path.display()
+                    ),
+                )
+                .with_code("rlq::io")
+            };
+            let meta = saved::parse_meta(&text).map_err(bad)?;
+            let graph = saved::from_sample_table(&df, Some(meta)).map_err(bad)?;
+            Ok(Value::Graph(std::sync::Arc::new(graph)))
+        }
+    }
 }
+
+/// The largest graph-settings sidecar read (its sample hashes grow with N: ~30 bytes each).
+const MAX_SIDECAR: u64 = 64 << 20;
 
 /// The deepest JSON nesting `read` accepts. Parsers recurse once per level; 50 000 levels
 /// overflowed the stack. serde_json's own limit is 128; tables need a handful.
@@ -197,29 +244,71 @@ fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let path = ctx.resolve_path(&given);
     let format = format_of(&path, &args, "to")?;
     let value = args.value("value").cloned().unwrap_or(Value::Null);
-    let mut df = value.as_table().ok_or_else(|| {
-        EvalError::type_mismatch("table", value.type_name(), args.span_of("value"))
-    })?;
-    write_atomic(&path, format, &mut df).map_err(|e| {
+    let save_err = |e: String| {
         EvalError::at(
             args.span_of("to"),
             format!("cannot save to `{}`: {e}", path.display()),
         )
         .with_code("rlq::io")
-    })?;
+    };
+    // A graph is saved whole (every sample's scores) with its settings, so `read` gives it back.
+    let (mut df, settings) = match &value {
+        Value::Graph(g) if format != Format::Markdown => (
+            g.sample_table().map_err(|e| save_err(e.to_string()))?,
+            Some(saved::meta_json(&g.meta)),
+        ),
+        _ => (
+            value.as_table().ok_or_else(|| {
+                EvalError::type_mismatch("table or graph", value.type_name(), args.span_of("value"))
+            })?,
+            None,
+        ),
+    };
+    let sidecar = saved::sidecar_path(&path);
+    match (&settings, format) {
+        (_, Format::Parquet | Format::Markdown) => {}
+        (Some(text), _) => {
+            crate::files::write_text_atomic(&sidecar, text).map_err(|e| save_err(e.to_string()))?
+        }
+        // A table saved over a graph's file: its old sidecar would make `read` misread it.
+        (None, _) => {
+            if sidecar.is_file() {
+                std::fs::remove_file(&sidecar).map_err(|e| save_err(e.to_string()))?;
+            }
+        }
+    }
+    let kv = match (&settings, format) {
+        (Some(text), Format::Parquet) => Some(KeyValueMetadata::from_static(vec![(
+            saved::META_KEY.to_string(),
+            text.clone(),
+        )])),
+        _ => None,
+    };
+    write_atomic(&path, format, &mut df, kv).map_err(save_err)?;
     Ok(Value::Null)
 }
 
 /// Writes a table atomically in `format` through [`crate::files::write_atomic`].
-fn write_atomic(path: &Path, format: Format, df: &mut DataFrame) -> Result<(), String> {
+fn write_atomic(
+    path: &Path,
+    format: Format,
+    df: &mut DataFrame,
+    kv: Option<KeyValueMetadata>,
+) -> Result<(), String> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     crate::files::write_atomic(path, ext, |file, _| {
-        guard_polars(|| Ok(write_file(file, format, df))).unwrap_or_else(|e| Err(e.to_string()))
+        guard_polars(|| Ok(write_file(file, format, df, kv.clone())))
+            .unwrap_or_else(|e| Err(e.to_string()))
     })
     .map_err(|e| e.to_string())
 }
 
-fn write_file(file: &mut File, format: Format, df: &mut DataFrame) -> Result<(), String> {
+fn write_file(
+    file: &mut File,
+    format: Format,
+    df: &mut DataFrame,
+    kv: Option<KeyValueMetadata>,
+) -> Result<(), String> {
     let mut w = BufWriter::new(file);
     match format {
         Format::Csv => CsvWriter::new(&mut w)
@@ -227,6 +316,7 @@ fn write_file(file: &mut File, format: Format, df: &mut DataFrame) -> Result<(),
             .map_err(|e| e.to_string())?,
         Format::Parquet => {
             ParquetWriter::new(&mut w)
+                .with_key_value_metadata(kv)
                 .finish(df)
                 .map_err(|e| e.to_string())?;
         }
@@ -278,7 +368,7 @@ pub(crate) fn markdown_table(df: &DataFrame) -> String {
     out
 }
 
-fn fmt_float(x: f64) -> String {
+pub(crate) fn fmt_float(x: f64) -> String {
     if x == 0.0 || (x.abs() >= 1e-3 && x.abs() < 1e6) {
         let s = format!("{x:.4}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -346,4 +436,37 @@ fn json_column(name: &str, values: &[serde_json::Value]) -> Column {
             .collect();
         Column::new(name, text)
     }
+}
+
+/// Writes `df` to a parquet file atomically, with file-level key-value metadata.
+pub(super) fn save_parquet(
+    path: &Path,
+    df: &mut DataFrame,
+    metadata: Vec<(String, String)>,
+) -> Result<(), String> {
+    write_atomic(
+        path,
+        Format::Parquet,
+        df,
+        Some(KeyValueMetadata::from_static(metadata)),
+    )
+}
+
+/// Reads a parquet file and the value of one key of its key-value metadata.
+pub(super) fn read_parquet_with(
+    path: &Path,
+    key: &str,
+) -> Result<(DataFrame, Option<String>), String> {
+    let file = crate::files::open_regular(path).map_err(|e| e.to_string())?;
+    guard_polars(|| {
+        let mut reader = ParquetReader::new(file);
+        let value = reader
+            .get_metadata()?
+            .key_value_metadata()
+            .as_ref()
+            .and_then(|kv| kv.iter().find(|k| k.key == key))
+            .and_then(|k| k.value.clone());
+        Ok((reader.finish()?, value))
+    })
+    .map_err(|e| e.to_string())
 }

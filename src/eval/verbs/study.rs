@@ -16,6 +16,59 @@ use crate::syntax::Span;
 pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new(
+            "provenance",
+            "what a base-vs-tuned study rests on, as a `setting | value` table: models and their \
+             weights' hashes, questions kept at each stage, N, T̄, α, T_cut, the length filter, \
+             the scoring settings, and warnings where the data are thin",
+        )
+        .category("study")
+        .required("base", Type::Graph, "the base model's graph")
+        .required("tuned", Type::Graph, "the tuned model's graph")
+        .named_required(
+            "selection",
+            Type::Table,
+            "the questions from `select_questions`",
+        )
+        .named("max_tokens", Type::Number, "the answers' token limit")
+        .named("seed", Type::Number, "the questions' and sampling seed")
+        .named(
+            "resamples",
+            Type::Number,
+            "bootstrap resamples of `compare`",
+        )
+        .example(
+            "provenance g0, g1 selection sel max_tokens 128 seed 0",
+            "setting | value",
+        ),
+        verb_provenance,
+    );
+    reg.register_fn(
+        Signature::new(
+            "reuse",
+            "a table saved by an earlier run with the same key, else `make()` saved for next \
+             time: a failed study continues without regenerating; another key is refused",
+        )
+        .category("study")
+        .required("path", Type::Str, "a .parquet file")
+        .required(
+            "make",
+            Type::Func,
+            "a function of no arguments making the table",
+        )
+        .named_required(
+            "key",
+            Type::List,
+            "the values the table depends on (model path, questions, seed, max_tokens…)",
+        )
+        .example(
+            "reuse \"qs.parquet\" make_qs key [\"arith\", 20, 1]",
+            "with `fn make_qs() = arith 20 seed 1`: reads the file when its key matches, else \
+             runs make_qs and saves it",
+        ),
+        verb_reuse,
+    );
+    reg.register_fn(
+        Signature::new(
             "param",
             "a script parameter: the variable if it is set (`--set`), else a default",
         )
@@ -57,6 +110,11 @@ pub(super) fn register(reg: &mut Registry) {
         .named_required("to", Type::Str, "the .md file")
         .named("title", Type::Str, "the heading")
         .named("notes", Type::Str, "a paragraph under the heading")
+        .named(
+            "provenance",
+            Type::Table,
+            "a `setting | value` table (from `provenance`): a settings section, its warnings first",
+        )
         .example(
             "summary cmp, by_layer to \"out/summary.md\" title \"RL vs base\"",
             "a report",
@@ -132,7 +190,9 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .example(
             "select_questions a0, a1 alpha 0.1 n 100",
-            "prompt_id, prompt, answer_ids_base, answer_ids_tuned, n_base, n_tuned, t_cut",
+            "prompt_id, prompt, answer_ids_base, answer_ids_tuned, n_base, n_tuned, t_bar, t_cut, \
+             and what the selection rests on: alpha, asked, both_correct, length_kept, \
+             len_filter, len_tolerance",
         ),
         verb_select_questions,
     );
@@ -302,6 +362,8 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
         )
         .with_help("use more questions, easier ones, or larger max_tokens"));
     }
+    let asked = a0.keys().filter(|id| a1.contains_key(id)).count();
+    let both_correct = both.len();
     let mean = |m: &HashMap<i64, Answered>| -> f64 {
         both.iter().map(|id| m[id].n as f64).sum::<f64>() / both.len() as f64
     };
@@ -365,6 +427,16 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
         ),
         Column::new("t_bar".into(), vec![t_bar; chosen.len()]),
         Column::new("t_cut".into(), vec![t_cut; chosen.len()]),
+        // What the selection rests on, one value per column (the report's provenance).
+        Column::new("alpha".into(), vec![alpha; chosen.len()]),
+        Column::new("asked".into(), vec![asked as i64; chosen.len()]),
+        Column::new(
+            "both_correct".into(),
+            vec![both_correct as i64; chosen.len()],
+        ),
+        Column::new("length_kept".into(), vec![kept.len() as i64; chosen.len()]),
+        Column::new("len_filter".into(), vec![len_filter; chosen.len()]),
+        Column::new("len_tolerance".into(), vec![tolerance; chosen.len()]),
     ])
     .map_err(|e| err(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
@@ -494,6 +566,12 @@ fn verb_summary(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         text.push_str(notes);
         text.push_str("\n\n");
     }
+    if let Some(t) = args.table("provenance") {
+        let df = t
+            .collect()
+            .map_err(|e| err(args.span_of("provenance"), e))?;
+        text.push_str(&provenance_section(&df).map_err(|m| err(args.span_of("provenance"), m))?);
+    }
     let src = ctx.current_source().text.clone();
     for (i, a) in args.all("tables").iter().enumerate() {
         let name = src
@@ -519,4 +597,240 @@ fn verb_summary(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         )
     })?;
     Ok(Value::Null)
+}
+
+/// The values of a `key` list as JSON (numbers, text, booleans, lists); anything else by type.
+fn key_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => (*b).into(),
+        Value::Number(x) => {
+            serde_json::Number::from_f64(*x).map_or(serde_json::Value::Null, Into::into)
+        }
+        Value::Str(s) => s.clone().into(),
+        Value::List(items) => items.iter().map(key_json).collect(),
+        other => format!("<{}>", other.type_name()).into(),
+    }
+}
+
+/// The parquet metadata key under which `reuse` stores its key.
+const REUSE_KEY: &str = "rlq.reuse";
+
+fn verb_reuse(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let path = ctx.resolve_path(args.str("path").unwrap_or_default());
+    let pspan = args.span_of("path");
+    if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
+        return Err(err(
+            pspan,
+            "reuse keeps its table in a .parquet file (it holds list columns \
+                               such as answer_ids, and the key)",
+        ));
+    }
+    let key = key_json(args.value("key").unwrap_or(&Value::Null));
+    if path.is_file() {
+        let (df, saved) = super::io::read_parquet_with(&path, REUSE_KEY)
+            .map_err(|e| err(pspan, format!("cannot read `{}`: {e}", path.display())))?;
+        let Some(saved) = saved else {
+            return Err(err(
+                pspan,
+                format!(
+                    "`{}` was not saved by `reuse`: its key is unknown",
+                    path.display()
+                ),
+            )
+            .with_help("delete it, or give another path"));
+        };
+        let saved: serde_json::Value = serde_json::from_str(&saved).unwrap_or_default();
+        if saved != key {
+            let (a, b) = (
+                saved.as_array().cloned().unwrap_or_default(),
+                key.as_array().cloned().unwrap_or_default(),
+            );
+            let mut diffs = Vec::new();
+            for i in 0..a.len().max(b.len()) {
+                let (x, y) = (a.get(i), b.get(i));
+                if x != y {
+                    let show = |v: Option<&serde_json::Value>| {
+                        v.map_or("(none)".to_string(), |v| v.to_string())
+                    };
+                    diffs.push(format!("key {}: {} saved, {} now", i + 1, show(x), show(y)));
+                }
+            }
+            return Err(super::graph::mismatch(
+                args.span_of("key"),
+                &format!("`{}` was made with another key", path.display()),
+                &diffs,
+                "delete the file to make it again, or write to another `out`",
+            ));
+        }
+        eprintln!("reusing `{}` (saved with the same key)", path.display());
+        return Ok(Value::Table(Table::Eager(df)));
+    }
+    let make = args.value("make").cloned().unwrap_or(Value::Null);
+    let made = ctx.call(&make, Vec::new(), args.span_of("make"))?;
+    let mut df = made
+        .as_table()
+        .ok_or_else(|| EvalError::type_mismatch("table", made.type_name(), args.span_of("make")))?;
+    super::io::save_parquet(
+        &path,
+        &mut df,
+        vec![(REUSE_KEY.to_string(), key.to_string())],
+    )
+    .map_err(|e| err(pspan, format!("cannot save to `{}`: {e}", path.display())))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+/// The first value of a column of the selection (they are constant), as text.
+fn first_value(df: &DataFrame, column: &str) -> Option<String> {
+    let v = df.column(column).ok()?.get(0).ok()?;
+    Some(match v {
+        AnyValue::Float64(x) => super::io::fmt_float(x),
+        AnyValue::String(s) => s.to_string(),
+        other => other.to_string(),
+    })
+}
+
+fn verb_provenance(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let g0 = args
+        .graph("base")
+        .ok_or_else(|| err(args.span_of("base"), "expected the base graph"))?;
+    let g1 = args
+        .graph("tuned")
+        .ok_or_else(|| err(args.span_of("tuned"), "expected the tuned graph"))?;
+    let sel = args
+        .table("selection")
+        .ok_or_else(|| err(args.span_of("selection"), "expected the selection table"))?
+        .collect()
+        .map_err(|e| err(args.span_of("selection"), e))?;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut row = |k: &str, v: String| rows.push((k.to_string(), v));
+    let hash = |h: &str| {
+        if h.is_empty() {
+            "(unknown)".to_string()
+        } else {
+            h[..h.len().min(16)].to_string()
+        }
+    };
+    row("base model", g0.meta.model.clone());
+    row("base weights (blake3)", hash(&g0.meta.model_hash));
+    row("tuned model", g1.meta.model.clone());
+    row("tuned weights (blake3)", hash(&g1.meta.model_hash));
+    if !g0.meta.model_hash.is_empty() && g0.meta.model_hash == g1.meta.model_hash {
+        warnings.push("base and tuned have the same weights: every paired delta is 0".into());
+    }
+    let stage = |c: &str| first_value(&sel, c).unwrap_or_else(|| "(not recorded)".into());
+    row("questions both models answered", stage("asked"));
+    row("answered correctly by both", stage("both_correct"));
+    let filter_on = first_value(&sel, "len_filter").as_deref() != Some("false");
+    if filter_on {
+        row("kept by the length filter", stage("length_kept"));
+        row(
+            "length filter",
+            format!(
+                "on: mean length in [⌊0.5·T̄⌋, ⌊1.5·T̄⌋], the two lengths within {} × their mean",
+                stage("len_tolerance")
+            ),
+        );
+    } else {
+        row("length filter", "OFF (METHOD.md §4 step 3 skipped)".into());
+        warnings.push(
+            "the length filter was off: the questions' answer lengths are not matched".into(),
+        );
+    }
+    let n = sel.height();
+    row("N (questions sampled)", n.to_string());
+    row(
+        "samples scored (base, tuned)",
+        format!("{}, {}", g0.scores.len(), g1.scores.len()),
+    );
+    if g0.scores.len() != n || g1.scores.len() != n {
+        warnings.push(format!(
+            "the graphs hold {} and {} samples, the selection {n}: not every question was scored",
+            g0.scores.len(),
+            g1.scores.len()
+        ));
+    }
+    row("T̄ (mean answer tokens, the shorter model)", stage("t_bar"));
+    row("α", stage("alpha"));
+    let t_cut = first_value(&sel, "t_cut");
+    row(
+        "T_cut = max(⌊α·T̄⌋, 1)",
+        t_cut.clone().unwrap_or_else(|| "(not recorded)".into()),
+    );
+    for (name, key) in [
+        ("max_tokens", "max_tokens"),
+        ("seed", "seed"),
+        ("bootstrap resamples", "resamples"),
+    ] {
+        if let Some(x) = args.number(key) {
+            row(name, super::io::fmt_float(x));
+        }
+    }
+    let m = &g0.meta;
+    row("loss", m.loss.clone());
+    row(
+        "method",
+        match m.steps {
+            Some(s) => format!("{} ({s} steps)", m.method),
+            None => m.method.clone(),
+        },
+    );
+    row("granularity", m.granularity.clone());
+    row("T_cut rule", m.t_cut_rule.clone());
+    row("dtype", m.dtype.clone());
+    row("ablation", m.ablation.clone());
+    row("chat template", m.chat.to_string());
+    let diffs = crate::attribution::settings::differences(
+        &g0.meta,
+        &g1.meta,
+        crate::attribution::settings::Purpose::Compare,
+    );
+    warnings.extend(
+        diffs
+            .into_iter()
+            .map(|d| format!("the graphs differ in {d}")),
+    );
+    if n < 30 {
+        warnings.push(format!(
+            "N = {n} < 30: the bootstrap intervals are unreliable"
+        ));
+    }
+    if t_cut.as_deref() == Some("1") {
+        warnings.push("T_cut = 1: only the first answer token is scored".into());
+    }
+    rows.extend(warnings.into_iter().map(|w| ("warning".to_string(), w)));
+    let df = df!(
+        "setting" => rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        "value" => rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+    )
+    .map_err(|e| err(args.span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+/// The report's warnings (rows `warning`) as a list, then every other setting as a table.
+fn provenance_section(df: &DataFrame) -> Result<String, String> {
+    let setting = string_column(df, "setting")?;
+    let value = string_column(df, "value")?;
+    let mut warnings = String::new();
+    let (mut names, mut values) = (Vec::new(), Vec::new());
+    for (k, v) in setting.into_iter().zip(value) {
+        let (k, v) = (k.unwrap_or_default(), v.unwrap_or_default());
+        if k == "warning" {
+            warnings.push_str(&format!("- **{v}**\n"));
+        } else {
+            names.push(k);
+            values.push(v);
+        }
+    }
+    let mut out = String::new();
+    if !warnings.is_empty() {
+        out.push_str(&format!("## Warnings\n\n{warnings}\n"));
+    }
+    let table = df!("setting" => names, "value" => values).map_err(|e| e.to_string())?;
+    out.push_str(&format!(
+        "## Settings and provenance\n\n{}\n",
+        super::io::markdown_table(&table)
+    ));
+    Ok(out)
 }
