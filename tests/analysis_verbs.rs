@@ -363,7 +363,7 @@ fn overlap_statistics_cover_what_they_say() {
     let pick = |v: &[f64]| union.iter().map(|&i| v[i]).collect::<Vec<_>>();
     // Same formulas on the same f64 inputs: equal to rounding (1e-12).
     let close = |x: f64, y: f64| (x - y).abs() <= 1e-12;
-    use rlq::analysis::measures::{kendall, pearson, spearman};
+    use rlq::analysis::measures::{pearson, spearman};
     assert!(close(get("spearman_top"), spearman(&pick(&a), &pick(&b))));
     assert!(close(get("spearman"), spearman(&a, &b)));
     assert!(close(get("pearson"), pearson(&a, &b)));

@@ -362,6 +362,7 @@ fn ungrouped_graph() -> Graph {
             per_position: false,
             n_heads: 4,
             d_model: 16,
+            ..GraphMeta::default()
         },
         positions: None,
     }

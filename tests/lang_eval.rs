@@ -1604,7 +1604,9 @@ fn dot_graph(edges: &[(&str, &str, i64, i64, &'static str, &'static str)], score
             t_cut: Some(3),
             prompt_ids: vec![0],
             per_sample: false,
+            ..GraphMeta::default()
         },
+        positions: None,
     }
 }
 

@@ -142,6 +142,8 @@ pub fn to_eap_ig_json(g: &Graph, circuit: Option<&[usize]>) -> Result<Value> {
                 "n_samples": g.scores.len(),
                 "t_cut": m.t_cut,
                 "scored": g.edges.len(),
+                // Every setting, as a saved graph carries them (read back by `read_graph`).
+                "settings": serde_json::to_value(m).unwrap_or(Value::Null),
             },
         },
         "nodes": nodes,
@@ -232,21 +234,32 @@ pub fn from_eap_ig_json(v: &Value, which: JsonEdges) -> Result<Graph> {
     Ok(Graph {
         edges: keep.iter().map(|&i| full[i].clone()).collect(),
         scores: vec![keep.iter().map(|&i| found[i].unwrap_or(0.0)).collect()],
-        meta: GraphMeta {
-            model: text("model"),
-            n_layers,
-            loss: text("loss"),
-            method: text("method"),
-            granularity: Granularity::HeadUngrouped.name().into(),
-            t_cut: rlq
-                .and_then(|r| r.get("t_cut"))
-                .and_then(Value::as_u64)
-                .and_then(|t| usize::try_from(t).ok()),
-            prompt_ids: vec![0],
-            per_sample: false,
-            per_position: false,
-            n_heads,
-            d_model,
+        meta: {
+            // The file holds one score per edge (the mean): one sample, whatever it was made of.
+            let base = rlq
+                .and_then(|r| r.get("settings"))
+                .and_then(|v| serde_json::from_value::<GraphMeta>(v.clone()).ok())
+                .unwrap_or_else(|| GraphMeta {
+                    model: text("model"),
+                    loss: text("loss"),
+                    method: text("method"),
+                    t_cut: rlq
+                        .and_then(|r| r.get("t_cut"))
+                        .and_then(Value::as_u64)
+                        .and_then(|t| usize::try_from(t).ok()),
+                    ..GraphMeta::default()
+                });
+            GraphMeta {
+                n_layers,
+                granularity: Granularity::HeadUngrouped.name().into(),
+                prompt_ids: vec![0],
+                sample_hashes: Vec::new(),
+                per_sample: false,
+                per_position: false,
+                n_heads,
+                d_model,
+                ..base
+            }
         },
         positions: None,
     })

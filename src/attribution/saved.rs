@@ -193,5 +193,6 @@ pub fn from_sample_table(df: &DataFrame, meta: Option<GraphMeta>) -> Result<Grap
         edges,
         scores,
         meta,
+        positions: None,
     })
 }
