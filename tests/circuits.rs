@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, Tensor};
 use polars::prelude::*;
 use rlq::attribution::{score_sample, Method, Sample, SampleLoss};
 use rlq::circuit::{
@@ -55,7 +55,11 @@ fn samples() -> Vec<Sample> {
 
 /// Mean NLL of `targets[t]` at row `start + t` of `[seq, vocab]` logits, in f64 by hand.
 fn nll(logits: &Tensor, start: usize, targets: &[u32]) -> f64 {
-    let rows = logits.to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap();
+    let rows = logits
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec2::<f64>()
+        .unwrap();
     let mut total = 0.0;
     for (t, &y) in targets.iter().enumerate() {
         let row = &rows[start + t];
@@ -158,7 +162,12 @@ fn empty_circuit_equals_every_source_ablated() {
                         None,
                     )
                     .unwrap();
-                out.sources.unwrap().sum(0).unwrap().to_vec2::<f64>().unwrap()
+                out.sources
+                    .unwrap()
+                    .sum(0)
+                    .unwrap()
+                    .to_vec2::<f64>()
+                    .unwrap()
             })
             .collect();
         let d = tf.config.d_model;
@@ -181,7 +190,10 @@ fn empty_circuit_equals_every_source_ablated() {
                 }
             }
         }
-        for (ab, target) in [(Ablation::Mean, None), (Ablation::MeanPositional, Some(&pos_mean))] {
+        for (ab, target) in [
+            (Ablation::Mean, None),
+            (Ablation::MeanPositional, Some(&pos_mean)),
+        ] {
             let v = ablation_values(&tf, &lay, &ss, ab, &|| false).unwrap();
             let got = eval_mean(&tf, &lay, &empty, &ss, &v);
             for ((s, fin), m) in ss.iter().zip(&finals).zip(got) {
@@ -264,8 +276,7 @@ fn eap_scores_equal_exact_ablations_on_a_linear_model() {
         let t = w.get(name).unwrap().clone();
         let t = if name.contains("norm") {
             (t.ones_like().unwrap() * 1e15).unwrap()
-        } else if name.contains("q_proj") || name.contains("k_proj") || name.contains("gate_proj")
-        {
+        } else if name.contains("q_proj") || name.contains("k_proj") || name.contains("gate_proj") {
             t.zeros_like().unwrap()
         } else {
             t
@@ -298,7 +309,10 @@ fn eap_scores_equal_exact_ablations_on_a_linear_model() {
         let v = ablation_values(&tf, &lay, &ss, Ablation::Zero, &|| false).unwrap();
         let full = eval_mean(&tf, &lay, &Circuit::full(edges.len()), &ss, &v)[0];
         let scale = eap.scores.iter().fold(0f64, |a, x| a.max(x.abs()));
-        assert!(scale > 1e-3, "the linear model's scores are not trivial: {scale}");
+        assert!(
+            scale > 1e-3,
+            "the linear model's scores are not trivial: {scale}"
+        );
         let mut nonzero = 0;
         for e in 0..edges.len() {
             let mut c = Circuit::full(edges.len());
@@ -352,18 +366,37 @@ fn faithfulness_curve_ends_and_interrupts() {
     assert_eq!((last.n_edges, last.f), (edges.len(), 1.0));
     assert_eq!(last.random.as_ref().unwrap().f, vec![1.0, 1.0]);
     assert_eq!(curve.points[0].n_top, (0.1 * edges.len() as f64) as usize);
-    // Interrupt after the baselines and the first point: 2 evaluations of 2 samples each for
-    // m(N), m(∅), then 1 + 2 circuits for the first point, each polled per sample.
+    // Count the polls of a whole run (once per sample evaluated; repeated circuits are not
+    // rerun), then interrupt at its last poll: the last point evaluated is lost, the ones
+    // before it are kept exactly.
     let polls = Cell::new(0usize);
-    let stop_after = 2 * 2 + 3 * 2;
-    let part = faithfulness(&tf, &lay, &graph, &ss, &v, &opts, &mut |_, _| {}, &|| {
+    let counting = || {
         polls.set(polls.get() + 1);
-        polls.get() > stop_after
-    })
+        false
+    };
+    faithfulness(&tf, &lay, &graph, &ss, &v, &opts, &mut |_, _| {}, &counting).unwrap();
+    let total = polls.get();
+    polls.set(0);
+    let stop_at_last = || {
+        polls.set(polls.get() + 1);
+        polls.get() >= total
+    };
+    let part = faithfulness(
+        &tf,
+        &lay,
+        &graph,
+        &ss,
+        &v,
+        &opts,
+        &mut |_, _| {},
+        &stop_at_last,
+    )
     .unwrap();
     assert!(part.stopped);
-    assert_eq!(part.points.len(), 1);
-    assert_eq!(part.points[0].f, curve.points[0].f);
+    assert!(part.points.len() < curve.points.len());
+    for (a, b) in part.points.iter().zip(&curve.points) {
+        assert_eq!((a.p, a.n_edges, a.f), (b.p, b.n_edges, b.f));
+    }
 }
 
 /// The verbs on the synthetic model: `circuit` (top, threshold, greedy, prune), `evaluate`
@@ -406,10 +439,25 @@ fn circuit_verbs_on_a_synthetic_model() {
     // Sample 0 feeds p ++ a[..1] (T_cut 2 from the graph) and scores a[..2] from |p| − 1.
     let tf = HookedTransformer::new(&random_model(Family::Llama, 5, DType::F32).unwrap()).unwrap();
     let want = -nll(&tf.logits(&[1, 5, 9, 3, 17]).unwrap(), 3, &[17, 4]);
-    let metric = full.column("metric").unwrap().f64().unwrap().get(0).unwrap();
-    assert!((metric - want).abs() < 1e-5 * want.abs(), "{metric} vs {want}");
-    let one = table(&mut s, "evaluate m on qs circuit (circuit g top 0) summary true");
-    assert_eq!(one.column("n_edges").unwrap().i64().unwrap().get(0), Some(0));
+    let metric = full
+        .column("metric")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert!(
+        (metric - want).abs() < 1e-5 * want.abs(),
+        "{metric} vs {want}"
+    );
+    let one = table(
+        &mut s,
+        "evaluate m on qs circuit (circuit g top 0) summary true",
+    );
+    assert_eq!(
+        one.column("n_edges").unwrap().i64().unwrap().get(0),
+        Some(0)
+    );
     let curve = table(
         &mut s,
         "let c = faithfulness m on qs graph g at [0.2, 0.5, 1] random 2\nc",
@@ -436,13 +484,18 @@ fn circuit_verbs_on_a_synthetic_model() {
     let other = random_model(Family::Llama, 6, DType::F32).unwrap();
     s.set("m2", other);
     assert!(s.eval("evaluate m2 on qs circuit g").is_err());
-    assert!(s.eval("evaluate m2 on qs circuit g other_model true").is_ok());
+    assert!(s
+        .eval("evaluate m2 on qs circuit g other_model true")
+        .is_ok());
 }
 
 const GGUF: &str = "models/smollm2-135m-instruct.q4_1.gguf";
 
-/// On the real SmolLM2: the top edges of a real graph (zero ablation, self-entropy, as in the
-/// paper) carry far more of the answer than random edge sets of the same size.
+/// On the real SmolLM2, in MIB's setting (classic EAP from corrupted prompts, interchange
+/// ablation): the top edges of a real graph recover the answer far better than random edge sets
+/// of the same size (one run: f 0.43 / 0.82 at p 0.2 / 0.5 against random |f| < 0.01). Under
+/// zero ablation both go below the empty circuit on this model (partial circuits are far off
+/// distribution), so it is not the setting of this check.
 #[test]
 fn real_smollm2_curve_lies_above_random() {
     if !Path::new(GGUF).exists() {
@@ -451,23 +504,48 @@ fn real_smollm2_curve_lies_above_random() {
     }
     let mut s = Session::new();
     s.eval(&format!("let m = load \"{GGUF}\"")).unwrap();
+    let ids = |v: &[i64]| Series::new("".into(), v.to_vec());
+    let p0 = [
+        1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
+    ];
+    let p1 = [
+        1, 4093, 198, 1780, 314, 216, 34, 1232, 216, 37, 47, 2, 198, 1, 520, 9531, 198,
+    ];
+    let p2 = [
+        1, 4093, 198, 23, 3437, 260, 6341, 282, 1345, 30, 2, 198, 1, 520, 9531, 198,
+    ];
+    // Each corrupted prompt changes one content token.
+    let (mut c0, mut c1, mut c2) = (p0.to_vec(), p1.to_vec(), p2.to_vec());
+    (c0[8], c1[6], c2[6]) = (5227, 36, 4649);
     let qs = df!(
-        "prompt" => ["What is 7 plus 5?", "Name the capital of France."],
+        "prompt_ids" => [ids(&p0), ids(&p1), ids(&p2)],
+        "answer_ids" => [
+            ids(&[504, 3575, 282, 4649, 314]),
+            ids(&[34, 1232, 216, 37, 314]),
+            ids(&[504, 6341, 282, 1345, 314])
+        ],
+        "corrupt_ids" => [ids(&c0), ids(&c1), ids(&c2)],
     )
     .unwrap();
     s.set("qs", qs);
-    s.eval("let g = patch m on qs t_cut 2").unwrap();
+    s.eval("let g = patch m on qs t_cut 5").unwrap();
     let curve = s
-        .eval("faithfulness m on qs graph g at [0.02, 0.1, 0.3] random 2")
+        .eval("faithfulness m on qs graph g at [0.2, 0.5] random 1 ablation corrupt")
         .unwrap()
         .as_table()
         .unwrap();
     let col = |n: &str| -> Vec<f64> {
-        curve.column(n).unwrap().f64().unwrap().into_no_null_iter().collect()
+        curve
+            .column(n)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
     };
     let (f, rf) = (col("f"), col("random_f"));
     eprintln!("f {f:?}\nrandom_f {rf:?}");
     for (a, b) in f.iter().zip(&rf) {
-        assert!(a > b, "top edges {a} vs random {b}");
+        assert!(*a > b + 0.2, "top edges {a} vs random {b}");
     }
 }

@@ -98,7 +98,11 @@ pub(crate) fn loss_window_start(loss: &SampleLoss) -> usize {
 
 /// The loss target, validated against the sequence, in the coordinates of logits that start at
 /// `from` (`Hooks::logits_from`).
-pub(crate) fn resolve_loss(sample: &Sample, clean_logits: &Tensor, from: usize) -> Result<LossTarget> {
+pub(crate) fn resolve_loss(
+    sample: &Sample,
+    clean_logits: &Tensor,
+    from: usize,
+) -> Result<LossTarget> {
     let seq = sample.tokens.len();
     let bad = |msg: String| AttributionError::Sample {
         sample: sample.id,

@@ -75,11 +75,7 @@ impl Evaluation {
     }
 }
 
-fn sources_of(
-    tf: &HookedTransformer,
-    layout: &HookLayout,
-    tokens: &[u32],
-) -> Result<Tensor> {
+fn sources_of(tf: &HookedTransformer, layout: &HookLayout, tokens: &[u32]) -> Result<Tensor> {
     let out = tf.forward(
         ForwardInput::Ids(tokens),
         &Hooks {
@@ -131,7 +127,10 @@ pub fn ablation_values(
         let part = match ablation {
             Ablation::Mean => o.sum_keepdim(1)?,
             _ if seq < longest => Tensor::cat(
-                &[&o, &Tensor::zeros((n, longest - seq, d), DType::F64, o.device())?],
+                &[
+                    &o,
+                    &Tensor::zeros((n, longest - seq, d), DType::F64, o.device())?,
+                ],
                 1,
             )?,
             _ => o,
@@ -200,7 +199,11 @@ impl SourceOffsets for EdgeAblation {
         }
         let (_, stacked) = cache.as_ref().expect("filled above");
         let n_rec = stacked.dim(0)?;
-        let need = self.needed[start..start + count].iter().copied().max().unwrap_or(0);
+        let need = self.needed[start..start + count]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0);
         if n_rec < need {
             candle_core::bail!(
                 "circuit evaluation needs the forward to record sources ({n_rec} recorded, \
@@ -223,7 +226,11 @@ impl SourceOffsets for EdgeAblation {
 }
 
 /// `[n_dests, n_sources]` mask of the edges outside `circuit`.
-fn removed_mask(layout: &HookLayout, circuit: &Circuit, tf: &HookedTransformer) -> Result<(Tensor, Vec<bool>)> {
+fn removed_mask(
+    layout: &HookLayout,
+    circuit: &Circuit,
+    tf: &HookedTransformer,
+) -> Result<(Tensor, Vec<bool>)> {
     let (n_src, n_dst) = (layout.n_sources(), layout.n_dests());
     let edges = layout.edges();
     if circuit.keep.len() != edges.len() {
@@ -256,11 +263,16 @@ fn evaluate_sample(
     let seq = sample.tokens.len();
     let d = tf.config.d_model;
     if seq == 0 {
-        return Err(CircuitError::Invalid(format!("sample {}: no tokens", sample.id)));
+        return Err(CircuitError::Invalid(format!(
+            "sample {}: no tokens",
+            sample.id
+        )));
     }
     let from = loss_window_start(&sample.loss).min(seq - 1);
     let n_src = layout.n_sources();
     let constant = match values {
+        // Nothing ablated (the full circuit): no ablated values to compute.
+        _ if !removed.1.iter().any(|&r| r) => None,
         AblationValues::Zero => None,
         AblationValues::Mean(m) => Some(m.clone()),
         AblationValues::Positional(m) => {
@@ -301,7 +313,13 @@ fn evaluate_sample(
     let needed = layout
         .dests
         .iter()
-        .map(|dst| layout.sources.iter().filter(|s| s.order < dst.order).count())
+        .map(|dst| {
+            layout
+                .sources
+                .iter()
+                .filter(|s| s.order < dst.order)
+                .count()
+        })
         .collect();
     let hook = EdgeAblation {
         removed: removed.0.clone(),

@@ -76,7 +76,10 @@ pub fn graph_edge_index(g: &Graph, layout: &HookLayout) -> Result<Vec<usize>> {
         .enumerate()
         .map(|(i, (s, d))| {
             (
-                (layout.sources[s].name.as_str(), layout.dests[d].name.as_str()),
+                (
+                    layout.sources[s].name.as_str(),
+                    layout.dests[d].name.as_str(),
+                ),
                 i,
             )
         })
@@ -107,7 +110,11 @@ pub fn graph_granularity(g: &Graph) -> Granularity {
     match g.meta.granularity.as_str() {
         "head" => Granularity::Head,
         "block" => Granularity::Block,
-        _ if g.edges.iter().any(|e| e.src.contains(".h") || e.dst.contains(".h")) => {
+        _ if g
+            .edges
+            .iter()
+            .any(|e| e.src.contains(".h") || e.dst.contains(".h")) =>
+        {
             Granularity::Head
         }
         _ => Granularity::Block,

@@ -308,9 +308,13 @@ impl Pass<'_> {
     ) -> Result<Tensor> {
         let base = h.unsqueeze(0)?;
         match self.hooks.dest_offsets {
-            Some(off) => {
-                ops::rms_norm_of_sum(&base, &off.slots(start, count, &self.sources)?, norm, eps, norm_offset)
-            }
+            Some(off) => ops::rms_norm_of_sum(
+                &base,
+                &off.slots(start, count, &self.sources)?,
+                norm,
+                eps,
+                norm_offset,
+            ),
             None => ops::rms_norm(&base, norm, eps, norm_offset),
         }
     }

@@ -230,7 +230,12 @@ fn setup(ctx: &EvalContext, args: &Args, graph: &Graph, graph_key: &str) -> Eval
         tf = tf.to_dtype(dtype).map_err(|e| err(span, e))?;
     }
     let c = &m.config;
-    let layout = HookLayout::new(graph_granularity(graph), c.n_layers, c.n_heads, c.n_kv_heads);
+    let layout = HookLayout::new(
+        graph_granularity(graph),
+        c.n_layers,
+        c.n_heads,
+        c.n_kv_heads,
+    );
     let popts = PrepareOptions {
         loss,
         t_cut,
@@ -289,7 +294,11 @@ fn verb_evaluate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     .map_err(|e| circuit_err(span, e))?;
     bar.finish_and_clear();
     let n = ev.metric.len();
-    let df = if args.value("summary").and_then(Value::as_bool).unwrap_or(false) {
+    let df = if args
+        .value("summary")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         let m = ev.mean();
         let sd = if n > 1 {
             (ev.metric.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
@@ -391,7 +400,10 @@ fn verb_faithfulness(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             "n_edges".into(),
             pts.iter().map(|p| p.n_edges as i64).collect::<Vec<_>>(),
         ),
-        Column::new("metric".into(), pts.iter().map(|p| p.metric).collect::<Vec<_>>()),
+        Column::new(
+            "metric".into(),
+            pts.iter().map(|p| p.metric).collect::<Vec<_>>(),
+        ),
         Column::new("f".into(), pts.iter().map(|p| p.f).collect::<Vec<_>>()),
     ];
     if opts.random > 0 {
@@ -402,15 +414,15 @@ fn verb_faithfulness(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         };
         cols.push(Column::new("random_f".into(), r(&|x| x.f_mean())));
         cols.push(Column::new("random_f_sd".into(), r(&|x| x.f_sd())));
-        cols.push(Column::new("random_n_edges".into(), r(&|x| x.n_edges_mean())));
+        cols.push(Column::new(
+            "random_n_edges".into(),
+            r(&|x| x.n_edges_mean()),
+        ));
         cols.push(Column::new("random_metric".into(), r(&|x| x.metric_mean())));
     }
     cols.push(Column::new("metric_full".into(), vec![curve.full; n]));
     cols.push(Column::new("metric_empty".into(), vec![curve.empty; n]));
-    cols.push(Column::new(
-        "ablation".into(),
-        vec![s.ablation.name(); n],
-    ));
+    cols.push(Column::new("ablation".into(), vec![s.ablation.name(); n]));
     let df = DataFrame::new_infer_height(cols).map_err(|e| err(span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }

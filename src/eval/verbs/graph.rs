@@ -118,7 +118,11 @@ pub(super) fn register(reg: &mut Registry) {
         .category("graph")
         .piped("graph", Type::Graph, "a graph from `patch` (or piped in)")
         .named("top", Type::Number, "keep the n strongest edges")
-        .named("threshold", Type::Number, "keep the edges whose key (|score| or score) is ≥ t")
+        .named(
+            "threshold",
+            Type::Number,
+            "keep the edges whose key (|score| or score) is ≥ t",
+        )
         .named(
             "greedy",
             Type::Number,
@@ -127,7 +131,11 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .range("top", Range::whole(0.0, 1e12))
         .range("greedy", Range::whole(0.0, 1e12))
-        .word("ranking", Some("abs"), "rank by abs (|score|) or signed score")
+        .word(
+            "ranking",
+            Some("abs"),
+            "rank by abs (|score|) or signed score",
+        )
         .named_default(
             "prune",
             Type::Bool,
@@ -581,10 +589,16 @@ fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     if chosen.len() > 1 {
         return Err(err(
             args.span_of(chosen[1]),
-            format!("give one of top, threshold, greedy (got {})", chosen.join(" and ")),
+            format!(
+                "give one of top, threshold, greedy (got {})",
+                chosen.join(" and ")
+            ),
         ));
     }
-    let do_prune = args.value("prune").and_then(Value::as_bool).unwrap_or(false);
+    let do_prune = args
+        .value("prune")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if chosen.is_empty() && preds.is_empty() && !do_prune {
         return Err(err(
             args.span,
