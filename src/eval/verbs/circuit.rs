@@ -27,7 +27,8 @@ use crate::syntax::Span;
 
 /// The keywords `evaluate` and `faithfulness` share: samples, loss, ablation, precision.
 fn common(sig: Signature) -> Signature {
-    sig.category("graph")
+    // "model": they run the model (and their examples need real weights).
+    sig.category("model")
         .required("model", Type::Model, "a loaded model")
         .named_required(
             "on",
@@ -98,7 +99,7 @@ pub(super) fn register(reg: &mut Registry) {
             "how well 50 edges reproduce the model's own answers",
         )
         .example(
-            "evaluate m on pairs circuit c ablation corrupt loss logit_diff",
+            "evaluate m on pairs circuit (circuit g greedy 20 prune true) ablation corrupt loss logit_diff",
             "interchange ablation from each row's corrupted prompt",
         ),
         verb_evaluate,
@@ -137,7 +138,7 @@ pub(super) fn register(reg: &mut Registry) {
             "the curve with a 3-ranking random baseline",
         )
         .example(
-            "plot lines c x \"p\" y [\"f\", \"random_f\"] to \"out/faith.svg\"",
+            "plot lines (faithfulness m on qs graph g random 3) x \"p\" y [\"f\", \"random_f\"] to \"out/faith.svg\"",
             "the curve against its baseline",
         ),
         verb_faithfulness,
@@ -148,9 +149,12 @@ pub(super) fn register(reg: &mut Registry) {
             "areas of a faithfulness curve: CPR and CMD (MIB: trapezoids of f and |1 − f| over \
              p) and auto-circuit's AUC over log10 edge count; random_* of the mean random curve",
         )
-        .category("graph")
+        .category("model")
         .piped("curve", Type::Table, "a table from `faithfulness`")
-        .example("faithfulness_summary c", "one row: cpr, cmd, auc, …"),
+        .example(
+            "faithfulness_summary (faithfulness m on qs graph g random 3)",
+            "one row: cpr, cmd, auc, random_cpr, …",
+        ),
         verb_summary,
     );
 }
