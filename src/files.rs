@@ -145,8 +145,9 @@ fn sweep_stale(dir: &Path, prefix: &str) {
     }
 }
 
-/// What a path is, for messages: "a folder", "a FIFO (named pipe)", …
-fn kind_of(ft: std::fs::FileType) -> &'static str {
+/// What a path is, for messages: "a folder", "a FIFO (named pipe)", … (one wording for the
+/// language's files and a model's).
+pub fn kind_of(ft: std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
@@ -217,12 +218,17 @@ pub fn read_capped(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     if size > limit {
         return Err(too_big(size));
     }
+    read_at_most(file, limit)?.map_err(too_big)
+}
+
+/// Reads an opened file to its end unless it holds more than `limit` bytes: `Err(n)` then, with
+/// the `n > limit` bytes seen. Callers check the size first; this catches a file that grows
+/// between the check and the read (one byte past the cap is enough to know).
+pub fn read_at_most(file: File, limit: u64) -> io::Result<Result<Vec<u8>, u64>> {
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(too_big(bytes.len() as u64));
-    }
-    Ok(bytes)
+    let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    Ok(if read > limit { Err(read) } else { Ok(bytes) })
 }
 
 /// [`read_capped`] as UTF-8 text.

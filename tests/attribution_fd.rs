@@ -7,7 +7,7 @@
 
 use candle_core::{DType, Tensor};
 use rlq::attribution::loss::{loss, LossTarget};
-use rlq::attribution::{score_sample, Method, Sample, SampleLoss};
+use rlq::attribution::{score_sample, score_sample_with, Method, Sample, SampleLoss, ScoreOptions};
 use rlq::model::hooked::{DestOffsets, ForwardInput, HookedTransformer, Hooks};
 use rlq::model::hooks::{DestKind, Granularity, HookLayout, SourceKind};
 use rlq::model::synthetic::random_model;
@@ -128,7 +128,7 @@ fn check_fd(family: Family, granularity: Granularity, corrupt: bool) {
     }
     let attn_kind = match granularity {
         Granularity::Block => SourceKind::Attn,
-        Granularity::Head => SourceKind::Head,
+        Granularity::Head | Granularity::HeadUngrouped => SourceKind::Head,
     };
     assert!(kinds.contains(&(attn_kind, DestKind::K)));
     for i in picked {
@@ -162,10 +162,234 @@ fn eap_matches_finite_differences_head() {
     }
 }
 
+/// k/v per query head: each query head's path through its group's k/v projection on its own.
+#[test]
+fn eap_matches_finite_differences_head_kv_ungrouped() {
+    for f in [Family::Llama, Family::Qwen2, Family::Qwen3] {
+        check_fd(f, Granularity::HeadUngrouped, false);
+    }
+    check_fd(Family::Qwen2, Granularity::HeadUngrouped, true);
+}
+
+/// Under GQA (4 query heads over 2 KV heads), the ungrouped k/v scores of the query heads of
+/// one group add up to that KV head's grouped score: the grouped copy feeds all of them, and at
+/// the clean point every per-query copy equals it, so the chain rule sums their gradients.
+/// Every other edge (q, mlp, logits; all sources) is the same graph and must agree alone.
+/// f64; tolerance 1e-10 relative (the sums differ only in rounding order).
+#[test]
+fn ungrouped_kv_scores_sum_to_grouped() {
+    for (f, corrupt) in [
+        (Family::Llama, false),
+        (Family::Qwen2, true),
+        (Family::Qwen3, false),
+    ] {
+        let tf = transformer(f);
+        let c = tf.config.clone();
+        assert!(c.n_heads > c.n_kv_heads, "the synthetic model must use GQA");
+        let group = c.n_heads / c.n_kv_heads;
+        let grouped = HookLayout::new(Granularity::Head, c.n_layers, c.n_heads, c.n_kv_heads);
+        let ungrouped = HookLayout::new(
+            Granularity::HeadUngrouped,
+            c.n_layers,
+            c.n_heads,
+            c.n_kv_heads,
+        );
+        let s = sample(corrupt);
+        let (ge, ue) = (grouped.edges(), ungrouped.edges());
+        assert!(ue.len() > ge.len());
+        let g = score_sample(&tf, &grouped, &ge, &s, Method::Eap, &|| false).unwrap();
+        let u = score_sample(&tf, &ungrouped, &ue, &s, Method::Eap, &|| false).unwrap();
+        // a{l}.h{h}<k> (query head h) -> a{l}.h{h / group}<k> (its KV head); others unchanged.
+        let to_grouped = |name: &str| -> String {
+            if !(name.ends_with("<k>") || name.ends_with("<v>")) {
+                return name.to_string();
+            }
+            let (layer, rest) = name.split_once(".h").unwrap();
+            let (h, port) = rest.split_once('<').unwrap();
+            let h: usize = h.parse().unwrap();
+            format!("{layer}.h{}<{port}", h / group)
+        };
+        let mut summed = std::collections::HashMap::<(String, String), f64>::new();
+        for (&(a, b), x) in ue.iter().zip(&u.scores) {
+            let key = (
+                ungrouped.sources[a].name.clone(),
+                to_grouped(&ungrouped.dests[b].name),
+            );
+            *summed.entry(key).or_default() += x;
+        }
+        assert_eq!(summed.len(), ge.len());
+        let mut kv_checked = 0;
+        for (&(a, b), x) in ge.iter().zip(&g.scores) {
+            let key = (
+                grouped.sources[a].name.clone(),
+                grouped.dests[b].name.clone(),
+            );
+            let y = summed[&key];
+            assert!(
+                (x - y).abs() <= 1e-10 * x.abs().max(y.abs()) + 1e-14,
+                "{f:?} {key:?}: grouped {x:e} vs summed query heads {y:e}"
+            );
+            if matches!(grouped.dests[b].kind, DestKind::K | DestKind::V) {
+                kv_checked += 1;
+            }
+        }
+        assert!(kv_checked > 0);
+        // and the split is not trivial: query heads of one group get different k scores
+        let k0 = |h: usize| {
+            let want = format!("a1.h{h}<k>");
+            ue.iter()
+                .zip(&u.scores)
+                .find(|(&(a, b), _)| {
+                    ungrouped.sources[a].name == "input" && ungrouped.dests[b].name == want
+                })
+                .map(|(_, x)| *x)
+                .unwrap()
+        };
+        assert_ne!(k0(0), k0(1), "{f:?}");
+    }
+}
+
+/// Per-position scores summed over positions equal the ordinary scores, for EAP (zero and
+/// corrupted ablation) and EAP-IG, at block and head granularity. f64; 1e-12 relative (plus
+/// 1e-15 absolute for scores that cancel to ~0): the two are the same products summed in
+/// another order.
+#[test]
+fn per_position_scores_sum_to_edge_scores() {
+    let tf = transformer(Family::Qwen2);
+    let c = tf.config.clone();
+    for (g, corrupt, method) in [
+        (Granularity::Block, false, Method::Eap),
+        (Granularity::Block, true, Method::Eap),
+        (Granularity::HeadUngrouped, false, Method::Eap),
+        (Granularity::Block, true, Method::EapIg { steps: 3 }),
+    ] {
+        let lay = HookLayout::new(g, c.n_layers, c.n_heads, c.n_kv_heads);
+        let edges = lay.edges();
+        let s = sample(corrupt);
+        let plain = score_sample(&tf, &lay, &edges, &s, method, &|| false).unwrap();
+        assert!(plain.per_position.is_none());
+        let opts = ScoreOptions { per_position: true };
+        let per = score_sample_with(&tf, &lay, &edges, &s, method, opts, &|| false).unwrap();
+        let pp = per.per_position.as_ref().unwrap();
+        let (n_t, n_e) = (s.tokens.len(), edges.len());
+        assert_eq!(pp.len(), n_t * n_e);
+        assert_eq!(
+            per.scores, plain.scores,
+            "the edge scores themselves are unchanged"
+        );
+        for e in 0..n_e {
+            let sum: f64 = (0..n_t).map(|t| pp[t * n_e + e]).sum();
+            let want = plain.scores[e];
+            assert!(
+                (sum - want).abs() <= 1e-12 * want.abs() + 1e-15,
+                "{g:?} {method:?} edge {e}: Σ_t {sum:e} vs {want:e}"
+            );
+        }
+        // the split is real: several positions carry score
+        let live = (0..n_t)
+            .filter(|t| (0..n_e).any(|e| pp[t * n_e + e].abs() > 1e-9))
+            .count();
+        assert!(live >= 3, "{g:?}: only {live} positions carry score");
+    }
+    // exact patching has no per-position form
+    let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+    let opts = ScoreOptions { per_position: true };
+    let e = score_sample_with(
+        &tf,
+        &lay,
+        &lay.edges(),
+        &sample(false),
+        Method::Patch,
+        opts,
+        &|| false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("per-position"), "{e}");
+}
+
+/// One position's score against a finite difference that moves H_v along ΔO_u at that position
+/// only: S[u,v,t] = ∂L/∂ε of L(H_v + ε·ΔO_u[t]·e_t). Same tolerance as `check_fd`.
+#[test]
+fn per_position_scores_match_finite_differences() {
+    for (f, g, corrupt) in [
+        (Family::Llama, Granularity::Block, false),
+        (Family::Qwen2, Granularity::HeadUngrouped, true),
+    ] {
+        let tf = transformer(f);
+        let c = tf.config.clone();
+        let lay = HookLayout::new(g, c.n_layers, c.n_heads, c.n_kv_heads);
+        let edges = lay.edges();
+        let s = sample(corrupt);
+        let opts = ScoreOptions { per_position: true };
+        let got = score_sample_with(&tf, &lay, &edges, &s, Method::Eap, opts, &|| false).unwrap();
+        let pp = got.per_position.unwrap();
+        let o = sources(&tf, &lay, &s.tokens);
+        let delta_o = match &s.corrupt {
+            Some(ct) => (sources(&tf, &lay, ct) - &o).unwrap(),
+            None => o.neg().unwrap(),
+        };
+        let (seq, n_e) = (s.tokens.len(), edges.len());
+        let eps = 1e-5;
+        let mut nonzero = 0;
+        for i in sampled_edges(&lay) {
+            let (u, v) = edges[i];
+            for t in [1usize, 3, 4] {
+                let du = delta_o.get(u).unwrap();
+                // ΔO_u at row t, zeros elsewhere
+                let mask: Vec<f64> = (0..seq).map(|r| if r == t { 1.0 } else { 0.0 }).collect();
+                let mask = Tensor::from_vec(mask, (seq, 1), tf.device()).unwrap();
+                let du_t = du.broadcast_mul(&mask).unwrap();
+                let lp = loss_with_offset(&tf, &lay, &s, v, &(&du_t * eps).unwrap());
+                let lm = loss_with_offset(&tf, &lay, &s, v, &(&du_t * -eps).unwrap());
+                let fd = (lp - lm) / (2.0 * eps);
+                let x = pp[t * n_e + i];
+                assert!(
+                    (fd - x).abs() <= 1e-6 * fd.abs().max(x.abs()) + 1e-9,
+                    "{f:?} {g:?} edge {}->{} t={t}: per-position {x:e} fd {fd:e}",
+                    lay.sources[u].name,
+                    lay.dests[v].name
+                );
+                if x.abs() > 1e-6 {
+                    nonzero += 1;
+                }
+            }
+        }
+        assert!(nonzero > 3, "the checked positions must carry real scores");
+    }
+}
+
 #[test]
 fn classic_eap_with_corrupted_input_matches_finite_differences() {
     check_fd(Family::Llama, Granularity::Block, true);
     check_fd(Family::Qwen2, Granularity::Head, true);
+    check_fd(Family::Olmo2, Granularity::Block, true);
+}
+
+/// Under OLMo 2's post-norm the attention block adds `norm(Σ_h z_h·W_o,h)` to the residual, not
+/// `Σ_h norm(…)`: per-head outputs are not sources whose sum is the block's output, so
+/// `granularity head` is refused with that reason (block granularity stays exact, checked by
+/// finite differences above) instead of scoring edges that no ablation realises.
+#[test]
+fn olmo2_head_granularity_is_refused_with_its_reason() {
+    let tf = transformer(Family::Olmo2);
+    let c = &tf.config;
+    let lay = HookLayout::new(Granularity::Head, c.n_layers, c.n_heads, c.n_kv_heads);
+    let err = score_sample(
+        &tf,
+        &lay,
+        &lay.edges(),
+        &sample(false),
+        Method::Eap,
+        &|| false,
+    )
+    .err()
+    .expect("head granularity must be refused for olmo2")
+    .to_string();
+    assert!(
+        err.contains("head granularity is not defined for olmo2")
+            && err.contains("per-head outputs do not add up"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -192,8 +416,13 @@ fn eap_ig_with_one_step_equals_eap() {
 /// reproduced from them. Then Σ_u S[u, logits] = −⟨H, G⟩ holds by linearity.
 #[test]
 fn sources_sum_to_the_residual_stream() {
-    for g in [Granularity::Block, Granularity::Head] {
-        let tf = transformer(Family::Qwen3);
+    // OLMo 2: the sources are the post-normed sublayer outputs, which is what the residual adds.
+    for (f, g) in [
+        (Family::Qwen3, Granularity::Block),
+        (Family::Qwen3, Granularity::Head),
+        (Family::Olmo2, Granularity::Block),
+    ] {
+        let tf = transformer(f);
         let c = tf.config.clone();
         let lay = HookLayout::new(g, c.n_layers, c.n_heads, c.n_kv_heads);
         let s = sample(false);
@@ -233,7 +462,7 @@ fn sources_sum_to_the_residual_stream() {
             .unwrap();
         assert!(
             max < 1e-6,
-            "{g:?}: logits after removing all sources: {max}"
+            "{f:?} {g:?}: logits after removing all sources: {max}"
         );
         // Sum rule over the scores themselves.
         let edges = lay.edges();

@@ -351,7 +351,11 @@ fn faithfulness_curve_ends_and_interrupts() {
             t_cut: None,
             prompt_ids: vec![10],
             per_sample: false,
+            per_position: false,
+            n_heads: tf.config.n_heads,
+            d_model: tf.config.d_model,
         },
+        positions: None,
     };
     let v = ablation_values(&tf, &lay, &ss, Ablation::Zero, &|| false).unwrap();
     let opts = FaithOptions {

@@ -477,3 +477,22 @@ fn readme_code_runs_as_written() {
     }
     assert!(dir.path().join("out/g.parquet").exists());
 }
+
+/// A script path that is not a regular file (a device that never ends, a folder) is refused at
+/// once by `rlq run` and by the REPL's `:load`, saying what the path is, instead of being read
+/// for ever.
+#[cfg(unix)]
+#[test]
+fn scripts_that_are_not_regular_files_are_refused() {
+    let o = rlq(&["run", "/dev/zero"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("a character device"), "{}", stderr(&o));
+    let dir = folder(&[("sub/x.rlq", "1\n")]);
+    let o = rlq_in(dir.path(), &["run", "sub"], "");
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("is a folder"), "{}", stderr(&o));
+    let o = piped(":load /dev/zero\n1 + 1\n");
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(err.contains("a character device"), "{err}");
+    assert!(out.contains('2'), "the session goes on after the refused load: {out}");
+}

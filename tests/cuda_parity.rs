@@ -14,7 +14,7 @@
 //! `RLQ_CUDA_PARITY_DRY_RUN=1` lets the CPU stand in for the GPU, to check the test itself on a
 //! machine without one (the CUDA build still needs its libraries to load).
 //!
-//! Run: `cargo test --features cuda --test cuda_parity -- --nocapture --test-threads=1`.
+//! Run: `cargo test --features cuda --test model cuda_parity:: -- --nocapture --test-threads=1`.
 
 #[cfg(not(feature = "cuda"))]
 #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use polars::prelude::*;
-use rlq::attribution::{score_sample, Method, Sample, SampleLoss};
+use rlq::attribution::{edge_infos, score_sample, Graph, GraphMeta, Method, Sample, SampleLoss};
 use rlq::model::hooked::HookedTransformer;
 use rlq::model::hooks::{Granularity, HookLayout};
 use rlq::model::{load, LoadOptions};
@@ -164,26 +164,24 @@ fn patch_text_samples_then_query_the_graph() {
     let nodes = table(&mut s, "nodes g");
     // m{l} is both a source and a destination; a{l} and a{l}<q> are different nodes
     assert_eq!(nodes.height(), 61 + 121 - 30);
-    // export: DOT text and the EAP-IG JSON layout, with the circuit's scores
+    // export: DOT text; EAP-IG's JSON layout has no block nodes, so a block graph is refused
+    // with the way out (its JSON round trip is `eap_ig_json_round_trip_and_schema`)
     let dir = tempfile::tempdir().unwrap();
     let (dot, json) = (dir.path().join("c.dot"), dir.path().join("c.json"));
     s.eval(&format!(
-        "let c = circuit g top 25\nexport c to \"{}\"\nexport c to \"{}\"",
+        "let c = circuit g top 25\nexport c to \"{}\"",
         dot.display(),
-        json.display()
     ))
     .unwrap();
     let dot = std::fs::read_to_string(dot).unwrap();
     assert!(dot.starts_with("digraph") && dot.matches("->").count() == 25);
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    let edges = j["edges"].as_object().unwrap();
-    assert_eq!(edges.len(), 25);
-    let mean = g.mean_scores();
-    let first = format!("{}->{}", g.edges[0].src, g.edges[0].dst);
-    // serde_json's default float parser may differ from the written value in the last ulp
-    let back = edges[&first]["score"].as_f64().unwrap();
-    assert!((back - mean[0]).abs() <= 1e-15 * mean[0].abs());
+    let e = format!(
+        "{:?}",
+        s.eval(&format!("export c to \"{}\"", json.display()))
+            .unwrap_err()
+    );
+    assert!(e.contains("granularity head kv ungrouped"), "{e}");
+    assert!(!json.exists());
     let e = format!("{:?}", s.eval("export c to \"x.png\"").unwrap_err());
     assert!(e.contains(".dot or .json"), "{e}");
     let shown = s.eval("show g top 3").unwrap();
@@ -301,4 +299,367 @@ fn resume_continues_from_a_saved_partial_table() {
     for (x, y) in a.scores.iter().flatten().zip(d.scores.iter().flatten()) {
         assert!((x - y).abs() <= 1e-12 * y.abs().max(1e-12), "{x} vs {y}");
     }
+}
+
+/// MIB's official edge counts for EAP-IG's graph of two of its models, from rlq's layouts of
+/// those shapes (no weights needed): every head has its own q, k and v input.
+#[test]
+fn ungrouped_head_edge_counts_match_mib() {
+    // Qwen2.5-0.5B: 24 layers, 14 query heads over 2 KV heads.
+    let qwen = HookLayout::new(Granularity::HeadUngrouped, 24, 14, 2);
+    assert_eq!(qwen.edges().len(), 179_749);
+    // Llama-3.1-8B: 32 layers, 32 query heads over 8 KV heads.
+    let llama = HookLayout::new(Granularity::HeadUngrouped, 32, 32, 8);
+    assert_eq!(llama.edges().len(), 1_592_881);
+    // the grouped form (k/v per KV head) is a smaller graph of the same model
+    let grouped = HookLayout::new(Granularity::Head, 24, 14, 2).edges().len();
+    assert!(grouped < 179_749, "{grouped}");
+    // without GQA the two forms are one graph
+    assert_eq!(
+        HookLayout::new(Granularity::HeadUngrouped, 3, 4, 4).edges(),
+        HookLayout::new(Granularity::Head, 3, 4, 4).edges()
+    );
+    assert_eq!(
+        qwen.dests[qwen.dest_layer_start(0) + 14 + 13].name,
+        "a0.h13<k>"
+    );
+}
+
+/// A head-kv-ungrouped graph of a 2-layer, 4-head model with two samples of fixed scores.
+fn ungrouped_graph() -> Graph {
+    let lay = HookLayout::new(Granularity::HeadUngrouped, 2, 4, 2);
+    let edges = edge_infos(&lay);
+    let n = edges.len();
+    // distinct, signed, irrational-ish values so a swapped or rounded score shows
+    let scores = (0..2)
+        .map(|k| {
+            (0..n)
+                .map(|e| {
+                    ((e * 7 + k * 3) as f64 * 0.618_033_988_7).sin() * 10f64.powi(-(e as i32 % 4))
+                })
+                .collect()
+        })
+        .collect();
+    Graph {
+        edges,
+        scores,
+        meta: GraphMeta {
+            model: "tiny".into(),
+            n_layers: 2,
+            loss: "self_entropy".into(),
+            method: "eap".into(),
+            granularity: Granularity::HeadUngrouped.name().into(),
+            t_cut: Some(3),
+            prompt_ids: vec![0, 1],
+            per_sample: false,
+            per_position: false,
+            n_heads: 4,
+            d_model: 16,
+        },
+        positions: None,
+    }
+}
+
+/// The Python that checks a file against EAP-IG's layout (scripts/check_eap_ig_json.py): the
+/// project's venv if present, else python3; None (with a notice) when there is none.
+fn python() -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("HOME")
+        .map(|h| Path::new(&h).join(".cache/rlq-tune-venv/bin/python"))
+        .filter(|p| p.exists());
+    let p = venv.unwrap_or_else(|| "python3".into());
+    match std::process::Command::new(&p).arg("--version").output() {
+        Ok(o) if o.status.success() => Some(p),
+        _ => {
+            eprintln!("SKIP: no python3 for scripts/check_eap_ig_json.py");
+            None
+        }
+    }
+}
+
+/// Runs the checker on `file`; with `EAP_IG_SRC` set (EAP-IG's `src` folder), EAP-IG's own
+/// `Graph.from_json` loads it too. Returns its `ok:` line.
+fn check_with_python(file: &Path) -> Option<String> {
+    let py = python()?;
+    let mut cmd = std::process::Command::new(py);
+    cmd.arg("scripts/check_eap_ig_json.py").arg(file);
+    if let Some(src) = std::env::var_os("EAP_IG_SRC") {
+        cmd.arg("--eap-ig").arg(src);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("ok:"), "{text}");
+    eprintln!("{}: {}", file.display(), text.trim());
+    Some(text)
+}
+
+/// `export … .json` writes EAP-IG's `Graph.to_json` layout; `read_graph` reads it back to the
+/// same edges and mean scores (exactly: serde_json round-trips f64), for a graph and a circuit;
+/// the files pass the layout check (and EAP-IG's loader where EAP_IG_SRC is set).
+#[test]
+fn eap_ig_json_round_trip_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ungrouped_graph();
+    let mean = g.mean_scores();
+    let n = g.edges.len();
+    // q/k/v of 4 heads from 1 then 6 sources, m0/m1 from 5/10, logits from 11
+    assert_eq!(n, 12 * (1 + 6) + (5 + 10) + 11);
+    let mut s = Session::new();
+    s.set("g", g.clone());
+    let (full, circ) = (dir.path().join("g.json"), dir.path().join("c.json"));
+    s.eval(&format!(
+        "export g to \"{}\"\nlet c = circuit g top 30\nexport c to \"{}\"",
+        full.display(),
+        circ.display()
+    ))
+    .unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap();
+    assert_eq!(j["cfg"]["n_layers"], 2);
+    assert_eq!(j["cfg"]["n_heads"], 4);
+    assert_eq!(j["cfg"]["d_model"], 16);
+    assert_eq!(j["cfg"]["parallel_attn_mlp"], false);
+    assert_eq!(j["edges"].as_object().unwrap().len(), n);
+    assert_eq!(j["edges"]["input->a0.h1<q>"]["in_graph"], true);
+    assert_eq!(j["nodes"]["a1.h3"]["in_graph"], true);
+    assert_eq!(j["nodes"]["logits"]["in_graph"], true);
+    // the whole graph back
+    let back = s
+        .eval(&format!("read_graph \"{}\"", full.display()))
+        .unwrap();
+    let back = back.as_graph().unwrap();
+    assert_eq!(back.edges, g.edges);
+    assert_eq!(back.mean_scores(), mean, "scores must read back exactly");
+    assert_eq!(back.meta.granularity, "head_ungrouped");
+    assert_eq!((back.meta.n_heads, back.meta.d_model), (4, 16));
+    // the circuit: 30 edges in_graph of the full layout; back as the same 30
+    let jc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&circ).unwrap()).unwrap();
+    let in_graph = jc["edges"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|e| e["in_graph"] == true)
+        .count();
+    assert_eq!((jc["edges"].as_object().unwrap().len(), in_graph), (n, 30));
+    let c = s.eval("c").unwrap();
+    let c = c.as_graph().unwrap();
+    let cb = s
+        .eval(&format!("read_graph \"{}\"", circ.display()))
+        .unwrap();
+    let cb = cb.as_graph().unwrap();
+    assert_eq!(cb.edges, c.edges);
+    assert_eq!(cb.mean_scores(), c.mean_scores());
+    let all = s
+        .eval(&format!("read_graph \"{}\" edges all", circ.display()))
+        .unwrap();
+    assert_eq!(all.as_graph().unwrap().edges.len(), n);
+    // a file that is not EAP-IG's: an edge name of another shape
+    let bad = dir.path().join("bad.json");
+    let text = std::fs::read_to_string(&full).unwrap().replacen(
+        "\"input->a0.h1<q>\"",
+        "\"input->a0.h9<q>\"",
+        1,
+    );
+    std::fs::write(&bad, text).unwrap();
+    let e = format!(
+        "{:?}",
+        s.eval(&format!("read_graph \"{}\"", bad.display()))
+            .unwrap_err()
+    );
+    assert!(e.contains("input->a0.h9<q>"), "{e}");
+    // the layout check in Python (and EAP-IG's own loader when EAP_IG_SRC is set)
+    if let Some(ok) = check_with_python(&full) {
+        assert!(ok.contains(&format!("{n} edges, {n} in_graph")), "{ok}");
+        let ok = check_with_python(&circ).unwrap();
+        assert!(ok.contains(&format!("{n} edges, 30 in_graph")), "{ok}");
+    }
+}
+
+/// MIB's submission folder: `<task>_<model>/` with nine circuits of at most 0.1 … 50 % of the
+/// full graph's edges (the strongest by |score|), or one importances.json.
+#[test]
+fn mib_submission_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ungrouped_graph();
+    let n = g.edges.len();
+    let mut s = Session::new();
+    s.set("g", g.clone());
+    s.eval(&format!(
+        "export g to \"{}\" mib \"ioi_tiny\"",
+        dir.path().display()
+    ))
+    .unwrap();
+    let folder = dir.path().join("ioi_tiny");
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 9, "{names:?}");
+    let mut abs: Vec<f64> = g.mean_scores().iter().map(|v| v.abs()).collect();
+    abs.sort_by(|a, b| b.total_cmp(a));
+    for p in [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0] {
+        let file = folder.join(format!("edges_{p}pct.json"));
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let kept: Vec<f64> = j["edges"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|e| e["in_graph"] == true)
+            .map(|e| e["score"].as_f64().unwrap().abs())
+            .collect();
+        let want = ((p / 100.0) * n as f64).floor() as usize;
+        assert_eq!(kept.len(), want, "{p}%");
+        // the strongest ones
+        if let Some(weakest) = kept.iter().copied().reduce(f64::min) {
+            assert!(weakest >= abs[want - 1], "{p}%");
+        }
+    }
+    s.eval(&format!(
+        "export g to \"{}\" mib \"mcqa_tiny\" form importances",
+        dir.path().display()
+    ))
+    .unwrap();
+    let imp = dir.path().join("mcqa_tiny/importances.json");
+    let back = s
+        .eval(&format!("read_graph \"{}\"", imp.display()))
+        .unwrap();
+    assert_eq!(back.as_graph().unwrap().mean_scores(), g.mean_scores());
+    let e = format!(
+        "{:?}",
+        s.eval(&format!(
+            "export g to \"{}\" mib \"../x\"",
+            dir.path().display()
+        ))
+        .unwrap_err()
+    );
+    assert!(e.contains("<task>_<model>"), "{e}");
+}
+
+/// On the real SmolLM2: `granularity head kv ungrouped` scores EAP-IG's graph (9 query heads
+/// over 3 KV heads: 123,211 edges), and its JSON passes the layout check.
+#[test]
+fn real_ungrouped_graph_exports_as_eap_ig_json() {
+    let Some(mut s) = session() else { return };
+    let prompt: Vec<i64> = vec![1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2];
+    let answer: Vec<i64> = vec![504, 3575];
+    let df = df!(
+        "prompt_ids" => [Series::new("".into(), prompt)],
+        "answer_ids" => [Series::new("".into(), answer)],
+    )
+    .unwrap();
+    s.set("qs", df);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.json");
+    s.eval(&format!(
+        "let g = patch m on qs t_cut 1 granularity head kv ungrouped\nexport g to \"{}\"",
+        file.display()
+    ))
+    .unwrap();
+    let g = s.eval("g").unwrap();
+    assert_eq!(g.as_graph().unwrap().edges.len(), 123_211);
+    let e = format!(
+        "{:?}",
+        s.eval("patch m on qs t_cut 1 kv ungrouped").unwrap_err()
+    );
+    assert!(e.contains("granularity head"), "{e}");
+    if let Some(ok) = check_with_python(&file) {
+        assert!(ok.contains("123211 edges, 123211 in_graph"), "{ok}");
+    }
+}
+
+/// On the real SmolLM2: `per_position true` keeps S[u,v,t] as a table with `position` and
+/// `token`; summed over positions it is the ordinary graph's scores; statistics and the
+/// heatmap take `by position`.
+#[test]
+fn real_per_position_graph() {
+    let Some(mut s) = session() else { return };
+    let prompt: Vec<i64> = vec![1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198];
+    let answer: Vec<i64> = vec![504, 3575, 282];
+    let df = df!(
+        "prompt_ids" => [Series::new("".into(), prompt.clone()), Series::new("".into(), prompt[..9].to_vec())],
+        "answer_ids" => [Series::new("".into(), answer.clone()), Series::new("".into(), answer.clone())],
+    )
+    .unwrap();
+    s.set("qs", df);
+    let t = table(
+        &mut s,
+        "let gp = patch m on qs t_cut 2 per_position true\ngp",
+    );
+    let plain = s
+        .eval("let g = patch m on qs t_cut 2 per_sample true\ng")
+        .unwrap();
+    let plain = plain.as_graph().unwrap().clone();
+    // 13 and 10 tokens fed (prompt + T_cut − 1 answer tokens)
+    assert_eq!(t.height(), (13 + 10) * 3691);
+    for c in ["prompt_id", "position", "token", "src", "dst", "score"] {
+        assert!(t.column(c).is_ok(), "no column {c}");
+    }
+    let gp = s.eval("gp").unwrap();
+    let gp = gp.as_graph().unwrap().clone();
+    assert_eq!(
+        gp.scores, plain.scores,
+        "the edge scores are the ordinary ones"
+    );
+    let p = gp.positions.as_ref().unwrap();
+    assert_eq!(p.tokens[0].len(), 13);
+    // Σ_t S[u,v,t] = S[u,v]: the same f64 products of the f32 activations and gradients,
+    // summed in another order, so 1e-9 relative (plus 1e-12 of the largest score for edges
+    // whose score cancels to ~0).
+    for (k, per) in p.scores.iter().enumerate() {
+        let n_e = gp.edges.len();
+        let big = plain.scores[k].iter().fold(0f64, |m, v| m.max(v.abs()));
+        for e in 0..n_e {
+            let sum: f64 = per.chunks(n_e).map(|row| row[e]).sum();
+            let want = plain.scores[k][e];
+            assert!(
+                (sum - want).abs() <= 1e-9 * want.abs() + 1e-12 * big,
+                "sample {k} edge {e}: {sum:e} vs {want:e}"
+            );
+        }
+    }
+    let by_pos = table(&mut s, "intensity gp by position");
+    assert_eq!(by_pos.height(), 13);
+    let n: Vec<i64> = by_pos
+        .column("n_samples")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
+    assert_eq!(&n[..10], &[2; 10]);
+    assert_eq!(&n[10..], &[1; 3]);
+    // whole-graph statistics of a per-position graph are those of its summed scores
+    let a = table(&mut s, "intensity gp");
+    let b = table(&mut s, "intensity g");
+    assert_eq!(a, b);
+    let e = format!("{:?}", s.eval("entropy g by position").unwrap_err());
+    assert!(e.contains("per_position true"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("pos.svg");
+    s.eval(&format!(
+        "plot heatmap gp by position to \"{}\"",
+        svg.display()
+    ))
+    .unwrap();
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    // a saved per-position table cannot pose as a per-sample one for resume
+    let pq = dir.path().join("gp.parquet");
+    s.eval(&format!("save gp to \"{}\"", pq.display())).unwrap();
+    let e = format!(
+        "{:?}",
+        s.eval(&format!(
+            "patch m on qs t_cut 2 resume (read \"{}\")",
+            pq.display()
+        ))
+        .unwrap_err()
+    );
+    assert!(e.contains("per-position"), "{e}");
 }

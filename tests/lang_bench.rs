@@ -1,6 +1,6 @@
 //! Timing of `where … | group by … agg` over 10 million rows: rlq versus the same lazy polars
 //! query in Rust. Ignored by default; run with
-//! `cargo test --test lang_bench -- --ignored --nocapture`.
+//! `cargo test --test lang lang_bench -- --ignored --nocapture`.
 
 use std::time::{Duration, Instant};
 

@@ -644,7 +644,11 @@ fn graph_pipes_as_its_table() {
             t_cut: None,
             prompt_ids: vec![0, 1],
             per_sample: false,
+            per_position: false,
+            n_heads: 0,
+            d_model: 0,
         },
+        positions: None,
     };
     let want = g.table().unwrap();
     let mut s = Session::new();
@@ -1458,7 +1462,11 @@ fn graph_verbs_take_a_piped_graph() {
             t_cut: None,
             prompt_ids: vec![0],
             per_sample: false,
+            per_position: false,
+            n_heads: 0,
+            d_model: 0,
         },
+        positions: None,
     };
     let mut s = Session::new();
     s.set("g", g);

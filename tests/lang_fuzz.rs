@@ -2,7 +2,7 @@
 //! token soup, deep nesting, huge literals, long pipelines and mixed verbs.
 //!
 //! A longer campaign (outside CI) uses proptest's environment variables, e.g.
-//! `PROPTEST_CASES=200000 PROPTEST_RNG_SEED=13 nice cargo test --test lang_fuzz`: a panic fails
+//! `PROPTEST_CASES=200000 PROPTEST_RNG_SEED=13 nice cargo test --test lang lang_fuzz`: a panic fails
 //! the test (and is shrunk); a stack overflow aborts the binary, which is just as visible.
 
 use polars::prelude::*;

@@ -264,6 +264,30 @@ fn chat_template_supports_hf_helpers() {
     assert!(err.contains("chat template"), "{err}");
 }
 
+/// The Python methods templates call, as minijinja-contrib's pycompat gives them, plus our
+/// `rsplit` (which it lacks), each against what Python prints.
+#[test]
+fn chat_template_python_methods_match_python() {
+    let cases = [
+        // Python: "a b  c".rsplit(None, 1) == ['a b', 'c']
+        (r#"{{ "a b  c".rsplit(none, 1) | join("|") }}"#, "a b|c"),
+        (r#"{{ "a,b,c".rsplit(",", 1) | join("|") }}"#, "a,b|c"),
+        (r#"{{ " x  y ".rsplit() | join("|") }}"#, "x|y"),
+        (r#"{{ "a,b,c".split(",", 1) | join("|") }}"#, "a|b,c"),
+        (r#"{{ "xxhixx".strip("x") }}{{ "hello world".title() }}"#, "hiHello World"),
+        (r#"{{ "think</think>rest".split("</think>")[-1] }}"#, "rest"),
+        (r#"{{ {"a": 1}.get("b", 7) }}{{ {"a": 1}.items() | list | length }}"#, "71"),
+        (
+            r#"{% if "abc".startswith(("x", "a")) and "abc".endswith("bc") %}yes{% endif %}"#,
+            "yes",
+        ),
+    ];
+    for (src, want) in cases {
+        let t = ChatTemplate::with_tokens(src, "", "").unwrap();
+        assert_eq!(t.render(&[("user", "u")], false).unwrap(), want, "{src}");
+    }
+}
+
 #[test]
 fn strftime_formats_known_dates() {
     use rlq::model::chat::strftime_utc;
@@ -368,6 +392,27 @@ fn tiny_tensors(arch: &str, with_output: bool) -> Vec<(String, String, Tensor)> 
         add("mlp.gate_proj.weight", "ffn_gate.weight", &[FF, D]);
         add("mlp.up_proj.weight", "ffn_up.weight", &[FF, D]);
         add("mlp.down_proj.weight", "ffn_down.weight", &[D, FF]);
+        if arch == "olmo2" {
+            // Post-norm: no input norms; llama.cpp's names for the output norms.
+            add(
+                "post_attention_layernorm.weight",
+                "post_attention_norm.weight",
+                &[D],
+            );
+            add(
+                "post_feedforward_layernorm.weight",
+                "post_ffw_norm.weight",
+                &[D],
+            );
+            // The q/k norms span all heads.
+            add(
+                "self_attn.q_norm.weight",
+                "attn_q_norm.weight",
+                &[HEADS * HD],
+            );
+            add("self_attn.k_norm.weight", "attn_k_norm.weight", &[KV * HD]);
+            continue;
+        }
         add("input_layernorm.weight", "attn_norm.weight", &[D]);
         if gemma {
             add(
@@ -416,7 +461,7 @@ fn tiny_metadata(arch: &str) -> Vec<(String, Value)> {
     let k = |s: &str| format!("{arch}.{s}");
     let strings =
         |xs: &[&str]| Value::Array(xs.iter().map(|s| Value::String(s.to_string())).collect());
-    vec![
+    let md = vec![
         ("general.architecture".into(), Value::String(arch.into())),
         (k("block_count"), Value::U32(LAYERS as u32)),
         (k("context_length"), Value::U32(2048)),
@@ -452,7 +497,11 @@ fn tiny_metadata(arch: &str) -> Vec<(String, Value)> {
                 "{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}".into(),
             ),
         ),
-    ]
+    ];
+    // llama.cpp writes no sliding window for OLMo 2 (one would mean OLMo 3's windowed layers).
+    md.into_iter()
+        .filter(|(key, _)| !(arch == "olmo2" && key.ends_with("attention.sliding_window")))
+        .collect()
 }
 
 /// Writes a GGUF with the given metadata and (GGUF name, tensor, quant type) entries.
@@ -502,6 +551,7 @@ fn synthetic_gguf_of_every_family_loads_in_hf_layout() {
         ("qwen2", Family::Qwen2),
         ("qwen3", Family::Qwen3),
         ("gemma3", Family::Gemma3),
+        ("olmo2", Family::Olmo2),
     ] {
         let with_output = arch != "gemma3";
         let (path, tensors) = write_tiny_gguf(dir.path(), arch, with_output);
@@ -518,7 +568,7 @@ fn synthetic_gguf_of_every_family_loads_in_hf_layout() {
         assert_eq!(c.max_position, 2048);
         assert_eq!(c.tie_embeddings, !with_output);
         assert_eq!(c.attention_bias, arch == "qwen2");
-        assert_eq!(c.qk_norm, arch == "qwen3" || arch == "gemma3");
+        assert_eq!(c.qk_norm, ["qwen3", "gemma3", "olmo2"].contains(&arch));
         assert_eq!(c.eos_token_ids, vec![0]);
         if arch == "gemma3" {
             let g = c.gemma.as_ref().unwrap();
@@ -734,6 +784,7 @@ fn tiny_config_json(family: &str) -> serde_json::Value {
         "qwen3" => ("qwen3", "Qwen3ForCausalLM"),
         "gemma3" => ("gemma3_text", "Gemma3ForCausalLM"),
         "mistral" => ("mistral", "MistralForCausalLM"),
+        "olmo2" => ("olmo2", "Olmo2ForCausalLM"),
         _ => ("llama", "LlamaForCausalLM"),
     };
     json!({
@@ -820,7 +871,7 @@ fn write_tiny_folder(dir: &Path, family: &str, shards: usize) -> HashMap<String,
 
 #[test]
 fn safetensors_folder_loads_config_weights_tokenizer_template() {
-    for family in ["llama", "mistral", "qwen2", "qwen3", "gemma3"] {
+    for family in ["llama", "mistral", "qwen2", "qwen3", "gemma3", "olmo2"] {
         let dir = tempfile::tempdir().unwrap();
         let tensors = write_tiny_folder(dir.path(), family, 1);
         let src = dir.path().to_str().unwrap();
@@ -834,7 +885,7 @@ fn safetensors_folder_loads_config_weights_tokenizer_template() {
         assert_eq!((c.d_ff, c.vocab_size, c.max_position), (FF, VOCAB, 1024));
         assert_eq!(c.tie_embeddings, family != "llama");
         assert_eq!(c.attention_bias, family == "qwen2");
-        assert_eq!(c.qk_norm, family == "qwen3" || family == "gemma3");
+        assert_eq!(c.qk_norm, ["qwen3", "gemma3", "olmo2"].contains(&family));
         assert_eq!(c.bos_token_id, Some(2));
         assert_eq!(c.eos_token_ids, vec![3, 1]);
         assert_eq!(c.gemma.is_some(), family == "gemma3");
@@ -1071,24 +1122,36 @@ fn unusable_sources_are_clear_errors() {
 }
 
 /// Offline with an empty cache, and online with an unreachable hub: both fail fast and say why.
-/// (Runs in one test because it sets process-wide environment variables.)
+/// The hub's settings are a value (no process-wide variables set, so no race with other tests).
 #[test]
 fn hub_without_cache_or_network_fails_fast() {
+    use rlq::model::hub::{resolve_with, HubSettings};
     let cache = tempfile::tempdir().unwrap();
-    std::env::set_var("HF_HUB_CACHE", cache.path());
-    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let offline = HubSettings {
+        cache: cache.path().to_path_buf(),
+        offline: true,
+        endpoint: "https://huggingface.co".into(),
+        token: None,
+    };
     let t = std::time::Instant::now();
-    let e = load_err("HuggingFaceTB/SmolLM2-135M-Instruct").to_string();
+    let e = resolve_with("HuggingFaceTB/SmolLM2-135M-Instruct", &offline)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("HF_HUB_OFFLINE") && e.contains("not (fully) in the HF cache"),
         "{e}"
     );
     assert!(t.elapsed().as_secs() < 5);
 
-    std::env::set_var("HF_HUB_OFFLINE", "0");
-    std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9");
+    let unreachable = HubSettings {
+        offline: false,
+        endpoint: "http://127.0.0.1:9".into(),
+        ..offline.clone()
+    };
     let t = std::time::Instant::now();
-    let e = load_err("HuggingFaceTB/SmolLM2-135M-Instruct@main").to_string();
+    let e = resolve_with("HuggingFaceTB/SmolLM2-135M-Instruct@main", &unreachable)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("cannot reach") && e.contains("127.0.0.1:9"),
         "{e}"
@@ -1109,11 +1172,10 @@ fn hub_without_cache_or_network_fails_fast() {
         "0123456789abcdef",
     )
     .unwrap();
-    let m = load("acme/tiny", &LoadOptions::default()).unwrap();
+    let dir = resolve_with("acme/tiny", &unreachable).unwrap();
+    assert_eq!(dir, snap);
+    let m = load(dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
     assert_eq!(m.config.family, Family::Qwen3);
-    std::env::remove_var("HF_ENDPOINT");
-    std::env::remove_var("HF_HUB_OFFLINE");
-    std::env::remove_var("HF_HUB_CACHE");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1578,6 +1640,8 @@ fn hostile_err(dir: &Path, name: &str, bytes: &[u8]) -> String {
     e.to_string()
 }
 
+/// Peak RSS of this test alone: 14 MB (scripts/hostile-rss.sh, benches/results/hostile-rss.txt),
+/// although its headers claim tensors of up to 2^80 bytes: nothing is allocated from a header field.
 #[test]
 fn hostile_gguf_tensor_tables_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -1771,6 +1835,8 @@ fn md_with(arch: &str, edits: &[(&str, Option<Value>)]) -> Vec<(String, Value)> 
     md
 }
 
+/// Peak RSS of this test alone: 8 MB (scripts/hostile-rss.sh), with `block_count` 10^12 and
+/// `key_length` 2^62 among its headers.
 #[test]
 fn hostile_gguf_metadata_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -1923,6 +1989,7 @@ fn hostile_gguf_metadata_is_refused() {
 
 /// A 30-layer file whose `block_count` says 29 (or 0): refused, naming layer 29's tensors.
 /// Built from the real SmolLM2 header, so the real file's layout is what is checked.
+/// Peak RSS alone: 207 MB, the real header and tokenizer (scripts/hostile-rss.sh).
 #[test]
 fn hostile_smollm2_block_count_is_refused() {
     let Some(path) = smollm2_path() else { return };
@@ -1945,6 +2012,7 @@ fn hostile_smollm2_block_count_is_refused() {
     }
 }
 
+/// Peak RSS of this test alone: 10 MB (scripts/hostile-rss.sh).
 #[test]
 fn hostile_safetensors_folders_are_refused() {
     let fresh = || {
@@ -2052,6 +2120,7 @@ fn hostile_safetensors_folders_are_refused() {
 /// a character device that never ends, a directory named like a file, a link loop, and files
 /// larger than the stated caps. Each is refused at once, saying what the path is.
 #[cfg(unix)]
+/// Peak RSS alone: 43 MB, the over-cap files it writes (scripts/hostile-rss.sh).
 #[test]
 fn hostile_paths_say_what_they_are() {
     use std::os::unix::fs::symlink;
@@ -2090,7 +2159,7 @@ fn hostile_paths_say_what_they_are() {
     let folder = d.path().join("x.gguf");
     std::fs::create_dir(&folder).unwrap();
     let e = load_err(folder.to_str().unwrap()).to_string();
-    assert!(e.contains("is a directory"), "{e}");
+    assert!(e.contains("is a folder"), "{e}");
     // A directory symlink loop, as a folder and as a .gguf.
     let (a, b) = (d.path().join("a"), d.path().join("b"));
     symlink(&b, &a).unwrap();
@@ -2116,6 +2185,7 @@ fn hostile_paths_say_what_they_are() {
     assert!(e.contains("config.json") && e.contains("16 MiB"), "{e}");
 }
 
+/// Peak RSS of this test alone: 24 MB with its output and fuel caps (scripts/hostile-rss.sh).
 #[test]
 fn hostile_chat_templates_stop_at_their_limits() {
     let render = |src: &str| {
@@ -2165,5 +2235,79 @@ fn token_ids_beyond_the_vocabulary_are_named() {
             e.contains(&format!("token id {bad}")) && e.contains(&format!("{vocab} tokens")),
             "{e}"
         );
+    }
+}
+
+/// An OLMo 2 GGUF's post-norm layout: no `attn_norm`/`ffn_norm`, q/k norms over all heads; a
+/// file claiming a sliding window (OLMo 3, also `olmo2` in llama.cpp) or carrying an input norm
+/// is refused rather than run as something else.
+#[test]
+fn olmo2_gguf_has_post_norms_and_refuses_what_it_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_tiny_gguf(dir.path(), "olmo2", true);
+    let m = load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    assert!(!m.weights.contains("model.layers.0.input_layernorm.weight"));
+    assert_eq!(
+        m.weights
+            .shape("model.layers.1.self_attn.q_norm.weight")
+            .unwrap(),
+        vec![HEADS * HD]
+    );
+    // The GGUF-loaded model runs and gives finite logits.
+    let tf = rlq::model::hooked::HookedTransformer::new(&m).unwrap();
+    let logits = tf.logits(&[1, 2, 3]).unwrap();
+    let v: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(v.iter().all(|x| x.is_finite()));
+
+    let mut md = tiny_metadata("olmo2");
+    md.push(("olmo2.attention.sliding_window".into(), Value::U32(4096)));
+    write_gguf(&dir.path().join("olmo3.gguf"), &md, &entries_for("olmo2"));
+    let err = load_err(dir.path().join("olmo3.gguf").to_str().unwrap()).to_string();
+    assert!(err.contains("sliding-window olmo2"), "{err}");
+
+    let mut entries = entries_for("olmo2");
+    entries.push((
+        "blk.0.attn_norm.weight".into(),
+        Tensor::ones(D, DType::F32, &Device::Cpu).unwrap(),
+        GgmlDType::F32,
+    ));
+    write_gguf(
+        &dir.path().join("extra.gguf"),
+        &tiny_metadata("olmo2"),
+        &entries,
+    );
+    let err = load_err(dir.path().join("extra.gguf").to_str().unwrap()).to_string();
+    assert!(err.contains("blk.0.attn_norm.weight"), "{err}");
+}
+
+/// Every family saves as an HF folder that loads back to the same logits (the manifest is what
+/// is written), and a weight map that is not the manifest is refused before anything is written.
+#[test]
+fn every_family_round_trips_through_an_hf_folder() {
+    use rlq::model::hooked::HookedTransformer;
+    use rlq::model::save::write_hf_folder;
+    use rlq::model::synthetic::random_model;
+    for family in Family::ALL {
+        let m = random_model(family, 5, DType::F32).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let weights = m.weights.dense_map().unwrap();
+        write_hf_folder(&m, &weights, dir.path()).unwrap();
+        // The synthetic model has no tokenizer; give the folder one so `load` accepts it.
+        std::fs::write(dir.path().join("tokenizer.json"), TOKENIZER_JSON).unwrap();
+        let back = load(dir.path().to_str().unwrap(), &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{family:?}: {e}"));
+        assert_eq!(back.config.family, family);
+        assert_eq!(back.config.n_params(), m.config.n_params());
+        let ids = [3, 17, 5, 9];
+        let a = HookedTransformer::new(&m).unwrap().logits(&ids).unwrap();
+        let b = HookedTransformer::new(&back).unwrap().logits(&ids).unwrap();
+        assert_eq!(max_diff(&a, &b), 0.0, "{family:?}");
+
+        let mut partial = weights.clone();
+        partial.remove("model.norm.weight");
+        let empty = tempfile::tempdir().unwrap();
+        let err = write_hf_folder(&m, &partial, empty.path()).unwrap_err();
+        assert!(err.to_string().contains("model.norm.weight"), "{err}");
+        assert!(std::fs::read_dir(empty.path()).unwrap().next().is_none());
     }
 }

@@ -70,6 +70,11 @@ fn reference_last_logits(m: &Model, len: usize) -> Tensor {
             let mut model = ct::qwen3::ModelForCausalLM::new(&c, vb(m)).unwrap();
             model.forward(&ids, 0).unwrap()
         }
+        Family::Olmo2 => {
+            let c: ct::olmo2::Config = serde_json::from_value(j).unwrap();
+            let mut model = ct::olmo2::Model::new(&c, vb(m)).unwrap();
+            model.forward(&ids, 0).unwrap()
+        }
         Family::Gemma3 => {
             let c: ct::gemma3::Config = serde_json::from_value(j).unwrap();
             // candle's gemma3 KV cache rejects a multi-token prompt (it slice-sets a transposed,
@@ -106,6 +111,15 @@ fn check_model(mut m: Model) {
         let want = reference_last_logits(&m, len).to_vec1::<f32>().unwrap();
         let got = ours.i(len - 1).unwrap().to_vec1::<f32>().unwrap();
         let scale = want.iter().fold(0f32, |a, x| a.max(x.abs()));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+        // Printed with --nocapture: the measured error beside its 1e-5 bound.
+        eprintln!(
+            "{family:?} prefix {len}: max |ours - candle| / scale = {:e}",
+            worst / scale.max(1.0)
+        );
         for (g, w) in got.iter().zip(&want) {
             assert!(
                 (g - w).abs() <= 1e-5 * scale.max(1.0),
@@ -134,6 +148,12 @@ fn qwen3_matches_candle_transformers() {
 #[test]
 fn gemma3_matches_candle_transformers() {
     check(Family::Gemma3);
+}
+/// OLMo 2's post-norm and flattened q/k norm against candle-transformers' `olmo2` (0.11), an
+/// implementation written independently of rlq's (candle's own RmsNorm, rope and attention).
+#[test]
+fn olmo2_matches_candle_transformers() {
+    check(Family::Olmo2);
 }
 
 /// Llama 3.1's rope scaling, chosen so that one of the two frequencies is scaled and the

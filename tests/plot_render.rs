@@ -210,7 +210,7 @@ fn plot_errors_are_values() {
     assert!(nested.exists());
 }
 
-/// `RLQ_PLOT_DIR=/some/dir cargo test --test plot_render` writes sample charts to look at.
+/// `RLQ_PLOT_DIR=/some/dir cargo test --test lang plot_render` writes sample charts to look at.
 #[test]
 fn sample_charts_for_inspection() {
     let Ok(dir) = std::env::var("RLQ_PLOT_DIR") else {

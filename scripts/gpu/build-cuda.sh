@@ -38,11 +38,11 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/rlq/target-cuda}
 cd "$SRC"
 touch src/lib.rs src/main.rs
 cargo build -j2 --features cuda --bin rlq
-BIN=$(cargo test -j2 --features cuda --test cuda_parity --no-run --message-format=json 2>/dev/null \
+BIN=$(cargo test -j2 --features cuda --test model --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="cuda_parity" and m.get("executable"): print(m["executable"])' | tail -1)
+    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="model" and m.get("executable"): print(m["executable"])' | tail -1)
 echo "test binary: $BIN"
 # 4. Package (xz; the remote has xz). The test binary keeps its symbols for backtraces.
 mkdir -p "$DEST"

@@ -58,7 +58,7 @@ main() {
   echo "== cuda_parity (RLQ_REQUIRE_CUDA=1)"
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$OUT/smi_mem.txt" 2>/dev/null &
   local smi=$!
-  RLQ_REQUIRE_CUDA=1 RUST_BACKTRACE=1 timeout 190 "$W/cuda_parity" --nocapture --test-threads=1
+  RLQ_REQUIRE_CUDA=1 RUST_BACKTRACE=1 timeout 190 "$W/cuda_parity" cuda_parity:: --nocapture --test-threads=1
   rc=$?
   kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
   echo "nvidia-smi memory.used peak during the test: $(sort -n "$OUT/smi_mem.txt" 2>/dev/null | tail -1) MiB (sampled every 200 ms)"

@@ -15,6 +15,7 @@ pub mod matrix;
 pub mod measures;
 pub mod pairing;
 pub mod per_edge;
+pub mod positions;
 pub mod side_by_side;
 pub mod stats;
 pub mod synthetic;
@@ -24,6 +25,7 @@ pub use error::{AnalysisError, Result};
 pub use group::By;
 pub use matrix::ScoreMatrix;
 pub use per_edge::{node_entropy, overlap, rel_change};
+pub use positions::statistic_by_position;
 pub use side_by_side::side_by_side;
 pub use stats::{
     diversity, edge_entropy, edge_entropy_norm, effective_edges, entropy, gini, intensity,

@@ -52,7 +52,11 @@ pub fn block_graph(n_layers: usize, scores: Vec<Vec<f64>>) -> Graph {
             t_cut: None,
             prompt_ids,
             per_sample: true,
+            per_position: false,
+            n_heads: 0,
+            d_model: 0,
         },
+        positions: None,
     }
 }
 

@@ -68,6 +68,17 @@ pub struct Sample {
 pub struct SampleScores {
     pub scores: Vec<f64>,
     pub loss: f64,
+    /// With [`ScoreOptions::per_position`]: S[u,v,t] row-major `[t * n_edges + e]` over every
+    /// fed position t; summed over t it is `scores` (up to summation order).
+    pub per_position: Option<Vec<f64>>,
+}
+
+/// What [`score_sample_with`] keeps beyond the per-edge scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScoreOptions {
+    /// Keep S[u,v,t] for every position t (8·T·E bytes per sample). EAP and EAP-IG only: an
+    /// exact patch of one edge at one position is not additive over positions.
+    pub per_position: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +191,35 @@ pub fn score_sample(
     method: Method,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<SampleScores> {
+    score_sample_with(
+        tf,
+        layout,
+        edges,
+        sample,
+        method,
+        ScoreOptions::default(),
+        interrupted,
+    )
+}
+
+/// [`score_sample`], optionally keeping the per-position scores too.
+pub fn score_sample_with(
+    tf: &HookedTransformer,
+    layout: &HookLayout,
+    edges: &[(usize, usize)],
+    sample: &Sample,
+    method: Method,
+    opts: ScoreOptions,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<SampleScores> {
+    if opts.per_position && method == Method::Patch {
+        return Err(AttributionError::Sample {
+            sample: sample.id,
+            msg: "per-position scores need eap or eap_ig: exact patching of one edge at one \
+                  position does not add up over positions"
+                .into(),
+        });
+    }
     let seq = sample.tokens.len();
     let d = tf.config.d_model;
     if seq == 0 {
@@ -283,10 +323,55 @@ pub fn score_sample(
             value: *bad,
         });
     }
+    let per_position = if opts.per_position {
+        Some(position_scores(&delta_o, &grad, edges, sign, sample.id)?)
+    } else {
+        None
+    };
     Ok(SampleScores {
         scores,
         loss: clean_loss,
+        per_position,
     })
+}
+
+/// `S[u,v,t] = sign · Σ_d ΔO_u[t,d] · G_v[t,d]` for the real edges, row-major `[t][edge]`, in
+/// f64: one batched `[n_src, D] × [D, n_dst]` product per position, taken over blocks of
+/// positions so only one block of f64 copies (~16 MiB with its products) is held at a time.
+fn position_scores(
+    o: &Tensor,
+    g: &Tensor,
+    edges: &[(usize, usize)],
+    sign: f64,
+    sample: i64,
+) -> Result<Vec<f64>> {
+    let (n_src, seq, d) = o.dims3()?;
+    let n_dst = g.dim(0)?;
+    let per_position = ((n_src + n_dst) * d + n_src * n_dst) * 8;
+    let block = ((16usize << 20) / per_position.max(1)).clamp(1, seq.max(1));
+    let mut out = Vec::with_capacity(seq * edges.len());
+    for t0 in (0..seq).step_by(block) {
+        let len = block.min(seq - t0);
+        // [n, len, d] -> [len, n, d]
+        let by_t = |x: &Tensor| -> Result<Tensor> {
+            Ok(x.narrow(1, t0, len)?
+                .to_dtype(DType::F64)?
+                .transpose(0, 1)?
+                .contiguous()?)
+        };
+        let prod = by_t(o)?.matmul(&by_t(g)?.transpose(1, 2)?.contiguous()?)?; // [len, src, dst]
+        for m in prod.to_vec3::<f64>()? {
+            out.extend(edges.iter().map(|&(u, v)| sign * m[u][v]));
+        }
+    }
+    if let Some(bad) = out.iter().find(|x| !x.is_finite()) {
+        return Err(AttributionError::NonFinite {
+            sample,
+            what: "per-position score",
+            value: *bad,
+        });
+    }
+    Ok(out)
 }
 
 /// ΔO for every source: the corrupted run's outputs minus the clean ones, or −O (zero
@@ -456,5 +541,6 @@ fn patch_edges(
     Ok(SampleScores {
         scores,
         loss: clean_loss,
+        per_position: None,
     })
 }

@@ -1,41 +1,9 @@
-//! Circuits out of rlq: Graphviz DOT text and the EAP-IG JSON layout
-//! (`{"cfg": …, "nodes": {name: in_graph}, "edges": {"u->v": {"score": s, "in_graph": true}}}`),
-//! so circuits move between rlq and the Python tools.
+//! Circuits out of rlq as Graphviz DOT text (EAP-IG's JSON layout: `export_json`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::graph::Graph;
-
-/// EAP-IG-style JSON of the graph's mean scores; every edge present is `in_graph`.
-pub fn to_eap_ig_json(g: &Graph) -> serde_json::Value {
-    let mean = g.mean_scores();
-    let mut nodes = BTreeMap::new();
-    let mut edges = serde_json::Map::new();
-    for (e, s) in g.edges.iter().zip(&mean) {
-        nodes.insert(e.src.clone(), true);
-        // EAP-IG names destinations by their node (`a3.h1<q>` belongs to node `a3.h1`).
-        let dst_node = e.dst.split('<').next().unwrap_or(&e.dst).to_string();
-        nodes.insert(dst_node, true);
-        edges.insert(
-            format!("{}->{}", e.src, e.dst),
-            serde_json::json!({"score": s, "in_graph": true}),
-        );
-    }
-    serde_json::json!({
-        "cfg": {
-            "n_layers": g.meta.n_layers,
-            "granularity": g.meta.granularity,
-            "model": g.meta.model,
-            "loss": g.meta.loss,
-            "method": g.meta.method,
-            "n_samples": g.scores.len(),
-            "t_cut": g.meta.t_cut,
-        },
-        "nodes": nodes,
-        "edges": edges,
-    })
-}
 
 fn dot_id(name: &str) -> String {
     format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))

@@ -15,6 +15,11 @@ pub struct GraphMeta {
     pub prompt_ids: Vec<i64>,
     /// Show one row per (sample, edge) when printed or piped.
     pub per_sample: bool,
+    /// Keep S[u,v,t] per position (`Graph::positions`); shown one row per (sample, position, edge).
+    pub per_position: bool,
+    /// Query heads and residual width of the model (EAP-IG's graph config needs both).
+    pub n_heads: usize,
+    pub d_model: usize,
 }
 
 /// Per-edge description, in the graph's canonical edge order.
@@ -31,15 +36,57 @@ pub struct EdgeInfo {
     pub dst_kind: &'static str,
 }
 
+/// Per-position scores S[u,v,t] of every sample (`patch … per_position true`), in the order of
+/// `Graph::scores`: summed over positions they give that sample's edge scores.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PositionScores {
+    /// Per sample: every token fed (prompt ++ truncated answer).
+    pub token_ids: Vec<Vec<u32>>,
+    /// Per sample: each token as text, when a tokenizer was at hand (else empty: ids are shown).
+    pub tokens: Vec<Vec<String>>,
+    /// Per sample: `[t * n_edges + e]`.
+    pub scores: Vec<Vec<f64>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Graph {
     pub edges: Vec<EdgeInfo>,
     /// scores[sample][edge], f64.
     pub scores: Vec<Vec<f64>>,
     pub meta: GraphMeta,
+    /// Kept only when asked for (they cost 8·T·E bytes per sample).
+    pub positions: Option<PositionScores>,
 }
 
 impl Graph {
+    /// The graph restricted to the edges `keep` (indices, in the order given), per-position
+    /// scores included.
+    pub fn subset(&self, keep: &[usize]) -> Graph {
+        let n_e = self.edges.len();
+        Graph {
+            edges: keep.iter().map(|&i| self.edges[i].clone()).collect(),
+            scores: self
+                .scores
+                .iter()
+                .map(|s| keep.iter().map(|&i| s[i]).collect())
+                .collect(),
+            meta: self.meta.clone(),
+            positions: self.positions.as_ref().map(|p| PositionScores {
+                token_ids: p.token_ids.clone(),
+                tokens: p.tokens.clone(),
+                scores: p
+                    .scores
+                    .iter()
+                    .map(|s| {
+                        s.chunks(n_e.max(1))
+                            .flat_map(|row| keep.iter().map(|&i| row[i]))
+                            .collect()
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
     /// Mean score over samples per edge.
     pub fn mean_scores(&self) -> Vec<f64> {
         let n = self.scores.len().max(1) as f64;
@@ -98,8 +145,61 @@ impl Graph {
         DataFrame::new_infer_height(cols)
     }
 
-    /// The table a user sees when the graph is printed or piped into a table verb.
+    /// One row per (sample, position, edge): `prompt_id, position, token`, the edge columns,
+    /// `score, abs_score`. None without per-position scores.
+    pub fn position_table(&self) -> Option<PolarsResult<DataFrame>> {
+        let p = self.positions.as_ref()?;
+        let n_e = self.edges.len();
+        let (mut ids, mut pos, mut tok, mut idx) = (vec![], vec![], vec![], vec![]);
+        for (k, s) in p.scores.iter().enumerate() {
+            let n_t = s.len().checked_div(n_e).unwrap_or(0);
+            for t in 0..n_t {
+                let text = match p.tokens.get(k).and_then(|v| v.get(t)) {
+                    Some(text) => text.clone(),
+                    None => p
+                        .token_ids
+                        .get(k)
+                        .and_then(|v| v.get(t))
+                        .map_or_else(String::new, |id| id.to_string()),
+                };
+                for e in 0..n_e {
+                    ids.push(self.meta.prompt_ids.get(k).copied().unwrap_or(k as i64));
+                    pos.push(t as i64);
+                    tok.push(text.clone());
+                    idx.push(e);
+                }
+            }
+        }
+        let pick_s = |f: &dyn Fn(&EdgeInfo) -> String| -> Vec<String> {
+            idx.iter().map(|&e| f(&self.edges[e])).collect()
+        };
+        let pick_i = |f: &dyn Fn(&EdgeInfo) -> i64| -> Vec<i64> {
+            idx.iter().map(|&e| f(&self.edges[e])).collect()
+        };
+        let score: Vec<f64> = p.scores.iter().flatten().copied().collect();
+        let abs: Vec<f64> = score.iter().map(|v| v.abs()).collect();
+        let cols = vec![
+            Column::new("prompt_id".into(), ids),
+            Column::new("position".into(), pos),
+            Column::new("token".into(), tok),
+            Column::new("src".into(), pick_s(&|e| e.src.clone())),
+            Column::new("dst".into(), pick_s(&|e| e.dst.clone())),
+            Column::new("src_layer".into(), pick_i(&|e| e.src_layer)),
+            Column::new("dst_layer".into(), pick_i(&|e| e.dst_layer)),
+            Column::new("src_kind".into(), pick_s(&|e| e.src_kind.to_string())),
+            Column::new("dst_kind".into(), pick_s(&|e| e.dst_kind.to_string())),
+            Column::new("score".into(), score),
+            Column::new("abs_score".into(), abs),
+        ];
+        Some(DataFrame::new_infer_height(cols))
+    }
+
+    /// The table a user sees when the graph is printed or piped into a table verb: per
+    /// position when kept, else per sample or per edge.
     pub fn table(&self) -> PolarsResult<DataFrame> {
+        if let Some(t) = self.position_table() {
+            return t;
+        }
         if self.meta.per_sample {
             self.sample_table()
         } else {

@@ -3,12 +3,16 @@
 
 pub mod eap;
 pub mod export;
+pub mod export_json;
 pub mod graph;
 pub mod loss;
 pub mod prepare;
 pub mod run;
 
-pub use eap::{score_sample, AttributionError, Method, Sample, SampleLoss, SampleScores};
-pub use graph::{EdgeInfo, Graph, GraphMeta};
+pub use eap::{
+    score_sample, score_sample_with, AttributionError, Method, Sample, SampleLoss, SampleScores,
+    ScoreOptions,
+};
+pub use graph::{EdgeInfo, Graph, GraphMeta, PositionScores};
 pub use loss::LossKind;
 pub use run::{edge_infos, run, RunOutcome};

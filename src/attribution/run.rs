@@ -1,8 +1,8 @@
 //! Scoring a whole set of samples into a [`Graph`], sample by sample, with progress and
 //! interruption: memory grows only with the score table itself.
 
-use super::eap::{score_sample, AttributionError, Method, Sample};
-use super::graph::{EdgeInfo, Graph, GraphMeta};
+use super::eap::{score_sample_with, AttributionError, Method, Sample, ScoreOptions};
+use super::graph::{EdgeInfo, Graph, GraphMeta, PositionScores};
 use crate::model::hooked::HookedTransformer;
 use crate::model::hooks::HookLayout;
 
@@ -33,7 +33,8 @@ pub struct RunOutcome {
     pub stopped: Option<AttributionError>,
 }
 
-/// Score `samples` in order. `meta` describes the run (its `prompt_ids` are filled here).
+/// Score `samples` in order. `meta` describes the run (its `prompt_ids` are filled here; with
+/// `per_position` the per-position scores are kept as well).
 /// `resume_from` carries the scores of an earlier, interrupted run of the same samples: samples
 /// whose id it already holds are skipped.
 pub fn run(
@@ -54,6 +55,14 @@ pub fn run(
         scores.extend(prev.scores.iter().cloned());
         ids.extend(prev.meta.prompt_ids.iter().copied());
     }
+    let opts = ScoreOptions {
+        per_position: meta.per_position,
+    };
+    let mut positions = match (opts.per_position, resume_from) {
+        (false, _) => None,
+        (true, Some(prev)) => Some(prev.positions.clone().unwrap_or_default()),
+        (true, None) => Some(PositionScores::default()),
+    };
     let mut losses = Vec::new();
     let mut stopped = None;
     let total = samples.len();
@@ -66,8 +75,12 @@ pub fn run(
             stopped = Some(AttributionError::Interrupted);
             break;
         }
-        match score_sample(tf, layout, &pairs, s, method, interrupted) {
+        match score_sample_with(tf, layout, &pairs, s, method, opts, interrupted) {
             Ok(r) => {
+                if let (Some(p), Some(per)) = (positions.as_mut(), r.per_position) {
+                    p.token_ids.push(s.tokens.clone());
+                    p.scores.push(per);
+                }
                 scores.push(r.scores);
                 losses.push(r.loss);
                 ids.push(s.id);
@@ -85,6 +98,7 @@ pub fn run(
             edges,
             scores,
             meta,
+            positions,
         },
         losses,
         stopped,

@@ -109,6 +109,7 @@ pub fn graph_edge_index(g: &Graph, layout: &HookLayout) -> Result<Vec<usize>> {
 pub fn graph_granularity(g: &Graph) -> Granularity {
     match g.meta.granularity.as_str() {
         "head" => Granularity::Head,
+        "head_ungrouped" => Granularity::HeadUngrouped,
         "block" => Granularity::Block,
         _ if g
             .edges
@@ -135,7 +136,7 @@ pub fn layout_of_graph(g: &Graph) -> Result<HookLayout> {
         .max(g.meta.n_layers as i64)
         .max(0) as usize;
     let (mut n_heads, mut n_kv) = (1usize, 1usize);
-    if gran == Granularity::Head {
+    if gran != Granularity::Block {
         let head_of = |name: &str| -> Option<usize> {
             let rest = name.split(".h").nth(1)?;
             rest.split('<').next()?.parse().ok()
@@ -160,20 +161,4 @@ pub fn layout_of_graph(g: &Graph) -> Result<HookLayout> {
         }
     }
     Ok(HookLayout::new(gran, n_layers, n_heads, n_kv))
-}
-
-/// The subgraph of `g` with the edges at `keep` (indices into `g.edges`), scores kept.
-pub fn subgraph(g: &Graph, keep: &[usize]) -> Graph {
-    let mut keep = keep.to_vec();
-    keep.sort_unstable();
-    keep.dedup();
-    Graph {
-        edges: keep.iter().map(|&i| g.edges[i].clone()).collect(),
-        scores: g
-            .scores
-            .iter()
-            .map(|s| keep.iter().map(|&i| s[i]).collect())
-            .collect(),
-        meta: g.meta.clone(),
-    }
 }

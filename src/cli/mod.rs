@@ -74,8 +74,10 @@ fn check_file(session: &mut Session, file: &Path) -> u8 {
     }
 }
 
+/// A script named on the command line: a regular file, read whole up to the same cap as an
+/// `import` (a FIFO or `/dev/zero` named by mistake is refused, not read for ever).
 fn read_script(file: &Path) -> Option<String> {
-    match std::fs::read_to_string(file) {
+    match crate::files::read_text_capped(file, crate::files::MAX_SCRIPT_BYTES) {
         Ok(src) => Some(src),
         Err(e) => {
             eprintln!("rlq: cannot read {}: {e}", file.display());

@@ -2,7 +2,7 @@
 //! semantics (trim/lstrip blocks, `messages`, `add_generation_prompt`, `bos_token`, `eos_token`,
 //! `raise_exception`, `strftime_now`, a non-escaping `tojson`, and Python string/dict methods).
 
-use minijinja::value::{Kwargs, ValueKind};
+use minijinja::value::Kwargs;
 use minijinja::{Environment, Error, ErrorKind, State, Value};
 
 use super::{ModelError, Result, TextTokenizer};
@@ -286,7 +286,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Python methods templates call on strings and dicts (`x.strip()`, `d.items()`, ...).
+// Python methods templates call on strings and dicts (`x.strip()`, `d.items()`, ...): minijinja's
+// own pycompat, plus `str.rsplit`, which it lacks (Qwen-style templates split reasoning off the
+// end of a message with it).
 
 fn python_method(
     state: &State,
@@ -294,132 +296,48 @@ fn python_method(
     method: &str,
     args: &[Value],
 ) -> std::result::Result<Value, Error> {
-    match value.kind() {
-        ValueKind::String => string_method(value.as_str().unwrap_or_default(), method, args),
-        ValueKind::Map => match method {
-            "items" => state.apply_filter("items", &[value.clone()]),
-            "keys" => Ok(Value::from(value.try_iter()?.collect::<Vec<Value>>())),
-            "values" => {
-                let vals: std::result::Result<Vec<Value>, Error> =
-                    value.try_iter()?.map(|k| value.get_item(&k)).collect();
-                Ok(Value::from(vals?))
-            }
-            "get" => {
-                let key = args.first().cloned().unwrap_or(Value::UNDEFINED);
-                let default = args.get(1).cloned().unwrap_or(Value::from(()));
-                let v = value.get_item(&key)?;
-                Ok(if v.is_undefined() { default } else { v })
-            }
-            _ => Err(Error::from(ErrorKind::UnknownMethod)),
-        },
-        _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    match (value.as_str(), method) {
+        (Some(s), "rsplit") => rsplit(s, args),
+        _ => minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args),
     }
 }
 
-fn str_arg(args: &[Value], i: usize) -> Option<String> {
-    args.get(i)
+/// `s.rsplit(sep=None, maxsplit=-1)` as Python: from the right, at most `maxsplit` splits.
+fn rsplit(s: &str, args: &[Value]) -> std::result::Result<Value, Error> {
+    let sep = args
+        .first()
         .filter(|v| !v.is_none() && !v.is_undefined())
-        .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string())
-        })
-}
-
-fn string_method(s: &str, method: &str, args: &[Value]) -> std::result::Result<Value, Error> {
-    let chars = str_arg(args, 0);
-    let strip_set = |c: char| match &chars {
-        Some(set) => set.contains(c),
-        None => c.is_whitespace(),
+        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+    let maxsplit = args
+        .get(1)
+        .and_then(|v| i64::try_from(v.clone()).ok())
+        .and_then(|n| usize::try_from(n).ok());
+    let mut parts: Vec<String> = match (&sep, maxsplit) {
+        (Some(sep), _) if sep.is_empty() => {
+            return Err(Error::new(ErrorKind::InvalidOperation, "empty separator"))
+        }
+        (Some(sep), Some(n)) => s.rsplitn(n + 1, sep.as_str()).map(str::to_string).collect(),
+        (Some(sep), None) => s.rsplit(sep.as_str()).map(str::to_string).collect(),
+        (None, Some(n)) => {
+            // Whitespace runs from the right; the rest (left part) keeps its inner spacing.
+            let mut out = Vec::new();
+            let mut rest = s.trim_end();
+            while out.len() < n {
+                match rest.rfind(char::is_whitespace) {
+                    Some(i) => {
+                        out.push(rest[i..].trim_start().to_string());
+                        rest = rest[..i].trim_end();
+                    }
+                    None => break,
+                }
+            }
+            if !rest.is_empty() {
+                out.push(rest.to_string());
+            }
+            out
+        }
+        (None, None) => s.split_whitespace().rev().map(str::to_string).collect(),
     };
-    Ok(match method {
-        "strip" => Value::from(s.trim_matches(strip_set)),
-        "lstrip" => Value::from(s.trim_start_matches(strip_set)),
-        "rstrip" => Value::from(s.trim_end_matches(strip_set)),
-        "upper" => Value::from(s.to_uppercase()),
-        "lower" => Value::from(s.to_lowercase()),
-        "title" => Value::from(title_case(s)),
-        "capitalize" => {
-            let mut cs = s.chars();
-            Value::from(match cs.next() {
-                Some(f) => f.to_uppercase().collect::<String>() + &cs.as_str().to_lowercase(),
-                None => String::new(),
-            })
-        }
-        "startswith" | "endswith" => {
-            let prefixes: Vec<String> = match args.first() {
-                Some(v) if v.kind() == ValueKind::Seq => v
-                    .try_iter()?
-                    .map(|x| x.as_str().unwrap_or_default().to_string())
-                    .collect(),
-                _ => chars.clone().into_iter().collect(),
-            };
-            let hit = prefixes.iter().any(|p| {
-                if method == "startswith" {
-                    s.starts_with(p.as_str())
-                } else {
-                    s.ends_with(p.as_str())
-                }
-            });
-            Value::from(hit)
-        }
-        "split" | "rsplit" => {
-            let maxsplit = args
-                .get(1)
-                .and_then(|v| i64::try_from(v.clone()).ok())
-                .filter(|&n| n >= 0)
-                .map(|n| n as usize);
-            let parts: Vec<String> = match (&chars, maxsplit) {
-                (Some(sep), Some(n)) if method == "split" => {
-                    s.splitn(n + 1, sep.as_str()).map(str::to_string).collect()
-                }
-                (Some(sep), Some(n)) => {
-                    let mut v: Vec<String> =
-                        s.rsplitn(n + 1, sep.as_str()).map(str::to_string).collect();
-                    v.reverse();
-                    v
-                }
-                (Some(sep), None) => s.split(sep.as_str()).map(str::to_string).collect(),
-                (None, _) => s.split_whitespace().map(str::to_string).collect(),
-            };
-            Value::from(parts)
-        }
-        "replace" => {
-            let from = str_arg(args, 0).unwrap_or_default();
-            let to = str_arg(args, 1).unwrap_or_default();
-            Value::from(s.replace(&from, &to))
-        }
-        "find" => {
-            let needle = chars.unwrap_or_default();
-            Value::from(match s.find(&needle) {
-                Some(b) => s[..b].chars().count() as i64,
-                None => -1,
-            })
-        }
-        "count" => Value::from(s.matches(chars.unwrap_or_default().as_str()).count()),
-        "join" => {
-            let items: Vec<String> = match args.first() {
-                Some(v) => v.try_iter()?.map(|x| x.to_string()).collect(),
-                None => vec![],
-            };
-            Value::from(items.join(s))
-        }
-        "isdigit" => Value::from(!s.is_empty() && s.chars().all(|c| c.is_ascii_digit())),
-        "isspace" => Value::from(!s.is_empty() && s.chars().all(char::is_whitespace)),
-        _ => return Err(Error::from(ErrorKind::UnknownMethod)),
-    })
-}
-
-fn title_case(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut prev_alpha = false;
-    for c in s.chars() {
-        if prev_alpha {
-            out.extend(c.to_lowercase());
-        } else {
-            out.extend(c.to_uppercase());
-        }
-        prev_alpha = c.is_alphabetic();
-    }
-    out
+    parts.reverse();
+    Ok(Value::from(parts))
 }

@@ -2,34 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Decoder families rlq has a hooked forward for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Family {
-    Llama,
-    Mistral,
-    Qwen2,
-    Qwen3,
-    Gemma3,
-}
-
-impl Family {
-    pub const ALL: [Family; 5] = [
-        Family::Llama,
-        Family::Mistral,
-        Family::Qwen2,
-        Family::Qwen3,
-        Family::Gemma3,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Llama => "llama",
-            Family::Mistral => "mistral",
-            Family::Qwen2 => "qwen2",
-            Family::Qwen3 => "qwen3",
-            Family::Gemma3 => "gemma3",
-        }
-    }
-}
+pub use super::arch::Family;
 
 /// Everything the hooked forward needs to know about a checkpoint's shape.
 /// Field names follow HF `config.json` meaning; GGUF metadata is mapped onto them.
@@ -50,7 +23,8 @@ pub struct ModelConfig {
     pub tie_embeddings: bool,
     /// q/k/v projections carry a bias (Qwen2).
     pub attention_bias: bool,
-    /// Per-head RMSNorm on q and k before rope (Qwen3, Gemma 3).
+    /// RMSNorm on q and k before rope (Qwen3, Gemma 3: per head; OLMo 2: over all heads, see
+    /// [`super::arch::QkNorm`]).
     pub qk_norm: bool,
     /// Gemma 3 specifics (ignored by the other families).
     pub gemma: Option<GemmaExtras>,
@@ -133,17 +107,10 @@ pub struct GemmaExtras {
 }
 
 impl ModelConfig {
-    /// Number of parameters implied by the shapes (embedding counted once when tied).
+    /// Number of parameters of the weight manifest ([`super::arch::manifest`]), the embedding
+    /// counted once when tied.
     pub fn n_params(&self) -> usize {
-        let d = self.d_model;
-        let q = self.n_heads * self.head_dim;
-        let kv = self.n_kv_heads * self.head_dim;
-        let attn = d * q + 2 * d * kv + q * d + if self.attention_bias { q + 2 * kv } else { 0 };
-        let mlp = 3 * d * self.d_ff;
-        let norms = if self.gemma.is_some() { 4 * d } else { 2 * d };
-        let per_layer = attn + mlp + norms;
-        let emb = self.vocab_size * d;
-        emb + self.n_layers * per_layer + d + if self.tie_embeddings { 0 } else { emb }
+        super::arch::n_params(self)
     }
 }
 

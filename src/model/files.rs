@@ -2,8 +2,7 @@
 //! opened (opening a FIFO with no writer blocks for ever; `/dev/zero` never ends), and files that
 //! are read whole (configs, tokenizers, templates) are capped at a stated size.
 
-use std::fs::{File, FileType};
-use std::io::Read;
+use std::fs::File;
 use std::path::Path;
 
 use super::{ModelError, Result};
@@ -15,33 +14,6 @@ pub const CONFIG_MAX_BYTES: u64 = 16 << 20;
 pub const TOKENIZER_MAX_BYTES: u64 = 64 << 20;
 /// Largest chat template accepted from any source (real ones are under 64 KB).
 pub const TEMPLATE_MAX_BYTES: u64 = 1 << 20;
-
-/// What a non-regular file is, for messages.
-fn kind_of(ft: &FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return "a FIFO (named pipe)";
-        }
-        if ft.is_char_device() {
-            return "a character device";
-        }
-        if ft.is_block_device() {
-            return "a block device";
-        }
-        if ft.is_socket() {
-            return "a socket";
-        }
-    }
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
-    }
-}
 
 /// Whether anything (even a dangling or looping link) exists at `path`.
 pub fn exists(path: &Path) -> bool {
@@ -77,7 +49,7 @@ pub fn check_regular(path: &Path, what: &str) -> Result<u64> {
         return Err(ModelError::Io(format!(
             "{what} `{}` is {}, not a regular file",
             path.display(),
-            kind_of(&meta.file_type())
+            crate::files::kind_of(meta.file_type())
         )));
     }
     Ok(meta.len())
@@ -108,15 +80,9 @@ pub fn read_capped(path: &Path, what: &str, cap: u64) -> Result<Vec<u8>> {
     if len > cap {
         return Err(too_big(len));
     }
-    // The size may change between the check and the read: read at most one byte past the cap.
-    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut buf)
-        .map_err(|e| ModelError::Io(format!("cannot read {what} `{}`: {e}", path.display())))?;
-    if buf.len() as u64 > cap {
-        return Err(too_big(buf.len() as u64));
-    }
-    Ok(buf)
+    crate::files::read_at_most(file, cap)
+        .map_err(|e| ModelError::Io(format!("cannot read {what} `{}`: {e}", path.display())))?
+        .map_err(too_big)
 }
 
 /// [`read_capped`] as UTF-8 text.

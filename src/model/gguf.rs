@@ -1,7 +1,9 @@
 //! GGUF files (llama.cpp): metadata → [`ModelConfig`], every tensor dequantized to the requested
 //! dtype/device and renamed to its Hugging Face name, in HF layout.
 //!
-//! Two layout differences from HF are undone here so the forward never sees GGUF conventions:
+//! Two layout differences from HF are undone here so the forward never sees GGUF conventions
+//! (which families need them is said by their `arch` file: `gguf_rope_rows_permuted`,
+//! `norm_offset`):
 //! - **Rotary rows of q/k** (llama, mistral): llama.cpp's `convert_hf_to_gguf.py` (`LlamaModel`,
 //!   `undo_permute = True`) reorders each head's q_proj/k_proj rows (and biases) with
 //!   `reshape(n_head, 2, hd/2, in).swapaxes(1, 2)` so its interleaved-pair rope (ROPE_TYPE_NORM)
@@ -21,9 +23,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::qmatrix::{is_block_quantized, QMatrix};
 use super::tokenizer::value_as_i64;
-use super::{
-    Checkpoint, Family, GemmaExtras, ModelConfig, ModelError, Result, TextTokenizer, Weights,
-};
+use super::{Checkpoint, Family, ModelConfig, ModelError, Result, TextTokenizer, Weights};
 
 /// Reads a `.gguf` file into a checkpoint (config, HF-named weights, tokenizer, chat template).
 /// With `keep_quantized` (and CPU, f32), block-quantized weight matrices stay quantized in memory
@@ -130,24 +130,36 @@ impl Meta<'_> {
     }
 }
 
-fn family_of_arch(arch: &str) -> Result<Family> {
-    Ok(match arch {
-        "llama" => Family::Llama,
-        "mistral" => Family::Mistral,
-        "qwen2" => Family::Qwen2,
-        "qwen3" => Family::Qwen3,
-        "gemma3" => Family::Gemma3,
-        other => {
-            return Err(ModelError::UnsupportedArch {
-                arch: other.to_string(),
-            })
+impl super::arch::ConfigFields for Meta<'_> {
+    fn count_opt(&self, key: &str, range: (u64, u64)) -> Result<Option<usize>> {
+        Meta::count_opt(self, key, range)
+    }
+    fn above_opt(&self, key: &str, min: f64) -> Result<Option<f64>> {
+        match self.f64_opt(key)? {
+            None => Ok(None),
+            Some(x) => super::config::finite_above(&self.field(key), x, min).map(Some),
         }
+    }
+    fn strings_opt(&self, key: &str) -> Option<Vec<String>> {
+        match self.get(key)? {
+            Value::Array(vs) => vs.iter().map(|v| v.to_string().ok().cloned()).collect(),
+            _ => None,
+        }
+    }
+    fn field(&self, key: &str) -> String {
+        Meta::field(self, key)
+    }
+}
+
+fn family_of_arch(arch: &str) -> Result<Family> {
+    Family::from_gguf_arch(arch).ok_or_else(|| ModelError::UnsupportedArch {
+        arch: arch.to_string(),
     })
 }
 
 /// Whether llama.cpp's converter permuted q/k rows for this architecture (see module docs).
 pub fn rope_rows_permuted(family: Family) -> bool {
-    matches!(family, Family::Llama | Family::Mistral)
+    family.arch().gguf_rope_rows_permuted()
 }
 
 /// Maps GGUF metadata onto [`ModelConfig`].
@@ -159,6 +171,7 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
         .ok_or_else(|| ModelError::Config("GGUF metadata has no `general.architecture`".into()))?
         .clone();
     let family = family_of_arch(&arch)?;
+    let defaults = family.arch().defaults();
     let m = Meta { md, arch };
     use super::config::{bounds, count_in, finite_above};
     let n_layers = m.count("block_count", bounds::N_LAYERS)?;
@@ -167,11 +180,13 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
     let n_kv_heads = m
         .count_opt("attention.head_count_kv", bounds::N_HEADS)?
         .unwrap_or(n_heads);
-    let head_dim = match m.count_opt("attention.key_length", bounds::HEAD_DIM)? {
-        Some(h) => h,
-        None if family == Family::Gemma3 => 256,
-        None if d_model % n_heads == 0 => d_model / n_heads,
-        None => {
+    let head_dim = match (
+        m.count_opt("attention.key_length", bounds::HEAD_DIM)?,
+        defaults.head_dim,
+    ) {
+        (Some(h), _) | (None, Some(h)) => h,
+        (None, None) if d_model % n_heads == 0 => d_model / n_heads,
+        (None, None) => {
             return Err(ModelError::Config(format!(
                 "{} is {d_model}, not a multiple of {} ({n_heads}), and {} is absent",
                 m.field("embedding_length"),
@@ -197,10 +212,9 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
         Some(e) => finite_above(&m.field("attention.layer_norm_rms_epsilon"), e, 0.0)?,
         None => 1e-6,
     };
-    let default_theta = if family == Family::Gemma3 { 1e6 } else { 1e4 };
     let rope_theta = match m.f64_opt("rope.freq_base")? {
         Some(t) => finite_above(&m.field("rope.freq_base"), t, 1.0)?,
-        None => default_theta,
+        None => defaults.rope_theta,
     };
     let max_position = m
         .count_opt("context_length", bounds::CONTEXT)?
@@ -210,26 +224,6 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
     let qk_norm = content
         .tensor_infos
         .contains_key("blk.0.attn_q_norm.weight");
-    let gemma = if family == Family::Gemma3 {
-        Some(GemmaExtras {
-            // llama.cpp: 1/sqrt(head_dim), except Gemma 3 27B (62 layers): 1/sqrt(d_model/n_heads).
-            query_pre_attn_scalar: if n_layers == 62 {
-                (d_model / n_heads) as f64
-            } else {
-                head_dim as f64
-            },
-            sliding_window: m
-                .count_opt("attention.sliding_window", bounds::SLIDING_WINDOW)?
-                .unwrap_or(4096),
-            // llama.cpp hard-codes these for gemma3 (swa pattern 6, local rope base 10k).
-            sliding_window_pattern: 6,
-            rope_local_base_freq: 10_000.0,
-            final_logit_softcapping: m.f64_opt("final_logit_softcapping")?,
-            attn_logit_softcapping: m.f64_opt("attn_logit_softcapping")?,
-        })
-    } else {
-        None
-    };
     // A special-token id that is present must be a valid id; it is never dropped or wrapped.
     let id = |key: &str| -> Result<Option<u32>> {
         match md.get(key) {
@@ -250,7 +244,7 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
             }
         }
     }
-    let config = ModelConfig {
+    let mut config = ModelConfig {
         family,
         n_layers,
         d_model,
@@ -265,11 +259,12 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
         tie_embeddings,
         attention_bias,
         qk_norm,
-        gemma,
+        gemma: None,
         bos_token_id: id("tokenizer.ggml.bos_token_id")?,
         eos_token_ids,
         rope_scaling: gguf_rope_scaling(&m)?,
     };
+    family.arch().from_gguf(&mut config, &m)?;
     config.check("GGUF metadata")?;
     Ok(config)
 }
@@ -366,7 +361,8 @@ pub fn hf_name(gguf_name: &str, family: Family) -> Option<String> {
     if suffix != "weight" && suffix != "bias" {
         return None;
     }
-    let gemma = family == Family::Gemma3;
+    // GGUF's `ffn_norm` is the norm in front of the MLP, whatever HF calls it.
+    let mlp_norm = family.arch().norms().mlp_input_norm();
     let hf = match part {
         "attn_q" => "self_attn.q_proj",
         "attn_k" => "self_attn.k_proj",
@@ -378,9 +374,7 @@ pub fn hf_name(gguf_name: &str, family: Family) -> Option<String> {
         "ffn_up" => "mlp.up_proj",
         "ffn_down" => "mlp.down_proj",
         "attn_norm" => "input_layernorm",
-        // Gemma's "ffn_norm" is the pre-feedforward norm; its post-attention norm has its own name.
-        "ffn_norm" if gemma => "pre_feedforward_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
+        "ffn_norm" => mlp_norm?,
         "post_attention_norm" => "post_attention_layernorm",
         "post_ffw_norm" => "post_feedforward_layernorm",
         _ => return None,
@@ -511,8 +505,9 @@ fn read_weights(
         if let Some(heads) = rope_heads {
             t = unpermute_rope_rows(&t, heads)?;
         }
-        if cfg.family == Family::Gemma3 && name.ends_with("norm.weight") {
-            t = (t - 1.0)?;
+        let norm_offset = cfg.family.arch().norm_offset();
+        if norm_offset != 0.0 && name.ends_with("norm.weight") {
+            t = (t - norm_offset)?;
         }
         let t = t.to_dtype(dtype)?.to_device(device)?;
         weights.insert(name, t);

@@ -4,22 +4,25 @@
 //! offset tensor. Differentiating the loss with respect to a zero offset gives the path-specific
 //! gradient at each destination; adding `-O_u` to one destination ablates one edge exactly.
 //!
-//! Families differ only in a few switches (attention bias, q/k norm, Gemma's sandwich norms,
-//! embedding scale, GELU), so they share this one file.
+//! Families differ only in data: the switches of [`ForwardTraits`] (where the norms sit, the q/k
+//! norm, activation, embedding scale, per-layer rope and window), resolved once from the
+//! family's `arch` file when the transformer is built, so they share this one file.
 
 use candle_core::{DType, Device, IndexOp, Result, Tensor, D};
 
+use super::arch::{ForwardTraits, QkNorm};
 use super::attention;
-use super::hooks::{Granularity, HookLayout};
+use super::hooks::HookLayout;
 use super::linear::Linear;
-use super::mlp::{glu_down, GluActivation};
+use super::mlp::glu_down;
 use super::ops;
-use super::{Family, Model, ModelConfig, ModelError};
+use super::{Model, ModelConfig, ModelError};
 
 /// One decoder layer's weights, resolved and shape-checked once.
 #[derive(Clone)]
 struct LayerWeights {
-    input_norm: Tensor,
+    /// Norm on the attention's input copies (none under post-norm).
+    input_norm: Option<Tensor>,
     wq: Linear,
     wk: Linear,
     wv: Linear,
@@ -29,17 +32,18 @@ struct LayerWeights {
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
     wo: Linear,
-    /// Gemma only: norm applied to the attention output.
+    /// Norm applied to the attention output (sandwich and post-norm).
     post_attn_norm: Option<Tensor>,
-    /// Norm in front of the MLP (`post_attention_layernorm` for Llama-style models,
-    /// `pre_feedforward_layernorm` for Gemma).
-    mlp_norm: Tensor,
-    /// Gemma only: norm applied to the MLP output.
+    /// Norm in front of the MLP (`post_attention_layernorm` for pre-norm models,
+    /// `pre_feedforward_layernorm` for sandwich norms, none under post-norm).
+    mlp_norm: Option<Tensor>,
+    /// Norm applied to the MLP output (sandwich and post-norm).
     post_mlp_norm: Option<Tensor>,
     w_gate: Linear,
     w_up: Linear,
     w_down: Linear,
     rope_theta: f64,
+    rope_scaling: super::config::RopeScaling,
     window: Option<usize>,
 }
 
@@ -47,6 +51,8 @@ struct LayerWeights {
 #[derive(Clone)]
 pub struct HookedTransformer {
     pub config: ModelConfig,
+    /// The family's switches, resolved from `config` once.
+    traits: ForwardTraits,
     embed: Linear,
     layers: Vec<LayerWeights>,
     final_norm: Tensor,
@@ -296,26 +302,29 @@ impl Pass<'_> {
     }
 
     /// The normalised residual copy that `count` destination slots starting at `start` read:
-    /// `rms_norm(h + offsets)`, `[count, seq, d]` (or `[1, seq, d]` with no offsets).
+    /// `rms_norm(h + offsets)`, `[count, seq, d]` (or `[1, seq, d]` with no offsets); without
+    /// a norm (post-norm families) the raw `h + offsets`.
     fn normed_copy(
         &self,
         h: &Tensor,
         start: usize,
         count: usize,
-        norm: &Tensor,
+        norm: Option<&Tensor>,
         eps: f64,
         norm_offset: f64,
     ) -> Result<Tensor> {
         let base = h.unsqueeze(0)?;
-        match self.hooks.dest_offsets {
-            Some(off) => ops::rms_norm_of_sum(
+        match (self.hooks.dest_offsets, norm) {
+            (Some(off), Some(norm)) => ops::rms_norm_of_sum(
                 &base,
                 &off.slots(start, count, &self.sources)?,
                 norm,
                 eps,
                 norm_offset,
             ),
-            None => ops::rms_norm(&base, norm, eps, norm_offset),
+            (None, Some(norm)) => ops::rms_norm(&base, norm, eps, norm_offset),
+            (Some(off), None) => base.broadcast_add(&off.slots(start, count, &self.sources)?),
+            (None, None) => Ok(base),
         }
     }
 }
@@ -346,58 +355,51 @@ impl HookedTransformer {
                 "{hq} attention heads cannot share {hk} kv heads"
             )));
         }
-        let gemma = c.family == Family::Gemma3;
+        let traits = ForwardTraits::of(c);
+        let (pre, post) = (
+            traits.norms.normalises_inputs(),
+            traits.norms.normalises_outputs(),
+        );
+        let (qn, kn) = match traits.qk_norm {
+            QkNorm::None | QkNorm::PerHead => (dh, dh),
+            QkNorm::Flat => (hq * dh, hk * dh),
+        };
         let mut layers = Vec::with_capacity(c.n_layers);
-        for l in 0..c.n_layers {
+        for (l, lt) in traits.layers.iter().enumerate() {
             let p = format!("model.layers.{l}");
             let w = |n: &str, s: &[usize]| weight(model, &format!("{p}.{n}"), s);
             let lin = |n: &str, s: &[usize]| model.weights.linear(&format!("{p}.{n}"), s);
             let ow = |n: &str, s: &[usize]| opt_weight(model, &format!("{p}.{n}"), s);
-            let (rope_theta, window) = match (&c.gemma, gemma) {
-                (Some(g), true) if (l + 1) % g.sliding_window_pattern.max(1) != 0 => {
-                    (g.rope_local_base_freq, Some(g.sliding_window))
-                }
-                _ => (c.rope_theta, None),
-            };
+            // Read only if `on`: a weight the placement does not use is never looked up.
+            let w_if = |on: bool, n: &str| on.then(|| w(n, &[d])).transpose();
+            let qk = traits.qk_norm != QkNorm::None;
             layers.push(LayerWeights {
-                input_norm: w("input_layernorm.weight", &[d])?,
+                input_norm: w_if(pre, "input_layernorm.weight")?,
                 wq: lin("self_attn.q_proj.weight", &[hq * dh, d])?,
                 wk: lin("self_attn.k_proj.weight", &[hk * dh, d])?,
                 wv: lin("self_attn.v_proj.weight", &[hk * dh, d])?,
                 bq: ow("self_attn.q_proj.bias", &[hq * dh])?,
                 bk: ow("self_attn.k_proj.bias", &[hk * dh])?,
                 bv: ow("self_attn.v_proj.bias", &[hk * dh])?,
-                q_norm: if c.qk_norm {
-                    Some(w("self_attn.q_norm.weight", &[dh])?)
-                } else {
-                    None
-                },
-                k_norm: if c.qk_norm {
-                    Some(w("self_attn.k_norm.weight", &[dh])?)
-                } else {
-                    None
-                },
+                q_norm: qk
+                    .then(|| w("self_attn.q_norm.weight", &[qn]))
+                    .transpose()?,
+                k_norm: qk
+                    .then(|| w("self_attn.k_norm.weight", &[kn]))
+                    .transpose()?,
                 wo: lin("self_attn.o_proj.weight", &[d, hq * dh])?,
-                post_attn_norm: if gemma {
-                    Some(w("post_attention_layernorm.weight", &[d])?)
-                } else {
-                    None
+                post_attn_norm: w_if(post, "post_attention_layernorm.weight")?,
+                mlp_norm: match traits.norms.mlp_input_norm() {
+                    Some(n) => Some(w(&format!("{n}.weight"), &[d])?),
+                    None => None,
                 },
-                mlp_norm: if gemma {
-                    w("pre_feedforward_layernorm.weight", &[d])?
-                } else {
-                    w("post_attention_layernorm.weight", &[d])?
-                },
-                post_mlp_norm: if gemma {
-                    Some(w("post_feedforward_layernorm.weight", &[d])?)
-                } else {
-                    None
-                },
+                post_mlp_norm: w_if(post, "post_feedforward_layernorm.weight")?,
                 w_gate: lin("mlp.gate_proj.weight", &[ff, d])?,
                 w_up: lin("mlp.up_proj.weight", &[ff, d])?,
                 w_down: lin("mlp.down_proj.weight", &[d, ff])?,
-                rope_theta,
-                window,
+                rope_theta: lt.rope_theta,
+                rope_scaling: lt.rope_scaling.clone(),
+                window: lt.window,
             });
         }
         let embed = model
@@ -410,6 +412,7 @@ impl HookedTransformer {
         };
         Ok(Self {
             config: c.clone(),
+            traits,
             final_norm: weight(model, "model.norm.weight", &[d])?,
             embed,
             lm_head,
@@ -436,7 +439,7 @@ impl HookedTransformer {
             .iter()
             .map(|l| {
                 Ok(LayerWeights {
-                    input_norm: cv(&l.input_norm)?,
+                    input_norm: co(&l.input_norm)?,
                     wq: cl(&l.wq)?,
                     wk: cl(&l.wk)?,
                     wv: cl(&l.wv)?,
@@ -447,18 +450,20 @@ impl HookedTransformer {
                     k_norm: co(&l.k_norm)?,
                     wo: cl(&l.wo)?,
                     post_attn_norm: co(&l.post_attn_norm)?,
-                    mlp_norm: cv(&l.mlp_norm)?,
+                    mlp_norm: co(&l.mlp_norm)?,
                     post_mlp_norm: co(&l.post_mlp_norm)?,
                     w_gate: cl(&l.w_gate)?,
                     w_up: cl(&l.w_up)?,
                     w_down: cl(&l.w_down)?,
                     rope_theta: l.rope_theta,
+                    rope_scaling: l.rope_scaling.clone(),
                     window: l.window,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config: self.config.clone(),
+            traits: self.traits.clone(),
             embed: cl(&self.embed)?,
             layers,
             final_norm: cv(&self.final_norm)?,
@@ -468,11 +473,20 @@ impl HookedTransformer {
         })
     }
 
+    /// The family's switches this transformer runs with.
+    pub fn traits(&self) -> &ForwardTraits {
+        &self.traits
+    }
+
     fn norm_offset(&self) -> f64 {
-        if self.config.family == Family::Gemma3 {
-            1.0
-        } else {
-            0.0
+        self.traits.norm_offset
+    }
+
+    /// `cap·tanh(logits/cap)` when the family caps its final logits.
+    fn cap_logits(&self, logits: Tensor) -> Result<Tensor> {
+        match self.traits.final_softcap {
+            Some(cap) => (logits / cap)?.tanh()? * cap,
+            None => Ok(logits),
         }
     }
 
@@ -491,13 +505,13 @@ impl HookedTransformer {
             );
         }
         let e = self.embed.gather_rows(ids, &self.device)?;
-        if self.config.family == Family::Gemma3 {
-            // HF casts the scale to the model dtype before multiplying; so do we.
-            let s = Tensor::new((self.config.d_model as f64).sqrt(), &self.device)?
-                .to_dtype(self.dtype)?;
-            e.broadcast_mul(&s)
-        } else {
-            Ok(e)
+        match self.traits.embed_scale {
+            Some(scale) => {
+                // HF casts the scale to the model dtype before multiplying; so do we.
+                let s = Tensor::new(scale, &self.device)?.to_dtype(self.dtype)?;
+                e.broadcast_mul(&s)
+            }
+            None => Ok(e),
         }
     }
 
@@ -526,11 +540,13 @@ impl HookedTransformer {
             {
                 candle_core::bail!("hook layout does not match the model's shape");
             }
-            if lay.granularity == Granularity::Head && c.family == Family::Gemma3 {
-                candle_core::bail!(
-                    "head granularity is not defined for gemma3: its post-attention norm mixes \
-                     the heads, so per-head outputs do not add up to the block output"
-                );
+            if lay.granularity.per_head() {
+                if let Some(why) = self.traits.head_split_refusal() {
+                    candle_core::bail!(
+                        "head granularity is not defined for {}: {why}",
+                        c.family.name()
+                    );
+                }
             }
         }
         let mut h = match input {
@@ -581,10 +597,7 @@ impl HookedTransformer {
             x
         };
         let xn = ops::rms_norm(&x, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;
-        let mut logits = self.lm_head.forward(&xn)?;
-        if let Some(cap) = c.gemma.as_ref().and_then(|g| g.final_logit_softcapping) {
-            logits = ((logits / cap)?.tanh()? * cap)?;
-        }
+        let logits = self.cap_logits(self.lm_head.forward(&xn)?)?;
         let sources = if hooks.record_sources {
             Some(Tensor::cat(&pass.sources, 0)?)
         } else {
@@ -594,10 +607,22 @@ impl HookedTransformer {
     }
 
     /// Project `[n, seq, d]` residual copies to `[heads, seq, dh]`: with one copy, the usual
-    /// matmul; with one copy per head, head `i` reads copy `i`.
-    fn project(&self, x: &Tensor, w: &Linear, b: Option<&Tensor>, heads: usize) -> Result<Tensor> {
+    /// matmul; with one copy per output head, head `i` reads copy `i`. `w` holds `w_heads`
+    /// heads; with more copies than that (k/v per query head, `HeadUngrouped`), copy `i` is
+    /// projected by weight head `i / (n / w_heads)`, its GQA group's.
+    fn project(
+        &self,
+        x: &Tensor,
+        w: &Linear,
+        b: Option<&Tensor>,
+        w_heads: usize,
+    ) -> Result<Tensor> {
         let (n, seq, d) = x.dims3()?;
         let dh = self.config.head_dim;
+        if n > 1 && n != w_heads {
+            return self.project_grouped(x, w, b, w_heads);
+        }
+        let heads = w_heads;
         let out = if n == 1 {
             let y = w.forward(&x.squeeze(0)?)?;
             let y = match b {
@@ -627,6 +652,38 @@ impl HookedTransformer {
         Ok(out)
     }
 
+    /// `project` for `n` copies read through `w_heads < n` weight heads (each weight head serves
+    /// `n / w_heads` consecutive copies).
+    fn project_grouped(
+        &self,
+        x: &Tensor,
+        w: &Linear,
+        b: Option<&Tensor>,
+        w_heads: usize,
+    ) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        let dh = self.config.head_dim;
+        if w_heads == 0 || n % w_heads != 0 {
+            candle_core::bail!("{n} residual copies cannot share {w_heads} projection heads");
+        }
+        let group = n / w_heads;
+        let y = Tensor::stack(
+            &(0..n)
+                .map(|i| w.rows((i / group) * dh, dh)?.forward(&x.get(i)?))
+                .collect::<Result<Vec<_>>>()?,
+            0,
+        )?;
+        match b {
+            Some(b) => {
+                let bs = (0..n)
+                    .map(|i| b.narrow(0, (i / group) * dh, dh))
+                    .collect::<Result<Vec<_>>>()?;
+                y.broadcast_add(&Tensor::stack(&bs, 0)?.unsqueeze(1)?)
+            }
+            None => Ok(y),
+        }
+    }
+
     fn layer(
         &self,
         l: usize,
@@ -644,7 +701,7 @@ impl HookedTransformer {
         let start = pass.hooks.layout.map_or(0, |lay| lay.dest_layer_start(l));
 
         // Attention: q, k and v each read their own (normalised) residual copy.
-        let w_in = &lw.input_norm;
+        let w_in = lw.input_norm.as_ref();
         let mut q = self.project(
             &pass.normed_copy(h, start, nq, w_in, eps, noff)?,
             &lw.wq,
@@ -664,22 +721,27 @@ impl HookedTransformer {
             hk,
         )?;
         if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
-            q = ops::rms_norm(&q, qn, eps, noff)?;
-            k = ops::rms_norm(&k, kn, eps, noff)?;
+            match self.traits.qk_norm {
+                QkNorm::Flat => {
+                    q = flat_rms_norm(&q, qn, eps, noff)?;
+                    k = flat_rms_norm(&k, kn, eps, noff)?;
+                }
+                _ => {
+                    q = ops::rms_norm(&q, qn, eps, noff)?;
+                    k = ops::rms_norm(&k, kn, eps, noff)?;
+                }
+            }
         }
-        // Gemma's local layers rotate at their own base frequency, never scaled.
-        let scaling = if lw.window.is_some() {
-            super::config::RopeScaling::None
-        } else {
-            c.rope_scaling.clone()
-        };
-        let (cos, sin) = pass.rope_for(lw.rope_theta, &scaling, dh, self.dtype, &self.device)?;
+        let (cos, sin) = pass.rope_for(
+            lw.rope_theta,
+            &lw.rope_scaling,
+            dh,
+            self.dtype,
+            &self.device,
+        )?;
         q = ops::rope(&q, &cos, &sin)?;
         k = ops::rope(&k, &cos, &sin)?;
-        let scale = match &c.gemma {
-            Some(g) => 1.0 / g.query_pre_attn_scalar.sqrt(),
-            None => 1.0 / (dh as f64).sqrt(),
-        };
+        let scale = self.traits.attn_scale;
         let z = match cache {
             // One new token per sequence (row), each attending to its own cache.
             LayerCache::Rows(slots) => {
@@ -715,7 +777,7 @@ impl HookedTransformer {
         let per_head = pass
             .hooks
             .layout
-            .is_some_and(|lay| lay.granularity == Granularity::Head);
+            .is_some_and(|lay| lay.granularity.per_head());
         let mut attn = if per_head {
             // Head i's share of o_proj: z_i · W_o[:, i·dh .. (i+1)·dh]ᵀ.
             let heads_out = match &lw.wo {
@@ -748,16 +810,11 @@ impl HookedTransformer {
 
         // MLP, reading its own (normalised) copy.
         let xm = pass
-            .normed_copy(&h, start + nq + nk + nv, 1, &lw.mlp_norm, eps, noff)?
+            .normed_copy(&h, start + nq + nk + nv, 1, lw.mlp_norm.as_ref(), eps, noff)?
             .squeeze(0)?;
         let gate = lw.w_gate.forward(&xm)?;
         let up = lw.w_up.forward(&xm)?;
-        let act = if c.family == Family::Gemma3 {
-            GluActivation::GeluTanh
-        } else {
-            GluActivation::Silu
-        };
-        let mut mlp = glu_down(&gate, &up, act, &lw.w_down)?;
+        let mut mlp = glu_down(&gate, &up, self.traits.activation, &lw.w_down)?;
         if let Some(n) = &lw.post_mlp_norm {
             mlp = ops::rms_norm(&mlp, n, eps, noff)?;
         }
@@ -776,11 +833,11 @@ impl HookedTransformer {
         mask: &Tensor,
         scale: f64,
     ) -> Result<Tensor> {
-        let c = &self.config;
-        match c.gemma.as_ref().and_then(|g| g.attn_logit_softcapping) {
+        match self.traits.attn_softcap {
             None => attention::attention(q, k, v, mask, scale),
             Some(cap) => {
-                let n_rep = c.n_heads / c.n_kv_heads;
+                // From the shapes: k/v per query head (`HeadUngrouped`) need no repeat.
+                let n_rep = q.dim(0)? / k.dim(0)?.max(1);
                 let k = ops::repeat_kv(k, n_rep)?;
                 let v = ops::repeat_kv(v, n_rep)?;
                 let scores = (q.matmul(&k.t()?)? * scale)?;
@@ -823,11 +880,7 @@ impl HookedTransformer {
             cache.len += 1;
         }
         let xn = ops::rms_norm(&h, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;
-        let mut logits = self.lm_head.forward(&xn)?;
-        if let Some(cap) = c.gemma.as_ref().and_then(|g| g.final_logit_softcapping) {
-            logits = ((logits / cap)?.tanh()? * cap)?;
-        }
-        Ok(logits)
+        self.cap_logits(self.lm_head.forward(&xn)?)
     }
 
     /// Greedy next-token id from the last row of `[seq, vocab]` logits.
@@ -835,4 +888,15 @@ impl HookedTransformer {
         let last = logits.i(logits.dim(0)? - 1)?;
         last.argmax(D::Minus1)?.to_scalar::<u32>()
     }
+}
+
+/// RMSNorm over all heads of a projection `[heads, seq, dh]` together (OLMo 2's q/k norm, weight
+/// `[heads·dh]`): the heads are flattened per position, normalised and split again.
+fn flat_rms_norm(x: &Tensor, w: &Tensor, eps: f64, offset: f64) -> Result<Tensor> {
+    let (heads, seq, dh) = x.dims3()?;
+    let flat = x.transpose(0, 1)?.reshape((seq, heads * dh))?;
+    ops::rms_norm(&flat, w, eps, offset)?
+        .reshape((seq, heads, dh))?
+        .transpose(0, 1)?
+        .contiguous()
 }

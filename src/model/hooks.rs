@@ -4,23 +4,36 @@
 //! Sources, stacked as `[n_sources, seq, d_model]`: `input`, then per layer `a{l}` (one slot, or
 //! one per head at head granularity), then `m{l}`.
 //! Destinations, stacked the same way: per layer `a{l}<q>` (1 or n_heads slots), `a{l}<k>`,
-//! `a{l}<v>` (1 or n_kv_heads slots each), `m{l}`; then `logits`.
+//! `a{l}<v>` (1, n_kv_heads or n_heads slots each), `m{l}`; then `logits`.
 
 /// How finely attention is split into nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
     /// The paper's: one node per attention block.
     Block,
-    /// One source per attention head; q destinations per head, k/v per KV head.
+    /// One source per attention head; q destinations per head, k/v per KV head (under GQA the
+    /// query heads of one group share their k and v destinations).
     Head,
+    /// As `Head`, but k/v destinations per *query* head, as EAP-IG and MIB count them: query
+    /// head h reads its group's k/v projection from its own residual copy, so `a{l}.h{h}<k>` is
+    /// the path through head h's use of that key. The grouped k/v score of a KV head is the sum
+    /// of its query heads' ungrouped scores (the copies are equal at the clean point).
+    HeadUngrouped,
 }
 
 impl Granularity {
+    /// The name in graph metadata and messages (`granularity head kv ungrouped` in the language).
     pub fn name(self) -> &'static str {
         match self {
             Granularity::Block => "block",
             Granularity::Head => "head",
+            Granularity::HeadUngrouped => "head_ungrouped",
         }
+    }
+
+    /// Attention split into one source per head.
+    pub fn per_head(self) -> bool {
+        matches!(self, Granularity::Head | Granularity::HeadUngrouped)
     }
 }
 
@@ -133,7 +146,12 @@ impl HookLayout {
                         });
                     }
                 }
-                Granularity::Head => {
+                Granularity::Head | Granularity::HeadUngrouped => {
+                    let n_kv = if granularity == Granularity::Head {
+                        n_kv_heads
+                    } else {
+                        n_heads
+                    };
                     for h in 0..n_heads {
                         sources.push(SourceSlot {
                             name: format!("a{l}.h{h}"),
@@ -144,8 +162,8 @@ impl HookLayout {
                     }
                     for (kind, n) in [
                         (DestKind::Q, n_heads),
-                        (DestKind::K, n_kv_heads),
-                        (DestKind::V, n_kv_heads),
+                        (DestKind::K, n_kv),
+                        (DestKind::V, n_kv),
                     ] {
                         for h in 0..n {
                             dests.push(DestSlot {
@@ -191,7 +209,7 @@ impl HookLayout {
     pub fn attn_sources_per_layer(&self) -> usize {
         match self.granularity {
             Granularity::Block => 1,
-            Granularity::Head => self.n_heads,
+            Granularity::Head | Granularity::HeadUngrouped => self.n_heads,
         }
     }
     /// (q slots, k slots, v slots) per layer.
@@ -199,6 +217,7 @@ impl HookLayout {
         match self.granularity {
             Granularity::Block => (1, 1, 1),
             Granularity::Head => (self.n_heads, self.n_kv_heads, self.n_kv_heads),
+            Granularity::HeadUngrouped => (self.n_heads, self.n_heads, self.n_heads),
         }
     }
     /// Destination slots per layer (q + k + v + mlp).

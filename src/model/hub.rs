@@ -40,48 +40,55 @@ pub fn parse_repo_id(s: &str) -> (String, String) {
     }
 }
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name)
-        .map(|v| {
+/// Where and how the hub is reached: read from the environment once per load
+/// ([`HubSettings::from_env`]) and passed down as a value, so nothing below reads a variable
+/// another thread may be setting, and a host (or a test) can supply its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubSettings {
+    /// The HF cache folder (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`).
+    pub cache: PathBuf,
+    /// `HF_HUB_OFFLINE`: never download, use the cache or fail.
+    pub offline: bool,
+    /// `HF_ENDPOINT`, default `https://huggingface.co`.
+    pub endpoint: String,
+    /// `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, the file at `HF_TOKEN_PATH`, or `HF_HOME/token`.
+    pub token: Option<String>,
+}
+
+impl HubSettings {
+    /// The settings the `HF_*` variables give, as huggingface_hub reads them.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let cache = match var("HF_HUB_CACHE") {
+            Some(p) => PathBuf::from(p),
+            None => Cache::from_env().path().clone(),
+        };
+        let offline = var("HF_HUB_OFFLINE").is_some_and(|v| {
             matches!(
                 v.trim().to_ascii_lowercase().as_str(),
                 "1" | "true" | "yes" | "on"
             )
-        })
-        .unwrap_or(false)
-}
-
-/// The hub cache folder, honouring `HF_HUB_CACHE` and `HF_HOME`.
-pub fn cache() -> Cache {
-    match std::env::var("HF_HUB_CACHE") {
-        Ok(p) if !p.is_empty() => Cache::new(PathBuf::from(p)),
-        _ => Cache::from_env(),
-    }
-}
-
-/// Token from `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, `HF_TOKEN_PATH`, or `HF_HOME/token`.
-fn token() -> Option<String> {
-    for var in ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"] {
-        if let Ok(t) = std::env::var(var) {
-            if !t.trim().is_empty() {
-                return Some(t.trim().to_string());
-            }
+        });
+        let token = ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"]
+            .into_iter()
+            .find_map(|name| var(name).map(|t| t.trim().to_string()))
+            .or_else(|| {
+                let path = match (var("HF_TOKEN_PATH"), var("HF_HOME")) {
+                    (Some(p), _) => PathBuf::from(p),
+                    (None, Some(h)) => PathBuf::from(h).join("token"),
+                    (None, None) => dirs::home_dir()?.join(".cache/huggingface/token"),
+                };
+                let t = super::files::read_text_capped(&path, "HF token", 64 << 10).ok()?;
+                let t = t.trim();
+                (!t.is_empty()).then(|| t.to_string())
+            });
+        HubSettings {
+            cache,
+            offline,
+            endpoint: var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".to_string()),
+            token,
         }
     }
-    let path = match std::env::var("HF_TOKEN_PATH") {
-        Ok(p) if !p.is_empty() => PathBuf::from(p),
-        _ => match std::env::var("HF_HOME") {
-            Ok(h) if !h.is_empty() => PathBuf::from(h).join("token"),
-            _ => dirs::home_dir()?.join(".cache/huggingface/token"),
-        },
-    };
-    let t = std::fs::read_to_string(path).ok()?;
-    let t = t.trim();
-    (!t.is_empty()).then(|| t.to_string())
-}
-
-fn endpoint() -> String {
-    std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_string())
 }
 
 /// Whether a TCP connection to the hub can be opened within [`PROBE_TIMEOUT`].
@@ -148,23 +155,29 @@ fn from_cache(cache: &Cache, repo: &Repo) -> std::result::Result<PathBuf, String
     Ok(dir)
 }
 
-/// Resolves `owner/name[@revision]` to a local snapshot folder, downloading if allowed.
+/// Resolves `owner/name[@revision]` to a local snapshot folder, downloading if allowed, with
+/// the settings of the `HF_*` variables.
 pub fn resolve(source: &str) -> Result<PathBuf> {
+    resolve_with(source, &HubSettings::from_env())
+}
+
+/// [`resolve`] with given settings.
+pub fn resolve_with(source: &str, settings: &HubSettings) -> Result<PathBuf> {
     let (id, revision) = parse_repo_id(source);
     let repo = Repo::with_revision(id.clone(), RepoType::Model, revision.clone());
-    let cache = cache();
+    let cache = Cache::new(settings.cache.clone());
     let missing = match from_cache(&cache, &repo) {
         Ok(dir) => return Ok(dir),
         Err(missing) => missing,
     };
     let where_ = cache.path().display().to_string();
-    if env_flag("HF_HUB_OFFLINE") {
+    if settings.offline {
         return Err(ModelError::Hub(format!(
             "HF_HUB_OFFLINE is set and `{id}@{revision}` is not (fully) in the HF cache at {where_} \
              (missing {missing}); download it first or unset HF_HUB_OFFLINE"
         )));
     }
-    let endpoint = endpoint();
+    let endpoint = settings.endpoint.clone();
     if !hub_reachable(&endpoint) {
         return Err(ModelError::Hub(format!(
             "cannot reach {endpoint} (no network?) and `{id}@{revision}` is not (fully) in the HF \
@@ -173,7 +186,7 @@ pub fn resolve(source: &str) -> Result<PathBuf> {
     }
     let api = ApiBuilder::from_cache(cache)
         .with_endpoint(endpoint)
-        .with_token(token())
+        .with_token(settings.token.clone())
         .with_progress(false)
         .build()
         .map_err(|e| ModelError::Hub(e.to_string()))?;

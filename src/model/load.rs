@@ -319,47 +319,12 @@ pub fn load(source: &str, opts: &LoadOptions) -> Result<Arc<Model>> {
 // shape validation
 
 /// Every weight the forward of `cfg.family` reads, with the shape it must have (HF names): the
-/// one manifest of an architecture, which loaders check files against and synthetic models are
-/// built from. The order (by layer, in forward order) is the order random weights are drawn in.
+/// architecture's manifest ([`super::arch::manifest`]) as (name, shape) pairs.
 pub fn expected_weights(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (d, dh, ff) = (cfg.d_model, cfg.head_dim, cfg.d_ff);
-    let q = cfg.n_heads * dh;
-    let kv = cfg.n_kv_heads * dh;
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![cfg.vocab_size, d],
-    )];
-    for l in 0..cfg.n_layers {
-        let p = format!("model.layers.{l}");
-        let mut add = |n: &str, s: Vec<usize>| out.push((format!("{p}.{n}"), s));
-        add("input_layernorm.weight", vec![d]);
-        add("self_attn.q_proj.weight", vec![q, d]);
-        add("self_attn.k_proj.weight", vec![kv, d]);
-        add("self_attn.v_proj.weight", vec![kv, d]);
-        if cfg.attention_bias {
-            add("self_attn.q_proj.bias", vec![q]);
-            add("self_attn.k_proj.bias", vec![kv]);
-            add("self_attn.v_proj.bias", vec![kv]);
-        }
-        if cfg.qk_norm {
-            add("self_attn.q_norm.weight", vec![dh]);
-            add("self_attn.k_norm.weight", vec![dh]);
-        }
-        add("self_attn.o_proj.weight", vec![d, q]);
-        add("post_attention_layernorm.weight", vec![d]);
-        if cfg.family == Family::Gemma3 {
-            add("pre_feedforward_layernorm.weight", vec![d]);
-            add("post_feedforward_layernorm.weight", vec![d]);
-        }
-        add("mlp.gate_proj.weight", vec![ff, d]);
-        add("mlp.up_proj.weight", vec![ff, d]);
-        add("mlp.down_proj.weight", vec![d, ff]);
-    }
-    out.push(("model.norm.weight".to_string(), vec![d]));
-    if !cfg.tie_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, d]));
-    }
-    out
+    super::arch::manifest(cfg)
+        .into_iter()
+        .map(|w| (w.name, w.shape))
+        .collect()
 }
 
 /// A tensor of a checkpoint as the manifest check sees it.

@@ -2,6 +2,7 @@
 //! templates, and the hooked forward that attribution differentiates through.
 //! Knows nothing about the rlq language.
 
+pub mod arch;
 pub mod attention;
 pub mod chat;
 pub mod config;
@@ -40,7 +41,10 @@ use candle_core::{DType, Device};
 pub enum ModelError {
     #[error("{0}")]
     Io(String),
-    #[error("unsupported architecture `{arch}`; supported: llama, mistral, qwen2, qwen3, gemma3")]
+    #[error(
+        "unsupported architecture `{arch}`; supported: {}",
+        crate::model::arch::supported_names()
+    )]
     UnsupportedArch { arch: String },
     #[error("missing weight `{0}`")]
     MissingWeight(String),

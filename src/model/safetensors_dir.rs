@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value as Json;
 
+use super::arch::{ConfigFields, QkNorm};
 use super::config::{bounds, count_in, finite_above};
-use super::{
-    files, Checkpoint, Family, GemmaExtras, ModelConfig, ModelError, Result, TextTokenizer, Weights,
-};
+use super::{files, Checkpoint, Family, ModelConfig, ModelError, Result, TextTokenizer, Weights};
 
 /// Reads a checkpoint folder; weights converted to `dtype` on `device`.
 pub fn load_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
@@ -97,23 +96,27 @@ impl Fields<'_> {
     }
 }
 
+impl ConfigFields for Fields<'_> {
+    fn count_opt(&self, key: &str, range: (u64, u64)) -> Result<Option<usize>> {
+        Fields::count_opt(self, key, range)
+    }
+    fn above_opt(&self, key: &str, min: f64) -> Result<Option<f64>> {
+        Fields::above_opt(self, key, min)
+    }
+    fn strings_opt(&self, key: &str) -> Option<Vec<String>> {
+        let list = self.get(key)?.as_array()?;
+        list.iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+    fn field(&self, key: &str) -> String {
+        format!("config.json `{key}`")
+    }
+}
+
 fn family_of(model_type: Option<&str>, architectures: &[&str]) -> Result<Family> {
-    let by_type = |t: &str| match t {
-        "llama" => Some(Family::Llama),
-        "mistral" => Some(Family::Mistral),
-        "qwen2" => Some(Family::Qwen2),
-        "qwen3" => Some(Family::Qwen3),
-        "gemma3" | "gemma3_text" => Some(Family::Gemma3),
-        _ => None,
-    };
-    let by_arch = |a: &str| match a {
-        "LlamaForCausalLM" => Some(Family::Llama),
-        "MistralForCausalLM" => Some(Family::Mistral),
-        "Qwen2ForCausalLM" => Some(Family::Qwen2),
-        "Qwen3ForCausalLM" => Some(Family::Qwen3),
-        "Gemma3ForCausalLM" | "Gemma3ForConditionalGeneration" => Some(Family::Gemma3),
-        _ => None,
-    };
+    let by_type = Family::from_hf_model_type;
+    let by_arch = Family::from_hf_architecture;
     if let Some(f) = model_type.and_then(by_type) {
         return Ok(f);
     }
@@ -170,18 +173,16 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
     let family = family_of(inner_type.or(model_type), &architectures)?;
     let f = Fields(inner.unwrap_or(outer));
     let top = Fields(outer);
-    let gemma = family == Family::Gemma3;
+    let arch = family.arch();
+    let defaults = arch.defaults();
 
     let n_layers = f.count("num_hidden_layers", bounds::N_LAYERS)?;
     let d_model = f.count("hidden_size", bounds::D_MODEL)?;
     let n_heads = match f.count_opt("num_attention_heads", bounds::N_HEADS)? {
         Some(h) => h,
-        None if gemma => 8,
-        None => {
-            return Err(ModelError::Config(
-                "config.json has no `num_attention_heads`".into(),
-            ))
-        }
+        None => defaults
+            .n_heads
+            .ok_or_else(|| ModelError::Config("config.json has no `num_attention_heads`".into()))?,
     };
     let n_kv_heads = f
         .count_opt("num_key_value_heads", bounds::N_HEADS)?
@@ -192,11 +193,13 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
              num_key_value_heads={n_kv_heads}"
         )));
     }
-    let head_dim = match f.count_opt("head_dim", bounds::HEAD_DIM)? {
-        Some(h) => h,
-        None if gemma => 256,
-        None if d_model % n_heads == 0 => d_model / n_heads,
-        None => {
+    let head_dim = match (
+        f.count_opt("head_dim", bounds::HEAD_DIM)?,
+        defaults.head_dim,
+    ) {
+        (Some(h), _) | (None, Some(h)) => h,
+        (None, None) if d_model % n_heads == 0 => d_model / n_heads,
+        (None, None) => {
             return Err(ModelError::Config(format!(
                 "config.json `hidden_size` {d_model} is not a multiple of `num_attention_heads` \
                  {n_heads}, and there is no `head_dim`"
@@ -205,44 +208,22 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
     };
     let vocab_size = match f.count_opt("vocab_size", bounds::VOCAB)? {
         Some(v) => v,
-        None if gemma => 262_208,
-        None => return Err(ModelError::Config("config.json has no `vocab_size`".into())),
+        None => defaults
+            .vocab_size
+            .ok_or_else(|| ModelError::Config("config.json has no `vocab_size`".into()))?,
     };
     let rms_norm_eps = f.above_opt("rms_norm_eps", 0.0)?.unwrap_or(1e-6);
     let rope_theta = match f.above_opt("rope_theta", 1.0)? {
         Some(t) => t,
-        None => rope_theta_from_parameters(&f)?.unwrap_or(if gemma { 1e6 } else { 1e4 }),
+        None => rope_theta_from_parameters(&f)?.unwrap_or(defaults.rope_theta),
     };
     let tie_embeddings = match f.bool_opt("tie_word_embeddings")? {
         Some(t) => t,
-        None => top.bool_opt("tie_word_embeddings")?.unwrap_or(gemma),
+        None => top
+            .bool_opt("tie_word_embeddings")?
+            .unwrap_or(defaults.tie_embeddings),
     };
-    let attention_bias = match family {
-        Family::Qwen2 => true,
-        _ => f.bool_opt("attention_bias")?.unwrap_or(false),
-    };
-    let gemma_extras = if gemma {
-        let pattern = match f.count_opt("sliding_window_pattern", bounds::WINDOW_PATTERN)? {
-            Some(p) => p,
-            None => layer_types_pattern(&f).unwrap_or(6),
-        };
-        Some(GemmaExtras {
-            query_pre_attn_scalar: f
-                .above_opt("query_pre_attn_scalar", 0.0)?
-                .unwrap_or(head_dim as f64),
-            sliding_window: f
-                .count_opt("sliding_window", bounds::SLIDING_WINDOW)?
-                .unwrap_or(4096),
-            sliding_window_pattern: pattern,
-            rope_local_base_freq: f
-                .above_opt("rope_local_base_freq", 1.0)?
-                .unwrap_or(10_000.0),
-            final_logit_softcapping: f.above_opt("final_logit_softcapping", 0.0)?,
-            attn_logit_softcapping: f.above_opt("attn_logit_softcapping", 0.0)?,
-        })
-    } else {
-        None
-    };
+    let attention_bias = f.bool_opt("attention_bias")?.unwrap_or(false);
     let bos = token_ids(
         f.get("bos_token_id").or(top.get("bos_token_id")),
         "bos_token_id",
@@ -251,7 +232,7 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
         f.get("eos_token_id").or(top.get("eos_token_id")),
         "eos_token_id",
     )?;
-    let config = ModelConfig {
+    let mut config = ModelConfig {
         family,
         n_layers,
         d_model,
@@ -267,12 +248,13 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
             .unwrap_or(4096),
         tie_embeddings,
         attention_bias,
-        qk_norm: matches!(family, Family::Qwen3 | Family::Gemma3),
-        gemma: gemma_extras,
+        qk_norm: arch.qk_norm() != QkNorm::None,
+        gemma: None,
         bos_token_id: bos.first().copied(),
         eos_token_ids: eos,
         rope_scaling: rope_scaling(&f)?,
     };
+    arch.from_hf(&mut config, &f)?;
     config.check("config.json")?;
     Ok(config)
 }
@@ -325,15 +307,6 @@ fn rope_theta_from_parameters(f: &Fields) -> Result<Option<f64>> {
         None => Ok(None),
         Some(t) => finite_above("config.json `rope_parameters.rope_theta`", t, 1.0).map(Some),
     }
-}
-
-/// Gemma 3's `layer_types` list: the pattern is the distance between global layers.
-fn layer_types_pattern(f: &Fields) -> Option<usize> {
-    let types = f.get("layer_types")?.as_array()?;
-    let first_global = types
-        .iter()
-        .position(|t| t.as_str() == Some("full_attention"))?;
-    Some(first_global + 1)
 }
 
 // ---------------------------------------------------------------------------------------------

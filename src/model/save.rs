@@ -13,7 +13,7 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde_json::{json, Value as Json};
 
-use super::{Family, Model, ModelConfig, ModelError, Result, RopeScaling};
+use super::{Model, ModelConfig, ModelError, Result, RopeScaling};
 
 /// Files [`write_hf_folder`] writes, in the order it writes them.
 pub const HF_FILES: [&str; 4] = [
@@ -26,13 +26,12 @@ pub const HF_FILES: [&str; 4] = [
 /// HF `config.json` for a config. Fails for what HF cannot express (per-frequency rope factors
 /// from a GGUF's `rope_freqs`).
 pub fn hf_config_json(c: &ModelConfig, dtype: DType) -> Result<Json> {
-    let (arch, model_type, act) = match c.family {
-        Family::Llama => ("LlamaForCausalLM", "llama", "silu"),
-        Family::Mistral => ("MistralForCausalLM", "mistral", "silu"),
-        Family::Qwen2 => ("Qwen2ForCausalLM", "qwen2", "silu"),
-        Family::Qwen3 => ("Qwen3ForCausalLM", "qwen3", "silu"),
-        Family::Gemma3 => ("Gemma3ForCausalLM", "gemma3_text", "gelu_pytorch_tanh"),
-    };
+    let a = c.family.arch();
+    let (arch, model_type, act) = (
+        a.hf_architectures()[0],
+        a.hf_model_types()[0],
+        a.hf_activation(),
+    );
     let torch_dtype = match dtype {
         DType::F32 => "float32",
         DType::F64 => "float64",
@@ -44,7 +43,7 @@ pub fn hf_config_json(c: &ModelConfig, dtype: DType) -> Result<Json> {
             )))
         }
     };
-    let mut m: BTreeMap<&str, Json> = BTreeMap::new();
+    let mut m: BTreeMap<&'static str, Json> = BTreeMap::new();
     m.insert("architectures", json!([arch]));
     m.insert("model_type", json!(model_type));
     m.insert("hidden_size", json!(c.d_model));
@@ -60,14 +59,6 @@ pub fn hf_config_json(c: &ModelConfig, dtype: DType) -> Result<Json> {
     m.insert("tie_word_embeddings", json!(c.tie_embeddings));
     m.insert("hidden_act", json!(act));
     m.insert("torch_dtype", json!(torch_dtype));
-    if matches!(c.family, Family::Llama | Family::Mistral) {
-        m.insert("attention_bias", json!(c.attention_bias));
-        m.insert("mlp_bias", json!(false));
-    }
-    if matches!(c.family, Family::Qwen2 | Family::Qwen3 | Family::Mistral) {
-        m.insert("use_sliding_window", json!(false));
-        m.insert("sliding_window", Json::Null);
-    }
     if let Some(b) = c.bos_token_id {
         m.insert("bos_token_id", json!(b));
     }
@@ -113,30 +104,24 @@ pub fn hf_config_json(c: &ModelConfig, dtype: DType) -> Result<Json> {
             ))
         }
     }
-    if let Some(g) = &c.gemma {
-        m.insert("query_pre_attn_scalar", json!(g.query_pre_attn_scalar));
-        m.insert("sliding_window", json!(g.sliding_window));
-        m.insert("sliding_window_pattern", json!(g.sliding_window_pattern));
-        m.insert("rope_local_base_freq", json!(g.rope_local_base_freq));
-        m.insert("final_logit_softcapping", json!(g.final_logit_softcapping));
-        m.insert("attn_logit_softcapping", json!(g.attn_logit_softcapping));
-        let types: Vec<&str> = (0..c.n_layers)
-            .map(|l| {
-                if (l + 1) % g.sliding_window_pattern.max(1) == 0 {
-                    "full_attention"
-                } else {
-                    "sliding_attention"
-                }
-            })
-            .collect();
-        m.insert("layer_types", json!(types));
-    }
+    a.to_hf(c, &mut m);
     Ok(serde_json::to_value(m).map_err(|e| ModelError::Format(e.to_string()))?)
 }
 
 /// Write `model` (weights from `weights`, HF names → tensors of one dtype) into the existing,
 /// empty folder `dir`. The caller makes it atomic (write into a temporary folder, then rename).
+/// `weights` must be the architecture's manifest exactly (checked first, as a load would), so a
+/// folder is never written that rlq or transformers could not read back.
 pub fn write_hf_folder(model: &Model, weights: &HashMap<String, Tensor>, dir: &Path) -> Result<()> {
+    let present: Vec<super::load::PresentTensor> = weights
+        .iter()
+        .map(|(n, t)| super::load::PresentTensor {
+            hf_name: Some(n.clone()),
+            file_name: n.clone(),
+            shape: t.dims().to_vec(),
+        })
+        .collect();
+    super::load::check_manifest(&model.config, &present)?;
     let io = |what: &str, e: &dyn std::fmt::Display| {
         ModelError::Io(format!("cannot write {what} in `{}`: {e}", dir.display()))
     };

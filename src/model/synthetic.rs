@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use super::{Family, GemmaExtras, Model, ModelConfig, Weights};
+use super::arch::{manifest, QkNorm, WeightKind, WeightSpec};
+use super::{Family, Model, ModelConfig, Weights};
 
-/// A tiny config of the given family: 2 layers, d=16, 4 heads over 2 kv heads, vocab 32.
+/// A tiny config of the given family: 2 layers, d=16, 4 heads over 2 kv heads, vocab 32, with
+/// the family's own fields ([`super::arch::Arch::tiny`]).
 pub fn tiny_config(family: Family) -> ModelConfig {
-    let gemma = family == Family::Gemma3;
-    ModelConfig {
+    let arch = family.arch();
+    let mut c = ModelConfig {
         family,
         n_layers: 2,
         d_model: 16,
@@ -23,21 +25,16 @@ pub fn tiny_config(family: Family) -> ModelConfig {
         rms_norm_eps: 1e-6,
         rope_theta: 10000.0,
         max_position: 128,
-        tie_embeddings: gemma,
-        attention_bias: family == Family::Qwen2,
-        qk_norm: matches!(family, Family::Qwen3 | Family::Gemma3),
-        gemma: gemma.then(|| GemmaExtras {
-            query_pre_attn_scalar: 4.0,
-            sliding_window: 3,
-            sliding_window_pattern: 2,
-            rope_local_base_freq: 10000.0,
-            final_logit_softcapping: None,
-            attn_logit_softcapping: None,
-        }),
+        tie_embeddings: false,
+        attention_bias: false,
+        qk_norm: arch.qk_norm() != QkNorm::None,
+        gemma: None,
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
         rope_scaling: Default::default(),
-    }
+    };
+    arch.tiny(&mut c);
+    c
 }
 
 /// Every weight tensor a config implies, under HF names, with their shapes: the loaders'
@@ -46,8 +43,9 @@ pub fn weight_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     crate::model::load::expected_weights(c)
 }
 
-/// Random weights for `config` at `seed`: matrices ~ U(-a, a) with a = 1/sqrt(fan_in)·√3 (unit
-/// variance outputs), norm weights near 1 (near 0 for Gemma, which adds 1).
+/// Random weights for `config` at `seed`, drawn in manifest order: matrices, embeddings and
+/// biases ~ U(-a, a) with a = 1/sqrt(fan_in)·√3 (unit variance outputs), norm weights near 1
+/// as the forward applies them (near 0 stored for Gemma, which adds 1).
 pub fn random_weights(
     config: &ModelConfig,
     seed: u64,
@@ -56,15 +54,10 @@ pub fn random_weights(
 ) -> candle_core::Result<Weights> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut map = HashMap::new();
-    for (name, shape) in weight_shapes(config) {
+    let centre = 1.0 - config.family.arch().norm_offset();
+    for WeightSpec { name, shape, kind } in manifest(config) {
         let n: usize = shape.iter().product();
-        let is_norm = name.contains("norm");
-        let vals: Vec<f64> = if is_norm {
-            let centre = if config.family == Family::Gemma3 {
-                0.0
-            } else {
-                1.0
-            };
+        let vals: Vec<f64> = if kind == WeightKind::Norm {
             (0..n).map(|_| centre + rng.gen_range(-0.2..0.2)).collect()
         } else {
             let fan_in = *shape.last().unwrap_or(&1) as f64;

@@ -105,6 +105,130 @@ pub fn heatmap(
     render(&chart, path.as_ref(), (opts.plot.width, opts.plot.height))
 }
 
+/// Edges shown by [`heatmap_by_position`]: the strongest, so the rows stay legible.
+pub const POSITION_HEATMAP_EDGES: usize = 40;
+
+/// Heatmap of a per-position table (`patch … per_position true`): fed positions across, the
+/// [`POSITION_HEATMAP_EDGES`] edges of largest Σ_t |mean score| down (in canonical order), each
+/// cell the mean over the samples that reach that position; grey where none does.
+pub fn heatmap_by_position(
+    table: &polars::prelude::DataFrame,
+    path: impl AsRef<Path>,
+    opts: &HeatmapOpts,
+) -> Result<(), PlotError> {
+    use polars::prelude::DataType;
+    opts.plot.validate()?;
+    let missing = |c: &str| PlotError::InvalidOption {
+        option: "by",
+        reason: format!(
+            "`by position` needs a per-position table (column `{c}` is missing): score with \
+             `patch … per_position true`"
+        ),
+    };
+    let col_i = |c: &str| -> Result<Vec<i64>, PlotError> {
+        let s = table.column(c).map_err(|_| missing(c))?;
+        let s = s.cast(&DataType::Int64).map_err(|_| missing(c))?;
+        Ok(s.i64()
+            .map_err(|_| missing(c))?
+            .iter()
+            .map(|v| v.unwrap_or(0))
+            .collect())
+    };
+    let col_s = |c: &str| -> Result<Vec<String>, PlotError> {
+        let s = table.column(c).map_err(|_| missing(c))?;
+        let s = s.cast(&DataType::String).map_err(|_| missing(c))?;
+        Ok(s.str()
+            .map_err(|_| missing(c))?
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect())
+    };
+    let pos = col_i("position")?;
+    let (src, dst) = (col_s("src")?, col_s("dst")?);
+    let score = {
+        let s = table.column("score").map_err(|_| missing("score"))?;
+        let s = s.cast(&DataType::Float64).map_err(|_| missing("score"))?;
+        s.f64()
+            .map_err(|_| missing("score"))?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect::<Vec<f64>>()
+    };
+    let n_pos = pos
+        .iter()
+        .copied()
+        .max()
+        .map_or(0, |m| (m.max(-1) + 1) as usize);
+    // (sum, count) per (edge, position)
+    let mut edge_of: HashMap<(String, String), usize> = HashMap::new();
+    let mut names: Vec<(String, String)> = Vec::new();
+    let mut acc: Vec<Vec<(f64, usize)>> = Vec::new();
+    for r in 0..pos.len() {
+        if pos[r] < 0 || !score[r].is_finite() {
+            return Err(PlotError::InvalidOption {
+                option: "by",
+                reason: format!("row {r}: position {} / score {}", pos[r], score[r]),
+            });
+        }
+        let key = (src[r].clone(), dst[r].clone());
+        let e = *edge_of.entry(key.clone()).or_insert_with(|| {
+            names.push(key);
+            acc.push(vec![(0.0, 0); n_pos]);
+            names.len() - 1
+        });
+        let cell = &mut acc[e][pos[r] as usize];
+        cell.0 += score[r];
+        cell.1 += 1;
+    }
+    let mean: Vec<Vec<Option<f64>>> = acc
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|&(s, n)| (n > 0).then(|| s / n as f64))
+                .collect()
+        })
+        .collect();
+    let strength: Vec<f64> = mean
+        .iter()
+        .map(|row| row.iter().flatten().map(|v| v.abs()).sum())
+        .collect();
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by(|&a, &b| strength[b].total_cmp(&strength[a]).then(a.cmp(&b)));
+    order.truncate(POSITION_HEATMAP_EDGES);
+    order.sort_by_key(|&e| (node_order(&names[e].0), node_order(&names[e].1)));
+    let mut cells = Vec::with_capacity(order.len() * n_pos);
+    for &e in &order {
+        cells.extend(mean[e].iter().copied());
+    }
+    let abs: Vec<f64> = cells.iter().flatten().map(|v| v.abs()).collect();
+    let mut limit = quantile(&abs, opts.robust_quantile);
+    if !(limit.is_finite() && limit > 0.0) {
+        limit = abs.iter().copied().fold(0.0, f64::max);
+    }
+    if limit <= 0.0 {
+        limit = 1.0;
+    }
+    let mut o = opts.clone();
+    o.plot.x_label = o.plot.x_label.or(Some("position".into()));
+    o.plot.y_label = o.plot.y_label.or(Some("edge".into()));
+    o.plot.title = o
+        .plot
+        .title
+        .or(Some("Mean edge score by position (strongest edges)".into()));
+    o.max_x_ticks = o.max_x_ticks.max(1);
+    let chart = Heatmap {
+        sources: order
+            .iter()
+            .map(|&e| format!("{}->{}", names[e].0, names[e].1))
+            .collect(),
+        dests: (0..n_pos).map(|t| t.to_string()).collect(),
+        cells,
+        limit,
+        opts: o.clone(),
+    };
+    render(&chart, path.as_ref(), (o.plot.width, o.plot.height))
+}
+
 struct Heatmap {
     sources: Vec<String>,
     dests: Vec<String>,

@@ -1,7 +1,8 @@
 //! Plot layer: SVG or PNG charts of analysis frames (format chosen by the path's extension,
 //! written atomically: temp file in the same folder, then rename).
 //!
-//! - [`heatmap`]: source × destination matrix of mean scores, diverging colours centred at 0.
+//! - [`heatmap`]: source × destination matrix of mean scores, diverging colours centred at 0;
+//!   [`heatmap_by_position`]: edge × fed position, from a per-position graph.
 //! - [`bars`]: grouped bars, e.g. a statistic by layer for several graphs.
 //! - [`hist`]: distribution of a score column, optionally log-scaled counts.
 //! - [`lines`]: one line per column against a numeric x column.
@@ -17,7 +18,7 @@ mod style;
 
 pub use bars::bars;
 pub use error::PlotError;
-pub use heatmap::{heatmap, HeatmapOpts};
+pub use heatmap::{heatmap, heatmap_by_position, HeatmapOpts, POSITION_HEATMAP_EDGES};
 pub use hist::{hist, HistPlotOpts};
 pub use lines::lines;
 pub use output::Format;

@@ -70,7 +70,11 @@ fn print_vars(session: &Session) {
 /// against its folder.
 fn load(session: &mut Session, settings: &Settings, path: &str) -> MetaOutcome {
     let path = path.trim_matches(['"', '\'']);
-    let src = match std::fs::read_to_string(path) {
+    // Capped and regular files only, as `import` and `rlq run` read scripts.
+    let src = match crate::files::read_text_capped(
+        std::path::Path::new(path),
+        crate::files::MAX_SCRIPT_BYTES,
+    ) {
         Ok(src) => src,
         Err(e) => {
             eprintln!("cannot read {path}: {e}");

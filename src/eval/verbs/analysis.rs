@@ -57,7 +57,8 @@ pub(super) fn register(reg: &mut Registry) {
             .word(
                 "by",
                 None,
-                "layer (destination), src_layer, kind, src_kind or edge",
+                "layer (destination), src_layer, kind, src_kind, edge, or position (a \
+                 per-position graph: one row per fed position, with the samples that reach it)",
             );
         sig = match name {
             "entropy" => sig
@@ -173,6 +174,12 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .named("title", Type::Str, "chart title")
         .named_default("log", Type::Bool, false, "log-scale counts (hist)")
+        .word(
+            "by",
+            None,
+            "heatmap only: position (edge × fed position of a per-position graph, the 40 \
+             strongest edges)",
+        )
         .example(
             "plot heatmap g to \"out/g.svg\"",
             "source × destination mean scores",
@@ -260,9 +267,25 @@ fn n_layers_of(v: &Value) -> Option<usize> {
     }
 }
 
+/// The per-position table of a graph scored with `per_position true`, or a table as given.
+fn position_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
+    match v {
+        Value::Graph(g) => match g.position_table() {
+            Some(t) => t.map_err(|e| err(span, e)),
+            None => Err(err(span, "this graph has no per-position scores")
+                .with_help("score it with `patch … per_position true`")),
+        },
+        other => long_table(other, span),
+    }
+}
+
 fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let name = args.verb.clone();
-    let by = parse_by(&args)?;
+    let by = if args.word("by") == Some("position") {
+        By::None
+    } else {
+        parse_by(&args)?
+    };
     let graphs = args.all("graphs").to_vec();
     if graphs.is_empty() {
         return Err(err(args.span, format!("`{name}` needs at least one graph")));
@@ -290,9 +313,20 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .map_err(|e| err(args.span, e))?;
     let mut tables = Vec::with_capacity(values.len());
     let mut names = Vec::with_capacity(values.len());
+    let by_position = args.word("by") == Some("position");
     for (i, (v, a)) in values.iter().zip(&graphs).enumerate() {
-        tables.push(long_table(v, a.span)?);
+        tables.push(if by_position {
+            position_table(v, a.span)?
+        } else {
+            long_table(v, a.span)?
+        });
         names.push(arg_name(ctx, a.span, i));
+    }
+    if by_position {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let df = analysis::statistic_by_position(&refs, &tables, &stat)
+            .map_err(|e| err(args.span, e))?;
+        return Ok(Value::Table(Table::Eager(df)));
     }
     let df = if tables.len() == 1 {
         analysis::statistic(&tables[0], &stat, by)
@@ -379,12 +413,23 @@ fn verb_plot(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         title: title.clone(),
         ..plot::PlotOpts::default()
     };
+    if args.word("by").is_some() && kind != "heatmap" {
+        return Err(err(args.span_of("by"), "only `plot heatmap` takes `by`"));
+    }
     let result = match kind.as_str() {
         "heatmap" => {
-            let t = long_table(&data, span)?;
             let mut h = plot::HeatmapOpts::default();
             h.plot.title = title.or(h.plot.title);
-            plot::heatmap(&t, &path, &h)
+            match args.word("by") {
+                None => plot::heatmap(&long_table(&data, span)?, &path, &h),
+                Some("position") => {
+                    plot::heatmap_by_position(&position_table(&data, span)?, &path, &h)
+                }
+                Some(w) => {
+                    return Err(err(args.span_of("by"), format!("cannot plot by `{w}`"))
+                        .with_help("a heatmap takes `by position`"))
+                }
+            }
         }
         "hist" => {
             let t = long_table(&data, span)?;

@@ -43,7 +43,17 @@ pub(super) fn register(reg: &mut Registry) {
             5.0,
             "integrated-gradient steps for eap_ig",
         )
-        .word("granularity", Some("block"), "block (the paper's) or head")
+        .word(
+            "granularity",
+            Some("block"),
+            "block (the paper's) or head (a source per head; q per head, k/v per KV head)",
+        )
+        .word(
+            "kv",
+            Some("grouped"),
+            "with head: grouped (k/v per KV head) or ungrouped (k/v per query head, as \
+             EAP-IG/MIB count edges; the group's k/v scores sum to the grouped one)",
+        )
         .named("alpha", Type::Number, "T_cut = max(⌊α·T̄⌋, 1) (default 0.1)")
         .named(
             "t_cut",
@@ -77,6 +87,15 @@ pub(super) fn register(reg: &mut Registry) {
             Type::Any,
             "a partial graph (or its saved table) to continue",
         )
+        .named_default(
+            "per_position",
+            Type::Bool,
+            false,
+            "also keep S[u,v,t] for every fed position t (eap, eap_ig): the graph shows one row \
+             per (sample, position, edge) with `position` and `token`; summed over positions \
+             they are the edge scores. Memory: 8 bytes × positions × edges per sample (SmolLM2 \
+             block graph, 128 tokens: 3.8 MB; head granularity: 72 MB)",
+        )
         .example(
             "let g = patch m on qs loss self_entropy",
             "the paper's graph: zero-ablation EAP on the model's own answers",
@@ -84,6 +103,14 @@ pub(super) fn register(reg: &mut Registry) {
         .example(
             "patch m on pairs method eap_ig steps 8",
             "EAP-IG from each row's `corrupt` prompt",
+        )
+        .example(
+            "patch m on qs granularity head kv ungrouped",
+            "EAP-IG's per-head graph (MIB's edge count)",
+        )
+        .example(
+            "entropy (patch m on qs per_position true) by position",
+            "a statistic per fed position",
         ),
         verb_patch,
     );
@@ -153,16 +180,54 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new(
             "export",
-            "write a circuit as Graphviz DOT (.dot) or EAP-IG JSON (.json)",
+            "write a circuit as Graphviz DOT (.dot), EAP-IG JSON (.json) or an MIB submission folder",
         )
         .category("graph")
         .piped("graph", Type::Graph, "a graph or circuit (or piped in)")
-        .named_required("to", Type::Str, "the file; .dot or .json")
+        .named_required(
+            "to",
+            Type::Str,
+            "the file, .dot or .json (EAP-IG's `Graph.to_json` layout: needs `granularity head \
+             kv ungrouped`); with `mib`, the submission folder",
+        )
+        .named(
+            "mib",
+            Type::Str,
+            "write MIB's circuit-track folder `<to>/<task>_<model>/` (e.g. \"ioi_qwen2.5\")",
+        )
+        .word(
+            "form",
+            Some("circuits"),
+            "with mib: circuits (nine files, top 0.1…50 % of edges by |score|) or importances \
+             (one file of every edge's score)",
+        )
         .example(
             "export (circuit g top 50) to \"out/c.dot\"",
             "render with `dot -Tsvg`",
         ),
         verb_export,
+    );
+    reg.register_fn(
+        Signature::new(
+            "read_graph",
+            "a graph from EAP-IG's JSON (`Graph.to_json`, MIB's circuit files): its edges and scores",
+        )
+        .category("io")
+        .required("path", Type::Str, "the .json file")
+        .word(
+            "edges",
+            Some("in_graph"),
+            "in_graph (the circuit: edges marked in_graph) or all (every edge with its score)",
+        )
+        .example(
+            "let c = read_graph \"out/c.json\"",
+            "a circuit written by EAP-IG or by `export`",
+        )
+        .example(
+            "export (read_graph \"out/g.json\" edges all) to \"out/sub\" mib \"ioi_qwen2.5\"",
+            "MIB's nine circuits (top 0.1 … 50 % of edges) from a scored graph",
+        ),
+        verb_read_graph,
     );
     reg.register_fn(
         Signature::new(
@@ -177,10 +242,38 @@ pub(super) fn register(reg: &mut Registry) {
     );
 }
 
+/// Largest EAP-IG JSON `read_graph` reads (Llama-3.1-8B's 1.6M edges take ~110 MB).
+const GRAPH_JSON_LIMIT: u64 = 1 << 30;
+
+fn verb_read_graph(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    use crate::attribution::export_json::{from_eap_ig_json, JsonEdges};
+    let span = args.span_of("path");
+    let path = ctx.resolve_path(args.str("path").unwrap_or_default());
+    let which = match args.word_choice("edges", &["in_graph", "all"])? {
+        "all" => JsonEdges::All,
+        _ => JsonEdges::InGraph,
+    };
+    let text = crate::files::read_text_capped(&path, GRAPH_JSON_LIMIT)
+        .map_err(|e| err(span, format!("cannot read `{}`: {e}", path.display())))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| err(span, format!("`{}` is not JSON: {e}", path.display())))?;
+    let g = from_eap_ig_json(&v, which).map_err(|e| err(span, e))?;
+    Ok(Value::Graph(Arc::new(g)))
+}
+
 fn verb_export(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let g = graph_arg(&args)?;
     let given = args.str("to").unwrap_or_default().to_string();
     let path = ctx.resolve_path(&given);
+    if let Some(folder) = args.str("mib") {
+        use crate::attribution::export_json::{write_mib, MibForm};
+        let form = match args.word_choice("form", &["circuits", "importances"])? {
+            "importances" => MibForm::Importances,
+            _ => MibForm::Circuits,
+        };
+        write_mib(&g, &path, folder, form).map_err(|e| err(args.span_of("mib"), e))?;
+        return Ok(Value::Null);
+    }
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -188,7 +281,9 @@ fn verb_export(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .to_ascii_lowercase();
     let text = match ext.as_str() {
         "dot" | "gv" => crate::attribution::export::to_dot(&g),
-        "json" => crate::attribution::export::to_eap_ig_json(&g).to_string(),
+        "json" => crate::attribution::export_json::to_eap_ig_json(&g, None)
+            .map_err(|e| err(args.span_of("to"), e))?
+            .to_string(),
         _ => {
             return Err(err(args.span_of("to"), "export writes .dot or .json")
                 .with_help("for tables use `save g to \"x.parquet\"`"))
@@ -268,10 +363,31 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         }
         _ => Method::Patch,
     };
-    let granularity = match args.word_choice("granularity", &["block", "head"])? {
-        "head" => Granularity::Head,
+    let granularity = match (
+        args.word_choice("granularity", &["block", "head"])?,
+        args.word_choice("kv", &["grouped", "ungrouped"])?,
+    ) {
+        ("head", "ungrouped") => Granularity::HeadUngrouped,
+        ("head", _) => Granularity::Head,
+        (_, "ungrouped") => {
+            return Err(err(
+                args.span_of("kv"),
+                "kv ungrouped splits k/v per query head: it needs `granularity head`",
+            ))
+        }
         _ => Granularity::Block,
     };
+    let per_position = args
+        .value("per_position")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if per_position && method == Method::Patch {
+        return Err(err(
+            args.span_of("per_position"),
+            "per-position scores need method eap or eap_ig: an exact patch of one edge at one \
+             position does not add up over positions",
+        ));
+    }
     let dtype = match args.word_choice("dtype", &["f32", "f64"])? {
         "f64" => DType::F64,
         _ => DType::F32,
@@ -346,8 +462,21 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             .value("per_sample")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        per_position,
+        n_heads: c.n_heads,
+        d_model: c.d_model,
     };
     if let Some(prev) = &resume {
+        if prev.positions.is_some() != per_position {
+            return Err(err(
+                args.span_of("resume"),
+                format!(
+                    "the partial graph was scored with per_position {}, this run with {}",
+                    prev.positions.is_some(),
+                    per_position
+                ),
+            ));
+        }
         if prev.edges.len() != layout.edges().len() {
             return Err(err(
                 args.span_of("resume"),
@@ -371,7 +500,15 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         &interrupted,
     );
     bar.finish_and_clear();
-    let graph = Arc::new(outcome.graph);
+    let mut graph = outcome.graph;
+    if let Some(p) = graph.positions.as_mut() {
+        p.tokens = p
+            .token_ids
+            .iter()
+            .map(|ids| m.tokenizer.pieces(ids))
+            .collect();
+    }
+    let graph = Arc::new(graph);
     match outcome.stopped {
         None => Ok(Value::Graph(graph)),
         Some(crate::attribution::AttributionError::Interrupted) => {
@@ -407,6 +544,13 @@ fn graph_from_sample_table(df: &DataFrame) -> Result<Graph, String> {
         "dst_kind",
         "score",
     ];
+    if df.column("position").is_ok() {
+        return Err(
+            "this is a per-position table: resume from the graph value itself (or save \
+                    it with per_position false)"
+                .into(),
+        );
+    }
     for c in need {
         if df.column(c).is_err() {
             return Err(format!(
@@ -508,7 +652,11 @@ fn graph_from_sample_table(df: &DataFrame) -> Result<Graph, String> {
             t_cut: None,
             prompt_ids: ids,
             per_sample: true,
+            per_position: false,
+            n_heads: 0,
+            d_model: 0,
         },
+        positions: None,
     })
 }
 
@@ -574,7 +722,7 @@ fn verb_nodes(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 }
 
 fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
-    use crate::circuit::{graph_edge_index, layout_of_graph, prune, subgraph, Ranking};
+    use crate::circuit::{graph_edge_index, layout_of_graph, prune, Ranking};
     let g = graph_arg(&args)?;
     let mean = g.mean_scores();
     let ranking = match args.word_choice("ranking", &["abs", "signed"])? {
@@ -676,5 +824,6 @@ fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         prune::prune(lay, &mut mask);
         keep.retain(|&gi| mask[index[gi]]);
     }
-    Ok(Value::Graph(Arc::new(subgraph(&g, &keep))))
+    keep.sort_unstable();
+    Ok(Value::Graph(Arc::new(g.subset(&keep))))
 }

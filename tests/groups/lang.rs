@@ -1,0 +1,24 @@
+//! Test group `lang`. The language from the outside and inside: parser, evaluator, diagnostics, fuzzing, the REPL, the `rlq` binary, plots.
+//!
+//! Each file of `tests/` is one module of a group (Cargo.toml: `autotests = false`): every
+//! test binary links candle and polars, so five binaries build and link far faster than one
+//! per file. Run one file's tests with `cargo test --test lang <file>::`.
+
+mod groups_cover_every_file;
+
+#[path = "../lang_parse.rs"]
+mod lang_parse;
+#[path = "../lang_eval.rs"]
+mod lang_eval;
+#[path = "../lang_diag.rs"]
+mod lang_diag;
+#[path = "../lang_fuzz.rs"]
+mod lang_fuzz;
+#[path = "../lang_bench.rs"]
+mod lang_bench;
+#[path = "../repl.rs"]
+mod repl;
+#[path = "../cli.rs"]
+mod cli;
+#[path = "../plot_render.rs"]
+mod plot_render;
