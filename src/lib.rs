@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod attribution;
+pub mod circuit;
 pub mod cli;
 pub mod eval;
 pub mod files;

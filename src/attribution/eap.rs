@@ -100,7 +100,7 @@ pub enum AttributionError {
 type Result<T> = std::result::Result<T, AttributionError>;
 
 /// The first position whose logits a sample's loss reads.
-fn loss_window_start(loss: &SampleLoss) -> usize {
+pub(crate) fn loss_window_start(loss: &SampleLoss) -> usize {
     match loss {
         SampleLoss::Tokens { start, .. } | SampleLoss::Kl { start, .. } => *start,
         SampleLoss::LogitDiff { position, .. } => *position,
@@ -109,7 +109,11 @@ fn loss_window_start(loss: &SampleLoss) -> usize {
 
 /// The loss target, validated against the sequence, in the coordinates of logits that start at
 /// `from` (`Hooks::logits_from`).
-fn resolve_loss(sample: &Sample, clean_logits: &Tensor, from: usize) -> Result<LossTarget> {
+pub(crate) fn resolve_loss(
+    sample: &Sample,
+    clean_logits: &Tensor,
+    from: usize,
+) -> Result<LossTarget> {
     let seq = sample.tokens.len();
     let bad = |msg: String| AttributionError::Sample {
         sample: sample.id,

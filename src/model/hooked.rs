@@ -95,6 +95,17 @@ pub enum DestOffsets {
         starts: Vec<usize>,
         tensors: Vec<Tensor>,
     },
+    /// Offsets computed during the forward from the sources it has produced so far (circuit
+    /// evaluation ablates an edge relative to the *intervened* run's own source output). Needs
+    /// `Hooks::record_sources`.
+    FromSources(Box<dyn SourceOffsets>),
+}
+
+/// Offsets that depend on this forward's own sources: `offsets(start, count, sources)` gets the
+/// chunks recorded so far (each `[k, seq, d]`, in slot order: every source before slots
+/// `start..start+count` in the residual order) and returns `[count, seq, d]`.
+pub trait SourceOffsets {
+    fn offsets(&self, start: usize, count: usize, sources: &[Tensor]) -> Result<Tensor>;
 }
 
 impl DestOffsets {
@@ -153,8 +164,9 @@ impl DestOffsets {
         Tensor::cat(&parts, 0)
     }
 
-    fn slots(&self, start: usize, count: usize) -> Result<Tensor> {
+    fn slots(&self, start: usize, count: usize, sources: &[Tensor]) -> Result<Tensor> {
         match self {
+            DestOffsets::FromSources(f) => f.offsets(start, count, sources),
             DestOffsets::Stacked(t) => t.narrow(0, start, count),
             DestOffsets::Groups { starts, tensors } => match starts.binary_search(&start) {
                 Ok(i) if tensors[i].dim(0)? == count => Ok(tensors[i].clone()),
@@ -303,11 +315,15 @@ impl Pass<'_> {
     ) -> Result<Tensor> {
         let base = h.unsqueeze(0)?;
         match (self.hooks.dest_offsets, norm) {
-            (Some(off), Some(norm)) => {
-                ops::rms_norm_of_sum(&base, &off.slots(start, count)?, norm, eps, norm_offset)
-            }
+            (Some(off), Some(norm)) => ops::rms_norm_of_sum(
+                &base,
+                &off.slots(start, count, &self.sources)?,
+                norm,
+                eps,
+                norm_offset,
+            ),
             (None, Some(norm)) => ops::rms_norm(&base, norm, eps, norm_offset),
-            (Some(off), None) => base.broadcast_add(&off.slots(start, count)?),
+            (Some(off), None) => base.broadcast_add(&off.slots(start, count, &self.sources)?),
             (None, None) => Ok(base),
         }
     }
@@ -570,7 +586,7 @@ impl HookedTransformer {
         }
         let x = match (hooks.dest_offsets, hooks.layout) {
             (Some(off), Some(lay)) => {
-                h.broadcast_add(&off.slots(lay.dest_logits(), 1)?.squeeze(0)?)?
+                h.broadcast_add(&off.slots(lay.dest_logits(), 1, &pass.sources)?.squeeze(0)?)?
             }
             _ => h,
         };

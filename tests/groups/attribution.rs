@@ -1,4 +1,4 @@
-//! Test group `attribution`. Attribution: edge scores against finite differences, the fused ops' gradients, the graph verbs.
+//! Test group `attribution`. Attribution: edge scores against finite differences, the fused ops' gradients, the graph verbs, circuit evaluation.
 //!
 //! Each file of `tests/` is one module of a group (Cargo.toml: `autotests = false`): every
 //! test binary links candle and polars, so five binaries build and link far faster than one
@@ -10,3 +10,5 @@ mod attribution_fd;
 mod ops_grad;
 #[path = "../graph_verbs.rs"]
 mod graph_verbs;
+#[path = "../circuits.rs"]
+mod circuits;

@@ -165,13 +165,42 @@ pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
         Signature::new(
             "circuit",
-            "keep a subgraph: the top n edges by |score|, or those matching a predicate",
+            "keep a subgraph: the top n edges, those over a threshold, EAP-IG's greedy n, or \
+             those matching a predicate; optionally pruned of dangling nodes",
         )
         .category("graph")
         .piped("graph", Type::Graph, "a graph from `patch` (or piped in)")
         .named("top", Type::Number, "keep the n strongest edges")
+        .named(
+            "threshold",
+            Type::Number,
+            "keep the edges whose key (|score| or score) is ≥ t",
+        )
+        .named(
+            "greedy",
+            Type::Number,
+            "grow n edges from `logits` backwards, always taking the strongest edge into a node \
+             already reached (METHOD.md §8, EAP-IG's apply_greedy)",
+        )
+        .range("top", Range::whole(0.0, 1e12))
+        .range("greedy", Range::whole(0.0, 1e12))
+        .word(
+            "ranking",
+            Some("abs"),
+            "rank by abs (|score|) or signed score",
+        )
+        .named_default(
+            "prune",
+            Type::Bool,
+            false,
+            "then drop edges on no path from `input` to `logits` (and their nodes)",
+        )
         .named_columns("where", false, "keep the edges where this holds")
-        .example("circuit g top 50", "a 50-edge circuit, still a graph"),
+        .example("circuit g top 50", "a 50-edge circuit, still a graph")
+        .example(
+            "circuit g greedy 100 prune true",
+            "EAP-IG's greedy circuit, without dangling nodes",
+        ),
         verb_circuit,
     );
     reg.register_fn(
@@ -760,10 +789,39 @@ fn verb_nodes(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 }
 
 fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    use crate::circuit::{graph_edge_index, layout_of_graph, prune, Ranking};
     let g = graph_arg(&args)?;
     let mean = g.mean_scores();
-    let mut keep: Vec<usize> = (0..g.edges.len()).collect();
+    let ranking = match args.word_choice("ranking", &["abs", "signed"])? {
+        "signed" => Ranking::Signed,
+        _ => Ranking::Abs,
+    };
     let preds = args.columns("where");
+    let chosen = ["top", "threshold", "greedy"]
+        .into_iter()
+        .filter(|k| args.has(k))
+        .collect::<Vec<_>>();
+    if chosen.len() > 1 {
+        return Err(err(
+            args.span_of(chosen[1]),
+            format!(
+                "give one of top, threshold, greedy (got {})",
+                chosen.join(" and ")
+            ),
+        ));
+    }
+    let do_prune = args
+        .value("prune")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if chosen.is_empty() && preds.is_empty() && !do_prune {
+        return Err(err(
+            args.span,
+            "say which edges to keep: `top n`, `threshold t`, `greedy n`, `where …` or `prune true`",
+        ));
+    }
+    // Candidates: every edge, or those matching `where`.
+    let mut keep: Vec<usize> = (0..g.edges.len()).collect();
     if !preds.is_empty() {
         let mut df = g.edge_table().map_err(|e| err(args.span, e))?;
         df.with_column(Column::new(
@@ -786,22 +844,53 @@ fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             .map(|i| i as usize)
             .collect();
     }
-    if let Some(n) = args.number("top") {
-        if n < 0.0 || n.fract() != 0.0 {
-            return Err(err(
-                args.span_of("top"),
-                "top takes a whole number of edges",
-            ));
+    let keys: Vec<Option<f64>> = {
+        let mut k = vec![None; g.edges.len()];
+        for &i in &keep {
+            k[i] = Some(ranking.key(mean[i]));
         }
-        keep.sort_by(|&a, &b| mean[b].abs().total_cmp(&mean[a].abs()));
-        keep.truncate(n as usize);
-        keep.sort_unstable();
+        k
+    };
+    // Greedy and pruning need the graph's node structure: its layout, from the names.
+    let needs_layout = do_prune || args.has("greedy");
+    let layout = if needs_layout {
+        Some(layout_of_graph(&g).map_err(|e| err(args.span_of("graph"), e))?)
+    } else {
+        None
+    };
+    let index = match &layout {
+        Some(l) => graph_edge_index(&g, l).map_err(|e| err(args.span_of("graph"), e))?,
+        None => Vec::new(),
+    };
+    let whole = |args: &Args, k: &str| args.number(k).unwrap_or(0.0) as usize; // ranges checked
+    keep = if args.has("top") {
+        prune::top_n(&keys, whole(&args, "top"))
+    } else if let Some(t) = args.number("threshold") {
+        prune::threshold(&keys, t)
+    } else if args.has("greedy") {
+        let lay = layout.as_ref().expect("built for greedy");
+        let mut lk = vec![None; lay.edges().len()];
+        for (gi, &li) in index.iter().enumerate() {
+            lk[li] = keys[gi];
+        }
+        let back: std::collections::HashMap<usize, usize> =
+            index.iter().enumerate().map(|(gi, &li)| (li, gi)).collect();
+        prune::greedy(lay, &lk, whole(&args, "greedy"))
+            .into_iter()
+            .map(|li| back[&li])
+            .collect()
+    } else {
+        keep
+    };
+    if do_prune {
+        let lay = layout.as_ref().expect("built for prune");
+        let mut mask = vec![false; lay.edges().len()];
+        for &gi in &keep {
+            mask[index[gi]] = true;
+        }
+        prune::prune(lay, &mut mask);
+        keep.retain(|&gi| mask[index[gi]]);
     }
-    if !args.has("top") && preds.is_empty() {
-        return Err(err(
-            args.span,
-            "say which edges to keep: `top n` or `where …`",
-        ));
-    }
+    keep.sort_unstable();
     Ok(Value::Graph(Arc::new(g.subset(&keep))))
 }

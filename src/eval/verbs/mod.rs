@@ -1,6 +1,7 @@
 //! Built-in verbs. Each file registers one family of verbs.
 
 mod analysis;
+mod circuit;
 mod claims;
 mod concat;
 mod graph;
@@ -25,6 +26,7 @@ pub fn register_builtins(reg: &mut Registry) {
     scalar::register(reg);
     model::register(reg);
     graph::register(reg);
+    circuit::register(reg);
     study::register(reg);
     analysis::register(reg);
     tune::register(reg);
