@@ -354,6 +354,7 @@ fn faithfulness_curve_ends_and_interrupts() {
             per_position: false,
             n_heads: tf.config.n_heads,
             d_model: tf.config.d_model,
+            ..Default::default()
         },
         positions: None,
     };
