@@ -130,6 +130,8 @@ impl<'a> Tuner<'a> {
         out: Option<&Path>,
         save_every: usize,
     ) -> Result<Self, TuneError> {
+        // Before the policy's dense copies are made: those are the first large blocks.
+        super::alloc::return_large_frees_to_the_os();
         settings.validate().map_err(TuneError::Settings)?;
         if items.is_empty() {
             return Err(TuneError::Settings("no training questions".into()));
@@ -203,6 +205,8 @@ impl<'a> Tuner<'a> {
         checkpoint_dir: &Path,
         save_every: usize,
     ) -> Result<Self, TuneError> {
+        // Before the policy's dense copies are made: those are the first large blocks.
+        super::alloc::return_large_frees_to_the_os();
         settings.validate().map_err(TuneError::Settings)?;
         let loaded = checkpoint::load(checkpoint_dir, &start.device)?;
         let st = &loaded.state;
