@@ -694,6 +694,9 @@ fn the_tune_verb_runs_grpo_from_a_saved_folder_and_loads_its_checkpoint() {
         ("group 1", "group must be at least 2"),
         ("steps 0", "steps must be"),
         ("method foo", "unknown method"),
+        ("lora 0", "lora must be a whole number"),
+        ("lora_alpha 4", "lora_alpha needs `lora r`"),
+        ("lora 2 lora_alpha 0", "lora_alpha must be"),
     ] {
         let e = s
             .eval(&format!(
