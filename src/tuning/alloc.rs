@@ -7,7 +7,9 @@
 //! fine-tune of SmolLM2-135M from its Q4_1 GGUF (one GRPO step, group 8 × 128 tokens, through
 //! `rlq run`, `/usr/bin/time -v`): 3.23 GB peak RSS with glibc's defaults, 2.31 GB with these
 //! settings (the same log) — about the live size: f32 weights, Adam's two moments, the summed
-//! gradients and one answer's gradients, 0.54 GB each, plus activations. Fixing the threshold turns the adjustment off; glibc's own
+//! gradients and one answer's gradients, 0.54 GB each, plus activations. (Over two steps the
+//! peak is 3.40 GB: Adam's moments are resident only from the first update on; see
+//! benches/results/tune-memory-2026-12-01.txt.) Fixing the threshold turns the adjustment off; glibc's own
 //! documentation (mallopt(3)) describes these knobs. No effect on other C libraries.
 
 /// Applies the settings once per process; later calls do nothing.
