@@ -1,11 +1,10 @@
 """TRL's GRPOTrainer on the same task as rlq's `tune … method grpo` (scripts/bench-tune.sh).
 
-Same model folder, same questions generator (rlq's arith, re-implemented only as far as the
-prompts go), G = 8, the same number of questions per step and new tokens, β 0.04, ε 0.2,
+Same model folder, the same questions (a csv of rlq's `arith`: every step uses all of them), G = 8, the same number of questions per step and new tokens, β 0.04, ε 0.2,
 loss `grpo` (per-sequence mean, then mean: METHOD.md §7.1), std-normalised advantages, AdamW
 β 0.9/0.99, weight decay 0.1, grad-norm clip 0.1, full fine-tune in f32 on the CPU.
 Times two optimizer steps and reports the second (steady state).
-  python benches/grpo_trl.py MODEL_DIR QUESTIONS TOKENS THREADS OUT.json
+  python benches/grpo_trl.py MODEL_DIR QUESTIONS.csv TOKENS THREADS OUT.json
 """
 import json
 import sys
@@ -16,17 +15,18 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-model_dir, questions, tokens, threads, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+model_dir, questions_csv, tokens, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
 tok = AutoTokenizer.from_pretrained(model_dir)
-model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
 
-prompts = [
-    [{"role": "user", "content": f"What is {a} plus {b}? Answer with the final number."}]
-    for a, b in [(12, 7), (30, 14), (8, 41), (25, 25), (3, 9), (17, 22), (40, 2), (11, 38)] * 4
-]
-answers = [str(a + b) for a, b in [(12, 7), (30, 14), (8, 41), (25, 25), (3, 9), (17, 22), (40, 2), (11, 38)] * 4]
+import csv
+
+rows = list(csv.DictReader(open(questions_csv)))
+prompts = [[{"role": "user", "content": r["prompt"]}] for r in rows]
+answers = [r["expected"] for r in rows]
 ds = Dataset.from_dict({"prompt": prompts, "expected": answers})
+questions = len(rows)
 
 
 def reward(completions, expected, **_):
@@ -69,7 +69,7 @@ cfg = GRPOConfig(
     weight_decay=0.1,
     max_grad_norm=0.1,
     lr_scheduler_type="cosine",
-    warmup_ratio=0.0,
+    warmup_steps=0,
     max_steps=2,
     logging_steps=1,
     save_strategy="no",
@@ -82,5 +82,12 @@ trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=
 trainer.train()
 logs = [l for l in trainer.state.log_history if "loss" in l]
 step = timer.ends[-1] - timer.starts[-1]
-json.dump({"step_seconds": step, "completion_len": logs[-1].get("completions/mean_length", float("nan")), "log": logs}, open(out, "w"))
+import resource
+json.dump({
+    "step_seconds": step,
+    "completion_len": logs[-1].get("completions/mean_length", float("nan")),
+    "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    "versions": {"torch": torch.__version__, "trl": __import__("trl").__version__, "transformers": __import__("transformers").__version__},
+    "log": logs,
+}, open(out, "w"))
 print(json.dumps({"step_seconds": step}))

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark of issue 10: one GRPO step on SmolLM2-135M-Instruct (full fine-tune, dense f32),
-# G = 8 answers to each of B questions, up to T new tokens, through the path users run
+# G = 8 answers to each of Q questions, up to T new tokens, through the path users run
 # (`rlq run` of a `tune` statement), beside TRL's GRPOTrainer on the same machine in the same run,
-# both from the same HF folder (written by rlq: the start model after 0 updates is not a file
-# format rlq writes, so both start from rlq's own step-1 checkpoint).
-# Reports seconds per step and peak RSS of each, and their ratios.
-# Installs torch/transformers/trl into a private venv (never needed by the tests).
+# back to back, both from the same HF folder (written by rlq: the start model after 0 updates is
+# not a file format rlq writes, so both start from rlq's own step-1 checkpoint at lr 1e-9) and on
+# the same Q questions (rlq's `arith`, written to a csv both read; every step uses all of them).
+# Reports seconds per step (the second step of two: steady state) and peak RSS of each process,
+# their ratios, and the machine's load (`uptime`) before each side: the machine may be shared.
+# Writes the report to benches/results/grpo-bench-<date>.txt as well.
+# Needs torch/transformers/trl in a private venv (never needed by the tests); installs them
+# from PyPI if the venv lacks them.
 #   scripts/bench-tune.sh [QUESTIONS] [TOKENS] [THREADS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,11 +23,20 @@ fi
 cargo build --quiet --bin rlq
 bin="${CARGO_TARGET_DIR:-target}/debug/rlq"
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-echo "machine: $(nproc) cores; threads: $threads; questions/step: $questions; G: 8; max new tokens: $tokens"
+mkdir -p benches/results
+report="benches/results/grpo-bench-$(date -u +%Y-%m-%d).txt"
+say() { echo "$*" | tee -a "$work/report.txt"; }
+say "date: $(date -u +%FT%TZ); machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+say "threads: $threads; questions/step: $questions; G: 8; max new tokens: $tokens; full fine-tune, f32, CPU"
+say "trl side: $("$venv/bin/python" -c 'import torch, transformers, trl; print(f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}")')"
 
-# The shared start: rlq's checkpoint after one tiny step (an HF folder both read).
-"$bin" -e "let m = load \"models/smollm2-135m-instruct.q4_1.gguf\"" \
-  -e "tune m on (arith 4 seed 9) method grpo steps 1 batch 1 group 2 max_tokens 4 lr 1e-9 to \"$work/start\"" >/dev/null
+# The shared start (an HF folder both read) and the shared questions.
+cat > "$work/start.rlq" <<RLQ
+let m = load "models/smollm2-135m-instruct.q4_1.gguf"
+save (arith $questions seed 1) to "$work/questions.csv"
+let log = tune m on (arith 4 seed 9) method grpo steps 1 batch 1 group 2 max_tokens 4 lr 1e-9 to "$work/start"
+RLQ
+"$bin" run "$work/start.rlq" >/dev/null
 start="$work/start/step-000001"
 
 measure() { /usr/bin/time -f '%e %M' "$@" 2> "$work/time.txt" >/dev/null; tail -1 "$work/time.txt"; }
@@ -31,21 +44,28 @@ measure() { /usr/bin/time -f '%e %M' "$@" 2> "$work/time.txt" >/dev/null; tail -
 # rlq: two steps, so that the second (steady state) step can be read from the log.
 cat > "$work/bench.rlq" <<RLQ
 let m = load "$start"
-let log = tune m on (arith 16 seed 1) method grpo steps 2 batch $questions group 8 max_tokens $tokens temperature 1 warmup 0 to "$work/rlq-run"
+let log = tune m on (read "$work/questions.csv") method grpo steps 2 batch $questions group 8 max_tokens $tokens temperature 1 warmup 0 to "$work/rlq-run"
 save log to "$work/rlq-log.csv"
 RLQ
+say "load before rlq: $(uptime)"
 read -r rlq_wall rlq_kb < <(RAYON_NUM_THREADS=$threads measure "$bin" run "$work/bench.rlq")
 rlq_step=$(python3 -c "import csv;r=list(csv.DictReader(open('$work/rlq-log.csv')));print(r[-1]['seconds'])")
 rlq_tokens=$(python3 -c "import csv;r=list(csv.DictReader(open('$work/rlq-log.csv')));print(r[-1]['answer_len'])")
 
-read -r trl_wall trl_kb < <(OMP_NUM_THREADS=$threads measure "$venv/bin/python" benches/grpo_trl.py "$start" "$questions" "$tokens" "$threads" "$work/trl.json")
+say "load before trl: $(uptime)"
+read -r trl_wall trl_kb < <(OMP_NUM_THREADS=$threads measure "$venv/bin/python" benches/grpo_trl.py "$start" "$work/questions.csv" "$tokens" "$threads" "$work/trl.json")
 trl_step=$(python3 -c "import json;print(json.load(open('$work/trl.json'))['step_seconds'])")
 trl_tokens=$(python3 -c "import json;print(json.load(open('$work/trl.json'))['completion_len'])")
+say "load after both: $(uptime)"
 
-python3 - "$rlq_step" "$rlq_kb" "$rlq_tokens" "$trl_step" "$trl_kb" "$trl_tokens" <<'PY'
+python3 - "$rlq_step" "$rlq_kb" "$rlq_tokens" "$rlq_wall" "$trl_step" "$trl_kb" "$trl_tokens" "$trl_wall" <<'PY' | tee -a "$work/report.txt"
 import sys
-rs, rk, rt, ts, tk, tt = map(float, sys.argv[1:])
-print(f"rlq: {rs:.1f} s/step, peak RSS {rk/1024:.0f} MiB, mean answer {rt:.1f} tokens")
-print(f"trl: {ts:.1f} s/step, peak RSS {tk/1024:.0f} MiB, mean answer {tt:.1f} tokens")
-print(f"throughput rlq/trl: {ts/rs:.2f}x   peak memory rlq/trl: {rk/tk:.2f}x")
+rs, rk, rt, rw, ts, tk, tt, tw = map(float, sys.argv[1:])
+print(f"rlq: {rs:.1f} s/step (2nd step), peak RSS {rk/1024:.0f} MiB, mean answer {rt:.1f} tokens, process {rw:.0f} s")
+print(f"trl: {ts:.1f} s/step (2nd step), peak RSS {tk/1024:.0f} MiB, mean answer {tt:.1f} tokens, process {tw:.0f} s")
+print(f"step throughput rlq/trl: {ts/rs:.2f}x (target >= 1.5)   peak memory rlq/trl: {rk/tk:.2f}x (target <= 0.5)")
+print(f"per answer token: rlq {rs/max(rt,1e-9)/8:.3f} s, trl {ts/max(tt,1e-9)/8:.3f} s (answers may stop early: compare lengths)")
 PY
+cat "$work/report.txt" >> "$report"
+echo "---" >> "$report"
+echo "report appended to $report"

@@ -1,7 +1,9 @@
 //! Checkpoint folders: `dir/step-000040/` holds the model as an HF folder (config.json,
 //! model.safetensors, tokenizer.json, tokenizer_config.json with the chat template), the
 //! optimiser's moments (`optimizer.safetensors`), and `trainer_state.json` (settings, step, the
-//! start model's hash, the log so far without timings). Timings, which differ between runs,
+//! start model's hash, the log so far without timings), and for a LoRA run its factors
+//! (`lora.safetensors`; the model file holds the merged weights, so readers see a plain model,
+//! and a resume continues from the factors). Timings, which differ between runs,
 //! live apart in `timing.json`, so the same seed on the same machine gives byte-identical files
 //! everywhere else.
 //!
@@ -22,6 +24,13 @@ use crate::model::Model;
 
 /// The format tag of `trainer_state.json`.
 pub const STATE_FORMAT: &str = "rlq-tune/1";
+
+/// A LoRA run's factors inside a checkpoint, under PEFT's tensor names (`base_model.model.` +
+/// the factor's name). Not `adapter_model.safetensors` with an `adapter_config.json`: HF would
+/// then read the folder as an adapter instead of the merged model beside it; and the prefix
+/// keeps rlq's folder loader, which reads every `*.safetensors`, from taking them for weights.
+pub const LORA_FILE: &str = "lora.safetensors";
+const PEFT_PREFIX: &str = "base_model.model.";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
@@ -55,6 +64,7 @@ pub fn save(
     start: &Model,
     weights: &HashMap<String, Tensor>,
     optimizer: &HashMap<String, Tensor>,
+    adapters: Option<&HashMap<String, Tensor>>,
     state: &TrainerState,
     timing: &Timing,
 ) -> Result<PathBuf, TuneError> {
@@ -72,12 +82,23 @@ pub fn save(
         .tempdir_in(out)
         .map_err(|e| io(&e))?;
     write_hf_folder(start, weights, tmp.path()).map_err(|e| io(&e))?;
-    let opt: HashMap<String, Tensor> = optimizer
-        .iter()
-        .map(|(k, t)| Ok((k.clone(), t.detach().contiguous()?)))
-        .collect::<candle_core::Result<_>>()?;
-    candle_core::safetensors::save(&opt, tmp.path().join("optimizer.safetensors"))
-        .map_err(|e| io(&e))?;
+    let contiguous = |m: &HashMap<String, Tensor>| {
+        m.iter()
+            .map(|(k, t)| Ok((k.clone(), t.detach().contiguous()?)))
+            .collect::<candle_core::Result<HashMap<String, Tensor>>>()
+    };
+    candle_core::safetensors::save(
+        &contiguous(optimizer)?,
+        tmp.path().join("optimizer.safetensors"),
+    )
+    .map_err(|e| io(&e))?;
+    if let Some(a) = adapters {
+        let peft: HashMap<String, Tensor> = contiguous(a)?
+            .into_iter()
+            .map(|(k, t)| (format!("{PEFT_PREFIX}{k}"), t))
+            .collect();
+        candle_core::safetensors::save(&peft, tmp.path().join(LORA_FILE)).map_err(|e| io(&e))?;
+    }
     let st = serde_json::to_value(state).map_err(|e| io(&e))?;
     write_json(&tmp.path().join("trainer_state.json"), &st).map_err(|e| io(&e))?;
     let tm = serde_json::to_value(timing).map_err(|e| io(&e))?;
@@ -96,6 +117,8 @@ pub struct Loaded {
     pub timing: Timing,
     pub weights: HashMap<String, Tensor>,
     pub optimizer: HashMap<String, Tensor>,
+    /// A LoRA run's factors.
+    pub adapters: Option<HashMap<String, Tensor>>,
 }
 
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded, TuneError> {
@@ -124,11 +147,26 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded, TuneError> {
         .map_err(|e| bad("model.safetensors", &e))?;
     let optimizer = candle_core::safetensors::load(dir.join("optimizer.safetensors"), device)
         .map_err(|e| bad("optimizer.safetensors", &e))?;
+    let adapters = if state.settings.lora.is_some() {
+        let peft = candle_core::safetensors::load(dir.join(LORA_FILE), device)
+            .map_err(|e| bad(LORA_FILE, &e))?;
+        let factors = peft
+            .into_iter()
+            .map(|(k, t)| match k.strip_prefix(PEFT_PREFIX) {
+                Some(name) => Ok((name.to_string(), t)),
+                None => Err(bad(LORA_FILE, &format!("`{k}` is not a PEFT factor name"))),
+            })
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        Some(factors)
+    } else {
+        None
+    };
     Ok(Loaded {
         state,
         timing,
         weights,
         optimizer,
+        adapters,
     })
 }
 

@@ -6,9 +6,13 @@
 //! layer's ops take their differentiable path for a weight that tracks a graph (dense matmul,
 //! RMSNorm as a fused unit-weight norm times the weight, the MLP's down projection composed).
 //! `tests/tuning.rs` checks every objective's weight gradients against finite differences in f64.
+//! `lora r` trains adapters instead ([`lora`]): the forward reads `W + s·B·A` through the same
+//! differentiable paths, and checkpoints hold the merged weights.
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod log;
+pub mod lora;
 pub mod objective;
 pub mod optim;
 pub mod policy;
@@ -16,6 +20,7 @@ pub mod settings;
 pub mod trainer;
 
 pub use log::LogRow;
+pub use lora::LoraConfig;
 pub use objective::{AdvantageNorm, Method};
 pub use policy::{answer_logprobs, weights_hash, Policy};
 pub use settings::TuneSettings;

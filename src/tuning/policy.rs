@@ -1,32 +1,64 @@
-//! The model being tuned: every weight a dense `Var`, and two transformers over the same storage
-//! — one that builds a graph through the weights (training), one over detached views of them
-//! (sampling, π_old), so generation never records a graph. An optimiser step writes the `Var`s
-//! in place and both see it at once.
+//! The model being tuned, and two transformers over the same storage — one that builds a graph
+//! through the trained weights (training), one over detached views of them (sampling, π_old),
+//! so generation never records a graph.
+//!
+//! A full fine-tune trains every weight as a dense `Var`: an optimiser step writes the `Var`s in
+//! place and both transformers see it at once. With LoRA ([`super::lora`]) only the factors are
+//! `Var`s and the transformers read `W + s·B·A`, so after a step [`Policy::refresh`] rebuilds
+//! them; the frozen weights stay as the start holds them (a GGUF's quantized matrices are read
+//! quantized, only the adapted ones exist in dense form).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 
+use super::lora::{self, LoraConfig};
 use crate::model::hooked::{ForwardInput, HookedTransformer, Hooks};
 use crate::model::{ops, Model, Weights};
 
 /// Trainable weights of one model.
 pub struct Policy {
-    /// Weight names, sorted (the order of gradients, optimiser state and hashes).
+    /// Names of the trained tensors, in the order of gradients, optimiser state and hashes:
+    /// every weight, sorted (full fine-tune), or each target's `lora_A`, `lora_B` (LoRA).
     pub names: Vec<String>,
     pub vars: Vec<Var>,
-    /// Differentiable in the weights.
+    /// Differentiable in the trained tensors.
     pub train: HookedTransformer,
     /// The same weights, detached: forwards build no graph.
     pub infer: HookedTransformer,
     /// The start model's description (config, tokenizer, template), weights not used.
     pub start: Arc<Model>,
     pub dtype: DType,
+    adapters: Option<Adapters>,
+}
+
+/// LoRA's frozen side.
+struct Adapters {
+    config: LoraConfig,
+    /// The start's weights in the run's dtype.
+    frozen: Weights,
+    /// Adapted weight names (sorted); target `i`'s factors are `vars[2i]` (A) and `vars[2i+1]` (B).
+    targets: Vec<String>,
+    /// The current `W + s·B·A` of each target, detached (what `infer` reads and a checkpoint saves).
+    merged: Vec<Tensor>,
 }
 
 fn to_model_err(e: crate::model::ModelError) -> candle_core::Error {
     candle_core::Error::Msg(e.to_string())
+}
+
+/// `start` with other weights (config, tokenizer and template shared).
+fn model_with(start: &Model, weights: Weights, dtype: DType) -> Model {
+    Model {
+        config: start.config.clone(),
+        weights,
+        source: start.source.clone(),
+        device: start.device.clone(),
+        dtype,
+        tokenizer: start.tokenizer.clone(),
+        chat_template: start.chat_template.clone(),
+    }
 }
 
 impl Policy {
@@ -40,6 +72,7 @@ impl Policy {
             .iter()
             .map(|n| Var::from_tensor(&dense[n].to_dtype(dtype)?.to_device(&start.device)?))
             .collect::<Result<Vec<_>>>()?;
+        drop(dense);
         Self::assemble(start, names, vars, dtype)
     }
 
@@ -80,6 +113,137 @@ impl Policy {
         Self::assemble(start, names, vars, dtype)
     }
 
+    /// LoRA adapters on `start` at PEFT's initialisation (`B` = 0: the start model's forward),
+    /// target `i`'s `A` drawn from a generator seeded with `seed_of(i)`.
+    pub fn with_lora(
+        start: Arc<Model>,
+        config: LoraConfig,
+        seed_of: &dyn Fn(usize) -> u64,
+        dtype: DType,
+    ) -> Result<Self> {
+        Self::lora_from(start, config, dtype, &|i, _, out, inp| {
+            lora::init_factors(out, inp, config.rank, seed_of(i), dtype, &Device::Cpu)
+        })
+    }
+
+    /// LoRA adapters with the given factors (names as [`lora::factor_names`]), e.g. a checkpoint's.
+    pub fn with_lora_values(
+        start: Arc<Model>,
+        config: LoraConfig,
+        factors: &HashMap<String, Tensor>,
+        dtype: DType,
+    ) -> Result<Self> {
+        let n_targets = start.weights.names().filter(|n| lora::is_target(n)).count();
+        if factors.len() != 2 * n_targets {
+            candle_core::bail!(
+                "the checkpoint holds {} lora factors, the start model has {n_targets} adapted \
+                 weights (two factors each)",
+                factors.len()
+            );
+        }
+        Self::lora_from(start, config, dtype, &|_, target, out, inp| {
+            let (an, bn) = lora::factor_names(target);
+            let get = |name: &str, want: [usize; 2]| -> Result<Var> {
+                let t = factors.get(name).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("the checkpoint has no lora factor `{name}`"))
+                })?;
+                if t.dims() != want {
+                    candle_core::bail!(
+                        "lora factor `{name}` has shape {:?}, expected {want:?}",
+                        t.dims()
+                    );
+                }
+                Var::from_tensor(&t.to_dtype(dtype)?)
+            };
+            Ok((get(&an, [config.rank, inp])?, get(&bn, [out, config.rank])?))
+        })
+    }
+
+    /// `make(i, target, out, in)` gives target `i`'s factors (A, B).
+    fn lora_from(
+        start: Arc<Model>,
+        config: LoraConfig,
+        dtype: DType,
+        make: &dyn Fn(usize, &str, usize, usize) -> Result<(Var, Var)>,
+    ) -> Result<Self> {
+        // In the start's own dtype the frozen weights are the start's (shared storage; a GGUF's
+        // quantized matrices stay quantized); otherwise dense copies in `dtype`.
+        let frozen = if start.dtype == dtype {
+            start.weights.clone()
+        } else {
+            let dense = start.weights.dense_map().map_err(to_model_err)?;
+            Weights::new(
+                dense
+                    .into_iter()
+                    .map(|(n, t)| Ok((n, t.to_dtype(dtype)?)))
+                    .collect::<Result<_>>()?,
+            )
+        };
+        let mut targets: Vec<String> = frozen
+            .names()
+            .filter(|n| lora::is_target(n))
+            .cloned()
+            .collect();
+        targets.sort();
+        if targets.is_empty() {
+            candle_core::bail!("the model has no q/k/v/o or MLP projection weights for lora");
+        }
+        let mut names = Vec::with_capacity(2 * targets.len());
+        let mut vars = Vec::with_capacity(2 * targets.len());
+        for (i, t) in targets.iter().enumerate() {
+            let shape = frozen.shape(t).map_err(to_model_err)?;
+            let [out, inp] = shape[..] else {
+                candle_core::bail!("lora target `{t}` is not a matrix: shape {shape:?}");
+            };
+            let (a, b) = make(i, t, out, inp)?;
+            let (an, bn) = lora::factor_names(t);
+            names.extend([an, bn]);
+            vars.push(Var::from_tensor(&a.as_tensor().to_device(&start.device)?)?);
+            vars.push(Var::from_tensor(&b.as_tensor().to_device(&start.device)?)?);
+        }
+        let mut adapters = Adapters {
+            config,
+            frozen,
+            targets,
+            merged: Vec::new(),
+        };
+        let (train, infer) = Self::build_lora(&start, &mut adapters, &vars, dtype)?;
+        Ok(Self {
+            names,
+            vars,
+            train,
+            infer,
+            start,
+            dtype,
+            adapters: Some(adapters),
+        })
+    }
+
+    /// The two transformers over `W + s·B·A` (tracked and detached), and the merged weights.
+    fn build_lora(
+        start: &Model,
+        ad: &mut Adapters,
+        vars: &[Var],
+        dtype: DType,
+    ) -> Result<(HookedTransformer, HookedTransformer)> {
+        let s = ad.config.scaling();
+        let mut train_w = ad.frozen.clone();
+        let mut infer_w = ad.frozen.clone();
+        ad.merged.clear();
+        for (i, t) in ad.targets.iter().enumerate() {
+            let w = ad.frozen.dense(t).map_err(to_model_err)?.to_dtype(dtype)?;
+            let eff = lora::effective(&w, vars[2 * i].as_tensor(), vars[2 * i + 1].as_tensor(), s)?;
+            ad.merged.push(eff.detach());
+            infer_w.insert(t.clone(), eff.detach());
+            train_w.insert(t.clone(), eff);
+        }
+        let train =
+            HookedTransformer::new(&model_with(start, train_w, dtype)).map_err(to_model_err)?;
+        let infer =
+            HookedTransformer::new(&model_with(start, infer_w, dtype)).map_err(to_model_err)?;
+        Ok((train, infer))
+    }
+
     fn assemble(
         start: Arc<Model>,
         names: Vec<String>,
@@ -99,16 +263,8 @@ impl Policy {
                     (n.clone(), t)
                 })
                 .collect();
-            let m = Model {
-                config: start.config.clone(),
-                weights: Weights::new(map),
-                source: start.source.clone(),
-                device: start.device.clone(),
-                dtype,
-                tokenizer: start.tokenizer.clone(),
-                chat_template: start.chat_template.clone(),
-            };
-            HookedTransformer::new(&m).map_err(to_model_err)
+            HookedTransformer::new(&model_with(&start, Weights::new(map), dtype))
+                .map_err(to_model_err)
         };
         let train = build(false)?;
         let infer = build(true)?;
@@ -119,11 +275,55 @@ impl Policy {
             infer,
             start,
             dtype,
+            adapters: None,
         })
     }
 
-    /// The current weights as plain tensors under their names (shared storage, no graph).
-    pub fn values(&self) -> HashMap<String, Tensor> {
+    /// Make the transformers read the trained tensors' current values: needed after writing the
+    /// `Var`s of a LoRA policy (its forward reads `W + s·B·A`, computed when built); nothing to
+    /// do for a full fine-tune, whose forward reads the `Var`s themselves.
+    pub fn refresh(&mut self) -> Result<()> {
+        if let Some(ad) = self.adapters.as_mut() {
+            let (train, infer) = Self::build_lora(&self.start, ad, &self.vars, self.dtype)?;
+            self.train = train;
+            self.infer = infer;
+        }
+        Ok(())
+    }
+
+    /// The LoRA settings, if this policy trains adapters.
+    pub fn lora(&self) -> Option<LoraConfig> {
+        self.adapters.as_ref().map(|a| a.config)
+    }
+
+    /// The model's weights as plain tensors under their HF names (no graph): the trained ones,
+    /// or with LoRA every weight with the adapters merged in (`W + s·B·A`; quantized frozen
+    /// weights dequantized) — a plain model that `load` and HF read.
+    pub fn values(&self) -> Result<HashMap<String, Tensor>> {
+        let Some(ad) = &self.adapters else {
+            return Ok(self.trained());
+        };
+        let mut out = HashMap::new();
+        for n in ad.frozen.names() {
+            if !lora::is_target(n) {
+                out.insert(
+                    n.clone(),
+                    ad.frozen
+                        .dense(n)
+                        .map_err(to_model_err)?
+                        .to_dtype(self.dtype)?,
+                );
+            }
+        }
+        for (t, m) in ad.targets.iter().zip(&ad.merged) {
+            out.insert(t.clone(), m.clone());
+        }
+        Ok(out)
+    }
+
+    /// The trained tensors under their names (shared storage, no graph): every weight of a full
+    /// fine-tune, or the LoRA factors.
+    pub fn trained(&self) -> HashMap<String, Tensor> {
         self.names
             .iter()
             .zip(&self.vars)

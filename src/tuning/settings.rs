@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::lora::LoraConfig;
 use super::objective::{AdvantageNorm, Method};
 use super::optim::AdamWConfig;
 
@@ -37,6 +38,9 @@ pub struct TuneSettings {
     pub adamw: AdamWConfig,
     /// Compute dtype of the trained weights (`f32`, or `f64` for exact checks).
     pub dtype: String,
+    /// LoRA adapters instead of a full fine-tune (absent in checkpoints made before LoRA).
+    #[serde(default)]
+    pub lora: Option<LoraConfig>,
 }
 
 impl TuneSettings {
@@ -67,6 +71,7 @@ impl TuneSettings {
             format_reward: 0.0,
             adamw: AdamWConfig::default(),
             dtype: "f32".into(),
+            lora: None,
         }
     }
 
@@ -141,6 +146,10 @@ impl TuneSettings {
             "≥ 0 (0: no clipping)",
         )?;
         finite("format_reward", self.format_reward, true, "")?;
+        if let Some(l) = &self.lora {
+            whole("lora", l.rank, 1, 4096)?;
+            finite("lora_alpha", l.alpha, l.alpha > 0.0, "> 0")?;
+        }
         if !matches!(self.dtype.as_str(), "f32" | "f64") {
             return Err(format!(
                 "dtype must be f32 or f64 for tuning, not {}",

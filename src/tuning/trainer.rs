@@ -114,6 +114,7 @@ pub fn mix_seed(parts: &[u64]) -> u64 {
 const PHASE_TRAIN: u64 = 1;
 const PHASE_PREPARE: u64 = 2;
 const PHASE_ORDER: u64 = 3;
+const PHASE_LORA: u64 = 4;
 
 fn cerr(e: candle_core::Error) -> TuneError {
     TuneError::Compute(e.to_string())
@@ -129,6 +130,8 @@ impl<'a> Tuner<'a> {
         out: Option<&Path>,
         save_every: usize,
     ) -> Result<Self, TuneError> {
+        // Before the policy's dense copies are made: those are the first large blocks.
+        super::alloc::return_large_frees_to_the_os();
         settings.validate().map_err(TuneError::Settings)?;
         if items.is_empty() {
             return Err(TuneError::Settings("no training questions".into()));
@@ -158,7 +161,17 @@ impl<'a> Tuner<'a> {
         let dtype = dtype_of(&settings.dtype)?;
         let reference = reference_of(&start, dtype)?;
         let start_hash = weights_hash(&start).map_err(|e| TuneError::Model(e.to_string()))?;
-        let policy = Policy::new(start.clone(), dtype).map_err(cerr)?;
+        let seed = settings.seed;
+        let policy = match settings.lora {
+            Some(c) => Policy::with_lora(
+                start.clone(),
+                c,
+                &|i| mix_seed(&[seed, PHASE_LORA, i as u64]),
+                dtype,
+            ),
+            None => Policy::new(start.clone(), dtype),
+        }
+        .map_err(cerr)?;
         let opt = AdamW::new(settings.adamw, &policy.names, &policy.vars).map_err(cerr)?;
         let stop_tokens = start.config.eos_token_ids.clone();
         Ok(Self {
@@ -192,6 +205,8 @@ impl<'a> Tuner<'a> {
         checkpoint_dir: &Path,
         save_every: usize,
     ) -> Result<Self, TuneError> {
+        // Before the policy's dense copies are made: those are the first large blocks.
+        super::alloc::return_large_frees_to_the_os();
         settings.validate().map_err(TuneError::Settings)?;
         let loaded = checkpoint::load(checkpoint_dir, &start.device)?;
         let st = &loaded.state;
@@ -229,7 +244,17 @@ impl<'a> Tuner<'a> {
             .unwrap_or_else(|| PathBuf::from("."));
         let dtype = dtype_of(&settings.dtype)?;
         let reference = reference_of(&start, dtype)?;
-        let policy = Policy::with_values(start.clone(), &loaded.weights, dtype).map_err(cerr)?;
+        let policy = match (settings.lora, &loaded.adapters) {
+            (Some(c), Some(factors)) => Policy::with_lora_values(start.clone(), c, factors, dtype),
+            (Some(_), None) => {
+                return Err(TuneError::Checkpoint(format!(
+                    "`{}` has no lora factors",
+                    checkpoint_dir.display()
+                )))
+            }
+            (None, _) => Policy::with_values(start.clone(), &loaded.weights, dtype),
+        }
+        .map_err(cerr)?;
         let mut opt = AdamW::new(settings.adamw, &policy.names, &policy.vars).map_err(cerr)?;
         opt.restore(
             &policy.names,
@@ -328,11 +353,13 @@ impl<'a> Tuner<'a> {
             n_items: self.n_given,
             log: self.log.iter().map(LogRow::without_timing).collect(),
         };
+        let adapters = self.policy.lora().map(|_| self.policy.trained());
         let p = checkpoint::save(
             out,
             &self.policy.start,
-            &self.policy.values(),
+            &self.policy.values().map_err(cerr)?,
             &self.opt.state(&self.policy.names),
+            adapters.as_ref(),
             &state,
             &self.timing,
         )?;
@@ -417,6 +444,7 @@ impl<'a> Tuner<'a> {
         let total = self.settings.steps * self.settings.inner;
         let lr = lr_at(self.settings.lr, update, total, self.settings.warmup);
         self.opt.step(&self.policy.vars, &grads, lr).map_err(cerr)?;
+        self.policy.refresh().map_err(cerr)?;
         Ok((norm, lr))
     }
 

@@ -77,6 +77,17 @@ pub(super) fn register(reg: &mut Registry) {
         .named_default("save_every", Type::Number, 10.0, "steps between checkpoints (and one at the end)")
         .named_default("seed", Type::Number, d.seed as f64, "seed of sampling and question order")
         .word("dtype", Some("f32"), "f32, or f64 for exact checks")
+        .named(
+            "lora",
+            Type::Number,
+            "train rank-r LoRA adapters on q/k/v/o and the MLP projections instead of every \
+             weight (checkpoints hold the merged model)",
+        )
+        .named(
+            "lora_alpha",
+            Type::Number,
+            "LoRA's α: the update is scaled by α/r (default 8, PEFT's)",
+        )
         .named_default("chat", Type::Bool, true, "apply the model's chat template to prompts")
         .named(
             "resume",
@@ -133,6 +144,14 @@ fn settings_from(args: &Args) -> EvalResult<TuneSettings> {
     let adv = args.word_choice("advantage", &AdvantageNorm::NAMES)?;
     s.advantage = AdvantageNorm::from_name(adv).unwrap_or(AdvantageNorm::Std);
     s.dtype = args.word_choice("dtype", &["f32", "f64"])?.to_string();
+    if args.has("lora") {
+        s.lora = Some(crate::tuning::LoraConfig {
+            rank: whole(args, "lora", 8, 1, 4096)?,
+            alpha: num("lora_alpha", crate::tuning::lora::DEFAULT_ALPHA),
+        });
+    } else if args.has("lora_alpha") {
+        return Err(err(args.span_of("lora_alpha"), "lora_alpha needs `lora r`"));
+    }
     // The validation is the library's; the span is the verb's.
     s.validate().map_err(|m| {
         let field = m.split_whitespace().next().unwrap_or("");
