@@ -4,6 +4,7 @@
 //! `cli`/`repl` → [`Session`] → `syntax` → `eval` → `model` / `attribution` / `analysis` / `plot`.
 //! `model` and `attribution` know nothing about the language and are usable as plain Rust.
 
+pub mod alloc;
 pub mod analysis;
 pub mod attribution;
 pub mod circuit;
@@ -20,25 +21,10 @@ pub mod tuning;
 
 pub use session::Session;
 
-/// Keeps freed memory in the process for the next sample. Each EAP sample allocates and frees
-/// the same few hundred MB of activations and gradients; with glibc's defaults, blocks above the
-/// (dynamic) mmap threshold come from fresh `mmap`s and freed heap tops are trimmed back to the
-/// kernel, so every sample pays page faults and zeroing again until the thresholds have grown.
-/// On SmolLM2 (128 tokens, 2 cores) the first samples of a `patch` took ~2× the later ones and a
-/// 9-sample run ~25% longer than with these settings: a fixed 32 MiB mmap threshold (glibc's
-/// largest), no trimming below 2 GiB, 256 MiB of padding per heap growth. Peak memory is
-/// unchanged (what is kept is what the previous sample used). Call it first thing in `main`.
+/// The allocator policy for attribution work ([`alloc::Policy::ReuseFreed`]); call it first
+/// thing in `main`, as the `rlq` binary does.
 pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only changes glibc malloc's tuning parameters; it is called before
-        // other threads exist. A rejected value returns 0 and leaves the default in place.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-            libc::mallopt(libc::M_TOP_PAD, 256 << 20);
-        }
-    }
+    alloc::Policy::ReuseFreed.apply();
 }
 
 /// Thread settings for candle on the CPU, each only where the user has not set it:

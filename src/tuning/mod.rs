@@ -9,7 +9,7 @@
 //! `lora r` trains adapters instead ([`lora`]): the forward reads `W + s·B·A` through the same
 //! differentiable paths, and checkpoints hold the merged weights.
 
-pub mod alloc;
+
 pub mod checkpoint;
 pub mod log;
 pub mod lora;

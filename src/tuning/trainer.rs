@@ -95,6 +95,8 @@ pub struct Tuner<'a> {
     save_every: usize,
     first_step: usize,
     dropped: usize,
+    /// Large frees go back to the kernel while the tuner lives (see [`crate::alloc`]).
+    _alloc_policy: crate::alloc::PolicyGuard,
 }
 
 /// SplitMix64 over the parts: a seed for each `(seed, step, item, sample)` that does not depend
@@ -131,7 +133,7 @@ impl<'a> Tuner<'a> {
         save_every: usize,
     ) -> Result<Self, TuneError> {
         // Before the policy's dense copies are made: those are the first large blocks.
-        super::alloc::return_large_frees_to_the_os();
+        let alloc_policy = crate::alloc::Policy::ReturnLargeFrees.scoped();
         settings.validate().map_err(TuneError::Settings)?;
         if items.is_empty() {
             return Err(TuneError::Settings("no training questions".into()));
@@ -191,6 +193,7 @@ impl<'a> Tuner<'a> {
             save_every,
             first_step: 0,
             dropped: 0,
+            _alloc_policy: alloc_policy,
         })
     }
 
@@ -206,7 +209,7 @@ impl<'a> Tuner<'a> {
         save_every: usize,
     ) -> Result<Self, TuneError> {
         // Before the policy's dense copies are made: those are the first large blocks.
-        super::alloc::return_large_frees_to_the_os();
+        let alloc_policy = crate::alloc::Policy::ReturnLargeFrees.scoped();
         settings.validate().map_err(TuneError::Settings)?;
         let loaded = checkpoint::load(checkpoint_dir, &start.device)?;
         let st = &loaded.state;
@@ -285,6 +288,7 @@ impl<'a> Tuner<'a> {
             out: Some(out),
             save_every,
             dropped: 0,
+            _alloc_policy: alloc_policy,
         })
     }
 
