@@ -658,18 +658,29 @@ fn real_per_position_graph() {
     ))
     .unwrap();
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
-    // a saved per-position table cannot pose as a per-sample one for resume
+    // a saved per-position graph keeps its summed scores, not its positions: read back it is
+    // a per-sample graph (resuming it adds nothing: every sample is scored), and a resume that
+    // asks for positions is refused
     let pq = dir.path().join("gp.parquet");
     s.eval(&format!("save gp to \"{}\"", pq.display())).unwrap();
+    let back = s
+        .eval(&format!(
+            "patch m on qs t_cut 2 resume (read \"{}\")",
+            pq.display()
+        ))
+        .unwrap();
+    let back = back.as_graph().unwrap();
+    assert!(back.positions.is_none() && !back.meta.per_position);
+    assert_eq!(back.scores, plain.scores);
     let e = format!(
         "{:?}",
         s.eval(&format!(
-            "patch m on qs t_cut 2 resume (read \"{}\")",
+            "patch m on qs t_cut 2 per_position true resume (read \"{}\")",
             pq.display()
         ))
         .unwrap_err()
     );
-    assert!(e.contains("per-position"), "{e}");
+    assert!(e.contains("per_position: false in the partial graph"), "{e}");
 }
 
 /// A rendered error as one line: miette wraps long lines and draws `│` margins.

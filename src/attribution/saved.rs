@@ -189,6 +189,12 @@ pub fn from_sample_table(df: &DataFrame, meta: Option<GraphMeta>) -> Result<Grap
             ..GraphMeta::default()
         },
     };
+    // A saved table holds one row per (sample, edge): per-position scores are not saved, so
+    // the graph read back has none and says so (a resume with `per_position true` is refused).
+    let meta = GraphMeta {
+        per_position: false,
+        ..meta
+    };
     Ok(Graph {
         edges,
         scores,

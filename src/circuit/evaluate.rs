@@ -1,7 +1,9 @@
 //! Evaluating a circuit (METHOD.md §8, EAP-IG's `evaluate_graph`): one forward per sample on
 //! the clean input in which every destination v receives
 //!
-//!     H_v − Σ_{u→v ∉ C} (O_u − Ô_u)
+//! ```text
+//! H_v − Σ_{u→v ∉ C} (O_u − Ô_u)
+//! ```
 //!
 //! with O_u the source's output *in this intervened run* (so ablations upstream propagate) and
 //! Ô_u its ablated value: 0, the dataset mean (over samples and positions, or per position), or
