@@ -1678,3 +1678,20 @@ fn a_list_of_tables_stacks_into_one() {
     let want = df!("a" => [1i64, 2, 3], "b" => [None, None, Some("z")]).unwrap();
     same(&t, &want);
 }
+
+/// A word outside a keyword's declared choices is refused by `check` (before anything runs) and
+/// by evaluation, with the choices listed: the Signature is the one list of them.
+#[test]
+fn keyword_choices_are_checked_before_running() {
+    let mut s = Session::new();
+    s.set("qs", Value::Null);
+    s.set("m", Value::Null);
+    let e = format!("{:?}", s.check("patch m on qs loss foo", "a.rlq").unwrap_err());
+    assert!(e.contains("unknown loss `foo`"), "{e}");
+    for name in rlq::attribution::LossKind::NAMES {
+        assert!(e.contains(name), "the help lists `{name}`: {e}");
+    }
+    let e = format!("{:?}", s.check("patch m on qs method \"eapp\"", "a.rlq").unwrap_err());
+    assert!(e.contains("unknown method `eapp`") && e.contains("eap_ig"), "{e}");
+    assert!(s.check("patch m on qs loss nll method eap_ig", "a.rlq").is_ok());
+}

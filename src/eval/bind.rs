@@ -190,6 +190,17 @@ pub(crate) fn bind<'a>(
 
 type Taken<'a> = (Vec<(Bound<'a>, Span)>, &'a [Item]);
 
+/// A word outside the choices the signature declares for its keyword (`loss foo`) is refused
+/// while binding, so `rlq check` and completion agree with the verb before anything runs.
+fn check_choice(p: &Param, sig: &Signature, w: &str, span: Span) -> EvalResult<()> {
+    if p.choices.is_empty() || p.choices.iter().any(|c| c == w) {
+        return Ok(());
+    }
+    Err(EvalError::at(span, format!("unknown {} `{w}` for `{}`", p.name, sig.name))
+        .with_help(format!("choose one of: {}", p.choices.join(", ")))
+        .with_code("rlq::keyword"))
+}
+
 /// Takes the items one parameter consumes from the front of `items`.
 fn take<'a>(
     p: &Param,
@@ -204,11 +215,15 @@ fn take<'a>(
         match &p.shape {
             Shape::Flag => break,
             Shape::Word => match (&item.kind, item.bare_word()) {
-                (_, Some(w)) => out.push((Bound::Word(w.to_string()), item.span)),
+                (_, Some(w)) => {
+                    check_choice(p, sig, w, item.span)?;
+                    out.push((Bound::Word(w.to_string()), item.span))
+                }
                 (ItemKind::Expr { expr, alias: None }, _)
                     if matches!(expr.kind, ExprKind::Str(_)) =>
                 {
                     if let ExprKind::Str(s) = &expr.kind {
+                        check_choice(p, sig, s, item.span)?;
                         out.push((Bound::Word(s.clone()), item.span));
                     }
                 }

@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use candle_core::DType;
 use polars::prelude::*;
 
-use super::samples::{progress_bar, read_specs};
+use super::samples::{dtype_arg, progress_bar, samples_arg, t_cut_arg};
 use crate::attribution::prepare::{prepare, PrepareOptions, TCut};
 use crate::attribution::{Graph, LossKind, Sample};
 use crate::circuit::faithfulness::MIB_GRID;
@@ -194,41 +193,23 @@ fn setup(ctx: &EvalContext, args: &Args, graph: &Graph, graph_key: &str) -> Eval
         .with_help("give `other_model true` to evaluate it on this model anyway"));
     }
     let on_span = args.span_of("on");
-    let table = args
-        .table("on")
-        .ok_or_else(|| err(on_span, "expected a table of samples"))?
-        .collect()
-        .map_err(|e| err(on_span, e))?;
-    let specs = read_specs(&table).map_err(|msg| err(on_span, msg))?;
-    if specs.is_empty() {
-        return Err(err(on_span, "no samples: the table is empty"));
-    }
+    let (_, specs) = samples_arg(args)?;
     let loss = match args.word("loss") {
         Some(_) => LossKind::parse(args.word_choice("loss", &LossKind::NAMES)?).expect("checked"),
         None => LossKind::parse(&graph.meta.loss).unwrap_or(LossKind::SelfEntropy),
     };
     let ablation =
         Ablation::parse(args.word_choice("ablation", &Ablation::NAMES)?).expect("checked");
-    let dtype = match args.word_choice("dtype", &["f32", "f64"])? {
-        "f64" => DType::F64,
-        _ => DType::F32,
-    };
-    let t_cut = match (args.number("alpha"), args.number("t_cut")) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                args.span_of("t_cut"),
-                "give `alpha` or `t_cut`, not both",
-            ))
-        }
-        (Some(a), None) => TCut::Alpha(a),
-        (None, Some(t)) => TCut::Fixed(t as usize),
-        // The graph's own setting, so the circuit is judged on the loss it was found with.
-        (None, None) => match (graph.meta.t_cut, loss) {
+    let dtype = dtype_arg(args)?;
+    // The graph's own setting by default, so the circuit is judged on the loss it was found with.
+    let t_cut = t_cut_arg(
+        args,
+        match (graph.meta.t_cut, loss) {
             (Some(t), _) => TCut::Fixed(t),
             (None, LossKind::Nll) => TCut::Full,
             (None, _) => TCut::Alpha(0.1),
         },
-    };
+    )?;
     let mut tf = HookedTransformer::new(&m).map_err(|e| err(span, e))?;
     if tf.dtype() != dtype {
         tf = tf.to_dtype(dtype).map_err(|e| err(span, e))?;

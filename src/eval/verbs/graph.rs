@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 use candle_core::DType;
 use polars::prelude::*;
 
-use super::samples::{progress_bar, read_specs};
+use super::samples::{dtype_arg, progress_bar, samples_arg, t_cut_arg};
 use crate::attribution::prepare::{prepare, PrepareError, PrepareOptions, SampleSpec, TCut};
 use crate::attribution::settings::{ablation_of, differences, sample_hash, Purpose};
 use crate::attribution::{run, Graph, GraphMeta, LossKind, Method};
@@ -412,15 +412,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .model("model")
         .ok_or_else(|| err(args.span_of("model"), "expected a model (from `load`)"))?;
     let on_span = args.span_of("on");
-    let table = args
-        .table("on")
-        .ok_or_else(|| err(on_span, "expected a table of samples"))?
-        .collect()
-        .map_err(|e| err(on_span, e))?;
-    let specs = read_specs(&table).map_err(|msg| err(on_span, msg))?;
-    if specs.is_empty() {
-        return Err(err(on_span, "no samples: the table is empty"));
-    }
+    let (table, specs) = samples_arg(&args)?;
     let loss = LossKind::parse(args.word_choice("loss", &LossKind::NAMES)?).expect("checked");
     let method = match args.word_choice("method", &["eap", "eap_ig", "patch"])? {
         "eap" => Method::Eap,
@@ -472,23 +464,15 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
              position does not add up over positions",
         ));
     }
-    let dtype = match args.word_choice("dtype", &["f32", "f64"])? {
-        "f64" => DType::F64,
-        _ => DType::F32,
-    };
-    let t_cut = match (args.number("alpha"), args.number("t_cut")) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                args.span_of("t_cut"),
-                "give `alpha` or `t_cut`, not both",
-            ))
-        }
-        // Both in range already (the signature's ranges are checked at binding).
-        (Some(a), None) => TCut::Alpha(a),
-        (None, Some(t)) => TCut::Fixed(t as usize),
-        (None, None) if loss == LossKind::Nll => TCut::Full,
-        (None, None) => TCut::Alpha(0.1),
-    };
+    let dtype = dtype_arg(&args)?;
+    let t_cut = t_cut_arg(
+        &args,
+        if loss == LossKind::Nll {
+            TCut::Full
+        } else {
+            TCut::Alpha(0.1)
+        },
+    )?;
     let resume = match args.value("resume") {
         None | Some(Value::Null) => None,
         Some(v) => Some(checked_graph(

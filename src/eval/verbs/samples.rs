@@ -3,7 +3,49 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::*;
 
-use crate::attribution::prepare::SampleSpec;
+use crate::attribution::prepare::{SampleSpec, TCut};
+use crate::eval::args::Args;
+use crate::eval::error::{EvalError, EvalResult};
+
+/// The sample table of keyword `on` (collected) and its samples; an empty table is refused.
+/// Shared by the verbs that run samples through a model (`patch`, `evaluate`, `faithfulness`).
+pub(crate) fn samples_arg(args: &Args) -> EvalResult<(DataFrame, Vec<SampleSpec>)> {
+    let span = args.span_of("on");
+    let table = args
+        .table("on")
+        .ok_or_else(|| EvalError::at(span, "expected a table of samples"))?
+        .collect()
+        .map_err(|e| EvalError::at(span, e.to_string()))?;
+    let specs = read_specs(&table).map_err(|msg| EvalError::at(span, msg))?;
+    if specs.is_empty() {
+        return Err(EvalError::at(span, "no samples: the table is empty"));
+    }
+    Ok((table, specs))
+}
+
+/// `dtype f32|f64` of the attribution verbs.
+pub(crate) fn dtype_arg(args: &Args) -> EvalResult<candle_core::DType> {
+    Ok(match args.word_choice("dtype", &["f32", "f64"])? {
+        "f64" => candle_core::DType::F64,
+        _ => candle_core::DType::F32,
+    })
+}
+
+/// `alpha a` or `t_cut n` (not both; both in range already: the signature's ranges are checked
+/// at binding), else `fallback`.
+pub(crate) fn t_cut_arg(args: &Args, fallback: TCut) -> EvalResult<TCut> {
+    Ok(match (args.number("alpha"), args.number("t_cut")) {
+        (Some(_), Some(_)) => {
+            return Err(EvalError::at(
+                args.span_of("t_cut"),
+                "give `alpha` or `t_cut`, not both",
+            ))
+        }
+        (Some(a), None) => TCut::Alpha(a),
+        (None, Some(t)) => TCut::Fixed(t as usize),
+        (None, None) => fallback,
+    })
+}
 
 /// A progress bar on stderr with rate and ETA; invisible when stderr is not a terminal. It
 /// redraws on its own four times a second (spinner and elapsed time), so it moves while one long
