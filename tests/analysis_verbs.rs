@@ -247,6 +247,21 @@ fn plot_verbs_name_models_share_scales_and_draw_bands() {
             .unwrap_err(),
     );
     assert!(e.contains("only `plot heatmap`"), "{e}");
+    // Different depths: no difference by absolute layer index; side by side still draws.
+    s.set(
+        "deep",
+        Value::Graph(Arc::new(block_graph(4, random_scores(4, 6, 2, 1.0)))),
+    );
+    let e = flat(
+        s.eval(&format!(
+            "plot heatmap g0, deep diff true to \"{}\"",
+            p("x.svg")
+        ))
+        .unwrap_err(),
+    );
+    assert!(e.contains("different depth (3 and 4 layers)"), "{e}");
+    s.eval(&format!("plot heatmap g0, deep to \"{}\"", p("x.svg")))
+        .unwrap();
 }
 
 /// A rendered error as one line: miette wraps long lines and draws `│` margins.

@@ -495,6 +495,26 @@ fn verb_plot(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             match (args.word("by"), &other) {
                 (None, Some(b)) => {
                     let b_span = args.span_of("other");
+                    // A difference pairs edges by node name, so by absolute layer index.
+                    if let (true, Some(la), Some(lb)) = (
+                        diff,
+                        n_layers_of(&data).filter(|&l| l > 0),
+                        n_layers_of(b).filter(|&l| l > 0),
+                    ) {
+                        if la != lb {
+                            return Err(err(
+                                args.span_of("diff"),
+                                format!(
+                                    "cannot subtract graphs of different depth ({la} and {lb} \
+                                     layers): edges would pair by absolute layer index"
+                                ),
+                            )
+                            .with_help(
+                                "draw them side by side on one scale (without `diff`), or \
+                                 compare by relative depth: compare g0, g1 by depth",
+                            ));
+                        }
+                    }
                     let names = plot::series_names(
                         &[model_of(&data), model_of(b)],
                         &[arg_name(ctx, span, 0), arg_name(ctx, b_span, 1)],
