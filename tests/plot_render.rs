@@ -252,6 +252,41 @@ fn sample_charts_for_inspection() {
         ..HistPlotOpts::default()
     };
     hist(&g, dir.join("hist.png"), &h).unwrap();
+    let g2 = block_table(l, scaled(&scores(4, 4 * l * l + 3 * l + 1), 1.5)).unwrap();
+    let ho = HeatmapOpts::default();
+    heatmap_pair(
+        &g,
+        &g2,
+        ["smollm2-135m", "tuned"],
+        false,
+        dir.join("pair.png"),
+        &ho,
+    )
+    .unwrap();
+    heatmap_pair(
+        &g,
+        &g2,
+        ["smollm2-135m", "tuned"],
+        true,
+        dir.join("diff.png"),
+        &ho,
+    )
+    .unwrap();
+    let band = polars::prelude::df!(
+        "dst_layer" => [0i64, 1, 2, 3, 4],
+        "delta" => [0.1, 0.3, -0.2, 0.05, 0.0],
+        "ci_low" => [0.0, 0.1, -0.4, -0.1, -0.05],
+        "ci_high" => [0.2, 0.45, -0.05, 0.2, 0.1],
+    )
+    .unwrap();
+    lines(
+        &band,
+        "dst_layer",
+        &["delta"],
+        dir.join("band.png"),
+        &PlotOpts::default(),
+    )
+    .unwrap();
 }
 
 /// Whether the SVG has a text element reading exactly `s` (plotters writes the text on its own

@@ -100,7 +100,7 @@ pub fn heatmap_pair(
             panels: vec![(None, grid(&sources, &dests, &d))],
             limit: scale_limit(&abs, opts.robust_quantile),
             scale_caption: label,
-            scale_note: Some("grey: edge missing in one".into()),
+            scale_note: Some("grey: no edge in one or both".into()),
             sources,
             dests,
             opts: o.clone(),
@@ -399,7 +399,8 @@ impl Heatmap {
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(self.opts.max_x_ticks.min(n_cols))
+            // Panels side by side share the width, so each gets its share of the ticks.
+            .x_labels((self.opts.max_x_ticks / self.panels.len()).max(2).min(n_cols))
             .y_labels(self.opts.max_y_ticks.min(n_rows))
             .x_label_formatter(&x_name)
             .y_label_formatter(&y_name)
