@@ -86,7 +86,7 @@ pub fn heatmap_pair(
         (ma.iter().cloned().collect(), mb.iter().cloned().collect());
     let mut o = opts.clone();
     let chart = if diff {
-        let d: HashMap<(String, String), f64> = mapb
+        let d: HashMap<EdgeKey, f64> = mapb
             .iter()
             .filter_map(|(e, vb)| mapa.get(e).map(|va| (e.clone(), vb - va)))
             .collect();
@@ -138,10 +138,11 @@ fn check_quantile(q: f64) -> Result<(), PlotError> {
     Ok(())
 }
 
+/// (source, destination) of an edge.
+type EdgeKey = (String, String);
+
 /// Each edge's mean score over samples, in the table's edge order.
-fn edge_means(
-    table: &polars::prelude::DataFrame,
-) -> Result<Vec<((String, String), f64)>, PlotError> {
+fn edge_means(table: &polars::prelude::DataFrame) -> Result<Vec<(EdgeKey, f64)>, PlotError> {
     let matrix = ScoreMatrix::from_table(table)?;
     let mean = matrix.mean_scores();
     Ok(matrix
@@ -153,7 +154,7 @@ fn edge_means(
 }
 
 /// Sources (rows) and destinations (columns) of these edges, in canonical node order.
-fn layout<'a>(edges: impl Iterator<Item = &'a (String, String)>) -> (Vec<String>, Vec<String>) {
+fn layout<'a>(edges: impl Iterator<Item = &'a EdgeKey>) -> (Vec<String>, Vec<String>) {
     let mut sources: Vec<String> = Vec::new();
     let mut dests: Vec<String> = Vec::new();
     for (src, dst) in edges {
@@ -170,11 +171,7 @@ fn layout<'a>(edges: impl Iterator<Item = &'a (String, String)>) -> (Vec<String>
 }
 
 /// Row-major cells over (source, destination); None where `values` has no such edge.
-fn grid(
-    sources: &[String],
-    dests: &[String],
-    values: &HashMap<(String, String), f64>,
-) -> Vec<Option<f64>> {
+fn grid(sources: &[String], dests: &[String], values: &HashMap<EdgeKey, f64>) -> Vec<Option<f64>> {
     let mut cells = Vec::with_capacity(sources.len() * dests.len());
     for s in sources {
         for d in dests {
@@ -400,7 +397,11 @@ impl Heatmap {
             .configure_mesh()
             .disable_mesh()
             // Panels side by side share the width, so each gets its share of the ticks.
-            .x_labels((self.opts.max_x_ticks / self.panels.len()).max(2).min(n_cols))
+            .x_labels(
+                (self.opts.max_x_ticks / self.panels.len())
+                    .max(2)
+                    .min(n_cols),
+            )
             .y_labels(self.opts.max_y_ticks.min(n_rows))
             .x_label_formatter(&x_name)
             .y_label_formatter(&y_name)
