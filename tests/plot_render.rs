@@ -414,6 +414,20 @@ fn difference_heatmap_scales_to_the_largest_difference() {
         text.contains("#B2182B") || text.contains("#2166AC"),
         "no saturated cell"
     );
+    // An edge missing from one graph has no difference: its cell is grey (RGB 225), so dropping
+    // b's 2L+1 edges into `logits` greys exactly that many more cells.
+    use polars::prelude::*;
+    let b_cut = b
+        .clone()
+        .lazy()
+        .filter(col("dst").neq(lit("logits")))
+        .collect()
+        .unwrap();
+    let cut = dir.path().join("cut.svg");
+    heatmap_pair(&a, &b_cut, ["base", "tuned"], true, &cut, &opts).unwrap();
+    let grey = |svg: &str| svg.matches("#E1E1E1").count();
+    let cut_text = std::fs::read_to_string(&cut).unwrap();
+    assert_eq!(grey(&cut_text), grey(&text) + 2 * l + 1);
 }
 
 #[test]
