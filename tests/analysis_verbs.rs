@@ -184,6 +184,86 @@ fn plot_verbs_write_svg_and_png() {
     assert!(e.contains("heatmap"), "{e}");
 }
 
+/// Plots of a comparison: the legend and panels name the graphs' models, two heatmaps share a
+/// scale or show their difference, and `compare … by layer`'s delta gets its CI band.
+#[test]
+fn plot_verbs_name_models_share_scales_and_draw_bands() {
+    let (mut s, sc) = session_with_graphs();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let texts = |svg: &str| -> Vec<String> { svg.lines().map(|l| l.trim().to_string()).collect() };
+    // Both synthetic graphs report one model: the names collide, so the variables name them.
+    s.eval(&format!("plot heatmap g0, g1 to \"{}\"", p("pair.svg")))
+        .unwrap();
+    let t = texts(&read("pair.svg"));
+    assert!(
+        t.contains(&"g0".into()) && t.contains(&"g1".into()),
+        "fallback names"
+    );
+    assert!(read("pair.svg").contains("one scale, both panels"));
+    for (name, model) in [
+        ("m0", "models/smollm2-135m.gguf"),
+        ("m1", "/x/smollm2-tuned.gguf"),
+    ] {
+        let mut g = block_graph(3, sc.clone());
+        g.meta.model = model.into();
+        s.set(name, Value::Graph(Arc::new(g)));
+    }
+    s.eval(&format!(
+        "plot heatmap m0, m1 diff true to \"{}\"",
+        p("diff.svg")
+    ))
+    .unwrap();
+    assert!(read("diff.svg").contains("smollm2-tuned − smollm2-135m"));
+    s.eval(&format!(
+        "plot lines (entropy m0, m1 by layer) to \"{}\"",
+        p("named.svg")
+    ))
+    .unwrap();
+    let t = texts(&read("named.svg"));
+    assert!(
+        t.contains(&"smollm2-135m".into()) && t.contains(&"smollm2-tuned".into()),
+        "{t:?}"
+    );
+    // compare's delta by layer: one band (ci_low..ci_high), not lines of its own (the default
+    // y columns leave a band's columns out).
+    s.eval(&format!(
+        "plot lines (compare g0, g1 by layer resamples 50 | where metric == \"entropy\" \
+         | select dst_layer, delta, ci_low, ci_high) to \"{}\"",
+        p("band.svg")
+    ))
+    .unwrap();
+    let band = read("band.svg");
+    assert_eq!(band.matches("<polygon").count(), 1);
+    assert!(texts(&band).contains(&"delta: ci_low to ci_high".into()));
+    let e = flat(
+        s.eval(&format!("plot heatmap g0 diff true to \"{}\"", p("x.svg")))
+            .unwrap_err(),
+    );
+    assert!(e.contains("needs a second graph"), "{e}");
+    let e = flat(
+        s.eval(&format!("plot lines g0, g1 to \"{}\"", p("x.svg")))
+            .unwrap_err(),
+    );
+    assert!(e.contains("only `plot heatmap`"), "{e}");
+    // Different depths: no difference by absolute layer index; side by side still draws.
+    s.set(
+        "deep",
+        Value::Graph(Arc::new(block_graph(4, random_scores(4, 6, 2, 1.0)))),
+    );
+    let e = flat(
+        s.eval(&format!(
+            "plot heatmap g0, deep diff true to \"{}\"",
+            p("x.svg")
+        ))
+        .unwrap_err(),
+    );
+    assert!(e.contains("different depth (3 and 4 layers)"), "{e}");
+    s.eval(&format!("plot heatmap g0, deep to \"{}\"", p("x.svg")))
+        .unwrap();
+}
+
 /// A rendered error as one line: miette wraps long lines and draws `│` margins.
 fn flat(e: impl std::fmt::Debug) -> String {
     format!("{e:?}")

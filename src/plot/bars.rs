@@ -30,7 +30,8 @@ pub fn bars(
     }
     let series = y_cols
         .iter()
-        .map(|c| Ok((c.to_string(), numeric(table, c, "bar heights")?)))
+        .enumerate()
+        .map(|(i, c)| Ok((opts.series_name(i, c), numeric(table, c, "bar heights")?)))
         .collect::<Result<Vec<_>, PlotError>>()?;
     let chart = Bars {
         x_col: x_col.to_string(),

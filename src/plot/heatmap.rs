@@ -49,60 +49,155 @@ pub fn heatmap(
     opts: &HeatmapOpts,
 ) -> Result<(), PlotError> {
     opts.plot.validate()?;
-    if !(opts.robust_quantile > 0.0 && opts.robust_quantile <= 1.0) {
+    check_quantile(opts.robust_quantile)?;
+    let means = edge_means(table)?;
+    let (sources, dests) = layout(means.iter().map(|(e, _)| e));
+    let cells = grid(&sources, &dests, &means.iter().cloned().collect());
+    let abs: Vec<f64> = means.iter().map(|(_, v)| v.abs()).collect();
+    let limit = scale_limit(&abs, opts.robust_quantile);
+    let chart = Heatmap {
+        sources,
+        dests,
+        panels: vec![(None, cells)],
+        limit,
+        scale_caption: "mean score".into(),
+        scale_note: None,
+        opts: opts.clone(),
+    };
+    render(&chart, path.as_ref(), (opts.plot.width, opts.plot.height))
+}
+
+/// Two graphs' heatmaps: side by side on one colour scale (the same ±limit, from the pooled
+/// |mean scores| of both, stated under the colour bar), or, with `diff`, one panel of
+/// `b − a` per edge (grey where an edge is missing from either). `names` title the panels.
+pub fn heatmap_pair(
+    a: &polars::prelude::DataFrame,
+    b: &polars::prelude::DataFrame,
+    names: [&str; 2],
+    diff: bool,
+    path: impl AsRef<Path>,
+    opts: &HeatmapOpts,
+) -> Result<(), PlotError> {
+    opts.plot.validate()?;
+    check_quantile(opts.robust_quantile)?;
+    let (ma, mb) = (edge_means(a)?, edge_means(b)?);
+    let (sources, dests) = layout(ma.iter().chain(&mb).map(|(e, _)| e));
+    let (mapa, mapb): (HashMap<_, _>, HashMap<_, _>) =
+        (ma.iter().cloned().collect(), mb.iter().cloned().collect());
+    let mut o = opts.clone();
+    let chart = if diff {
+        let d: HashMap<EdgeKey, f64> = mapb
+            .iter()
+            .filter_map(|(e, vb)| mapa.get(e).map(|va| (e.clone(), vb - va)))
+            .collect();
+        let abs: Vec<f64> = d.values().map(|v| v.abs()).collect();
+        let label = format!("{} − {}", names[1], names[0]);
+        o.plot.title = o
+            .plot
+            .title
+            .or(Some(format!("Difference of mean edge score: {label}")));
+        Heatmap {
+            panels: vec![(None, grid(&sources, &dests, &d))],
+            limit: scale_limit(&abs, opts.robust_quantile),
+            scale_caption: label,
+            scale_note: Some("grey: no edge in one or both".into()),
+            sources,
+            dests,
+            opts: o.clone(),
+        }
+    } else {
+        let abs: Vec<f64> = ma.iter().chain(&mb).map(|(_, v)| v.abs()).collect();
+        let limit = scale_limit(&abs, opts.robust_quantile);
+        o.plot.title = o.plot.title.or(Some(format!(
+            "Mean edge score: {} and {}",
+            names[0], names[1]
+        )));
+        Heatmap {
+            panels: vec![
+                (Some(names[0].to_string()), grid(&sources, &dests, &mapa)),
+                (Some(names[1].to_string()), grid(&sources, &dests, &mapb)),
+            ],
+            limit,
+            scale_caption: "mean score".into(),
+            scale_note: Some(format!("one scale, both panels: ±{}", fmt_num(limit))),
+            sources,
+            dests,
+            opts: o.clone(),
+        }
+    };
+    render(&chart, path.as_ref(), (o.plot.width, o.plot.height))
+}
+
+fn check_quantile(q: f64) -> Result<(), PlotError> {
+    if !(q > 0.0 && q <= 1.0) {
         return Err(PlotError::InvalidOption {
             option: "robust_quantile",
-            reason: format!("must be in (0, 1], got {}", opts.robust_quantile),
+            reason: format!("must be in (0, 1], got {q}"),
         });
     }
+    Ok(())
+}
+
+/// (source, destination) of an edge.
+type EdgeKey = (String, String);
+
+/// Each edge's mean score over samples, in the table's edge order.
+fn edge_means(table: &polars::prelude::DataFrame) -> Result<Vec<(EdgeKey, f64)>, PlotError> {
     let matrix = ScoreMatrix::from_table(table)?;
     let mean = matrix.mean_scores();
+    Ok(matrix
+        .edges
+        .iter()
+        .zip(mean)
+        .map(|(e, v)| ((e.src.clone(), e.dst.clone()), v))
+        .collect())
+}
+
+/// Sources (rows) and destinations (columns) of these edges, in canonical node order.
+fn layout<'a>(edges: impl Iterator<Item = &'a EdgeKey>) -> (Vec<String>, Vec<String>) {
     let mut sources: Vec<String> = Vec::new();
     let mut dests: Vec<String> = Vec::new();
-    for e in &matrix.edges {
-        if !sources.contains(&e.src) {
-            sources.push(e.src.clone());
+    for (src, dst) in edges {
+        if !sources.contains(src) {
+            sources.push(src.clone());
         }
-        if !dests.contains(&e.dst) {
-            dests.push(e.dst.clone());
+        if !dests.contains(dst) {
+            dests.push(dst.clone());
         }
     }
     sources.sort_by_key(|s| node_order(s));
     dests.sort_by_key(|d| node_order(d));
-    let row_of: HashMap<&str, usize> = sources
+    (sources, dests)
+}
+
+/// Row-major cells over (source, destination); None where `values` has no such edge.
+fn grid(sources: &[String], dests: &[String], values: &HashMap<EdgeKey, f64>) -> Vec<Option<f64>> {
+    let mut cells = Vec::with_capacity(sources.len() * dests.len());
+    for s in sources {
+        for d in dests {
+            cells.push(values.get(&(s.clone(), d.clone())).copied());
+        }
+    }
+    cells
+}
+
+/// |value| at which the colours saturate: the `q` quantile of `abs`, else its finite maximum,
+/// else 1 (an all-zero graph: any scale shows white).
+fn scale_limit(abs: &[f64], q: f64) -> f64 {
+    let limit = quantile(abs, q);
+    if limit.is_finite() && limit > 0.0 {
+        return limit;
+    }
+    let max = abs
         .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
-    let col_of: HashMap<&str, usize> = dests
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.as_str(), i))
-        .collect();
-    let mut cells = vec![None; sources.len() * dests.len()];
-    for (e, v) in matrix.edges.iter().zip(&mean) {
-        cells[row_of[e.src.as_str()] * dests.len() + col_of[e.dst.as_str()]] = Some(*v);
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    if max > 0.0 {
+        max
+    } else {
+        1.0
     }
-    let abs: Vec<f64> = mean.iter().map(|v| v.abs()).collect();
-    let mut limit = quantile(&abs, opts.robust_quantile);
-    if !(limit.is_finite() && limit > 0.0) {
-        limit = abs
-            .iter()
-            .copied()
-            .filter(|v| v.is_finite())
-            .fold(0.0, f64::max);
-    }
-    if limit <= 0.0 {
-        limit = 1.0; // an all-zero graph: any scale shows white
-    }
-    let chart = Heatmap {
-        sources,
-        dests,
-        cells,
-        limit,
-        opts: opts.clone(),
-    };
-    render(&chart, path.as_ref(), (opts.plot.width, opts.plot.height))
 }
 
 /// Edges shown by [`heatmap_by_position`]: the strongest, so the rows stay legible.
@@ -201,13 +296,7 @@ pub fn heatmap_by_position(
         cells.extend(mean[e].iter().copied());
     }
     let abs: Vec<f64> = cells.iter().flatten().map(|v| v.abs()).collect();
-    let mut limit = quantile(&abs, opts.robust_quantile);
-    if !(limit.is_finite() && limit > 0.0) {
-        limit = abs.iter().copied().fold(0.0, f64::max);
-    }
-    if limit <= 0.0 {
-        limit = 1.0;
-    }
+    let limit = scale_limit(&abs, opts.robust_quantile);
     let mut o = opts.clone();
     o.plot.x_label = o.plot.x_label.or(Some("position".into()));
     o.plot.y_label = o.plot.y_label.or(Some("edge".into()));
@@ -222,8 +311,10 @@ pub fn heatmap_by_position(
             .map(|&e| format!("{}->{}", names[e].0, names[e].1))
             .collect(),
         dests: (0..n_pos).map(|t| t.to_string()).collect(),
-        cells,
+        panels: vec![(None, cells)],
         limit,
+        scale_caption: "mean score".into(),
+        scale_note: None,
         opts: o.clone(),
     };
     render(&chart, path.as_ref(), (o.plot.width, o.plot.height))
@@ -232,10 +323,15 @@ pub fn heatmap_by_position(
 struct Heatmap {
     sources: Vec<String>,
     dests: Vec<String>,
-    /// Row-major over (source, destination); None where there is no edge.
-    cells: Vec<Option<f64>>,
-    /// |score| at which the colours saturate.
+    /// One or more panels on the same rows, columns and colour scale: (caption, cells), the
+    /// cells row-major over (source, destination), None where there is no edge.
+    panels: Vec<(Option<String>, Vec<Option<f64>>)>,
+    /// |value| at which the colours saturate.
     limit: f64,
+    /// What the colour bar measures.
+    scale_caption: String,
+    /// A line under the colour bar (the shared scale, what grey means).
+    scale_note: Option<String>,
     opts: HeatmapOpts,
 }
 
@@ -263,12 +359,33 @@ impl Chart for Heatmap {
             .titled(&title, (FONT, TITLE_SIZE).into_font())
             .map_err(draw_err)?;
         let (w, _) = root.dim_in_pixel();
-        let (main, bar) = root.split_horizontally(w.saturating_sub(130));
+        // A stated shared scale needs a wider strip for its line of text.
+        let bar_width = if self.scale_note.is_some() { 230 } else { 130 };
+        let (main, bar) = root.split_horizontally(w.saturating_sub(bar_width));
 
+        let areas = main.split_evenly((1, self.panels.len()));
+        for (area, (caption, cells)) in areas.iter().zip(&self.panels) {
+            self.draw_panel(area, caption.as_deref(), cells)?;
+        }
+        self.draw_colorbar(&bar)
+    }
+}
+
+impl Heatmap {
+    fn draw_panel<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        caption: Option<&str>,
+        cells: &[Option<f64>],
+    ) -> Result<(), PlotError> {
         let (n_rows, n_cols) = (self.sources.len(), self.dests.len());
         // Cell c spans [c − 0.5, c + 0.5], so integer ticks sit on cell centres; rows run top to
         // bottom: row r is drawn at y = n_rows − 1 − r.
-        let mut chart = ChartBuilder::on(&main)
+        let mut builder = ChartBuilder::on(area);
+        if let Some(c) = caption {
+            builder.caption(c, (FONT, LABEL_SIZE + 3).into_font());
+        }
+        let mut chart = builder
             .margin(10)
             .x_label_area_size(55)
             .y_label_area_size(70)
@@ -279,7 +396,12 @@ impl Chart for Heatmap {
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(self.opts.max_x_ticks.min(n_cols))
+            // Panels side by side share the width, so each gets its share of the ticks.
+            .x_labels(
+                (self.opts.max_x_ticks / self.panels.len())
+                    .max(2)
+                    .min(n_cols),
+            )
             .y_labels(self.opts.max_y_ticks.min(n_rows))
             .x_label_formatter(&x_name)
             .y_label_formatter(&y_name)
@@ -293,7 +415,7 @@ impl Chart for Heatmap {
         chart
             .draw_series((0..n_rows).flat_map(|r| {
                 (0..n_cols).map(move |c| {
-                    let color = match self.cells[r * n_cols + c] {
+                    let color = match cells[r * n_cols + c] {
                         Some(v) => diverging(v / self.limit),
                         None => NO_EDGE,
                     };
@@ -302,11 +424,9 @@ impl Chart for Heatmap {
                 })
             }))
             .map_err(draw_err)?;
-        self.draw_colorbar(&bar)
+        Ok(())
     }
-}
 
-impl Heatmap {
     /// Vertical colour scale with the saturation limits and a "no edge" swatch.
     fn draw_colorbar<DB: DrawingBackend>(
         &self,
@@ -318,7 +438,7 @@ impl Heatmap {
             .margin_bottom(100)
             .margin_right(10)
             .y_label_area_size(70)
-            .caption("mean score", (FONT, LABEL_SIZE).into_font())
+            .caption(&self.scale_caption, (FONT, LABEL_SIZE).into_font())
             .build_cartesian_2d(0f64..1f64, -l..l)
             .map_err(draw_err)?;
         bar.configure_mesh()
@@ -357,6 +477,14 @@ impl Heatmap {
             (FONT, TICK_SIZE).into_font(),
         ))
         .map_err(draw_err)?;
+        if let Some(note) = &self.scale_note {
+            area.draw(&Text::new(
+                note.as_str(),
+                (8, swatch_y + 60),
+                (FONT, TICK_SIZE).into_font(),
+            ))
+            .map_err(draw_err)?;
+        }
         Ok(())
     }
 }

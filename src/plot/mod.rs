@@ -2,10 +2,11 @@
 //! written atomically: temp file in the same folder, then rename).
 //!
 //! - [`heatmap`]: source × destination matrix of mean scores, diverging colours centred at 0;
-//!   [`heatmap_by_position`]: edge × fed position, from a per-position graph.
+//!   [`heatmap_by_position`]: edge × fed position, from a per-position graph; [`heatmap_pair`]:
+//!   two graphs on one colour scale, or their difference.
 //! - [`bars`]: grouped bars, e.g. a statistic by layer for several graphs.
 //! - [`hist`]: distribution of a score column, optionally log-scaled counts.
-//! - [`lines`]: one line per column against a numeric x column.
+//! - [`lines`]: one line per column against a numeric x column, CI bands where the table has them.
 
 mod bars;
 mod columns;
@@ -18,8 +19,10 @@ mod style;
 
 pub use bars::bars;
 pub use error::PlotError;
-pub use heatmap::{heatmap, heatmap_by_position, HeatmapOpts, POSITION_HEATMAP_EDGES};
+pub use heatmap::{
+    heatmap, heatmap_by_position, heatmap_pair, HeatmapOpts, POSITION_HEATMAP_EDGES,
+};
 pub use hist::{hist, HistPlotOpts};
-pub use lines::lines;
+pub use lines::{interval_columns, lines};
 pub use output::Format;
-pub use style::PlotOpts;
+pub use style::{series_names, PlotOpts};

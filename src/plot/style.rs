@@ -13,6 +13,9 @@ pub struct PlotOpts {
     /// Axis descriptions; default to the column names.
     pub x_label: Option<String>,
     pub y_label: Option<String>,
+    /// Legend names, one per y column in order (e.g. the models behind columns `g0`, `g1`);
+    /// missing or empty entries use the column's name.
+    pub series_names: Vec<String>,
 }
 
 impl Default for PlotOpts {
@@ -23,11 +26,20 @@ impl Default for PlotOpts {
             height: 600,
             x_label: None,
             y_label: None,
+            series_names: Vec::new(),
         }
     }
 }
 
 impl PlotOpts {
+    /// The legend name of the `i`-th y column `column`.
+    pub(crate) fn series_name(&self, i: usize, column: &str) -> String {
+        match self.series_names.get(i) {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => column.to_string(),
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), super::PlotError> {
         if self.width < 200 || self.height < 150 || self.width > 20000 || self.height > 20000 {
             return Err(super::PlotError::InvalidOption {
@@ -112,4 +124,31 @@ where
         .label_font((FONT, TICK_SIZE).into_font())
         .draw()
         .map_err(super::error::draw_err)
+}
+
+/// Legend and panel names for several graphs: each graph's model (`meta.model`, shortened to
+/// its file stem, so `models/smollm2-135m.gguf` reads `smollm2-135m`), else its fallback (the
+/// variable name or `g0`, `g1`…). Graphs whose model is unknown, or shared with another graph
+/// here (two runs of one model), keep their fallback, so no two entries read the same.
+pub fn series_names(models: &[Option<&str>], fallbacks: &[String]) -> Vec<String> {
+    let stem = |m: &str| {
+        let m = m.trim();
+        std::path::Path::new(m)
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| m.to_string())
+    };
+    let stems: Vec<Option<String>> = models
+        .iter()
+        .map(|m| m.filter(|m| !m.trim().is_empty()).map(stem))
+        .collect();
+    fallbacks
+        .iter()
+        .enumerate()
+        .map(|(i, fallback)| match stems.get(i).cloned().flatten() {
+            Some(s) if stems.iter().filter(|o| o.as_deref() == Some(&s)).count() == 1 => s,
+            _ => fallback.clone(),
+        })
+        .collect()
 }

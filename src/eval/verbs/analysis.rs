@@ -169,6 +169,12 @@ pub(super) fn register(reg: &mut Registry) {
             "heatmap | bars | hist | lines",
         ))
         .required("data", Type::Any, "a graph or a table")
+        .optional(
+            "other",
+            Type::Any,
+            "heatmap: a second graph, drawn beside the first on one colour scale (or their \
+             difference with `diff true`)",
+        )
         .named_required("to", Type::Str, "output file (.svg or .png)")
         .named(
             "x",
@@ -178,10 +184,17 @@ pub(super) fn register(reg: &mut Registry) {
         .named(
             "y",
             Type::List,
-            "y columns (default every other numeric column)",
+            "y columns (default every other numeric column but intervals: a column's `{y}_lo`/`{y}_hi`, \
+             `{y}_low`/`{y}_high`, or `ci_low`/`ci_high` of `delta` or a sole line, draw a band)",
         )
         .named("title", Type::Str, "chart title")
         .named_default("log", Type::Bool, false, "log-scale counts (hist)")
+        .named_default(
+            "diff",
+            Type::Bool,
+            false,
+            "heatmap of two graphs: one panel of other − data per edge",
+        )
         .word(
             "by",
             None,
@@ -194,7 +207,19 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .example(
             "plot bars (entropy g0, g1 by layer) to \"out/entropy.png\"",
-            "a statistic by layer for two graphs",
+            "a statistic by layer for two graphs, the legend naming their models",
+        )
+        .example(
+            "plot heatmap g0, g1 to \"out/pair.svg\"",
+            "two graphs side by side, one colour scale (its ±max stated)",
+        )
+        .example(
+            "plot heatmap g0, g1 diff true to \"out/diff.svg\"",
+            "g1 − g0 per edge",
+        )
+        .example(
+            "plot lines (compare g0, g1 by layer | where metric == \"entropy\" | select dst_layer, delta, ci_low, ci_high) to \"out/d.svg\"",
+            "delta by layer with its ci_low..ci_high band",
         ),
         verb_plot,
     );
@@ -214,6 +239,14 @@ fn long_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
             other.type_name(),
             span,
         )),
+    }
+}
+
+/// The model a graph was scored with, when the value is a graph that knows it.
+fn model_of(v: &Value) -> Option<&str> {
+    match v {
+        Value::Graph(g) if !g.meta.model.trim().is_empty() => Some(g.meta.model.as_str()),
+        _ => None,
     }
 }
 
@@ -440,16 +473,66 @@ fn verb_plot(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     if args.word("by").is_some() && kind != "heatmap" {
         return Err(err(args.span_of("by"), "only `plot heatmap` takes `by`"));
     }
+    let other = args.value("other").cloned();
+    let diff = args.value("diff").and_then(Value::as_bool).unwrap_or(false);
+    if other.is_some() && (kind != "heatmap" || args.word("by").is_some()) {
+        return Err(err(
+            args.span_of("other"),
+            "only `plot heatmap` (without `by`) takes a second graph",
+        )
+        .with_help("for a statistic of two graphs: plot bars (entropy g0, g1 by layer) to …"));
+    }
+    if diff && other.is_none() {
+        return Err(
+            err(args.span_of("diff"), "`diff true` needs a second graph")
+                .with_help("plot heatmap g0, g1 diff true to \"out/diff.svg\""),
+        );
+    }
     let result = match kind.as_str() {
         "heatmap" => {
             let mut h = plot::HeatmapOpts::default();
             h.plot.title = title.or(h.plot.title);
-            match args.word("by") {
-                None => plot::heatmap(&long_table(&data, span)?, &path, &h),
-                Some("position") => {
+            match (args.word("by"), &other) {
+                (None, Some(b)) => {
+                    let b_span = args.span_of("other");
+                    // A difference pairs edges by node name, so by absolute layer index.
+                    if let (true, Some(la), Some(lb)) = (
+                        diff,
+                        n_layers_of(&data).filter(|&l| l > 0),
+                        n_layers_of(b).filter(|&l| l > 0),
+                    ) {
+                        if la != lb {
+                            return Err(err(
+                                args.span_of("diff"),
+                                format!(
+                                    "cannot subtract graphs of different depth ({la} and {lb} \
+                                     layers): edges would pair by absolute layer index"
+                                ),
+                            )
+                            .with_help(
+                                "draw them side by side on one scale (without `diff`), or \
+                                 compare by relative depth: compare g0, g1 by depth",
+                            ));
+                        }
+                    }
+                    let names = plot::series_names(
+                        &[model_of(&data), model_of(b)],
+                        &[arg_name(ctx, span, 0), arg_name(ctx, b_span, 1)],
+                    );
+                    plot::heatmap_pair(
+                        &long_table(&data, span)?,
+                        &long_table(b, b_span)?,
+                        [&names[0], &names[1]],
+                        diff,
+                        &path,
+                        &h,
+                    )
+                }
+                (None, None) => plot::heatmap(&long_table(&data, span)?, &path, &h),
+                (Some("position"), _) => {
                     plot::heatmap_by_position(&position_table(&data, span)?, &path, &h)
                 }
-                Some(w) => {
+                (Some(w), _) => {
                     return Err(err(args.span_of("by"), format!("cannot plot by `{w}`"))
                         .with_help("a heatmap takes `by position`"))
                 }
@@ -480,14 +563,34 @@ fn verb_plot(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                     .map(|v| v.as_str().map(str::to_string))
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| err(args.span_of("y"), "y is a list of column names"))?,
-                _ => t
-                    .columns()
-                    .iter()
-                    .filter(|c| c.name().as_str() != x && c.dtype().is_primitive_numeric())
-                    .map(|c| c.name().to_string())
-                    .collect(),
+                _ => {
+                    let numeric: Vec<String> = t
+                        .columns()
+                        .iter()
+                        .filter(|c| c.name().as_str() != x && c.dtype().is_primitive_numeric())
+                        .map(|c| c.name().to_string())
+                        .collect();
+                    // A line's interval columns are its band, not lines of their own.
+                    let bands: Vec<String> = numeric
+                        .iter()
+                        .filter_map(|y| plot::interval_columns(&t, y, false))
+                        .flat_map(|(lo, hi)| [lo, hi])
+                        .collect();
+                    numeric.into_iter().filter(|c| !bands.contains(c)).collect()
+                }
             };
             let refs: Vec<&str> = ys.iter().map(String::as_str).collect();
+            // Columns named after graph variables (`entropy g0, g1 by layer`) are labelled
+            // with those graphs' models.
+            let models: Vec<Option<String>> = ys
+                .iter()
+                .map(|c| ctx.lookup(c).and_then(model_of).map(str::to_string))
+                .collect();
+            let models: Vec<Option<&str>> = models.iter().map(Option::as_deref).collect();
+            let opts = plot::PlotOpts {
+                series_names: plot::series_names(&models, &ys),
+                ..opts
+            };
             if kind == "bars" {
                 plot::bars(&t, &x, &refs, &path, &opts)
             } else {
