@@ -44,7 +44,7 @@ fn common(sig: Signature) -> Signature {
         .word(
             "loss",
             None,
-            "self_entropy, nll, logit_diff or kl; the metric is −loss (default: the graph's loss)",
+            "the loss on the answer window; the metric is −loss (default: the graph's loss)",
         )
         .named("alpha", Type::Number, "T_cut = max(⌊α·T̄⌋, 1)")
         .named(
@@ -55,6 +55,9 @@ fn common(sig: Signature) -> Signature {
         .range("alpha", Range::positive(1000.0))
         .range("t_cut", Range::whole(1.0, 1e6))
         .word("dtype", Some("f32"), "compute in f32 or f64")
+        .choices("loss", &LossKind::NAMES)
+        .choices("ablation", &Ablation::NAMES)
+        .choices("dtype", &["f32", "f64"])
         .named_default(
             "chat",
             Type::Bool,

@@ -37,7 +37,7 @@ pub(super) fn register(reg: &mut Registry) {
         .word(
             "loss",
             Some("self_entropy"),
-            "self_entropy, nll, logit_diff or kl",
+            "the loss on the answer window (METHOD.md §3)",
         )
         .word("method", Some("eap"), "eap, eap_ig or patch (exact, slow)")
         .named_default(

@@ -71,7 +71,16 @@ pub fn help_text(reg: &Registry, topic: Option<&str>) -> Result<String, (String,
                         .as_ref()
                         .map(|d| format!(" (default {d})"))
                         .unwrap_or_default();
-                    out.push_str(&format!("  {:10} {}{default}\n", p.name, p.description));
+                    // The signature's choices are the one list (binding checks them too).
+                    let choices = if p.choices.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — one of: {}", p.choices.join(", "))
+                    };
+                    out.push_str(&format!(
+                        "  {:10} {}{choices}{default}\n",
+                        p.name, p.description
+                    ));
                 }
             }
             if !s.examples.is_empty() {
