@@ -17,7 +17,8 @@ use rlq::tuning::log::LogRow;
 use rlq::tuning::objective::{dpo_term, grpo_term, sft_term};
 use rlq::tuning::optim::lr_at;
 use rlq::tuning::{
-    answer_logprobs, LoraConfig, Method, Policy, Scored, TuneHost, TuneItem, TuneSettings, Tuner,
+    answer_logprobs, answer_logprobs_pieces, LoraConfig, Method, Policy, Scored, TuneHost,
+    TuneItem, TuneSettings, Tuner,
 };
 
 fn model(family: Family, dtype: DType) -> Arc<Model> {
@@ -193,6 +194,110 @@ fn sft_dpo_grpo_weight_gradients_match_finite_differences() {
                 },
                 &format!("{family:?} grpo adv {adv}"),
             );
+        }
+    }
+}
+
+/// The bits of an f32 tensor (exact comparison, -0.0 ≠ 0.0).
+fn f32_bits(t: &Tensor) -> Vec<u32> {
+    let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The trainer takes each answer's backward a layer at a time (so a full fine-tune never holds
+/// a second whole gradient set): every weight's gradient, summed over the pieces in the order
+/// they come, must be the one backward's bit for bit (f32, where any change in summation order
+/// would show), including a tied embedding's (read by the first and the last piece, as in
+/// SmolLM2; exact here because no token repeats, see `Pieces::backward`) and LoRA factors'.
+#[test]
+fn backward_by_layer_pieces_equals_one_backward_bit_for_bit() {
+    for (family, lora_rank, tied) in [
+        (Family::Llama, None, false),
+        (Family::Llama, None, true),
+        (Family::Qwen2, None, false),
+        (Family::Qwen3, None, true),
+        (Family::Gemma3, None, false),
+        (Family::Llama, Some(2), false),
+    ] {
+        let mut m = random_model(family, 11, DType::F32).unwrap();
+        m.config.tie_embeddings = tied;
+        let start = Arc::new(m);
+        let p = match lora_rank {
+            None => Policy::new(start.clone(), DType::F32).unwrap(),
+            Some(r) => lora_policy(&start, r, DType::F32),
+        };
+        let lp = answer_logprobs(&p.train, &PROMPT, &ANSWER).unwrap();
+        // Off the policy (both clip branches, a non-zero KL), so no gradient is trivially 0.
+        let old: Vec<f64> = f64s(&lp)
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x + 0.3 * (i as f64 - 1.5))
+            .collect();
+        let reference: Vec<f64> = old.iter().map(|x| x - 0.2).collect();
+        let loss_of = |lp: &Tensor| {
+            grpo_term(lp, &old, Some(&reference), 0.9, 0.2, 0.04, 0.25)
+                .unwrap()
+                .loss
+        };
+        let whole = loss_of(&lp).backward().unwrap();
+        let (lp_pieces, pieces) = answer_logprobs_pieces(&p.train, &PROMPT, &ANSWER).unwrap();
+        assert_eq!(
+            f32_bits(&lp),
+            f32_bits(&lp_pieces),
+            "{family:?}: logprobs differ"
+        );
+        let mut sums: Vec<Option<Tensor>> = vec![None; p.vars.len()];
+        let mut n_pieces = 0;
+        pieces
+            .backward(
+                &loss_of(&lp_pieces),
+                &mut |mut g: candle_core::backprop::GradStore| {
+                    n_pieces += 1;
+                    for (i, v) in p.vars.iter().enumerate() {
+                        if let Some(t) = g.remove(v.as_tensor()) {
+                            sums[i] = Some(match sums[i].take() {
+                                Some(a) => (a + t)?,
+                                None => t,
+                            });
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+        // The unembedding, one per layer, the embedding.
+        assert_eq!(n_pieces, start.config.n_layers + 2, "{family:?}");
+        for (i, v) in p.vars.iter().enumerate() {
+            let name = &p.names[i];
+            let want = whole.get(v.as_tensor());
+            match (want, &sums[i]) {
+                (Some(w), Some(got)) => {
+                    // LoRA's A factors start with B = 0 and so with a zero gradient.
+                    assert!(
+                        name.contains("lora_A")
+                            || scalar(
+                                &w.abs()
+                                    .unwrap()
+                                    .max_all()
+                                    .unwrap()
+                                    .to_dtype(DType::F64)
+                                    .unwrap()
+                            ) > 0.0,
+                        "{family:?} {name}: zero gradient, the test would be vacuous"
+                    );
+                    assert_eq!(
+                        f32_bits(w),
+                        f32_bits(got),
+                        "{family:?} lora {lora_rank:?} tied {tied}: {name}"
+                    );
+                }
+                (None, None) => {}
+                (w, g) => panic!(
+                    "{family:?} {name}: gradient in one backward {}, by pieces {}",
+                    w.is_some(),
+                    g.is_some()
+                ),
+            }
         }
     }
 }

@@ -8,7 +8,8 @@
 //! norm, activation, embedding scale, per-layer rope and window), resolved once from the
 //! family's `arch` file when the transformer is built, so they share this one file.
 
-use candle_core::{DType, Device, IndexOp, Result, Tensor, D};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, IndexOp, Result, Tensor, Var, D};
 
 use super::arch::{ForwardTraits, QkNorm};
 use super::attention;
@@ -232,6 +233,55 @@ enum LayerCache<'c> {
     None,
     One(&'c mut Option<(Tensor, Tensor)>),
     Rows(Vec<&'c mut Option<(Tensor, Tensor)>>),
+}
+
+/// A forward cut at its layer boundaries ([`HookedTransformer::forward_pieces`]).
+pub struct Pieces {
+    /// The embedding's output (graph to the embedding weight).
+    embedded: Tensor,
+    /// Per layer: its input as a leaf, and its output (graph back to that leaf).
+    layers: Vec<(Var, Tensor)>,
+    /// The final norm's input, a leaf.
+    top: Var,
+}
+
+impl Pieces {
+    /// The gradients of `loss` (a function of the logits of the same `forward_pieces`), one
+    /// piece at a time: `sink(grads)` gets first those of the final norm and unembedding, then
+    /// each layer's from the last to the first, then the embedding's. Each piece's backward
+    /// starts from the gradient its output received (`sum(out ⊙ g)` has gradient `g` exactly),
+    /// and nodes inside a layer are visited in the same order as in one backward of the whole
+    /// graph, so every piece's gradients equal the whole backward's bit for bit; a weight used
+    /// in two pieces (tied embeddings) gets one gradient from each, in this order. Their sum can
+    /// differ from the whole backward's in rounding: there the embedding's rows are index-added
+    /// onto the unembedding's gradient, here summed first (rows of a repeated token). A layer's
+    /// activations are freed once its piece is done.
+    pub fn backward(
+        self,
+        loss: &Tensor,
+        sink: &mut dyn FnMut(GradStore) -> Result<()>,
+    ) -> Result<()> {
+        let Pieces {
+            embedded,
+            mut layers,
+            top,
+        } = self;
+        let mut grads = loss.backward()?;
+        let mut upstream = grads.remove(top.as_tensor());
+        sink(grads)?;
+        while let Some((input, out)) = layers.pop() {
+            let Some(g) = upstream.take() else {
+                return Ok(());
+            };
+            let mut grads = (out * g)?.sum_all()?.backward()?;
+            upstream = grads.remove(input.as_tensor());
+            sink(grads)?;
+        }
+        if let Some(g) = upstream {
+            sink((embedded * g)?.sum_all()?.backward()?)?;
+        }
+        Ok(())
+    }
 }
 
 /// Appends new keys and values `[kv, t, dh]` to a layer's cache; returns the whole of them.
@@ -590,20 +640,71 @@ impl HookedTransformer {
             }
             _ => h,
         };
-        let from = hooks.logits_from.min(seq.saturating_sub(1));
-        let x = if from > 0 {
-            x.narrow(0, from, seq - from)?
-        } else {
-            x
-        };
-        let xn = ops::rms_norm(&x, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;
-        let logits = self.cap_logits(self.lm_head.forward(&xn)?)?;
+        let logits = self.unembed(&x, hooks.logits_from)?;
         let sources = if hooks.record_sources {
             Some(Tensor::cat(&pass.sources, 0)?)
         } else {
             None
         };
         Ok(ForwardOutput { logits, sources })
+    }
+
+    /// Logits `[seq - from, vocab]` of the last layer's output `x` `[seq, d_model]`, for
+    /// positions `from..` (see [`Hooks::logits_from`]).
+    fn unembed(&self, x: &Tensor, from: usize) -> Result<Tensor> {
+        let seq = x.dim(0)?;
+        let from = from.min(seq.saturating_sub(1));
+        let x = if from > 0 {
+            x.narrow(0, from, seq - from)?
+        } else {
+            x.clone()
+        };
+        let xn = ops::rms_norm(
+            &x,
+            &self.final_norm,
+            self.config.rms_norm_eps,
+            self.norm_offset(),
+        )?;
+        self.cap_logits(self.lm_head.forward(&xn)?)
+    }
+
+    /// The plain forward of `ids` (logits for positions `logits_from..`), its graph cut at every
+    /// layer boundary so that [`Pieces::backward`] can hand out the weight gradients one layer at
+    /// a time: each layer reads a leaf copy of the residual stream instead of the previous
+    /// layer's output. The logits are the plain forward's, bit for bit.
+    pub fn forward_pieces(&self, ids: &[u32], logits_from: usize) -> Result<(Tensor, Pieces)> {
+        let hooks = Hooks {
+            logits_from,
+            ..Default::default()
+        };
+        let embedded = self.embed(ids)?;
+        let seq = embedded.dim(0)?;
+        let mut pass = Pass {
+            hooks: &hooks,
+            seq,
+            offset: 0,
+            positions: (0..seq).collect(),
+            sources: Vec::new(),
+            rope: Vec::new(),
+            masks: Vec::new(),
+        };
+        let mut h = embedded.clone();
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (l, lw) in self.layers.iter().enumerate() {
+            let input = Var::from_tensor(&h.detach())?;
+            h = self.layer(l, lw, input.as_tensor(), &mut pass, LayerCache::None)?;
+            layers.push((input, h.clone()));
+        }
+        let top = Var::from_tensor(&h.detach())?;
+        let logits = self.unembed(top.as_tensor(), logits_from)?;
+        Ok((
+            logits,
+            Pieces {
+                embedded,
+                layers,
+                top,
+            },
+        ))
     }
 
     /// Project `[n, seq, d]` residual copies to `[heads, seq, dh]`: with one copy, the usual

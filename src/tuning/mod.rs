@@ -9,7 +9,6 @@
 //! `lora r` trains adapters instead ([`lora`]): the forward reads `W + s·B·A` through the same
 //! differentiable paths, and checkpoints hold the merged weights.
 
-
 pub mod checkpoint;
 pub mod log;
 pub mod lora;
@@ -22,7 +21,7 @@ pub mod trainer;
 pub use log::LogRow;
 pub use lora::LoraConfig;
 pub use objective::{AdvantageNorm, Method};
-pub use policy::{answer_logprobs, weights_hash, Policy};
+pub use policy::{answer_logprobs, answer_logprobs_pieces, weights_hash, Policy};
 pub use settings::TuneSettings;
 pub use trainer::{Scored, TuneHost, TuneItem, TuneOutcome, Tuner};
 

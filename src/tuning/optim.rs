@@ -37,6 +37,11 @@ pub fn decays(name: &str) -> bool {
     !(name.ends_with(".bias") || name.contains("norm"))
 }
 
+/// Elements of a weight updated at once: the update's temporaries (new moments, denominator,
+/// step, new values) exist per piece, not per weight; for SmolLM2's 113 MB embedding they were
+/// ~0.9 GB on top of weights, moments and gradients, the peak of a full fine-tune's step.
+const PIECE: usize = 1 << 20;
+
 /// Moments and step count, one entry per trained weight (in the policy's name order).
 pub struct AdamW {
     pub config: AdamWConfig,
@@ -73,21 +78,46 @@ impl AdamW {
         let bc1 = 1.0 - c.beta1.powi(t);
         let bc2 = 1.0 - c.beta2.powi(t);
         for i in 0..vars.len() {
-            let g = &grads[i];
-            let m = ((&self.m[i] * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let theta = vars[i].as_tensor();
-            let decayed = if self.decay[i] && c.weight_decay != 0.0 {
-                (theta * (1.0 - lr * c.weight_decay))?
-            } else {
-                theta.detach()
-            };
-            let denom = ((&v / bc2)?.sqrt()? + c.eps)?;
-            let update = ((&m / bc1)? / denom)?;
-            let new = (decayed - (update * lr)?)?;
-            vars[i].set(&new.detach())?;
-            self.m[i] = m;
-            self.v[i] = v;
+            let rows = theta.dims().first().copied().unwrap_or(1).max(1);
+            let per_row = (theta.elem_count() / rows).max(1);
+            let step_rows = (PIECE / per_row).max(1);
+            let whole = theta.rank() == 0;
+            let mut r = 0;
+            while r < rows {
+                let n = step_rows.min(rows - r);
+                let piece = |t: &Tensor| {
+                    if whole {
+                        Ok(t.clone())
+                    } else {
+                        t.narrow(0, r, n)
+                    }
+                };
+                let g = piece(&grads[i])?;
+                let m = ((piece(&self.m[i])? * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+                let v = ((piece(&self.v[i])? * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+                let theta_r = piece(theta)?;
+                let decayed = if self.decay[i] && c.weight_decay != 0.0 {
+                    (theta_r * (1.0 - lr * c.weight_decay))?
+                } else {
+                    theta_r.detach()
+                };
+                let denom = ((&v / bc2)?.sqrt()? + c.eps)?;
+                let update = ((&m / bc1)? / denom)?;
+                let new = (decayed - (update * lr)?)?.contiguous()?;
+                // In place: every op above is elementwise, so a piece's values are those of
+                // the whole weight's update, bit for bit.
+                if whole {
+                    vars[i].set(&new)?;
+                    self.m[i] = m;
+                    self.v[i] = v;
+                } else {
+                    theta.slice_set(&new, 0, r)?;
+                    self.m[i].slice_set(&m.contiguous()?, 0, r)?;
+                    self.v[i].slice_set(&v.contiguous()?, 0, r)?;
+                }
+                r += n;
+            }
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Result, Tensor, Var};
 
 use super::lora::{self, LoraConfig};
-use crate::model::hooked::{ForwardInput, HookedTransformer, Hooks};
+use crate::model::hooked::{ForwardInput, HookedTransformer, Hooks, Pieces};
 use crate::model::{ops, Model, Weights};
 
 /// Trainable weights of one model.
@@ -345,18 +345,42 @@ impl Policy {
 /// over `prompt ++ answer[..n-1]`, logits only over the answer's positions. Differentiable in
 /// the weights when `tf` is a policy's `train` transformer.
 pub fn answer_logprobs(tf: &HookedTransformer, prompt: &[u32], answer: &[u32]) -> Result<Tensor> {
+    let hooks = Hooks {
+        logits_from: prompt.len() - 1,
+        ..Default::default()
+    };
+    let ids = answer_input(prompt, answer)?;
+    let logits = tf.forward(ForwardInput::Ids(&ids), &hooks, None)?.logits;
+    pick_answer(&logits, answer, tf.device())
+}
+
+/// [`answer_logprobs`] (the same values, bit for bit) with its forward cut at the layer
+/// boundaries, so that [`Pieces::backward`] yields the weight gradients one layer at a time
+/// rather than all at once: a full fine-tune then never holds a whole extra gradient set.
+pub fn answer_logprobs_pieces(
+    tf: &HookedTransformer,
+    prompt: &[u32],
+    answer: &[u32],
+) -> Result<(Tensor, Pieces)> {
+    let ids = answer_input(prompt, answer)?;
+    let (logits, pieces) = tf.forward_pieces(&ids, prompt.len() - 1)?;
+    Ok((pick_answer(&logits, answer, tf.device())?, pieces))
+}
+
+/// `prompt ++ answer[..n-1]`: the positions whose next token is an answer token.
+fn answer_input(prompt: &[u32], answer: &[u32]) -> Result<Vec<u32>> {
     if prompt.is_empty() || answer.is_empty() {
         candle_core::bail!("answer_logprobs needs a non-empty prompt and answer");
     }
     let mut ids = prompt.to_vec();
     ids.extend_from_slice(&answer[..answer.len() - 1]);
-    let hooks = Hooks {
-        logits_from: prompt.len() - 1,
-        ..Default::default()
-    };
-    let logits = tf.forward(ForwardInput::Ids(&ids), &hooks, None)?.logits;
-    let lp = ops::log_softmax_last_dim(&logits)?;
-    let idx = Tensor::new(answer, tf.device())?.unsqueeze(1)?;
+    Ok(ids)
+}
+
+/// Log-probability of each answer token from the logits over the answer's positions.
+fn pick_answer(logits: &Tensor, answer: &[u32], device: &Device) -> Result<Tensor> {
+    let lp = ops::log_softmax_last_dim(logits)?;
+    let idx = Tensor::new(answer, device)?.unsqueeze(1)?;
     lp.gather(&idx, 1)?.squeeze(1)
 }
 

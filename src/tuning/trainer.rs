@@ -1,6 +1,8 @@
 //! The tuning loop: for each step, take a batch of items in a seeded order, form the method's
 //! loss piece by piece (one answer or pair at a time, gradients summed, so memory is one
-//! sequence's activations), clip, update, log, and checkpoint every `save_every` steps.
+//! sequence's activations; a GRPO answer's or SFT target's backward is also taken a layer at a
+//! time, so only the summed gradients exist in full), clip, update, log, and checkpoint every
+//! `save_every` steps.
 //!
 //! Everything random is derived from `(seed, step, item, sample)`, never from a running
 //! generator, so a run resumed from a checkpoint draws exactly what the uninterrupted run drew.
@@ -16,11 +18,11 @@ use super::checkpoint::{self, Timing, TrainerState, STATE_FORMAT};
 use super::log::LogRow;
 use super::objective::{dpo_term, group_advantages, grpo_term, sft_term, Method};
 use super::optim::{clip_grad_norm, lr_at, AdamW};
-use super::policy::{answer_logprobs, weights_hash, Policy};
+use super::policy::{answer_logprobs, answer_logprobs_pieces, weights_hash, Policy};
 use super::settings::TuneSettings;
 use super::TuneError;
 use crate::model::generate::{generate_batch_seeded, GenerateOptions};
-use crate::model::hooked::HookedTransformer;
+use crate::model::hooked::{HookedTransformer, Pieces};
 use crate::model::Model;
 
 /// One training item: a prompt (ids as the chat template renders them) and, by method, what
@@ -418,10 +420,50 @@ impl<'a> Tuner<'a> {
         // beside the two full sets (accumulated, this piece's): ~0.5 GB less at SmolLM2's size.
         for (slot, v) in acc.iter_mut().zip(&self.policy.vars) {
             if let Some(g) = grads.remove(v.as_tensor()) {
-                *slot = Some(match slot.take() {
-                    Some(a) => (a + g).map_err(cerr)?,
-                    None => g,
-                });
+                add_into(slot, g).map_err(cerr)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Tuner::accumulate`] for a loss over one sequence's forward cut into `pieces`: the
+    /// gradients come a layer at a time and each is added to `acc` as it comes, so beside `acc`
+    /// only one layer's gradients (and the unembedding's) exist, not a whole second set. Per
+    /// weight the sum is formed in the same order as from one backward (a tied embedding's
+    /// unembedding and embedding gradients are added together first), so `acc` is bit for bit
+    /// what [`Tuner::accumulate`] gives, except a tied embedding's rows of tokens that occur
+    /// more than once in the sequence: rounding-level (≤ 1 ulp per row addition; see
+    /// [`Pieces::backward`]).
+    fn accumulate_pieces(
+        &self,
+        loss: &Tensor,
+        pieces: Pieces,
+        acc: &mut [Option<Tensor>],
+    ) -> Result<(), TuneError> {
+        let vars = &self.policy.vars;
+        // The first piece's gradients, kept until the last piece may have added to them.
+        let mut held: Vec<Option<Tensor>> = vec![None; vars.len()];
+        let mut first = true;
+        let mut sink = |mut grads: candle_core::backprop::GradStore| -> candle_core::Result<()> {
+            for (i, v) in vars.iter().enumerate() {
+                let Some(g) = grads.remove(v.as_tensor()) else {
+                    continue;
+                };
+                if first {
+                    held[i] = Some(g);
+                } else if let Some(h) = held[i].take() {
+                    held[i] = Some((h + g)?);
+                } else {
+                    add_into(&mut acc[i], g)?;
+                }
+            }
+            first = false;
+            Ok(())
+        };
+        pieces.backward(loss, &mut sink).map_err(cerr)?;
+        for (slot, h) in acc.iter_mut().zip(held) {
+            if let Some(g) = h {
+                add_into(slot, g).map_err(cerr)?;
             }
         }
         Ok(())
@@ -524,8 +566,9 @@ impl<'a> Tuner<'a> {
             (loss_sum, kl_sum, clipped, tokens) = (0.0, 0.0, 0, 0);
             for (k, ans) in answers.iter().enumerate() {
                 let q = idx[k / g];
-                let lp = answer_logprobs(&self.policy.train, &self.items[q].prompt, ans)
-                    .map_err(cerr)?;
+                let (lp, pieces) =
+                    answer_logprobs_pieces(&self.policy.train, &self.items[q].prompt, ans)
+                        .map_err(cerr)?;
                 let lp_vals: Vec<f64> = lp
                     .to_dtype(DType::F64)
                     .and_then(|t| t.to_vec1())
@@ -553,7 +596,7 @@ impl<'a> Tuner<'a> {
                 clipped += term.clipped;
                 tokens += ans.len();
                 if advantages[k] != 0.0 || s.beta != 0.0 {
-                    self.accumulate(&term.loss, &mut acc)?;
+                    self.accumulate_pieces(&term.loss, pieces, &mut acc)?;
                 }
             }
             (norm, lr) = self.update(acc, step * s.inner + inner)?;
@@ -644,13 +687,14 @@ impl<'a> Tuner<'a> {
         let mut acc: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
         let mut loss_sum = 0.0;
         for (&q, t) in idx.iter().zip(&targets) {
-            let lp = answer_logprobs(&self.policy.train, &self.items[q].prompt, t).map_err(cerr)?;
+            let (lp, pieces) = answer_logprobs_pieces(&self.policy.train, &self.items[q].prompt, t)
+                .map_err(cerr)?;
             let loss = sft_term(&lp, 1.0 / total as f64).map_err(cerr)?;
             loss_sum += loss
                 .to_dtype(DType::F64)
                 .and_then(|t| t.to_scalar::<f64>())
                 .map_err(cerr)?;
-            self.accumulate(&loss, &mut acc)?;
+            self.accumulate_pieces(&loss, pieces, &mut acc)?;
         }
         let (norm, lr) = self.update(acc, step)?;
         let row = LogRow {
@@ -722,6 +766,15 @@ impl<'a> Tuner<'a> {
         }
         Ok(())
     }
+}
+
+/// `slot += g` (`slot = g` when empty).
+fn add_into(slot: &mut Option<Tensor>, g: Tensor) -> candle_core::Result<()> {
+    *slot = Some(match slot.take() {
+        Some(a) => (a + g)?,
+        None => g,
+    });
+    Ok(())
 }
 
 /// The frozen start as the reference forward, in the run's compute dtype (a GGUF's quantized
