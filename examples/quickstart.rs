@@ -83,7 +83,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .edge_table()?
         .lazy()
         .filter(col("abs_score").gt(lit(0.01)))
-        .sort(["abs_score"], SortMultipleOptions::default().with_order_descending(true))
+        .sort(
+            ["abs_score"],
+            SortMultipleOptions::default().with_order_descending(true),
+        )
         .limit(10)
         .collect()?;
     println!("{top}");

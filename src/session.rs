@@ -296,7 +296,10 @@ impl Session {
             }
             // Right after a word keyword with known values (`patch m loss <TAB>`): those values.
             Some(verb) if self.keyword_choices(verb, words.last().copied()).is_some() => {
-                out.extend(self.keyword_choices(verb, words.last().copied()).unwrap_or_default());
+                out.extend(
+                    self.keyword_choices(verb, words.last().copied())
+                        .unwrap_or_default(),
+                );
             }
             Some(verb) => {
                 out.extend(self.keywords_of(verb));

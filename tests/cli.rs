@@ -494,7 +494,10 @@ fn scripts_that_are_not_regular_files_are_refused() {
     let o = piped(":load /dev/zero\n1 + 1\n");
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(err.contains("a character device"), "{err}");
-    assert!(out.contains('2'), "the session goes on after the refused load: {out}");
+    assert!(
+        out.contains('2'),
+        "the session goes on after the refused load: {out}"
+    );
 }
 
 /// The data rows of a polars table print (`│ 3   │`), header and dtype rows excluded.
@@ -523,9 +526,15 @@ fn a_table_the_user_asked_for_prints_whole() {
     // --rows sets the limit: 5 rows print as head and tail around `…`.
     let o = rlq(&["--rows", "5", "-e", &thirty_rows(), "-e", "t | top 20"]);
     let rows = printed_rows(&stdout(&o));
-    assert!(rows.len() < 8 && rows.contains(&"…".to_string()), "{rows:?}");
+    assert!(
+        rows.len() < 8 && rows.contains(&"…".to_string()),
+        "{rows:?}"
+    );
     // `:set rows` does the same in the REPL; `all` prints every row.
-    let o = piped(&format!("{}\n:set rows 4\nt\n:set rows all\nt\n:set rows\n", thirty_rows()));
+    let o = piped(&format!(
+        "{}\n:set rows 4\nt\n:set rows all\nt\n:set rows\n",
+        thirty_rows()
+    ));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let out = stdout(&o);
     let tables: Vec<&str> = out.split("shape: (30, 1)").collect();
@@ -542,7 +551,11 @@ fn help_from_the_shell_lists_the_verbs() {
     let o = rlq(&["help"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     for verb in ["patch", "generate", "where", "table"] {
-        assert!(stdout(&o).contains(&format!("  {verb} ")), "{verb}: {}", stdout(&o));
+        assert!(
+            stdout(&o).contains(&format!("  {verb} ")),
+            "{verb}: {}",
+            stdout(&o)
+        );
     }
     let o = rlq(&["help", "patch"]);
     assert!(stdout(&o).contains("usage: patch"), "{}", stdout(&o));
@@ -568,7 +581,11 @@ fn underscore_is_the_last_value_printed() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.starts_with("3\n30\n31\n"), "{out}");
-    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["_", "number", "31"]), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["_", "number", "31"]),
+        "{out}"
+    );
 }
 
 #[test]
@@ -576,6 +593,14 @@ fn vars_lists_types_and_sizes() {
     let o = piped("let t = {a: [1, 2, 3], b: \"x\"}\nlet xs = [1, 2]\n:vars\n");
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.lines().any(|l| l.starts_with("t ") && l.contains("table 3 × 2")), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("xs ") && l.contains("list of 2")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("t ") && l.contains("table 3 × 2")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("xs ") && l.contains("list of 2")),
+        "{out}"
+    );
 }

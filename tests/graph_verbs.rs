@@ -181,7 +181,11 @@ fn patch_text_samples_then_query_the_graph() {
     .unwrap();
     let dot = std::fs::read_to_string(dot).unwrap();
     assert!(dot.starts_with("digraph"), "{dot}");
-    assert_eq!(dot.lines().filter(|l| l.contains("penwidth")).count(), 25, "{dot}");
+    assert_eq!(
+        dot.lines().filter(|l| l.contains("penwidth")).count(),
+        25,
+        "{dot}"
+    );
     let e = format!(
         "{:?}",
         s.eval(&format!("export c to \"{}\"", json.display()))
@@ -680,7 +684,10 @@ fn real_per_position_graph() {
         ))
         .unwrap_err()
     );
-    assert!(e.contains("per_position: false in the partial graph"), "{e}");
+    assert!(
+        e.contains("per_position: false in the partial graph"),
+        "{e}"
+    );
 }
 
 /// A rendered error as one line: miette wraps long lines and draws `│` margins.

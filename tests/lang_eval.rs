@@ -1505,7 +1505,10 @@ fn graph_verbs_take_a_piped_graph() {
 #[test]
 fn table_literals_by_columns_and_by_rows() {
     let mut s = Session::new();
-    let t = table(&mut s, "{prompt: [\"2+2?\", \"3+4?\"], expected: [4, 7], chat: false}");
+    let t = table(
+        &mut s,
+        "{prompt: [\"2+2?\", \"3+4?\"], expected: [4, 7], chat: false}",
+    );
     let want = df!(
         "prompt" => ["2+2?", "3+4?"],
         "expected" => [4i64, 7],
@@ -1518,10 +1521,19 @@ fn table_literals_by_columns_and_by_rows() {
     let want = df!("a" => [1.0f64, 2.5], "b" => [Some("x"), None]).unwrap();
     same(&t, &want);
     // `table` accepts the literal (as the issue wrote it) and list columns of ids.
-    let t = table(&mut s, "table {prompt_ids: [[1, 2], [3]], 'the answer': [\"a\", \"b\"]}");
+    let t = table(
+        &mut s,
+        "table {prompt_ids: [[1, 2], [3]], 'the answer': [\"a\", \"b\"]}",
+    );
     assert_eq!(t.height(), 2);
     let ids = t.column("prompt_ids").unwrap().list().unwrap();
-    let first: Vec<i64> = ids.get_as_series(0).unwrap().i64().unwrap().into_no_null_iter().collect();
+    let first: Vec<i64> = ids
+        .get_as_series(0)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
     assert_eq!(first, [1, 2]);
     assert!(t.column("the answer").is_ok());
     // Over newlines, like lists.
@@ -1536,15 +1548,24 @@ fn table_literals_by_columns_and_by_rows() {
 fn table_literal_mistakes_name_the_column() {
     let mut s = Session::new();
     for (src, needle) in [
-        ("{a: [1, 2], b: [1]}", "column `b` has 1 values, column `a` 2"),
+        (
+            "{a: [1, 2], b: [1]}",
+            "column `b` has 1 values, column `a` 2",
+        ),
         ("{a: [1, \"x\"]}", "column `a` mixes number and string"),
-        ("[{a: [1]}, {a: [\"x\"]}]", "column `a` holds lists of i64 and lists of str"),
+        (
+            "[{a: [1]}, {a: [\"x\"]}]",
+            "column `a` holds lists of i64 and lists of str",
+        ),
     ] {
         let e = s.eval(src).expect_err(src);
         assert!(format!("{e:?}").contains(needle), "{src}: {e:?}");
     }
     let e = s.eval("{a: 1, a: 2}").expect_err("duplicate");
-    assert!(format!("{e:?}").contains("field `a` is given twice"), "{e:?}");
+    assert!(
+        format!("{e:?}").contains("field `a` is given twice"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -1561,7 +1582,16 @@ fn a_whole_table_aggregate_needs_no_group() {
         t.column("total").unwrap().f64().unwrap().get(0),
         want.column("total").unwrap().f64().unwrap().get(0)
     );
-    assert_eq!(t.column("count").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(0), Some(8));
+    assert_eq!(
+        t.column("count")
+            .unwrap()
+            .cast(&DataType::Int64)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .get(0),
+        Some(8)
+    );
 }
 
 #[test]
@@ -1572,15 +1602,28 @@ fn truncated_answers_are_never_graded_correct() {
         &mut s,
         "{answer: [\"12 + 30 = 4\", \"so 7\"], expected: [4, 7], truncated: [true, false]} | grade",
     );
-    let correct: Vec<bool> = t.column("correct").unwrap().bool().unwrap().iter().map(|b| b.unwrap_or(false)).collect();
+    let correct: Vec<bool> = t
+        .column("correct")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .iter()
+        .map(|b| b.unwrap_or(false))
+        .collect();
     assert_eq!(correct, [false, true]);
     assert_eq!(t.column("extracted").unwrap().f64().unwrap().get(0), None);
     // Without the column, grading is as before.
     let t = table(&mut s, "{answer: [\"12 + 30 = 4\"], expected: [4]} | grade");
-    assert_eq!(t.column("correct").unwrap().bool().unwrap().get(0), Some(true));
+    assert_eq!(
+        t.column("correct").unwrap().bool().unwrap().get(0),
+        Some(true)
+    );
 }
 
-fn dot_graph(edges: &[(&str, &str, i64, i64, &'static str, &'static str)], scores: Vec<f64>) -> rlq::attribution::graph::Graph {
+fn dot_graph(
+    edges: &[(&str, &str, i64, i64, &'static str, &'static str)],
+    scores: Vec<f64>,
+) -> rlq::attribution::graph::Graph {
     use rlq::attribution::graph::{EdgeInfo, Graph, GraphMeta};
     Graph {
         edges: edges
@@ -1626,7 +1669,10 @@ fn dot_export_ranks_layers_attaches_ports_and_has_a_legend() {
     );
     let dot = to_dot(&g);
     // q/k/v are ports of their head's node, and edges enter them there.
-    assert!(dot.contains("\"a1\" [shape=record") && dot.contains("label=\"{{<q> q|<k> k}|a1}\""), "{dot}");
+    assert!(
+        dot.contains("\"a1\" [shape=record") && dot.contains("label=\"{{<q> q|<k> k}|a1}\""),
+        "{dot}"
+    );
     assert!(dot.contains("\"m0\" -> \"a1\":q"), "{dot}");
     assert!(dot.contains("\"input\" -> \"a0\":v"), "{dot}");
     assert!(!dot.contains("a1<q>\" ["), "{dot}");
@@ -1635,7 +1681,10 @@ fn dot_export_ranks_layers_attaches_ports_and_has_a_legend() {
         dot.contains("\"rank_-1_0\" -> \"rank_0_1\" -> \"rank_0_2\" -> \"rank_1_1\" -> \"rank_2_3\" [style=invis]"),
         "{dot}"
     );
-    assert!(dot.contains("cluster_legend") && dot.contains("showing all 6 edges"), "{dot}");
+    assert!(
+        dot.contains("cluster_legend") && dot.contains("showing all 6 edges"),
+        "{dot}"
+    );
     assert_eq!(dot.lines().filter(|l| l.contains("penwidth")).count(), 6);
 }
 
@@ -1648,24 +1697,43 @@ fn dot_export_of_a_large_graph_keeps_its_strongest_edges() {
         .map(|n| ("input", n.as_str(), -1, 0, "embed", "mlp"))
         .collect();
     // Edge i has |score| i (sign alternating): the strongest 200 are edges 100..300.
-    let scores: Vec<f64> = (0..300).map(|i| if i % 2 == 0 { i as f64 } else { -(i as f64) }).collect();
+    let scores: Vec<f64> = (0..300)
+        .map(|i| if i % 2 == 0 { i as f64 } else { -(i as f64) })
+        .collect();
     let g = dot_graph(&edges, scores);
     let dot = to_dot(&g);
     let drawn: Vec<&str> = dot.lines().filter(|l| l.contains("penwidth")).collect();
     assert_eq!(drawn.len(), DOT_MAX_EDGES);
     assert!(dot.contains("the 200 strongest of 300 edges"), "{dot}");
-    assert!(drawn.iter().any(|l| l.contains("\"m100\"")) && !drawn.iter().any(|l| l.contains("\"m99\"")));
-    assert_eq!(to_dot_limited(&g, usize::MAX).lines().filter(|l| l.contains("penwidth")).count(), 300);
+    assert!(
+        drawn.iter().any(|l| l.contains("\"m100\""))
+            && !drawn.iter().any(|l| l.contains("\"m99\""))
+    );
+    assert_eq!(
+        to_dot_limited(&g, usize::MAX)
+            .lines()
+            .filter(|l| l.contains("penwidth"))
+            .count(),
+        300
+    );
 }
 
 #[test]
 fn keyword_values_complete_after_their_keyword() {
     let s = Session::new();
-    assert_eq!(s.completions("patch m on qs loss ", 19), ["kl", "logit_diff", "nll", "self_entropy"]);
-    assert_eq!(s.completions("let g = patch m on qs method eap", 32), ["eap", "eap_ig"]);
+    assert_eq!(
+        s.completions("patch m on qs loss ", 19),
+        ["kl", "logit_diff", "nll", "self_entropy"]
+    );
+    assert_eq!(
+        s.completions("let g = patch m on qs method eap", 32),
+        ["eap", "eap_ig"]
+    );
     assert_eq!(s.completions("patch m on qs granularity h", 27), ["head"]);
     // Elsewhere the keywords themselves.
-    assert!(s.completions("patch m on qs gr", 16).contains(&"granularity".to_string()));
+    assert!(s
+        .completions("patch m on qs gr", 16)
+        .contains(&"granularity".to_string()));
 }
 
 #[test]
@@ -1674,7 +1742,10 @@ fn a_list_of_tables_stacks_into_one() {
     let t = table(&mut s, "table [{a: [1, 2]}, {a: [3]}]");
     // A list of records is already a table (rows): each record here holds a column.
     assert_eq!(t.height(), 2);
-    let t = table(&mut s, "let x = {a: [1, 2]}\nlet y = {a: [3], b: [\"z\"]}\ntable [x, y]");
+    let t = table(
+        &mut s,
+        "let x = {a: [1, 2]}\nlet y = {a: [3], b: [\"z\"]}\ntable [x, y]",
+    );
     let want = df!("a" => [1i64, 2, 3], "b" => [None, None, Some("z")]).unwrap();
     same(&t, &want);
 }
@@ -1686,12 +1757,24 @@ fn keyword_choices_are_checked_before_running() {
     let mut s = Session::new();
     s.set("qs", Value::Null);
     s.set("m", Value::Null);
-    let e = format!("{:?}", s.check("patch m on qs loss foo", "a.rlq").unwrap_err());
+    let e = format!(
+        "{:?}",
+        s.check("patch m on qs loss foo", "a.rlq").unwrap_err()
+    );
     assert!(e.contains("unknown loss `foo`"), "{e}");
     for name in rlq::attribution::LossKind::NAMES {
         assert!(e.contains(name), "the help lists `{name}`: {e}");
     }
-    let e = format!("{:?}", s.check("patch m on qs method \"eapp\"", "a.rlq").unwrap_err());
-    assert!(e.contains("unknown method `eapp`") && e.contains("eap_ig"), "{e}");
-    assert!(s.check("patch m on qs loss nll method eap_ig", "a.rlq").is_ok());
+    let e = format!(
+        "{:?}",
+        s.check("patch m on qs method \"eapp\"", "a.rlq")
+            .unwrap_err()
+    );
+    assert!(
+        e.contains("unknown method `eapp`") && e.contains("eap_ig"),
+        "{e}"
+    );
+    assert!(s
+        .check("patch m on qs loss nll method eap_ig", "a.rlq")
+        .is_ok());
 }

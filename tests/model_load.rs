@@ -274,9 +274,15 @@ fn chat_template_python_methods_match_python() {
         (r#"{{ "a,b,c".rsplit(",", 1) | join("|") }}"#, "a,b|c"),
         (r#"{{ " x  y ".rsplit() | join("|") }}"#, "x|y"),
         (r#"{{ "a,b,c".split(",", 1) | join("|") }}"#, "a|b,c"),
-        (r#"{{ "xxhixx".strip("x") }}{{ "hello world".title() }}"#, "hiHello World"),
+        (
+            r#"{{ "xxhixx".strip("x") }}{{ "hello world".title() }}"#,
+            "hiHello World",
+        ),
         (r#"{{ "think</think>rest".split("</think>")[-1] }}"#, "rest"),
-        (r#"{{ {"a": 1}.get("b", 7) }}{{ {"a": 1}.items() | list | length }}"#, "71"),
+        (
+            r#"{{ {"a": 1}.get("b", 7) }}{{ {"a": 1}.items() | list | length }}"#,
+            "71",
+        ),
         (
             r#"{% if "abc".startswith(("x", "a")) and "abc".endswith("bc") %}yes{% endif %}"#,
             "yes",

@@ -154,7 +154,13 @@ fn repl_evaluates_continues_lines_completes_and_keeps_history() {
         ["x", "number", "20"]
     );
     // `_` holds the last value printed.
-    assert!(t.text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["_", "list", "of", "2"]), "{}", t.text);
+    assert!(
+        t.text
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["_", "list", "of", "2"]),
+        "{}",
+        t.text
+    );
     assert!(!t.text.contains("syntax error"), "{}", t.text);
 
     let history = std::fs::read_to_string(data.path().join("rlq/history")).expect("history file");

@@ -85,9 +85,8 @@ pub fn to_dot_limited(g: &Graph, max_edges: usize) -> String {
         }
     }
 
-    let mut out = String::from(
-        "digraph circuit {\n  rankdir=BT;\n  newrank=true;\n  node [fontsize=10];\n",
-    );
+    let mut out =
+        String::from("digraph circuit {\n  rankdir=BT;\n  newrank=true;\n  node [fontsize=10];\n");
     // Nodes: records with their ports for attention, boxes for MLPs, ellipses at the ends.
     for (name, n) in &nodes {
         let attrs = if n.ports.is_empty() {
@@ -161,7 +160,13 @@ pub fn to_dot_limited(g: &Graph, max_edges: usize) -> String {
     } else {
         format!("all {} edges", g.edges.len())
     };
-    let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     let legend = [
         format!("model: {}", or_dash(&m.model)),
         format!(
@@ -190,5 +195,7 @@ pub fn to_dot_limited(g: &Graph, max_edges: usize) -> String {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

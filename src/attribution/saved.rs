@@ -59,10 +59,12 @@ pub fn from_sample_table(df: &DataFrame, meta: Option<GraphMeta>) -> Result<Grap
         "score",
     ];
     if df.column("position").is_ok() {
-        return Err("this is a per-position table (one row per sample, position and edge): it \
+        return Err(
+            "this is a per-position table (one row per sample, position and edge): it \
                     is not read back as a graph; resume from the graph value itself, or save \
                     one scored with per_position false"
-            .into());
+                .into(),
+        );
     }
     for c in need {
         if df.column(c).is_err() {

@@ -196,9 +196,11 @@ fn check_choice(p: &Param, sig: &Signature, w: &str, span: Span) -> EvalResult<(
     if p.choices.is_empty() || p.choices.iter().any(|c| c == w) {
         return Ok(());
     }
-    Err(EvalError::at(span, format!("unknown {} `{w}` for `{}`", p.name, sig.name))
-        .with_help(format!("choose one of: {}", p.choices.join(", ")))
-        .with_code("rlq::keyword"))
+    Err(
+        EvalError::at(span, format!("unknown {} `{w}` for `{}`", p.name, sig.name))
+            .with_help(format!("choose one of: {}", p.choices.join(", ")))
+            .with_code("rlq::keyword"),
+    )
 }
 
 /// Takes the items one parameter consumes from the front of `items`.

@@ -113,8 +113,9 @@ fn column(name: &str, cells: &[Value], span: Span) -> EvalResult<Column> {
         let inner: Vec<Option<Series>> = cells
             .iter()
             .map(|v| match v {
-                Value::List(items) => column("", items, span)
-                    .map(|c| Some(c.as_materialized_series().clone())),
+                Value::List(items) => {
+                    column("", items, span).map(|c| Some(c.as_materialized_series().clone()))
+                }
                 _ => Ok(None),
             })
             .collect::<EvalResult<_>>()?;

@@ -163,8 +163,16 @@ impl Value {
                 "graph {} edges × {} samples ({}, {})",
                 g.edges.len(),
                 g.scores.len(),
-                if g.meta.method.is_empty() { "?" } else { &g.meta.method },
-                if g.meta.granularity.is_empty() { "?" } else { &g.meta.granularity },
+                if g.meta.method.is_empty() {
+                    "?"
+                } else {
+                    &g.meta.method
+                },
+                if g.meta.granularity.is_empty() {
+                    "?"
+                } else {
+                    &g.meta.granularity
+                },
             ),
             Value::List(items) => format!("list of {}", items.len()),
             Value::Model(m) => format!(

@@ -307,7 +307,11 @@ fn rsplit(s: &str, args: &[Value]) -> std::result::Result<Value, Error> {
     let sep = args
         .first()
         .filter(|v| !v.is_none() && !v.is_undefined())
-        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        });
     let maxsplit = args
         .get(1)
         .and_then(|v| i64::try_from(v.clone()).ok())

@@ -6,9 +6,9 @@
 
 #[path = "../attribution_fd.rs"]
 mod attribution_fd;
-#[path = "../ops_grad.rs"]
-mod ops_grad;
-#[path = "../graph_verbs.rs"]
-mod graph_verbs;
 #[path = "../circuits.rs"]
 mod circuits;
+#[path = "../graph_verbs.rs"]
+mod graph_verbs;
+#[path = "../ops_grad.rs"]
+mod ops_grad;

@@ -11,7 +11,11 @@ fn every_test_file_belongs_to_a_group() {
     }
     let mut missing = Vec::new();
     for entry in std::fs::read_dir(&tests).expect("tests") {
-        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         if name.ends_with(".rs") && !groups.contains(&format!("#[path = \"../{name}\"]")) {
             missing.push(name);
         }

@@ -6,19 +6,19 @@
 
 mod groups_cover_every_file;
 
-#[path = "../lang_parse.rs"]
-mod lang_parse;
-#[path = "../lang_eval.rs"]
-mod lang_eval;
-#[path = "../lang_diag.rs"]
-mod lang_diag;
-#[path = "../lang_fuzz.rs"]
-mod lang_fuzz;
-#[path = "../lang_bench.rs"]
-mod lang_bench;
-#[path = "../repl.rs"]
-mod repl;
 #[path = "../cli.rs"]
 mod cli;
+#[path = "../lang_bench.rs"]
+mod lang_bench;
+#[path = "../lang_diag.rs"]
+mod lang_diag;
+#[path = "../lang_eval.rs"]
+mod lang_eval;
+#[path = "../lang_fuzz.rs"]
+mod lang_fuzz;
+#[path = "../lang_parse.rs"]
+mod lang_parse;
 #[path = "../plot_render.rs"]
 mod plot_render;
+#[path = "../repl.rs"]
+mod repl;

@@ -4,17 +4,17 @@
 //! test binary links candle and polars, so five binaries build and link far faster than one
 //! per file. Run one file's tests with `cargo test --test model <file>::`.
 
-#[path = "../model_load.rs"]
-mod model_load;
-#[path = "../model_e2e.rs"]
-mod model_e2e;
-#[path = "../tokenizer.rs"]
-mod tokenizer;
+#[path = "../cuda_parity.rs"]
+mod cuda_parity;
 #[path = "../hooked_forward.rs"]
 mod hooked_forward;
+#[path = "../model_e2e.rs"]
+mod model_e2e;
+#[path = "../model_load.rs"]
+mod model_load;
 #[path = "../parity.rs"]
 mod parity;
 #[path = "../real_smollm2.rs"]
 mod real_smollm2;
-#[path = "../cuda_parity.rs"]
-mod cuda_parity;
+#[path = "../tokenizer.rs"]
+mod tokenizer;

@@ -236,7 +236,12 @@ fn verb_grade(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let truncated: Vec<bool> = match df.column("truncated") {
         Ok(c) => c
             .bool()
-            .map_err(|_| err(span, "column `truncated` must be true/false (from `generate`)"))?
+            .map_err(|_| {
+                err(
+                    span,
+                    "column `truncated` must be true/false (from `generate`)",
+                )
+            })?
             .iter()
             .map(|t| t.unwrap_or(false))
             .collect(),
@@ -245,7 +250,13 @@ fn verb_grade(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let extracted: Vec<Option<f64>> = answers
         .iter()
         .zip(&truncated)
-        .map(|(a, &cut)| if cut { None } else { a.as_deref().and_then(last_number) })
+        .map(|(a, &cut)| {
+            if cut {
+                None
+            } else {
+                a.as_deref().and_then(last_number)
+            }
+        })
         .collect();
     let correct: Vec<bool> = extracted
         .iter()

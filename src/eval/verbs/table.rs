@@ -117,7 +117,11 @@ pub(super) fn register(reg: &mut Registry) {
             "a table from a table literal, a graph (its edge table) or a list of 1-row tables",
         )
         .category("table")
-        .piped("value", Type::Any, "`{col: [..], …}`, `[{…}, {…}]`, a graph, or a list of tables")
+        .piped(
+            "value",
+            Type::Any,
+            "`{col: [..], …}`, `[{…}, {…}]`, a graph, or a list of tables",
+        )
         .example(
             "let qs = table {prompt: [\"2+2?\", \"3+4?\"], expected: [4, 7]}",
             "two questions without a file",
@@ -432,7 +436,10 @@ fn verb_table(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         }
         Some(other) => Err(EvalError::at(
             span,
-            format!("`table` takes a table literal, a graph or a list of tables, got {}", other.type_name()),
+            format!(
+                "`table` takes a table literal, a graph or a list of tables, got {}",
+                other.type_name()
+            ),
         )
         .with_help("e.g. `table {prompt: [\"a\", \"b\"], expected: [1, 2]}`")),
         None => Err(EvalError::at(args.span, "`table` needs a value")),
