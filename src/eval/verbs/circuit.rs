@@ -27,7 +27,7 @@ use crate::syntax::Span;
 /// The keywords `evaluate` and `faithfulness` share: samples, loss, ablation, precision.
 fn common(sig: Signature) -> Signature {
     // "model": they run the model (and their examples need real weights).
-    sig.category("model")
+    super::samples::model_run_keywords(sig.category("model"))
         .required("model", Type::Model, "a loaded model")
         .named_required(
             "on",
@@ -54,22 +54,8 @@ fn common(sig: Signature) -> Signature {
         )
         .range("alpha", Range::positive(1000.0))
         .range("t_cut", Range::whole(1.0, 1e6))
-        .word("dtype", Some("f32"), "compute in f32 or f64")
         .choices("loss", &LossKind::NAMES)
         .choices("ablation", &Ablation::NAMES)
-        .choices("dtype", &["f32", "f64"])
-        .named_default(
-            "chat",
-            Type::Bool,
-            true,
-            "apply the chat template to text prompts",
-        )
-        .named_default(
-            "max_tokens",
-            Type::Number,
-            256.0,
-            "longest greedy answer generated",
-        )
         .named_default(
             "other_model",
             Type::Bool,

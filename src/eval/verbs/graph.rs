@@ -21,10 +21,10 @@ use crate::syntax::Span;
 
 pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
-        Signature::new(
+        super::samples::model_run_keywords(Signature::new(
             "patch",
             "edge attribution over samples: one score per edge of the residual graph (METHOD.md)",
-        )
+        ))
         .category("graph")
         .required("model", Type::Model, "a loaded model")
         .named_required(
@@ -72,23 +72,9 @@ pub(super) fn register(reg: &mut Registry) {
             false,
             "show one row per (sample, edge)",
         )
-        .word("dtype", Some("f32"), "compute in f32 or f64")
         .choices("loss", &LossKind::NAMES)
         .choices("method", &["eap", "eap_ig", "patch"])
         .choices("granularity", &["block", "head"])
-        .choices("dtype", &["f32", "f64"])
-        .named_default(
-            "chat",
-            Type::Bool,
-            true,
-            "apply the chat template to text prompts",
-        )
-        .named_default(
-            "max_tokens",
-            Type::Number,
-            256.0,
-            "longest greedy answer generated",
-        )
         .named(
             "resume",
             Type::Any,

@@ -6,6 +6,7 @@ use polars::prelude::*;
 use crate::attribution::prepare::{SampleSpec, TCut};
 use crate::eval::args::Args;
 use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::registry::{Signature, Type};
 
 /// The sample table of keyword `on` (collected) and its samples; an empty table is refused.
 /// Shared by the verbs that run samples through a model (`patch`, `evaluate`, `faithfulness`).
@@ -21,6 +22,25 @@ pub(crate) fn samples_arg(args: &Args) -> EvalResult<(DataFrame, Vec<SampleSpec>
         return Err(EvalError::at(span, "no samples: the table is empty"));
     }
     Ok((table, specs))
+}
+
+/// The keywords every verb that runs samples through a model takes beside `on`: precision, the
+/// chat template, the longest generated answer (read by [`dtype_arg`] and the verbs).
+pub(crate) fn model_run_keywords(sig: Signature) -> Signature {
+    sig.word("dtype", Some("f32"), "compute in f32 or f64")
+        .choices("dtype", &["f32", "f64"])
+        .named_default(
+            "chat",
+            Type::Bool,
+            true,
+            "apply the chat template to text prompts",
+        )
+        .named_default(
+            "max_tokens",
+            Type::Number,
+            256.0,
+            "longest greedy answer generated",
+        )
 }
 
 /// `dtype f32|f64` of the attribution verbs.
