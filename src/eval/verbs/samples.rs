@@ -6,7 +6,7 @@ use polars::prelude::*;
 use crate::attribution::prepare::{SampleSpec, TCut};
 use crate::eval::args::Args;
 use crate::eval::error::{EvalError, EvalResult};
-use crate::eval::registry::{Signature, Type};
+use crate::eval::registry::{Range, Signature, Type};
 
 /// The sample table of keyword `on` (collected) and its samples; an empty table is refused.
 /// Shared by the verbs that run samples through a model (`patch`, `evaluate`, `faithfulness`).
@@ -41,6 +41,7 @@ pub(crate) fn model_run_keywords(sig: Signature) -> Signature {
             256.0,
             "longest greedy answer generated",
         )
+        .range("max_tokens", Range::whole(1.0, 1e6))
 }
 
 /// `dtype f32|f64` of the attribution verbs.
