@@ -11,7 +11,7 @@ use serde_json::{json, Value as Json};
 
 use super::{Arch, ConfigFields, Defaults, LayerTraits, NormPlacement, QkNorm};
 use crate::model::config::{bounds, RopeScaling};
-use crate::model::mlp::GluActivation;
+use crate::model::kernels::ops::GluActivation;
 use crate::model::{GemmaExtras, ModelConfig, Result};
 
 pub struct Gemma3;
