@@ -175,13 +175,13 @@ impl ModelConfig {
     /// loader once the config is assembled (before any weight is read). `origin` names the file.
     pub fn check(&self, origin: &str) -> Result<()> {
         let err = |m: String| Err(ModelError::Config(format!("{origin}: {m}")));
-        if self.n_kv_heads > self.n_heads || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads > self.n_heads || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return err(format!(
                 "{} attention heads cannot share {} kv heads (must divide evenly)",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return err(format!(
                 "head dimension {} is odd; rotary embeddings need an even one",
                 self.head_dim

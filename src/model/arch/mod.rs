@@ -196,11 +196,11 @@ pub trait Arch: Sync {
         Defaults::default()
     }
     /// Family-only fields of `config.json`, read after the shared ones into `c`.
-    fn from_hf(&self, _c: &mut ModelConfig, _f: &dyn ConfigFields) -> Result<()> {
+    fn read_hf(&self, _c: &mut ModelConfig, _f: &dyn ConfigFields) -> Result<()> {
         Ok(())
     }
     /// Family-only GGUF metadata, read after the shared fields into `c`.
-    fn from_gguf(&self, _c: &mut ModelConfig, _m: &dyn ConfigFields) -> Result<()> {
+    fn read_gguf(&self, _c: &mut ModelConfig, _m: &dyn ConfigFields) -> Result<()> {
         Ok(())
     }
     /// Family-only keys of a saved `config.json`.

@@ -269,7 +269,7 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
         eos_token_ids,
         rope_scaling: gguf_rope_scaling(&m)?,
     };
-    family.arch().from_gguf(&mut config, &m)?;
+    family.arch().read_gguf(&mut config, &m)?;
     config.check("GGUF metadata")?;
     Ok(config)
 }

@@ -262,7 +262,7 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
         eos_token_ids: eos,
         rope_scaling: rope_scaling(&f)?,
     };
-    arch.from_hf(&mut config, &f)?;
+    arch.read_hf(&mut config, &f)?;
     config.check("config.json")?;
     Ok(config)
 }

@@ -108,7 +108,7 @@ pub fn hf_config_json(c: &ModelConfig, dtype: DType) -> Result<Json> {
         }
     }
     a.to_hf(c, &mut m);
-    Ok(serde_json::to_value(m).map_err(|e| ModelError::Format(e.to_string()))?)
+    serde_json::to_value(m).map_err(|e| ModelError::Format(e.to_string()))
 }
 
 /// Write `model` (weights from `weights`, HF names → tensors of one dtype) into the existing,
