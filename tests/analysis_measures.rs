@@ -112,5 +112,5 @@ fn tables_read_back_from_parquet_give_the_same_statistics() {
     )
     .unwrap();
     let delta = c.column("delta").unwrap().f64().unwrap();
-    assert!(delta.iter().all(|d| d.map_or(true, |d| d == 0.0)));
+    assert!(delta.iter().all(|d| d.is_none_or(|d| d == 0.0)));
 }

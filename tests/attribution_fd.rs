@@ -382,8 +382,7 @@ fn olmo2_head_granularity_is_refused_with_its_reason() {
         Method::Eap,
         &|| false,
     )
-    .err()
-    .expect("head granularity must be refused for olmo2")
+    .expect_err("head granularity must be refused for olmo2")
     .to_string();
     assert!(
         err.contains("head granularity is not defined for olmo2")

@@ -271,6 +271,7 @@ fn describe_unique_count_columns() {
 }
 
 #[test]
+#[allow(clippy::approx_constant)] // 3.14 is round(3.14159, 2), not π
 fn scalars_lists_functions() {
     let mut s = Session::new();
     let n = |s: &mut Session, src: &str| eval(s, src).as_number().unwrap_or(f64::NAN);

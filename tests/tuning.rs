@@ -706,6 +706,7 @@ fn a_checkpoint_loads_back_with_the_same_logits() {
 }
 
 #[test]
+#[allow(clippy::type_complexity)] // one table of (change, expected message)
 fn bad_settings_are_refused_before_any_work() {
     let start = model(Family::Llama, DType::F32);
     let reward = first_token_reward;
@@ -808,8 +809,7 @@ fn the_tune_verb_runs_grpo_from_a_saved_folder_and_loads_its_checkpoint() {
                 "tune m on (arith 2) {src} to \"{}\"",
                 tmp.path().join("x").display()
             ))
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(format!("{e:?}").contains(want), "`{src}`: {e:?}");
     }
     let e = s
@@ -817,8 +817,7 @@ fn the_tune_verb_runs_grpo_from_a_saved_folder_and_loads_its_checkpoint() {
             "tune m on (arith 2) steps 1 group 2 max_tokens 1 to \"{}\"",
             out.display()
         ))
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         format!("{e:?}").contains("already holds checkpoints"),
         "{e:?}"

@@ -213,7 +213,9 @@ fn compare_matrices(
     let point_b = sb.stats(&all_b, &mut scratch_b);
     let point_t = st.stats(&all_t, &mut scratch_t);
 
-    let mut deltas: Vec<Vec<f64>> = vec![Vec::with_capacity(opts.resamples); N_METRICS];
+    let mut deltas: Vec<Vec<f64>> = (0..N_METRICS)
+        .map(|_| Vec::with_capacity(opts.resamples))
+        .collect();
     let can_resample = b.n_samples() >= 2 && t.n_samples() >= 2;
     if can_resample {
         let mut rng = StdRng::seed_from_u64(opts.seed);

@@ -74,6 +74,7 @@ pub fn rel_change(base: &DataFrame, tuned: &DataFrame) -> Result<DataFrame> {
 ///   union of the two tops (`top_edges` edges);
 /// - over all `n_edges` (common) edges: Spearman of the signed means (`spearman`) and of |S̄_e|
 ///   (`spearman_abs`), Kendall's τ-b (`kendall`) and Pearson (`pearson`) of the signed means.
+///
 /// The edge sets must be equal. One row: `top_n shared jaccard top_edges spearman_top spearman
 /// spearman_abs kendall pearson n_edges`.
 pub fn overlap(g0: &DataFrame, g1: &DataFrame, n: usize) -> Result<DataFrame> {

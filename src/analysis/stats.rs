@@ -10,6 +10,7 @@
 //! - `kurtosis`: Pearson m4/m2² of each sample's signed scores, averaged over the samples where it
 //!   is defined (m2 > 0); NaN when none is.
 //! - `diversity`: 1 − mean Pearson correlation over pairs of distinct samples; needs ≥ 2 samples.
+//!
 //! Undefined values (no mass, no spread) are NaN rather than errors, so one empty group does not
 //! sink a by-layer table.
 

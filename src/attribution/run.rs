@@ -39,6 +39,7 @@ pub struct RunOutcome {
 /// carries the scores of an earlier, interrupted run of the same samples: samples whose id it
 /// already holds are skipped. The caller checks first that its settings are this run's
 /// ([`super::settings::differences`] with `Purpose::Resume`).
+#[allow(clippy::too_many_arguments)] // each is one setting of the run, passed through as given
 pub fn run(
     tf: &HookedTransformer,
     layout: &HookLayout,

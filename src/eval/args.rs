@@ -18,6 +18,7 @@ pub struct ColumnArg {
 
 /// One resolved argument.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // holds a `Value`, like `Value` itself (see there)
 pub enum ArgValue {
     Value(Value),
     Column(ColumnArg),

@@ -66,7 +66,7 @@ pub(crate) fn binary_values(
         }
         (Sub, Number(a), Number(b)) => Number(a - b),
         (Mul, Number(a), Number(b)) => Number(a * b),
-        (Div | Rem, Number(_), Number(b)) if b == 0.0 => {
+        (Div | Rem, Number(_), Number(0.0)) => {
             return Err(EvalError::at(rs, "division by zero").with_label("this is zero"))
         }
         (Div, Number(a), Number(b)) => Number(a / b),

@@ -12,6 +12,7 @@ use crate::syntax::Expr;
 
 /// A value in rlq. Cheap to clone (tables and handles are reference-counted).
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // a frame inline, as polars passes them; boxing adds a hop
 pub enum Value {
     Null,
     Bool(bool),
@@ -28,6 +29,7 @@ pub enum Value {
 /// A table: an eager frame, or a lazy plan built up inside one pipeline. Statement results are
 /// always collected, so variables hold eager frames.
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // a lazy plan only lives inside one pipeline
 pub enum Table {
     Eager(DataFrame),
     Lazy(LazyFrame),

@@ -1,8 +1,33 @@
 //! The architecture description every family's forward reads, independent of the file format.
+//! The vocabulary below the families: `arch` reads these types, this module imports no `arch`.
 
 use serde::{Deserialize, Serialize};
 
-pub use super::arch::Family;
+use crate::model::error::{ModelError, Result};
+
+/// Decoder families rlq has a hooked forward for. What each means (names, config mapping,
+/// weights, forward traits) is [`Family::arch`], in `model::arch`; adding one adds its variant
+/// here and in [`Family::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Family {
+    Llama,
+    Mistral,
+    Qwen2,
+    Qwen3,
+    Gemma3,
+    Olmo2,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::Llama,
+        Family::Mistral,
+        Family::Qwen2,
+        Family::Qwen3,
+        Family::Gemma3,
+        Family::Olmo2,
+    ];
+}
 
 /// Everything the hooked forward needs to know about a checkpoint's shape.
 /// Field names follow HF `config.json` meaning; GGUF metadata is mapped onto them.
@@ -24,7 +49,7 @@ pub struct ModelConfig {
     /// q/k/v projections carry a bias (Qwen2).
     pub attention_bias: bool,
     /// RMSNorm on q and k before rope (Qwen3, Gemma 3: per head; OLMo 2: over all heads, see
-    /// [`super::arch::QkNorm`]).
+    /// `arch::QkNorm`).
     pub qk_norm: bool,
     /// Gemma 3 specifics (ignored by the other families).
     pub gemma: Option<GemmaExtras>,
@@ -106,14 +131,6 @@ pub struct GemmaExtras {
     pub attn_logit_softcapping: Option<f64>,
 }
 
-impl ModelConfig {
-    /// Number of parameters of the weight manifest ([`super::arch::manifest`]), the embedding
-    /// counted once when tied.
-    pub fn n_params(&self) -> usize {
-        super::arch::n_params(self)
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // ranges every loader checks a checkpoint's fields against
 
@@ -133,21 +150,20 @@ pub mod bounds {
 }
 
 /// `value` of the field `what` (e.g. "GGUF `llama.block_count`"), checked against `range`.
-pub fn count_in(what: &str, value: u64, (lo, hi): (u64, u64)) -> crate::model::Result<usize> {
+pub fn count_in(what: &str, value: u64, (lo, hi): (u64, u64)) -> Result<usize> {
     if value < lo || value > hi {
-        return Err(crate::model::ModelError::Config(format!(
+        return Err(ModelError::Config(format!(
             "{what} is {value}; it must be between {lo} and {hi}"
         )));
     }
-    usize::try_from(value).map_err(|_| {
-        crate::model::ModelError::Config(format!("{what} is {value}, too large for this machine"))
-    })
+    usize::try_from(value)
+        .map_err(|_| ModelError::Config(format!("{what} is {value}, too large for this machine")))
 }
 
 /// `value` of the field `what`, which must be finite and above `min` (exclusive).
-pub fn finite_above(what: &str, value: f64, min: f64) -> crate::model::Result<f64> {
+pub fn finite_above(what: &str, value: f64, min: f64) -> Result<f64> {
     if !(value.is_finite() && value > min) {
-        return Err(crate::model::ModelError::Config(format!(
+        return Err(ModelError::Config(format!(
             "{what} is {value}; it must be a finite number above {min}"
         )));
     }
@@ -157,16 +173,15 @@ pub fn finite_above(what: &str, value: f64, min: f64) -> crate::model::Result<f6
 impl ModelConfig {
     /// Checks the relations between fields that the per-field ranges cannot: called by every
     /// loader once the config is assembled (before any weight is read). `origin` names the file.
-    pub fn check(&self, origin: &str) -> crate::model::Result<()> {
-        use crate::model::ModelError;
+    pub fn check(&self, origin: &str) -> Result<()> {
         let err = |m: String| Err(ModelError::Config(format!("{origin}: {m}")));
-        if self.n_kv_heads > self.n_heads || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads > self.n_heads || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return err(format!(
                 "{} attention heads cannot share {} kv heads (must divide evenly)",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return err(format!(
                 "head dimension {} is odd; rotary embeddings need an even one",
                 self.head_dim

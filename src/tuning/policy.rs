@@ -160,6 +160,7 @@ impl Policy {
     }
 
     /// `make(i, target, out, in)` gives target `i`'s factors (A, B).
+    #[allow(clippy::type_complexity)] // `make` is one closure type, named once
     fn lora_from(
         start: Arc<Model>,
         config: LoraConfig,

@@ -239,6 +239,7 @@ fn check_finite(
     what: &str,
 ) -> EvalResult<()> {
     // x − x is 0 for every finite x and NaN otherwise: one reduction, no copy to the host.
+    #[allow(clippy::eq_op)] // x − x on purpose (see above)
     let check = || -> candle_core::Result<f64> {
         (logits - logits)?
             .sum_all()?
@@ -246,7 +247,7 @@ fn check_finite(
             .to_scalar::<f64>()
     };
     match check() {
-        Ok(z) if z == 0.0 => Ok(()),
+        Ok(0.0) => Ok(()),
         Ok(_) => Err(EvalError::at(
             span,
             format!(

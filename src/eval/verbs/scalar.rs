@@ -9,6 +9,7 @@ use crate::eval::value::Value;
 const MAX_RANGE: f64 = 1_000_000.0;
 
 pub(super) fn register(reg: &mut Registry) {
+    #[allow(clippy::type_complexity)] // a table of (name, help, function) rows
     let unary: [(&str, &str, fn(f64) -> f64); 4] = [
         ("abs", "absolute value", f64::abs),
         ("sqrt", "square root", f64::sqrt),

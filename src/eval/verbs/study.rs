@@ -343,6 +343,7 @@ fn answered(df: &DataFrame, span: Span) -> EvalResult<HashMap<i64, Answered>> {
         vec![None; df.height()]
     };
     let mut out = HashMap::new();
+    #[allow(clippy::needless_range_loop)] // r indexes five columns, not only `prompts`
     for r in 0..df.height() {
         let (Some(id), Some(len)) = (ids.get(r), n.get(r)) else {
             continue;
@@ -463,6 +464,7 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
 }
 
 #[cfg(test)]
+#[allow(clippy::items_after_test_module)] // kept next to `last_number`, which it tests
 mod tests {
     use super::last_number;
 

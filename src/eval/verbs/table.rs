@@ -369,6 +369,7 @@ fn verb_sort(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     Ok(t.lazy().sort_by_exprs(exprs, opts).into())
 }
 
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(n >= 0.0)` also refuses NaN
 fn row_count(args: &Args, name: &str) -> EvalResult<IdxSize> {
     let n = args.number(name).unwrap_or(10.0);
     if !(n >= 0.0) || n.fract() != 0.0 {

@@ -280,7 +280,7 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             correct,
         }
     };
-    let out_dir = PathBuf::from(ctx.resolve_path(args.str("to").unwrap_or_default()));
+    let out_dir = ctx.resolve_path(args.str("to").unwrap_or_default());
     let tuner = match args.str("resume") {
         Some(r) => {
             let dir = ctx.resolve_path(r);

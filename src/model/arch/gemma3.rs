@@ -11,14 +11,14 @@ use serde_json::{json, Value as Json};
 
 use super::{Arch, ConfigFields, Defaults, LayerTraits, NormPlacement, QkNorm};
 use crate::model::config::{bounds, RopeScaling};
-use crate::model::mlp::GluActivation;
+use crate::model::kernels::ops::GluActivation;
 use crate::model::{GemmaExtras, ModelConfig, Result};
 
 pub struct Gemma3;
 
 /// Whether layer `l` is a sliding-window (local) layer: all but every `pattern`-th.
 fn is_local(g: &GemmaExtras, l: usize) -> bool {
-    (l + 1) % g.sliding_window_pattern.max(1) != 0
+    !(l + 1).is_multiple_of(g.sliding_window_pattern.max(1))
 }
 
 impl Arch for Gemma3 {
@@ -45,7 +45,7 @@ impl Arch for Gemma3 {
         }
     }
 
-    fn from_hf(&self, c: &mut ModelConfig, f: &dyn ConfigFields) -> Result<()> {
+    fn read_hf(&self, c: &mut ModelConfig, f: &dyn ConfigFields) -> Result<()> {
         let pattern = match f.count_opt("sliding_window_pattern", bounds::WINDOW_PATTERN)? {
             Some(p) => p,
             // Newer configs list `layer_types`; the pattern is the distance between globals.
@@ -71,7 +71,7 @@ impl Arch for Gemma3 {
         Ok(())
     }
 
-    fn from_gguf(&self, c: &mut ModelConfig, m: &dyn ConfigFields) -> Result<()> {
+    fn read_gguf(&self, c: &mut ModelConfig, m: &dyn ConfigFields) -> Result<()> {
         c.gemma = Some(GemmaExtras {
             // llama.cpp: 1/sqrt(head_dim), except Gemma 3 27B (62 layers): 1/sqrt(d_model/n_heads).
             query_pre_attn_scalar: if c.n_layers == 62 {

@@ -10,9 +10,9 @@
 //!   and the hooked forward reads its weights by the same rules ([`NormPlacement`], [`QkNorm`]);
 //! - [`ForwardTraits::of`] resolves the forward's switches once per transformer.
 //!
-//! Adding a family: a file here implementing [`Arch`], and its variant in [`Family`] and
-//! [`Family::arch`] below. Nothing outside this folder changes unless the family needs a trait
-//! value the forward does not implement yet.
+//! Adding a family: a file here implementing [`Arch`], its arm in [`Family::arch`] below, and
+//! its variant in [`Family`] (declared in `model::config`, which must not import this folder).
+//! Nothing else changes unless the family needs a trait value the forward does not implement yet.
 
 mod gemma3;
 mod llama;
@@ -23,34 +23,15 @@ mod qwen3;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::config::{ModelConfig, RopeScaling};
-use super::mlp::GluActivation;
-use super::Result;
+use crate::model::config::{Family, ModelConfig, RopeScaling};
+use crate::model::error::Result;
+use crate::model::kernels::ops::GluActivation;
 
-/// Decoder families rlq has a hooked forward for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Family {
-    Llama,
-    Mistral,
-    Qwen2,
-    Qwen3,
-    Gemma3,
-    Olmo2,
-}
-
+// `Family` is declared in `config` (a config names its family; `config` imports nothing of
+// `arch`); what a family means is implemented here.
 impl Family {
-    pub const ALL: [Family; 6] = [
-        Family::Llama,
-        Family::Mistral,
-        Family::Qwen2,
-        Family::Qwen3,
-        Family::Gemma3,
-        Family::Olmo2,
-    ];
-
     /// The family's description: the only place a family is matched on.
     pub fn arch(self) -> &'static dyn Arch {
         match self {
@@ -215,11 +196,11 @@ pub trait Arch: Sync {
         Defaults::default()
     }
     /// Family-only fields of `config.json`, read after the shared ones into `c`.
-    fn from_hf(&self, _c: &mut ModelConfig, _f: &dyn ConfigFields) -> Result<()> {
+    fn read_hf(&self, _c: &mut ModelConfig, _f: &dyn ConfigFields) -> Result<()> {
         Ok(())
     }
     /// Family-only GGUF metadata, read after the shared fields into `c`.
-    fn from_gguf(&self, _c: &mut ModelConfig, _m: &dyn ConfigFields) -> Result<()> {
+    fn read_gguf(&self, _c: &mut ModelConfig, _m: &dyn ConfigFields) -> Result<()> {
         Ok(())
     }
     /// Family-only keys of a saved `config.json`.
@@ -409,10 +390,13 @@ pub fn manifest(c: &ModelConfig) -> Vec<WeightSpec> {
     out
 }
 
-/// Number of parameters in the manifest (the embedding counted once when tied).
-pub fn n_params(c: &ModelConfig) -> usize {
-    manifest(c)
-        .iter()
-        .map(|w| w.shape.iter().product::<usize>())
-        .sum()
+impl ModelConfig {
+    /// Number of parameters of the weight manifest ([`manifest`]), the embedding counted once
+    /// when tied.
+    pub fn n_params(&self) -> usize {
+        manifest(self)
+            .iter()
+            .map(|w| w.shape.iter().product::<usize>())
+            .sum()
+    }
 }

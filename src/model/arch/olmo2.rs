@@ -27,7 +27,7 @@ impl Arch for Olmo2 {
     }
     /// llama.cpp also reads OLMo 3 as `olmo2`, with sliding-window layers rlq does not run:
     /// such a file is refused rather than run without its windows.
-    fn from_gguf(&self, _c: &mut ModelConfig, m: &dyn ConfigFields) -> Result<()> {
+    fn read_gguf(&self, _c: &mut ModelConfig, m: &dyn ConfigFields) -> Result<()> {
         match m.count_opt("attention.sliding_window", (0, bounds::SLIDING_WINDOW.1))? {
             None | Some(0) => Ok(()),
             Some(w) => Err(ModelError::Config(format!(

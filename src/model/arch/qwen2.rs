@@ -19,7 +19,7 @@ impl Arch for Qwen2 {
     fn hf_architectures(&self) -> &'static [&'static str] {
         &["Qwen2ForCausalLM"]
     }
-    fn from_hf(&self, c: &mut ModelConfig, _f: &dyn ConfigFields) -> Result<()> {
+    fn read_hf(&self, c: &mut ModelConfig, _f: &dyn ConfigFields) -> Result<()> {
         c.attention_bias = true;
         Ok(())
     }

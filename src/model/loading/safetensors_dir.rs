@@ -7,13 +7,18 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value as Json;
 
-use super::arch::{ConfigFields, QkNorm};
-use super::config::{bounds, count_in, finite_above};
-use super::{files, Checkpoint, Family, ModelConfig, ModelError, Result, TextTokenizer, Weights};
+use super::checkpoint::{check_float_dtype, Checkpoint};
+use crate::model::arch::{ConfigFields, QkNorm};
+use crate::model::config::{bounds, count_in, finite_above};
+use crate::model::config::{Family, ModelConfig};
+use crate::model::error::{ModelError, Result};
+use crate::model::files;
+use crate::model::text::tokenizer::TextTokenizer;
+use crate::model::weights::Weights;
 
 /// Reads a checkpoint folder; weights converted to `dtype` on `device`.
 pub fn load_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Checkpoint> {
-    super::load::check_float_dtype(dtype)?;
+    check_float_dtype(dtype)?;
     let config_json = read_json(&dir.join("config.json"))?;
     let config = config_from_hf_json(&config_json)?;
     let weights = load_weights(dir, device, dtype)?;
@@ -53,7 +58,7 @@ impl Fields<'_> {
     fn get(&self, key: &str) -> Option<&Json> {
         self.0.get(key).filter(|v| !v.is_null())
     }
-    /// An integer field, checked against `range` (see [`super::config::bounds`]).
+    /// An integer field, checked against `range` (see [`crate::model::config::bounds`]).
     fn count_opt(&self, key: &str, range: (u64, u64)) -> Result<Option<usize>> {
         match self.get(key) {
             None => Ok(None),
@@ -127,7 +132,10 @@ fn family_of(model_type: Option<&str>, architectures: &[&str]) -> Result<Family>
         .map(str::to_string)
         .or_else(|| architectures.first().map(|s| s.to_string()))
         .unwrap_or_else(|| "<none given: config.json has no model_type/architectures>".into());
-    Err(ModelError::UnsupportedArch { arch })
+    Err(ModelError::UnsupportedArch {
+        arch,
+        supported: crate::model::arch::supported_names(),
+    })
 }
 
 fn token_ids(v: Option<&Json>, key: &str) -> Result<Vec<u32>> {
@@ -254,15 +262,15 @@ pub fn config_from_hf_json(json: &Json) -> Result<ModelConfig> {
         eos_token_ids: eos,
         rope_scaling: rope_scaling(&f)?,
     };
-    arch.from_hf(&mut config, &f)?;
+    arch.read_hf(&mut config, &f)?;
     config.check("config.json")?;
     Ok(config)
 }
 
 /// `rope_scaling` of config.json: llama3 and linear are applied; any other scheme is refused
 /// rather than silently ignored.
-fn rope_scaling(f: &Fields) -> Result<super::config::RopeScaling> {
-    use super::config::RopeScaling;
+fn rope_scaling(f: &Fields) -> Result<crate::model::config::RopeScaling> {
+    use crate::model::config::RopeScaling;
     let Some(r) = f.get("rope_scaling") else {
         return Ok(RopeScaling::None);
     };

@@ -6,11 +6,14 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use super::arch::{manifest, QkNorm, WeightKind, WeightSpec};
-use super::{Family, Model, ModelConfig, Weights};
+use super::checkpoint::expected_weights;
+use crate::model::arch::{manifest, QkNorm, WeightKind, WeightSpec};
+use crate::model::config::{Family, ModelConfig};
+use crate::model::weights::Weights;
+use crate::model::Model;
 
 /// A tiny config of the given family: 2 layers, d=16, 4 heads over 2 kv heads, vocab 32, with
-/// the family's own fields ([`super::arch::Arch::tiny`]).
+/// the family's own fields ([`crate::model::arch::Arch::tiny`]).
 pub fn tiny_config(family: Family) -> ModelConfig {
     let arch = family.arch();
     let mut c = ModelConfig {
@@ -38,9 +41,9 @@ pub fn tiny_config(family: Family) -> ModelConfig {
 }
 
 /// Every weight tensor a config implies, under HF names, with their shapes: the loaders'
-/// manifest ([`crate::model::load::expected_weights`]), so synthetic models and checks agree.
+/// manifest ([`expected_weights`]), so synthetic models and checks agree.
 pub fn weight_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    crate::model::load::expected_weights(c)
+    expected_weights(c)
 }
 
 /// Random weights for `config` at `seed`, drawn in manifest order: matrices, embeddings and

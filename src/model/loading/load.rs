@@ -8,9 +8,17 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use candle_core::{DType, Device};
 use serde::Serialize;
 
-use super::{
-    chat::ChatTemplate, gguf, hub, safetensors_dir, Family, Model, ModelConfig, ModelError, Result,
-    TextTokenizer, Weights,
+use super::checkpoint::check_float_dtype;
+use super::{gguf, hub, safetensors_dir};
+use crate::model::config::{Family, ModelConfig};
+use crate::model::error::{ModelError, Result};
+use crate::model::text::tokenizer::TextTokenizer;
+use crate::model::weights::Weights;
+use crate::model::Model;
+
+// The checkpoint vocabulary, also at its old path (`model::load::expected_weights`).
+pub use super::checkpoint::{
+    check_manifest, expected_weights, validate_weights, Checkpoint, PresentTensor,
 };
 
 /// Where and in which precision the weights should live.
@@ -32,14 +40,6 @@ impl Default for LoadOptions {
             keep_quantized: true,
         }
     }
-}
-
-/// What every file-format reader produces; `load` turns it into a [`Model`].
-pub struct Checkpoint {
-    pub config: ModelConfig,
-    pub weights: Weights,
-    pub tokenizer: TextTokenizer,
-    pub chat_template: Option<String>,
 }
 
 /// A summary of a loaded model, for printing.
@@ -120,20 +120,6 @@ impl Model {
             quantized: self.weights.names().any(|n| self.weights.is_quantized(n)),
         }
     }
-
-    /// Renders the model's chat template (HF semantics) for `(role, content)` messages.
-    /// Templates usually write BOS themselves: encode the result with `add_special_tokens = false`.
-    pub fn apply_chat_template(
-        &self,
-        messages: &[(&str, &str)],
-        add_generation_prompt: bool,
-    ) -> Result<String> {
-        let source = self.chat_template.as_deref().ok_or_else(|| {
-            ModelError::ChatTemplate(format!("{} has no chat template", self.source))
-        })?;
-        let tpl = ChatTemplate::new(source, &self.tokenizer)?;
-        tpl.render(messages, add_generation_prompt)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,17 +183,6 @@ pub fn device_name(device: &Device) -> String {
     }
 }
 
-/// Weights are only ever held in float types; the forward and attribution need them.
-pub(crate) fn check_float_dtype(dtype: DType) -> Result<()> {
-    match dtype {
-        DType::F32 | DType::F64 | DType::BF16 | DType::F16 => Ok(()),
-        other => Err(ModelError::Device(format!(
-            "unsupported dtype `{}` for weights: expected f32, f64, bf16 or f16",
-            other.as_str()
-        ))),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // load + cache
 
@@ -223,15 +198,15 @@ fn classify(source: &str) -> Result<Source> {
     let path = Path::new(source);
     if source.to_ascii_lowercase().ends_with(".gguf") {
         // Says what the path is instead (a directory, a FIFO, a link loop) if not a file.
-        super::files::check_regular(path, "GGUF file")?;
+        crate::model::files::check_regular(path, "GGUF file")?;
         return Ok(Source::Gguf(canonical(path)));
     }
     if path.is_dir() {
         return Ok(Source::Folder(canonical(path)));
     }
-    if super::files::exists(path) && std::fs::metadata(path).is_err() {
+    if crate::model::files::exists(path) && std::fs::metadata(path).is_err() {
         // A dangling link or a link loop: say so rather than take it for a hub id.
-        super::files::check_regular(path, "model source")?;
+        crate::model::files::check_regular(path, "model source")?;
     }
     if path.exists() {
         return Err(ModelError::Io(format!(
@@ -313,92 +288,4 @@ pub fn load(source: &str, opts: &LoadOptions) -> Result<Arc<Model>> {
     guard.retain(|_, w| w.strong_count() > 0);
     guard.insert(key, Arc::downgrade(&model));
     Ok(model)
-}
-
-// ---------------------------------------------------------------------------------------------
-// shape validation
-
-/// Every weight the forward of `cfg.family` reads, with the shape it must have (HF names): the
-/// architecture's manifest ([`super::arch::manifest`]) as (name, shape) pairs.
-pub fn expected_weights(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    super::arch::manifest(cfg)
-        .into_iter()
-        .map(|w| (w.name, w.shape))
-        .collect()
-}
-
-/// A tensor of a checkpoint as the manifest check sees it.
-pub struct PresentTensor {
-    /// The HF name it maps to, or `None` if it maps to no weight rlq knows.
-    pub hf_name: Option<String>,
-    /// Its name in the file, for messages.
-    pub file_name: String,
-    pub shape: Vec<usize>,
-}
-
-/// Checks a checkpoint's tensors against the manifest ([`expected_weights`]): every expected
-/// weight present with its shape, and no tensor the architecture does not use (a file whose
-/// metadata claims fewer layers than it holds is refused, not run as a smaller model).
-/// A tied checkpoint may still carry `lm_head.weight` (some exporters write both); it must then
-/// have the embedding's shape.
-pub fn check_manifest(cfg: &ModelConfig, present: &[PresentTensor]) -> Result<()> {
-    let by_hf: HashMap<&str, &PresentTensor> = present
-        .iter()
-        .filter_map(|t| Some((t.hf_name.as_deref()?, t)))
-        .collect();
-    let mut expected = expected_weights(cfg);
-    if cfg.tie_embeddings && by_hf.contains_key("lm_head.weight") {
-        expected.push(("lm_head.weight".into(), vec![cfg.vocab_size, cfg.d_model]));
-    }
-    for (name, shape) in &expected {
-        let t = by_hf
-            .get(name.as_str())
-            .ok_or_else(|| ModelError::MissingWeight(name.clone()))?;
-        if &t.shape != shape {
-            return Err(ModelError::BadShape {
-                name: name.clone(),
-                got: t.shape.clone(),
-                expected: shape.clone(),
-            });
-        }
-    }
-    let wanted: std::collections::HashSet<&str> =
-        expected.iter().map(|(n, _)| n.as_str()).collect();
-    let mut unused: Vec<&str> = present
-        .iter()
-        .filter(|t| !t.hf_name.as_deref().is_some_and(|n| wanted.contains(n)))
-        .map(|t| t.file_name.as_str())
-        .collect();
-    if !unused.is_empty() {
-        unused.sort_unstable();
-        const SHOWN: usize = 8;
-        let more = unused.len().saturating_sub(SHOWN);
-        let mut list = unused[..unused.len().min(SHOWN)].join(", ");
-        if more > 0 {
-            list += &format!(" and {more} more");
-        }
-        return Err(ModelError::Format(format!(
-            "{} tensor(s) are not used by a {}-layer {} with this config: {list}; the metadata \
-             (e.g. the layer count) does not describe these weights",
-            unused.len(),
-            cfg.n_layers,
-            cfg.family.name()
-        )));
-    }
-    Ok(())
-}
-
-/// Checks loaded weights against the manifest (see [`check_manifest`]).
-pub fn validate_weights(cfg: &ModelConfig, weights: &Weights) -> Result<()> {
-    let present = weights
-        .names()
-        .map(|n| -> Result<PresentTensor> {
-            Ok(PresentTensor {
-                hf_name: Some(n.clone()),
-                file_name: n.clone(),
-                shape: weights.shape(n)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    check_manifest(cfg, &present)
 }

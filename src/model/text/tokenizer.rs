@@ -12,7 +12,7 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::Value as GgufValue;
 use serde_json::{json, Value as Json};
 
-use super::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 
 /// A tokenizer plus the ids the rest of rlq needs to know about.
 /// [`TextTokenizer::empty`] stands in for models built without one (synthetic test models):
@@ -58,16 +58,19 @@ impl TextTokenizer {
     }
 
     /// Reads an HF `tokenizer.json`.
-    /// Only a regular file is read, and at most [`super::files::TOKENIZER_MAX_BYTES`] of it.
+    /// Only a regular file is read, and at most [`crate::model::files::TOKENIZER_MAX_BYTES`] of it.
     pub fn from_file(path: &Path) -> Result<Self> {
-        if !super::files::exists(path) {
+        if !crate::model::files::exists(path) {
             return Err(ModelError::Tokenizer(format!(
                 "tokenizer file {} not found",
                 path.display()
             )));
         }
-        let bytes =
-            super::files::read_capped(path, "tokenizer.json", super::files::TOKENIZER_MAX_BYTES)?;
+        let bytes = crate::model::files::read_capped(
+            path,
+            "tokenizer.json",
+            crate::model::files::TOKENIZER_MAX_BYTES,
+        )?;
         let inner = tokenizers::Tokenizer::from_bytes(bytes)
             .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
         Ok(Self::new(inner, None, vec![]))

@@ -7,32 +7,12 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::linear::Linear;
-use super::{fused, ops};
+use crate::model::kernels::{fused, ops};
+use crate::model::weights::linear::Linear;
 
-/// The gate activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GluActivation {
-    /// SwiGLU (Llama, Mistral, Qwen).
-    Silu,
-    /// GeGLU with the tanh GELU (Gemma).
-    GeluTanh,
-}
-
-impl GluActivation {
-    fn apply(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            GluActivation::Silu => ops::silu(x),
-            GluActivation::GeluTanh => ops::gelu_tanh(x),
-        }
-    }
-    fn backward(self, grad: &Tensor, x: &Tensor) -> Result<Tensor> {
-        match self {
-            GluActivation::Silu => fused::silu_backward(grad, x),
-            GluActivation::GeluTanh => fused::gelu_tanh_backward(grad, x),
-        }
-    }
-}
+// At its old path too (`model::mlp::GluActivation`); it lives with the kernels it selects, so
+// that `arch` can name it without importing the forward.
+pub use crate::model::kernels::ops::GluActivation;
 
 /// `(act(gate) ⊙ up) · W_downᵀ` for `gate, up: [T, d_ff]` → `[T, d_model]`.
 pub fn glu_down(gate: &Tensor, up: &Tensor, act: GluActivation, down: &Linear) -> Result<Tensor> {

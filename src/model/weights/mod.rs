@@ -1,15 +1,20 @@
 //! Named weight tensors, always under Hugging Face names (`model.layers.3.self_attn.q_proj.weight`),
 //! whatever file they came from. Weight matrices of a GGUF may stay quantized ([`QMatrix`]); the
 //! forward then dequantizes them block by block inside each matmul (see [`Linear`]).
+//! `linear` is the matmul over a dense or quantized weight, `qmatrix` the quantized view; both
+//! read `kernels` only.
+
+pub mod linear;
+pub mod qmatrix;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::Tensor;
 
-use super::linear::Linear;
-use super::qmatrix::QMatrix;
-use super::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
+use linear::Linear;
+use qmatrix::QMatrix;
 
 #[derive(Clone, Default)]
 pub struct Weights {

@@ -10,7 +10,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::{fused, ops};
+use crate::model::kernels::{fused, ops};
 
 /// `q: [hq, T, dh]`, `k, v: [hk, S, dh]` (hq a multiple of hk; query head `h` reads kv head
 /// `h / (hq/hk)`), additive `mask: [T, S]` → `z: [hq, T, dh]`.

@@ -11,13 +11,15 @@
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, IndexOp, Result, Tensor, Var, D};
 
-use super::arch::{ForwardTraits, QkNorm};
 use super::attention;
 use super::hooks::HookLayout;
-use super::linear::Linear;
 use super::mlp::glu_down;
-use super::ops;
-use super::{Model, ModelConfig, ModelError};
+use crate::model::arch::{ForwardTraits, QkNorm};
+use crate::model::config::ModelConfig;
+use crate::model::error::ModelError;
+use crate::model::kernels::ops;
+use crate::model::weights::linear::Linear;
+use crate::model::Model;
 
 /// One decoder layer's weights, resolved and shape-checked once.
 #[derive(Clone)]
@@ -44,7 +46,7 @@ struct LayerWeights {
     w_up: Linear,
     w_down: Linear,
     rope_theta: f64,
-    rope_scaling: super::config::RopeScaling,
+    rope_scaling: crate::model::config::RopeScaling,
     window: Option<usize>,
 }
 
@@ -309,7 +311,7 @@ struct Pass<'a> {
     sources: Vec<Tensor>,
     /// Rope tables per base frequency and masks per window, built once per forward: layers
     /// share them.
-    rope: Vec<((f64, super::config::RopeScaling), Tensor, Tensor)>,
+    rope: Vec<((f64, crate::model::config::RopeScaling), Tensor, Tensor)>,
     masks: Vec<(Option<usize>, usize, Tensor)>,
 }
 
@@ -317,7 +319,7 @@ impl Pass<'_> {
     fn rope_for(
         &mut self,
         theta: f64,
-        scaling: &super::config::RopeScaling,
+        scaling: &crate::model::config::RopeScaling,
         dh: usize,
         dtype: DType,
         dev: &Device,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Cache, Repo, RepoType};
 
-use super::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 
 /// How long we wait to learn that the hub is unreachable before giving up.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -78,7 +78,7 @@ impl HubSettings {
                     (None, Some(h)) => PathBuf::from(h).join("token"),
                     (None, None) => dirs::home_dir()?.join(".cache/huggingface/token"),
                 };
-                let t = super::files::read_text_capped(&path, "HF token", 64 << 10).ok()?;
+                let t = crate::model::files::read_text_capped(&path, "HF token", 64 << 10).ok()?;
                 let t = t.trim();
                 (!t.is_empty()).then(|| t.to_string())
             });
@@ -138,8 +138,12 @@ fn from_cache(cache: &Cache, repo: &Repo) -> std::result::Result<PathBuf, String
     }
     let index = dir.join(INDEX);
     if index.is_file() {
-        let text = super::files::read_text_capped(&index, INDEX, super::files::CONFIG_MAX_BYTES)
-            .map_err(|_| INDEX.to_string())?;
+        let text = crate::model::files::read_text_capped(
+            &index,
+            INDEX,
+            crate::model::files::CONFIG_MAX_BYTES,
+        )
+        .map_err(|_| INDEX.to_string())?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| INDEX.to_string())?;
         let shards: std::collections::BTreeSet<&str> = json
             .get("weight_map")
@@ -202,8 +206,11 @@ pub fn resolve_with(source: &str, settings: &HubSettings) -> Result<PathBuf> {
     }
     match r.get(INDEX) {
         Ok(index) => {
-            let text =
-                super::files::read_text_capped(&index, INDEX, super::files::CONFIG_MAX_BYTES)?;
+            let text = crate::model::files::read_text_capped(
+                &index,
+                INDEX,
+                crate::model::files::CONFIG_MAX_BYTES,
+            )?;
             let json: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| ModelError::Format(format!("{INDEX}: {e}")))?;
             let shards: std::collections::BTreeSet<String> = json

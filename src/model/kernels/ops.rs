@@ -11,6 +11,30 @@ use candle_core::{DType, Device, Result, Tensor, D};
 
 use super::fused;
 
+/// The gate activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GluActivation {
+    /// SwiGLU (Llama, Mistral, Qwen).
+    Silu,
+    /// GeGLU with the tanh GELU (Gemma).
+    GeluTanh,
+}
+
+impl GluActivation {
+    pub(crate) fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            GluActivation::Silu => silu(x),
+            GluActivation::GeluTanh => gelu_tanh(x),
+        }
+    }
+    pub(crate) fn backward(self, grad: &Tensor, x: &Tensor) -> Result<Tensor> {
+        match self {
+            GluActivation::Silu => fused::silu_backward(grad, x),
+            GluActivation::GeluTanh => fused::gelu_tanh_backward(grad, x),
+        }
+    }
+}
+
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * (w + offset)`.
 /// `offset` is 1 for Gemma, whose checkpoints store `w - 1`.
 /// The fused op treats its weight as a constant. When the weight is trained (it tracks a graph,
@@ -116,7 +140,7 @@ pub fn rope_tables(
     dtype: DType,
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
-    let inv_freq = super::config::RopeScaling::None.inv_freq(theta, head_dim);
+    let inv_freq = crate::model::config::RopeScaling::None.inv_freq(theta, head_dim);
     rope_tables_from(seq, offset, &inv_freq, dtype, device)
 }
 

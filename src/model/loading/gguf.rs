@@ -11,7 +11,7 @@
 //!   rope in llama.cpp and their converters do not permute, so their rows are left alone.
 //! - **Gemma norms**: HF Gemma3 RMSNorm scales by `(1 + w)`; the converter (`Gemma3Model`,
 //!   `norm_shift`) writes `w + 1` for every `*norm.weight`. We subtract 1 again, so weights from
-//!   GGUF and from safetensors both follow the HF convention (see [`super::GemmaExtras`]).
+//!   GGUF and from safetensors both follow the HF convention (see [`crate::model::GemmaExtras`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -21,9 +21,13 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{DType, Device, Tensor};
 
-use super::qmatrix::{is_block_quantized, QMatrix};
-use super::tokenizer::value_as_i64;
-use super::{Checkpoint, Family, ModelConfig, ModelError, Result, TextTokenizer, Weights};
+use super::checkpoint::{check_float_dtype, check_manifest, Checkpoint, PresentTensor};
+use crate::model::config::{Family, ModelConfig};
+use crate::model::error::{ModelError, Result};
+use crate::model::text::tokenizer::value_as_i64;
+use crate::model::text::tokenizer::TextTokenizer;
+use crate::model::weights::qmatrix::{is_block_quantized, QMatrix};
+use crate::model::weights::Weights;
 
 /// Reads a `.gguf` file into a checkpoint (config, HF-named weights, tokenizer, chat template).
 /// With `keep_quantized` (and CPU, f32), block-quantized weight matrices stay quantized in memory
@@ -34,8 +38,8 @@ pub fn load_gguf(
     dtype: DType,
     keep_quantized: bool,
 ) -> Result<Checkpoint> {
-    super::load::check_float_dtype(dtype)?;
-    let (file, file_size) = super::files::open_regular(path, "GGUF file")?;
+    check_float_dtype(dtype)?;
+    let (file, file_size) = crate::model::files::open_regular(path, "GGUF file")?;
     let mut reader = BufReader::new(file);
     let content = super::gguf_header::read_header(&mut reader, file_size).map_err(|e| match e {
         ModelError::Format(m) => ModelError::Format(format!("GGUF `{}`: {m}", path.display())),
@@ -84,7 +88,7 @@ impl Meta<'_> {
     fn field(&self, key: &str) -> String {
         format!("GGUF `{}.{key}`", self.arch)
     }
-    /// An integer field, checked against `range` (see [`super::config::bounds`]).
+    /// An integer field, checked against `range` (see [`crate::model::config::bounds`]).
     fn count_opt(&self, key: &str, range: (u64, u64)) -> Result<Option<usize>> {
         let what = self.field(key);
         let as_count = |v: &Value| {
@@ -112,7 +116,7 @@ impl Meta<'_> {
             }
             Some(v) => as_count(v)?,
         };
-        super::config::count_in(&what, x, range).map(Some)
+        crate::model::config::count_in(&what, x, range).map(Some)
     }
     fn count(&self, key: &str, range: (u64, u64)) -> Result<usize> {
         self.count_opt(key, range)?.ok_or_else(|| {
@@ -130,14 +134,14 @@ impl Meta<'_> {
     }
 }
 
-impl super::arch::ConfigFields for Meta<'_> {
+impl crate::model::arch::ConfigFields for Meta<'_> {
     fn count_opt(&self, key: &str, range: (u64, u64)) -> Result<Option<usize>> {
         Meta::count_opt(self, key, range)
     }
     fn above_opt(&self, key: &str, min: f64) -> Result<Option<f64>> {
         match self.f64_opt(key)? {
             None => Ok(None),
-            Some(x) => super::config::finite_above(&self.field(key), x, min).map(Some),
+            Some(x) => crate::model::config::finite_above(&self.field(key), x, min).map(Some),
         }
     }
     fn strings_opt(&self, key: &str) -> Option<Vec<String>> {
@@ -154,6 +158,7 @@ impl super::arch::ConfigFields for Meta<'_> {
 fn family_of_arch(arch: &str) -> Result<Family> {
     Family::from_gguf_arch(arch).ok_or_else(|| ModelError::UnsupportedArch {
         arch: arch.to_string(),
+        supported: crate::model::arch::supported_names(),
     })
 }
 
@@ -173,7 +178,7 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
     let family = family_of_arch(&arch)?;
     let defaults = family.arch().defaults();
     let m = Meta { md, arch };
-    use super::config::{bounds, count_in, finite_above};
+    use crate::model::config::{bounds, count_in, finite_above};
     let n_layers = m.count("block_count", bounds::N_LAYERS)?;
     let d_model = m.count("embedding_length", bounds::D_MODEL)?;
     let n_heads = m.count("attention.head_count", bounds::N_HEADS)?;
@@ -264,15 +269,15 @@ pub fn config_from_metadata(content: &Content) -> Result<ModelConfig> {
         eos_token_ids,
         rope_scaling: gguf_rope_scaling(&m)?,
     };
-    family.arch().from_gguf(&mut config, &m)?;
+    family.arch().read_gguf(&mut config, &m)?;
     config.check("GGUF metadata")?;
     Ok(config)
 }
 
 /// Rotary scaling from GGUF metadata (the `rope_freqs` tensor is read by [`apply_rope_freqs`]).
 /// Scaling types rlq does not implement are refused rather than silently ignored.
-fn gguf_rope_scaling(m: &Meta) -> Result<super::config::RopeScaling> {
-    use super::config::RopeScaling;
+fn gguf_rope_scaling(m: &Meta) -> Result<crate::model::config::RopeScaling> {
+    use crate::model::config::RopeScaling;
     let kind = m
         .get("rope.scaling.type")
         .and_then(|v| v.to_string().ok())
@@ -281,7 +286,11 @@ fn gguf_rope_scaling(m: &Meta) -> Result<super::config::RopeScaling> {
         None | Some("none") => Ok(RopeScaling::None),
         Some("linear") => match m.f64_opt("rope.scaling.factor")? {
             Some(factor) => Ok(RopeScaling::Linear {
-                factor: super::config::finite_above(&m.field("rope.scaling.factor"), factor, 0.0)?,
+                factor: crate::model::config::finite_above(
+                    &m.field("rope.scaling.factor"),
+                    factor,
+                    0.0,
+                )?,
             }),
             None => Err(ModelError::Config(format!(
                 "linear rope scaling without a factor ({})",
@@ -302,7 +311,7 @@ fn apply_rope_freqs(
     config: &mut ModelConfig,
     path: &Path,
 ) -> Result<()> {
-    use super::config::RopeScaling;
+    use crate::model::config::RopeScaling;
     const NAME: &str = "rope_freqs.weight";
     if !content.tensor_infos.contains_key(NAME) {
         return Ok(());
@@ -445,17 +454,17 @@ const AUX_TENSORS: [&str; 1] = ["rope_freqs.weight"];
 
 /// The tensor table against the architecture's manifest, before any tensor data is read.
 fn check_tensor_names(content: &Content, cfg: &ModelConfig) -> Result<()> {
-    let present: Vec<super::load::PresentTensor> = content
+    let present: Vec<PresentTensor> = content
         .tensor_infos
         .iter()
         .filter(|(name, _)| !AUX_TENSORS.contains(&name.as_str()))
-        .map(|(name, info)| super::load::PresentTensor {
+        .map(|(name, info)| PresentTensor {
             hf_name: hf_name(name, cfg.family),
             file_name: name.clone(),
             shape: info.shape.dims().to_vec(),
         })
         .collect();
-    super::load::check_manifest(cfg, &present)
+    check_manifest(cfg, &present)
 }
 
 fn read_weights(

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::ops;
 use super::qmatrix::QMatrix;
+use crate::model::kernels::ops;
 
 /// Up to this many input rows, the quantized matmul dequantizes small row blocks in parallel and
 /// takes dot products against them while they sit in cache (decoding: one row per token).

@@ -13,7 +13,7 @@ use std::io::{Read, Seek, SeekFrom};
 use candle_core::quantized::gguf_file::{Content, TensorInfo, Value, VersionedMagic};
 use candle_core::quantized::GgmlDType;
 
-use super::{ModelError, Result};
+use crate::model::error::{ModelError, Result};
 
 /// At most this many tensors (the largest real models have ~2,000).
 pub const MAX_TENSORS: u64 = 1 << 16;

@@ -13,7 +13,10 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde_json::{json, Value as Json};
 
-use super::{Model, ModelConfig, ModelError, Result, RopeScaling};
+use super::checkpoint::{check_manifest, PresentTensor};
+use crate::model::config::{ModelConfig, RopeScaling};
+use crate::model::error::{ModelError, Result};
+use crate::model::Model;
 
 /// Files [`write_hf_folder`] writes, in the order it writes them.
 pub const HF_FILES: [&str; 4] = [
@@ -105,7 +108,7 @@ pub fn hf_config_json(c: &ModelConfig, dtype: DType) -> Result<Json> {
         }
     }
     a.to_hf(c, &mut m);
-    Ok(serde_json::to_value(m).map_err(|e| ModelError::Format(e.to_string()))?)
+    serde_json::to_value(m).map_err(|e| ModelError::Format(e.to_string()))
 }
 
 /// Write `model` (weights from `weights`, HF names → tensors of one dtype) into the existing,
@@ -113,15 +116,15 @@ pub fn hf_config_json(c: &ModelConfig, dtype: DType) -> Result<Json> {
 /// `weights` must be the architecture's manifest exactly (checked first, as a load would), so a
 /// folder is never written that rlq or transformers could not read back.
 pub fn write_hf_folder(model: &Model, weights: &HashMap<String, Tensor>, dir: &Path) -> Result<()> {
-    let present: Vec<super::load::PresentTensor> = weights
+    let present: Vec<PresentTensor> = weights
         .iter()
-        .map(|(n, t)| super::load::PresentTensor {
+        .map(|(n, t)| PresentTensor {
             hf_name: Some(n.clone()),
             file_name: n.clone(),
             shape: t.dims().to_vec(),
         })
         .collect();
-    super::load::check_manifest(&model.config, &present)?;
+    check_manifest(&model.config, &present)?;
     let io = |what: &str, e: &dyn std::fmt::Display| {
         ModelError::Io(format!("cannot write {what} in `{}`: {e}", dir.display()))
     };

@@ -5,7 +5,8 @@
 use minijinja::value::Kwargs;
 use minijinja::{Environment, Error, ErrorKind, State, Value};
 
-use super::{ModelError, Result, TextTokenizer};
+use super::tokenizer::TextTokenizer;
+use crate::model::error::{ModelError, Result};
 
 /// A compiled chat template plus the special-token strings it may refer to.
 pub struct ChatTemplate {
@@ -59,7 +60,7 @@ impl ChatTemplate {
     }
 
     pub fn with_tokens(source: &str, bos_token: &str, eos_token: &str) -> Result<Self> {
-        let max = super::files::TEMPLATE_MAX_BYTES;
+        let max = crate::model::files::TEMPLATE_MAX_BYTES;
         if source.len() as u64 > max {
             return Err(ModelError::ChatTemplate(format!(
                 "the template is {} bytes; rlq accepts templates of at most {max} bytes",

@@ -1,0 +1,10 @@
+//! The hooked forward and what runs it: the transformer with its hook points (`hooked`, whose
+//! `KvCache` serves incremental decoding), where hooks sit (`hooks`), the attention and gated-MLP
+//! ops it differentiates through (`attention`, `mlp`), and sampling (`generate`).
+//! Reads a [`Model`](crate::model::Model); above `arch`, `weights` and `kernels`.
+
+pub mod attention;
+pub mod generate;
+pub mod hooked;
+pub mod hooks;
+pub mod mlp;
