@@ -1061,7 +1061,7 @@ fn samples_table_shows_the_answer_and_the_loss_window() {
     assert!(e.contains("keeps no sample records"), "{e}");
 }
 
-/// `positions`: [0, 1] is `t_cut 2` to the last bit; 1 alone gives the second token's NLL,
+/// `positions`: [0, 1] is `t_cut 2` to the last bit; [1] alone gives the second token's NLL,
 /// which must equal 2·L(t_cut 2) − L(t_cut 1) (the mean of two minus the first), to 1e-5
 /// relative (f32 losses of ~1, each rounded to ~1e-7, and the three runs sum in other orders);
 /// "last" reads each answer's last token; an index past an answer is refused naming the sample.
@@ -1073,7 +1073,7 @@ fn positions_choose_the_answer_tokens_in_the_loss() {
         "let w2 = patch m on qs loss nll t_cut 2\n\
          let p01 = patch m on qs loss nll positions [0, 1]\n\
          let w1 = patch m on qs loss nll t_cut 1\n\
-         let p1 = patch m on qs loss nll positions 1\n\
+         let p1 = patch m on qs loss nll positions [1]\n\
          let last = patch m on qs loss nll positions \"last\"",
     )
     .unwrap();
@@ -1126,7 +1126,7 @@ fn positions_choose_the_answer_tokens_in_the_loss() {
         "{e}"
     );
     let e = flat(
-        s.eval("patch m on qs loss nll t_cut 2 positions 0")
+        s.eval("patch m on qs loss nll t_cut 2 positions [0]")
             .unwrap_err(),
     );
     assert!(
