@@ -309,7 +309,7 @@ mod tests {
             assert!(
                 d.iter()
                     .any(|l| l.starts_with("positions: none (the first T_cut) in ")
-                        && l.ends_with(", [0, 2] in ".to_string() + purpose.labels().1)),
+                        && l.ends_with(&format!(", [0, 2] in {}", purpose.labels().1))),
                 "{purpose:?}: {d:?}"
             );
         }
