@@ -1134,6 +1134,19 @@ fn positions_choose_the_answer_tokens_in_the_loss() {
         "{e}"
     );
     let e = flat(
+        s.eval("patch m on qs loss kl method eap_ig positions [0]")
+            .unwrap_err(),
+    );
+    assert!(e.contains("kl reads a window"), "{e}");
+    let e = flat(
+        s.eval("patch m on qs loss logit_diff positions [0]")
+            .unwrap_err(),
+    );
+    assert!(
+        e.contains("logit_diff reads the last prompt position"),
+        "{e}"
+    );
+    let e = flat(
         s.eval("patch m on qs loss nll positions [1, 1]")
             .unwrap_err(),
     );

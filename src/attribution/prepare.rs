@@ -100,6 +100,9 @@ impl Prepared {
 pub enum PrepareError {
     #[error("sample {id}: {msg}")]
     Sample { id: i64, msg: String },
+    /// Options that do not go together, whatever the samples.
+    #[error("{0}")]
+    Options(String),
     #[error("{0}")]
     Model(#[from] crate::model::ModelError),
     #[error("generation: {0}")]
@@ -212,9 +215,9 @@ pub fn prepare(
 
     if opts.loss == LossKind::LogitDiff {
         if let TCut::Positions(_) = &opts.t_cut {
-            return Err(err(
-                specs[0].id,
-                "positions choose answer tokens; logit_diff reads the last prompt position only",
+            return Err(PrepareError::Options(
+                "positions choose answer tokens; logit_diff reads the last prompt position only"
+                    .into(),
             ));
         }
         let mut samples = Vec::with_capacity(specs.len());
@@ -265,10 +268,10 @@ pub fn prepare(
     }
     if let TCut::Positions(_) = &opts.t_cut {
         if matches!(opts.loss, LossKind::Kl) {
-            return Err(err(
-                specs[0].id,
+            return Err(PrepareError::Options(
                 "positions choose answer tokens for self_entropy or nll; kl reads a window \
-                 (use t_cut)",
+                 (use t_cut)"
+                    .into(),
             ));
         }
         if let Some(s) = specs.iter().find(|s| s.t_cut.is_some()) {
