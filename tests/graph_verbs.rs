@@ -1117,6 +1117,16 @@ fn positions_choose_the_answer_tokens_in_the_loss() {
         assert_eq!(r.loss_positions, vec![r.answer_ids.len() - 1]);
         assert_eq!(r.t_cut, Some(r.answer_ids.len()));
     }
+    // `evaluate` takes the graph's positions by default: the whole graph as the circuit gives
+    // the clean loss on the same token (1e-5: the intervened forward sums in another order)
+    let ev = table(&mut s, "evaluate m on qs circuit p1");
+    for (got, r) in f64_column(&ev, "loss").iter().zip(&p1.meta.samples) {
+        assert!(
+            (got - r.loss).abs() <= 1e-5 * r.loss.abs(),
+            "{got} vs {}",
+            r.loss
+        );
+    }
     let e = flat(
         s.eval("patch m on qs loss nll positions [0, 40]")
             .unwrap_err(),
