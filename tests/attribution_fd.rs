@@ -741,6 +741,12 @@ fn grad_norm_is_the_loss_gradient_norm_at_logits() {
                 }
             }
             let fd_norm = sq.sqrt();
+            eprintln!(
+                "{family:?} corrupt {corrupt}: grad_norm {:.12e}, finite differences {fd_norm:.12e} \
+                 (relative {:.1e})",
+                got.grad_norm,
+                (got.grad_norm - fd_norm).abs() / fd_norm
+            );
             assert!(
                 got.grad_norm > 1e-3 && (got.grad_norm - fd_norm).abs() <= 1e-6 * fd_norm,
                 "{family:?} corrupt {corrupt}: grad_norm {} vs finite differences {fd_norm}",

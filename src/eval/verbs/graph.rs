@@ -533,12 +533,13 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         Err(e) => return Err(err(on_span, e)),
     };
 
-    let t_cut_rule = if loss == LossKind::LogitDiff {
+    // (`prepare` refused positions beside a t_cut column, or with logit_diff.)
+    let t_cut_rule = if specs.iter().all(|s| s.t_cut.is_some()) {
+        "t_cut column".to_string()
+    } else if loss == LossKind::LogitDiff {
         "none".to_string()
     } else if let TCut::Positions(p) = &t_cut {
         format!("positions {p}")
-    } else if specs.iter().all(|s| s.t_cut.is_some()) {
-        "t_cut column".to_string()
     } else {
         match &t_cut {
             TCut::Alpha(a) => format!("alpha {a}"),
