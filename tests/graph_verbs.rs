@@ -1122,6 +1122,13 @@ fn positions_choose_the_answer_tokens_in_the_loss() {
         assert_eq!(r.loss_positions, vec![r.answer_ids.len() - 1]);
         assert_eq!(r.t_cut, Some(r.answer_ids.len()));
     }
+    // `show` warns where only the first answer token is scored
+    let shown = s.eval("show w1").unwrap().to_string();
+    assert!(
+        shown.contains("warning: T_cut = 1 on 2 of 2 samples"),
+        "{shown}"
+    );
+    assert!(!s.eval("show w2").unwrap().to_string().contains("warning"));
     // `evaluate` takes the graph's positions by default: the whole graph as the circuit gives
     // the clean loss on the same token (1e-5: the intervened forward sums in another order)
     let ev = table(&mut s, "evaluate m on qs circuit p1");

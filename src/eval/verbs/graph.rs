@@ -348,6 +348,22 @@ fn verb_show(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         m.granularity,
         m.t_cut.map_or("-".to_string(), |t| t.to_string()),
     );
+    if g.has_sample_records() {
+        let r = &m.samples;
+        let n = r.len() as f64;
+        out.push_str(&format!(
+            "loss mean {:.4e}, grad_norm mean {:.4e} (per sample: `samples g`)\n",
+            r.iter().map(|x| x.loss).sum::<f64>() / n,
+            r.iter().map(|x| x.grad_norm).sum::<f64>() / n,
+        ));
+        let one = r.iter().filter(|x| x.t_cut == Some(1)).count();
+        if one > 0 {
+            out.push_str(&format!(
+                "warning: T_cut = 1 on {one} of {} samples: only the first answer token is scored\n",
+                r.len()
+            ));
+        }
+    }
     let total: f64 = mean.iter().map(|s| s.abs()).sum();
     out.push_str(&format!(
         "mean |score| {:.4e}, Σ|score| {:.4e}\ntop edges:\n",
