@@ -187,19 +187,19 @@ mod hostile {
             ),
             (
                 "generate m on qs max_tokens 4 temperature nan",
-                "temperature must be a finite number ≥ 0 (0 is greedy), not NaN",
+                "`temperature` of `generate` must be a finite number ≥ 0, got NaN",
             ),
             (
                 "generate m on qs max_tokens 4 temperature inf",
-                "temperature must be a finite number ≥ 0 (0 is greedy), not inf",
+                "`temperature` of `generate` must be a finite number ≥ 0, got inf",
             ),
             (
                 "generate m on qs max_tokens 4 top_p nan",
-                "top_p must be a number in (0, 1], not NaN",
+                "`top_p` of `generate` must be a finite number > 0 and ≤ 1, got NaN",
             ),
             (
                 "generate m on qs max_tokens 4 top_p 0",
-                "top_p must be a number in (0, 1], not 0",
+                "`top_p` of `generate` must be a finite number > 0 and ≤ 1, got 0",
             ),
             (
                 "logits m \"t3 t4\" top 0",

@@ -71,6 +71,100 @@ impl Args {
     pub fn number(&self, name: &str) -> Option<f64> {
         self.value(name).and_then(Value::as_number)
     }
+
+    // ---- typed accessors: the bound value (the declared default when not given) ----
+    //
+    // A verb declares a keyword's default and range once, in its Signature; binding fills the
+    // default and checks the range. These read the result, so a verb body neither restates a
+    // default nor re-checks a count, and no user number reaches an `as` cast unchecked.
+
+    /// A number parameter: the given value or its declared default. A parameter declared with
+    /// neither is a verb's bug, reported as such.
+    pub fn real(&self, name: &str) -> EvalResult<f64> {
+        match self.value(name) {
+            Some(v) => v.as_number().ok_or_else(|| {
+                EvalError::type_mismatch("number", v.type_name(), self.span_of(name))
+            }),
+            None => Err(self.undeclared(name)),
+        }
+    }
+
+    /// An optional number parameter (one declared without a default).
+    pub fn real_opt(&self, name: &str) -> EvalResult<Option<f64>> {
+        if self.value(name).is_none() {
+            return Ok(None);
+        }
+        self.real(name).map(Some)
+    }
+
+    /// A whole-number parameter as `u64`. Binding checked the declared range; this refuses what
+    /// a range declared without one would let through: a fraction, a negative number, or one
+    /// past 2^53 (where an f64 stops holding every whole number).
+    pub fn whole(&self, name: &str) -> EvalResult<u64> {
+        let x = self.real(name)?;
+        whole_number(x).ok_or_else(|| {
+            EvalError::at(
+                self.span_of(name),
+                format!("{name} must be a whole number from 0 to 2^53, got {x}"),
+            )
+            .with_code("rlq::range")
+        })
+    }
+
+    /// An optional whole-number parameter (one declared without a default).
+    pub fn whole_opt(&self, name: &str) -> EvalResult<Option<u64>> {
+        if self.value(name).is_none() {
+            return Ok(None);
+        }
+        self.whole(name).map(Some)
+    }
+
+    /// A whole-number parameter as a count or index (`usize`).
+    pub fn count(&self, name: &str) -> EvalResult<usize> {
+        let x = self.whole(name)?;
+        usize::try_from(x).map_err(|_| {
+            EvalError::at(
+                self.span_of(name),
+                format!("{name} = {x} does not fit this machine's word size"),
+            )
+            .with_code("rlq::range")
+        })
+    }
+
+    /// A whole-number parameter whose bounds depend on the data (a model's vocabulary or
+    /// context length), so no Signature can declare them: checked here, naming both bounds.
+    pub fn count_within(&self, name: &str, lo: usize, hi: usize) -> EvalResult<usize> {
+        let x = self.real(name)?;
+        match whole_number(x).and_then(|w| usize::try_from(w).ok()) {
+            Some(n) if (lo..=hi).contains(&n) => Ok(n),
+            _ => Err(EvalError::at(
+                self.span_of(name),
+                format!("{name} must be a whole number from {lo} to {hi}, not {x}"),
+            )
+            .with_code("rlq::range")),
+        }
+    }
+
+    /// A boolean parameter: the given value or its declared default.
+    pub fn boolean(&self, name: &str) -> EvalResult<bool> {
+        match self.value(name) {
+            Some(v) => v.as_bool().ok_or_else(|| {
+                EvalError::type_mismatch("bool", v.type_name(), self.span_of(name))
+            }),
+            None => Err(self.undeclared(name)),
+        }
+    }
+
+    fn undeclared(&self, name: &str) -> EvalError {
+        EvalError::at(
+            self.span,
+            format!(
+                "internal: `{}` reads `{name}`, which it declares without a default",
+                self.verb
+            ),
+        )
+        .with_code("rlq::internal")
+    }
     pub fn str(&self, name: &str) -> Option<&str> {
         self.value(name).and_then(Value::as_str)
     }
@@ -151,5 +245,59 @@ impl Args {
             Some(Value::Table(t)) => Some(t.clone()),
             _ => None,
         }
+    }
+}
+
+/// `x` as a u64 when it is a whole number in 0..=2^53 (every such f64 converts exactly).
+pub fn whole_number(x: f64) -> Option<u64> {
+    const MAX_EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if x.is_finite() && x.fract() == 0.0 && (0.0..=MAX_EXACT).contains(&x) {
+        // Checked just above: whole, non-negative and exactly representable.
+        Some(x as u64)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_convert_exactly_and_nothing_else_does() {
+        assert_eq!(whole_number(0.0), Some(0));
+        assert_eq!(whole_number(9_007_199_254_740_992.0), Some(1 << 53));
+        for bad in [-1.0, 0.5, f64::NAN, f64::INFINITY, 9_007_199_254_740_994.0] {
+            assert_eq!(whole_number(bad), None, "{bad}");
+        }
+    }
+
+    fn args_with(name: &str, v: Value) -> Args {
+        let mut a = Args {
+            verb: "v".into(),
+            ..Args::default()
+        };
+        a.named.insert(
+            name.into(),
+            vec![Arg {
+                value: ArgValue::Value(v),
+                span: Span::default(),
+            }],
+        );
+        a
+    }
+
+    #[test]
+    fn typed_accessors_read_the_bound_value_and_refuse_what_they_cannot_hold() {
+        let a = args_with("n", Value::Number(12.0));
+        assert_eq!(a.count("n").unwrap(), 12);
+        assert_eq!(a.real("n").unwrap(), 12.0);
+        assert!(a.count_within("n", 1, 10).is_err());
+        assert!(args_with("n", Value::Number(2.5)).whole("n").is_err());
+        assert!(args_with("n", Value::Number(-3.0)).count("n").is_err());
+        // A missing parameter without a declared default is the verb's bug, said so.
+        let msg = format!("{:?}", a.real("m").unwrap_err());
+        assert!(msg.contains("declares without a default"), "{msg}");
+        assert_eq!(a.real_opt("m").unwrap(), None);
     }
 }

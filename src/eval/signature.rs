@@ -92,6 +92,14 @@ pub struct Range {
 }
 
 impl Range {
+    /// Seeds: any whole number an f64 holds exactly (0 to 2^53).
+    pub const SEED: Range = Range {
+        min: 0.0,
+        min_exclusive: false,
+        max: 9_007_199_254_740_992.0,
+        whole: true,
+    };
+
     /// Whole numbers from `min` to `max`, both included.
     pub fn whole(min: f64, max: f64) -> Range {
         Range {
@@ -99,6 +107,15 @@ impl Range {
             min_exclusive: false,
             max,
             whole: true,
+        }
+    }
+    /// Finite numbers from 0 to `max`, both included.
+    pub fn non_negative(max: f64) -> Range {
+        Range {
+            min: 0.0,
+            min_exclusive: false,
+            max,
+            whole: false,
         }
     }
     /// Finite numbers above 0, up to `max` included.
@@ -113,6 +130,11 @@ impl Range {
     /// What the range holds, in words: `a whole number from 1 to 10000`.
     pub fn describe(&self) -> String {
         let (min, max) = (Value::Number(self.min), Value::Number(self.max));
+        if self.max == f64::INFINITY {
+            let kind = if self.whole { "whole" } else { "finite" };
+            let op = if self.min_exclusive { ">" } else { "≥" };
+            return format!("a {kind} number {op} {min}");
+        }
         match (self.whole, self.min_exclusive) {
             (true, false) => format!("a whole number from {min} to {max}"),
             (true, true) => format!("a whole number > {min} and ≤ {max}"),

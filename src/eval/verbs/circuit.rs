@@ -214,8 +214,8 @@ fn setup(ctx: &EvalContext, args: &Args, graph: &Graph, graph_key: &str) -> Eval
     let popts = PrepareOptions {
         loss,
         t_cut,
-        chat: args.value("chat").and_then(Value::as_bool).unwrap_or(true),
-        max_answer_tokens: super::model::whole_arg(args, "max_tokens", 256.0, 1.0, 1e6)? as usize,
+        chat: args.boolean("chat")?,
+        max_answer_tokens: args.count("max_tokens")?,
     };
     let interrupted = || ctx.interrupted();
     let bar = progress_bar(specs.len(), "answer");
@@ -334,9 +334,9 @@ fn verb_faithfulness(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         },
         at,
         // Whole numbers in range: checked at binding.
-        random: args.number("random").unwrap_or(0.0) as usize,
-        seed: args.number("seed").unwrap_or(0.0) as u64,
-        prune: args.value("prune").and_then(Value::as_bool).unwrap_or(true),
+        random: args.count("random")?,
+        seed: args.whole("seed")?,
+        prune: args.boolean("prune")?,
     };
     let s = setup(ctx, &args, &g, "graph")?;
     let interrupted = || ctx.interrupted();

@@ -8,7 +8,7 @@ use polars::prelude::*;
 use super::samples::{progress_bar, read_specs, string_column};
 use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
-use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::model::generate::{generate_batch_detailed, GenerateOptions, Stop};
 use crate::model::hooked::HookedTransformer;
@@ -119,6 +119,10 @@ pub(super) fn register(reg: &mut Registry) {
             8.0,
             "prompts decoded together (same answers as one at a time; faster)",
         )
+        .range("temperature", Range::non_negative(f64::INFINITY))
+        .range("top_p", Range::positive(1.0))
+        .range("seed", Range::SEED)
+        .range("batch", Range::whole(1.0, 4096.0))
         .example(
             "generate m on (arith 4 seed 1) max_tokens 64 | grade",
             "greedy answers to 4 seeded word problems, graded",
@@ -277,7 +281,7 @@ pub(super) fn whole_arg(
 fn verb_logits(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let m = model_arg(&args, "model")?;
     let text = args.str("text").unwrap_or_default();
-    let top = whole_arg(&args, "top", 10.0, 1.0, m.config.vocab_size as f64)? as usize;
+    let top = args.count_within("top", 1, m.config.vocab_size)?;
     let ids = m
         .tokenizer
         .encode(text, false)
@@ -417,24 +421,11 @@ fn verb_perplexity(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 /// Generation options from `generate`'s keywords, each refused outside its range (never
 /// clamped: `max_tokens 0` does not mean 1, `temperature NaN` is no temperature).
 fn generate_options(m: &Model, args: &Args) -> EvalResult<GenerateOptions> {
-    let context = m.config.max_position as f64;
-    let max_tokens = whole_arg(args, "max_tokens", 256.0, 1.0, context)? as usize;
-    let temperature = args.number("temperature").unwrap_or(0.0);
-    if !(temperature.is_finite() && temperature >= 0.0) {
-        return Err(EvalError::at(
-            args.span_of("temperature"),
-            format!("temperature must be a finite number ≥ 0 (0 is greedy), not {temperature}"),
-        ));
-    }
-    let top_p = args.number("top_p").unwrap_or(1.0);
-    if !(top_p.is_finite() && top_p > 0.0 && top_p <= 1.0) {
-        return Err(EvalError::at(
-            args.span_of("top_p"),
-            format!("top_p must be a number in (0, 1], not {top_p}"),
-        ));
-    }
-    // Seeds up to 2^53: every whole number an f64 holds exactly.
-    let seed = whole_arg(args, "seed", 0.0, 0.0, 9_007_199_254_740_992.0)? as u64;
+    // temperature, top_p and seed: ranges declared in the Signature, checked at binding.
+    let max_tokens = args.count_within("max_tokens", 1, m.config.max_position)?;
+    let temperature = args.real("temperature")?;
+    let top_p = args.real("top_p")?;
+    let seed = args.whole("seed")?;
     Ok(GenerateOptions {
         max_tokens,
         temperature,
@@ -455,7 +446,7 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let chat = args.value("chat").and_then(Value::as_bool).unwrap_or(true);
     let specs = read_specs(&table).map_err(|msg| EvalError::at(span, msg))?;
     let opts = generate_options(&m, &args)?;
-    let batch = whole_arg(&args, "batch", 8.0, 1.0, 4096.0)? as usize;
+    let batch = args.count("batch")?;
     let tf = transformer(&m, args.span)?;
     let vocab = m.config.vocab_size;
     let context = m.config.max_position;

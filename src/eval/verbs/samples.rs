@@ -7,7 +7,7 @@ use crate::attribution::prepare::{SampleSpec, TCut};
 use crate::attribution::AnswerPositions;
 use crate::eval::args::Args;
 use crate::eval::error::{EvalError, EvalResult};
-use crate::eval::registry::{Signature, Type};
+use crate::eval::registry::{Range, Signature, Type};
 use crate::eval::value::Value;
 use crate::syntax::Span;
 
@@ -44,6 +44,7 @@ pub(crate) fn model_run_keywords(sig: Signature) -> Signature {
             256.0,
             "longest greedy answer generated",
         )
+        .range("max_tokens", Range::whole(1.0, 1e6))
 }
 
 /// `dtype f32|f64` of the attribution verbs.

@@ -93,6 +93,8 @@ pub(super) fn register(reg: &mut Registry) {
             "how many (all of a table if fewer)",
         )
         .named_default("seed", Type::Number, 0.0, "seed for generation / sampling")
+        .range("n", Range::whole(0.0, 1e6))
+        .range("seed", Range::SEED)
         .example("questions \"arith\" n 50", "prompt_id, prompt, expected")
         .example(
             "questions (read \"gsm8k.jsonl\") n 200",
@@ -129,7 +131,10 @@ pub(super) fn register(reg: &mut Registry) {
         .category("study")
         .required("n", Type::Number, "how many questions")
         .named_default("seed", Type::Number, 0.0, "the generator's seed")
-        .named_default("max", Type::Number, 50.0, "largest operand")
+        .named_default("max", Type::Number, ARITH_MAX as f64, "largest operand")
+        .range("n", Range::whole(0.0, 1e6))
+        .range("seed", Range::SEED)
+        .range("max", Range::whole(2.0, 1e6))
         .example("arith 20 seed 1", "prompt_id, prompt, expected"),
         verb_arith,
     );
@@ -147,6 +152,7 @@ pub(super) fn register(reg: &mut Registry) {
             "answers with `answer` and `expected` columns",
         )
         .named_default("tolerance", Type::Number, 1e-6, "absolute tolerance")
+        .range("tolerance", Range::non_negative(f64::INFINITY))
         .example("generate m on qs | grade", "marks correct answers"),
         verb_grade,
     );
@@ -156,6 +162,8 @@ pub(super) fn register(reg: &mut Registry) {
             .input(Type::Table)
             .required("n", Type::Number, "how many rows (all if fewer)")
             .named_default("seed", Type::Number, 0.0, "the draw's seed")
+            .range("n", Range::whole(0.0, 1e15))
+            .range("seed", Range::SEED)
             .example("t | sample 100 seed 0", "100 random rows"),
         verb_sample,
     );
@@ -176,12 +184,15 @@ pub(super) fn register(reg: &mut Registry) {
         .named_default("n", Type::Number, 100.0, "questions to keep")
         .named_default("seed", Type::Number, 0.0, "sampling seed")
         .range("alpha", Range::positive(1000.0))
+        .range("n", Range::whole(1.0, 1e9))
+        .range("seed", Range::SEED)
         .named_default(
             "len_tolerance",
             Type::Number,
             0.5,
             "keep questions whose two answer lengths differ by at most this × their mean",
         )
+        .range("len_tolerance", Range::non_negative(1e6))
         .named_default(
             "len_filter",
             Type::Bool,
@@ -198,24 +209,28 @@ pub(super) fn register(reg: &mut Registry) {
     );
 }
 
+/// `arith`'s default largest operand (also what `questions "arith"` uses).
+const ARITH_MAX: i64 = 50;
+
 fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
     EvalError::at(span, e.to_string()).with_code("rlq::study")
 }
 
 fn verb_arith(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
-    let n = args.number("n").unwrap_or(0.0);
-    if !(0.0..=1e6).contains(&n) || n.fract() != 0.0 {
-        return Err(err(args.span_of("n"), "n must be a whole number up to 1e6"));
-    }
-    let max = args.number("max").unwrap_or(50.0).clamp(2.0, 1e6) as i64;
-    let seed = args.number("seed").unwrap_or(0.0) as u64;
-    let qs = crate::study::arith_questions(n as usize, seed, max);
+    let (n, seed) = (args.count("n")?, args.whole("seed")?);
+    let max = i64::try_from(args.whole("max")?).unwrap_or(i64::MAX);
+    arith_table(n, seed, max, args.span)
+}
+
+/// The seeded arithmetic questions as a table (`arith`, and `questions "arith"`).
+fn arith_table(n: usize, seed: u64, max: i64, span: Span) -> EvalResult<Value> {
+    let qs = crate::study::arith_questions(n, seed, max);
     let df = df!(
         "prompt_id" => qs.iter().map(|q| q.id).collect::<Vec<_>>(),
         "prompt" => qs.iter().map(|q| q.prompt.clone()).collect::<Vec<_>>(),
         "expected" => qs.iter().map(|q| q.expected).collect::<Vec<_>>()
     )
-    .map_err(|e| err(args.span, e))?;
+    .map_err(|e| err(span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -228,7 +243,7 @@ fn verb_grade(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .ok_or_else(|| err(span, "expected a table"))?
         .collect()
         .map_err(|e| err(span, e))?;
-    let tol = args.number("tolerance").unwrap_or(1e-6);
+    let tol = args.real("tolerance")?;
     let answers = string_column(&df, "answer").map_err(|m| err(span, m))?;
     let expected = string_column(&df, "expected").map_err(|m| err(span, m))?;
     // A truncated answer never reached its final number: grading its last one would count
@@ -277,14 +292,11 @@ fn verb_sample(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .input_table()?
         .collect()
         .map_err(|e| err(args.span, e))?;
-    let n = args.number("n").unwrap_or(0.0);
-    if n < 0.0 || n.fract() != 0.0 {
-        return Err(err(args.span_of("n"), "n must be a whole number"));
-    }
-    let mut rng = StdRng::seed_from_u64(args.number("seed").unwrap_or(0.0) as u64);
+    let n = args.count("n")?;
+    let mut rng = StdRng::seed_from_u64(args.whole("seed")?);
     let mut rows: Vec<IdxSize> = (0..df.height() as IdxSize).collect();
     rows.shuffle(&mut rng);
-    rows.truncate(n as usize);
+    rows.truncate(n);
     rows.sort_unstable(); // keep the table's order
     let idx = IdxCa::from_vec("".into(), rows);
     let out = df.take(&idx).map_err(|e| err(args.span, e))?;
@@ -358,7 +370,7 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
     let a0 = answered(&get("base")?, args.span_of("base"))?;
     let a1 = answered(&get("tuned")?, args.span_of("tuned"))?;
     // Finite, > 0 and ≤ 1000: the signature's range is checked at binding.
-    let alpha = args.number("alpha").unwrap_or(0.1);
+    let alpha = args.real("alpha")?;
     // Step 2: both correct; T̄ = the smaller of the two mean lengths over those questions.
     let mut both: Vec<i64> = a0
         .iter()
@@ -382,11 +394,8 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
     let t_cut = ((alpha * t_bar).floor() as i64).max(1);
     // Step 3: mean length within [⌊0.5·T̄⌋, ⌊1.5·T̄⌋], lengths within 0.5·m of each other
     // (METHOD.md; `len_tolerance` widens that for two models of different answer styles).
-    let tolerance = args.number("len_tolerance").unwrap_or(0.5);
-    let len_filter = args
-        .value("len_filter")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    let tolerance = args.real("len_tolerance")?;
+    let len_filter = args.boolean("len_filter")?;
     let (lo, hi) = ((0.5 * t_bar).floor(), (1.5 * t_bar).floor());
     let kept: Vec<i64> = both
         .into_iter()
@@ -407,8 +416,8 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
         .with_help("use more questions (the filters keep questions of typical answer length)"));
     }
     // Step 4: the same N for both models, with a fixed seed.
-    let n = args.number("n").unwrap_or(100.0).max(0.0) as usize;
-    let mut rng = StdRng::seed_from_u64(args.number("seed").unwrap_or(0.0) as u64);
+    let n = args.count("n")?;
+    let mut rng = StdRng::seed_from_u64(args.whole("seed")?);
     let mut chosen = kept.clone();
     chosen.shuffle(&mut rng);
     chosen.truncate(n);
@@ -490,23 +499,10 @@ fn verb_param(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 }
 
 fn verb_questions(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
-    let n = args.number("n").unwrap_or(100.0);
-    let seed = args.number("seed").unwrap_or(0.0);
+    let (n, seed) = (args.count("n")?, args.whole("seed")?);
     let span = args.span_of("source");
     match args.value("source") {
-        Some(Value::Str(s)) if s == "arith" => {
-            let mut a = Args {
-                verb: "arith".into(),
-                span: args.span,
-                ..Default::default()
-            };
-            a.positional = vec![Value::Number(n)];
-            a.named
-                .insert("n".into(), vec![arg(Value::Number(n), span)]);
-            a.named
-                .insert("seed".into(), vec![arg(Value::Number(seed), span)]);
-            verb_arith(ctx, a)
-        }
+        Some(Value::Str(s)) if s == "arith" => arith_table(n, seed, ARITH_MAX, args.span),
         Some(Value::Str(s)) => {
             // A file: read it, then take it as a table.
             let mut a = Args {
@@ -547,9 +543,9 @@ fn verb_questions(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                     prompts[r].is_some() && answers[r].as_deref().and_then(last_number).is_some()
                 })
                 .collect();
-            let mut rng = StdRng::seed_from_u64(seed as u64);
+            let mut rng = StdRng::seed_from_u64(seed);
             rows.shuffle(&mut rng);
-            rows.truncate(n.max(0.0) as usize);
+            rows.truncate(n);
             rows.sort_unstable();
             let out = df!(
                 "prompt_id" => rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
