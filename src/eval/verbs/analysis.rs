@@ -4,7 +4,9 @@
 
 use polars::prelude::*;
 
-use crate::analysis::{self, By, CompareOpts, HistOpts, Stat};
+use crate::analysis::{
+    self, By, CompareOpts, HistOpts, Normalize, NormalizedStat, Stat, StatOption, StatSet, STATS,
+};
 use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
@@ -12,46 +14,47 @@ use crate::eval::value::{Table, Value};
 use crate::plot;
 use crate::syntax::Span;
 
-/// (verb, description) for the one-statistic verbs.
-const STAT_VERBS: [(&str, &str); 9] = [
-    (
-        "intensity",
-        "activation intensity: mean |score| over edges and samples",
-    ),
-    (
-        "entropy",
-        "Shannon entropy of the histogram of |score| pooled over samples",
-    ),
-    (
-        "edge_entropy",
-        "entropy of p_e = |mean score_e| / Σ|mean score|",
-    ),
-    (
-        "edge_entropy_norm",
-        "edge_entropy / ln(number of edges), in [0, 1]",
-    ),
-    (
-        "kurtosis",
-        "per-sample Pearson kurtosis m4/m2² of signed scores, averaged",
-    ),
-    ("gini", "Gini coefficient of |mean score| over edges"),
-    (
-        "topk_mass",
-        "share of Σ|mean score| in the k strongest edges",
-    ),
-    (
-        "effective_edges",
-        "exp(edge_entropy): how many equally strong edges that entropy means",
-    ),
-    (
-        "diversity",
-        "1 − mean pairwise correlation of the samples' score vectors",
-    ),
-];
+/// The keywords a statistic's option family adds to its verb.
+fn declare_option(sig: Signature, option: StatOption) -> Signature {
+    match option {
+        StatOption::Hist => sig
+            .named_default("bins", Type::Number, 100.0, "histogram bins")
+            .named(
+                "range",
+                Type::List,
+                "[lo, hi] of |score| (default [0, max])",
+            )
+            .named_default("zeros", Type::Bool, false, "count exact zeros")
+            .named("base", Type::Number, "log base (default e)"),
+        StatOption::Dense => sig.named_default(
+            "dense",
+            Type::Bool,
+            false,
+            "divide by the dense (1+2L)×(4L+1) matrix, as the paper's figure",
+        ),
+        StatOption::TopK => sig.named_default("k", Type::Number, 10.0, "how many edges"),
+    }
+}
+
+/// The `normalize` keyword of the statistic verbs and `compare` (`analysis::normalize`).
+fn declare_normalize(sig: Signature) -> Signature {
+    sig.word(
+        "normalize",
+        Some("none"),
+        "divide each sample's scores first: none (the paper's raw scores), mass (by the \
+         sample's Σ|score|: shares of its attribution mass) or grad (by its loss-gradient norm \
+         at logits); names become e.g. entropy/mass",
+    )
+    .choices("normalize", &NORMALIZE_CHOICES)
+}
+
+/// The `normalize` choices the verbs offer.
+const NORMALIZE_CHOICES: [&str; 2] = ["none", "mass"];
 
 pub(super) fn register(reg: &mut Registry) {
-    for (name, description) in STAT_VERBS {
-        let mut sig = Signature::new(name, description)
+    // One verb per statistic of the table, with the keywords of its options.
+    for def in STATS {
+        let mut sig = Signature::new(def.name, def.description)
             .category("statistics")
             .rest("graphs", Type::Any, "one or more graphs (or their tables)")
             .word(
@@ -61,30 +64,19 @@ pub(super) fn register(reg: &mut Registry) {
                  destination in 10 bins, then logits: graphs of different depth) or position (a \
                  per-position graph: one row per fed position, with the samples that reach it)",
             );
-        sig = match name {
-            "entropy" => sig
-                .named_default("bins", Type::Number, 100.0, "histogram bins")
-                .named(
-                    "range",
-                    Type::List,
-                    "[lo, hi] of |score| (default [0, max])",
-                )
-                .named_default("zeros", Type::Bool, false, "count exact zeros")
-                .named("base", Type::Number, "log base (default e)"),
-            "intensity" => sig.named_default(
-                "dense",
-                Type::Bool,
-                false,
-                "divide by the dense (1+2L)×(4L+1) matrix, as the paper's figure",
-            ),
-            "topk_mass" => sig.named_default("k", Type::Number, 10.0, "how many edges"),
-            _ => sig,
-        };
-        let example = format!("{name} g0, g1 by layer");
-        reg.register_fn(
-            sig.example(&example, "one row per layer, one column per graph"),
-            verb_stat,
-        );
+        for &option in def.options {
+            sig = declare_option(sig, option);
+        }
+        sig = declare_normalize(sig);
+        let example = format!("{} g0, g1 by layer", def.name);
+        sig = sig.example(&example, "one row per layer, one column per graph");
+        if def.name == "entropy" {
+            sig = sig.example(
+                "entropy g0, g1 by layer normalize mass",
+                "the same on each sample's shares of its Σ|score|: column names say /mass",
+            );
+        }
+        reg.register_fn(sig, verb_stat);
     }
     reg.register_fn(
         Signature::new(
@@ -113,9 +105,28 @@ pub(super) fn register(reg: &mut Registry) {
              different depth)",
         )
         .named_default("k", Type::Number, 10.0, "k of topk_mass")
+        .word(
+            "stats",
+            Some("default"),
+            "default (the nine statistics of METHOD.md §5) or all (adds the rank-based \
+             rank_diversity and half_mass_fraction)",
+        )
+        .choices("stats", &["default", "all"])
+        .named_default(
+            "same_tokens",
+            Type::Bool,
+            false,
+            "refuse unless both graphs scored the same tokens for every prompt (the same-token \
+             control: each model scored on the other's answers), listing the prompts that differ",
+        )
         .example(
             "compare g0, g1",
             "metric | base | tuned | delta | pct | ci_low | ci_high",
+        )
+        .example(
+            "compare g0, g1 normalize mass stats all",
+            "every statistic on shares of each sample's Σ|score| (whole-graph intensity/mass, \
+             1/n_edges in both, left out)",
         ),
         verb_compare,
     );
@@ -320,6 +331,11 @@ fn position_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
     }
 }
 
+fn normalize_arg(args: &Args) -> EvalResult<Normalize> {
+    let w = args.word_choice("normalize", &NORMALIZE_CHOICES)?;
+    w.parse::<Normalize>().map_err(|e| err(args.span_of("normalize"), e))
+}
+
 fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let name = args.verb.clone();
     let by = if args.word("by") == Some("position") {
@@ -352,6 +368,7 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     };
     let stat = Stat::from_name(&name, hist_opts(&args)?, k, dense_layers)
         .map_err(|e| err(args.span, e))?;
+    let stat = NormalizedStat::new(stat, normalize_arg(&args)?);
     let mut tables = Vec::with_capacity(values.len());
     let mut names = Vec::with_capacity(values.len());
     let by_position = args.word("by") == Some("position");
@@ -407,6 +424,9 @@ fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             ));
         }
     }
+    if args.value("same_tokens").and_then(Value::as_bool) == Some(true) {
+        check_same_tokens(&args)?;
+    }
     let (t0, t1, _) = two_tables(&args, "base", "tuned")?;
     let by = parse_by(&args)?;
     if by == By::Edge {
@@ -429,12 +449,41 @@ fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             .unwrap_or(true),
         topk: args.number("k").unwrap_or(10.0).max(1.0) as usize,
         by,
+        normalize: normalize_arg(&args)?,
+        statistics: match args.word_choice("stats", &["default", "all"])? {
+            "all" => StatSet::All,
+            _ => StatSet::Default,
+        },
         // Two different models have different edge sets: whole-graph statistics stay valid.
         require_same_edges: false,
         ..CompareOpts::default()
     };
     let df = analysis::compare(&t0, &t1, &opts).map_err(|e| err(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
+}
+
+/// `same_tokens true`: both graphs must have scored each prompt on the same tokens.
+fn check_same_tokens(args: &Args) -> EvalResult<()> {
+    let (Some(Value::Graph(b)), Some(Value::Graph(t))) = (args.value("base"), args.value("tuned"))
+    else {
+        return Err(err(
+            args.span_of("same_tokens"),
+            "same_tokens needs two graphs (their per-sample token hashes), not tables",
+        )
+        .with_help("pass the graphs, or read them back from their saved files"));
+    };
+    analysis::check_same_tokens(
+        &b.meta.prompt_ids,
+        &b.meta.sample_hashes,
+        &t.meta.prompt_ids,
+        &t.meta.sample_hashes,
+    )
+    .map_err(|e| {
+        err(args.span_of("tuned"), e).with_help(
+            "score both models on the same answers (e.g. the tuned model on the base model's \
+             answer tokens), or drop same_tokens to compare each model on its own answers",
+        )
+    })
 }
 
 fn verb_rel_change(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
