@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let never = || false;
     let prepared = prepare(&m, &tf, &specs, &opts, &mut |_, _| {}, &never)?;
-    for (spec, answer) in specs.iter().zip(&prepared.answers) {
+    for (spec, answer) in specs.iter().zip(prepared.answers()) {
         let text = m.tokenizer.decode(answer, true).unwrap_or_default();
         println!("{:?} → {text:?}", spec.prompt.as_deref().unwrap_or(""));
     }
@@ -67,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &tf,
         &layout,
         &prepared.samples,
+        &prepared.windows,
         Method::Eap,
         meta,
         None,

@@ -55,14 +55,25 @@ fn loss_with_offset(
             None,
         )
         .unwrap();
-    let SampleLoss::Tokens { start, targets } = &s.loss else {
-        unreachable!()
-    };
-    let t = LossTarget::Tokens {
-        start: *start,
-        targets: targets.clone(),
-    };
-    loss(&out.logits, &t).unwrap().to_scalar::<f64>().unwrap()
+    loss(&out.logits, &token_target(s))
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// The loss target of a token loss (these tests' samples use no other).
+fn token_target(s: &Sample) -> LossTarget {
+    match &s.loss {
+        SampleLoss::Tokens { start, targets } => LossTarget::Tokens {
+            start: *start,
+            targets: targets.clone(),
+        },
+        SampleLoss::Picked { positions, targets } => LossTarget::Picked {
+            positions: positions.clone(),
+            targets: targets.clone(),
+        },
+        other => unreachable!("a token loss, not {other:?}"),
+    }
 }
 
 /// All sources recorded on `tokens`.
@@ -692,4 +703,135 @@ fn non_finite_values_are_reported_with_their_sample() {
         msg.contains("sample 42") && msg.contains("not finite"),
         "{msg}"
     );
+}
+
+/// `grad_norm` is ‖∂L/∂H_logits‖_F: checked against the gradient taken by central differences,
+/// one residual element of the final stream at a time (all 7 × 16 of them, inside the loss
+/// window and before it), an estimate independent of the backward. Per element the difference's
+/// error is ≈ 1e-10 (see the module comment), so the norm agrees to 1e-6 relative. EAP-IG and
+/// exact patching take it at the clean input too: with the zero baseline EAP-IG's last path
+/// point is the clean input exactly (0 + 1·E), with a corrupted one up to the rounding of
+/// E_b + (E − E_b), hence 1e-9 there; patching's extra backward is EAP's own, hence equal bits.
+#[test]
+fn grad_norm_is_the_loss_gradient_norm_at_logits() {
+    for family in [Family::Llama, Family::Gemma3] {
+        let tf = transformer(family);
+        let c = &tf.config;
+        let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+        let edges = lay.edges();
+        for corrupt in [false, true] {
+            let s = sample(corrupt);
+            let got = score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).unwrap();
+            let (seq, d) = (s.tokens.len(), c.d_model);
+            let eps = 1e-5;
+            let (mut sq, mut before_window) = (0.0f64, 0.0f64);
+            for t in 0..seq {
+                for j in 0..d {
+                    let mut e = vec![0.0f64; seq * d];
+                    e[t * d + j] = eps;
+                    let plus = Tensor::from_vec(e, (seq, d), tf.device()).unwrap();
+                    let minus = plus.neg().unwrap();
+                    let fd = (loss_with_offset(&tf, &lay, &s, lay.dest_logits(), &plus)
+                        - loss_with_offset(&tf, &lay, &s, lay.dest_logits(), &minus))
+                        / (2.0 * eps);
+                    sq += fd * fd;
+                    if t < 3 {
+                        before_window = before_window.max(fd.abs());
+                    }
+                }
+            }
+            let fd_norm = sq.sqrt();
+            assert!(
+                got.grad_norm > 1e-3 && (got.grad_norm - fd_norm).abs() <= 1e-6 * fd_norm,
+                "{family:?} corrupt {corrupt}: grad_norm {} vs finite differences {fd_norm}",
+                got.grad_norm
+            );
+            // the final stream before the loss window does not reach the loss
+            assert!(before_window < 1e-9, "{before_window}");
+            let ig =
+                score_sample(&tf, &lay, &edges, &s, Method::EapIg { steps: 3 }, &|| false).unwrap();
+            let tol = if corrupt { 1e-9 } else { 1e-12 };
+            assert!(
+                (ig.grad_norm - got.grad_norm).abs() <= tol * got.grad_norm,
+                "eap_ig {} vs eap {}",
+                ig.grad_norm,
+                got.grad_norm
+            );
+            let patch = score_sample(&tf, &lay, &edges, &s, Method::Patch, &|| false).unwrap();
+            assert_eq!(patch.grad_norm, got.grad_norm);
+        }
+    }
+}
+
+/// Chosen answer positions (`patch … positions`): a contiguous choice is the T_cut window to
+/// the last bit, and a single position's loss is that token's NLL alone, computed here by hand
+/// from the plain forward's logits in f64 (1e-12: only the summation order of the
+/// log-sum-exp differs); its edge scores match finite differences like any loss's.
+#[test]
+fn chosen_positions_give_the_loss_on_those_tokens_only() {
+    let tf = transformer(Family::Llama);
+    let c = &tf.config;
+    let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+    let edges = lay.edges();
+    let window = sample(false);
+    let SampleLoss::Tokens { start, targets } = window.loss.clone() else {
+        unreachable!()
+    };
+    let mut picked = window.clone();
+    picked.loss = SampleLoss::Picked {
+        positions: (start..start + targets.len()).collect(),
+        targets: targets.clone(),
+    };
+    let a = score_sample(&tf, &lay, &edges, &window, Method::Eap, &|| false).unwrap();
+    let b = score_sample(&tf, &lay, &edges, &picked, Method::Eap, &|| false).unwrap();
+    assert_eq!(a.scores, b.scores);
+    assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+    assert_eq!(a.grad_norm.to_bits(), b.grad_norm.to_bits());
+
+    // one position: the third answer token, predicted at fed position start + 2
+    let (pos, target) = (start + 2, targets[2]);
+    let mut one = window.clone();
+    one.loss = SampleLoss::Picked {
+        positions: vec![pos],
+        targets: vec![target],
+    };
+    let got = score_sample(&tf, &lay, &edges, &one, Method::Eap, &|| false).unwrap();
+    let logits = tf
+        .forward(ForwardInput::Ids(&one.tokens), &Hooks::default(), None)
+        .unwrap()
+        .logits
+        .to_vec2::<f64>()
+        .unwrap();
+    let row = &logits[pos];
+    let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+    let nll = lse - row[target as usize];
+    assert!(
+        (got.loss - nll).abs() <= 1e-12 * nll.abs(),
+        "loss {} vs the token's NLL {nll}",
+        got.loss
+    );
+    let o = sources(&tf, &lay, &one.tokens).neg().unwrap();
+    let eps = 1e-5;
+    for i in sampled_edges(&lay) {
+        let (u, v) = edges[i];
+        let du = o.get(u).unwrap();
+        let fd = (loss_with_offset(&tf, &lay, &one, v, &(&du * eps).unwrap())
+            - loss_with_offset(&tf, &lay, &one, v, &(&du * -eps).unwrap()))
+            / (2.0 * eps);
+        let eap = got.scores[i];
+        assert!(
+            (fd - eap).abs() <= 1e-6 * fd.abs().max(eap.abs()) + 1e-9,
+            "edge {i}: eap {eap} vs fd {fd}"
+        );
+    }
+    // positions out of order or past the input are errors, not panics
+    for bad in [vec![pos, pos - 1], vec![one.tokens.len()]] {
+        let mut s = one.clone();
+        s.loss = SampleLoss::Picked {
+            targets: vec![target; bad.len()],
+            positions: bad,
+        };
+        assert!(score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).is_err());
+    }
 }

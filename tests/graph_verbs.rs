@@ -135,6 +135,18 @@ fn patch_on_exact_ids_equals_the_engine() {
         .map(|x| x.unwrap())
         .collect();
     assert_eq!(got, want.scores);
+    // the sample's record: the answer as given, the loss window, the engine's loss and norm
+    let g = s.get("g").unwrap();
+    let r = &g.as_graph().unwrap().meta.samples;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].answer_ids, a);
+    assert_eq!(
+        (r[0].t_cut, r[0].loss_positions.clone()),
+        (Some(3), vec![0, 1, 2])
+    );
+    assert_eq!(r[0].loss_ids, a[..3].to_vec());
+    assert_eq!(r[0].loss.to_bits(), want.loss.to_bits());
+    assert_eq!(r[0].grad_norm.to_bits(), want.grad_norm.to_bits());
 }
 
 /// The thin path of the README: two text samples, the model's own greedy answers, T_cut,
@@ -747,11 +759,23 @@ fn resume_refuses_other_settings_listing_each() {
         e.contains("prompt_id 10 in the partial graph but not among"),
         "{e}"
     );
-    // The same settings resume.
+    // The same settings resume, the partial graph's sample record kept, in sample order.
     let g = s
         .eval("patch m on qs loss nll t_cut 3 resume part")
         .unwrap();
-    assert_eq!(g.as_graph().unwrap().meta.prompt_ids, vec![10, 11]);
+    let g = g.as_graph().unwrap();
+    assert_eq!(g.meta.prompt_ids, vec![10, 11]);
+    let fresh = s.eval("patch m on qs loss nll t_cut 3").unwrap();
+    assert_eq!(g.meta.samples, fresh.as_graph().unwrap().meta.samples);
+    // chosen positions are a setting like T_cut
+    let e = flat(
+        s.eval("patch m on qs loss nll positions [0, 1, 2] resume part")
+            .unwrap_err(),
+    );
+    assert!(
+        e.contains("positions: none (the first T_cut) in the partial graph, [0, 1, 2] in this run"),
+        "{e}"
+    );
 }
 
 /// A graph saved to parquet or csv reads back as the same graph: settings, samples' hashes and
@@ -940,6 +964,220 @@ fn prepare_returns_the_answers_done_at_an_interrupt() {
     assert_eq!(answers.len(), 2);
     for (k, (id, a)) in answers.iter().enumerate() {
         assert_eq!(*id, k as i64 + 1);
-        assert_eq!(a, &full.answers[k]);
+        assert_eq!(a.as_slice(), full.windows[k].answer_ids.as_slice());
     }
+}
+
+fn list_ids(df: &DataFrame, column: &str) -> Vec<Vec<i64>> {
+    let ca = df.column(column).unwrap().list().unwrap().clone();
+    (0..ca.len())
+        .map(|r| {
+            let s = ca.get_as_series(r).unwrap();
+            s.i64().unwrap().iter().map(|x| x.unwrap()).collect()
+        })
+        .collect()
+}
+
+fn f64_column(df: &DataFrame, column: &str) -> Vec<f64> {
+    df.column(column)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .map(|x| x.unwrap())
+        .collect()
+}
+
+/// `samples g`: one row per sample with the answer used (text and ids), the tokens the loss
+/// read, the clean loss and ‖∂L/∂H_logits‖; kept by circuits of the graph.
+#[test]
+fn samples_table_shows_the_answer_and_the_loss_window() {
+    let Some(mut s) = session() else { return };
+    two_questions(&mut s);
+    let t = table(&mut s, "let g = patch m on qs loss nll t_cut 2\nsamples g");
+    let names: Vec<String> = t.get_column_names().iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "prompt_id",
+            "answer",
+            "answer_ids",
+            "t_cut",
+            "loss_positions",
+            "loss_ids",
+            "loss",
+            "grad_norm"
+        ]
+    );
+    let m = load(GGUF, &LoadOptions::default()).unwrap();
+    let answers = ["The answer is 5.", "Red is a color."];
+    let ids: Vec<Vec<i64>> = answers
+        .iter()
+        .map(|a| {
+            m.tokenizer
+                .encode(a, false)
+                .unwrap()
+                .into_iter()
+                .map(i64::from)
+                .collect()
+        })
+        .collect();
+    assert_eq!(list_ids(&t, "answer_ids"), ids);
+    let text: Vec<&str> = t
+        .column("answer")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|x| x.unwrap())
+        .collect();
+    assert_eq!(text, answers);
+    assert_eq!(list_ids(&t, "loss_positions"), vec![vec![0, 1], vec![0, 1]]);
+    assert_eq!(
+        list_ids(&t, "loss_ids"),
+        ids.iter().map(|a| a[..2].to_vec()).collect::<Vec<_>>()
+    );
+    let t_cut: Vec<i64> = t
+        .column("t_cut")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .map(|x| x.unwrap())
+        .collect();
+    assert_eq!(t_cut, vec![2, 2]);
+    for c in ["loss", "grad_norm"] {
+        assert!(
+            f64_column(&t, c).iter().all(|x| x.is_finite() && *x > 0.0),
+            "{c}"
+        );
+    }
+    // a circuit of the graph keeps its samples' records
+    let c = table(&mut s, "samples (circuit g top 5)");
+    assert!(c.equals_missing(&t));
+    // a graph without records (made before rlq kept them) says so
+    s.set("old", ungrouped_graph());
+    let e = flat(s.eval("samples old").unwrap_err());
+    assert!(e.contains("keeps no sample records"), "{e}");
+}
+
+/// `positions`: [0, 1] is `t_cut 2` to the last bit; [1] alone gives the second token's NLL,
+/// which must equal 2·L(t_cut 2) − L(t_cut 1) (the mean of two minus the first), to 1e-5
+/// relative (f32 losses of ~1, each rounded to ~1e-7, and the three runs sum in other orders);
+/// "last" reads each answer's last token; an index past an answer is refused naming the sample.
+#[test]
+fn positions_choose_the_answer_tokens_in_the_loss() {
+    let Some(mut s) = session() else { return };
+    two_questions(&mut s);
+    s.eval(
+        "let w2 = patch m on qs loss nll t_cut 2\n\
+         let p01 = patch m on qs loss nll positions [0, 1]\n\
+         let w1 = patch m on qs loss nll t_cut 1\n\
+         let p1 = patch m on qs loss nll positions [1]\n\
+         let last = patch m on qs loss nll positions \"last\"",
+    )
+    .unwrap();
+    let graph = |name: &str| s.get(name).unwrap().as_graph().unwrap().clone();
+    let (w2, p01, w1, p1, last) = (
+        graph("w2"),
+        graph("p01"),
+        graph("w1"),
+        graph("p1"),
+        graph("last"),
+    );
+    assert_eq!(w2.scores, p01.scores);
+    for (a, b) in w2.meta.samples.iter().zip(&p01.meta.samples) {
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+        assert_eq!(a.grad_norm.to_bits(), b.grad_norm.to_bits());
+        assert_eq!(
+            (&a.loss_positions, &a.loss_ids),
+            (&b.loss_positions, &b.loss_ids)
+        );
+    }
+    assert_eq!(p01.meta.t_cut_rule, "positions [0, 1]");
+    assert_eq!(
+        p01.meta.answer_positions,
+        Some(rlq::attribution::AnswerPositions::Indices(vec![0, 1]))
+    );
+    for k in 0..2 {
+        let (l2, l1, one) = (
+            w2.meta.samples[k].loss,
+            w1.meta.samples[k].loss,
+            &p1.meta.samples[k],
+        );
+        assert_eq!(one.loss_positions, vec![1]);
+        assert_eq!(one.loss_ids, vec![one.answer_ids[1]]);
+        let want = 2.0 * l2 - l1;
+        assert!(
+            (one.loss - want).abs() <= 1e-5 * want.abs(),
+            "{} vs {want}",
+            one.loss
+        );
+        let r = &last.meta.samples[k];
+        assert_eq!(r.loss_positions, vec![r.answer_ids.len() - 1]);
+        assert_eq!(r.t_cut, Some(r.answer_ids.len()));
+    }
+    let e = flat(
+        s.eval("patch m on qs loss nll positions [0, 40]")
+            .unwrap_err(),
+    );
+    assert!(
+        e.contains("sample 10: row 0: position 40 is past the answer, which has"),
+        "{e}"
+    );
+    let e = flat(
+        s.eval("patch m on qs loss nll t_cut 2 positions [0]")
+            .unwrap_err(),
+    );
+    assert!(
+        e.contains("give one of `alpha`, `t_cut`, `positions`, not both"),
+        "{e}"
+    );
+    let e = flat(
+        s.eval("patch m on qs loss nll positions [1, 1]")
+            .unwrap_err(),
+    );
+    assert!(e.contains("an index appears twice"), "{e}");
+    let e = flat(
+        s.eval("patch m on qs loss nll positions \"first\"")
+            .unwrap_err(),
+    );
+    assert!(e.contains("not \"last\" or a list"), "{e}");
+}
+
+/// The sample records travel in EAP-IG's JSON (under `cfg.rlq.settings`, exact: serde's
+/// round-trip float text); the graph `read_graph` gives back is the file's mean, one "sample",
+/// so it keeps none rather than records of samples it does not hold.
+#[test]
+fn sample_records_travel_in_eap_ig_json() {
+    let mut g = ungrouped_graph();
+    g.meta.samples = (0..2)
+        .map(|k| rlq::attribution::SampleRecord {
+            answer_ids: vec![5, 7, 2 + k],
+            answer: format!("answer {k}"),
+            loss_positions: vec![0, 1, 2],
+            loss_ids: vec![5, 7, 2 + k],
+            t_cut: Some(3),
+            loss: 0.1 + 1.0 / 3.0 + k as f64,
+            grad_norm: std::f64::consts::PI * 1e-3 * (k + 1) as f64,
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.json");
+    let mut s = Session::new();
+    s.set("g", g.clone());
+    let t = s.eval("samples g").unwrap();
+    assert_eq!(t.as_table().unwrap().height(), 2);
+    s.eval(&format!("export g to \"{}\"", path.display()))
+        .unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let saved: Vec<rlq::attribution::SampleRecord> =
+        serde_json::from_value(j["cfg"]["rlq"]["settings"]["samples"].clone()).unwrap();
+    assert_eq!(saved, g.meta.samples);
+    let back = s
+        .eval(&format!("read_graph \"{}\" edges all", path.display()))
+        .unwrap();
+    let back = back.as_graph().unwrap();
+    assert!(back.meta.samples.is_empty() && !back.has_sample_records());
 }

@@ -588,7 +588,19 @@ fn every_example_checks_and_runs() {
                     .collect()
             })
             .collect();
-        let g = rlq::analysis::synthetic::block_graph(2, scores);
+        let mut g = rlq::analysis::synthetic::block_graph(2, scores);
+        // what `patch` records of each sample (`samples g` shows it)
+        g.meta.samples = (0..g.scores.len())
+            .map(|k| rlq::attribution::SampleRecord {
+                answer_ids: vec![3, 4, 5],
+                loss_positions: vec![0, 1],
+                loss_ids: vec![3, 4],
+                t_cut: Some(2),
+                loss: 1.0 + k as f64,
+                grad_norm: 0.5,
+                ..Default::default()
+            })
+            .collect();
         s.set(name, Value::Graph(std::sync::Arc::new(g)));
     }
     for name in ["qs", "pairs", "a0", "a1", "cmp", "by_layer", "sel"] {
@@ -1398,6 +1410,16 @@ fn patch_keywords_are_range_checked() {
         (
             "patch m on qs method eap_ig steps 1e9",
             "`steps` of `patch` must be a whole number from 1 to 10000, got 1000000000",
+        ),
+        // `positions [-1]` parses as indexing a variable `positions`: bound as the keyword
+        // and a one-element list, which the keyword's own check then judges
+        (
+            "patch m on qs positions [-1]",
+            "positions: -1 is not an answer-token index",
+        ),
+        (
+            "patch m on qs positions [0, 2.5]",
+            "positions: 2.5 is not an answer-token index",
         ),
     ] {
         let e = error(&mut s, src);

@@ -40,6 +40,13 @@ pub enum SampleLoss {
         start: usize,
         targets: Vec<u32>,
     },
+    /// Mean NLL of `targets[i]` predicted at fed position `positions[i]` (ascending, unique):
+    /// answer tokens chosen one by one (`patch … positions`). Contiguous positions give the
+    /// same loss, bit for bit, as `Tokens`.
+    Picked {
+        positions: Vec<usize>,
+        targets: Vec<u32>,
+    },
     LogitDiff {
         position: usize,
         target: u32,
@@ -68,6 +75,8 @@ pub struct Sample {
 pub struct SampleScores {
     pub scores: Vec<f64>,
     pub loss: f64,
+    /// ‖∂L/∂H_logits‖_F in f64 at the clean input ([`crate::attribution::SampleRecord::grad_norm`]).
+    pub grad_norm: f64,
     /// With [`ScoreOptions::per_position`]: S[u,v,t] row-major `[t * n_edges + e]` over every
     /// fed position t; summed over t it is `scores` (up to summation order).
     pub per_position: Option<Vec<f64>>,
@@ -104,6 +113,7 @@ pub(crate) fn loss_window_start(loss: &SampleLoss) -> usize {
     match loss {
         SampleLoss::Tokens { start, .. } | SampleLoss::Kl { start, .. } => *start,
         SampleLoss::LogitDiff { position, .. } => *position,
+        SampleLoss::Picked { positions, .. } => positions.first().copied().unwrap_or(0),
     }
 }
 
@@ -129,6 +139,25 @@ pub(crate) fn resolve_loss(
             }
             LossTarget::Tokens {
                 start: *start,
+                targets: targets.clone(),
+            }
+        }
+        SampleLoss::Picked { positions, targets } => {
+            if positions.is_empty() || positions.len() != targets.len() {
+                return Err(bad(format!(
+                    "{} loss positions for {} targets: they must pair up, at least one",
+                    positions.len(),
+                    targets.len()
+                )));
+            }
+            if positions.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(bad("loss positions must be ascending and unique".into()));
+            }
+            if let Some(&p) = positions.iter().find(|&&p| p >= seq) {
+                return Err(bad(format!("loss position {p} is past {seq} tokens")));
+            }
+            LossTarget::Picked {
+                positions: positions.clone(),
                 targets: targets.clone(),
             }
         }
@@ -179,6 +208,12 @@ fn check_finite(sample: i64, what: &'static str, t: &Tensor) -> Result<()> {
 
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// ‖G_logits‖_F in f64 of stacked destination gradients `[n_dst, T, D]`.
+fn logits_grad_norm(layout: &HookLayout, grad: &Tensor) -> Result<f64> {
+    let g = grad.get(layout.dest_logits())?.to_dtype(DType::F64)?;
+    Ok(g.sqr()?.sum_all()?.to_scalar::<f64>()?.sqrt())
 }
 
 /// Score every edge of `layout` for one sample. `edges` is `layout.edges()` (passed in so it is
@@ -274,6 +309,11 @@ pub fn score_sample_with(
     }
 
     if method == Method::Patch {
+        // Exact patching needs no gradient but for the sample's record: one backward, small
+        // beside the one forward per edge that follows.
+        let grads = clean_loss_t.backward()?;
+        let grad_norm = logits_grad_norm(layout, &DestOffsets::stack_grads(&grads, &vars)?)?;
+        drop((grads, clean, clean_loss_t, offsets, vars));
         let delta_o = delta_sources(tf, layout, sample, &o_clean)?;
         return patch_edges(
             tf,
@@ -283,17 +323,19 @@ pub fn score_sample_with(
             &target,
             from,
             clean_loss,
+            grad_norm,
             &delta_o,
             interrupted,
         );
     }
 
-    let grad = match method {
+    let (grad, grad_norm) = match method {
         Method::Eap | Method::EapIg { steps: 1 } => {
             let grads = clean_loss_t.backward()?;
             let g = DestOffsets::stack_grads(&grads, &vars)?;
             drop((grads, clean, clean_loss_t, offsets, vars));
-            g
+            let norm = logits_grad_norm(layout, &g)?;
+            (g, norm)
         }
         Method::EapIg { steps } => {
             // The clean forward's graph is not needed for the path's own forwards.
@@ -331,6 +373,7 @@ pub fn score_sample_with(
     Ok(SampleScores {
         scores,
         loss: clean_loss,
+        grad_norm,
         per_position,
     })
 }
@@ -429,7 +472,8 @@ fn score_matrix(o: &Tensor, g: &Tensor, n_src: usize, n_dst: usize) -> Result<Ve
     }
 }
 
-/// Destination gradients averaged over the integrated-gradients path, α = k/steps, k = 1..steps.
+/// Destination gradients averaged over the integrated-gradients path, α = k/steps, k = 1..steps,
+/// and ‖G_logits‖_F at the path's last point, α = 1 (the clean input).
 #[allow(clippy::too_many_arguments)]
 fn ig_gradient(
     tf: &HookedTransformer,
@@ -442,7 +486,7 @@ fn ig_gradient(
     d: usize,
     dev: &candle_core::Device,
     dtype: DType,
-) -> Result<Tensor> {
+) -> Result<(Tensor, f64)> {
     let e_clean = tf.embed(&sample.tokens)?;
     let e_base = match &sample.corrupt {
         Some(c) => tf.embed(c)?,
@@ -450,6 +494,7 @@ fn ig_gradient(
     };
     let diff = (&e_clean - &e_base)?;
     let mut sum: Option<Tensor> = None;
+    let mut grad_norm = f64::NAN;
     for k in 1..=steps {
         let alpha = k as f64 / steps as f64;
         let input = (&e_base + (&diff * alpha)?)?.detach();
@@ -474,13 +519,19 @@ fn ig_gradient(
             });
         }
         let g = DestOffsets::stack_grads(&l.backward()?, &vars)?;
+        if k == steps {
+            grad_norm = logits_grad_norm(layout, &g)?;
+        }
         sum = Some(match sum {
             Some(s) => (s + g)?,
             None => g,
         });
     }
-    let sum = sum.expect("steps >= 1");
-    Ok((sum / steps as f64)?)
+    let sum = sum.ok_or_else(|| AttributionError::Sample {
+        sample: sample.id,
+        msg: "integrated gradients need at least one step".into(),
+    })?;
+    Ok(((sum / steps as f64)?, grad_norm))
 }
 
 /// Exact effect of each edge: rerun with `H_v + ΔO_u` at destination v only, report ΔL.
@@ -493,6 +544,7 @@ fn patch_edges(
     target: &LossTarget,
     from: usize,
     clean_loss: f64,
+    grad_norm: f64,
     delta_o: &Tensor,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<SampleScores> {
@@ -541,6 +593,7 @@ fn patch_edges(
     Ok(SampleScores {
         scores,
         loss: clean_loss,
+        grad_norm,
         per_position: None,
     })
 }

@@ -254,6 +254,9 @@ pub fn from_eap_ig_json(v: &Value, which: JsonEdges) -> Result<Graph> {
                 granularity: Granularity::HeadUngrouped.name().into(),
                 prompt_ids: vec![0],
                 sample_hashes: Vec::new(),
+                // The file's records (in `settings`) are of the samples its mean was taken
+                // over; the graph read back is that mean alone.
+                samples: Vec::new(),
                 per_sample: false,
                 per_position: false,
                 n_heads,

@@ -31,6 +31,13 @@ pub struct GraphMeta {
     /// One hash per sample, parallel to `prompt_ids`, of exactly what was scored (input tokens,
     /// corrupted input, loss targets): [`super::settings::sample_hash`].
     pub sample_hashes: Vec<String>,
+    /// What each sample's score rests on, parallel to `prompt_ids`: the answer, the tokens in
+    /// the loss, the loss and its gradient's norm at `logits`. Empty for graphs that have none
+    /// (saved before rlq kept them, read from EAP-IG's JSON, or resumed/merged from such a
+    /// graph): never partly filled.
+    pub samples: Vec<SampleRecord>,
+    /// `patch … positions`: the answer tokens chosen to enter the loss (None: the first T_cut).
+    pub answer_positions: Option<AnswerPositions>,
     /// Show one row per (sample, edge) when printed or piped.
     pub per_sample: bool,
     /// Keep S[u,v,t] per position (`Graph::positions`); shown one row per (sample, position, edge).
@@ -38,6 +45,57 @@ pub struct GraphMeta {
     /// Query heads and residual width of the model (EAP-IG's graph config needs both).
     pub n_heads: usize,
     pub d_model: usize,
+}
+
+/// One scored sample, as `samples g` shows it (issue 12: the answer used and the tokens in the
+/// loss were not visible, so a T_cut of 1 on short answers went unnoticed).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SampleRecord {
+    /// The whole answer used (given or generated), before any truncation; empty for
+    /// `logit_diff`, which reads no answer.
+    pub answer_ids: Vec<u32>,
+    /// `answer_ids` decoded, when a tokenizer was at hand (else empty).
+    pub answer: String,
+    /// Indices into `answer_ids` of the tokens whose prediction enters the loss: `0..T_cut`, or
+    /// the `positions` asked for. Empty for `logit_diff`.
+    pub loss_positions: Vec<usize>,
+    /// The tokens at `loss_positions` (for `logit_diff`: the target and the wrong token).
+    pub loss_ids: Vec<u32>,
+    /// Answer tokens the loss window spans (the last loss position + 1); None for `logit_diff`.
+    pub t_cut: Option<usize>,
+    /// The loss at the clean input.
+    pub loss: f64,
+    /// Frobenius norm (in f64) of ∂L/∂H_logits, the loss's gradient with respect to the final
+    /// residual stream (the input of the final norm) over every fed position (only the positions
+    /// the loss reads have a nonzero gradient there). Taken at the clean input: for `eap` from
+    /// the backward that gives the scores; for `eap_ig` from the backward of the path's last
+    /// point, α = 1, i.e. the clean input (its other points are not the sample's own scale);
+    /// for `patch` from one extra backward at the clean input. The scale of the loss at the
+    /// output, to make statistics such as intensity scale-free (issue 10).
+    pub grad_norm: f64,
+}
+
+/// Which answer tokens enter the loss when chosen one by one (`patch … positions`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerPositions {
+    /// These indices into each sample's answer (0 is the first answer token), ascending, unique.
+    Indices(Vec<usize>),
+    /// The last token of each sample's answer.
+    Last,
+}
+
+impl std::fmt::Display for AnswerPositions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnswerPositions::Indices(v) => {
+                let v: Vec<String> = v.iter().map(|i| i.to_string()).collect();
+                write!(f, "[{}]", v.join(", "))
+            }
+            AnswerPositions::Last => write!(f, "last"),
+        }
+    }
 }
 
 /// Per-edge description, in the graph's canonical edge order.
@@ -103,6 +161,69 @@ impl Graph {
                     .collect(),
             }),
         }
+    }
+
+    /// Each sample's [`SampleRecord::grad_norm`], in the order of `scores`; None when the graph
+    /// keeps no sample records.
+    pub fn grad_norms(&self) -> Option<Vec<f64>> {
+        self.has_sample_records()
+            .then(|| self.meta.samples.iter().map(|r| r.grad_norm).collect())
+    }
+
+    /// The graph keeps one [`SampleRecord`] per scored sample.
+    pub fn has_sample_records(&self) -> bool {
+        !self.scores.is_empty() && self.meta.samples.len() == self.scores.len()
+    }
+
+    /// One row per sample: `prompt_id, answer, answer_ids, t_cut, loss_positions, loss_ids,
+    /// loss, grad_norm`. None when the graph keeps no sample records.
+    pub fn sample_records_table(&self) -> Option<PolarsResult<DataFrame>> {
+        if !self.has_sample_records() {
+            return None;
+        }
+        let r = &self.meta.samples;
+        let list_u32 = |name: &str, f: &dyn Fn(&SampleRecord) -> Vec<i64>| -> Column {
+            let cells: Vec<Series> = r.iter().map(|x| Series::new("".into(), f(x))).collect();
+            let mut s = Series::new(name.into(), cells);
+            if s.dtype() != &DataType::List(Box::new(DataType::Int64)) {
+                // Every cell empty infers a list of nulls: say what the cells are.
+                s = s
+                    .cast(&DataType::List(Box::new(DataType::Int64)))
+                    .unwrap_or(s);
+            }
+            s.into_column()
+        };
+        let cols = vec![
+            Column::new("prompt_id".into(), self.meta.prompt_ids.clone()),
+            Column::new(
+                "answer".into(),
+                r.iter().map(|x| x.answer.clone()).collect::<Vec<_>>(),
+            ),
+            list_u32("answer_ids", &|x| {
+                x.answer_ids.iter().map(|&t| i64::from(t)).collect()
+            }),
+            Column::new(
+                "t_cut".into(),
+                r.iter()
+                    .map(|x| x.t_cut.and_then(|t| i64::try_from(t).ok()))
+                    .collect::<Vec<_>>(),
+            ),
+            list_u32("loss_positions", &|x| {
+                x.loss_positions
+                    .iter()
+                    .filter_map(|&t| i64::try_from(t).ok())
+                    .collect()
+            }),
+            list_u32("loss_ids", &|x| {
+                x.loss_ids.iter().map(|&t| i64::from(t)).collect()
+            }),
+            Column::new("loss".into(), r.iter().map(|x| x.loss).collect::<Vec<_>>()),
+            Column::new(
+                "grad_norm".into(),
+                r.iter().map(|x| x.grad_norm).collect::<Vec<_>>(),
+            ),
+        ];
+        Some(DataFrame::new_infer_height(cols))
     }
 
     /// Mean score over samples per edge.

@@ -43,6 +43,11 @@ impl LossKind {
 pub enum LossTarget {
     /// Mean negative log-likelihood of `targets[t]` predicted at position `start + t`.
     Tokens { start: usize, targets: Vec<u32> },
+    /// Mean negative log-likelihood of `targets[i]` predicted at `positions[i]`.
+    Picked {
+        positions: Vec<usize>,
+        targets: Vec<u32>,
+    },
     /// `logit[wrong] − logit[target]` at `position`.
     LogitDiff {
         position: usize,
@@ -64,6 +69,7 @@ impl LossTarget {
         match self {
             LossTarget::Tokens { start, .. } | LossTarget::Kl { start, .. } => *start,
             LossTarget::LogitDiff { position, .. } => *position,
+            LossTarget::Picked { positions, .. } => positions.first().copied().unwrap_or(0),
         }
     }
 
@@ -73,6 +79,11 @@ impl LossTarget {
         match &mut t {
             LossTarget::Tokens { start, .. } | LossTarget::Kl { start, .. } => *start -= by,
             LossTarget::LogitDiff { position, .. } => *position -= by,
+            LossTarget::Picked { positions, .. } => {
+                for p in positions.iter_mut() {
+                    *p -= by;
+                }
+            }
         }
         t
     }
@@ -87,6 +98,24 @@ pub fn loss(logits: &Tensor, target: &LossTarget) -> Result<Tensor> {
                 candle_core::bail!("the loss needs at least one answer token");
             }
             let lp = log_softmax_last_dim(&logits.narrow(0, *start, n)?)?;
+            let idx = Tensor::new(targets.as_slice(), logits.device())?.unsqueeze(1)?;
+            let picked = lp.gather(&idx, 1)?; // [n, 1]
+            (picked.sum_all()? * (-1.0 / n as f64))?.reshape(())
+        }
+        LossTarget::Picked { positions, targets } => {
+            let n = targets.len();
+            if n == 0 || positions.len() != n {
+                candle_core::bail!("the loss needs one position per answer token, at least one");
+            }
+            // The rows the loss reads, then exactly the computation of `Tokens`: on contiguous
+            // positions the two give the same bits.
+            let rows: Vec<u32> = positions
+                .iter()
+                .map(|&p| u32::try_from(p))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| candle_core::Error::Msg("loss position out of range".into()))?;
+            let rows = Tensor::new(rows.as_slice(), logits.device())?;
+            let lp = log_softmax_last_dim(&logits.index_select(&rows, 0)?)?;
             let idx = Tensor::new(targets.as_slice(), logits.device())?.unsqueeze(1)?;
             let picked = lp.gather(&idx, 1)?; // [n, 1]
             (picked.sum_all()? * (-1.0 / n as f64))?.reshape(())

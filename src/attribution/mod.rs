@@ -15,6 +15,6 @@ pub use eap::{
     score_sample, score_sample_with, AttributionError, Method, Sample, SampleLoss, SampleScores,
     ScoreOptions,
 };
-pub use graph::{EdgeInfo, Graph, GraphMeta, PositionScores};
+pub use graph::{AnswerPositions, EdgeInfo, Graph, GraphMeta, PositionScores, SampleRecord};
 pub use loss::LossKind;
 pub use run::{edge_infos, run, RunOutcome};

@@ -2,6 +2,7 @@
 //! chat template on text prompts, the model's own greedy answer when none is given, T_cut.
 
 use super::eap::{Sample, SampleLoss};
+use super::graph::AnswerPositions;
 use super::loss::LossKind;
 use crate::model::generate::{generate, GenerateOptions};
 use crate::model::hooked::HookedTransformer;
@@ -28,14 +29,34 @@ pub struct SampleSpec {
     pub row: usize,
 }
 
-/// How many answer tokens enter the loss.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Which answer tokens enter the loss.
+#[derive(Debug, Clone, PartialEq)]
 pub enum TCut {
-    /// max(⌊α·T̄⌋, 1), T̄ the mean answer length over the samples.
+    /// The first max(⌊α·T̄⌋, 1), T̄ the mean answer length over the samples.
     Alpha(f64),
+    /// The first n.
     Fixed(usize),
     /// The whole answer.
     Full,
+    /// Chosen ones (`positions [0, 2]`, `positions "last"`): the loss is the mean NLL of those
+    /// answer tokens only, the answer fed up to the last of them. self_entropy and nll only.
+    Positions(AnswerPositions),
+}
+
+/// What one prepared sample's loss reads of its answer: the fields of
+/// [`super::graph::SampleRecord`] known before scoring.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LossWindow {
+    /// The whole answer (given or generated); empty for logit_diff.
+    pub answer_ids: Vec<u32>,
+    /// `answer_ids` decoded (special tokens kept, so the text is exactly the ids).
+    pub answer: String,
+    /// Indices into `answer_ids` whose prediction enters the loss.
+    pub loss_positions: Vec<usize>,
+    /// The tokens there (logit_diff: the target and the wrong token).
+    pub loss_ids: Vec<u32>,
+    /// Answer tokens the window spans (last loss position + 1); None for logit_diff.
+    pub t_cut: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,12 +80,20 @@ impl Default for PrepareOptions {
     }
 }
 
-/// Prepared samples and the T_cut that was applied (None when it varies or does not apply).
+/// Prepared samples and the T_cut that was applied (None when it varies, does not apply or
+/// positions were chosen).
 pub struct Prepared {
     pub samples: Vec<Sample>,
     pub t_cut: Option<usize>,
-    /// Answer tokens per sample (generated or given), for reports.
-    pub answers: Vec<Vec<u32>>,
+    /// Per sample: its whole answer and what of it the loss reads (for the graph's records).
+    pub windows: Vec<LossWindow>,
+}
+
+impl Prepared {
+    /// Answer tokens per sample (generated or given).
+    pub fn answers(&self) -> impl Iterator<Item = &[u32]> {
+        self.windows.iter().map(|w| w.answer_ids.as_slice())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +211,14 @@ pub fn prepare(
     }
 
     if opts.loss == LossKind::LogitDiff {
+        if let TCut::Positions(_) = &opts.t_cut {
+            return Err(err(
+                specs[0].id,
+                "positions choose answer tokens; logit_diff reads the last prompt position only",
+            ));
+        }
         let mut samples = Vec::with_capacity(specs.len());
+        let mut windows = Vec::with_capacity(specs.len());
         for (s, p) in specs.iter().zip(&prompts) {
             let target = match (s.target_id, &s.target) {
                 (Some(t), _) => t,
@@ -216,17 +252,43 @@ pub fn prepare(
                     wrong,
                 },
             });
+            windows.push(LossWindow {
+                loss_ids: vec![target, wrong],
+                ..LossWindow::default()
+            });
         }
         return Ok(Prepared {
             samples,
             t_cut: None,
-            answers: vec![Vec::new(); specs.len()],
+            windows,
         });
+    }
+    if let TCut::Positions(_) = &opts.t_cut {
+        if matches!(opts.loss, LossKind::Kl) {
+            return Err(err(
+                specs[0].id,
+                "positions choose answer tokens for self_entropy or nll; kl reads a window \
+                 (use t_cut)",
+            ));
+        }
+        if let Some(s) = specs.iter().find(|s| s.t_cut.is_some()) {
+            return Err(err(
+                s.id,
+                format!(
+                    "row {}: the table has a `t_cut` column and positions were given: say \
+                     which tokens enter the loss one way",
+                    s.row
+                ),
+            ));
+        }
     }
 
     // Answers: given, or (self-entropy / kl) the model's own greedy continuation.
-    let gen_len = match opts.t_cut {
-        TCut::Fixed(n) => n.max(1),
+    let gen_len = match &opts.t_cut {
+        TCut::Fixed(n) => (*n).max(1),
+        TCut::Positions(AnswerPositions::Indices(v)) => {
+            v.iter().max().map_or(opts.max_answer_tokens, |m| m + 1)
+        }
         _ => opts.max_answer_tokens,
     };
     let mut answers = Vec::with_capacity(specs.len());
@@ -273,31 +335,44 @@ pub fn prepare(
         answers.push(a);
     }
 
-    let t_cut = match opts.t_cut {
+    let t_cut = match &opts.t_cut {
         TCut::Alpha(alpha) => {
             let mean = answers.iter().map(|a| a.len() as f64).sum::<f64>() / answers.len() as f64;
             Some(((alpha * mean).floor() as usize).max(1))
         }
-        TCut::Fixed(n) => Some(n.max(1)),
-        TCut::Full => None,
+        TCut::Fixed(n) => Some((*n).max(1)),
+        TCut::Full | TCut::Positions(_) => None,
     };
 
     let mut samples = Vec::with_capacity(specs.len());
+    let mut windows = Vec::with_capacity(specs.len());
     let mut used = std::collections::BTreeSet::new();
     for ((s, p), a) in specs.iter().zip(&prompts).zip(&answers) {
-        let n = s.t_cut.or(t_cut).map_or(a.len(), |t| t.max(1).min(a.len()));
-        used.insert(s.t_cut.or(t_cut));
+        // Answer indices whose prediction enters the loss, ascending; a contiguous 0..n is
+        // the paper's T_cut window.
+        let (picked, chosen) = match &opts.t_cut {
+            TCut::Positions(which) => (answer_positions(model, s, which, a)?, true),
+            _ => {
+                let n = s.t_cut.or(t_cut).map_or(a.len(), |t| t.max(1).min(a.len()));
+                used.insert(s.t_cut.or(t_cut));
+                ((0..n).collect::<Vec<_>>(), false)
+            }
+        };
+        // At least one position, checked above or by construction (answers are never empty).
+        let n = picked.last().map_or(1, |last| last + 1);
         // Feed p ++ s[0 .. n−1]; position |p|−1+t predicts s_t.
         let mut tokens = p.clone();
         tokens.extend_from_slice(&a[..n - 1]);
         check_context(model, s, "the prompt with its answer", tokens.len())?;
+        let start = p.len() - 1;
         let loss = match opts.loss {
-            LossKind::Kl => SampleLoss::Kl {
-                start: p.len() - 1,
-                len: n,
+            LossKind::Kl => SampleLoss::Kl { start, len: n },
+            _ if chosen => SampleLoss::Picked {
+                positions: picked.iter().map(|i| start + i).collect(),
+                targets: picked.iter().map(|&i| a[i]).collect(),
             },
             _ => SampleLoss::Tokens {
-                start: p.len() - 1,
+                start,
                 targets: a[..n].to_vec(),
             },
         };
@@ -306,6 +381,14 @@ pub fn prepare(
             corrupt: corrupt_tokens(model, s, opts, &a[..n - 1])?,
             tokens,
             loss,
+        });
+        windows.push(LossWindow {
+            answer_ids: a.clone(),
+            // Special tokens kept: the text is exactly the ids (a stop token shows).
+            answer: model.tokenizer.decode(a, false).unwrap_or_default(),
+            loss_ids: picked.iter().map(|&i| a[i]).collect(),
+            loss_positions: picked,
+            t_cut: Some(n),
         });
     }
     // One T_cut for the whole run, when there is one.
@@ -316,8 +399,52 @@ pub fn prepare(
     Ok(Prepared {
         samples,
         t_cut,
-        answers,
+        windows,
     })
+}
+
+/// The answer indices `which` names for one sample's answer `a`, checked against its length.
+/// `last` is the answer's last token, not counting a final stop token (the end-of-turn a
+/// generated answer ends with), unless the answer is nothing else.
+fn answer_positions(
+    model: &Model,
+    s: &SampleSpec,
+    which: &AnswerPositions,
+    a: &[u32],
+) -> Result<Vec<usize>, PrepareError> {
+    match which {
+        AnswerPositions::Last => {
+            let stops = &model.config.eos_token_ids;
+            let ends_in_stop = a.last().is_some_and(|t| stops.contains(t));
+            let last = if ends_in_stop && a.len() > 1 {
+                a.len() - 2
+            } else {
+                a.len().saturating_sub(1)
+            };
+            Ok(vec![last])
+        }
+        AnswerPositions::Indices(v) => {
+            if v.is_empty() {
+                return Err(err(s.id, "positions: name at least one answer token"));
+            }
+            if let Some(&bad) = v.iter().find(|&&i| i >= a.len()) {
+                return Err(err(
+                    s.id,
+                    format!(
+                        "row {}: position {bad} is past the answer, which has {} tokens \
+                         (positions 0 to {})",
+                        s.row,
+                        a.len(),
+                        a.len().saturating_sub(1)
+                    ),
+                ));
+            }
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            Ok(sorted)
+        }
+    }
 }
 
 /// The corrupted input: its prompt (ids or text) followed by the same answer tokens as the clean.

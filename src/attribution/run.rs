@@ -2,7 +2,8 @@
 //! interruption: memory grows only with the score table itself.
 
 use super::eap::{score_sample_with, AttributionError, Method, Sample, ScoreOptions};
-use super::graph::{EdgeInfo, Graph, GraphMeta, PositionScores};
+use super::graph::{EdgeInfo, Graph, GraphMeta, PositionScores, SampleRecord};
+use super::prepare::LossWindow;
 use super::settings::sample_hash;
 use crate::model::hooked::HookedTransformer;
 use crate::model::hooks::HookLayout;
@@ -34,30 +35,61 @@ pub struct RunOutcome {
     pub stopped: Option<AttributionError>,
 }
 
-/// Score `samples` in order. `meta` describes the run (its `prompt_ids` and `sample_hashes` are
-/// filled here; with `per_position` the per-position scores are kept as well). `resume_from`
+/// Score `samples` in order. `meta` describes the run (its `prompt_ids`, `sample_hashes` and
+/// `samples` records are filled here; with `per_position` the per-position scores are kept as
+/// well). `windows` (from [`super::prepare::prepare`], parallel to `samples`) give each record
+/// its answer; empty, the records hold only what scoring gives (loss, grad_norm). `resume_from`
 /// carries the scores of an earlier, interrupted run of the same samples: samples whose id it
-/// already holds are skipped. The caller checks first that its settings are this run's
+/// already holds are skipped, and its records are kept (a partial graph without records gives
+/// a graph without records). The caller checks first that its settings are this run's
 /// ([`super::settings::differences`] with `Purpose::Resume`).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     tf: &HookedTransformer,
     layout: &HookLayout,
     samples: &[Sample],
+    windows: &[LossWindow],
     method: Method,
     mut meta: GraphMeta,
     resume_from: Option<&Graph>,
     on_progress: &mut dyn FnMut(usize, usize),
     interrupted: &dyn Fn() -> bool,
 ) -> RunOutcome {
+    if !windows.is_empty() && windows.len() != samples.len() {
+        return RunOutcome {
+            graph: Graph {
+                edges: edge_infos(layout),
+                scores: Vec::new(),
+                meta,
+                positions: None,
+            },
+            losses: Vec::new(),
+            stopped: Some(AttributionError::Sample {
+                sample: samples.first().map_or(0, |s| s.id),
+                msg: format!(
+                    "{} loss windows for {} samples: they must be parallel",
+                    windows.len(),
+                    samples.len()
+                ),
+            }),
+        };
+    }
     let pairs = layout.edges();
     let edges = edge_infos(layout);
     let mut scores: Vec<Vec<f64>> = Vec::new();
     let mut ids = Vec::new();
     let mut hashes = Vec::new();
+    let mut records = Vec::new();
+    // Records are all or none: a partial graph scored without them cannot supply its samples'.
+    let mut keep_records = true;
     if let Some(prev) = resume_from {
         scores.extend(prev.scores.iter().cloned());
         ids.extend(prev.meta.prompt_ids.iter().copied());
         hashes.extend(prev.meta.sample_hashes.iter().cloned());
+        keep_records = prev.scores.is_empty() || prev.has_sample_records();
+        if keep_records {
+            records.extend(prev.meta.samples.iter().cloned());
+        }
     }
     let opts = ScoreOptions {
         per_position: meta.per_position,
@@ -86,6 +118,16 @@ pub fn run(
                     p.scores.push(per);
                 }
                 scores.push(r.scores);
+                let window = windows.get(i).cloned().unwrap_or_default();
+                records.push(SampleRecord {
+                    answer_ids: window.answer_ids,
+                    answer: window.answer,
+                    loss_positions: window.loss_positions,
+                    loss_ids: window.loss_ids,
+                    t_cut: window.t_cut,
+                    loss: r.loss,
+                    grad_norm: r.grad_norm,
+                });
                 losses.push(r.loss);
                 ids.push(s.id);
                 hashes.push(sample_hash(s));
@@ -99,6 +141,7 @@ pub fn run(
     }
     meta.prompt_ids = ids;
     meta.sample_hashes = hashes;
+    meta.samples = if keep_records { records } else { Vec::new() };
     RunOutcome {
         graph: Graph {
             edges,

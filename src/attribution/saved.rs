@@ -176,6 +176,13 @@ pub fn from_sample_table(df: &DataFrame, meta: Option<GraphMeta>) -> Result<Grap
                     m.prompt_ids.len()
                 ));
             }
+            if !m.samples.is_empty() && m.samples.len() != ids.len() {
+                return Err(format!(
+                    "the settings hold {} sample records for {} samples (was the file edited?)",
+                    m.samples.len(),
+                    ids.len()
+                ));
+            }
             if m.n_layers != n_layers {
                 return Err(format!(
                     "the table's edges reach layer {n_layers}, its settings say {} layers",

@@ -87,6 +87,16 @@ pub fn differences(a: &GraphMeta, b: &GraphMeta, purpose: Purpose) -> Vec<String
         shown(&b.t_cut_rule),
     );
     field(&mut out, "T_cut", opt(a.t_cut), opt(b.t_cut));
+    let positions = |p: &Option<super::graph::AnswerPositions>| {
+        p.as_ref()
+            .map_or("none (the first T_cut)".to_string(), |p| p.to_string())
+    };
+    field(
+        &mut out,
+        "positions",
+        positions(&a.answer_positions),
+        positions(&b.answer_positions),
+    );
     field(&mut out, "dtype", shown(&a.dtype), shown(&b.dtype));
     if purpose != Purpose::Compare {
         // Per-position scores sum to the edge scores, so a comparison may mix them; a resume or
@@ -218,6 +228,14 @@ pub fn sample_hash(s: &Sample) -> String {
             n(&mut h, *position);
             ids(&mut h, b"pair", &[*target, *wrong]);
         }
+        SampleLoss::Picked { positions, targets } => {
+            h.update(b"picked");
+            h.update(&(positions.len() as u64).to_le_bytes());
+            for p in positions {
+                n(&mut h, *p);
+            }
+            ids(&mut h, b"targets", targets);
+        }
         SampleLoss::Kl { start, len } => {
             h.update(b"kl");
             n(&mut h, *start);
@@ -283,6 +301,18 @@ mod tests {
         let c = differences(&a, &b, Purpose::Compare);
         assert_eq!(c.len(), 4, "{c:?}");
         assert!(c.iter().all(|l| !l.starts_with("model")));
+        // chosen answer positions against the first T_cut: refused for every purpose
+        let mut p = meta();
+        p.answer_positions = Some(crate::attribution::AnswerPositions::Indices(vec![0, 2]));
+        for purpose in [Purpose::Resume, Purpose::Merge, Purpose::Compare] {
+            let d = differences(&a, &p, purpose);
+            assert!(
+                d.iter()
+                    .any(|l| l.starts_with("positions: none (the first T_cut) in ")
+                        && l.ends_with(&format!(", [0, 2] in {}", purpose.labels().1))),
+                "{purpose:?}: {d:?}"
+            );
+        }
         // shards: disjoint samples only
         let m = differences(&a, &a, Purpose::Merge);
         assert_eq!(

@@ -334,6 +334,8 @@ fn leftover(item: &Item, sig: &Signature) -> EvalError {
 /// verb's keywords. A keyword minus something means nothing, so where an item's leftmost operand
 /// is a keyword of `sig` (and no keyword is waiting for a value), the item is split into the
 /// keyword and the negated rest; the keyword's own range check then judges the negative value.
+/// Likewise `positions [1]` parses as indexing a variable `positions`: where the indexed name is
+/// a keyword of `sig`, the item is split into the keyword and the one-element list.
 /// `None` when no item needs it (the common case; nothing is copied).
 pub(crate) fn split_keyword_minus(items: &[Item], sig: &Signature) -> Option<Vec<Item>> {
     let mut out: Option<Vec<Item>> = None;
@@ -348,7 +350,8 @@ pub(crate) fn split_keyword_minus(items: &[Item], sig: &Signature) -> Option<Vec
                 continue;
             }
             if let ItemKind::Expr { expr, alias } = &item.kind {
-                if let Some((keyword, value)) = strip_keyword_minus(expr, sig) {
+                let split = strip_keyword_minus(expr, sig).or_else(|| keyword_index(expr, sig));
+                if let Some((keyword, value)) = split {
                     let out = out.get_or_insert_with(|| items[..i].to_vec());
                     out.push(Item {
                         span: keyword.span,
@@ -377,6 +380,30 @@ pub(crate) fn split_keyword_minus(items: &[Item], sig: &Signature) -> Option<Vec
         }
     }
     out
+}
+
+/// `kw [x]` → (`kw`, `[x]`) for a keyword `kw` that takes a value.
+fn keyword_index(e: &Expr, sig: &Signature) -> Option<(Ident, Expr)> {
+    let ExprKind::Index(target, index) = &e.kind else {
+        return None;
+    };
+    let ExprKind::Var(name) = &target.kind else {
+        return None;
+    };
+    if sig.keyword_param(name)?.shape == Shape::Flag {
+        return None;
+    }
+    let keyword = Ident {
+        name: name.clone(),
+        span: target.span,
+    };
+    // The list's span runs from after the keyword to the closing bracket.
+    let span = Span::new(target.span.end, e.span.end);
+    let list = Expr {
+        kind: ExprKind::List(vec![(**index).clone()]),
+        span,
+    };
+    Some((keyword, list))
 }
 
 /// `kw - x op …` → (`kw`, `-x op …`), descending the left operands. Recursion is bounded by the

@@ -27,7 +27,7 @@ use crate::syntax::Span;
 /// The keywords `evaluate` and `faithfulness` share: samples, loss, ablation, precision.
 fn common(sig: Signature) -> Signature {
     // "model": they run the model (and their examples need real weights).
-    super::samples::model_run_keywords(sig.category("model"))
+    super::samples::positions_keyword(super::samples::model_run_keywords(sig.category("model")))
         .required("model", Type::Model, "a loaded model")
         .named_required(
             "on",
@@ -193,10 +193,11 @@ fn setup(ctx: &EvalContext, args: &Args, graph: &Graph, graph_key: &str) -> Eval
     // The graph's own setting by default, so the circuit is judged on the loss it was found with.
     let t_cut = t_cut_arg(
         args,
-        match (graph.meta.t_cut, loss) {
-            (Some(t), _) => TCut::Fixed(t),
-            (None, LossKind::Nll) => TCut::Full,
-            (None, _) => TCut::Alpha(0.1),
+        match (&graph.meta.answer_positions, graph.meta.t_cut, loss) {
+            (Some(p), _, _) => TCut::Positions(p.clone()),
+            (None, Some(t), _) => TCut::Fixed(t),
+            (None, None, LossKind::Nll) => TCut::Full,
+            (None, None, _) => TCut::Alpha(0.1),
         },
     )?;
     let mut tf = HookedTransformer::new(&m).map_err(|e| err(span, e))?;

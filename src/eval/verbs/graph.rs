@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 use candle_core::DType;
 use polars::prelude::*;
 
-use super::samples::{dtype_arg, progress_bar, samples_arg, t_cut_arg};
+use super::samples::{dtype_arg, positions_keyword, progress_bar, samples_arg, t_cut_arg};
 use crate::attribution::prepare::{prepare, PrepareError, PrepareOptions, SampleSpec, TCut};
 use crate::attribution::settings::{ablation_of, differences, sample_hash, Purpose};
 use crate::attribution::{run, Graph, GraphMeta, LossKind, Method};
@@ -21,10 +21,10 @@ use crate::syntax::Span;
 
 pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
-        super::samples::model_run_keywords(Signature::new(
+        positions_keyword(super::samples::model_run_keywords(Signature::new(
             "patch",
             "edge attribution over samples: one score per edge of the residual graph (METHOD.md)",
-        ))
+        )))
         .category("graph")
         .required("model", Type::Model, "a loaded model")
         .named_required(
@@ -105,8 +105,28 @@ pub(super) fn register(reg: &mut Registry) {
         .example(
             "entropy (patch m on qs per_position true) by position",
             "a statistic per fed position",
+        )
+        .example(
+            "patch m on qs positions \"last\"",
+            "the loss on each answer's last token only (`samples g` shows which)",
         ),
         verb_patch,
+    );
+    reg.register_fn(
+        Signature::new(
+            "samples",
+            "a graph's samples: one row each with the answer used, the tokens in the loss, the \
+             clean loss and the loss-gradient norm at logits",
+        )
+        .category("graph")
+        .piped("graph", Type::Graph, "a graph from `patch` (or piped in)")
+        .named_columns("where", false, "a predicate on the sample columns")
+        .example(
+            "samples g",
+            "prompt_id, answer, answer_ids, t_cut, loss_positions, loss_ids, loss, grad_norm \
+             (‖∂L/∂H_logits‖ at the clean input)",
+        ),
+        verb_samples,
     );
     reg.register_fn(
         Signature::new(
@@ -479,7 +499,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let chat = args.value("chat").and_then(Value::as_bool).unwrap_or(true);
     let popts = PrepareOptions {
         loss,
-        t_cut,
+        t_cut: t_cut.clone(),
         chat,
         // Generated answers also stop at the model's context.
         max_answer_tokens: super::model::whole_arg(&args, "max_tokens", 256.0, 1.0, 1e6)? as usize,
@@ -513,16 +533,23 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         Err(e) => return Err(err(on_span, e)),
     };
 
-    let t_cut_rule = if specs.iter().all(|s| s.t_cut.is_some()) {
-        "t_cut column".to_string()
-    } else if loss == LossKind::LogitDiff {
+    let t_cut_rule = if loss == LossKind::LogitDiff {
         "none".to_string()
+    } else if let TCut::Positions(p) = &t_cut {
+        format!("positions {p}")
+    } else if specs.iter().all(|s| s.t_cut.is_some()) {
+        "t_cut column".to_string()
     } else {
-        match t_cut {
+        match &t_cut {
             TCut::Alpha(a) => format!("alpha {a}"),
             TCut::Fixed(n) => format!("fixed {n}"),
             TCut::Full => "whole answer".to_string(),
+            TCut::Positions(_) => unreachable!("handled above"),
         }
+    };
+    let answer_positions = match &t_cut {
+        TCut::Positions(p) => Some(p.clone()),
+        _ => None,
     };
     let model_hash = model_hash(&m).map_err(|e| err(span, e))?;
     let mut meta = GraphMeta {
@@ -538,6 +565,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         granularity: granularity.name().into(),
         t_cut: prepared.t_cut,
         t_cut_rule,
+        answer_positions,
         dtype: if dtype == DType::F64 { "f64" } else { "f32" }.into(),
         ablation: ablation_of(&prepared.samples).into(),
         chat,
@@ -582,6 +610,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         &tf,
         &layout,
         &prepared.samples,
+        &prepared.windows,
         method,
         meta,
         resume.as_deref(),
@@ -681,6 +710,8 @@ fn verb_merge(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 "cannot merge: this shard's edges are not the first shard's",
             ));
         }
+        // Sample records are all or none: a shard without them leaves the whole without them.
+        let records = merged.has_sample_records() && g.has_sample_records();
         merged.scores.extend(g.scores.iter().cloned());
         // `differences` refused shards that differ in `per_position`: both have them or neither.
         if let (Some(p), Some(q)) = (merged.positions.as_mut(), g.positions.as_ref()) {
@@ -693,6 +724,11 @@ fn verb_merge(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             .meta
             .sample_hashes
             .extend(g.meta.sample_hashes.iter().cloned());
+        if records {
+            merged.meta.samples.extend(g.meta.samples.iter().cloned());
+        } else {
+            merged.meta.samples.clear();
+        }
     }
     Ok(Value::Graph(Arc::new(merged)))
 }
@@ -718,6 +754,28 @@ fn filtered(ctx: &EvalContext, args: &Args, df: DataFrame) -> EvalResult<Value> 
 fn verb_edges(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let g = graph_arg(&args)?;
     let df = g.table().map_err(|e| err(args.span, e))?;
+    filtered(ctx, &args, df)
+}
+
+fn verb_samples(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let g = graph_arg(&args)?;
+    if g.scores.is_empty() {
+        return Err(err(
+            args.span_of("graph"),
+            "the graph has no samples (0 scored)",
+        ));
+    }
+    let df = g
+        .sample_records_table()
+        .ok_or_else(|| {
+            err(
+                args.span_of("graph"),
+                "this graph keeps no sample records: it was saved before rlq kept them, read \
+                 from EAP-IG's JSON, or merged/resumed with such a graph",
+            )
+            .with_help("score it again with `patch` to see its answers and losses")
+        })?
+        .map_err(|e| err(args.span, e))?;
     filtered(ctx, &args, df)
 }
 

@@ -4,9 +4,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::*;
 
 use crate::attribution::prepare::{SampleSpec, TCut};
+use crate::attribution::AnswerPositions;
 use crate::eval::args::Args;
 use crate::eval::error::{EvalError, EvalResult};
 use crate::eval::registry::{Signature, Type};
+use crate::eval::value::Value;
+use crate::syntax::Span;
 
 /// The sample table of keyword `on` (collected) and its samples; an empty table is refused.
 /// Shared by the verbs that run samples through a model (`patch`, `evaluate`, `faithfulness`).
@@ -51,20 +54,92 @@ pub(crate) fn dtype_arg(args: &Args) -> EvalResult<candle_core::DType> {
     })
 }
 
-/// `alpha a` or `t_cut n` (not both; both in range already: the signature's ranges are checked
-/// at binding), else `fallback`.
+/// The `positions` keyword of the verbs that take `t_cut` ([`t_cut_arg`] reads it).
+pub(crate) fn positions_keyword(sig: Signature) -> Signature {
+    sig.named(
+        "positions",
+        Type::Any,
+        "which answer tokens enter the loss instead of the first T_cut: indices into the answer \
+         (`[0, 2]`, 0 the first answer token) or \"last\" (the last one before a final stop \
+         token); the loss is their mean NLL, the answer fed up to the last of them \
+         (self_entropy, nll). A position past a sample's answer is refused, naming the sample",
+    )
+}
+
+/// `alpha a`, `t_cut n` or `positions …` (one of them; `alpha`/`t_cut` in range already: the
+/// signature's ranges are checked at binding), else `fallback`.
 pub(crate) fn t_cut_arg(args: &Args, fallback: TCut) -> EvalResult<TCut> {
+    let given: Vec<&str> = ["alpha", "t_cut", "positions"]
+        .into_iter()
+        .filter(|k| args.value(k).is_some_and(|v| !matches!(v, Value::Null)))
+        .collect();
+    if given.len() > 1 {
+        return Err(EvalError::at(
+            args.span_of(given[1]),
+            format!(
+                "give one of `alpha`, `t_cut`, `positions`, not both (got {})",
+                given.join(" and ")
+            ),
+        ));
+    }
+    if let Some(v) = args
+        .value("positions")
+        .filter(|v| !matches!(v, Value::Null))
+    {
+        return positions_value(v, args.span_of("positions")).map(TCut::Positions);
+    }
     Ok(match (args.number("alpha"), args.number("t_cut")) {
-        (Some(_), Some(_)) => {
-            return Err(EvalError::at(
-                args.span_of("t_cut"),
-                "give `alpha` or `t_cut`, not both",
-            ))
-        }
-        (Some(a), None) => TCut::Alpha(a),
+        (Some(a), _) => TCut::Alpha(a),
         (None, Some(t)) => TCut::Fixed(t as usize),
         (None, None) => fallback,
     })
+}
+
+/// `[0, 2]`, a single index, or "last": ascending and unique (a repeated index would weigh a
+/// token twice without saying so, so it is refused rather than merged).
+fn positions_value(v: &Value, span: Span) -> EvalResult<AnswerPositions> {
+    let index = |x: &Value| -> EvalResult<usize> {
+        match x {
+            Value::Number(n) if n.is_finite() && n.fract() == 0.0 && *n >= 0.0 && *n < 1e9 => {
+                Ok(*n as usize)
+            }
+            Value::Number(n) => Err(EvalError::at(
+                span,
+                format!("positions: {n} is not an answer-token index (a whole number ≥ 0)"),
+            )),
+            other => Err(EvalError::at(
+                span,
+                format!(
+                    "positions: a {} is not an answer-token index (a whole number ≥ 0)",
+                    other.type_name()
+                ),
+            )),
+        }
+    };
+    let mut out = match v {
+        Value::Str(s) if s == "last" => return Ok(AnswerPositions::Last),
+        Value::Str(s) => {
+            return Err(EvalError::at(
+                span,
+                format!("positions: `{s}` is not \"last\" or a list of indices"),
+            ))
+        }
+        Value::List(items) => items.iter().map(index).collect::<EvalResult<Vec<_>>>()?,
+        other => vec![index(other)?],
+    };
+    if out.is_empty() {
+        return Err(EvalError::at(
+            span,
+            "positions: the list is empty; name at least one answer token",
+        ));
+    }
+    let n = out.len();
+    out.sort_unstable();
+    out.dedup();
+    if out.len() != n {
+        return Err(EvalError::at(span, "positions: an index appears twice"));
+    }
+    Ok(AnswerPositions::Indices(out))
 }
 
 /// A progress bar on stderr with rate and ETA; invisible when stderr is not a terminal. It
