@@ -48,8 +48,8 @@ fn declare_normalize(sig: Signature) -> Signature {
     .choices("normalize", &NORMALIZE_CHOICES)
 }
 
-/// The `normalize` choices the verbs offer.
-const NORMALIZE_CHOICES: [&str; 2] = ["none", "mass"];
+/// The `normalize` choices the verbs offer: all of the analysis layer's.
+const NORMALIZE_CHOICES: [&str; 3] = analysis::NORMALIZE_NAMES;
 
 pub(super) fn register(reg: &mut Registry) {
     // One verb per statistic of the table, with the keywords of its options.
@@ -79,7 +79,7 @@ pub(super) fn register(reg: &mut Registry) {
         reg.register_fn(sig, verb_stat);
     }
     reg.register_fn(
-        Signature::new(
+        declare_normalize(Signature::new(
             "compare",
             "every statistic for two graphs: base, tuned, delta, pct and a paired bootstrap 95% CI",
         )
@@ -104,7 +104,7 @@ pub(super) fn register(reg: &mut Registry) {
             "layer, src_layer, kind, src_kind or depth (relative depth, 10 bins: graphs of \
              different depth)",
         )
-        .named_default("k", Type::Number, 10.0, "k of topk_mass")
+        .named_default("k", Type::Number, 10.0, "k of topk_mass"))
         .word(
             "stats",
             Some("default"),
@@ -253,6 +253,56 @@ fn long_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
     }
 }
 
+/// The long table a normalisation needs ([`with_grad_norms`]).
+fn scaled_table(v: &Value, span: Span, normalize: Normalize) -> EvalResult<DataFrame> {
+    with_grad_norms(long_table(v, span)?, v, span, normalize)
+}
+
+/// For `normalize grad`, a graph's table gains each sample's gradient norm at `logits` as the
+/// `grad_norm` column, by prompt_id (long and per-position tables alike); a table is taken as
+/// given (it may carry one).
+fn with_grad_norms(
+    table: DataFrame,
+    v: &Value,
+    span: Span,
+    normalize: Normalize,
+) -> EvalResult<DataFrame> {
+    let Value::Graph(g) = v else {
+        return Ok(table);
+    };
+    if normalize != Normalize::Grad {
+        return Ok(table);
+    }
+    let Some(norms) = g.grad_norms() else {
+        return Err(err(
+            span,
+            "this graph keeps no per-sample gradient norms, so it cannot be normalised by grad",
+        )
+        .with_help(
+            "score it again with this version's patch (graphs saved before per-sample records, \
+             or read from EAP-IG JSON, have none), or use normalize mass",
+        ));
+    };
+    let of: std::collections::HashMap<i64, f64> =
+        g.meta.prompt_ids.iter().copied().zip(norms).collect();
+    let ids = table
+        .column("prompt_id")
+        .and_then(|c| c.i64().cloned())
+        .map_err(|e| err(span, e))?;
+    let column: Vec<Option<f64>> = ids
+        .iter()
+        .map(|id| id.and_then(|id| of.get(&id).copied()))
+        .collect();
+    let mut table = table;
+    table
+        .with_column(Column::new(
+            analysis::matrix::GRAD_NORM_COLUMN.into(),
+            column,
+        ))
+        .map_err(|e| err(span, e))?;
+    Ok(table)
+}
+
 /// The model a graph was scored with, when the value is a graph that knows it.
 fn model_of(v: &Value) -> Option<&str> {
     match v {
@@ -374,9 +424,9 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let by_position = args.word("by") == Some("position");
     for (i, (v, a)) in values.iter().zip(&graphs).enumerate() {
         tables.push(if by_position {
-            position_table(v, a.span)?
+            with_grad_norms(position_table(v, a.span)?, v, a.span, stat.normalize)?
         } else {
-            long_table(v, a.span)?
+            scaled_table(v, a.span, stat.normalize)?
         });
         names.push(arg_name(ctx, a.span, i));
     }
@@ -397,12 +447,21 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 }
 
 fn two_tables(args: &Args, a: &str, b: &str) -> EvalResult<(DataFrame, DataFrame, Option<usize>)> {
+    two_scaled_tables(args, a, b, Normalize::None)
+}
+
+fn two_scaled_tables(
+    args: &Args,
+    a: &str,
+    b: &str,
+    normalize: Normalize,
+) -> EvalResult<(DataFrame, DataFrame, Option<usize>)> {
     let va = args.value(a).cloned().unwrap_or(Value::Null);
     let vb = args.value(b).cloned().unwrap_or(Value::Null);
     let layers = n_layers_of(&va);
     Ok((
-        long_table(&va, args.span_of(a))?,
-        long_table(&vb, args.span_of(b))?,
+        scaled_table(&va, args.span_of(a), normalize)?,
+        scaled_table(&vb, args.span_of(b), normalize)?,
         layers,
     ))
 }
@@ -427,7 +486,8 @@ fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     if args.value("same_tokens").and_then(Value::as_bool) == Some(true) {
         check_same_tokens(&args)?;
     }
-    let (t0, t1, _) = two_tables(&args, "base", "tuned")?;
+    let normalize = normalize_arg(&args)?;
+    let (t0, t1, _) = two_scaled_tables(&args, "base", "tuned", normalize)?;
     let by = parse_by(&args)?;
     if by == By::Edge {
         return Err(err(args.span_of("by"), "compare is not per edge")
@@ -449,7 +509,7 @@ fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             .unwrap_or(true),
         topk: args.number("k").unwrap_or(10.0).max(1.0) as usize,
         by,
-        normalize: normalize_arg(&args)?,
+        normalize,
         statistics: match args.word_choice("stats", &["default", "all"])? {
             "all" => StatSet::All,
             _ => StatSet::Default,
