@@ -470,7 +470,10 @@ fn compare_all_statistics_and_normalised_rows_equal_the_single_statistics() {
     .unwrap();
     let metrics = by_layer.column("metric").unwrap().str().unwrap();
     assert_eq!(
-        metrics.iter().filter(|m| *m == Some("intensity/mass")).count(),
+        metrics
+            .iter()
+            .filter(|m| *m == Some("intensity/mass"))
+            .count(),
         L + 1
     );
 }
@@ -489,7 +492,11 @@ fn mass_normalised_compare_does_not_see_samples_rescaled() {
     let base = block_table(L, s).unwrap();
     let tuned = block_table(L, rescaled).unwrap();
     let raw = rows(&compare(&base, &tuned, &opts(100)).unwrap());
-    assert!(raw.pct[0].abs() > 10.0, "raw intensity moves: {}", raw.pct[0]);
+    assert!(
+        raw.pct[0].abs() > 10.0,
+        "raw intensity moves: {}",
+        raw.pct[0]
+    );
     let r = rows(
         &compare(
             &base,
@@ -509,6 +516,10 @@ fn mass_normalised_compare_does_not_see_samples_rescaled() {
         // does here).
         let tol = 1e-9 * (1.0 + r.base[i].abs());
         assert!(r.delta[i].abs() <= tol, "{}: {}", r.metric[i], r.delta[i]);
-        assert!(r.lo[i].abs() <= tol && r.hi[i].abs() <= tol, "{}", r.metric[i]);
+        assert!(
+            r.lo[i].abs() <= tol && r.hi[i].abs() <= tol,
+            "{}",
+            r.metric[i]
+        );
     }
 }

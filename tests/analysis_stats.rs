@@ -770,7 +770,10 @@ fn rank_statistics_match_independent_computations() {
     let want = s.iter().map(|r| naive_half_mass(r)).sum::<f64>() / s.len() as f64;
     let got = value(&statistic(&t, &Stat::HalfMassFraction, By::None).unwrap());
     // k/n fractions averaged: exact up to the last bit of the mean.
-    assert!(close(got, want, 1e-15), "half_mass_fraction {got} vs {want}");
+    assert!(
+        close(got, want, 1e-15),
+        "half_mass_fraction {got} vs {want}"
+    );
 
     // Known values: one edge holding everything; all edges equal.
     let n = n_edges(L);
@@ -787,7 +790,11 @@ fn rank_statistics_match_independent_computations() {
     let got = value(&statistic(&t2, &Stat::RankDiversity, By::None).unwrap());
     assert!(got.abs() < 1e-15, "{got}");
     assert!(matches!(
-        statistic(&block_table(L, vec![base]).unwrap(), &Stat::RankDiversity, By::None),
+        statistic(
+            &block_table(L, vec![base]).unwrap(),
+            &Stat::RankDiversity,
+            By::None
+        ),
         Err(AnalysisError::TooFewSamples {
             statistic: "rank_diversity",
             needed: 2,
@@ -853,7 +860,10 @@ fn normalised_statistics_do_not_see_a_sample_rescaled() {
                 with_grad_norms(&block_table(L, scaled.clone()).unwrap(), &scaled_norms),
             ),
         ] {
-            let (va, vb) = (normalized_values(&a, normalize), normalized_values(&b, normalize));
+            let (va, vb) = (
+                normalized_values(&a, normalize),
+                normalized_values(&b, normalize),
+            );
             assert_eq!(va.len(), vb.len());
             for ((name, x), (_, y)) in va.iter().zip(&vb) {
                 for (p, q) in x.iter().zip(y) {
@@ -936,14 +946,24 @@ fn mass_and_grad_normalisation_match_their_formulas() {
             row.iter().map(|v| v / m).collect()
         })
         .collect();
-    let want = value(&entropy(&block_table(L, by_hand).unwrap(), By::None, HistOpts::default()).unwrap());
+    let want = value(
+        &entropy(
+            &block_table(L, by_hand).unwrap(),
+            By::None,
+            HistOpts::default(),
+        )
+        .unwrap(),
+    );
     let got = statistic(
         &t,
         NormalizedStat::new(Stat::Entropy(HistOpts::default()), Normalize::Mass),
         By::None,
     )
     .unwrap();
-    assert_eq!(got.column("statistic").unwrap().str().unwrap().get(0), Some("entropy/mass"));
+    assert_eq!(
+        got.column("statistic").unwrap().str().unwrap().get(0),
+        Some("entropy/mass")
+    );
     assert_eq!(value(&got), want);
 }
 
@@ -967,16 +987,29 @@ fn normalisation_refuses_what_it_cannot_scale() {
     ));
     s[2].iter_mut().for_each(|v| *v = 0.0);
     let dead = block_table(L, s).unwrap();
-    let err = statistic(&dead, NormalizedStat::new(Stat::Gini, Normalize::Mass), By::None)
-        .unwrap_err();
+    let err = statistic(
+        &dead,
+        NormalizedStat::new(Stat::Gini, Normalize::Mass),
+        By::None,
+    )
+    .unwrap_err();
     assert!(
-        matches!(err, AnalysisError::CannotNormalize { how: "mass", prompt_id: 2, .. }),
+        matches!(
+            err,
+            AnalysisError::CannotNormalize {
+                how: "mass",
+                prompt_id: 2,
+                ..
+            }
+        ),
         "{err}"
     );
     // Two grad_norm values for one sample: a mixed table.
     let mut mixed = with_grad_norms(&t, &[1.0, 1.0, 1.0]);
     let g: Vec<f64> = (0..mixed.height()).map(|i| 1.0 + (i % 2) as f64).collect();
-    mixed.with_column(Column::new("grad_norm".into(), g)).unwrap();
+    mixed
+        .with_column(Column::new("grad_norm".into(), g))
+        .unwrap();
     assert!(statistic(&mixed, grad, By::None).is_err());
     assert_eq!("mass".parse::<Normalize>().unwrap(), Normalize::Mass);
     assert!("scale".parse::<Normalize>().is_err());
@@ -986,8 +1019,11 @@ fn normalisation_refuses_what_it_cannot_scale() {
 fn same_tokens_lists_the_prompts_that_differ() {
     let h = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let ids = [3i64, 1, 2];
-    assert!(check_same_tokens(&ids, &h(&["a", "b", "c"]), &[1, 2, 3], &h(&["b", "c", "a"])).is_ok());
-    let err = check_same_tokens(&ids, &h(&["a", "b", "c"]), &ids, &h(&["a", "x", "c"])).unwrap_err();
+    assert!(
+        check_same_tokens(&ids, &h(&["a", "b", "c"]), &[1, 2, 3], &h(&["b", "c", "a"])).is_ok()
+    );
+    let err =
+        check_same_tokens(&ids, &h(&["a", "b", "c"]), &ids, &h(&["a", "x", "c"])).unwrap_err();
     match &err {
         AnalysisError::TokenMismatch { count, prompt_ids } => {
             assert_eq!((*count, prompt_ids.as_str()), (1, "1"));
@@ -995,8 +1031,16 @@ fn same_tokens_lists_the_prompts_that_differ() {
         other => panic!("{other}"),
     }
     // Unknown hashes and prompts in one graph only cannot be checked: they differ.
-    let err = check_same_tokens(&ids, &h(&["a", "", "c"]), &[3, 1, 2, 9], &h(&["a", "", "c", "d"]))
-        .unwrap_err();
-    assert!(matches!(&err, AnalysisError::TokenMismatch { count: 2, prompt_ids } if prompt_ids == "1, 9"), "{err}");
+    let err = check_same_tokens(
+        &ids,
+        &h(&["a", "", "c"]),
+        &[3, 1, 2, 9],
+        &h(&["a", "", "c", "d"]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, AnalysisError::TokenMismatch { count: 2, prompt_ids } if prompt_ids == "1, 9"),
+        "{err}"
+    );
     assert!(check_same_tokens(&ids, &[], &ids, &[]).is_err());
 }

@@ -471,7 +471,10 @@ fn normalize_and_stats_options_reach_the_analysis_layer() {
         .unwrap();
     let want = analysis::statistic(
         &long,
-        analysis::NormalizedStat::new(Stat::Entropy(HistOpts::default()), analysis::Normalize::Mass),
+        analysis::NormalizedStat::new(
+            Stat::Entropy(HistOpts::default()),
+            analysis::Normalize::Mass,
+        ),
         By::Layer,
     )
     .unwrap();
@@ -483,7 +486,8 @@ fn normalize_and_stats_options_reach_the_analysis_layer() {
         .unwrap()
         .as_table()
         .unwrap();
-    let column = |c: &str| -> Vec<Option<f64>> { t.column(c).unwrap().f64().unwrap().iter().collect() };
+    let column =
+        |c: &str| -> Vec<Option<f64>> { t.column(c).unwrap().f64().unwrap().iter().collect() };
     let (a, b) = (column("g0"), column("g1"));
     for (x, y) in a.iter().zip(&b) {
         // Half-mass fractions are k/n: doubling every score keeps each k exactly.
@@ -508,9 +512,19 @@ fn normalize_and_stats_options_reach_the_analysis_layer() {
         .flatten()
         .map(String::from)
         .collect();
-    assert!(metrics.contains(&"rank_diversity/mass".to_string()), "{metrics:?}");
-    assert!(!metrics.iter().any(|m| m.starts_with("intensity")), "{metrics:?}");
-    let default = s.eval("compare g0, g1 resamples 50").unwrap().as_table().unwrap();
+    assert!(
+        metrics.contains(&"rank_diversity/mass".to_string()),
+        "{metrics:?}"
+    );
+    assert!(
+        !metrics.iter().any(|m| m.starts_with("intensity")),
+        "{metrics:?}"
+    );
+    let default = s
+        .eval("compare g0, g1 resamples 50")
+        .unwrap()
+        .as_table()
+        .unwrap();
     assert_eq!(default.height(), 9);
     // Every statistic of the table is a verb with its options' keywords and `normalize`.
     for def in analysis::STATS {
@@ -537,9 +551,14 @@ fn compare_same_tokens_refuses_graphs_that_scored_other_tokens() {
     assert!(s.eval("compare a, b same_tokens true resamples 10").is_ok());
     // Default false: the paper's setting (each model on its own answers) still compares.
     assert!(s.eval("compare a, c resamples 10").is_ok());
-    let e = s.eval("compare a, c same_tokens true resamples 10").unwrap_err();
+    let e = s
+        .eval("compare a, c same_tokens true resamples 10")
+        .unwrap_err();
     let msg = flat(&e);
-    assert!(msg.contains("prompt_id 1, 3") && msg.contains("2 prompt"), "{msg}");
+    assert!(
+        msg.contains("prompt_id 1, 3") && msg.contains("2 prompt"),
+        "{msg}"
+    );
     // Tables carry no hashes: refused rather than assumed equal.
     s.set("ta", block_graph(3, sc.clone()).sample_table().unwrap());
     let e = s.eval("compare ta, ta same_tokens true").unwrap_err();
@@ -555,9 +574,17 @@ fn correlation_aggregations_are_the_analysis_implementations() {
     let g: Vec<i64> = (0..n).map(|i| (i % 3) as i64).collect();
     // Ties in both columns (kendall's τ-b and the average ranks matter) and one null.
     let x: Vec<Option<f64>> = (0..n)
-        .map(|i| if i == 7 { None } else { Some(rng.gen_range(0..6) as f64) })
+        .map(|i| {
+            if i == 7 {
+                None
+            } else {
+                Some(rng.gen_range(0..6) as f64)
+            }
+        })
         .collect();
-    let y: Vec<f64> = (0..n).map(|i| (i % 5) as f64 + rng.gen_range(0..3) as f64).collect();
+    let y: Vec<f64> = (0..n)
+        .map(|i| (i % 5) as f64 + rng.gen_range(0..3) as f64)
+        .collect();
     let t = df!("g" => &g, "x" => &x, "y" => &y).unwrap();
     let mut s = Session::new();
     s.set("t", t);
@@ -566,7 +593,11 @@ fn correlation_aggregations_are_the_analysis_implementations() {
         .unwrap()
         .as_table()
         .unwrap();
-    let names: Vec<String> = whole.get_column_names().iter().map(|c| c.to_string()).collect();
+    let names: Vec<String> = whole
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     assert_eq!(names, ["pearson_x_y", "spearman_x_y", "tau"]);
     let complete = |keep: &dyn Fn(usize) -> bool| -> (Vec<f64>, Vec<f64>) {
         (0..n)
@@ -575,7 +606,8 @@ fn correlation_aggregations_are_the_analysis_implementations() {
             .unzip()
     };
     let (xs, ys) = complete(&|_| true);
-    let get = |df: &DataFrame, c: &str, i: usize| df.column(c).unwrap().f64().unwrap().get(i).unwrap();
+    let get =
+        |df: &DataFrame, c: &str, i: usize| df.column(c).unwrap().f64().unwrap().get(i).unwrap();
     // One implementation: bit for bit the same numbers.
     assert_eq!(get(&whole, "pearson_x_y", 0), pearson(&xs, &ys));
     assert_eq!(get(&whole, "spearman_x_y", 0), spearman(&xs, &ys));
@@ -629,8 +661,18 @@ fn normalize_grad_divides_each_sample_by_its_gradient_norm_at_logits() {
             .unwrap();
         let name = got.get_column_names()[1].to_string();
         assert!(name.ends_with("/grad"), "{name}");
-        let a: Vec<f64> = got.column(&name).unwrap().f64().unwrap().into_no_null_iter().collect();
-        let b: Vec<f64> = want.columns()[1].f64().unwrap().into_no_null_iter().collect();
+        let a: Vec<f64> = got
+            .column(&name)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let b: Vec<f64> = want.columns()[1]
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
         // Both divide each score by the same norm once: identical numbers.
         assert_eq!(a, b, "{verb}");
     }
@@ -639,7 +681,14 @@ fn normalize_grad_divides_each_sample_by_its_gradient_norm_at_logits() {
         .unwrap()
         .as_table()
         .unwrap();
-    let first = c.column("metric").unwrap().str().unwrap().get(0).unwrap().to_string();
+    let first = c
+        .column("metric")
+        .unwrap()
+        .str()
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_string();
     assert_eq!(first, "intensity/grad");
     // A graph without per-sample records cannot be normalised by grad: said plainly.
     let e = s.eval("intensity h normalize grad").unwrap_err();

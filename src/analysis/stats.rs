@@ -296,6 +296,9 @@ pub const STATS: &[StatDef] = &[
     //   edges, strongest first, that holds half the sample's Σ|S| (a point of its Lorenz
     //   curve). Unlike the mean-graph gini/top-k it weighs every question alike, and unlike
     //   kurtosis it says how many edges carry the signal, in units a reader can check.
+    // A rank agreement between base and tuned (Spearman of their mean |S|) is not a row here:
+    // compare's rows are one value per graph (base, tuned, their change), and an agreement has
+    // one value per pair; `overlap` reports it (spearman_abs, kendall, over all edges).
     StatDef {
         name: "rank_diversity",
         description: "1 − mean pairwise Spearman correlation of the samples' score vectors",

@@ -279,7 +279,9 @@ fn correlation(name: &str, a: PlExpr, b: PlExpr) -> PlExpr {
         },
         [a, b],
         move |_, fields: &[pl::Field]| {
-            let name = fields.first().map_or(out_name.clone(), |f| f.name().clone());
+            let name = fields
+                .first()
+                .map_or(out_name.clone(), |f| f.name().clone());
             Ok(pl::Field::new(name, pl::DataType::Float64))
         },
         true,

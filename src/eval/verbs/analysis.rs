@@ -383,7 +383,8 @@ fn position_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
 
 fn normalize_arg(args: &Args) -> EvalResult<Normalize> {
     let w = args.word_choice("normalize", &NORMALIZE_CHOICES)?;
-    w.parse::<Normalize>().map_err(|e| err(args.span_of("normalize"), e))
+    w.parse::<Normalize>()
+        .map_err(|e| err(args.span_of("normalize"), e))
 }
 
 fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
