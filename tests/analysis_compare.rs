@@ -419,3 +419,107 @@ fn the_interval_covers_zero_under_the_null_at_about_the_nominal_rate() {
     eprintln!("null coverage of the 95% interval: {covered}/60");
     assert!(covered >= 51, "covered {covered}/60");
 }
+
+#[test]
+fn compare_all_statistics_and_normalised_rows_equal_the_single_statistics() {
+    let t0 = block_table(L, scores(21, 7, n_edges(L))).unwrap();
+    let t1 = block_table(L, scores(22, 7, n_edges(L))).unwrap();
+    for normalize in [Normalize::None, Normalize::Mass] {
+        let o = CompareOpts {
+            normalize,
+            statistics: StatSet::All,
+            ..opts(20)
+        };
+        let r = rows(&compare(&t0, &t1, &o).unwrap());
+        let stats = o.statistics();
+        let want_names: Vec<String> = stats
+            .iter()
+            .map(|s| NormalizedStat::new(*s, normalize).name())
+            .collect();
+        assert_eq!(r.metric, want_names);
+        assert_eq!(r.metric, o.metric_names());
+        // All: every statistic of the table, except whole-graph intensity under mass
+        // (1/n_edges for both graphs, so no comparison).
+        let expected = STATS.len() - usize::from(normalize == Normalize::Mass);
+        assert_eq!(r.metric.len(), expected, "{:?}", r.metric);
+        assert!(r.metric.iter().any(|m| m.starts_with("rank_diversity")));
+        for (i, stat) in stats.iter().enumerate() {
+            for (table, got) in [(&t0, r.base[i]), (&t1, r.tuned[i])] {
+                let df = statistic(table, NormalizedStat::new(*stat, normalize), By::None).unwrap();
+                let want = df.column("value").unwrap().f64().unwrap().get(0).unwrap();
+                // The bootstrap's recombination against the direct computation: sums in
+                // another order, so rounding only.
+                assert!(
+                    (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                    "{}: {got} vs {want}",
+                    r.metric[i]
+                );
+            }
+        }
+    }
+    // By layer under mass keeps intensity: each layer's share of the mass per edge.
+    let by_layer = compare(
+        &t0,
+        &t1,
+        &CompareOpts {
+            normalize: Normalize::Mass,
+            by: By::Layer,
+            ..opts(20)
+        },
+    )
+    .unwrap();
+    let metrics = by_layer.column("metric").unwrap().str().unwrap();
+    assert_eq!(
+        metrics
+            .iter()
+            .filter(|m| *m == Some("intensity/mass"))
+            .count(),
+        L + 1
+    );
+}
+
+#[test]
+fn mass_normalised_compare_does_not_see_samples_rescaled() {
+    // Tuned = base with each sample rescaled by its own factor: raw intensity changes, every
+    // mass-normalised statistic (and its whole interval) stays at zero change.
+    let s = scores(23, 10, n_edges(L));
+    let factors = [0.5, 2.0, 3.0, 1.0, 0.1, 8.0, 1.5, 0.7, 4.0, 2.5];
+    let rescaled: Vec<Vec<f64>> = s
+        .iter()
+        .zip(factors)
+        .map(|(r, c)| r.iter().map(|v| v * c).collect())
+        .collect();
+    let base = block_table(L, s).unwrap();
+    let tuned = block_table(L, rescaled).unwrap();
+    let raw = rows(&compare(&base, &tuned, &opts(100)).unwrap());
+    assert!(
+        raw.pct[0].abs() > 10.0,
+        "raw intensity moves: {}",
+        raw.pct[0]
+    );
+    let r = rows(
+        &compare(
+            &base,
+            &tuned,
+            &CompareOpts {
+                normalize: Normalize::Mass,
+                statistics: StatSet::All,
+                ..opts(100)
+            },
+        )
+        .unwrap(),
+    );
+    for i in 0..r.metric.len() {
+        assert!(r.metric[i].ends_with("/mass"), "{}", r.metric[i]);
+        // v·c / (M·c) against v / M: last-bit rounding of each score, 1e-9 relative after the
+        // statistics' sums (entropy's bin edges could move a value sitting on an edge; none
+        // does here).
+        let tol = 1e-9 * (1.0 + r.base[i].abs());
+        assert!(r.delta[i].abs() <= tol, "{}: {}", r.metric[i], r.delta[i]);
+        assert!(
+            r.lo[i].abs() <= tol && r.hi[i].abs() <= tol,
+            "{}",
+            r.metric[i]
+        );
+    }
+}

@@ -671,3 +671,376 @@ fn names_parse_to_groupings_and_statistics() {
     let err = Stat::from_name("entropyy", h, 10, None).unwrap_err();
     assert!(err.to_string().contains("known: intensity"));
 }
+
+// ---- the statistics table, scale-free and rank-based statistics ----
+
+#[test]
+fn every_statistic_is_one_entry_of_the_table() {
+    let h = HistOpts::default();
+    assert_eq!(STAT_NAMES.len(), STATS.len());
+    let mut seen = std::collections::HashSet::new();
+    for (def, name) in STATS.iter().zip(STAT_NAMES) {
+        assert_eq!(def.name, name);
+        assert!(seen.insert(def.name), "{} twice", def.name);
+        let stat = (def.make)(&StatParams::default());
+        // The entry a statistic finds is the one that made it; its name parses back to it.
+        assert_eq!(stat.def().name, def.name);
+        assert_eq!(Stat::from_name(def.name, h, 10, None).unwrap(), stat);
+        assert!(!def.description.is_empty());
+    }
+    // compare's default rows are the nine of METHOD.md §5, in the order compare always had.
+    let in_compare: Vec<&str> = STATS
+        .iter()
+        .filter(|d| d.in_compare)
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(
+        in_compare,
+        [
+            "intensity",
+            "entropy",
+            "edge_entropy",
+            "edge_entropy_norm",
+            "kurtosis",
+            "gini",
+            "topk_mass",
+            "effective_edges",
+            "diversity"
+        ]
+    );
+}
+
+/// Average ranks by counting (the O(n²) definition: rank = #smaller + (#equal + 1) / 2).
+fn naive_ranks(v: &[f64]) -> Vec<f64> {
+    v.iter()
+        .map(|&x| {
+            let less = v.iter().filter(|&&y| y < x).count() as f64;
+            let equal = v.iter().filter(|&&y| y == x).count() as f64;
+            less + (equal + 1.0) / 2.0
+        })
+        .collect()
+}
+
+fn naive_pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma) * (x - ma)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb) * (y - mb)).sum();
+    cov / (va * vb).sqrt()
+}
+
+/// The smallest k whose k largest |x| hold half of Σ|x|, by summing each candidate afresh.
+fn naive_half_mass(v: &[f64]) -> f64 {
+    let mut abs: Vec<f64> = v.iter().map(|x| x.abs()).collect();
+    abs.sort_by(|a, b| b.partial_cmp(a).unwrap());
+    let total: f64 = abs.iter().sum();
+    let k = (1..=abs.len())
+        .find(|&k| abs[..k].iter().sum::<f64>() >= 0.5 * total)
+        .unwrap();
+    k as f64 / abs.len() as f64
+}
+
+#[test]
+fn rank_statistics_match_independent_computations() {
+    // Integer-valued scores: many ties, so the average-rank convention matters.
+    let mut rng = StdRng::seed_from_u64(41);
+    let s: Vec<Vec<f64>> = (0..7)
+        .map(|_| {
+            (0..n_edges(L))
+                .map(|_| rng.gen_range(-4i32..=4) as f64 * rng.gen_range(1..3) as f64)
+                .collect()
+        })
+        .collect();
+    let t = block_table(L, s.clone()).unwrap();
+
+    let mut sum = 0.0;
+    let mut pairs = 0.0;
+    for i in 0..s.len() {
+        for j in i + 1..s.len() {
+            sum += naive_pearson(&naive_ranks(&s[i]), &naive_ranks(&s[j]));
+            pairs += 1.0;
+        }
+    }
+    let want = 1.0 - sum / pairs;
+    let got = value(&statistic(&t, &Stat::RankDiversity, By::None).unwrap());
+    // Two orders of summation of ~1e2 rank products: agreement to rounding.
+    assert!(close(got, want, 1e-12), "rank_diversity {got} vs {want}");
+
+    let want = s.iter().map(|r| naive_half_mass(r)).sum::<f64>() / s.len() as f64;
+    let got = value(&statistic(&t, &Stat::HalfMassFraction, By::None).unwrap());
+    // k/n fractions averaged: exact up to the last bit of the mean.
+    assert!(
+        close(got, want, 1e-15),
+        "half_mass_fraction {got} vs {want}"
+    );
+
+    // Known values: one edge holding everything; all edges equal.
+    let n = n_edges(L);
+    let mut one = vec![vec![0.0; n]; 2];
+    one[0][3] = 2.0;
+    one[1][7] = -5.0;
+    let t1 = block_table(L, one).unwrap();
+    let got = value(&statistic(&t1, &Stat::HalfMassFraction, By::None).unwrap());
+    assert_eq!(got, 1.0 / n as f64);
+    // Identical samples (up to a positive scale): same ranks, no rank diversity.
+    let base: Vec<f64> = (0..n).map(|e| (e as f64 * 0.37).sin()).collect();
+    let same = vec![base.clone(), base.iter().map(|v| 3.0 * v).collect()];
+    let t2 = block_table(L, same).unwrap();
+    let got = value(&statistic(&t2, &Stat::RankDiversity, By::None).unwrap());
+    assert!(got.abs() < 1e-15, "{got}");
+    assert!(matches!(
+        statistic(
+            &block_table(L, vec![base]).unwrap(),
+            &Stat::RankDiversity,
+            By::None
+        ),
+        Err(AnalysisError::TooFewSamples {
+            statistic: "rank_diversity",
+            needed: 2,
+            found: 1
+        })
+    ));
+}
+
+/// Every statistic but the ones a normalisation makes constant, by none and by layer.
+fn normalized_values(t: &DataFrame, normalize: Normalize) -> Vec<(String, Vec<f64>)> {
+    let mut out = Vec::new();
+    for def in STATS {
+        let stat = NormalizedStat::new((def.make)(&StatParams::default()), normalize);
+        for by in [By::None, By::Layer] {
+            if stat.check_meaningful(by).is_err() {
+                continue;
+            }
+            let df = statistic(t, stat, by).unwrap();
+            let col = if by == By::None {
+                "value".to_string()
+            } else {
+                stat.name()
+            };
+            out.push((format!("{} {by:?}", stat.name()), col_f64(&df, &col)));
+        }
+    }
+    out
+}
+
+fn with_grad_norms(t: &DataFrame, norms: &[f64]) -> DataFrame {
+    let ids: Vec<i64> = t
+        .column("prompt_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let g: Vec<f64> = ids.iter().map(|&k| norms[k as usize]).collect();
+    let mut t = t.clone();
+    t.with_column(Column::new("grad_norm".into(), g)).unwrap();
+    t
+}
+
+#[test]
+fn normalised_statistics_do_not_see_a_sample_rescaled() {
+    let s = random_scores(42, 6, n_edges(L));
+    let norms = [0.5, 2.0, 1.5, 3.0, 0.25, 1.0];
+    for c in [7.3, 1e-3] {
+        // Sample 2's scores (and, for grad, its gradient norm) times c.
+        let mut scaled = s.clone();
+        scaled[2].iter_mut().for_each(|v| *v *= c);
+        let mut scaled_norms = norms;
+        scaled_norms[2] *= c;
+        for (normalize, a, b) in [
+            (
+                Normalize::Mass,
+                block_table(L, s.clone()).unwrap(),
+                block_table(L, scaled.clone()).unwrap(),
+            ),
+            (
+                Normalize::Grad,
+                with_grad_norms(&block_table(L, s.clone()).unwrap(), &norms),
+                with_grad_norms(&block_table(L, scaled.clone()).unwrap(), &scaled_norms),
+            ),
+        ] {
+            let (va, vb) = (
+                normalized_values(&a, normalize),
+                normalized_values(&b, normalize),
+            );
+            assert_eq!(va.len(), vb.len());
+            for ((name, x), (_, y)) in va.iter().zip(&vb) {
+                for (p, q) in x.iter().zip(y) {
+                    // The scaled sample's values differ from the original only by the
+                    // rounding of v·c/(M·c) against v/M: a few ulps, so 1e-12 relative.
+                    assert!(close(*p, *q, 1e-12), "{name} c={c}: {p} vs {q}");
+                }
+            }
+            // Raw intensity does see the rescaled sample: the check can fail.
+            let raw_a = value(&intensity(&a, By::None, None).unwrap());
+            let raw_b = value(&intensity(&b, By::None, None).unwrap());
+            assert!(!close(raw_a, raw_b, 1e-6));
+        }
+    }
+}
+
+#[test]
+fn mass_and_grad_normalisation_match_their_formulas() {
+    let s = random_scores(43, 5, n_edges(L));
+    let norms = [0.5, 2.0, 1.5, 3.0, 0.25];
+    let t = block_table(L, s.clone()).unwrap();
+    let edges = block_edges(L);
+    // intensity/mass by layer: Σ_k Σ_{e in layer} |S_ke| / M_k / (N · E_layer).
+    let by_layer = statistic(
+        &t,
+        NormalizedStat::new(Stat::Intensity { dense_layers: None }, Normalize::Mass),
+        By::Layer,
+    )
+    .unwrap();
+    assert_eq!(by_layer.get_column_names()[1].as_str(), "intensity/mass");
+    let got = col_f64(&by_layer, "intensity/mass");
+    for (layer, g) in (0..=L as i64).zip(&got) {
+        let in_layer: Vec<usize> = (0..edges.len())
+            .filter(|&e| edges[e].dst_layer == layer)
+            .collect();
+        let mut want = 0.0;
+        for row in &s {
+            let mass: f64 = row.iter().map(|v| v.abs()).sum();
+            want += in_layer.iter().map(|&e| row[e].abs() / mass).sum::<f64>();
+        }
+        want /= (s.len() * in_layer.len()) as f64;
+        assert!(close(*g, want, 1e-12), "layer {layer}: {g} vs {want}");
+    }
+    // The layers' shares: Σ_layer intensity·E_layer = 1 (each sample's mass is 1).
+    let share: f64 = (0..=L as i64)
+        .zip(&got)
+        .map(|(l, g)| g * edges.iter().filter(|e| e.dst_layer == l).count() as f64)
+        .sum();
+    assert!(close(share, 1.0, 1e-12), "{share}");
+    // Whole-graph intensity/mass is 1/n_edges for any graph: refused, pointing to by layer.
+    let err = statistic(
+        &t,
+        NormalizedStat::new(Stat::Intensity { dense_layers: None }, Normalize::Mass),
+        By::None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("by layer"), "{err}");
+    // intensity/grad: mean over samples of Σ|S_k| / (g_k · E).
+    let tg = with_grad_norms(&t, &norms);
+    let got = value(
+        &statistic(
+            &tg,
+            NormalizedStat::new(Stat::Intensity { dense_layers: None }, Normalize::Grad),
+            By::None,
+        )
+        .unwrap(),
+    );
+    let want = s
+        .iter()
+        .zip(norms)
+        .map(|(row, g)| row.iter().map(|v| v.abs() / g).sum::<f64>())
+        .sum::<f64>()
+        / (s.len() * edges.len()) as f64;
+    assert!(close(got, want, 1e-12), "{got} vs {want}");
+    // Entropy on the normalised scores equals entropy of a table normalised by hand.
+    let by_hand: Vec<Vec<f64>> = s
+        .iter()
+        .map(|row| {
+            let m: f64 = row.iter().map(|v| v.abs()).sum();
+            row.iter().map(|v| v / m).collect()
+        })
+        .collect();
+    let want = value(
+        &entropy(
+            &block_table(L, by_hand).unwrap(),
+            By::None,
+            HistOpts::default(),
+        )
+        .unwrap(),
+    );
+    let got = statistic(
+        &t,
+        NormalizedStat::new(Stat::Entropy(HistOpts::default()), Normalize::Mass),
+        By::None,
+    )
+    .unwrap();
+    assert_eq!(
+        got.column("statistic").unwrap().str().unwrap().get(0),
+        Some("entropy/mass")
+    );
+    assert_eq!(value(&got), want);
+}
+
+#[test]
+fn normalisation_refuses_what_it_cannot_scale() {
+    let mut s = random_scores(44, 3, n_edges(L));
+    let t = block_table(L, s.clone()).unwrap();
+    let grad = NormalizedStat::new(Stat::Kurtosis, Normalize::Grad);
+    match statistic(&t, grad, By::None).unwrap_err() {
+        AnalysisError::MissingColumn { column, .. } => assert_eq!(column, "grad_norm"),
+        other => panic!("{other}"),
+    }
+    let bad = with_grad_norms(&t, &[1.0, 0.0, 2.0]);
+    assert!(matches!(
+        statistic(&bad, grad, By::None),
+        Err(AnalysisError::CannotNormalize {
+            how: "grad",
+            prompt_id: 1,
+            ..
+        })
+    ));
+    s[2].iter_mut().for_each(|v| *v = 0.0);
+    let dead = block_table(L, s).unwrap();
+    let err = statistic(
+        &dead,
+        NormalizedStat::new(Stat::Gini, Normalize::Mass),
+        By::None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AnalysisError::CannotNormalize {
+                how: "mass",
+                prompt_id: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Two grad_norm values for one sample: a mixed table.
+    let mut mixed = with_grad_norms(&t, &[1.0, 1.0, 1.0]);
+    let g: Vec<f64> = (0..mixed.height()).map(|i| 1.0 + (i % 2) as f64).collect();
+    mixed
+        .with_column(Column::new("grad_norm".into(), g))
+        .unwrap();
+    assert!(statistic(&mixed, grad, By::None).is_err());
+    assert_eq!("mass".parse::<Normalize>().unwrap(), Normalize::Mass);
+    assert!("scale".parse::<Normalize>().is_err());
+}
+
+#[test]
+fn same_tokens_lists_the_prompts_that_differ() {
+    let h = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let ids = [3i64, 1, 2];
+    assert!(
+        check_same_tokens(&ids, &h(&["a", "b", "c"]), &[1, 2, 3], &h(&["b", "c", "a"])).is_ok()
+    );
+    let err =
+        check_same_tokens(&ids, &h(&["a", "b", "c"]), &ids, &h(&["a", "x", "c"])).unwrap_err();
+    match &err {
+        AnalysisError::TokenMismatch { count, prompt_ids } => {
+            assert_eq!((*count, prompt_ids.as_str()), (1, "1"));
+        }
+        other => panic!("{other}"),
+    }
+    // Unknown hashes and prompts in one graph only cannot be checked: they differ.
+    let err = check_same_tokens(
+        &ids,
+        &h(&["a", "", "c"]),
+        &[3, 1, 2, 9],
+        &h(&["a", "", "c", "d"]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, AnalysisError::TokenMismatch { count: 2, prompt_ids } if prompt_ids == "1, 9"),
+        "{err}"
+    );
+    assert!(check_same_tokens(&ids, &[], &ids, &[]).is_err());
+}

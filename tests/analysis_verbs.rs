@@ -459,3 +459,238 @@ fn overlap_statistics_cover_what_they_say() {
     assert!(close(get("kendall"), tau), "{} vs {tau}", get("kendall"));
     assert!(get("kendall") > 0.3 && get("spearman_top") > 0.0);
 }
+
+#[test]
+fn normalize_and_stats_options_reach_the_analysis_layer() {
+    let (mut s, sc) = session_with_graphs();
+    let long = block_graph(3, sc).sample_table().unwrap();
+    let got = s
+        .eval("entropy g0 by layer normalize mass")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    let want = analysis::statistic(
+        &long,
+        analysis::NormalizedStat::new(
+            Stat::Entropy(HistOpts::default()),
+            analysis::Normalize::Mass,
+        ),
+        By::Layer,
+    )
+    .unwrap();
+    assert!(got.equals_missing(&want), "{got} vs {want}");
+    assert_eq!(got.get_column_names()[1].as_str(), "entropy/mass");
+    // g1 is g0 doubled: mass-normalised, the two columns are equal.
+    let t = s
+        .eval("half_mass_fraction g0, g1 by kind normalize mass")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    let column =
+        |c: &str| -> Vec<Option<f64>> { t.column(c).unwrap().f64().unwrap().iter().collect() };
+    let (a, b) = (column("g0"), column("g1"));
+    for (x, y) in a.iter().zip(&b) {
+        // Half-mass fractions are k/n: doubling every score keeps each k exactly.
+        assert_eq!(x, y);
+    }
+    // Whole-graph intensity of mass-normalised scores is refused, pointing to by layer.
+    let e = s.eval("intensity g0 normalize mass").unwrap_err();
+    assert!(flat(&e).contains("by layer"), "{}", flat(&e));
+    assert!(s.eval("intensity g0 normalize scale").is_err());
+    // compare: rows named by the normalisation; stats all adds the rank statistics.
+    let c = s
+        .eval("compare g0, g1 normalize mass stats all resamples 50")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    let metrics: Vec<String> = c
+        .column("metric")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(String::from)
+        .collect();
+    assert!(
+        metrics.contains(&"rank_diversity/mass".to_string()),
+        "{metrics:?}"
+    );
+    assert!(
+        !metrics.iter().any(|m| m.starts_with("intensity")),
+        "{metrics:?}"
+    );
+    let default = s
+        .eval("compare g0, g1 resamples 50")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    assert_eq!(default.height(), 9);
+    // Every statistic of the table is a verb with its options' keywords and `normalize`.
+    for def in analysis::STATS {
+        let sig = &s.registry().get(def.name).unwrap().signature;
+        assert!(sig.keyword_param("normalize").is_some(), "{}", def.name);
+        assert_eq!(sig.description, def.description);
+    }
+    let topk = &s.registry().get("topk_mass").unwrap().signature;
+    assert!(topk.keyword_param("k").is_some());
+}
+
+#[test]
+fn compare_same_tokens_refuses_graphs_that_scored_other_tokens() {
+    let sc = random_scores(3, 4, 5, 1.0);
+    let hashed = |hashes: &[&str]| {
+        let mut g = block_graph(3, sc.clone());
+        g.meta.sample_hashes = hashes.iter().map(|h| h.to_string()).collect();
+        Value::Graph(Arc::new(g))
+    };
+    let mut s = Session::new();
+    s.set("a", hashed(&["h0", "h1", "h2", "h3"]));
+    s.set("b", hashed(&["h0", "h1", "h2", "h3"]));
+    s.set("c", hashed(&["h0", "other", "h2", "also"]));
+    assert!(s.eval("compare a, b same_tokens true resamples 10").is_ok());
+    // Default false: the paper's setting (each model on its own answers) still compares.
+    assert!(s.eval("compare a, c resamples 10").is_ok());
+    let e = s
+        .eval("compare a, c same_tokens true resamples 10")
+        .unwrap_err();
+    let msg = flat(&e);
+    assert!(
+        msg.contains("prompt_id 1, 3") && msg.contains("2 prompt"),
+        "{msg}"
+    );
+    // Tables carry no hashes: refused rather than assumed equal.
+    s.set("ta", block_graph(3, sc.clone()).sample_table().unwrap());
+    let e = s.eval("compare ta, ta same_tokens true").unwrap_err();
+    assert!(flat(&e).contains("needs two graphs"), "{}", flat(&e));
+}
+
+#[test]
+fn correlation_aggregations_are_the_analysis_implementations() {
+    use polars::prelude::*;
+    use rlq::analysis::measures::{kendall, pearson, spearman};
+    let mut rng = StdRng::seed_from_u64(9);
+    let n = 60;
+    let g: Vec<i64> = (0..n).map(|i| (i % 3) as i64).collect();
+    // Ties in both columns (kendall's τ-b and the average ranks matter) and one null.
+    let x: Vec<Option<f64>> = (0..n)
+        .map(|i| {
+            if i == 7 {
+                None
+            } else {
+                Some(rng.gen_range(0..6) as f64)
+            }
+        })
+        .collect();
+    let y: Vec<f64> = (0..n)
+        .map(|i| (i % 5) as f64 + rng.gen_range(0..3) as f64)
+        .collect();
+    let t = df!("g" => &g, "x" => &x, "y" => &y).unwrap();
+    let mut s = Session::new();
+    s.set("t", t);
+    let whole = s
+        .eval("t | group agg pearson(x, y), spearman(x, y), kendall(x, y) as tau")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    let names: Vec<String> = whole
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(names, ["pearson_x_y", "spearman_x_y", "tau"]);
+    let complete = |keep: &dyn Fn(usize) -> bool| -> (Vec<f64>, Vec<f64>) {
+        (0..n)
+            .filter(|&i| keep(i) && x[i].is_some())
+            .map(|i| (x[i].unwrap(), y[i]))
+            .unzip()
+    };
+    let (xs, ys) = complete(&|_| true);
+    let get =
+        |df: &DataFrame, c: &str, i: usize| df.column(c).unwrap().f64().unwrap().get(i).unwrap();
+    // One implementation: bit for bit the same numbers.
+    assert_eq!(get(&whole, "pearson_x_y", 0), pearson(&xs, &ys));
+    assert_eq!(get(&whole, "spearman_x_y", 0), spearman(&xs, &ys));
+    assert_eq!(get(&whole, "tau", 0), kendall(&xs, &ys));
+    let by = s
+        .eval("t | group by g agg spearman(x, y) as rho, kendall(x, y) as tau | sort by g")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    assert_eq!(by.height(), 3);
+    for k in 0..3usize {
+        let (xs, ys) = complete(&|i| g[i] == k as i64);
+        assert_eq!(get(&by, "rho", k), spearman(&xs, &ys), "group {k}");
+        assert_eq!(get(&by, "tau", k), kendall(&xs, &ys), "group {k}");
+    }
+    assert!(s.eval("t | group agg spearman(x)").is_err());
+}
+
+#[test]
+fn normalize_grad_divides_each_sample_by_its_gradient_norm_at_logits() {
+    use rlq::attribution::graph::SampleRecord;
+    let sc = random_scores(3, 4, 11, 1.0);
+    let norms = [0.5, 2.0, 1.25, 4.0];
+    let mut g = block_graph(3, sc.clone());
+    g.meta.samples = norms
+        .iter()
+        .map(|&n| SampleRecord {
+            grad_norm: n,
+            ..SampleRecord::default()
+        })
+        .collect();
+    // The same graph with every sample's scores already divided by its norm, by hand.
+    let by_hand: Vec<Vec<f64>> = sc
+        .iter()
+        .zip(norms)
+        .map(|(r, n)| r.iter().map(|v| v / n).collect())
+        .collect();
+    let mut s = Session::new();
+    s.set("g", Value::Graph(Arc::new(g)));
+    s.set("h", Value::Graph(Arc::new(block_graph(3, by_hand))));
+    for verb in ["intensity", "entropy", "gini", "topk_mass"] {
+        let got = s
+            .eval(&format!("{verb} g by layer normalize grad"))
+            .unwrap()
+            .as_table()
+            .unwrap();
+        let want = s
+            .eval(&format!("{verb} h by layer"))
+            .unwrap()
+            .as_table()
+            .unwrap();
+        let name = got.get_column_names()[1].to_string();
+        assert!(name.ends_with("/grad"), "{name}");
+        let a: Vec<f64> = got
+            .column(&name)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let b: Vec<f64> = want.columns()[1]
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        // Both divide each score by the same norm once: identical numbers.
+        assert_eq!(a, b, "{verb}");
+    }
+    let c = s
+        .eval("compare g, g normalize grad resamples 20")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    let first = c
+        .column("metric")
+        .unwrap()
+        .str()
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_string();
+    assert_eq!(first, "intensity/grad");
+    // A graph without per-sample records cannot be normalised by grad: said plainly.
+    let e = s.eval("intensity h normalize grad").unwrap_err();
+    assert!(flat(&e).contains("gradient norms"), "{}", flat(&e));
+}

@@ -5,12 +5,23 @@ use polars::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::bootstrap::{quantile, Summary, N_METRICS};
+use super::bootstrap::{quantile, Summary};
 use super::error::{AnalysisError, Result};
 use super::group::{group_edges, key_columns, By, GroupKey};
 use super::matrix::ScoreMatrix;
+use super::normalize::{Normalize, NormalizedStat};
 use super::pairing::{check_same_prompts, match_edges};
-use super::stats::{check_dense_layers, dense_cells, HistOpts};
+use super::stats::{check_dense_layers, dense_cells, HistOpts, Stat, StatParams, STATS};
+
+/// Which statistics `compare` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatSet {
+    /// The nine of METHOD.md §5 (`StatDef::in_compare`), the rows compare has always had.
+    #[default]
+    Default,
+    /// Every statistic of [`STATS`], in its order (adds the rank-based ones).
+    All,
+}
 
 /// Options of [`compare`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,6 +47,10 @@ pub struct CompareOpts {
     /// Split the edges first: one block of rows per group (`By::Edge` is refused: use
     /// `rel_change`).
     pub by: By,
+    /// Rescale each sample's scores first (rows named `entropy/mass`); see `normalize`.
+    pub normalize: Normalize,
+    /// Which statistics become rows.
+    pub statistics: StatSet,
 }
 
 impl Default for CompareOpts {
@@ -50,28 +65,40 @@ impl Default for CompareOpts {
             paired: true,
             require_same_edges: true,
             by: By::None,
+            normalize: Normalize::None,
+            statistics: StatSet::Default,
         }
     }
 }
 
 impl CompareOpts {
-    /// Row names, in the order of the bootstrap's statistics.
-    pub fn metric_names(&self) -> [String; N_METRICS] {
-        [
-            if self.dense_layers.is_some() {
-                "intensity_dense".into()
-            } else {
-                "intensity".into()
-            },
-            "entropy".into(),
-            "edge_entropy".into(),
-            "edge_entropy_norm".into(),
-            "kurtosis".into(),
-            "gini".into(),
-            format!("top{}_mass", self.topk),
-            "effective_edges".into(),
-            "diversity".into(),
-        ]
+    /// The statistics that become rows, in [`STATS`] order, with these options. Under
+    /// `normalize mass` a whole-graph comparison leaves out those it makes constant (intensity:
+    /// 1/n_edges in both graphs); by group they stay (each group's share).
+    pub fn statistics(&self) -> Vec<Stat> {
+        let params = StatParams {
+            hist: self.hist,
+            topk: self.topk,
+            dense_layers: self.dense_layers,
+        };
+        STATS
+            .iter()
+            .filter(|d| self.statistics == StatSet::All || d.in_compare)
+            .map(|d| (d.make)(&params))
+            .filter(|s| {
+                NormalizedStat::new(*s, self.normalize)
+                    .check_meaningful(self.by)
+                    .is_ok()
+            })
+            .collect()
+    }
+
+    /// Row names, in the order of [`CompareOpts::statistics`].
+    pub fn metric_names(&self) -> Vec<String> {
+        self.statistics()
+            .into_iter()
+            .map(|s| NormalizedStat::new(s, self.normalize).name())
+            .collect()
     }
 
     fn validate(&self) -> Result<()> {
@@ -103,6 +130,9 @@ pub fn compare(base: &DataFrame, tuned: &DataFrame, opts: &CompareOpts) -> Resul
     opts.validate()?;
     let b = ScoreMatrix::from_table(base)?;
     let t = ScoreMatrix::from_table(tuned)?;
+    // Each sample is rescaled by its whole-graph scale, before any grouping.
+    let b = opts.normalize.apply(&b)?.into_owned();
+    let t = opts.normalize.apply(&t)?.into_owned();
     if opts.paired {
         check_same_prompts(&b, &t)?;
     }
@@ -117,6 +147,7 @@ pub fn compare(base: &DataFrame, tuned: &DataFrame, opts: &CompareOpts) -> Resul
         check_dense_layers(&t, l)?;
     }
 
+    let stats = opts.statistics();
     let names = opts.metric_names();
     let groups = group_edges(&b, opts.by)?;
     let tuned_groups = if opts.by == By::Depth {
@@ -150,7 +181,7 @@ pub fn compare(base: &DataFrame, tuned: &DataFrame, opts: &CompareOpts) -> Resul
                 None => Ok(m.n_edges() as f64),
             }
         };
-        let result = compare_matrices(bm, tm, cells(bm)?, cells(tm)?, opts);
+        let result = compare_matrices(bm, tm, &stats, cells(bm)?, cells(tm)?, opts);
         for (i, row) in result.into_iter().enumerate() {
             keys.push(group.key.clone());
             rows.push(Row {
@@ -201,19 +232,20 @@ struct Row {
 fn compare_matrices(
     b: &ScoreMatrix,
     t: &ScoreMatrix,
+    stats: &[Stat],
     b_cells: f64,
     t_cells: f64,
     opts: &CompareOpts,
 ) -> Vec<Row> {
-    let sb = Summary::new(b, &opts.hist, opts.topk, b_cells);
-    let st = Summary::new(t, &opts.hist, opts.topk, t_cells);
+    let sb = Summary::new(b, stats, b_cells);
+    let st = Summary::new(t, stats, t_cells);
     let (mut scratch_b, mut scratch_t) = (sb.scratch(), st.scratch());
     let all_b: Vec<usize> = (0..b.n_samples()).collect();
     let all_t: Vec<usize> = (0..t.n_samples()).collect();
     let point_b = sb.stats(&all_b, &mut scratch_b);
     let point_t = st.stats(&all_t, &mut scratch_t);
 
-    let mut deltas: Vec<Vec<f64>> = (0..N_METRICS)
+    let mut deltas: Vec<Vec<f64>> = (0..stats.len())
         .map(|_| Vec::with_capacity(opts.resamples))
         .collect();
     let can_resample = b.n_samples() >= 2 && t.n_samples() >= 2;
@@ -234,13 +266,13 @@ fn compare_matrices(
             }
             let rb = sb.stats(&draw_b, &mut scratch_b);
             let rt = st.stats(&draw_t, &mut scratch_t);
-            for i in 0..N_METRICS {
+            for i in 0..stats.len() {
                 deltas[i].push(rt[i] - rb[i]);
             }
         }
     }
     let alpha = (1.0 - opts.level) / 2.0;
-    (0..N_METRICS)
+    (0..stats.len())
         .map(|i| Row {
             metric: String::new(),
             base: point_b[i],

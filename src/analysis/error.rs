@@ -93,6 +93,24 @@ pub enum AnalysisError {
     )]
     DepthMismatch { depths: String },
 
+    #[error(
+        "cannot normalize {how}: prompt_id {prompt_id} has scale {scale} (a sample's scale must be \
+         a positive number; a sample with no attribution mass or no gradient cannot be made \
+         scale-free). Drop that sample, or compare raw scores"
+    )]
+    CannotNormalize {
+        how: &'static str,
+        prompt_id: i64,
+        scale: f64,
+    },
+
+    #[error(
+        "the two graphs scored different tokens for {count} prompt(s) (prompt_id {prompt_ids}): \
+         same_tokens needs each prompt scored on the same input and answer tokens in both \
+         (score one model on the other's answers first)"
+    )]
+    TokenMismatch { count: usize, prompt_ids: String },
+
     #[error("invalid option {option}: {reason}")]
     InvalidOption {
         option: &'static str,

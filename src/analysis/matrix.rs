@@ -32,7 +32,13 @@ pub struct ScoreMatrix {
     pub edges: Vec<EdgeKey>,
     /// Row-major: `values[k * n_edges + e]`.
     pub values: Vec<f64>,
+    /// Each sample's loss-gradient norm at `logits`, from the table's optional
+    /// [`GRAD_NORM_COLUMN`] (what `normalize grad` divides by).
+    pub grad_norms: Option<Vec<f64>>,
 }
+
+/// The long table's optional per-sample column of loss-gradient norms at `logits`.
+pub const GRAD_NORM_COLUMN: &str = "grad_norm";
 
 /// Prompt id given to a table without a `prompt_id` column (a mean table is one sample).
 pub const SINGLE_SAMPLE_ID: i64 = 0;
@@ -52,6 +58,7 @@ impl ScoreMatrix {
         let dst_layer = optional_i64_column(table, "dst_layer")?;
         let src_kind = optional_string_column(table, "src_kind")?;
         let dst_kind = optional_string_column(table, "dst_kind")?;
+        let grad_norm = optional_f64_column(table, GRAD_NORM_COLUMN)?;
 
         let n_rows = table.height();
         let mut prompt_ids: Vec<i64> = match &prompt {
@@ -69,6 +76,8 @@ impl ScoreMatrix {
         let mut edge_of: HashMap<(&str, &str), usize> = HashMap::new();
         let mut edges: Vec<EdgeKey> = Vec::new();
         let mut cells: Vec<(usize, usize, f64)> = Vec::with_capacity(n_rows);
+        let mut grad_norms: Option<Vec<Option<f64>>> =
+            grad_norm.as_ref().map(|_| vec![None; prompt_ids.len()]);
         for row in 0..n_rows {
             let key = (src[row], dst[row]);
             let e = *edge_of.entry(key).or_insert_with(|| {
@@ -86,6 +95,23 @@ impl ScoreMatrix {
                 Some(p) => sample_of[&p[row]],
                 None => 0,
             };
+            if let (Some(g), Some(col)) = (grad_norms.as_mut(), grad_norm.as_ref()) {
+                // One value per sample: a table whose rows disagree mixed two runs.
+                match g[k] {
+                    None => g[k] = Some(col[row]),
+                    Some(v) if v == col[row] => {}
+                    Some(v) => {
+                        return Err(AnalysisError::InvalidOption {
+                            option: "grad_norm",
+                            reason: format!(
+                                "prompt_id {} has two grad_norm values ({v} and {}): it is one \
+                                 number per sample",
+                                prompt_ids[k], col[row]
+                            ),
+                        })
+                    }
+                }
+            }
             cells.push((k, e, score[row]));
         }
 
@@ -124,6 +150,8 @@ impl ScoreMatrix {
             prompt_ids,
             edges,
             values,
+            // Every sample has rows (checked above), so every sample has its value.
+            grad_norms: grad_norms.map(|g| g.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()),
         })
     }
 
@@ -158,6 +186,7 @@ impl ScoreMatrix {
                 .map(|&e| self.edges[e].clone())
                 .collect(),
             values,
+            grad_norms: self.grad_norms.clone(),
         }
     }
 
@@ -258,6 +287,14 @@ fn f64_column(table: &DataFrame, name: &str, needed_for: &'static str) -> Result
     }
     let column = numeric_column(table, name, &DataType::Float64)?;
     Ok(column.f64()?.into_no_null_iter().collect())
+}
+
+fn optional_f64_column(table: &DataFrame, name: &str) -> Result<Option<Vec<f64>>> {
+    if table.column(name).is_err() {
+        return Ok(None);
+    }
+    let column = numeric_column(table, name, &DataType::Float64)?;
+    Ok(Some(column.f64()?.into_no_null_iter().collect()))
 }
 
 fn optional_i64_column(table: &DataFrame, name: &str) -> Result<Option<Vec<i64>>> {

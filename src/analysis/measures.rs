@@ -309,6 +309,35 @@ pub fn correlation_matrix(rows: &[&[f64]]) -> Vec<f64> {
     c
 }
 
+/// The N×N matrix of Spearman correlations between rows: Pearson correlations of each row's
+/// average ranks ([`average_ranks`], so ties are handled as [`spearman`] does).
+pub fn rank_correlation_matrix(rows: &[&[f64]]) -> Vec<f64> {
+    let ranked: Vec<Vec<f64>> = rows.iter().map(|r| average_ranks(r)).collect();
+    let refs: Vec<&[f64]> = ranked.iter().map(Vec::as_slice).collect();
+    correlation_matrix(&refs)
+}
+
+/// The fraction of the values, largest |x| first, that together hold at least half of Σ|x|:
+/// k/n for the smallest such k (a point of the Lorenz curve, read off the ranks). 1/n when one
+/// value holds half the mass, 0.5 when all are equal (n even). NaN when Σ|x| = 0.
+pub fn half_mass_fraction(values: &[f64]) -> f64 {
+    let mut abs: Vec<f64> = values.iter().map(|v| v.abs()).collect();
+    let total: f64 = abs.iter().sum();
+    if total <= 0.0 || !total.is_finite() {
+        return f64::NAN;
+    }
+    abs.sort_unstable_by(|a, b| b.total_cmp(a));
+    let half = 0.5 * total;
+    let mut held = 0.0;
+    for (i, v) in abs.iter().enumerate() {
+        held += v;
+        if held >= half {
+            return (i + 1) as f64 / abs.len() as f64;
+        }
+    }
+    1.0 // rounding left the sorted sum a hair below the unsorted one
+}
+
 #[cfg(test)]
 mod tests {
     use super::kendall;

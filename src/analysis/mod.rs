@@ -13,6 +13,7 @@ pub mod error;
 pub mod group;
 pub mod matrix;
 pub mod measures;
+pub mod normalize;
 pub mod pairing;
 pub mod per_edge;
 pub mod positions;
@@ -20,14 +21,17 @@ pub mod side_by_side;
 pub mod stats;
 pub mod synthetic;
 
-pub use compare::{compare, CompareOpts};
+pub use compare::{compare, CompareOpts, StatSet};
 pub use error::{AnalysisError, Result};
 pub use group::By;
 pub use matrix::ScoreMatrix;
+pub use normalize::{Normalize, NormalizedStat, NORMALIZE_NAMES};
+pub use pairing::check_same_tokens;
 pub use per_edge::{node_entropy, overlap, rel_change};
 pub use positions::statistic_by_position;
 pub use side_by_side::side_by_side;
 pub use stats::{
     diversity, edge_entropy, edge_entropy_norm, effective_edges, entropy, gini, intensity,
-    kurtosis, statistic, topk_mass, HistOpts, Stat, STAT_NAMES,
+    kurtosis, statistic, topk_mass, HistOpts, Recipe, Stat, StatDef, StatOption, StatParams,
+    STATS, STAT_NAMES,
 };

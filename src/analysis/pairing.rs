@@ -82,3 +82,46 @@ pub fn match_edges(base: &ScoreMatrix, tuned: &ScoreMatrix) -> Result<Vec<usize>
         tuned_layers: layers(tuned),
     })
 }
+
+/// Both graphs must have scored the same tokens for every prompt: each prompt_id's sample hash
+/// (of its input, corrupted input and loss targets) equal in both. This is the check behind the
+/// same-token control of issue 10 (each model scored on the other's answer tokens), which
+/// separates "different circuits" from "different texts". A prompt in one graph only, or with
+/// no hash (a graph saved before hashes were kept), differs too: its tokens cannot be checked.
+/// Ids and hashes are parallel slices, as in `GraphMeta`.
+pub fn check_same_tokens(
+    base_ids: &[i64],
+    base_hashes: &[String],
+    tuned_ids: &[i64],
+    tuned_hashes: &[String],
+) -> Result<()> {
+    let known = |ids: &[i64], hashes: &[String]| -> HashMap<i64, Option<String>> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, &id)| (id, hashes.get(i).filter(|h| !h.is_empty()).cloned()))
+            .collect()
+    };
+    let (b, t) = (known(base_ids, base_hashes), known(tuned_ids, tuned_hashes));
+    let mut differ: Vec<i64> = b
+        .iter()
+        .filter(|(id, h)| match (h, t.get(id)) {
+            (Some(hb), Some(Some(ht))) => hb != ht,
+            _ => true,
+        })
+        .map(|(id, _)| *id)
+        .chain(t.keys().filter(|id| !b.contains_key(id)).copied())
+        .collect();
+    if differ.is_empty() {
+        return Ok(());
+    }
+    differ.sort_unstable();
+    const LISTED: usize = 10;
+    let mut listed: Vec<String> = differ.iter().take(LISTED).map(i64::to_string).collect();
+    if differ.len() > LISTED {
+        listed.push(format!("and {} more", differ.len() - LISTED));
+    }
+    Err(AnalysisError::TokenMismatch {
+        count: differ.len(),
+        prompt_ids: listed.join(", "),
+    })
+}

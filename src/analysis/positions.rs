@@ -10,10 +10,17 @@ use polars::prelude::*;
 use super::error::{AnalysisError, Result};
 use super::group::By;
 use super::matrix::ScoreMatrix;
-use super::stats::{grouped_values, Stat};
+use super::normalize::NormalizedStat;
+use super::stats::grouped_values;
 
 /// The statistic of each position's scores: `(position, n_samples, value)`, positions ascending.
-pub fn position_values(table: &DataFrame, stat: &Stat) -> Result<Vec<(i64, usize, f64)>> {
+/// A normalisation rescales each sample's scores at that position (its mass there).
+pub fn position_values(
+    table: &DataFrame,
+    stat: impl Into<NormalizedStat>,
+) -> Result<Vec<(i64, usize, f64)>> {
+    let stat = stat.into();
+    stat.check_meaningful(By::None)?;
     if table.column("position").is_err() {
         return Err(AnalysisError::MissingColumn {
             column: "position".into(),
@@ -38,7 +45,8 @@ pub fn position_values(table: &DataFrame, stat: &Stat) -> Result<Vec<(i64, usize
         let end = start + pos[start..].iter().take_while(|&&p| p == t).count();
         let part = sorted.slice(start as i64, end - start);
         let m = ScoreMatrix::from_table(&part)?;
-        let (_, values) = grouped_values(&m, stat, By::None)?;
+        let m = stat.normalize.apply(&m)?;
+        let (_, values) = grouped_values(&m, &stat.stat, By::None)?;
         out.push((t, m.prompt_ids.len(), values[0]));
         start = end;
     }
@@ -50,8 +58,9 @@ pub fn position_values(table: &DataFrame, stat: &Stat) -> Result<Vec<(i64, usize
 pub fn statistic_by_position(
     names: &[&str],
     tables: &[DataFrame],
-    stat: &Stat,
+    stat: impl Into<NormalizedStat>,
 ) -> Result<DataFrame> {
+    let stat = stat.into();
     if names.len() != tables.len() {
         return Err(AnalysisError::NameCount {
             names: names.len(),

@@ -6,17 +6,20 @@ use super::error::{AnalysisError, Result};
 use super::group::depth_of;
 use super::group::{key_columns, By, GroupKey};
 use super::matrix::ScoreMatrix;
-use super::stats::{grouped_values, Stat};
+use super::normalize::NormalizedStat;
+use super::stats::grouped_values;
 
 /// `stat` of each table: with `By::None` one row `statistic | <name0> | <name1> …`, otherwise one
 /// row per group key (the union over the tables, in key order) with null where a table lacks
-/// that group (e.g. a layer only the deeper model has).
+/// that group (e.g. a layer only the deeper model has). Each table is normalised on its own.
 pub fn side_by_side(
     names: &[&str],
     tables: &[DataFrame],
-    stat: &Stat,
+    stat: impl Into<NormalizedStat>,
     by: By,
 ) -> Result<DataFrame> {
+    let stat = stat.into();
+    stat.check_meaningful(by)?;
     if names.len() != tables.len() {
         return Err(AnalysisError::NameCount {
             names: names.len(),
@@ -32,7 +35,8 @@ pub fn side_by_side(
     }
     let mut per_table: Vec<Vec<(GroupKey, f64)>> = Vec::with_capacity(tables.len());
     for m in &matrices {
-        let (keys, values) = grouped_values(m, stat, by)?;
+        let m = stat.normalize.apply(m)?;
+        let (keys, values) = grouped_values(&m, &stat.stat, by)?;
         per_table.push(keys.into_iter().zip(values).collect());
     }
     // Union of keys: sorted for layers/kinds, first-seen for edges.

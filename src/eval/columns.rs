@@ -16,7 +16,7 @@ use crate::syntax::{BinaryOp, Command, Expr, ExprKind, UnaryOp};
 /// Aggregations usable inside `agg` (and anywhere a column expression is).
 pub const AGG_FUNCTIONS: &[&str] = &[
     "sum", "mean", "avg", "min", "max", "std", "var", "median", "first", "last", "count",
-    "n_unique", "len",
+    "n_unique", "len", "pearson", "spearman", "kendall",
 ];
 /// Element-wise functions usable in column expressions.
 pub const SCALAR_FUNCTIONS: &[&str] = &[
@@ -198,6 +198,10 @@ impl EvalContext {
                     _ => e.is_not_null(),
                 }
             }
+            ("pearson" | "spearman" | "kendall", _) => {
+                arity(2)?;
+                correlation(name, compiled[0].clone(), compiled[1].clone())
+            }
             ("log", 1) => one()
                 .map(|e| e.log(lit(std::f64::consts::E)))
                 .unwrap_or_else(pl::len),
@@ -238,6 +242,50 @@ impl EvalContext {
             }
         })
     }
+}
+
+/// `pearson(a, b)`, `spearman(a, b)`, `kendall(a, b)` (τ-b) of two columns: one number per
+/// group inside `group … agg`, or for the whole table. The values are the analysis layer's
+/// implementations (`analysis::measures`), the ones `overlap` reports, so a correlation means the
+/// same everywhere. Rows where either side is null are left out (pairwise complete); a NaN on
+/// either side makes the result NaN, as an undefined correlation (a constant side) does.
+fn correlation(name: &str, a: PlExpr, b: PlExpr) -> PlExpr {
+    use crate::analysis::measures::{kendall, pearson, spearman};
+    let measure: fn(&[f64], &[f64]) -> f64 = match name {
+        "pearson" => pearson,
+        "spearman" => spearman,
+        _ => kendall,
+    };
+    let out_name = pl::PlSmallStr::from(name);
+    pl::apply_multiple(
+        move |columns: &mut [pl::Column]| {
+            let f64s = |c: &pl::Column| -> pl::PolarsResult<Vec<Option<f64>>> {
+                Ok(c.cast(&pl::DataType::Float64)?.f64()?.iter().collect())
+            };
+            let (x, y) = (f64s(&columns[0])?, f64s(&columns[1])?);
+            let (mut xs, mut ys) = (Vec::with_capacity(x.len()), Vec::with_capacity(y.len()));
+            for (u, v) in x.iter().zip(&y) {
+                if let (Some(u), Some(v)) = (u, v) {
+                    xs.push(*u);
+                    ys.push(*v);
+                }
+            }
+            let r = if xs.iter().chain(&ys).any(|v| v.is_nan()) {
+                f64::NAN
+            } else {
+                measure(&xs, &ys)
+            };
+            Ok(pl::Column::new(columns[0].name().clone(), [r]))
+        },
+        [a, b],
+        move |_, fields: &[pl::Field]| {
+            let name = fields
+                .first()
+                .map_or(out_name.clone(), |f| f.name().clone());
+            Ok(pl::Field::new(name, pl::DataType::Float64))
+        },
+        true,
+    )
 }
 
 /// A series of list values: integers stay integers, so `layer in [1, 2]` matches an i64 column.
@@ -303,7 +351,7 @@ fn value_lit(v: &Value) -> Option<PlExpr> {
 }
 
 /// The output name `group … agg` gives an unnamed aggregation: `sum(score)` → `sum_score`,
-/// `count()` → `count`.
+/// `count()` → `count`, `spearman(a, b)` → `spearman_a_b`.
 pub fn default_agg_name(e: &Expr) -> Option<String> {
     let ExprKind::Command(cmd) = &e.kind else {
         return None;
@@ -312,6 +360,10 @@ pub fn default_agg_name(e: &Expr) -> Option<String> {
         [] => Some(cmd.verb.name.clone()),
         [item] => match &item.expr().kind {
             ExprKind::Var(col) => Some(format!("{}_{col}", cmd.verb.name)),
+            _ => None,
+        },
+        [a, b] => match (&a.expr().kind, &b.expr().kind) {
+            (ExprKind::Var(x), ExprKind::Var(y)) => Some(format!("{}_{x}_{y}", cmd.verb.name)),
             _ => None,
         },
         _ => None,

@@ -4,7 +4,9 @@
 
 use polars::prelude::*;
 
-use crate::analysis::{self, By, CompareOpts, HistOpts, Stat};
+use crate::analysis::{
+    self, By, CompareOpts, HistOpts, Normalize, NormalizedStat, Stat, StatOption, StatSet, STATS,
+};
 use crate::eval::context::EvalContext;
 use crate::eval::error::{EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
@@ -12,46 +14,47 @@ use crate::eval::value::{Table, Value};
 use crate::plot;
 use crate::syntax::Span;
 
-/// (verb, description) for the one-statistic verbs.
-const STAT_VERBS: [(&str, &str); 9] = [
-    (
-        "intensity",
-        "activation intensity: mean |score| over edges and samples",
-    ),
-    (
-        "entropy",
-        "Shannon entropy of the histogram of |score| pooled over samples",
-    ),
-    (
-        "edge_entropy",
-        "entropy of p_e = |mean score_e| / Σ|mean score|",
-    ),
-    (
-        "edge_entropy_norm",
-        "edge_entropy / ln(number of edges), in [0, 1]",
-    ),
-    (
-        "kurtosis",
-        "per-sample Pearson kurtosis m4/m2² of signed scores, averaged",
-    ),
-    ("gini", "Gini coefficient of |mean score| over edges"),
-    (
-        "topk_mass",
-        "share of Σ|mean score| in the k strongest edges",
-    ),
-    (
-        "effective_edges",
-        "exp(edge_entropy): how many equally strong edges that entropy means",
-    ),
-    (
-        "diversity",
-        "1 − mean pairwise correlation of the samples' score vectors",
-    ),
-];
+/// The keywords a statistic's option family adds to its verb.
+fn declare_option(sig: Signature, option: StatOption) -> Signature {
+    match option {
+        StatOption::Hist => sig
+            .named_default("bins", Type::Number, 100.0, "histogram bins")
+            .named(
+                "range",
+                Type::List,
+                "[lo, hi] of |score| (default [0, max])",
+            )
+            .named_default("zeros", Type::Bool, false, "count exact zeros")
+            .named("base", Type::Number, "log base (default e)"),
+        StatOption::Dense => sig.named_default(
+            "dense",
+            Type::Bool,
+            false,
+            "divide by the dense (1+2L)×(4L+1) matrix, as the paper's figure",
+        ),
+        StatOption::TopK => sig.named_default("k", Type::Number, 10.0, "how many edges"),
+    }
+}
+
+/// The `normalize` keyword of the statistic verbs and `compare` (`analysis::normalize`).
+fn declare_normalize(sig: Signature) -> Signature {
+    sig.word(
+        "normalize",
+        Some("none"),
+        "divide each sample's scores first: none (the paper's raw scores), mass (by the \
+         sample's Σ|score|: shares of its attribution mass) or grad (by its loss-gradient norm \
+         at logits); names become e.g. entropy/mass",
+    )
+    .choices("normalize", &NORMALIZE_CHOICES)
+}
+
+/// The `normalize` choices the verbs offer: all of the analysis layer's.
+const NORMALIZE_CHOICES: [&str; 3] = analysis::NORMALIZE_NAMES;
 
 pub(super) fn register(reg: &mut Registry) {
-    for (name, description) in STAT_VERBS {
-        let mut sig = Signature::new(name, description)
+    // One verb per statistic of the table, with the keywords of its options.
+    for def in STATS {
+        let mut sig = Signature::new(def.name, def.description)
             .category("statistics")
             .rest("graphs", Type::Any, "one or more graphs (or their tables)")
             .word(
@@ -61,33 +64,22 @@ pub(super) fn register(reg: &mut Registry) {
                  destination in 10 bins, then logits: graphs of different depth) or position (a \
                  per-position graph: one row per fed position, with the samples that reach it)",
             );
-        sig = match name {
-            "entropy" => sig
-                .named_default("bins", Type::Number, 100.0, "histogram bins")
-                .named(
-                    "range",
-                    Type::List,
-                    "[lo, hi] of |score| (default [0, max])",
-                )
-                .named_default("zeros", Type::Bool, false, "count exact zeros")
-                .named("base", Type::Number, "log base (default e)"),
-            "intensity" => sig.named_default(
-                "dense",
-                Type::Bool,
-                false,
-                "divide by the dense (1+2L)×(4L+1) matrix, as the paper's figure",
-            ),
-            "topk_mass" => sig.named_default("k", Type::Number, 10.0, "how many edges"),
-            _ => sig,
-        };
-        let example = format!("{name} g0, g1 by layer");
-        reg.register_fn(
-            sig.example(&example, "one row per layer, one column per graph"),
-            verb_stat,
-        );
+        for &option in def.options {
+            sig = declare_option(sig, option);
+        }
+        sig = declare_normalize(sig);
+        let example = format!("{} g0, g1 by layer", def.name);
+        sig = sig.example(&example, "one row per layer, one column per graph");
+        if def.name == "entropy" {
+            sig = sig.example(
+                "entropy g0, g1 by layer normalize mass",
+                "the same on each sample's shares of its Σ|score|: column names say /mass",
+            );
+        }
+        reg.register_fn(sig, verb_stat);
     }
     reg.register_fn(
-        Signature::new(
+        declare_normalize(Signature::new(
             "compare",
             "every statistic for two graphs: base, tuned, delta, pct and a paired bootstrap 95% CI",
         )
@@ -112,10 +104,29 @@ pub(super) fn register(reg: &mut Registry) {
             "layer, src_layer, kind, src_kind or depth (relative depth, 10 bins: graphs of \
              different depth)",
         )
-        .named_default("k", Type::Number, 10.0, "k of topk_mass")
+        .named_default("k", Type::Number, 10.0, "k of topk_mass"))
+        .word(
+            "stats",
+            Some("default"),
+            "default (the nine statistics of METHOD.md §5) or all (adds the rank-based \
+             rank_diversity and half_mass_fraction)",
+        )
+        .choices("stats", &["default", "all"])
+        .named_default(
+            "same_tokens",
+            Type::Bool,
+            false,
+            "refuse unless both graphs scored the same tokens for every prompt (the same-token \
+             control: each model scored on the other's answers), listing the prompts that differ",
+        )
         .example(
             "compare g0, g1",
             "metric | base | tuned | delta | pct | ci_low | ci_high",
+        )
+        .example(
+            "compare g0, g1 normalize mass stats all",
+            "every statistic on shares of each sample's Σ|score| (whole-graph intensity/mass, \
+             1/n_edges in both, left out)",
         ),
         verb_compare,
     );
@@ -242,6 +253,56 @@ fn long_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
     }
 }
 
+/// The long table a normalisation needs ([`with_grad_norms`]).
+fn scaled_table(v: &Value, span: Span, normalize: Normalize) -> EvalResult<DataFrame> {
+    with_grad_norms(long_table(v, span)?, v, span, normalize)
+}
+
+/// For `normalize grad`, a graph's table gains each sample's gradient norm at `logits` as the
+/// `grad_norm` column, by prompt_id (long and per-position tables alike); a table is taken as
+/// given (it may carry one).
+fn with_grad_norms(
+    table: DataFrame,
+    v: &Value,
+    span: Span,
+    normalize: Normalize,
+) -> EvalResult<DataFrame> {
+    let Value::Graph(g) = v else {
+        return Ok(table);
+    };
+    if normalize != Normalize::Grad {
+        return Ok(table);
+    }
+    let Some(norms) = g.grad_norms() else {
+        return Err(err(
+            span,
+            "this graph keeps no per-sample gradient norms, so it cannot be normalised by grad",
+        )
+        .with_help(
+            "score it again with this version's patch (graphs saved before per-sample records, \
+             or read from EAP-IG JSON, have none), or use normalize mass",
+        ));
+    };
+    let of: std::collections::HashMap<i64, f64> =
+        g.meta.prompt_ids.iter().copied().zip(norms).collect();
+    let ids = table
+        .column("prompt_id")
+        .and_then(|c| c.i64().cloned())
+        .map_err(|e| err(span, e))?;
+    let column: Vec<Option<f64>> = ids
+        .iter()
+        .map(|id| id.and_then(|id| of.get(&id).copied()))
+        .collect();
+    let mut table = table;
+    table
+        .with_column(Column::new(
+            analysis::matrix::GRAD_NORM_COLUMN.into(),
+            column,
+        ))
+        .map_err(|e| err(span, e))?;
+    Ok(table)
+}
+
 /// The model a graph was scored with, when the value is a graph that knows it.
 fn model_of(v: &Value) -> Option<&str> {
     match v {
@@ -320,6 +381,12 @@ fn position_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
     }
 }
 
+fn normalize_arg(args: &Args) -> EvalResult<Normalize> {
+    let w = args.word_choice("normalize", &NORMALIZE_CHOICES)?;
+    w.parse::<Normalize>()
+        .map_err(|e| err(args.span_of("normalize"), e))
+}
+
 fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let name = args.verb.clone();
     let by = if args.word("by") == Some("position") {
@@ -352,14 +419,15 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     };
     let stat = Stat::from_name(&name, hist_opts(&args)?, k, dense_layers)
         .map_err(|e| err(args.span, e))?;
+    let stat = NormalizedStat::new(stat, normalize_arg(&args)?);
     let mut tables = Vec::with_capacity(values.len());
     let mut names = Vec::with_capacity(values.len());
     let by_position = args.word("by") == Some("position");
     for (i, (v, a)) in values.iter().zip(&graphs).enumerate() {
         tables.push(if by_position {
-            position_table(v, a.span)?
+            with_grad_norms(position_table(v, a.span)?, v, a.span, stat.normalize)?
         } else {
-            long_table(v, a.span)?
+            scaled_table(v, a.span, stat.normalize)?
         });
         names.push(arg_name(ctx, a.span, i));
     }
@@ -380,12 +448,21 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 }
 
 fn two_tables(args: &Args, a: &str, b: &str) -> EvalResult<(DataFrame, DataFrame, Option<usize>)> {
+    two_scaled_tables(args, a, b, Normalize::None)
+}
+
+fn two_scaled_tables(
+    args: &Args,
+    a: &str,
+    b: &str,
+    normalize: Normalize,
+) -> EvalResult<(DataFrame, DataFrame, Option<usize>)> {
     let va = args.value(a).cloned().unwrap_or(Value::Null);
     let vb = args.value(b).cloned().unwrap_or(Value::Null);
     let layers = n_layers_of(&va);
     Ok((
-        long_table(&va, args.span_of(a))?,
-        long_table(&vb, args.span_of(b))?,
+        scaled_table(&va, args.span_of(a), normalize)?,
+        scaled_table(&vb, args.span_of(b), normalize)?,
         layers,
     ))
 }
@@ -407,7 +484,11 @@ fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             ));
         }
     }
-    let (t0, t1, _) = two_tables(&args, "base", "tuned")?;
+    if args.value("same_tokens").and_then(Value::as_bool) == Some(true) {
+        check_same_tokens(&args)?;
+    }
+    let normalize = normalize_arg(&args)?;
+    let (t0, t1, _) = two_scaled_tables(&args, "base", "tuned", normalize)?;
     let by = parse_by(&args)?;
     if by == By::Edge {
         return Err(err(args.span_of("by"), "compare is not per edge")
@@ -429,12 +510,41 @@ fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             .unwrap_or(true),
         topk: args.number("k").unwrap_or(10.0).max(1.0) as usize,
         by,
+        normalize,
+        statistics: match args.word_choice("stats", &["default", "all"])? {
+            "all" => StatSet::All,
+            _ => StatSet::Default,
+        },
         // Two different models have different edge sets: whole-graph statistics stay valid.
         require_same_edges: false,
         ..CompareOpts::default()
     };
     let df = analysis::compare(&t0, &t1, &opts).map_err(|e| err(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
+}
+
+/// `same_tokens true`: both graphs must have scored each prompt on the same tokens.
+fn check_same_tokens(args: &Args) -> EvalResult<()> {
+    let (Some(Value::Graph(b)), Some(Value::Graph(t))) = (args.value("base"), args.value("tuned"))
+    else {
+        return Err(err(
+            args.span_of("same_tokens"),
+            "same_tokens needs two graphs (their per-sample token hashes), not tables",
+        )
+        .with_help("pass the graphs, or read them back from their saved files"));
+    };
+    analysis::check_same_tokens(
+        &b.meta.prompt_ids,
+        &b.meta.sample_hashes,
+        &t.meta.prompt_ids,
+        &t.meta.sample_hashes,
+    )
+    .map_err(|e| {
+        err(args.span_of("tuned"), e).with_help(
+            "score both models on the same answers (e.g. the tuned model on the base model's \
+             answer tokens), or drop same_tokens to compare each model on its own answers",
+        )
+    })
 }
 
 fn verb_rel_change(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {

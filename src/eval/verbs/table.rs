@@ -106,9 +106,10 @@ pub(super) fn register(reg: &mut Registry) {
             .category("table")
             .input(Type::Table)
             .named_columns("by", false, "group keys; without them the whole table is one group")
-            .named_columns("agg", true, "aggregations: sum(x), mean(x), min, max, count(), std, median, first, last, n_unique; `as name`")
+            .named_columns("agg", true, "aggregations: sum(x), mean(x), min, max, count(), std, median, first, last, n_unique, and the correlations pearson(x, y), spearman(x, y), kendall(x, y) (τ-b; rows with a null left out); `as name`")
             .example("t | group by dst_layer agg sum(score) as total, count()", "one row per layer")
-            .example("t | group agg mean(score), count()", "one row for the whole table"),
+            .example("t | group agg mean(score), count()", "one row for the whole table")
+            .example("t | group by src_kind agg spearman(score, abs_score), kendall(score, abs_score) as tau", "a rank correlation per group (columns spearman_score_abs_score, tau)"),
         verb_group,
     );
     reg.register_fn(
