@@ -1,7 +1,7 @@
 //! Scoring a whole set of samples into a [`Graph`], sample by sample, with progress and
 //! interruption: memory grows only with the score table itself.
 
-use super::eap::{score_sample_with, AttributionError, Method, Sample, ScoreOptions};
+use super::eap::{score_sample_observed, AttributionError, Method, Sample, ScoreOptions};
 use super::graph::{EdgeInfo, Graph, GraphMeta, PositionScores};
 use super::settings::sample_hash;
 use crate::model::hooked::HookedTransformer;
@@ -38,7 +38,10 @@ pub struct RunOutcome {
 /// filled here; with `per_position` the per-position scores are kept as well). `resume_from`
 /// carries the scores of an earlier, interrupted run of the same samples: samples whose id it
 /// already holds are skipped. The caller checks first that its settings are this run's
-/// ([`super::settings::differences`] with `Purpose::Resume`).
+/// ([`super::settings::differences`] with `Purpose::Resume`). `on_progress(done, total)` follows
+/// the samples, `on_within(done, total)` the work inside the one being scored (see
+/// [`score_sample_observed`]).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     tf: &HookedTransformer,
     layout: &HookLayout,
@@ -47,6 +50,7 @@ pub fn run(
     mut meta: GraphMeta,
     resume_from: Option<&Graph>,
     on_progress: &mut dyn FnMut(usize, usize),
+    on_within: &mut dyn FnMut(usize, usize),
     interrupted: &dyn Fn() -> bool,
 ) -> RunOutcome {
     let pairs = layout.edges();
@@ -79,7 +83,7 @@ pub fn run(
             stopped = Some(AttributionError::Interrupted);
             break;
         }
-        match score_sample_with(tf, layout, &pairs, s, method, opts, interrupted) {
+        match score_sample_observed(tf, layout, &pairs, s, method, opts, interrupted, on_within) {
             Ok(r) => {
                 if let (Some(p), Some(per)) = (positions.as_mut(), r.per_position) {
                     p.token_ids.push(s.tokens.clone());

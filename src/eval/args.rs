@@ -1,5 +1,6 @@
 //! The arguments a verb receives, resolved against its signature.
 
+use super::error::ErrorCode;
 use std::collections::BTreeMap;
 
 use super::error::{EvalError, EvalResult};
@@ -91,7 +92,7 @@ impl Args {
             Err(
                 EvalError::at(self.span_of(name), format!("unknown {name} `{w}`"))
                     .with_help(format!("choose one of: {}", choices.join(", ")))
-                    .with_code("rlq::keyword"),
+                    .with_code(ErrorCode::Keyword),
             )
         }
     }

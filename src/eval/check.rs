@@ -1,6 +1,7 @@
 //! `rlq check`: parse and resolve without evaluating. Verbs and keywords must exist and
 //! variables must be defined before use; columns cannot be known and are not checked.
 
+use super::error::ErrorCode;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -104,7 +105,7 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
                 Err(EvalError::at(e.span, format!("unknown variable `{name}`"))
                     .with_label("not defined before this")
                     .with_help(suggestion_among(name, "variable", &candidates, &vars))
-                    .with_code("rlq::name"))
+                    .with_code(ErrorCode::Name))
             }
         }
         ExprKind::Unary(_, inner) => check_expr(scope, inner),
@@ -159,7 +160,7 @@ fn check_command(scope: &Scope, cmd: CommandRef<'_>, has_input: bool) -> EvalRes
             EvalError::at(cmd.verb_span, format!("unknown verb `{name}`"))
                 .with_label("not a verb")
                 .with_help(suggestion(name, "verb", &known))
-                .with_code("rlq::verb"),
+                .with_code(ErrorCode::Verb),
         );
     };
     let sig: Arc<_> = entry.signature.clone();

@@ -1,5 +1,6 @@
 //! Running a command: a user function, or a verb with its arguments bound and evaluated.
 
+use super::error::ErrorCode;
 use super::bind::{bind, split_keyword_minus, Binding, Bound, CommandRef};
 use super::context::EvalContext;
 use super::error::{suggestion, EvalError, EvalResult};
@@ -66,7 +67,7 @@ impl EvalContext {
                 EvalError::at(cmd.verb_span, format!("unknown verb `{name}`"))
                     .with_label("not a verb")
                     .with_help(suggestion(name, "verb", &known))
-                    .with_code("rlq::verb"),
+                    .with_code(ErrorCode::Verb),
             );
         };
         let split = split_keyword_minus(cmd.items, &entry.signature);
@@ -232,7 +233,7 @@ fn check_type(param: &Param, v: Value, span: Span, sig: &Signature) -> EvalResul
             )
             .with_label("out of range")
             .with_help(format!("usage: {}", sig.usage()))
-            .with_code("rlq::args")
+            .with_code(ErrorCode::Args)
         })?;
     }
     Ok(v)

@@ -2,6 +2,7 @@
 //! `[{prompt: "a", expected: 42}, {prompt: "b", expected: 7}]` (rows), so a few samples need no
 //! file. Cells are numbers, strings, bools, null, or lists of those (`prompt_ids: [[1, 2], [3]]`).
 
+use super::error::ErrorCode;
 use polars::prelude::*;
 
 use super::error::{EvalError, EvalResult};
@@ -16,7 +17,7 @@ pub(crate) struct Field {
 }
 
 fn err(span: Span, msg: impl Into<String>) -> EvalError {
-    EvalError::at(span, msg.into()).with_code("rlq::table_literal")
+    EvalError::at(span, msg.into()).with_code(ErrorCode::TableLiteral)
 }
 
 /// `{name: column-or-value, …}`: list values are columns (all the same length); a single value

@@ -2,6 +2,7 @@
 //! Each verb takes graphs (or their saved tables); several graphs give one column each, named
 //! after the expressions that produced them (`entropy g0, g1 by layer` → columns g0, g1).
 
+use crate::eval::error::ErrorCode;
 use polars::prelude::*;
 
 use crate::analysis::{self, By, CompareOpts, HistOpts, Stat};
@@ -226,7 +227,7 @@ pub(super) fn register(reg: &mut Registry) {
 }
 
 fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
-    EvalError::at(span, e.to_string()).with_code("rlq::analysis")
+    EvalError::at(span, e.to_string()).with_code(ErrorCode::Analysis)
 }
 
 /// The long (per-sample) table of a graph, or a table as given.

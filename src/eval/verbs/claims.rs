@@ -1,6 +1,7 @@
 //! `claims`: the paper's claims (METHOD.md §6) checked against comparison rows (`compare`
 //! output, optionally tagged with `method` and `step`), one row per claim and comparison.
 
+use crate::eval::error::ErrorCode;
 use polars::prelude::*;
 
 use super::samples::string_column;
@@ -35,7 +36,7 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .ok_or_else(|| EvalError::at(span, "expected a table of comparisons"))?
         .collect()
         .map_err(|e| EvalError::at(span, e.to_string()))?;
-    let bad = |e: String| EvalError::at(span, e).with_code("rlq::column");
+    let bad = |e: String| EvalError::at(span, e).with_code(ErrorCode::Column);
     let metric = string_column(&df, "metric").map_err(bad)?;
     let num = |c: &str| -> EvalResult<Vec<Option<f64>>> {
         let col = df.column(c).map_err(|_| {

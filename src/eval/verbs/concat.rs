@@ -2,6 +2,7 @@
 //! table to plot along training). Columns are matched by name; a table whose columns differ is
 //! refused, naming what differs, rather than filled with nulls.
 
+use crate::eval::error::ErrorCode;
 use polars::prelude::*;
 
 use crate::eval::context::EvalContext;
@@ -54,7 +55,7 @@ fn verb_concat(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                     extra
                 ),
             )
-            .with_code("rlq::column"));
+            .with_code(ErrorCode::Column));
         }
         let reordered = df
             .select(first_names.iter().map(|s| s.as_str()))

@@ -1,6 +1,7 @@
 //! Verbs for the paper's study (METHOD.md section 4): a seeded arithmetic question set,
 //! grading of answers, seeded row sampling, and the question selection with T_cut.
 
+use crate::eval::error::ErrorCode;
 use std::collections::HashMap;
 
 use polars::prelude::*;
@@ -199,7 +200,7 @@ pub(super) fn register(reg: &mut Registry) {
 }
 
 fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
-    EvalError::at(span, e.to_string()).with_code("rlq::study")
+    EvalError::at(span, e.to_string()).with_code(ErrorCode::Study)
 }
 
 fn verb_arith(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
@@ -674,7 +675,7 @@ fn verb_reuse(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 "delete the file to make it again, or write to another `out`",
             ));
         }
-        eprintln!("reusing `{}` (saved with the same key)", path.display());
+        ctx.info(format!("reusing `{}` (saved with the same key)", path.display()));
         return Ok(Value::Table(Table::Eager(df)));
     }
     let make = args.value("make").cloned().unwrap_or(Value::Null);

@@ -1,5 +1,6 @@
 //! Table verbs, compiled to polars lazy plans.
 
+use crate::eval::error::ErrorCode;
 use polars::prelude::*;
 
 use crate::eval::columns::default_agg_name;
@@ -309,7 +310,7 @@ fn unknown_column(name: &str, schema: &Schema, span: crate::syntax::Span) -> Eva
     EvalError::at(span, format!("unknown column `{name}`"))
         .with_label("not a column of the input table")
         .with_help(crate::eval::error::suggestion(name, "column", &cols))
-        .with_code("rlq::column")
+        .with_code(ErrorCode::Column)
 }
 
 fn compile_all(
@@ -525,7 +526,7 @@ fn verb_join(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
              `join … max_rows {:.0}`",
             rows.ceil()
         ))
-        .with_code("rlq::limit"));
+        .with_code(ErrorCode::Limit));
     }
     let full = matches!(how, JoinType::Full);
     let mut join_args = JoinArgs::new(how);
