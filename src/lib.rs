@@ -19,9 +19,9 @@ pub mod eval;
 pub mod files;
 pub mod model;
 pub mod plot;
-pub mod report;
 #[cfg(feature = "cli")]
 pub mod repl;
+pub mod report;
 pub mod session;
 pub mod study;
 pub mod syntax;

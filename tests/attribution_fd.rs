@@ -8,7 +8,8 @@
 use candle_core::{DType, Tensor};
 use rlq::attribution::loss::{loss, LossTarget};
 use rlq::attribution::{
-    score_sample, score_sample_observed, score_sample_with, Method, Sample, SampleLoss, ScoreOptions,
+    score_sample, score_sample_observed, score_sample_with, Method, Sample, SampleLoss,
+    ScoreOptions,
 };
 use rlq::model::hooked::{DestOffsets, ForwardInput, HookedTransformer, Hooks};
 use rlq::model::hooks::{DestKind, Granularity, HookLayout, SourceKind};

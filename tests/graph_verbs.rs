@@ -937,7 +937,16 @@ fn prepare_returns_the_answers_done_at_an_interrupt() {
     let Err(PrepareError::Interrupted { answers }) = out else {
         panic!("expected an interrupt")
     };
-    let full = prepare(&m, &tf, &specs, &opts, &mut |_, _| {}, &mut |_, _| {}, &|| false).unwrap();
+    let full = prepare(
+        &m,
+        &tf,
+        &specs,
+        &opts,
+        &mut |_, _| {},
+        &mut |_, _| {},
+        &|| false,
+    )
+    .unwrap();
     assert_eq!(answers.len(), 2);
     for (k, (id, a)) in answers.iter().enumerate() {
         assert_eq!(*id, k as i64 + 1);
@@ -964,7 +973,13 @@ fn progress_arrives_before_the_first_sample_ends() {
     let (flag, log) = (stop.clone(), events.clone());
     let reporter = move |e: &Event| {
         log.lock().unwrap().push(e.clone());
-        if matches!(e, Event::Within { unit: "forwards", .. }) {
+        if matches!(
+            e,
+            Event::Within {
+                unit: "forwards",
+                ..
+            }
+        ) {
             flag.store(true, Ordering::SeqCst);
         }
     };
@@ -974,7 +989,11 @@ fn progress_arrives_before_the_first_sample_ends() {
     s.eval(r#"let qs = {prompt: ["What is 2+3?", "What is 4+4?"]}"#)
         .unwrap();
     let g = s.eval("patch m on qs method patch max_tokens 3").unwrap();
-    assert_eq!(g.as_graph().unwrap().scores.len(), 0, "interrupted in sample 1");
+    assert_eq!(
+        g.as_graph().unwrap().scores.len(),
+        0,
+        "interrupted in sample 1"
+    );
 
     let events = events.lock().unwrap().clone();
     let task = |name: &str| {
@@ -990,23 +1009,62 @@ fn progress_arrives_before_the_first_sample_ends() {
         &events[start..=end]
     };
     let answer = task("answer");
-    assert!(matches!(answer[0], Event::Start { total: 2, unit: "samples", .. }), "{answer:?}");
+    assert!(
+        matches!(
+            answer[0],
+            Event::Start {
+                total: 2,
+                unit: "samples",
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
     let first_token = answer
         .iter()
-        .position(|e| matches!(e, Event::Within { unit: "tokens", total: 3, .. }))
+        .position(|e| {
+            matches!(
+                e,
+                Event::Within {
+                    unit: "tokens",
+                    total: 3,
+                    ..
+                }
+            )
+        })
         .expect("tokens reported");
-    let first_done = answer.iter().position(|e| *e == Event::Done { done: 1 }).unwrap();
+    let first_done = answer
+        .iter()
+        .position(|e| *e == Event::Done { done: 1 })
+        .unwrap();
     assert!(first_token < first_done, "{answer:?}");
 
     let patch = task("patch");
-    assert!(matches!(patch[0], Event::Start { total: 2, unit: "samples", .. }), "{patch:?}");
+    assert!(
+        matches!(
+            patch[0],
+            Event::Start {
+                total: 2,
+                unit: "samples",
+                ..
+            }
+        ),
+        "{patch:?}"
+    );
     // SmolLM2's 3691 block edges: one patched forward each.
     assert_eq!(
         patch[1],
-        Event::Within { done: 1, total: 3691, unit: "forwards" },
+        Event::Within {
+            done: 1,
+            total: 3691,
+            unit: "forwards"
+        },
         "{patch:?}"
     );
-    assert!(!patch.iter().any(|e| matches!(e, Event::Done { .. })), "{patch:?}");
+    assert!(
+        !patch.iter().any(|e| matches!(e, Event::Done { .. })),
+        "{patch:?}"
+    );
     let warning = events
         .iter()
         .find_map(|e| match e {
@@ -1014,5 +1072,8 @@ fn progress_arrives_before_the_first_sample_ends() {
             _ => None,
         })
         .expect("the partial graph is reported");
-    assert!(warning.starts_with("interrupted: 0 of 2 samples scored"), "{warning}");
+    assert!(
+        warning.starts_with("interrupted: 0 of 2 samples scored"),
+        "{warning}"
+    );
 }

@@ -1813,8 +1813,16 @@ fn messages_go_to_the_session_not_the_terminal() {
     assert_eq!(
         log.events(),
         [
-            Event::Start { task: "careful".into(), total: 2, unit: "steps" },
-            Event::Within { done: 1, total: 2, unit: "halves" },
+            Event::Start {
+                task: "careful".into(),
+                total: 2,
+                unit: "steps"
+            },
+            Event::Within {
+                done: 1,
+                total: 2,
+                unit: "halves"
+            },
             Event::Done { done: 1 },
             Event::Finish,
             Event::Warning("only an estimate".into()),
@@ -1835,7 +1843,11 @@ fn errors_carry_a_code_and_their_cause() {
     assert_eq!(e.code, ErrorCode::Model);
     let cause = std::error::Error::source(&e).expect("the model layer's error is kept");
     assert!(cause.downcast_ref::<rlq::model::ModelError>().is_some());
-    assert_eq!(cause.to_string(), e.message, "the message says what the cause said");
+    assert_eq!(
+        cause.to_string(),
+        e.message,
+        "the message says what the cause said"
+    );
     // What a person sees names the cause once: the message already says it, so the cause
     // chain (miette's `╰─▶` lines, there by default) is left out.
     let mut with_chain = String::new();

@@ -1,9 +1,8 @@
 //! The arguments a verb receives, resolved against its signature.
 
-use super::error::ErrorCode;
 use std::collections::BTreeMap;
 
-use super::error::{EvalError, EvalResult};
+use super::error::{ErrorCode, EvalError, EvalResult};
 use super::signature::Type;
 use super::value::{Table, Value};
 use crate::syntax::{Expr, Span};

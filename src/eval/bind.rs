@@ -1,10 +1,9 @@
 //! Binding a generically parsed command to a verb's signature: which items are keywords, which
 //! fill which parameter. Shared by evaluation and `rlq check`; evaluates nothing.
 
-use super::error::ErrorCode;
 use std::collections::BTreeMap;
 
-use super::error::{suggestion, EvalError, EvalResult};
+use super::error::{suggestion, ErrorCode, EvalError, EvalResult};
 use super::registry::{Param, Shape, Signature};
 use crate::syntax::{BinaryOp, Command, Expr, ExprKind, Ident, Item, ItemKind, Span};
 

@@ -1,13 +1,12 @@
 //! `rlq check`: parse and resolve without evaluating. Verbs and keywords must exist and
 //! variables must be defined before use; columns cannot be known and are not checked.
 
-use super::error::ErrorCode;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::bind::{bind, split_keyword_minus, Bound, CommandRef, Names};
 use super::context::EvalContext;
-use super::error::{suggestion, suggestion_among, EvalError, EvalResult, SourceFile};
+use super::error::{suggestion, suggestion_among, ErrorCode, EvalError, EvalResult, SourceFile};
 use super::interp::MAX_DEPTH;
 use super::registry::{Registry, Shape};
 use crate::syntax::{self, Command, Expr, ExprKind, StmtKind};

@@ -5,11 +5,10 @@
 //! literal (`let k = 4; t | where layer < k`); otherwise it is an error that lists the columns.
 //! `x in [a, b]` (or `x in some_list_variable`) tests membership.
 
-use super::error::ErrorCode;
 use polars::prelude::{self as pl, lit, Expr as PlExpr, NamedFrom, RoundMode, Schema};
 
 use super::context::EvalContext;
-use super::error::{suggestion, EvalError, EvalResult};
+use super::error::{suggestion, ErrorCode, EvalError, EvalResult};
 use super::registry::ColumnArg;
 use super::value::Value;
 use crate::syntax::{BinaryOp, Command, Expr, ExprKind, UnaryOp};

@@ -1,9 +1,8 @@
 //! Running a command: a user function, or a verb with its arguments bound and evaluated.
 
-use super::error::ErrorCode;
 use super::bind::{bind, split_keyword_minus, Binding, Bound, CommandRef};
 use super::context::EvalContext;
-use super::error::{suggestion, EvalError, EvalResult};
+use super::error::{suggestion, ErrorCode, EvalError, EvalResult};
 use super::interp::{materialize, MAX_DEPTH};
 use super::registry::{Arg, ArgValue, Args, ColumnArg, Param, Shape, Signature};
 use super::value::{Table, Value};

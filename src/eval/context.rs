@@ -1,14 +1,13 @@
 //! The interpreter state: variables, verbs, source files, paths, the interrupt flag, the
 //! reporter.
 
-use super::error::ErrorCode;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::bind::Names;
-use super::error::{EvalError, EvalResult, SourceFile};
+use super::error::{ErrorCode, EvalError, EvalResult, SourceFile};
 use super::registry::Registry;
 use super::value::Value;
 use crate::report::{Event, Reporter, Silent, Task};

@@ -163,7 +163,10 @@ impl EvalError {
         EvalError::new(cause.to_string()).with_cause(cause)
     }
     /// Keeps `cause` as this error's source (the message stays as it is).
-    pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> EvalError {
+    pub fn with_cause(
+        mut self,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> EvalError {
         self.cause = Some(Arc::new(cause));
         self
     }

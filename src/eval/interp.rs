@@ -1,12 +1,11 @@
 //! Evaluation of statements, expressions, pipelines and user functions.
 
-use super::error::ErrorCode;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::context::EvalContext;
-use super::error::{suggestion_among, EvalError, EvalResult, SourceFile};
+use super::error::{suggestion_among, ErrorCode, EvalError, EvalResult, SourceFile};
 use super::ops::{binary_values, index_value};
 use super::value::{Function, Table, Value};
 use crate::syntax::{

@@ -1,7 +1,6 @@
 //! Operators on plain values: arithmetic, concatenation, comparison, membership, indexing.
 
-use super::error::ErrorCode;
-use super::error::{EvalError, EvalResult};
+use super::error::{ErrorCode, EvalError, EvalResult};
 use super::value::Value;
 use crate::syntax::{BinaryOp, Span};
 

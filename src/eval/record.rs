@@ -2,10 +2,9 @@
 //! `[{prompt: "a", expected: 42}, {prompt: "b", expected: 7}]` (rows), so a few samples need no
 //! file. Cells are numbers, strings, bools, null, or lists of those (`prompt_ids: [[1, 2], [3]]`).
 
-use super::error::ErrorCode;
 use polars::prelude::*;
 
-use super::error::{EvalError, EvalResult};
+use super::error::{ErrorCode, EvalError, EvalResult};
 use super::value::Value;
 use crate::syntax::Span;
 

@@ -2,12 +2,11 @@
 //! Each verb takes graphs (or their saved tables); several graphs give one column each, named
 //! after the expressions that produced them (`entropy g0, g1 by layer` → columns g0, g1).
 
-use crate::eval::error::ErrorCode;
 use polars::prelude::*;
 
 use crate::analysis::{self, By, CompareOpts, HistOpts, Stat};
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::plot;

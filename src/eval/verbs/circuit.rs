@@ -3,7 +3,6 @@
 //! `faithfulness_summary` reads CPR, CMD and the log-count AUC off a curve table. Thin over
 //! [`crate::circuit`].
 
-use crate::eval::error::ErrorCode;
 use std::sync::Arc;
 
 use polars::prelude::*;
@@ -17,7 +16,7 @@ use crate::circuit::{
     CircuitError, FaithOptions, Ranking,
 };
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::model::hooked::HookedTransformer;

@@ -1,13 +1,12 @@
 //! `claims`: the paper's claims (METHOD.md §6) checked against comparison rows (`compare`
 //! output, optionally tagged with `method` and `step`), one row per claim and comparison.
 
-use crate::eval::error::ErrorCode;
 use polars::prelude::*;
 
 use super::samples::string_column;
 use crate::analysis::claims::{judge_full, PAPER_CLAIMS};
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 

@@ -2,11 +2,10 @@
 //! table to plot along training). Columns are matched by name; a table whose columns differ is
 //! refused, naming what differs, rather than filled with nulls.
 
-use crate::eval::error::ErrorCode;
 use polars::prelude::*;
 
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{ArgValue, Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 

@@ -1,6 +1,5 @@
 //! Graph verbs: `patch` (attribution over samples), `edges`, `nodes`, `circuit`.
 
-use crate::eval::error::ErrorCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -12,7 +11,7 @@ use crate::attribution::prepare::{prepare, PrepareError, PrepareOptions, SampleS
 use crate::attribution::settings::{ablation_of, differences, sample_hash, Purpose};
 use crate::attribution::{run, Graph, GraphMeta, LossKind, Method};
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::model::hooked::HookedTransformer;

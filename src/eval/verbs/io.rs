@@ -1,6 +1,5 @@
 //! `read` and `save`: tables from and to csv, parquet, json and jsonl (and to markdown).
 
-use crate::eval::error::ErrorCode;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -9,7 +8,7 @@ use polars::prelude::*;
 
 use crate::attribution::saved;
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{guard_polars, Value};
 
@@ -103,7 +102,8 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
     let format = format_of(&path, &args, "path")?;
     let span = args.span_of("path");
     let io_err = |e: std::io::Error| {
-        EvalError::at(span, format!("cannot read `{}`: {e}", path.display())).with_code(ErrorCode::Io)
+        EvalError::at(span, format!("cannot read `{}`: {e}", path.display()))
+            .with_code(ErrorCode::Io)
     };
     let not_read = || EvalError::at(span, "markdown is written by `save`, not read");
     if format == Format::Markdown {
@@ -178,7 +178,8 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
         }
     };
     let df = df.map_err(|e| {
-        EvalError::at(span, format!("cannot read `{}`: {e}", path.display())).with_code(ErrorCode::Io)
+        EvalError::at(span, format!("cannot read `{}`: {e}", path.display()))
+            .with_code(ErrorCode::Io)
     })?;
     match graph_settings {
         None => Ok(df.into()),

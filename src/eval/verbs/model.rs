@@ -1,6 +1,5 @@
 //! Model verbs: `load`, `info`, `tokens`, `logits`, `perplexity`, `generate`.
 
-use crate::eval::error::ErrorCode;
 use std::sync::Arc;
 
 use candle_core::{DType, IndexOp};
@@ -8,7 +7,7 @@ use polars::prelude::*;
 
 use super::samples::{read_specs, string_column};
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::model::generate::{generate_batch_observed, GenerateOptions, Stop};
@@ -130,7 +129,8 @@ pub(super) fn register(reg: &mut Registry) {
 
 fn model_arg(args: &Args, name: &str) -> EvalResult<Arc<Model>> {
     args.model(name).ok_or_else(|| {
-        EvalError::at(args.span_of(name), "expected a model (from `load`)").with_code(ErrorCode::Type)
+        EvalError::at(args.span_of(name), "expected a model (from `load`)")
+            .with_code(ErrorCode::Type)
     })
 }
 
@@ -157,7 +157,8 @@ fn verb_load(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         dtype,
         keep_quantized,
     };
-    let m = load(&source, &opts).map_err(|e| model_err(args.span_of("source"), &e).with_cause(e))?;
+    let m =
+        load(&source, &opts).map_err(|e| model_err(args.span_of("source"), &e).with_cause(e))?;
     Ok(Value::Model(m))
 }
 

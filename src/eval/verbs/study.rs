@@ -1,7 +1,6 @@
 //! Verbs for the paper's study (METHOD.md section 4): a seeded arithmetic question set,
 //! grading of answers, seeded row sampling, and the question selection with T_cut.
 
-use crate::eval::error::ErrorCode;
 use std::collections::HashMap;
 
 use polars::prelude::*;
@@ -9,7 +8,7 @@ use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use super::samples::string_column;
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::syntax::Span;
@@ -675,7 +674,10 @@ fn verb_reuse(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 "delete the file to make it again, or write to another `out`",
             ));
         }
-        ctx.info(format!("reusing `{}` (saved with the same key)", path.display()));
+        ctx.info(format!(
+            "reusing `{}` (saved with the same key)",
+            path.display()
+        ));
         return Ok(Value::Table(Table::Eager(df)));
     }
     let make = args.value("make").cloned().unwrap_or(Value::Null);

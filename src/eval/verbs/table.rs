@@ -1,11 +1,10 @@
 //! Table verbs, compiled to polars lazy plans.
 
-use crate::eval::error::ErrorCode;
 use polars::prelude::*;
 
 use crate::eval::columns::default_agg_name;
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Param, Registry, Shape, Signature, Type};
 use crate::eval::value::{guard_polars, Table, Value};
 

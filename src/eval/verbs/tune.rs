@@ -2,14 +2,13 @@
 //! over [`crate::tuning::Tuner`]: it reads the questions table, encodes prompts and answers,
 //! grades with [`crate::study::is_correct`], and returns the log as a table.
 
-use crate::eval::error::ErrorCode;
 use std::path::PathBuf;
 
 use polars::prelude::*;
 
 use super::samples::string_column;
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::syntax::Span;
