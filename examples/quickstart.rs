@@ -49,7 +49,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..PrepareOptions::default()
     };
     let never = || false;
-    let prepared = prepare(&m, &tf, &specs, &opts, &mut |_, _| {}, &never)?;
+    let prepared = prepare(
+        &m,
+        &tf,
+        &specs,
+        &opts,
+        &mut |_, _| {},
+        &mut |_, _| {},
+        &never,
+    )?;
     for (spec, answer) in specs.iter().zip(prepared.answers()) {
         let text = m.tokenizer.decode(answer, true).unwrap_or_default();
         println!("{:?} → {text:?}", spec.prompt.as_deref().unwrap_or(""));
@@ -72,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         meta,
         None,
         &mut |done, total| eprintln!("scored {done}/{total}"),
+        &mut |_, _| {},
         &never,
     );
     if let Some(e) = outcome.stopped {

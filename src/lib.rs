@@ -3,17 +3,25 @@
 //! Layers (arrows point down only):
 //! `cli`/`repl` → [`Session`] → `syntax` → `eval` → `model` / `attribution` / `analysis` / `plot`.
 //! `model` and `attribution` know nothing about the language and are usable as plain Rust.
+//!
+//! The library never prints: progress and messages go to the [`report::Reporter`] the host
+//! gives the session. The front-ends (`cli`, `repl`: clap, rustyline, ctrlc, indicatif) are
+//! behind the default `cli` feature; `cargo build --lib --no-default-features` builds without
+//! them.
 
 pub mod alloc;
 pub mod analysis;
 pub mod attribution;
 pub mod circuit;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod eval;
 pub mod files;
 pub mod model;
 pub mod plot;
+#[cfg(feature = "cli")]
 pub mod repl;
+pub mod report;
 pub mod session;
 pub mod study;
 pub mod syntax;

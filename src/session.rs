@@ -1,5 +1,7 @@
 //! `rlq::Session`: the embedding API. Everything a front-end (REPL, `rlq run`, `rlq check`) or a
 //! Rust program needs: evaluate source, move values in and out, register verbs, complete, help.
+//! Errors are [`EvalError`]s (a `miette::Diagnostic`, with a typed [`eval::ErrorCode`]);
+//! progress and messages go to the session's [`Reporter`], never to the terminal.
 //!
 //! ```
 //! let mut s = rlq::Session::new();
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::eval::{self, Args, EvalContext, EvalError, Registry, Signature, Value, Verb};
+use crate::report::{Collect, Event, Reporter};
 
 const PRELUDE: &str = include_str!("../stdlib/prelude.rlq");
 
@@ -19,6 +22,8 @@ const PRELUDE: &str = include_str!("../stdlib/prelude.rlq");
 pub struct Session {
     ctx: EvalContext,
     interrupt: Arc<AtomicBool>,
+    /// The messages of a session made without a reporter of the host's ([`Session::messages`]).
+    messages: Option<Arc<Collect>>,
 }
 
 impl Default for Session {
@@ -36,15 +41,58 @@ impl Session {
     /// assert!(s.verb_names().contains(&"where".to_string()));
     /// assert_eq!(s.eval("pct_change(50, 75)").unwrap().as_number(), Some(50.0));
     /// ```
+    /// Progress goes nowhere; warnings and info messages are kept for [`Session::messages`].
     pub fn new() -> Session {
+        let messages = Arc::new(Collect::messages());
+        let mut s = Session::with_reporter(messages.clone());
+        s.messages = Some(messages);
+        s
+    }
+
+    /// A session that reports progress and messages to `reporter` (the `rlq` binary's draws
+    /// progress bars on stderr).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rlq::report::Collect;
+    /// let log = Arc::new(Collect::all());
+    /// let mut s = rlq::Session::with_reporter(log.clone());
+    /// s.eval("1 + 1").unwrap();
+    /// assert!(log.events().is_empty(), "arithmetic reports nothing");
+    /// ```
+    pub fn with_reporter(reporter: Arc<dyn Reporter>) -> Session {
         let mut ctx = EvalContext::new(eval::builtin_registry());
         let interrupt = Arc::new(AtomicBool::new(false));
         ctx.set_interrupt(interrupt.clone());
+        ctx.set_reporter(reporter);
         if let Err(e) = ctx.eval_source(PRELUDE, "stdlib/prelude.rlq", None, &mut |_| {}) {
             // The prelude is ours and tested; never fail a session over it.
-            eprintln!("rlq: prelude failed: {e}");
+            ctx.warn(format!("rlq: prelude failed: {e}"));
         }
-        Session { ctx, interrupt }
+        Session {
+            ctx,
+            interrupt,
+            messages: None,
+        }
+    }
+
+    /// Sends progress and messages to `reporter` from now on ([`Session::messages`] then keeps
+    /// nothing new).
+    pub fn set_reporter(&mut self, reporter: Arc<dyn Reporter>) {
+        self.messages = None;
+        self.ctx.set_reporter(reporter);
+    }
+
+    /// The warnings and info messages reported so far, emptying the list, for a session made
+    /// with [`Session::new`] (empty when the host gave its own reporter).
+    ///
+    /// ```
+    /// let mut s = rlq::Session::new();
+    /// s.eval("1").unwrap();
+    /// assert!(s.messages().is_empty());
+    /// ```
+    pub fn messages(&self) -> Vec<Event> {
+        self.messages.as_ref().map(|m| m.take()).unwrap_or_default()
     }
 
     /// Evaluates source; returns the value of the last statement (`Null` for `let`/`fn`/`import`).
@@ -54,8 +102,9 @@ impl Session {
     /// assert_eq!(s.eval("let a = 2; a + 3").unwrap().as_number(), Some(5.0));
     /// let err = s.eval("a +").unwrap_err();
     /// assert!(err.to_string().contains("syntax error"));
+    /// assert_eq!(err.code, rlq::eval::ErrorCode::Syntax);
     /// ```
-    pub fn eval(&mut self, src: &str) -> Result<Value, miette::Report> {
+    pub fn eval(&mut self, src: &str) -> Result<Value, EvalError> {
         self.eval_named(src, "<input>")
     }
 
@@ -67,7 +116,7 @@ impl Session {
     /// let err = s.eval_named("nope", "script.rlq").unwrap_err();
     /// assert!(format!("{err:?}").contains("unknown variable"));
     /// ```
-    pub fn eval_named(&mut self, src: &str, name: &str) -> Result<Value, miette::Report> {
+    pub fn eval_named(&mut self, src: &str, name: &str) -> Result<Value, EvalError> {
         self.eval_inner(src, name, &mut |_| {})
     }
 
@@ -85,7 +134,7 @@ impl Session {
         src: &str,
         name: &str,
         on_value: &mut dyn FnMut(&Value),
-    ) -> Result<(), miette::Report> {
+    ) -> Result<(), EvalError> {
         self.eval_inner(src, name, on_value).map(|_| ())
     }
 
@@ -94,12 +143,12 @@ impl Session {
         src: &str,
         name: &str,
         on_value: &mut dyn FnMut(&Value),
-    ) -> Result<Value, miette::Report> {
+    ) -> Result<Value, EvalError> {
         self.interrupt.store(false, Ordering::Relaxed);
         let dir = self.ctx.dir_for_source_name(name);
         self.ctx
             .eval_source(src, name, dir, on_value)
-            .map_err(EvalError::into_report)
+            .map_err(EvalError::excerpted)
     }
 
     /// Parses and resolves without evaluating: verbs and keywords exist, variables are defined
@@ -110,10 +159,10 @@ impl Session {
     /// assert!(s.check("let t = read \"x.csv\"\nt | where a > 1", "x.rlq").is_ok());
     /// assert!(s.check("t | wher a > 1", "x.rlq").is_err());
     /// ```
-    pub fn check(&mut self, src: &str, name: &str) -> Result<(), miette::Report> {
+    pub fn check(&mut self, src: &str, name: &str) -> Result<(), EvalError> {
         self.ctx
             .check_source(src, name)
-            .map_err(EvalError::into_report)
+            .map_err(EvalError::excerpted)
     }
 
     /// Sets a variable.

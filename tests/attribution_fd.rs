@@ -7,7 +7,10 @@
 
 use candle_core::{DType, Tensor};
 use rlq::attribution::loss::{loss, LossTarget};
-use rlq::attribution::{score_sample, score_sample_with, Method, Sample, SampleLoss, ScoreOptions};
+use rlq::attribution::{
+    score_sample, score_sample_observed, score_sample_with, Method, Sample, SampleLoss,
+    ScoreOptions,
+};
 use rlq::model::hooked::{DestOffsets, ForwardInput, HookedTransformer, Hooks};
 use rlq::model::hooks::{DestKind, Granularity, HookLayout, SourceKind};
 use rlq::model::synthetic::random_model;
@@ -838,5 +841,40 @@ fn chosen_positions_give_the_loss_on_those_tokens_only() {
             positions: bad,
         };
         assert!(score_sample(&tf, &lay, &edges, &s, Method::Eap, &|| false).is_err());
+    }
+}
+
+/// Inside one sample, scoring tells its host how far it is (#12: a sample of exact patching can
+/// take minutes): one report after each patched forward (one per edge) and after each EAP-IG
+/// step, in order, the last at `total`, and none for plain EAP (one forward, one backward).
+/// Observing changes nothing: the scores are bitwise those of `score_sample`.
+#[test]
+fn scoring_reports_progress_inside_a_sample() {
+    let tf = transformer(Family::Llama);
+    let c = &tf.config;
+    let lay = HookLayout::new(Granularity::Block, c.n_layers, c.n_heads, c.n_kv_heads);
+    let edges = lay.edges();
+    let s = sample(true);
+    for (method, want_total) in [
+        (Method::Patch, edges.len()),
+        (Method::EapIg { steps: 4 }, 4),
+        (Method::Eap, 0),
+    ] {
+        let mut seen = Vec::new();
+        let observed = score_sample_observed(
+            &tf,
+            &lay,
+            &edges,
+            &s,
+            method,
+            ScoreOptions::default(),
+            &|| false,
+            &mut |done, total| seen.push((done, total)),
+        )
+        .unwrap();
+        let want: Vec<(usize, usize)> = (1..=want_total).map(|k| (k, want_total)).collect();
+        assert_eq!(seen, want, "{method:?}");
+        let plain = score_sample(&tf, &lay, &edges, &s, method, &|| false).unwrap();
+        assert_eq!(observed.scores, plain.scores, "{method:?}");
     }
 }

@@ -604,3 +604,14 @@ fn vars_lists_types_and_sizes() {
         "{out}"
     );
 }
+
+/// The front-ends import one way: `repl` uses `cli`'s pieces, `cli` never names `repl` (the
+/// binary's `main` chooses between them).
+#[test]
+fn cli_does_not_import_the_repl() {
+    for entry in std::fs::read_dir(root().join("src/cli")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("repl::"), "{} uses the repl", path.display());
+    }
+}

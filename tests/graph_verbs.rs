@@ -955,12 +955,22 @@ fn prepare_returns_the_answers_done_at_an_interrupt() {
         &specs,
         &opts,
         &mut |d, _| done.store(d, Ordering::Relaxed),
+        &mut |_, _| {},
         &|| done.load(Ordering::Relaxed) >= 2,
     );
     let Err(PrepareError::Interrupted { answers }) = out else {
         panic!("expected an interrupt")
     };
-    let full = prepare(&m, &tf, &specs, &opts, &mut |_, _| {}, &|| false).unwrap();
+    let full = prepare(
+        &m,
+        &tf,
+        &specs,
+        &opts,
+        &mut |_, _| {},
+        &mut |_, _| {},
+        &|| false,
+    )
+    .unwrap();
     assert_eq!(answers.len(), 2);
     for (k, (id, a)) in answers.iter().enumerate() {
         assert_eq!(*id, k as i64 + 1);
@@ -1215,4 +1225,129 @@ fn sample_records_travel_in_eap_ig_json() {
         .unwrap();
     let back = back.as_graph().unwrap();
     assert!(back.meta.samples.is_empty() && !back.has_sample_records());
+}
+
+
+/// Progress reaches the host inside one sample (#12: `rlq run` showed nothing during a
+/// 4.5-minute exact patch): a capturing reporter hears the tokens of the first answer before
+/// that answer is done, and the forwards of the first sample's exact patch before that sample
+/// is scored. It interrupts at the first patched forward, so the test costs two short answers,
+/// one clean forward and one patched one; the partial result is reported as a warning.
+#[test]
+fn progress_arrives_before_the_first_sample_ends() {
+    use rlq::report::Event;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    if !Path::new(GGUF).exists() {
+        eprintln!("SKIP: {GGUF} missing; run scripts/fetch-models.sh");
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(Mutex::new(Vec::<Event>::new()));
+    let (flag, log) = (stop.clone(), events.clone());
+    let reporter = move |e: &Event| {
+        log.lock().unwrap().push(e.clone());
+        if matches!(
+            e,
+            Event::Within {
+                unit: "forwards",
+                ..
+            }
+        ) {
+            flag.store(true, Ordering::SeqCst);
+        }
+    };
+    let mut s = Session::with_reporter(Arc::new(reporter));
+    s.set_interrupt(stop);
+    s.eval(&format!("let m = load \"{GGUF}\"")).unwrap();
+    s.eval(r#"let qs = {prompt: ["What is 2+3?", "What is 4+4?"]}"#)
+        .unwrap();
+    let g = s.eval("patch m on qs method patch max_tokens 3").unwrap();
+    assert_eq!(
+        g.as_graph().unwrap().scores.len(),
+        0,
+        "interrupted in sample 1"
+    );
+
+    let events = events.lock().unwrap().clone();
+    let task = |name: &str| {
+        let start = events
+            .iter()
+            .position(|e| matches!(e, Event::Start { task, .. } if task == name))
+            .unwrap_or_else(|| panic!("no `{name}` task in {events:?}"));
+        let end = start
+            + events[start..]
+                .iter()
+                .position(|e| *e == Event::Finish)
+                .expect("every task finishes");
+        &events[start..=end]
+    };
+    let answer = task("answer");
+    assert!(
+        matches!(
+            answer[0],
+            Event::Start {
+                total: 2,
+                unit: "samples",
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    let first_token = answer
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Event::Within {
+                    unit: "tokens",
+                    total: 3,
+                    ..
+                }
+            )
+        })
+        .expect("tokens reported");
+    let first_done = answer
+        .iter()
+        .position(|e| *e == Event::Done { done: 1 })
+        .unwrap();
+    assert!(first_token < first_done, "{answer:?}");
+
+    let patch = task("patch");
+    assert!(
+        matches!(
+            patch[0],
+            Event::Start {
+                total: 2,
+                unit: "samples",
+                ..
+            }
+        ),
+        "{patch:?}"
+    );
+    // SmolLM2's 3691 block edges: one patched forward each.
+    assert_eq!(
+        patch[1],
+        Event::Within {
+            done: 1,
+            total: 3691,
+            unit: "forwards"
+        },
+        "{patch:?}"
+    );
+    assert!(
+        !patch.iter().any(|e| matches!(e, Event::Done { .. })),
+        "{patch:?}"
+    );
+    let warning = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Warning(w) => Some(w.clone()),
+            _ => None,
+        })
+        .expect("the partial graph is reported");
+    assert!(
+        warning.starts_with("interrupted: 0 of 2 samples scored"),
+        "{warning}"
+    );
 }

@@ -4,11 +4,11 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 use polars::prelude::*;
 use rlq::Session;
 
-fn render(report: &miette::Report) -> String {
+fn render(report: &dyn miette::Diagnostic) -> String {
     let mut out = String::new();
     GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
         .with_width(120)
-        .render_report(&mut out, report.as_ref())
+        .render_report(&mut out, report)
         .expect("render");
     out
 }

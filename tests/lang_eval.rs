@@ -1801,3 +1801,83 @@ fn keyword_choices_are_checked_before_running() {
         .check("patch m on qs loss nll method eap_ig", "a.rlq")
         .is_ok());
 }
+
+/// The library never prints: what a verb reports goes to the session's reporter, and a session
+/// made without one keeps the messages for its caller.
+#[test]
+fn messages_go_to_the_session_not_the_terminal() {
+    use rlq::eval::{Signature, Type};
+    use rlq::report::{Collect, Event};
+    use std::sync::Arc;
+    let verb = |s: &mut Session| {
+        s.register_fn(
+            "careful",
+            Signature::new("careful", "warns").piped("x", Type::Number, "a number"),
+            |ctx, args| {
+                let task = ctx.task("careful", 2, "steps");
+                task.within(1, 2, "halves");
+                task.done(1);
+                drop(task);
+                ctx.warn("only an estimate");
+                Ok(Value::Number(args.number("x").unwrap_or(0.0)))
+            },
+        );
+    };
+    let mut s = Session::new();
+    verb(&mut s);
+    assert_eq!(s.eval("careful(1)").unwrap().as_number(), Some(1.0));
+    assert_eq!(s.messages(), [Event::Warning("only an estimate".into())]);
+    assert!(s.messages().is_empty(), "read once");
+
+    let log = Arc::new(Collect::all());
+    let mut s = Session::with_reporter(log.clone());
+    verb(&mut s);
+    s.eval("careful(1)").unwrap();
+    assert_eq!(
+        log.events(),
+        [
+            Event::Start {
+                task: "careful".into(),
+                total: 2,
+                unit: "steps"
+            },
+            Event::Within {
+                done: 1,
+                total: 2,
+                unit: "halves"
+            },
+            Event::Done { done: 1 },
+            Event::Finish,
+            Event::Warning("only an estimate".into()),
+        ]
+    );
+    assert!(s.messages().is_empty(), "the host's reporter has them");
+}
+
+/// `Session::eval`'s error is typed: its code is an enum a host branches on (the binary's exit
+/// status), and a layer's error is kept as its source, not only as text.
+#[test]
+fn errors_carry_a_code_and_their_cause() {
+    use rlq::eval::ErrorCode;
+    let mut s = Session::new();
+    assert_eq!(s.eval("1 +").unwrap_err().code, ErrorCode::Syntax);
+    assert_eq!(s.eval("nope").unwrap_err().code, ErrorCode::Name);
+    let e = s.eval("load \"no/such/model.gguf\"").unwrap_err();
+    assert_eq!(e.code, ErrorCode::Model);
+    let cause = std::error::Error::source(&e).expect("the model layer's error is kept");
+    assert!(cause.downcast_ref::<rlq::model::ModelError>().is_some());
+    assert_eq!(
+        cause.to_string(),
+        e.message,
+        "the message says what the cause said"
+    );
+    // What a person sees names the cause once: the message already says it, so the cause
+    // chain (miette's `╰─▶` lines, there by default) is left out.
+    let mut with_chain = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .render_report(&mut with_chain, &e)
+        .unwrap();
+    assert!(with_chain.contains("╰─▶"), "{with_chain}");
+    let shown = rlq::cli::diagnostics::render(&e, false);
+    assert!(!shown.contains("╰─▶"), "{shown}");
+}

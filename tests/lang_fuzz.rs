@@ -120,7 +120,7 @@ fn exercise(src: &str) {
     if let Err(e) = s.eval(src) {
         // Rendering must not panic either (spans stay inside the source).
         let mut out = String::new();
-        let _ = miette::GraphicalReportHandler::new().render_report(&mut out, e.as_ref());
+        let _ = miette::GraphicalReportHandler::new().render_report(&mut out, &e);
     }
     let _ = s.completions(src, src.len() / 2);
 }

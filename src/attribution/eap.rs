@@ -247,6 +247,33 @@ pub fn score_sample_with(
     opts: ScoreOptions,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<SampleScores> {
+    score_sample_observed(
+        tf,
+        layout,
+        edges,
+        sample,
+        method,
+        opts,
+        interrupted,
+        &mut |_, _| {},
+    )
+}
+
+/// [`score_sample_with`], telling `on_within(done, total)` how far the sample is: after each
+/// patched forward of `Method::Patch` (one per edge) and each path step of `Method::EapIg`. One
+/// sample of exact patching can take minutes; this is what a progress bar shows meanwhile.
+/// (Plain EAP is one forward and one backward: nothing in between to report.)
+#[allow(clippy::too_many_arguments)]
+pub fn score_sample_observed(
+    tf: &HookedTransformer,
+    layout: &HookLayout,
+    edges: &[(usize, usize)],
+    sample: &Sample,
+    method: Method,
+    opts: ScoreOptions,
+    interrupted: &dyn Fn() -> bool,
+    on_within: &mut dyn FnMut(usize, usize),
+) -> Result<SampleScores> {
     if opts.per_position && method == Method::Patch {
         return Err(AttributionError::Sample {
             sample: sample.id,
@@ -326,6 +353,7 @@ pub fn score_sample_with(
             grad_norm,
             &delta_o,
             interrupted,
+            on_within,
         );
     }
 
@@ -341,7 +369,7 @@ pub fn score_sample_with(
             // The clean forward's graph is not needed for the path's own forwards.
             drop((clean, clean_loss_t, offsets, vars));
             ig_gradient(
-                tf, layout, sample, &target, from, steps, seq, d, &dev, dtype,
+                tf, layout, sample, &target, from, steps, seq, d, &dev, dtype, on_within,
             )?
         }
         Method::Patch => unreachable!("handled above"),
@@ -486,6 +514,7 @@ fn ig_gradient(
     d: usize,
     dev: &candle_core::Device,
     dtype: DType,
+    on_within: &mut dyn FnMut(usize, usize),
 ) -> Result<(Tensor, f64)> {
     let e_clean = tf.embed(&sample.tokens)?;
     let e_base = match &sample.corrupt {
@@ -526,6 +555,7 @@ fn ig_gradient(
             Some(s) => (s + g)?,
             None => g,
         });
+        on_within(k, steps);
     }
     let sum = sum.ok_or_else(|| AttributionError::Sample {
         sample: sample.id,
@@ -547,6 +577,7 @@ fn patch_edges(
     grad_norm: f64,
     delta_o: &Tensor,
     interrupted: &dyn Fn() -> bool,
+    on_within: &mut dyn FnMut(usize, usize),
 ) -> Result<SampleScores> {
     let seq = sample.tokens.len();
     let d = tf.config.d_model;
@@ -589,6 +620,7 @@ fn patch_edges(
             });
         }
         scores.push(l - clean_loss);
+        on_within(scores.len(), edges.len());
     }
     Ok(SampleScores {
         scores,

@@ -12,8 +12,8 @@ pub mod saved;
 pub mod settings;
 
 pub use eap::{
-    score_sample, score_sample_with, AttributionError, Method, Sample, SampleLoss, SampleScores,
-    ScoreOptions,
+    score_sample, score_sample_observed, score_sample_with, AttributionError, Method, Sample,
+    SampleLoss, SampleScores, ScoreOptions,
 };
 pub use graph::{AnswerPositions, EdgeInfo, Graph, GraphMeta, PositionScores, SampleRecord};
 pub use loss::LossKind;

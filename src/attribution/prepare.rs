@@ -4,7 +4,7 @@
 use super::eap::{Sample, SampleLoss};
 use super::graph::AnswerPositions;
 use super::loss::LossKind;
-use crate::model::generate::{generate, GenerateOptions};
+use crate::model::generate::{generate_batch_observed, GenerateOptions};
 use crate::model::hooked::HookedTransformer;
 use crate::model::Model;
 
@@ -189,13 +189,15 @@ fn one_token(model: &Model, id: i64, text: &str, what: &str) -> Result<u32, Prep
 }
 
 /// Prepare every sample. Answers are generated (greedy, KV cache) only when a loss needs one
-/// and the sample has none; `on_progress(done, total)` reports that generation.
+/// and the sample has none; `on_progress(done, total)` reports that generation by answers,
+/// `on_within(tokens, max_tokens)` by tokens of the answer being generated.
 pub fn prepare(
     model: &Model,
     tf: &HookedTransformer,
     specs: &[SampleSpec],
     opts: &PrepareOptions,
     on_progress: &mut dyn FnMut(usize, usize),
+    on_within: &mut dyn FnMut(usize, usize),
     interrupted: &dyn Fn() -> bool,
 ) -> Result<Prepared, PrepareError> {
     let mut prompts = Vec::with_capacity(specs.len());
@@ -316,9 +318,19 @@ pub fn prepare(
                     stop_tokens: model.config.eos_token_ids.clone(),
                     ..Default::default()
                 };
-                let out = generate(tf, p, &g, interrupted)?;
+                let out = generate_batch_observed(
+                    tf,
+                    std::slice::from_ref(p),
+                    &g,
+                    &[g.seed],
+                    interrupted,
+                    on_within,
+                )?
+                .pop()
+                .map(|g| g.tokens)
+                .unwrap_or_default();
                 if interrupted() {
-                    // `generate` stops at the interrupt: this answer may be cut short.
+                    // Generation stops at the interrupt: this answer may be cut short.
                     return Err(PrepareError::Interrupted { answers: generated });
                 }
                 generated.push((s.id, out.clone()));

@@ -1,7 +1,7 @@
 //! Scoring a whole set of samples into a [`Graph`], sample by sample, with progress and
 //! interruption: memory grows only with the score table itself.
 
-use super::eap::{score_sample_with, AttributionError, Method, Sample, ScoreOptions};
+use super::eap::{score_sample_observed, AttributionError, Method, Sample, ScoreOptions};
 use super::graph::{EdgeInfo, Graph, GraphMeta, PositionScores, SampleRecord};
 use super::prepare::LossWindow;
 use super::settings::sample_hash;
@@ -42,7 +42,9 @@ pub struct RunOutcome {
 /// carries the scores of an earlier, interrupted run of the same samples: samples whose id it
 /// already holds are skipped, and its records are kept (a partial graph without records gives
 /// a graph without records). The caller checks first that its settings are this run's
-/// ([`super::settings::differences`] with `Purpose::Resume`).
+/// ([`super::settings::differences`] with `Purpose::Resume`). `on_progress(done, total)` follows
+/// the samples, `on_within(done, total)` the work inside the one being scored (see
+/// [`score_sample_observed`]).
 #[allow(clippy::too_many_arguments)] // each is one setting of the run, passed through as given
 pub fn run(
     tf: &HookedTransformer,
@@ -53,6 +55,7 @@ pub fn run(
     mut meta: GraphMeta,
     resume_from: Option<&Graph>,
     on_progress: &mut dyn FnMut(usize, usize),
+    on_within: &mut dyn FnMut(usize, usize),
     interrupted: &dyn Fn() -> bool,
 ) -> RunOutcome {
     if !windows.is_empty() && windows.len() != samples.len() {
@@ -111,7 +114,7 @@ pub fn run(
             stopped = Some(AttributionError::Interrupted);
             break;
         }
-        match score_sample_with(tf, layout, &pairs, s, method, opts, interrupted) {
+        match score_sample_observed(tf, layout, &pairs, s, method, opts, interrupted, on_within) {
             Ok(r) => {
                 if let (Some(p), Some(per)) = (positions.as_mut(), r.per_position) {
                     p.token_ids.push(s.tokens.clone());

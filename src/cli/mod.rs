@@ -1,5 +1,8 @@
-//! `rlq run`, `rlq -e`, `rlq check`: the command-line front-end. No logic of its own beyond
-//! reading files, binding `--set` variables and printing what the session returns.
+//! `rlq run`, `rlq -e`, `rlq check`, `rlq help`: the command-line front-end, and what the REPL
+//! shares with it (printing values and diagnostics, Ctrl-C, progress bars, exit statuses). No
+//! logic of its own beyond reading files, binding `--set` variables and printing what the
+//! session returns. The REPL (`crate::repl`) uses this module, never the other way: the binary's
+//! `main` starts one or the other.
 
 pub mod args;
 pub mod bindings;
@@ -7,9 +10,11 @@ pub mod diagnostics;
 pub mod display;
 pub mod interrupt;
 pub mod output;
+pub mod progress;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use crate::Session;
 use args::{Cli, Command};
@@ -24,21 +29,28 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
-/// Runs the parsed command line; with no command and no `-e`, starts the REPL.
-pub fn run(cli: Cli) -> ExitCode {
+/// The session the command line asks for: progress bars and messages on stderr, `--set`
+/// variables bound, `--rows` applied.
+pub fn session(cli: &Cli) -> Session {
     display::apply(cli.rows);
-    let mut session = Session::new();
+    let mut session = Session::with_reporter(Arc::new(progress::Terminal::new()));
     for b in &cli.set {
         session.set(&b.name, b.value.clone());
     }
+    session
+}
+
+/// Runs the parsed command line's command or `-e` sources; `None` when there is neither (the
+/// REPL's turn: `main` starts it).
+pub fn run(cli: &Cli, session: &mut Session) -> Option<ExitCode> {
     let code = match &cli.command {
-        Some(Command::Run { file }) => run_file(&mut session, file, cli.format),
-        Some(Command::Check { file }) => check_file(&mut session, file),
-        Some(Command::Help { verb }) => help(&session, verb.as_deref()),
-        None if !cli.eval.is_empty() => run_sources(&mut session, &cli.eval, cli.format),
-        None => return crate::repl::run(session, cli.format),
+        Some(Command::Run { file }) => run_file(session, file, cli.format),
+        Some(Command::Check { file }) => check_file(session, file),
+        Some(Command::Help { verb }) => help(session, verb.as_deref()),
+        None if !cli.eval.is_empty() => run_sources(session, &cli.eval, cli.format),
+        None => return None,
     };
-    ExitCode::from(code)
+    Some(ExitCode::from(code))
 }
 
 /// `-e a -e b`: each source in turn, in one session; the first failure stops the rest.
@@ -79,9 +91,9 @@ fn run_source(session: &mut Session, src: &str, name: &str, format: Format) -> u
     let mut out = output::Printer::stdout(format);
     match session.eval_statements(src, name, &mut |v| out.print(v)) {
         Ok(()) => exit::OK,
-        Err(report) => {
-            diagnostics::eprint(&report);
-            diagnostics::exit_code(&report)
+        Err(error) => {
+            diagnostics::eprint(&error);
+            diagnostics::exit_code(&error)
         }
     }
 }
@@ -95,9 +107,9 @@ fn check_file(session: &mut Session, file: &Path) -> u8 {
             println!("{}: ok", file.display());
             exit::OK
         }
-        Err(report) => {
-            diagnostics::eprint(&report);
-            diagnostics::exit_code(&report)
+        Err(error) => {
+            diagnostics::eprint(&error);
+            diagnostics::exit_code(&error)
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::error::{EvalError, EvalResult};
+use super::error::{ErrorCode, EvalError, EvalResult};
 use super::signature::Type;
 use super::value::{Table, Value};
 use crate::syntax::{Expr, Span};
@@ -108,7 +108,7 @@ impl Args {
                 self.span_of(name),
                 format!("{name} must be a whole number from 0 to 2^53, got {x}"),
             )
-            .with_code("rlq::range")
+            .with_code(ErrorCode::Args)
         })
     }
 
@@ -128,7 +128,7 @@ impl Args {
                 self.span_of(name),
                 format!("{name} = {x} does not fit this machine's word size"),
             )
-            .with_code("rlq::range")
+            .with_code(ErrorCode::Args)
         })
     }
 
@@ -142,7 +142,7 @@ impl Args {
                 self.span_of(name),
                 format!("{name} must be a whole number from {lo} to {hi}, not {x}"),
             )
-            .with_code("rlq::range")),
+            .with_code(ErrorCode::Args)),
         }
     }
 
@@ -164,7 +164,7 @@ impl Args {
                 self.verb
             ),
         )
-        .with_code("rlq::internal")
+        .with_code(ErrorCode::Error)
     }
     pub fn str(&self, name: &str) -> Option<&str> {
         self.value(name).and_then(Value::as_str)
@@ -186,7 +186,7 @@ impl Args {
             Err(
                 EvalError::at(self.span_of(name), format!("unknown {name} `{w}`"))
                     .with_help(format!("choose one of: {}", choices.join(", ")))
-                    .with_code("rlq::keyword"),
+                    .with_code(ErrorCode::Keyword),
             )
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::error::{suggestion, EvalError, EvalResult};
+use super::error::{suggestion, ErrorCode, EvalError, EvalResult};
 use super::registry::{Param, Shape, Signature};
 use crate::syntax::{BinaryOp, Command, Expr, ExprKind, Ident, Item, ItemKind, Span};
 
@@ -199,7 +199,7 @@ fn check_choice(p: &Param, sig: &Signature, w: &str, span: Span) -> EvalResult<(
     Err(
         EvalError::at(span, format!("unknown {} `{w}` for `{}`", p.name, sig.name))
             .with_help(format!("choose one of: {}", p.choices.join(", ")))
-            .with_code("rlq::keyword"),
+            .with_code(ErrorCode::Keyword),
     )
 }
 
@@ -303,7 +303,7 @@ fn missing(cmd: CommandRef<'_>, sig: &Signature, p: &Param) -> EvalError {
     )
     .with_label("in this command")
     .with_help(format!("usage: {}", sig.usage()))
-    .with_code("rlq::args")
+    .with_code(ErrorCode::Args)
 }
 
 /// An item nothing takes: an unknown keyword if it is a word, else one argument too many.
@@ -321,12 +321,12 @@ fn leftover(item: &Item, sig: &Signature) -> EvalError {
                 suggestion(w, "keyword", &known),
                 sig.usage()
             ))
-            .with_code("rlq::keyword")
+            .with_code(ErrorCode::Keyword)
         }
         _ => EvalError::at(item.span, format!("too many arguments for `{}`", sig.name))
             .with_label("unexpected argument")
             .with_help(format!("usage: {}", sig.usage()))
-            .with_code("rlq::args"),
+            .with_code(ErrorCode::Args),
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::bind::{bind, split_keyword_minus, Bound, CommandRef, Names};
 use super::context::EvalContext;
-use super::error::{suggestion, suggestion_among, EvalError, EvalResult, SourceFile};
+use super::error::{suggestion, suggestion_among, ErrorCode, EvalError, EvalResult, SourceFile};
 use super::interp::MAX_DEPTH;
 use super::registry::{Registry, Shape};
 use crate::syntax::{self, Command, Expr, ExprKind, StmtKind};
@@ -104,7 +104,7 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
                 Err(EvalError::at(e.span, format!("unknown variable `{name}`"))
                     .with_label("not defined before this")
                     .with_help(suggestion_among(name, "variable", &candidates, &vars))
-                    .with_code("rlq::name"))
+                    .with_code(ErrorCode::Name))
             }
         }
         ExprKind::Unary(_, inner) => check_expr(scope, inner),
@@ -159,7 +159,7 @@ fn check_command(scope: &Scope, cmd: CommandRef<'_>, has_input: bool) -> EvalRes
             EvalError::at(cmd.verb_span, format!("unknown verb `{name}`"))
                 .with_label("not a verb")
                 .with_help(suggestion(name, "verb", &known))
-                .with_code("rlq::verb"),
+                .with_code(ErrorCode::Verb),
         );
     };
     let sig: Arc<_> = entry.signature.clone();

@@ -8,7 +8,7 @@
 use polars::prelude::{self as pl, lit, Expr as PlExpr, NamedFrom, RoundMode, Schema};
 
 use super::context::EvalContext;
-use super::error::{suggestion, EvalError, EvalResult};
+use super::error::{suggestion, ErrorCode, EvalError, EvalResult};
 use super::registry::ColumnArg;
 use super::value::Value;
 use crate::syntax::{BinaryOp, Command, Expr, ExprKind, UnaryOp};
@@ -47,14 +47,14 @@ impl EvalContext {
                 if let Some(v) = self.lookup(name) {
                     return value_lit(v).ok_or_else(|| {
                         EvalError::at(e.span, format!("`{name}` is a {}; only numbers, strings and bools can be used in a column expression", v.type_name()))
-                            .with_code("rlq::type")
+                            .with_code(ErrorCode::Type)
                     });
                 }
                 let columns: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
                 Err(EvalError::at(e.span, format!("unknown column `{name}`"))
                     .with_label("not a column of the input table")
                     .with_help(suggestion(name, "column", &columns))
-                    .with_code("rlq::column"))
+                    .with_code(ErrorCode::Column))
             }
             ExprKind::Unary(UnaryOp::Neg, inner) => Ok(-self.compile_expr(inner, schema)?),
             ExprKind::Unary(UnaryOp::Not, inner) => Ok(self.compile_expr(inner, schema)?.not()),
@@ -238,7 +238,7 @@ impl EvalContext {
                 )
                 .with_label("unknown here")
                 .with_help(suggestion(name, "column function", &known))
-                .with_code("rlq::column"));
+                .with_code(ErrorCode::Column));
             }
         })
     }

@@ -2,7 +2,7 @@
 
 use super::bind::{bind, split_keyword_minus, Binding, Bound, CommandRef};
 use super::context::EvalContext;
-use super::error::{suggestion, EvalError, EvalResult};
+use super::error::{suggestion, ErrorCode, EvalError, EvalResult};
 use super::interp::{materialize, MAX_DEPTH};
 use super::registry::{Arg, ArgValue, Args, ColumnArg, Param, Shape, Signature};
 use super::value::{Table, Value};
@@ -66,7 +66,7 @@ impl EvalContext {
                 EvalError::at(cmd.verb_span, format!("unknown verb `{name}`"))
                     .with_label("not a verb")
                     .with_help(suggestion(name, "verb", &known))
-                    .with_code("rlq::verb"),
+                    .with_code(ErrorCode::Verb),
             );
         };
         let split = split_keyword_minus(cmd.items, &entry.signature);
@@ -232,7 +232,7 @@ fn check_type(param: &Param, v: Value, span: Span, sig: &Signature) -> EvalResul
             )
             .with_label("out of range")
             .with_help(format!("usage: {}", sig.usage()))
-            .with_code("rlq::args")
+            .with_code(ErrorCode::Args)
         })?;
     }
     Ok(v)

@@ -1,4 +1,5 @@
-//! The interpreter state: variables, verbs, source files, paths, the interrupt flag.
+//! The interpreter state: variables, verbs, source files, paths, the interrupt flag, the
+//! reporter.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -6,13 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::bind::Names;
-use super::error::{EvalError, EvalResult, SourceFile};
+use super::error::{ErrorCode, EvalError, EvalResult, SourceFile};
 use super::registry::Registry;
 use super::value::Value;
+use crate::report::{Event, Reporter, Silent, Task};
 use crate::syntax::Span;
 
-/// Everything evaluation needs: variables, verbs, where relative paths point, the interrupt flag.
-/// Verbs receive `&mut EvalContext` and may poll [`EvalContext::interrupted`].
+/// Everything evaluation needs: variables, verbs, where relative paths point, the interrupt flag,
+/// where progress and messages go. Verbs receive `&mut EvalContext`, may poll
+/// [`EvalContext::interrupted`] and report through [`EvalContext::task`] / [`EvalContext::warn`]
+/// (never by printing).
 pub struct EvalContext {
     pub(super) registry: Registry,
     pub(super) globals: BTreeMap<String, Value>,
@@ -20,6 +24,8 @@ pub struct EvalContext {
     pub(super) frames: Vec<HashMap<String, Value>>,
     pub(super) base_dir: Option<PathBuf>,
     pub(super) interrupt: Arc<AtomicBool>,
+    /// Where progress and messages go (the host's; silent by default).
+    pub(super) reporter: Arc<dyn Reporter>,
     pub(super) imported: HashSet<PathBuf>,
     /// The source being evaluated (spans in errors point into it).
     pub(super) source: Arc<SourceFile>,
@@ -46,6 +52,7 @@ impl EvalContext {
             frames: Vec::new(),
             base_dir: None,
             interrupt: Arc::new(AtomicBool::new(false)),
+            reporter: Arc::new(Silent),
             imported: HashSet::new(),
             source: SourceFile::new("<input>", "", None),
             depth: 0,
@@ -60,13 +67,31 @@ impl EvalContext {
     /// An "interrupted" error when the flag is set.
     pub fn check_interrupt(&self, span: Span) -> EvalResult<()> {
         if self.interrupted() {
-            Err(EvalError::at(span, "interrupted").with_code("rlq::interrupted"))
+            Err(EvalError::at(span, "interrupted").with_code(ErrorCode::Interrupted))
         } else {
             Ok(())
         }
     }
     pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
         self.interrupt = flag;
+    }
+    pub fn set_reporter(&mut self, reporter: Arc<dyn Reporter>) {
+        self.reporter = reporter;
+    }
+    pub fn reporter(&self) -> &Arc<dyn Reporter> {
+        &self.reporter
+    }
+    /// Starts a task of `total` `unit`s; it finishes when dropped.
+    pub fn task(&self, name: impl Into<String>, total: usize, unit: &'static str) -> Task {
+        Task::start(&self.reporter, name, total, unit)
+    }
+    /// Something the user must know about the result being returned (it is partial, …).
+    pub fn warn(&self, text: impl Into<String>) {
+        self.reporter.report(&Event::Warning(text.into()));
+    }
+    /// Something worth knowing (a saved result was reused).
+    pub fn info(&self, text: impl Into<String>) {
+        self.reporter.report(&Event::Info(text.into()));
     }
     pub fn registry(&self) -> &Registry {
         &self.registry

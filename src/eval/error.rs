@@ -1,4 +1,5 @@
-//! The one user-facing error type: a miette diagnostic with a labelled span into its source.
+//! The one user-facing error type: a miette diagnostic with a labelled span into its source, a
+//! typed [`ErrorCode`], and the layer error it came from, when there was one.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -29,8 +30,95 @@ impl SourceFile {
     }
 }
 
+/// What kind of failure an [`EvalError`] is: its miette code (`rlq::syntax`, …), and what a host
+/// branches on (the `rlq` binary's exit status: 2 for [`ErrorCode::Syntax`], else 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Anything not classified below.
+    Error,
+    /// The text does not parse.
+    Syntax,
+    /// A value of the wrong type.
+    Type,
+    /// An unknown variable or function.
+    Name,
+    /// An unknown verb, or a verb used wrongly.
+    Verb,
+    /// An unknown, repeated or missing keyword.
+    Keyword,
+    /// Arguments that do not fit the verb's signature.
+    Args,
+    /// A missing or wrongly typed column.
+    Column,
+    /// polars failed computing a table.
+    Table,
+    /// A malformed inline table literal.
+    TableLiteral,
+    /// Reading or writing a file.
+    Io,
+    /// An `import` that fails (missing file, cycle, too deep).
+    Import,
+    /// A size limit (nesting, file size, …).
+    Limit,
+    /// Expressions nested too deeply.
+    Depth,
+    /// Ctrl-C stopped the statement.
+    Interrupted,
+    /// Loading or running a model.
+    Model,
+    /// Attribution (EAP, EAP-IG, exact patching).
+    Attribution,
+    /// Circuit evaluation.
+    Circuit,
+    /// Statistics and comparisons.
+    Analysis,
+    /// The study engine (questions, grading).
+    Study,
+    /// Tuning.
+    Tune,
+}
+
+impl ErrorCode {
+    /// The miette code, as diagnostics show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Error => "rlq::error",
+            ErrorCode::Syntax => "rlq::syntax",
+            ErrorCode::Type => "rlq::type",
+            ErrorCode::Name => "rlq::name",
+            ErrorCode::Verb => "rlq::verb",
+            ErrorCode::Keyword => "rlq::keyword",
+            ErrorCode::Args => "rlq::args",
+            ErrorCode::Column => "rlq::column",
+            ErrorCode::Table => "rlq::table",
+            ErrorCode::TableLiteral => "rlq::table_literal",
+            ErrorCode::Io => "rlq::io",
+            ErrorCode::Import => "rlq::import",
+            ErrorCode::Limit => "rlq::limit",
+            ErrorCode::Depth => "rlq::depth",
+            ErrorCode::Interrupted => "rlq::interrupted",
+            ErrorCode::Model => "rlq::model",
+            ErrorCode::Attribution => "rlq::attribution",
+            ErrorCode::Circuit => "rlq::circuit",
+            ErrorCode::Analysis => "rlq::analysis",
+            ErrorCode::Study => "rlq::study",
+            ErrorCode::Tune => "rlq::tune",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of a lower layer (model, attribution, polars, …) an [`EvalError`] was made from,
+/// kept whole so a host can inspect it ([`std::error::Error::source`], downcasting).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// An error in user input (syntax, name, type, table or I/O), with where it happened.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EvalError {
     pub message: String,
     pub span: Option<Span>,
@@ -40,7 +128,10 @@ pub struct EvalError {
     pub help: Option<String>,
     /// Which source `span` points into; filled in on the way out when missing.
     pub source: Option<Arc<SourceFile>>,
-    pub code: &'static str,
+    pub code: ErrorCode,
+    /// The layer error this one was made from. Its text is already in `message`, so reports
+    /// for people leave it out (`cli::diagnostics` renders without the cause chain).
+    pub cause: Option<Cause>,
 }
 
 pub type EvalResult<T> = Result<T, EvalError>;
@@ -53,8 +144,31 @@ impl EvalError {
             label: None,
             help: None,
             source: None,
-            code: "rlq::error",
+            code: ErrorCode::Error,
+            cause: None,
         }
+    }
+    /// An error made from a lower layer's `cause`: its text as the message, the error itself
+    /// kept as the source.
+    ///
+    /// ```
+    /// use rlq::eval::{EvalError, ErrorCode};
+    /// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+    /// let e = EvalError::caused_by(io).with_code(ErrorCode::Io);
+    /// assert_eq!(e.to_string(), "no such file");
+    /// let source = std::error::Error::source(&e).unwrap();
+    /// assert!(source.downcast_ref::<std::io::Error>().is_some());
+    /// ```
+    pub fn caused_by(cause: impl std::error::Error + Send + Sync + 'static) -> EvalError {
+        EvalError::new(cause.to_string()).with_cause(cause)
+    }
+    /// Keeps `cause` as this error's source (the message stays as it is).
+    pub fn with_cause(
+        mut self,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> EvalError {
+        self.cause = Some(Arc::new(cause));
+        self
     }
     pub fn at(span: Span, message: impl Into<String>) -> EvalError {
         EvalError::new(message).with_span(span)
@@ -74,7 +188,7 @@ impl EvalError {
         self.help = Some(help.into());
         self
     }
-    pub fn with_code(mut self, code: &'static str) -> EvalError {
+    pub fn with_code(mut self, code: ErrorCode) -> EvalError {
         self.code = code;
         self
     }
@@ -89,7 +203,7 @@ impl EvalError {
     pub fn type_mismatch(expected: &str, got: &str, span: Span) -> EvalError {
         EvalError::at(span, format!("type error: expected {expected}, got {got}"))
             .with_label(format!("this is a {got}"))
-            .with_code("rlq::type")
+            .with_code(ErrorCode::Type)
     }
     /// A chain of nested commands (`abs abs abs … 1`) deeper than `limit`.
     pub fn nested_too_deep(span: Span, limit: usize) -> EvalError {
@@ -102,7 +216,7 @@ impl EvalError {
         )
         .with_label("nested too deeply")
         .with_help("give the inner results names with `let`, or put them in parentheses")
-        .with_code("rlq::depth")
+        .with_code(ErrorCode::Depth)
     }
     pub fn from_syntax(e: SyntaxError, source: &Arc<SourceFile>) -> EvalError {
         EvalError {
@@ -111,7 +225,8 @@ impl EvalError {
             label: Some(e.label),
             help: e.help,
             source: Some(source.clone()),
-            code: "rlq::syntax",
+            code: ErrorCode::Syntax,
+            cause: None,
         }
     }
     /// A polars error, without the query plan polars appends.
@@ -124,7 +239,7 @@ impl EvalError {
             .trim_end();
         EvalError::at(span, format!("table error: {text}"))
             .with_label("while computing this")
-            .with_code("rlq::table")
+            .with_code(ErrorCode::Table)
     }
     /// The report a person sees; a span on a very long line is re-anchored to an excerpt of
     /// it first ([`EvalError::excerpted`]).
@@ -202,7 +317,35 @@ impl fmt::Display for EvalError {
     }
 }
 
-impl std::error::Error for EvalError {}
+/// As a `miette::Report` prints: the rendered diagnostic, so `unwrap()` on a failed `eval`
+/// shows the message, the source line and the help (`{:#?}` gives the fields).
+impl fmt::Debug for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            // miette's handlers print `{:#?}` of the diagnostic itself: fields, never a Report
+            // (which would come back here).
+            return f
+                .debug_struct("EvalError")
+                .field("message", &self.message)
+                .field("code", &self.code)
+                .field("span", &self.span)
+                .field("label", &self.label)
+                .field("help", &self.help)
+                .field("source", &self.source.as_ref().map(|s| &s.name))
+                .field("cause", &self.cause)
+                .finish();
+        }
+        fmt::Debug::fmt(&miette::Report::new(self.clone()), f)
+    }
+}
+
+impl std::error::Error for EvalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl Diagnostic for EvalError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::context::EvalContext;
-use super::error::{suggestion_among, EvalError, EvalResult, SourceFile};
+use super::error::{suggestion_among, ErrorCode, EvalError, EvalResult, SourceFile};
 use super::ops::{binary_values, index_value};
 use super::value::{Function, Table, Value};
 use crate::syntax::{
@@ -101,7 +101,7 @@ impl EvalContext {
         let full = self.resolve_path(path);
         let canonical = full.canonicalize().map_err(|e| {
             EvalError::at(span, format!("cannot import `{}`: {e}", full.display()))
-                .with_code("rlq::io")
+                .with_code(ErrorCode::Io)
         })?;
         if !self.imported.insert(canonical.clone()) {
             return Ok(()); // each file is evaluated once
@@ -118,12 +118,12 @@ impl EvalContext {
             )
             .with_label("imported too deep")
             .with_help("import the files from one top-level file instead of in a chain")
-            .with_code("rlq::import"));
+            .with_code(ErrorCode::Import));
         }
         let text = crate::files::read_text_capped(&canonical, crate::files::MAX_SCRIPT_BYTES)
             .map_err(|e| {
                 EvalError::at(span, format!("cannot read `{}`: {e}", full.display()))
-                    .with_code("rlq::io")
+                    .with_code(ErrorCode::Io)
             })?;
         let dir = canonical.parent().map(Path::to_path_buf);
         let name = full.display().to_string();
@@ -292,7 +292,7 @@ impl EvalContext {
         EvalError::at(span, format!("unknown variable `{name}`"))
             .with_label("not defined")
             .with_help(suggestion_among(name, "variable", &candidates, &vars))
-            .with_code("rlq::name")
+            .with_code(ErrorCode::Name)
     }
 
     /// Calls a user function with positional values.
@@ -313,7 +313,7 @@ impl EvalContext {
                     values.len()
                 ),
             )
-            .with_code("rlq::args"));
+            .with_code(ErrorCode::Args));
         }
         let frame: HashMap<String, Value> = f.params.iter().cloned().zip(values).collect();
         self.frames.push(frame);

@@ -17,7 +17,7 @@ pub mod value;
 pub mod verbs;
 
 pub use context::EvalContext;
-pub use error::{EvalError, EvalResult, SourceFile};
+pub use error::{Cause, ErrorCode, EvalError, EvalResult, SourceFile};
 pub use registry::{
     Arg, ArgValue, Args, ColumnArg, Entry, Example, FnVerb, Param, Range, Registry, Shape,
     Signature, Type, Verb,

@@ -1,6 +1,6 @@
 //! Operators on plain values: arithmetic, concatenation, comparison, membership, indexing.
 
-use super::error::{EvalError, EvalResult};
+use super::error::{ErrorCode, EvalError, EvalResult};
 use super::value::Value;
 use crate::syntax::{BinaryOp, Span};
 
@@ -97,7 +97,7 @@ pub(crate) fn binary_values(
                 ),
             )
             .with_label(format!("this is a {}", bad.type_name()))
-            .with_code("rlq::type"));
+            .with_code(ErrorCode::Type));
         }
     })
 }

@@ -4,7 +4,7 @@
 
 use polars::prelude::*;
 
-use super::error::{EvalError, EvalResult};
+use super::error::{ErrorCode, EvalError, EvalResult};
 use super::value::Value;
 use crate::syntax::Span;
 
@@ -16,7 +16,7 @@ pub(crate) struct Field {
 }
 
 fn err(span: Span, msg: impl Into<String>) -> EvalError {
-    EvalError::at(span, msg.into()).with_code("rlq::table_literal")
+    EvalError::at(span, msg.into()).with_code(ErrorCode::TableLiteral)
 }
 
 /// `{name: column-or-value, …}`: list values are columns (all the same length); a single value

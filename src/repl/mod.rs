@@ -1,4 +1,5 @@
 //! `rlq` with no arguments: the interactive REPL on a terminal, or a statement reader on a pipe.
+//! It prints through `crate::cli`'s pieces (values, diagnostics, Ctrl-C); `cli` never uses it.
 
 pub mod continuation;
 pub mod helper;
@@ -47,8 +48,8 @@ pub(crate) fn eval_and_print(
     }
     match result {
         Ok(()) => true,
-        Err(report) => {
-            diagnostics::eprint(&report);
+        Err(error) => {
+            diagnostics::eprint(&error);
             false
         }
     }

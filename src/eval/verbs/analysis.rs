@@ -8,7 +8,7 @@ use crate::analysis::{
     self, By, CompareOpts, HistOpts, Normalize, NormalizedStat, Stat, StatOption, StatSet, STATS,
 };
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::plot;
@@ -237,7 +237,7 @@ pub(super) fn register(reg: &mut Registry) {
 }
 
 fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
-    EvalError::at(span, e.to_string()).with_code("rlq::analysis")
+    EvalError::at(span, e.to_string()).with_code(ErrorCode::Analysis)
 }
 
 /// The long (per-sample) table of a graph, or a table as given.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 
-use super::samples::{dtype_arg, progress_bar, samples_arg, t_cut_arg};
+use super::samples::{dtype_arg, samples_arg, t_cut_arg};
 use crate::attribution::prepare::{prepare, PrepareOptions, TCut};
 use crate::attribution::{Graph, LossKind, Sample};
 use crate::circuit::faithfulness::MIB_GRID;
@@ -16,7 +16,7 @@ use crate::circuit::{
     CircuitError, FaithOptions, Ranking,
 };
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::model::hooked::HookedTransformer;
@@ -148,7 +148,7 @@ pub(super) fn register(reg: &mut Registry) {
 }
 
 fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
-    EvalError::at(span, e.to_string()).with_code("rlq::circuit")
+    EvalError::at(span, e.to_string()).with_code(ErrorCode::Circuit)
 }
 
 /// What both model verbs set up: the transformer, the graph's layout, the prepared samples and
@@ -218,17 +218,18 @@ fn setup(ctx: &EvalContext, args: &Args, graph: &Graph, graph_key: &str) -> Eval
         max_answer_tokens: args.count("max_tokens")?,
     };
     let interrupted = || ctx.interrupted();
-    let bar = progress_bar(specs.len(), "answer");
+    let task = ctx.task("answer", specs.len(), "samples");
     let prepared = prepare(
         &m,
         &tf,
         &specs,
         &popts,
-        &mut |done, _| bar.set_position(done as u64),
+        &mut |done, _| task.done(done),
+        &mut |done, total| task.within(done, total, "tokens"),
         &interrupted,
     )
     .map_err(|e| err(on_span, e))?;
-    bar.finish_and_clear();
+    drop(task);
     Ok(Setup {
         tf,
         layout,
@@ -240,8 +241,8 @@ fn setup(ctx: &EvalContext, args: &Args, graph: &Graph, graph_key: &str) -> Eval
 
 fn circuit_err(span: Span, e: CircuitError) -> EvalError {
     match e {
-        CircuitError::Interrupted => err(span, "interrupted").with_code("rlq::interrupted"),
-        e => err(span, e),
+        CircuitError::Interrupted => err(span, "interrupted").with_code(ErrorCode::Interrupted),
+        e => err(span, &e).with_cause(e),
     }
 }
 
@@ -256,18 +257,18 @@ fn verb_evaluate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let interrupted = || ctx.interrupted();
     let values = ablation_values(&s.tf, &s.layout, &s.samples, s.ablation, &interrupted)
         .map_err(|e| circuit_err(span, e))?;
-    let bar = progress_bar(s.samples.len(), "evaluate");
+    let task = ctx.task("evaluate", s.samples.len(), "samples");
     let ev = evaluate(
         &s.tf,
         &s.layout,
         &circuit,
         &s.samples,
         &values,
-        &mut |done, _| bar.set_position(done as u64),
+        &mut |done, _| task.done(done),
         &interrupted,
     )
     .map_err(|e| circuit_err(span, e))?;
-    bar.finish_and_clear();
+    drop(task);
     let n = ev.metric.len();
     let df = if args
         .value("summary")
@@ -342,8 +343,7 @@ fn verb_faithfulness(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let interrupted = || ctx.interrupted();
     let values = ablation_values(&s.tf, &s.layout, &s.samples, s.ablation, &interrupted)
         .map_err(|e| circuit_err(span, e))?;
-    let bar = progress_bar(opts.at.len(), "faithfulness");
-    bar.set_message("points");
+    let task = ctx.task("faithfulness", opts.at.len(), "points");
     let curve = faithfulness(
         &s.tf,
         &s.layout,
@@ -351,17 +351,17 @@ fn verb_faithfulness(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         &s.samples,
         &values,
         &opts,
-        &mut |done, _| bar.set_position(done as u64),
+        &mut |done, _| task.done(done),
         &interrupted,
     )
     .map_err(|e| circuit_err(span, e))?;
-    bar.finish_and_clear();
+    drop(task);
     if curve.stopped {
-        eprintln!(
+        ctx.warn(format!(
             "interrupted: {} of {} points done; the partial curve is returned",
             curve.points.len(),
             opts.at.len()
-        );
+        ));
     }
     let pts = &curve.points;
     let n = pts.len();

@@ -6,7 +6,7 @@ use polars::prelude::*;
 use super::samples::string_column;
 use crate::analysis::claims::{judge_full, PAPER_CLAIMS};
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 
@@ -35,7 +35,7 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .ok_or_else(|| EvalError::at(span, "expected a table of comparisons"))?
         .collect()
         .map_err(|e| EvalError::at(span, e.to_string()))?;
-    let bad = |e: String| EvalError::at(span, e).with_code("rlq::column");
+    let bad = |e: String| EvalError::at(span, e).with_code(ErrorCode::Column);
     let metric = string_column(&df, "metric").map_err(bad)?;
     let num = |c: &str| -> EvalResult<Vec<Option<f64>>> {
         let col = df.column(c).map_err(|_| {

@@ -5,7 +5,7 @@
 use polars::prelude::*;
 
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{ArgValue, Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 
@@ -54,7 +54,7 @@ fn verb_concat(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                     extra
                 ),
             )
-            .with_code("rlq::column"));
+            .with_code(ErrorCode::Column));
         }
         let reordered = df
             .select(first_names.iter().map(|s| s.as_str()))

@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex, Weak};
 use candle_core::DType;
 use polars::prelude::*;
 
-use super::samples::{dtype_arg, positions_keyword, progress_bar, samples_arg, t_cut_arg};
+use super::samples::{dtype_arg, positions_keyword, samples_arg, t_cut_arg};
 use crate::attribution::prepare::{prepare, PrepareError, PrepareOptions, SampleSpec, TCut};
 use crate::attribution::settings::{ablation_of, differences, sample_hash, Purpose};
 use crate::attribution::{run, Graph, GraphMeta, LossKind, Method};
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::model::hooked::HookedTransformer;
@@ -381,7 +381,7 @@ fn verb_show(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 }
 
 fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
-    EvalError::at(span, e.to_string()).with_code("rlq::attribution")
+    EvalError::at(span, e.to_string()).with_code(ErrorCode::Attribution)
 }
 
 /// Hashes of the models seen, by identity: hashing dequantizes every weight (about a second for
@@ -520,16 +520,17 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         // Generated answers also stop at the model's context.
         max_answer_tokens: super::model::whole_arg(&args, "max_tokens", 256.0, 1.0, 1e6)? as usize,
     };
-    let gen_bar = progress_bar(specs.len(), "answer");
+    let task = ctx.task("answer", specs.len(), "samples");
     let prepared = prepare(
         &m,
         &tf,
         &specs,
         &popts,
-        &mut |done, _| gen_bar.set_position(done as u64),
+        &mut |done, _| task.done(done),
+        &mut |done, total| task.within(done, total, "tokens"),
         &interrupted,
     );
-    gen_bar.finish_and_clear();
+    drop(task);
     let prepared = match prepared {
         Ok(p) => p,
         Err(PrepareError::Interrupted { answers }) => {
@@ -537,16 +538,16 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             let generated = answers.len();
             let value = Value::Table(Table::Eager(kept));
             ctx.set_global("_answers", value.clone());
-            eprintln!(
+            ctx.warn(format!(
                 "interrupted while generating answers: {generated} of {} generated; the samples \
                  table is returned (and kept in `_answers`) with `answer_ids` filled in for them \
                  — continue with `patch m on <it> …` and the same settings: those answers are \
                  not generated again",
                 specs.len()
-            );
+            ));
             return Ok(value);
         }
-        Err(e) => return Err(err(on_span, e)),
+        Err(e) => return Err(err(on_span, &e).with_cause(e)),
     };
 
     // (`prepare` refused positions beside a t_cut column, or with logit_diff.)
@@ -622,7 +623,11 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         }
         meta.per_sample = prev.meta.per_sample || meta.per_sample;
     }
-    let bar = progress_bar(prepared.samples.len(), "patch");
+    let task = ctx.task("patch", prepared.samples.len(), "samples");
+    let unit = match method {
+        Method::EapIg { .. } => "steps",
+        _ => "forwards",
+    };
     let outcome = run(
         &tf,
         &layout,
@@ -631,10 +636,11 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         method,
         meta,
         resume.as_deref(),
-        &mut |done, _| bar.set_position(done as u64),
+        &mut |done, _| task.done(done),
+        &mut |done, total| task.within(done, total, unit),
         &interrupted,
     );
-    bar.finish_and_clear();
+    drop(task);
     let mut graph = outcome.graph;
     if let Some(p) = graph.positions.as_mut() {
         p.tokens = p
@@ -647,18 +653,18 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     match outcome.stopped {
         None => Ok(Value::Graph(graph)),
         Some(crate::attribution::AttributionError::Interrupted) => {
-            eprintln!(
+            ctx.warn(format!(
                 "interrupted: {} of {} samples scored; the partial graph is returned — continue \
                  with `patch … resume <it>`",
                 graph.scores.len(),
                 prepared.samples.len()
-            );
+            ));
             Ok(Value::Graph(graph))
         }
         Some(e) => {
             // Keep what was done: the error says where it is.
             ctx.set_global("_partial", Value::Graph(graph.clone()));
-            Err(err(span, e).with_help(format!(
+            Err(err(span, &e).with_cause(e).with_help(format!(
                 "{} samples were scored before this; they are in `_partial` (continue with \
                  `resume _partial`)",
                 graph.scores.len()

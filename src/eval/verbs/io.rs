@@ -8,7 +8,7 @@ use polars::prelude::*;
 
 use crate::attribution::saved;
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{guard_polars, Value};
 
@@ -91,7 +91,7 @@ fn format_of(path: &Path, args: &Args, param: &str) -> EvalResult<Format> {
             } else {
                 "use .csv, .parquet, .json or .jsonl (.ndjson)"
             })
-            .with_code("rlq::io"))
+            .with_code(ErrorCode::Io))
         }
     })
 }
@@ -102,7 +102,8 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
     let format = format_of(&path, &args, "path")?;
     let span = args.span_of("path");
     let io_err = |e: std::io::Error| {
-        EvalError::at(span, format!("cannot read `{}`: {e}", path.display())).with_code("rlq::io")
+        EvalError::at(span, format!("cannot read `{}`: {e}", path.display()))
+            .with_code(ErrorCode::Io)
     };
     let not_read = || EvalError::at(span, "markdown is written by `save`, not read");
     if format == Format::Markdown {
@@ -153,7 +154,7 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
                     ),
                 )
                 .with_help("tables nest a few levels at most; is this file a table?")
-                .with_code("rlq::io"));
+                .with_code(ErrorCode::Io));
             }
             let fmt = if format == Format::Json {
                 JsonFormat::Json
@@ -177,7 +178,8 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
         }
     };
     let df = df.map_err(|e| {
-        EvalError::at(span, format!("cannot read `{}`: {e}", path.display())).with_code("rlq::io")
+        EvalError::at(span, format!("cannot read `{}`: {e}", path.display()))
+            .with_code(ErrorCode::Io)
     })?;
     match graph_settings {
         None => Ok(df.into()),
@@ -190,7 +192,7 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
                         path.display()
                     ),
                 )
-                .with_code("rlq::io")
+                .with_code(ErrorCode::Io)
             };
             let meta = saved::parse_meta(&text).map_err(bad)?;
             let graph = saved::from_sample_table(&df, Some(meta)).map_err(bad)?;
@@ -249,7 +251,7 @@ fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             args.span_of("to"),
             format!("cannot save to `{}`: {e}", path.display()),
         )
-        .with_code("rlq::io")
+        .with_code(ErrorCode::Io)
     };
     // A graph is saved whole (every sample's scores) with its settings, so `read` gives it back.
     let (mut df, settings) = match &value {

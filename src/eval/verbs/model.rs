@@ -5,12 +5,12 @@ use std::sync::Arc;
 use candle_core::{DType, IndexOp};
 use polars::prelude::*;
 
-use super::samples::{progress_bar, read_specs, string_column};
+use super::samples::{read_specs, string_column};
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
-use crate::model::generate::{generate_batch_detailed, GenerateOptions, Stop};
+use crate::model::generate::{generate_batch_observed, GenerateOptions, Stop};
 use crate::model::hooked::HookedTransformer;
 use crate::model::hooks::Granularity;
 use crate::model::{device_from_str, dtype_from_str, load, LoadOptions, Model};
@@ -133,12 +133,13 @@ pub(super) fn register(reg: &mut Registry) {
 
 fn model_arg(args: &Args, name: &str) -> EvalResult<Arc<Model>> {
     args.model(name).ok_or_else(|| {
-        EvalError::at(args.span_of(name), "expected a model (from `load`)").with_code("rlq::type")
+        EvalError::at(args.span_of(name), "expected a model (from `load`)")
+            .with_code(ErrorCode::Type)
     })
 }
 
 fn model_err(span: crate::syntax::Span, e: impl std::fmt::Display) -> EvalError {
-    EvalError::at(span, e.to_string()).with_code("rlq::model")
+    EvalError::at(span, e.to_string()).with_code(ErrorCode::Model)
 }
 
 fn verb_load(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
@@ -160,7 +161,8 @@ fn verb_load(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         dtype,
         keep_quantized,
     };
-    let m = load(&source, &opts).map_err(|e| model_err(args.span_of("source"), e))?;
+    let m =
+        load(&source, &opts).map_err(|e| model_err(args.span_of("source"), &e).with_cause(e))?;
     Ok(Value::Model(m))
 }
 
@@ -226,7 +228,7 @@ fn check_context(m: &Model, span: crate::syntax::Span, what: &str, len: usize) -
             format!("{what} is {len} tokens, over the model's context of {context} tokens"),
         )
         .with_help("shorten the text; the model cannot read past its context length")
-        .with_code("rlq::model"));
+        .with_code(ErrorCode::Model));
     }
     Ok(())
 }
@@ -255,7 +257,7 @@ fn check_finite(
                  configuration give no usable distribution"
             ),
         )
-        .with_code("rlq::model")),
+        .with_code(ErrorCode::Model)),
         Err(e) => Err(model_err(span, e)),
     }
 }
@@ -311,7 +313,7 @@ fn verb_logits(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 logits[bad]
             ),
         )
-        .with_code("rlq::model"));
+        .with_code(ErrorCode::Model));
     }
     let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let z: f64 = logits.iter().map(|x| (x - max).exp()).sum();
@@ -394,7 +396,7 @@ fn verb_perplexity(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                         span,
                         format!("expected a string or a table, got {}", other.type_name()),
                     )
-                    .with_code("rlq::type"))
+                    .with_code(ErrorCode::Type))
                 }
             }
             .map_err(|e| model_err(span, e))?;
@@ -490,7 +492,7 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                     vocab.saturating_sub(1)
                 ),
             )
-            .with_code("rlq::model"));
+            .with_code(ErrorCode::Model));
         }
         if prompt.len() + opts.max_tokens > context {
             return Err(EvalError::at(
@@ -506,11 +508,11 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 Some(room) if room >= 1 => format!("lower max_tokens to {room} or less"),
                 _ => "shorten the prompt".to_string(),
             })
-            .with_code("rlq::model"));
+            .with_code(ErrorCode::Model));
         }
         prompts.push(prompt);
     }
-    let bar = progress_bar(specs.len(), "generate");
+    let task = ctx.task("generate", specs.len(), "samples");
     let n = specs.len();
     let mut answers: Vec<Option<String>> = Vec::with_capacity(n);
     let mut answer_ids: Vec<Option<Series>> = Vec::with_capacity(n);
@@ -523,8 +525,12 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         let outs = if interrupted() {
             Vec::new()
         } else {
-            generate_batch_detailed(&tf, chunk, &opts, &interrupted)
-                .map_err(|e| model_err(span, e))?
+            // A batch's sequences take their tokens together: its longest answer so far.
+            let seeds = vec![opts.seed; chunk.len()];
+            generate_batch_observed(&tf, chunk, &opts, &seeds, &interrupted, &mut |d, t| {
+                task.within(d, t, "tokens")
+            })
+            .map_err(|e| model_err(span, e))?
         };
         for i in 0..chunk.len() {
             let Some(out) = outs.get(i) else {
@@ -553,9 +559,9 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             truncated.push(matches!(out.stop, Stop::MaxTokens | Stop::Context));
             interrupted_rows.push(out.stop == Stop::Interrupted);
         }
-        bar.inc(chunk.len() as u64);
+        task.done(answers.len());
     }
-    bar.finish_and_clear();
+    drop(task);
     let mut out = table;
     let ids_col = Series::new("answer_ids".into(), answer_ids);
     out.with_column(Column::new("answer".into(), answers))

@@ -1,6 +1,5 @@
-//! Reading sample tables (prompts, answers, exact ids) and showing progress for long verbs.
+//! Reading sample tables (prompts, answers, exact ids).
 
-use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::*;
 
 use crate::attribution::prepare::{SampleSpec, TCut};
@@ -141,22 +140,6 @@ fn positions_value(v: &Value, span: Span) -> EvalResult<AnswerPositions> {
         return Err(EvalError::at(span, "positions: an index appears twice"));
     }
     Ok(AnswerPositions::Indices(out))
-}
-
-/// A progress bar on stderr with rate and ETA; invisible when stderr is not a terminal. It
-/// redraws on its own four times a second (spinner and elapsed time), so it moves while one long
-/// sample runs (exact patching of every edge, EAP-IG steps, a long generation), not only when a
-/// sample ends.
-pub(crate) fn progress_bar(total: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total as u64);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{prefix} {spinner} [{bar:30}] {pos}/{len} samples  {elapsed} elapsed  {per_sec}  eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix(what.to_string());
-    bar.enable_steady_tick(std::time::Duration::from_millis(250));
-    bar
 }
 
 /// The values of a string column (nulls as None); an error names the columns there are.

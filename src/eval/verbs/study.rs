@@ -8,7 +8,7 @@ use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use super::samples::string_column;
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::syntax::Span;
@@ -213,7 +213,7 @@ pub(super) fn register(reg: &mut Registry) {
 const ARITH_MAX: i64 = 50;
 
 fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
-    EvalError::at(span, e.to_string()).with_code("rlq::study")
+    EvalError::at(span, e.to_string()).with_code(ErrorCode::Study)
 }
 
 fn verb_arith(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
@@ -672,7 +672,10 @@ fn verb_reuse(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 "delete the file to make it again, or write to another `out`",
             ));
         }
-        eprintln!("reusing `{}` (saved with the same key)", path.display());
+        ctx.info(format!(
+            "reusing `{}` (saved with the same key)",
+            path.display()
+        ));
         return Ok(Value::Table(Table::Eager(df)));
     }
     let make = args.value("make").cloned().unwrap_or(Value::Null);

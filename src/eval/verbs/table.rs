@@ -4,7 +4,7 @@ use polars::prelude::*;
 
 use crate::eval::columns::default_agg_name;
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Param, Registry, Shape, Signature, Type};
 use crate::eval::value::{guard_polars, Table, Value};
 
@@ -310,7 +310,7 @@ fn unknown_column(name: &str, schema: &Schema, span: crate::syntax::Span) -> Eva
     EvalError::at(span, format!("unknown column `{name}`"))
         .with_label("not a column of the input table")
         .with_help(crate::eval::error::suggestion(name, "column", &cols))
-        .with_code("rlq::column")
+        .with_code(ErrorCode::Column)
 }
 
 fn compile_all(
@@ -527,7 +527,7 @@ fn verb_join(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
              `join … max_rows {:.0}`",
             rows.ceil()
         ))
-        .with_code("rlq::limit"));
+        .with_code(ErrorCode::Limit));
     }
     let full = matches!(how, JoinType::Full);
     let mut join_args = JoinArgs::new(how);

@@ -8,7 +8,7 @@ use polars::prelude::*;
 
 use super::samples::string_column;
 use crate::eval::context::EvalContext;
-use crate::eval::error::{EvalError, EvalResult};
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::syntax::Span;
@@ -104,7 +104,7 @@ pub(super) fn register(reg: &mut Registry) {
 }
 
 fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
-    EvalError::at(span, e.to_string()).with_code("rlq::tune")
+    EvalError::at(span, e.to_string()).with_code(ErrorCode::Tune)
 }
 
 /// A keyword's whole number within `lo..=hi`.
@@ -174,7 +174,7 @@ fn settings_from(args: &Args) -> EvalResult<TuneSettings> {
 fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let m = args.model("model").ok_or_else(|| {
         EvalError::at(args.span_of("model"), "expected a model (from `load`)")
-            .with_code("rlq::type")
+            .with_code(ErrorCode::Type)
     })?;
     let settings = settings_from(&args)?;
     let save_every = whole(&args, "save_every", 10, 0, 1_000_000)?;
@@ -304,16 +304,14 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         )
         .map_err(|e| err(args.span_of("to"), e))?,
     };
-    let bar = indicatif::ProgressBar::new(settings.steps as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "tune {prefix} [{bar:30}] {pos}/{len} steps  {msg}  eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix(settings.method.name());
+    let task = ctx.task(
+        format!("tune {}", settings.method.name()),
+        settings.steps,
+        "steps",
+    );
     let interrupted = || ctx.interrupted();
     let mut on_step = |row: &LogRow, _total: usize| {
-        bar.set_position(row.step as u64);
+        task.done(row.step);
         let mut msg = String::new();
         if let Some(r) = row.reward_mean {
             msg.push_str(&format!("reward {r:.3}  "));
@@ -322,10 +320,10 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             msg.push_str(&format!("kl {k:.4}  "));
         }
         msg.push_str(&format!("loss {:.4}", row.loss));
-        bar.set_message(msg);
+        task.status(msg);
     };
     let mut on_prepare = |done: usize, total: usize| {
-        bar.set_message(format!("start model answering {done}/{total}"));
+        task.status(format!("start model answering {done}/{total}"));
     };
     let outcome = tuner
         .run(TuneHost {
@@ -334,7 +332,7 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             on_prepare: &mut on_prepare,
         })
         .map_err(|e| err(args.span, e))?;
-    bar.finish_and_clear();
+    drop(task);
     log_table(&outcome.log).map_err(|e| err(args.span, e))
 }
 

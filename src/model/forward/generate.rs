@@ -119,6 +119,19 @@ pub fn generate_batch_detailed_seeded(
     seeds: &[u64],
     interrupted: &dyn Fn() -> bool,
 ) -> Result<Vec<Generation>> {
+    generate_batch_observed(tf, prompts, opts, seeds, interrupted, &mut |_, _| {})
+}
+
+/// [`generate_batch_detailed_seeded`], telling `on_token(longest answer so far, max_tokens)`
+/// after each token step, so a host can show a long generation moving.
+pub fn generate_batch_observed(
+    tf: &HookedTransformer,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    seeds: &[u64],
+    interrupted: &dyn Fn() -> bool,
+    on_token: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Generation>> {
     let max_position = tf.config.max_position;
     let vocab = tf.config.vocab_size;
     for (i, p) in prompts.iter().enumerate() {
@@ -180,6 +193,8 @@ pub fn generate_batch_detailed_seeded(
         outs[i].push(pick(&last, opts, &mut rngs[i], 0)?);
         stops[i] = finished(i, &outs[i]);
     }
+    let longest = |outs: &[Vec<u32>]| outs.iter().map(Vec::len).max().unwrap_or(0);
+    on_token(longest(&outs), opts.max_tokens);
     loop {
         if interrupted() {
             break;
@@ -205,6 +220,7 @@ pub fn generate_batch_detailed_seeded(
             outs[i].push(tok);
             stops[i] = finished(i, &outs[i]);
         }
+        on_token(longest(&outs), opts.max_tokens);
     }
     Ok(outs
         .into_iter()
