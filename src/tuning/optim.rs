@@ -63,8 +63,16 @@ impl AdamW {
         })
     }
 
-    /// One update with learning rate `lr` and (already clipped) gradients `grads`.
-    pub fn step(&mut self, vars: &[Var], grads: &[Tensor], lr: f64) -> Result<()> {
+    /// One update with learning rate `lr` and gradients `grads` times `scale` (the clip factor,
+    /// [`clip_factor`]), scaled a piece at a time: a scaled copy of the gradients never exists
+    /// in full. Elementwise, so each element is what scaling the whole gradient first gives.
+    pub fn step(
+        &mut self,
+        vars: &[Var],
+        grads: &[Tensor],
+        scale: Option<f64>,
+        lr: f64,
+    ) -> Result<()> {
         if grads.len() != vars.len() {
             candle_core::bail!(
                 "adamw: {} gradients for {} weights",
@@ -93,7 +101,10 @@ impl AdamW {
                         t.narrow(0, r, n)
                     }
                 };
-                let g = piece(&grads[i])?;
+                let g = match scale {
+                    Some(f) => (piece(&grads[i])? * f)?,
+                    None => piece(&grads[i])?,
+                };
                 let m = ((piece(&self.m[i])? * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
                 let v = ((piece(&self.v[i])? * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
                 let theta_r = piece(theta)?;
@@ -168,26 +179,49 @@ pub fn lr_at(base: f64, step: usize, total: usize, warmup: f64) -> f64 {
     base * (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0)
 }
 
-/// The global L2 norm of `grads` (computed in f64) and the gradients scaled to at most `max_norm`
-/// (`torch.nn.utils.clip_grad_norm_`: factor max_norm / (norm + 1e-6) when the norm exceeds it).
-/// `max_norm` ≤ 0 means no clipping.
-pub fn clip_grad_norm(grads: Vec<Tensor>, max_norm: f64) -> Result<(f64, Vec<Tensor>)> {
-    let mut sq = 0.0;
-    for g in &grads {
-        sq += g
-            .to_dtype(DType::F64)?
-            .sqr()?
-            .sum_all()?
-            .to_scalar::<f64>()?;
+/// The global L2 norm of `grads`, accumulated in f64: `clip_grad_norm_`'s norm (PyTorch sums
+/// in the gradients' dtype; f64 here, so the norm does not depend on how many weights there
+/// are). Read a piece of rows at a time, never as an f64 copy of a whole gradient (that copy
+/// and its square were ~0.45 GB on SmolLM2's embedding, at the step's peak). The squares are
+/// summed in one running f64 sum in row-major order, exactly as converting each gradient to
+/// f64 and `sqr().sum_all()` did (candle's CPU sum is that sequential loop; squaring an f32 in
+/// f64 is exact), so the norm is the same bit for bit.
+pub fn grad_norm(grads: &[Tensor]) -> Result<f64> {
+    let mut sq = 0.0f64;
+    for g in grads {
+        let mut part = 0.0f64;
+        for_row_pieces(g, |piece| {
+            let values = piece.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            for x in values {
+                part += x * x;
+            }
+            Ok(())
+        })?;
+        sq += part;
     }
-    let norm = sq.sqrt();
-    if max_norm <= 0.0 || norm <= max_norm {
-        return Ok((norm, grads));
+    Ok(sq.sqrt())
+}
+
+/// The factor `torch.nn.utils.clip_grad_norm_` scales the gradients by, when it does:
+/// max_norm / (norm + 1e-6) when the norm exceeds `max_norm`; `None` when it does not, or when
+/// `max_norm` ≤ 0 (no clipping). [`AdamW::step`] applies it a piece at a time.
+pub fn clip_factor(norm: f64, max_norm: f64) -> Option<f64> {
+    (max_norm > 0.0 && norm > max_norm).then(|| max_norm / (norm + 1e-6))
+}
+
+/// `f(piece)` for consecutive pieces of `t`'s first dimension of about [`PIECE`] elements each
+/// (the whole tensor for a scalar).
+fn for_row_pieces(t: &Tensor, mut f: impl FnMut(Tensor) -> Result<()>) -> Result<()> {
+    if t.rank() == 0 {
+        return f(t.clone());
     }
-    let f = max_norm / (norm + 1e-6);
-    let scaled = grads
-        .into_iter()
-        .map(|g| g * f)
-        .collect::<Result<Vec<_>>>()?;
-    Ok((norm, scaled))
+    let rows = t.dims()[0];
+    let step_rows = (PIECE / (t.elem_count() / rows.max(1)).max(1)).max(1);
+    let mut r = 0;
+    while r < rows {
+        let n = step_rows.min(rows - r);
+        f(t.narrow(0, r, n)?)?;
+        r += n;
+    }
+    Ok(())
 }
