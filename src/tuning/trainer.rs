@@ -16,7 +16,7 @@ use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use super::checkpoint::{self, Timing, TrainerState, STATE_FORMAT};
 use super::log::LogRow;
-use super::objective::{dpo_term, group_advantages, grpo_term, sft_term, Method};
+use super::objective::{dpo_term_at_sums, group_advantages, grpo_term, sft_term, Method};
 use super::optim::{clip_factor, grad_norm, lr_at, AdamW};
 use super::policy::{answer_logprobs, answer_logprobs_pieces, weights_hash, Policy};
 use super::settings::TuneSettings;
@@ -310,6 +310,12 @@ impl<'a> Tuner<'a> {
         let mut interrupted = false;
         for step in self.first_step..s.steps {
             let t0 = Instant::now();
+            // A full fine-tune's moments wait on disk, beside the checkpoints, until the update.
+            if let (Some(out), None) = (&self.out, self.policy.lora()) {
+                std::fs::create_dir_all(out)
+                    .map_err(|e| TuneError::Checkpoint(format!("`{}`: {e}", out.display())))?;
+                self.opt.park(out).map_err(cerr)?;
+            }
             let (mut row, tokens) = match s.method {
                 Method::Grpo => self.grpo_step(step)?,
                 Method::Dpo => self.dpo_step(step)?,
@@ -364,7 +370,7 @@ impl<'a> Tuner<'a> {
             out,
             &self.policy.start,
             &self.policy.values().map_err(cerr)?,
-            &self.opt.state(&self.policy.names),
+            &self.opt.state(&self.policy.names).map_err(cerr)?,
             adapters.as_ref(),
             &state,
             &self.timing,
@@ -459,6 +465,9 @@ impl<'a> Tuner<'a> {
 
     /// Clip and apply accumulated gradients at optimiser update `update` (0-based).
     fn update(&mut self, acc: Vec<Option<Tensor>>, update: usize) -> Result<(f64, f64), TuneError> {
+        // The backward's activations are freed; their pages, scattered between live blocks,
+        // would otherwise stay resident under the update's peak (weights, moments, gradients).
+        crate::alloc::release_free();
         let grads = acc
             .into_iter()
             .zip(&self.policy.vars)
@@ -482,6 +491,8 @@ impl<'a> Tuner<'a> {
             .step(&self.policy.vars, &grads, scale, lr)
             .map_err(cerr)?;
         self.policy.refresh().map_err(cerr)?;
+        drop(grads);
+        crate::alloc::release_free();
         Ok((norm, lr))
     }
 
@@ -631,32 +642,18 @@ impl<'a> Tuner<'a> {
                     .map_err(cerr)
             };
             let (rw, rl) = (ref_sum(w)?, ref_sum(l)?);
-            let (lw, pieces_w) = answer_logprobs_pieces(&self.policy.train, &item.prompt, w)
-                .map_err(cerr)?;
-            let (ll, pieces_l) = answer_logprobs_pieces(&self.policy.train, &item.prompt, l)
-                .map_err(cerr)?;
-            // The loss depends on each answer only through its summed log-probability, so it is
-            // differentiated in two stages: first with respect to the two sums (leaves holding
-            // their values: the same ops, so the same f32 gradients a backward through both
-            // forwards carries there), then each answer's forward is backpropagated from its
-            // sum's gradient a layer at a time, as GRPO's answers are, so no whole second set
-            // of weight gradients exists. The weight gradients equal one backward's up to the
-            // order in which the two answers' contributions are added (rounding level).
-            let (sum_w, sum_l) = (
-                lw.sum_all().map_err(cerr)?,
-                ll.sum_all().map_err(cerr)?,
-            );
-            let leaf_w = candle_core::Var::from_tensor(&sum_w.detach()).map_err(cerr)?;
-            let leaf_l = candle_core::Var::from_tensor(&sum_l.detach()).map_err(cerr)?;
-            let term = dpo_term(
-                leaf_w.as_tensor(),
-                leaf_l.as_tensor(),
-                rw,
-                rl,
-                s.beta,
-                1.0 / n,
-            )
-            .map_err(cerr)?;
+            let (lw, pieces_w) =
+                answer_logprobs_pieces(&self.policy.train, &item.prompt, w).map_err(cerr)?;
+            let (ll, pieces_l) =
+                answer_logprobs_pieces(&self.policy.train, &item.prompt, l).map_err(cerr)?;
+            // Differentiated in two stages (see `dpo_term_at_sums`): each answer's forward is
+            // backpropagated on its own, a layer at a time, from `Σlp · ∂L/∂Σlp`, so no whole
+            // second set of weight gradients exists. The weight gradients equal one backward
+            // through both answers up to the order in which the two answers' contributions
+            // are added (rounding level).
+            let (sum_w, sum_l) = (lw.sum_all().map_err(cerr)?, ll.sum_all().map_err(cerr)?);
+            let (term, gw, gl) =
+                dpo_term_at_sums(&sum_w, &sum_l, rw, rl, s.beta, 1.0 / n).map_err(cerr)?;
             loss_sum += term
                 .loss
                 .to_dtype(DType::F64)
@@ -664,13 +661,8 @@ impl<'a> Tuner<'a> {
                 .map_err(cerr)?;
             margins.push(term.margin);
             tokens += w.len() + l.len();
-            let upstream = term.loss.backward().map_err(cerr)?;
-            for (sum, leaf, pieces) in [(sum_w, leaf_w, pieces_w), (sum_l, leaf_l, pieces_l)] {
-                let Some(g) = upstream.get(leaf.as_tensor()) else {
-                    continue;
-                };
+            for (sum, g, pieces) in [(sum_w, gw, pieces_w), (sum_l, gl, pieces_l)] {
                 // `sum · g` has gradient `g` at `sum` exactly (g times the unit seed).
-                let g = g.to_dtype(DType::F64).and_then(|g| g.to_scalar::<f64>()).map_err(cerr)?;
                 let surrogate = (sum * g).map_err(cerr)?;
                 self.accumulate_pieces(&surrogate, pieces, &mut acc)?;
             }
