@@ -84,9 +84,9 @@ impl AdamW {
     /// Writes the moments to a temporary file in `dir` and frees them until the next update
     /// (which reads them back, [`AdamW::step`]), so that between updates — sampling and the
     /// backward, where a full fine-tune's memory peaks — they take no memory: two f32 copies of
-    /// the weights, 1.08 GB for SmolLM2-135M. As optimizer-state offload (DeepSpeed's ZeRO-
-    /// Offload to NVMe); here to disk, read back bit for bit. Costs writing and reading them
-    /// once per update (a few seconds per step on SmolLM2, beside minutes of compute).
+    /// the weights, 1.08 GB for SmolLM2-135M. Optimizer-state offload, as DeepSpeed's
+    /// ZeRO-Infinity does to NVMe; read back bit for bit. Costs writing and reading them once
+    /// per update (1.08 GB each way per step on SmolLM2, beside minutes of compute).
     pub fn park(&mut self, dir: &Path) -> Result<()> {
         if self.parked.is_some() || self.m.is_empty() {
             return Ok(());
