@@ -16,7 +16,11 @@
 //!   at 3.23 GB RSS with glibc's defaults, 2.31 GB with a 1 MiB mmap and trim threshold and two
 //!   arenas — about the live size (benches/results/tune-memory-2026-12-01.txt).
 //!
-//! mallopt(3) documents the knobs; other C libraries are left alone.
+//!   A 1 MiB threshold still leaves an answer's many smaller activations (a layer's
+//!   `[tokens, d_model]` tensors) in the heap, where freed blocks between live ones stay
+//!   resident: [`release_free`] hands those pages back between a step's phases.
+//!
+//! mallopt(3) and malloc_trim(3) document the knobs; other C libraries are left alone.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -87,6 +91,20 @@ impl Policy {
         let before = Policy::current();
         self.apply();
         PolicyGuard { before }
+    }
+}
+
+/// Gives the heap's free pages back to the kernel now, wherever they lie: glibc's
+/// `malloc_trim(0)` releases whole free pages inside every arena, not only a free top (which
+/// is all its automatic trimming does). For the end of a phase whose many small temporaries
+/// are gone (a training step's backward), so that the next phase's large blocks (the update's
+/// moments) do not add to memory kept resident for nothing. Costs a walk over the free lists.
+pub fn release_free() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the kernel, under the arenas' locks;
+    // live allocations are untouched.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -217,6 +217,48 @@ pub fn dpo_term(
     })
 }
 
+/// [`dpo_term`] split at the two answers' summed log-probabilities: the loss depends on each
+/// answer only through its sum, so its weight gradient is `∂L/∂Σlp_w · ∇Σlp_w + ∂L/∂Σlp_l ·
+/// ∇Σlp_l`, and each answer's forward can be backpropagated on its own (a layer at a time) from
+/// `Σlp · ∂L/∂Σlp`. Returns the term (its loss on detached sums: no graph to the weights) and
+/// the two partial derivatives, taken through the same ops on leaves holding the sums, so they
+/// are the values (in the sums' dtype) a backward through both forwards carries there.
+pub fn dpo_term_at_sums(
+    sum_chosen: &Tensor,
+    sum_rejected: &Tensor,
+    ref_chosen: f64,
+    ref_rejected: f64,
+    beta: f64,
+    weight: f64,
+) -> Result<(DpoTerm, f64, f64)> {
+    let leaf_w = candle_core::Var::from_tensor(&sum_chosen.detach())?;
+    let leaf_l = candle_core::Var::from_tensor(&sum_rejected.detach())?;
+    let term = dpo_term(
+        leaf_w.as_tensor(),
+        leaf_l.as_tensor(),
+        ref_chosen,
+        ref_rejected,
+        beta,
+        weight,
+    )?;
+    let grads = term.loss.backward()?;
+    let partial = |leaf: &candle_core::Var| -> Result<f64> {
+        match grads.get(leaf.as_tensor()) {
+            Some(g) => g.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>(),
+            None => Ok(0.0),
+        }
+    };
+    let (gw, gl) = (partial(&leaf_w)?, partial(&leaf_l)?);
+    Ok((
+        DpoTerm {
+            loss: term.loss.detach(),
+            margin: term.margin,
+        },
+        gw,
+        gl,
+    ))
+}
+
 /// `−weight · Σ_t lp_t` (METHOD.md §7.3); `weight` = 1 / (tokens in the batch) makes the batch
 /// loss the mean token NLL.
 pub fn sft_term(lp: &Tensor, weight: f64) -> Result<Tensor> {

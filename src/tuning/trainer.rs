@@ -1,8 +1,8 @@
 //! The tuning loop: for each step, take a batch of items in a seeded order, form the method's
 //! loss piece by piece (one answer or pair at a time, gradients summed, so memory is one
-//! sequence's activations; a GRPO answer's or SFT target's backward is also taken a layer at a
-//! time, so only the summed gradients exist in full), clip, update, log, and checkpoint every
-//! `save_every` steps.
+//! answer's or pair's activations; every backward is also taken a layer at a time, so only the
+//! summed gradients exist in full), clip, update (the clip's scaling inside the update, a piece
+//! at a time), log, and checkpoint every `save_every` steps.
 //!
 //! Everything random is derived from `(seed, step, item, sample)`, never from a running
 //! generator, so a run resumed from a checkpoint draws exactly what the uninterrupted run drew.
@@ -16,8 +16,8 @@ use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use super::checkpoint::{self, Timing, TrainerState, STATE_FORMAT};
 use super::log::LogRow;
-use super::objective::{dpo_term, group_advantages, grpo_term, sft_term, Method};
-use super::optim::{clip_grad_norm, lr_at, AdamW};
+use super::objective::{dpo_term_at_sums, group_advantages, grpo_term, sft_term, Method};
+use super::optim::{clip_factor, grad_norm, lr_at, AdamW};
 use super::policy::{answer_logprobs, answer_logprobs_pieces, weights_hash, Policy};
 use super::settings::TuneSettings;
 use super::TuneError;
@@ -310,6 +310,12 @@ impl<'a> Tuner<'a> {
         let mut interrupted = false;
         for step in self.first_step..s.steps {
             let t0 = Instant::now();
+            // A full fine-tune's moments wait on disk, beside the checkpoints, until the update.
+            if let (Some(out), None) = (&self.out, self.policy.lora()) {
+                std::fs::create_dir_all(out)
+                    .map_err(|e| TuneError::Checkpoint(format!("`{}`: {e}", out.display())))?;
+                self.opt.park(out).map_err(cerr)?;
+            }
             let (mut row, tokens) = match s.method {
                 Method::Grpo => self.grpo_step(step)?,
                 Method::Dpo => self.dpo_step(step)?,
@@ -364,7 +370,7 @@ impl<'a> Tuner<'a> {
             out,
             &self.policy.start,
             &self.policy.values().map_err(cerr)?,
-            &self.opt.state(&self.policy.names),
+            &self.opt.state(&self.policy.names).map_err(cerr)?,
             adapters.as_ref(),
             &state,
             &self.timing,
@@ -413,25 +419,13 @@ impl<'a> Tuner<'a> {
         (out, graded, finished)
     }
 
-    /// Sum the gradients of `loss` into `acc` (one slot per trained weight).
-    fn accumulate(&self, loss: &Tensor, acc: &mut [Option<Tensor>]) -> Result<(), TuneError> {
-        let mut grads = loss.backward().map_err(cerr)?;
-        // Each gradient leaves the store as it is added, so at most one weight's sum exists
-        // beside the two full sets (accumulated, this piece's): ~0.5 GB less at SmolLM2's size.
-        for (slot, v) in acc.iter_mut().zip(&self.policy.vars) {
-            if let Some(g) = grads.remove(v.as_tensor()) {
-                add_into(slot, g).map_err(cerr)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// [`Tuner::accumulate`] for a loss over one sequence's forward cut into `pieces`: the
-    /// gradients come a layer at a time and each is added to `acc` as it comes, so beside `acc`
-    /// only one layer's gradients (and the unembedding's) exist, not a whole second set. Per
-    /// weight the sum is formed in the same order as from one backward (a tied embedding's
-    /// unembedding and embedding gradients are added together first), so `acc` is bit for bit
-    /// what [`Tuner::accumulate`] gives, except a tied embedding's rows of tokens that occur
+    /// Sum the weight gradients of `loss`, a loss over one sequence's forward cut into `pieces`,
+    /// into `acc` (one slot per trained weight): the gradients come a layer at a time and each
+    /// is added to `acc` as it comes, so beside `acc` only one layer's gradients (and the
+    /// unembedding's) exist, not a whole second set. Per weight the sum is formed in the same
+    /// order as from one backward (a tied embedding's unembedding and embedding gradients are
+    /// added together first), so `acc` is bit for bit what adding one `loss.backward()`'s
+    /// gradients gives, except a tied embedding's rows of tokens that occur
     /// more than once in the sequence: rounding-level (≤ 1 ulp per row addition; see
     /// [`Pieces::backward`]).
     fn accumulate_pieces(
@@ -471,6 +465,9 @@ impl<'a> Tuner<'a> {
 
     /// Clip and apply accumulated gradients at optimiser update `update` (0-based).
     fn update(&mut self, acc: Vec<Option<Tensor>>, update: usize) -> Result<(f64, f64), TuneError> {
+        // The backward's activations are freed; their pages, scattered between live blocks,
+        // would otherwise stay resident under the update's peak (weights, moments, gradients).
+        crate::alloc::release_free();
         let grads = acc
             .into_iter()
             .zip(&self.policy.vars)
@@ -480,7 +477,7 @@ impl<'a> Tuner<'a> {
             })
             .collect::<candle_core::Result<Vec<_>>>()
             .map_err(cerr)?;
-        let (norm, grads) = clip_grad_norm(grads, self.settings.grad_clip).map_err(cerr)?;
+        let norm = grad_norm(&grads).map_err(cerr)?;
         if !norm.is_finite() {
             return Err(TuneError::Compute(format!(
                 "the gradient norm is {norm} at update {}: the loss diverged (lower lr?)",
@@ -489,8 +486,13 @@ impl<'a> Tuner<'a> {
         }
         let total = self.settings.steps * self.settings.inner;
         let lr = lr_at(self.settings.lr, update, total, self.settings.warmup);
-        self.opt.step(&self.policy.vars, &grads, lr).map_err(cerr)?;
+        let scale = clip_factor(norm, self.settings.grad_clip);
+        self.opt
+            .step(&self.policy.vars, &grads, scale, lr)
+            .map_err(cerr)?;
         self.policy.refresh().map_err(cerr)?;
+        drop(grads);
+        crate::alloc::release_free();
         Ok((norm, lr))
     }
 
@@ -640,9 +642,18 @@ impl<'a> Tuner<'a> {
                     .map_err(cerr)
             };
             let (rw, rl) = (ref_sum(w)?, ref_sum(l)?);
-            let lw = answer_logprobs(&self.policy.train, &item.prompt, w).map_err(cerr)?;
-            let ll = answer_logprobs(&self.policy.train, &item.prompt, l).map_err(cerr)?;
-            let term = dpo_term(&lw, &ll, rw, rl, s.beta, 1.0 / n).map_err(cerr)?;
+            let (lw, pieces_w) =
+                answer_logprobs_pieces(&self.policy.train, &item.prompt, w).map_err(cerr)?;
+            let (ll, pieces_l) =
+                answer_logprobs_pieces(&self.policy.train, &item.prompt, l).map_err(cerr)?;
+            // Differentiated in two stages (see `dpo_term_at_sums`): each answer's forward is
+            // backpropagated on its own, a layer at a time, from `Σlp · ∂L/∂Σlp`, so no whole
+            // second set of weight gradients exists. The weight gradients equal one backward
+            // through both answers up to the order in which the two answers' contributions
+            // are added (rounding level).
+            let (sum_w, sum_l) = (lw.sum_all().map_err(cerr)?, ll.sum_all().map_err(cerr)?);
+            let (term, gw, gl) =
+                dpo_term_at_sums(&sum_w, &sum_l, rw, rl, s.beta, 1.0 / n).map_err(cerr)?;
             loss_sum += term
                 .loss
                 .to_dtype(DType::F64)
@@ -650,7 +661,11 @@ impl<'a> Tuner<'a> {
                 .map_err(cerr)?;
             margins.push(term.margin);
             tokens += w.len() + l.len();
-            self.accumulate(&term.loss, &mut acc)?;
+            for (sum, g, pieces) in [(sum_w, gw, pieces_w), (sum_l, gl, pieces_l)] {
+                // `sum · g` has gradient `g` at `sum` exactly (g times the unit seed).
+                let surrogate = (sum * g).map_err(cerr)?;
+                self.accumulate_pieces(&surrogate, pieces, &mut acc)?;
+            }
         }
         let (norm, lr) = self.update(acc, step)?;
         let mean = margins.iter().sum::<f64>() / n;
