@@ -1227,7 +1227,6 @@ fn sample_records_travel_in_eap_ig_json() {
     assert!(back.meta.samples.is_empty() && !back.has_sample_records());
 }
 
-
 /// Progress reaches the host inside one sample (#12: `rlq run` showed nothing during a
 /// 4.5-minute exact patch): a capturing reporter hears the tokens of the first answer before
 /// that answer is done, and the forwards of the first sample's exact patch before that sample

@@ -32,6 +32,6 @@ pub use positions::statistic_by_position;
 pub use side_by_side::side_by_side;
 pub use stats::{
     diversity, edge_entropy, edge_entropy_norm, effective_edges, entropy, gini, intensity,
-    kurtosis, statistic, topk_mass, HistOpts, Recipe, Stat, StatDef, StatOption, StatParams,
-    STATS, STAT_NAMES,
+    kurtosis, statistic, topk_mass, HistOpts, Recipe, Stat, StatDef, StatOption, StatParams, STATS,
+    STAT_NAMES,
 };

@@ -149,9 +149,9 @@ impl Args {
     /// A boolean parameter: the given value or its declared default.
     pub fn boolean(&self, name: &str) -> EvalResult<bool> {
         match self.value(name) {
-            Some(v) => v.as_bool().ok_or_else(|| {
-                EvalError::type_mismatch("bool", v.type_name(), self.span_of(name))
-            }),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| EvalError::type_mismatch("bool", v.type_name(), self.span_of(name))),
             None => Err(self.undeclared(name)),
         }
     }
