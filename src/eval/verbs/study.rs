@@ -93,8 +93,15 @@ pub(super) fn register(reg: &mut Registry) {
             "how many (all of a table if fewer)",
         )
         .named_default("seed", Type::Number, 0.0, "seed for generation / sampling")
+        .named_default(
+            "max",
+            Type::Number,
+            ARITH_MAX as f64,
+            "arith only: largest operand (smaller is easier); a table's questions are as given",
+        )
         .range("n", Range::whole(0.0, 1e6))
         .range("seed", Range::SEED)
+        .range("max", Range::whole(2.0, 1e6))
         .example("questions \"arith\" n 50", "prompt_id, prompt, expected")
         .example(
             "questions (read \"gsm8k.jsonl\") n 200",
@@ -504,7 +511,10 @@ fn verb_questions(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let (n, seed) = (args.count("n")?, args.whole("seed")?);
     let span = args.span_of("source");
     match args.value("source") {
-        Some(Value::Str(s)) if s == "arith" => arith_table(n, seed, ARITH_MAX, args.span),
+        Some(Value::Str(s)) if s == "arith" => {
+            let max = i64::try_from(args.whole("max")?).unwrap_or(i64::MAX);
+            arith_table(n, seed, max, args.span)
+        }
         Some(Value::Str(s)) => {
             // A file: read it, then take it as a table.
             let mut a = Args {
