@@ -520,7 +520,7 @@ fn side_by_side_puts_one_column_per_graph() {
     let g0 = block_table(L, random_scores(10, 3, n)).unwrap();
     let g1 = block_table(L, random_scores(11, 3, n)).unwrap();
     let stat = Stat::Intensity { dense_layers: None };
-    let whole = side_by_side(&["g0", "g1"], &[g0.clone(), g1.clone()], &stat, By::None).unwrap();
+    let whole = side_by_side(&["g0", "g1"], &[g0.clone(), g1.clone()], stat, By::None).unwrap();
     let names: Vec<String> = whole
         .get_column_names()
         .iter()
@@ -536,7 +536,7 @@ fn side_by_side_puts_one_column_per_graph() {
         value(&intensity(&g1, By::None, None).unwrap())
     );
 
-    let by_layer = side_by_side(&["g0", "g1"], &[g0.clone(), g1], &stat, By::Layer).unwrap();
+    let by_layer = side_by_side(&["g0", "g1"], &[g0.clone(), g1], stat, By::Layer).unwrap();
     assert_eq!(by_layer.height(), L + 1);
     assert_eq!(
         col_f64(&by_layer, "g0"),
@@ -550,14 +550,14 @@ fn side_by_side_puts_one_column_per_graph() {
     let refused = side_by_side(
         &["small", "deep"],
         &[g0.clone(), deep.clone()],
-        &stat,
+        stat,
         By::Layer,
     );
     assert!(
         matches!(&refused, Err(AnalysisError::DepthMismatch { depths }) if depths == &format!("small: {L} layers, deep: {} layers", L + 1)),
         "{refused:?}"
     );
-    let mixed = side_by_side(&["small", "deep"], &[g0.clone(), deep], &stat, By::Depth).unwrap();
+    let mixed = side_by_side(&["small", "deep"], &[g0.clone(), deep], stat, By::Depth).unwrap();
     let last = mixed
         .column("depth")
         .unwrap()
@@ -572,7 +572,7 @@ fn side_by_side_puts_one_column_per_graph() {
     assert_eq!(mixed.column("deep").unwrap().null_count(), 2);
 
     assert!(matches!(
-        side_by_side(&["only"], &[g0.clone(), g0], &stat, By::None),
+        side_by_side(&["only"], &[g0.clone(), g0], stat, By::None),
         Err(AnalysisError::NameCount {
             names: 1,
             tables: 2
@@ -763,12 +763,12 @@ fn rank_statistics_match_independent_computations() {
         }
     }
     let want = 1.0 - sum / pairs;
-    let got = value(&statistic(&t, &Stat::RankDiversity, By::None).unwrap());
+    let got = value(&statistic(&t, Stat::RankDiversity, By::None).unwrap());
     // Two orders of summation of ~1e2 rank products: agreement to rounding.
     assert!(close(got, want, 1e-12), "rank_diversity {got} vs {want}");
 
     let want = s.iter().map(|r| naive_half_mass(r)).sum::<f64>() / s.len() as f64;
-    let got = value(&statistic(&t, &Stat::HalfMassFraction, By::None).unwrap());
+    let got = value(&statistic(&t, Stat::HalfMassFraction, By::None).unwrap());
     // k/n fractions averaged: exact up to the last bit of the mean.
     assert!(
         close(got, want, 1e-15),
@@ -781,18 +781,18 @@ fn rank_statistics_match_independent_computations() {
     one[0][3] = 2.0;
     one[1][7] = -5.0;
     let t1 = block_table(L, one).unwrap();
-    let got = value(&statistic(&t1, &Stat::HalfMassFraction, By::None).unwrap());
+    let got = value(&statistic(&t1, Stat::HalfMassFraction, By::None).unwrap());
     assert_eq!(got, 1.0 / n as f64);
     // Identical samples (up to a positive scale): same ranks, no rank diversity.
     let base: Vec<f64> = (0..n).map(|e| (e as f64 * 0.37).sin()).collect();
     let same = vec![base.clone(), base.iter().map(|v| 3.0 * v).collect()];
     let t2 = block_table(L, same).unwrap();
-    let got = value(&statistic(&t2, &Stat::RankDiversity, By::None).unwrap());
+    let got = value(&statistic(&t2, Stat::RankDiversity, By::None).unwrap());
     assert!(got.abs() < 1e-15, "{got}");
     assert!(matches!(
         statistic(
             &block_table(L, vec![base]).unwrap(),
-            &Stat::RankDiversity,
+            Stat::RankDiversity,
             By::None
         ),
         Err(AnalysisError::TooFewSamples {

@@ -49,7 +49,7 @@ fn statistic_verbs_equal_the_analysis_layer() {
             .unwrap()
             .as_table()
             .unwrap();
-        let want = analysis::statistic(&long, &stat, By::Layer).unwrap();
+        let want = analysis::statistic(&long, stat, By::Layer).unwrap();
         assert!(got.equals_missing(&want), "{verb}: {got} vs {want}");
     }
     // two graphs side by side, columns named after the variables

@@ -135,7 +135,7 @@ fn bars_lines_and_hist_render_svg_and_png() {
     )
     .unwrap();
     let stat = Stat::Intensity { dense_layers: None };
-    let by_layer = side_by_side(&["base", "tuned"], &[g0.clone(), g1], &stat, By::Layer).unwrap();
+    let by_layer = side_by_side(&["base", "tuned"], &[g0.clone(), g1], stat, By::Layer).unwrap();
     let opts = PlotOpts {
         width: 800,
         height: 500,
@@ -230,7 +230,7 @@ fn sample_charts_for_inspection() {
     )
     .unwrap();
     let stat = Stat::Intensity { dense_layers: None };
-    let t = side_by_side(&["base", "tuned"], &[g.clone(), g1], &stat, By::Layer).unwrap();
+    let t = side_by_side(&["base", "tuned"], &[g.clone(), g1], stat, By::Layer).unwrap();
     bars(
         &t,
         "dst_layer",

@@ -645,29 +645,29 @@ pub fn mean_defined(values: impl Iterator<Item = f64>) -> f64 {
 // ---- one-line entry points, one per statistic ----
 
 pub fn intensity(table: &DataFrame, by: By, dense_layers: Option<usize>) -> Result<DataFrame> {
-    statistic(table, &Stat::Intensity { dense_layers }, by)
+    statistic(table, Stat::Intensity { dense_layers }, by)
 }
 pub fn entropy(table: &DataFrame, by: By, opts: HistOpts) -> Result<DataFrame> {
-    statistic(table, &Stat::Entropy(opts), by)
+    statistic(table, Stat::Entropy(opts), by)
 }
 pub fn edge_entropy(table: &DataFrame, by: By) -> Result<DataFrame> {
-    statistic(table, &Stat::EdgeEntropy, by)
+    statistic(table, Stat::EdgeEntropy, by)
 }
 pub fn edge_entropy_norm(table: &DataFrame, by: By) -> Result<DataFrame> {
-    statistic(table, &Stat::EdgeEntropyNorm, by)
+    statistic(table, Stat::EdgeEntropyNorm, by)
 }
 pub fn kurtosis(table: &DataFrame, by: By) -> Result<DataFrame> {
-    statistic(table, &Stat::Kurtosis, by)
+    statistic(table, Stat::Kurtosis, by)
 }
 pub fn gini(table: &DataFrame, by: By) -> Result<DataFrame> {
-    statistic(table, &Stat::Gini, by)
+    statistic(table, Stat::Gini, by)
 }
 pub fn topk_mass(table: &DataFrame, k: usize, by: By) -> Result<DataFrame> {
-    statistic(table, &Stat::TopkMass(k), by)
+    statistic(table, Stat::TopkMass(k), by)
 }
 pub fn effective_edges(table: &DataFrame, by: By) -> Result<DataFrame> {
-    statistic(table, &Stat::EffectiveEdges, by)
+    statistic(table, Stat::EffectiveEdges, by)
 }
 pub fn diversity(table: &DataFrame, by: By) -> Result<DataFrame> {
-    statistic(table, &Stat::Diversity, by)
+    statistic(table, Stat::Diversity, by)
 }

@@ -433,15 +433,15 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     }
     if by_position {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let df = analysis::statistic_by_position(&refs, &tables, &stat)
-            .map_err(|e| err(args.span, e))?;
+        let df =
+            analysis::statistic_by_position(&refs, &tables, stat).map_err(|e| err(args.span, e))?;
         return Ok(Value::Table(Table::Eager(df)));
     }
     let df = if tables.len() == 1 {
-        analysis::statistic(&tables[0], &stat, by)
+        analysis::statistic(&tables[0], stat, by)
     } else {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        analysis::side_by_side(&refs, &tables, &stat, by)
+        analysis::side_by_side(&refs, &tables, stat, by)
     }
     .map_err(|e| err(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
