@@ -90,14 +90,6 @@ impl Args {
         }
     }
 
-    /// An optional number parameter (one declared without a default).
-    pub fn real_opt(&self, name: &str) -> EvalResult<Option<f64>> {
-        if self.value(name).is_none() {
-            return Ok(None);
-        }
-        self.real(name).map(Some)
-    }
-
     /// A whole-number parameter as `u64`. Binding checked the declared range; this refuses what
     /// a range declared without one would let through: a fraction, a negative number, or one
     /// past 2^53 (where an f64 stops holding every whole number).
@@ -110,14 +102,6 @@ impl Args {
             )
             .with_code(ErrorCode::Args)
         })
-    }
-
-    /// An optional whole-number parameter (one declared without a default).
-    pub fn whole_opt(&self, name: &str) -> EvalResult<Option<u64>> {
-        if self.value(name).is_none() {
-            return Ok(None);
-        }
-        self.whole(name).map(Some)
     }
 
     /// A whole-number parameter as a count or index (`usize`).
@@ -299,6 +283,5 @@ mod tests {
         // A missing parameter without a declared default is the verb's bug, said so.
         let msg = format!("{:?}", a.real("m").unwrap_err());
         assert!(msg.contains("declares without a default"), "{msg}");
-        assert_eq!(a.real_opt("m").unwrap(), None);
     }
 }

@@ -518,7 +518,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         t_cut: t_cut.clone(),
         chat,
         // Generated answers also stop at the model's context.
-        max_answer_tokens: super::model::whole_arg(&args, "max_tokens", 256.0, 1.0, 1e6)? as usize,
+        max_answer_tokens: args.count("max_tokens")?,
     };
     let task = ctx.task("answer", specs.len(), "samples");
     let prepared = prepare(

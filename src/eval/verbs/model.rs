@@ -262,25 +262,6 @@ fn check_finite(
     }
 }
 
-/// A whole-number keyword in `lo..=hi`, with the keyword's own range message.
-pub(super) fn whole_arg(
-    args: &Args,
-    name: &str,
-    default: f64,
-    lo: f64,
-    hi: f64,
-) -> EvalResult<f64> {
-    let x = args.number(name).unwrap_or(default);
-    if x.is_finite() && x.fract() == 0.0 && (lo..=hi).contains(&x) {
-        Ok(x)
-    } else {
-        Err(EvalError::at(
-            args.span_of(name),
-            format!("{name} must be a whole number from {lo} to {hi}, not {x}"),
-        ))
-    }
-}
-
 fn verb_logits(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let m = model_arg(&args, "model")?;
     let text = args.str("text").unwrap_or_default();
