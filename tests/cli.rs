@@ -83,6 +83,31 @@ fn run_binds_set_variables_first() {
     assert_eq!(stdout(&o), "42\nbob\ntrue\n");
 }
 
+/// `--set ck=[8, 16]` binds a list (what a script's `param "checkpoints" (range …)` takes), and a
+/// `param` given one reads it as given.
+#[test]
+fn set_binds_a_list() {
+    let dir = folder(&[(
+        "s.rlq",
+        "let ck = param \"ck\" (range(4, 17, 4))\nck\nmap ck (fn(k) = k / 8)\nnames\n",
+    )]);
+    let o = rlq_in(
+        dir.path(),
+        &["run", "s.rlq", "--set", "ck=[8, 16]", "--set", "names=[\"a, b\", c]"],
+        "",
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "[8, 16]\n[1, 2]\n[\"a, b\", \"c\"]\n");
+    // Without --set, the default: every 4th step up to 16.
+    let o = rlq_in(dir.path(), &["run", "s.rlq", "--set", "names=[]"], "");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "[4, 8, 12, 16]\n[0.5, 1, 1.5, 2]\n[]\n");
+    // A list left open is a usage error naming the value.
+    let o = rlq_in(dir.path(), &["run", "s.rlq", "--set", "ck=[8, 16"], "");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not close it"), "{}", stderr(&o));
+}
+
 #[test]
 fn run_resolves_paths_against_the_script_folder() {
     let dir = folder(&[

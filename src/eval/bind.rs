@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::error::{suggestion, ErrorCode, EvalError, EvalResult};
-use super::registry::{Param, Shape, Signature};
+use super::registry::{Param, Shape, Signature, Type};
 use crate::syntax::{BinaryOp, Command, Expr, ExprKind, Ident, Item, ItemKind, Span};
 
 /// A command as binding sees it: a verb and a run of items. A nested command (`save compare
@@ -37,6 +37,8 @@ pub(crate) enum Bound<'a> {
     /// section: `save compare g0, g1 to "x"`.
     Nested(CommandRef<'a>),
     Word(String),
+    /// A verb's name where a function is expected (`map xs abs`): the verb as a function.
+    Verb(&'a str),
     Flag,
     /// A `desc`/`asc` after a sort key.
     Order(&'a Item, bool),
@@ -253,8 +255,16 @@ fn take<'a>(
                     _ => out.push((Bound::Item(item), item.span)),
                 }
             }
-            Shape::Value(_) => {
+            Shape::Value(ty) => {
                 if let Some(w) = item.bare_word() {
+                    if !names.is_var(w) && names.is_verb(w) && *ty == Type::Func {
+                        out.push((Bound::Verb(w), item.span));
+                        i += 1;
+                        if !p.many {
+                            break;
+                        }
+                        continue;
+                    }
                     if !names.is_var(w) && names.is_verb(w) {
                         // A nested command takes the rest of this section.
                         let end = items.last().map(|it| it.span).unwrap_or(item.span);
