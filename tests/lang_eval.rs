@@ -762,6 +762,22 @@ fn reuse_with_a_function_value_keeps_one_file_per_element() {
     same(&first, &again);
 }
 
+/// stdlib/dynamics.rlq's `key_unless_default`: nothing at the default (so `reuse` keys made
+/// before a setting existed still match), the setting named with its value otherwise.
+#[test]
+fn a_setting_joins_a_reuse_key_only_away_from_its_default() {
+    let mut s = Session::new();
+    let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/stdlib/dynamics.rlq");
+    s.eval(&format!("import {lib:?}")).unwrap();
+    let key = |s: &mut Session, v: &str| {
+        eval(s, &format!("key_unless_default(\"train_max\", {v}, 50)")).to_string()
+    };
+    assert_eq!(key(&mut s, "50"), "[]");
+    assert_eq!(key(&mut s, "5"), "[\"train_max 5\"]");
+    assert_eq!(key(&mut s, "50.5"), "[\"train_max 50.5\"]");
+    assert_eq!(key(&mut s, "1000"), "[\"train_max 1000\"]");
+}
+
 /// `range a b step`: a, a + step, … short of b (a negative step counts down); without a step,
 /// the old whole-number ranges.
 #[test]
