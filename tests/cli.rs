@@ -93,7 +93,14 @@ fn set_binds_a_list() {
     )]);
     let o = rlq_in(
         dir.path(),
-        &["run", "s.rlq", "--set", "ck=[8, 16]", "--set", "names=[\"a, b\", c]"],
+        &[
+            "run",
+            "s.rlq",
+            "--set",
+            "ck=[8, 16]",
+            "--set",
+            "names=[\"a, b\", c]",
+        ],
         "",
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));

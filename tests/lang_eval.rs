@@ -645,12 +645,21 @@ fn map_applies_functions_and_verbs_to_each_element() {
     s.eval("fn double(x) = x * 2").unwrap();
     assert_eq!(list(&mut s, "map [1, 2, 3] double"), "[2, 4, 6]");
     assert_eq!(list(&mut s, "[1, 2, 3] | map double"), "[2, 4, 6]");
-    assert_eq!(list(&mut s, "map (range(3)) (fn(x) = x * x + 1)"), "[1, 2, 5]");
-    assert_eq!(list(&mut s, "map [\"a\", \"b\"] (fn(x) = x + \"!\")"), "[\"a!\", \"b!\"]");
+    assert_eq!(
+        list(&mut s, "map (range(3)) (fn(x) = x * x + 1)"),
+        "[1, 2, 5]"
+    );
+    assert_eq!(
+        list(&mut s, "map [\"a\", \"b\"] (fn(x) = x + \"!\")"),
+        "[\"a!\", \"b!\"]"
+    );
     // A function value keeps the parameters of the function it was written in.
     s.eval("fn scaled(xs, k) = map xs (fn(x) = x * k)").unwrap();
     assert_eq!(list(&mut s, "scaled([1, 2], 10)"), "[10, 20]");
-    assert_eq!(list(&mut s, "map [1, 2] (fn(k) = scaled([1, 2], k))"), "[[1, 2], [2, 4]]");
+    assert_eq!(
+        list(&mut s, "map [1, 2] (fn(k) = scaled([1, 2], k))"),
+        "[[1, 2], [2, 4]]"
+    );
     // Verbs: the element is piped in (`abs`, `count` on tables) or given first (`range`).
     assert_eq!(list(&mut s, "map [-1, 4, -9] abs"), "[1, 4, 9]");
     assert_eq!(list(&mut s, "[4, 9] | map sqrt"), "[2, 3]");
@@ -660,7 +669,10 @@ fn map_applies_functions_and_verbs_to_each_element() {
     assert_eq!(list(&mut s, "map [] (fn(x) = 1 / 0)"), "[]");
     assert_eq!(list(&mut s, "map [] abs"), "[]");
     // The same calls, written out, give the same values.
-    assert_eq!(eval(&mut s, "map [-2.5, 3] abs"), eval(&mut s, "[abs(-2.5), abs(3)]"));
+    assert_eq!(
+        eval(&mut s, "map [-2.5, 3] abs"),
+        eval(&mut s, "[abs(-2.5), abs(3)]")
+    );
     // Not a function: said so, naming the parameter.
     let e = format!("{:?}", s.eval("map [1] 5").unwrap_err());
     assert!(e.contains("function"), "{e}");
@@ -687,11 +699,18 @@ fn map_error_names_the_failing_element() {
     assert_eq!(&src.text[span.start..span.end], "x", "{}", src.text);
     // A verb's failure names the element too (a string is not a number).
     let e = s.eval("map [1, \"two\"] abs").unwrap_err();
-    assert!(e.message.contains("element [1] of 2 (\"two\")"), "{}", e.message);
-    // Nested maps name both indices, outermost first.
-    let e = s.eval("map [[1], [2, 0]] (fn(xs) = map xs inv)").unwrap_err();
     assert!(
-        e.message.contains("element [1] of 2 ([2, 0]): map, element [1] of 2 (0)"),
+        e.message.contains("element [1] of 2 (\"two\")"),
+        "{}",
+        e.message
+    );
+    // Nested maps name both indices, outermost first.
+    let e = s
+        .eval("map [[1], [2, 0]] (fn(xs) = map xs inv)")
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("element [1] of 2 ([2, 0]): map, element [1] of 2 (0)"),
         "{}",
         e.message
     );
@@ -705,7 +724,10 @@ fn map_error_names_the_failing_element() {
 #[test]
 fn concat_stacks_a_mapped_list_of_tables() {
     let mut s = session();
-    let got = table(&mut s, "concat (map [1, 2, 3] (fn(k) = t | head k | with k = k))");
+    let got = table(
+        &mut s,
+        "concat (map [1, 2, 3] (fn(k) = t | head k | with k = k))",
+    );
     let part = |k: usize| {
         edges()
             .head(Some(k))
@@ -736,9 +758,13 @@ fn concat_stacks_a_mapped_list_of_tables() {
     assert!(e.contains("at least one table"), "{e}");
     let e = format!(
         "{:?}",
-        s.eval("concat t, (map [1] (fn(k) = t | select src))").unwrap_err()
+        s.eval("concat t, (map [1] (fn(k) = t | select src))")
+            .unwrap_err()
     );
-    assert!(e.contains("table 2 (element [0] of a list) has other columns"), "{e}");
+    assert!(
+        e.contains("table 2 (element [0] of a list) has other columns"),
+        "{e}"
+    );
 }
 
 /// A function value given to `reuse` sees the parameters around it, so one function makes and

@@ -185,8 +185,14 @@ fn function_values_parse_as_expressions() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(parse_ok("fn g(x) = fn(y) = x + y").stmts[0].kind, StmtKind::Fn { .. }));
-    assert!(parse("map xs fn(x)").is_err(), "a function value needs `= body`");
+    assert!(matches!(
+        parse_ok("fn g(x) = fn(y) = x + y").stmts[0].kind,
+        StmtKind::Fn { .. }
+    ));
+    assert!(
+        parse("map xs fn(x)").is_err(),
+        "a function value needs `= body`"
+    );
 }
 
 #[test]

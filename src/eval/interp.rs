@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::context::EvalContext;
 use super::error::{suggestion_among, ErrorCode, EvalError, EvalResult, SourceFile};
 use super::ops::{binary_values, index_value};
-use super::value::{Function, Table, Value};
 use super::registry::Shape;
+use super::value::{Function, Table, Value};
 use crate::syntax::{
     self, BinaryOp, Command, Expr, ExprKind, Ident, Item, ItemKind, Span, Stmt, StmtKind, UnaryOp,
 };

@@ -94,7 +94,10 @@ pub enum ExprKind {
     Pipeline(Vec<Expr>),
     /// `fn(a, b) = body`: a function value. It keeps the parameters of the function it was
     /// written in (if any), so `fn(k) = f(run, k)` inside `fn g(run)` sees `run`.
-    Lambda { params: Vec<Ident>, body: Box<Expr> },
+    Lambda {
+        params: Vec<Ident>,
+        body: Box<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -380,7 +380,10 @@ fn build_expr(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
             count_node(span)?;
             let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
             let (Some(params), Some(body)) = (inner.next(), inner.next()) else {
-                return Err(SyntaxError::at(span, "a function needs `fn(params) = body`"));
+                return Err(SyntaxError::at(
+                    span,
+                    "a function needs `fn(params) = body`",
+                ));
             };
             Ok(Expr {
                 kind: ExprKind::Lambda {

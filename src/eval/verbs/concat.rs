@@ -53,8 +53,10 @@ fn parts(args: &Args) -> EvalResult<Vec<Part>> {
                     Some(i) => format!("element [{i}] of this list"),
                     None => "this".to_string(),
                 };
-                EvalError::type_mismatch("table", v.type_name(), a.span)
-                    .with_help(format!("{what} is a {}; concat stacks tables", v.type_name()))
+                EvalError::type_mismatch("table", v.type_name(), a.span).with_help(format!(
+                    "{what} is a {}; concat stacks tables",
+                    v.type_name()
+                ))
             })
         };
         match v {

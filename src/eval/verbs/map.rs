@@ -26,7 +26,10 @@ pub(super) fn register(reg: &mut Registry) {
              into it), or `fn(x) = …`",
         )
         .example("map [1, 2, 3] (fn(x) = x * 10)", "[10, 20, 30]")
-        .example("[-1, 4] | map abs", "[1, 4]: a verb, each element piped into it")
+        .example(
+            "[-1, 4] | map abs",
+            "[1, 4]: a verb, each element piped into it",
+        )
         .example(
             "concat (map [1, 2] (fn(s) = arith 2 seed s))",
             "4 rows: one table per element, stacked",

@@ -86,7 +86,11 @@ pub(super) fn register(reg: &mut Registry) {
         .category("scalar")
         .required("a", Type::Number, "n, or the start")
         .optional("b", Type::Number, "the end (exclusive)")
-        .optional("step", Type::Number, "the difference between neighbours (1 by default)")
+        .optional(
+            "step",
+            Type::Number,
+            "the difference between neighbours (1 by default)",
+        )
         .example("range(3)", "[0, 1, 2]")
         .example("range(8, 17, 8)", "[8, 16]: every 8th step up to 16")
         .example("range(3, 0, -1)", "[3, 2, 1]"),
