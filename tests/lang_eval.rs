@@ -717,6 +717,14 @@ fn map_error_names_the_failing_element() {
     // A function of another arity is refused with its own message.
     let e = s.eval("map [1] (fn(a, b) = a + b)").unwrap_err();
     assert!(e.message.contains("takes 2 argument(s)"), "{}", e.message);
+    // A verb given where a function of no arguments is called says what it is.
+    let e = s.eval("reuse \"x.parquet\" count key [1]").unwrap_err();
+    assert!(
+        e.message
+            .contains("the verb `count`, used as a function, takes one value (got 0)"),
+        "{}",
+        e.message
+    );
 }
 
 /// `concat` stacks a list of tables (what `map` returns) as it stacks separate items: the

@@ -312,17 +312,22 @@ impl EvalContext {
         span: Span,
     ) -> EvalResult<Value> {
         if values.len() != f.params.len() {
-            return Err(EvalError::at(
-                span,
+            let message = if f.params == [VERB_ARG] {
+                format!(
+                    "the verb `{}`, used as a function, takes one value (got {})",
+                    f.name,
+                    values.len()
+                )
+            } else {
                 format!(
                     "`{}` takes {} argument(s) ({}), got {}",
                     f.title(),
                     f.params.len(),
                     f.params.join(", "),
                     values.len()
-                ),
-            )
-            .with_code(ErrorCode::Args));
+                )
+            };
+            return Err(EvalError::at(span, message).with_code(ErrorCode::Args));
         }
         let mut frame = f.captured.clone();
         frame.extend(f.params.iter().cloned().zip(values));
