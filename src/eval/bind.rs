@@ -256,16 +256,13 @@ fn take<'a>(
                 }
             }
             Shape::Value(ty) => {
-                if let Some(w) = item.bare_word() {
-                    if !names.is_var(w) && names.is_verb(w) && *ty == Type::Func {
-                        out.push((Bound::Verb(w), item.span));
-                        i += 1;
-                        if !p.many {
-                            break;
-                        }
-                        continue;
-                    }
-                    if !names.is_var(w) && names.is_verb(w) {
+                let verb = item
+                    .bare_word()
+                    .filter(|w| !names.is_var(w) && names.is_verb(w));
+                match (verb, &item.kind) {
+                    // Where a function is expected, a verb's name is that verb, not a call.
+                    (Some(w), _) if *ty == Type::Func => out.push((Bound::Verb(w), item.span)),
+                    (Some(w), _) => {
                         // A nested command takes the rest of this section.
                         let end = items.last().map(|it| it.span).unwrap_or(item.span);
                         let nested = CommandRef {
@@ -277,17 +274,17 @@ fn take<'a>(
                         out.push((Bound::Nested(nested), item.span.to(end)));
                         return Ok((out, &items[items.len()..]));
                     }
+                    (None, ItemKind::Assign { name, .. }) => {
+                        return Err(EvalError::at(
+                            name.span,
+                            format!(
+                                "`{} = …` is only allowed where `{}` takes column expressions",
+                                name.name, sig.name
+                            ),
+                        ));
+                    }
+                    (None, _) => out.push((Bound::Item(item), item.span)),
                 }
-                if let ItemKind::Assign { name, .. } = &item.kind {
-                    return Err(EvalError::at(
-                        name.span,
-                        format!(
-                            "`{} = …` is only allowed where `{}` takes column expressions",
-                            name.name, sig.name
-                        ),
-                    ));
-                }
-                out.push((Bound::Item(item), item.span));
             }
         }
         i += 1;
