@@ -647,3 +647,21 @@ fn cli_does_not_import_the_repl() {
         assert!(!text.contains("repl::"), "{} uses the repl", path.display());
     }
 }
+
+/// Every script under scripts/ resolves (`rlq check`: verbs, keywords, names defined before use,
+/// the parameters of function values), so a language change that breaks one is caught without
+/// running it (scripts/rl_dynamics.rlq tunes three models).
+#[test]
+fn every_script_checks() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("scripts")).expect("scripts/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("rlq") {
+            continue;
+        }
+        let o = rlq(&["check", path.to_str().expect("utf-8 path")]);
+        assert_eq!(code(&o), 0, "{}: {}", path.display(), stderr(&o));
+        checked += 1;
+    }
+    assert!(checked >= 3, "checked {checked} scripts");
+}
