@@ -78,8 +78,8 @@ impl Linear {
         let x2 = x.reshape((rows, inp))?;
         let y = match self {
             // A trained weight (tuning) needs its own gradient: candle's matmul gives both.
-            Linear::Dense(w) if w.track_op() => x2.matmul(&w.t()?)?,
-            Linear::Dense(w) => ops::matmul_const(&x2, &w.t()?)?,
+            Linear::Dense(w) if w.track_op() => ops::matmul_weight_t(&x2, w)?,
+            Linear::Dense(w) => ops::matmul_const_t(&x2, w)?,
             Linear::Quant(v) => {
                 if !x.device().is_cpu() || x.dtype() != DType::F32 {
                     candle_core::bail!("quantized weights need f32 inputs on the CPU");
