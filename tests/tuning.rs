@@ -1521,3 +1521,27 @@ fn parking_the_moments_before_every_inner_update_changes_nothing() {
         .collect();
     assert_eq!(left, vec!["step-000004".to_string()]);
 }
+
+/// `weights_hash` reads one weight at a time; its bytes, and so the hash a resume compares with
+/// a checkpoint's, are those of the whole-model computation it replaced (recomputed here from
+/// `dense_map`: names in order, each with its dims and f32 values).
+#[test]
+fn the_weights_hash_is_the_whole_model_ones() {
+    let start = model(Family::Qwen2, DType::F32);
+    let dense = start.weights.dense_map().unwrap();
+    let mut names: Vec<&String> = dense.keys().collect();
+    names.sort();
+    let mut h = blake3::Hasher::new();
+    for n in names {
+        h.update(n.as_bytes());
+        for d in dense[n].dims() {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+        let v: Vec<f32> = dense[n].flatten_all().unwrap().to_vec1().unwrap();
+        h.update(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+    }
+    assert_eq!(
+        rlq::tuning::weights_hash(&start).unwrap(),
+        h.finalize().to_hex().to_string()
+    );
+}

@@ -395,21 +395,25 @@ fn pick_answer(logits: &Tensor, answer: &[u32], device: &Device) -> Result<Tenso
 }
 
 /// Hash of a model's weights (names, shapes and dense f32 values, in name order): identifies the
-/// start of a run, so a resume or a comparison can check it was given the same model.
+/// start of a run, so a resume or a comparison can check it was given the same model. One
+/// weight at a time (a GGUF's dequantized, its bytes fed in slices): the f32 copy of the whole
+/// model it once made was a LoRA run's peak. The bytes hashed, and so the hash, are unchanged.
 pub fn weights_hash(model: &Model) -> std::result::Result<String, crate::model::ModelError> {
-    let dense = model.weights.dense_map()?;
-    let mut names: Vec<&String> = dense.keys().collect();
+    let mut names: Vec<&String> = model.weights.names().collect();
     names.sort();
     let mut h = blake3::Hasher::new();
     for n in names {
-        let t = dense[n].to_dtype(DType::F32)?.flatten_all()?;
+        let t = model.weights.dense(n)?;
         h.update(n.as_bytes());
-        for d in dense[n].dims() {
+        for d in t.dims() {
             h.update(&(*d as u64).to_le_bytes());
         }
-        let v = t.to_vec1::<f32>()?;
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        h.update(&bytes);
+        let v = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        drop(t);
+        for part in v.chunks(1 << 16) {
+            let bytes: Vec<u8> = part.iter().flat_map(|x| x.to_le_bytes()).collect();
+            h.update(&bytes);
+        }
     }
     Ok(h.finalize().to_hex().to_string())
 }
