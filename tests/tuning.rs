@@ -1011,9 +1011,9 @@ fn lora_probes(p: &Policy) -> Vec<(usize, usize)> {
     out
 }
 
-/// Like `check_fd`, for a LoRA policy: each bump rebuilds the forward (`refresh`), as an
-/// optimiser step does.
-fn check_fd_lora(p: &mut Policy, loss_of: &dyn Fn(&Policy) -> Tensor, what: &str) {
+/// Like `check_fd`, for a LoRA policy's factors: each bump writes a factor in place, as an
+/// optimiser step does, and the forward reads it from there (nothing is rebuilt).
+fn check_fd_lora(p: &Policy, loss_of: &dyn Fn(&Policy) -> Tensor, what: &str) {
     let loss = loss_of(p);
     let grads = loss.backward().unwrap();
     let h = 1e-5;
@@ -1030,15 +1030,13 @@ fn check_fd_lora(p: &mut Policy, loss_of: &dyn Fn(&Policy) -> Tensor, what: &str
     drop(grads);
     for (&(vi, ei), g) in probes.iter().zip(want) {
         let orig = p.vars[vi].as_tensor().detach().copy().unwrap();
-        let mut bump = |delta: f64| {
+        let bump = |delta: f64| {
             let mut v = f64s(&orig);
             v[ei] += delta;
             let t = Tensor::from_vec(v, orig.dims(), orig.device()).unwrap();
             p.vars[vi].set(&t).unwrap();
-            p.refresh().unwrap();
             let l = scalar(&loss_of(p));
             p.vars[vi].set(&orig).unwrap();
-            p.refresh().unwrap();
             l
         };
         let fd = (bump(h) - bump(-h)) / (2.0 * h);
@@ -1060,7 +1058,7 @@ fn check_fd_lora(p: &mut Policy, loss_of: &dyn Fn(&Policy) -> Tensor, what: &str
 fn lora_factor_gradients_match_finite_differences() {
     for family in [Family::Llama, Family::Qwen2, Family::Gemma3] {
         let start = model(family, DType::F64);
-        let mut p = lora_policy(&start, 2, DType::F64);
+        let p = lora_policy(&start, 2, DType::F64);
         // Only the factors are trained: two per adapted matrix, 7 matrices per layer.
         assert_eq!(p.names.len(), 2 * 7 * start.config.n_layers);
         assert!(p
@@ -1083,9 +1081,8 @@ fn lora_factor_gradients_match_finite_differences() {
                 .unwrap();
             }
         }
-        p.refresh().unwrap();
         check_fd_lora(
-            &mut p,
+            &p,
             &|p| sft_term(&answer_logprobs(&p.train, &PROMPT, &ANSWER).unwrap(), 0.25).unwrap(),
             &format!("{family:?} lora sft"),
         );
@@ -1097,7 +1094,7 @@ fn lora_factor_gradients_match_finite_differences() {
             .map(|(i, x)| x + 0.3 * (i as f64 - 1.5))
             .collect();
         check_fd_lora(
-            &mut p,
+            &p,
             &|p| {
                 let lp = answer_logprobs(&p.train, &PROMPT, &ANSWER).unwrap();
                 grpo_term(&lp, &old, Some(&r), -0.8, 0.2, 0.04, 0.125)
@@ -1279,4 +1276,272 @@ fn lora_checkpoints_hold_the_merged_model_and_resume_exactly() {
         .expect("refused")
         .to_string();
     assert!(e.contains("lora"), "{e}");
+}
+
+// ---- LoRA's low-rank forward (`Linear::LowRank`) ----
+
+use rlq::model::linear::Linear;
+
+/// Deterministic values in about ±0.5 (no generator: the test data are fixed).
+fn fixed(n: usize, salt: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| (((i * 7919 + salt * 104_729) % 1013) as f64) / 1013.0 - 0.5)
+        .collect()
+}
+
+fn fixed_tensor(dims: (usize, usize), salt: usize, dtype: DType) -> Tensor {
+    Tensor::from_vec(
+        fixed(dims.0 * dims.1, salt),
+        dims,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap()
+    .to_dtype(dtype)
+    .unwrap()
+}
+
+/// `x·(W + s·B·A)ᵀ` read as `x·Wᵀ + s·(x·Aᵀ)·Bᵀ` over a frozen dense `W`, in f64: the gradients
+/// with respect to `A`, `B` and `x` match central differences of every element (tolerance as
+/// `check_fd`: 1e-6 relative, 1e-9 absolute), `W` gets no gradient at all (it is not stored in
+/// the backward's gradients), the value is the merged weight's, and so are row and column views
+/// and the input gradient the fused MLP op uses (1e-12: two orders of summation in f64).
+#[test]
+fn low_rank_weight_gradients_match_finite_differences_and_the_merged_weight() {
+    let (out, inp, r, n, s) = (6, 8, 2, 3, 1.5);
+    let f64t = DType::F64;
+    let w = fixed_tensor((out, inp), 1, f64t);
+    let a = candle_core::Var::from_tensor(&fixed_tensor((r, inp), 2, f64t)).unwrap();
+    let b = candle_core::Var::from_tensor(&fixed_tensor((out, r), 3, f64t)).unwrap();
+    let x = candle_core::Var::from_tensor(&fixed_tensor((n, inp), 4, f64t)).unwrap();
+    let mix = fixed_tensor((n, out), 5, f64t);
+    let lin = |a: &Tensor, b: &Tensor| {
+        Linear::low_rank(Linear::Dense(w.clone()), a.clone(), b.clone(), s).unwrap()
+    };
+    let loss_of = |a: &Tensor, b: &Tensor, x: &Tensor| {
+        (lin(a, b).forward(x).unwrap() * &mix)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    let grads = loss_of(a.as_tensor(), b.as_tensor(), x.as_tensor())
+        .backward()
+        .unwrap();
+    // Nothing of `W`'s size (or its transpose's) is stored: no gradient for `W` in any form.
+    assert_eq!(
+        matrix_sized_grads(&grads, &[vec![out, inp]]),
+        Vec::<Vec<usize>>::new(),
+        "the frozen weight got a gradient"
+    );
+    let h = 1e-5;
+    for (which, var) in [("A", &a), ("B", &b), ("x", &x)] {
+        let g = f64s(grads.get(var.as_tensor()).expect("a gradient"));
+        let orig = f64s(var.as_tensor());
+        for e in 0..orig.len() {
+            let at = |delta: f64| {
+                let mut v = orig.clone();
+                v[e] += delta;
+                let t = Tensor::from_vec(v, var.as_tensor().dims(), var.device()).unwrap();
+                let (ta, tb, tx) = match which {
+                    "A" => (t, b.as_tensor().clone(), x.as_tensor().clone()),
+                    "B" => (a.as_tensor().clone(), t, x.as_tensor().clone()),
+                    _ => (a.as_tensor().clone(), b.as_tensor().clone(), t),
+                };
+                scalar(&loss_of(&ta, &tb, &tx))
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            let tol = 1e-6 * fd.abs().max(g[e].abs()) + 1e-9;
+            assert!(
+                (fd - g[e]).abs() <= tol,
+                "d/d {which}[{e}]: backward {:e}, finite difference {fd:e}",
+                g[e]
+            );
+            assert!(
+                g[e] != 0.0,
+                "d/d {which}[{e}] is 0: the check would be vacuous"
+            );
+        }
+    }
+    // The merged weight W + (B·A)·s, formed only for checkpoints, gives the same forward.
+    let low = lin(a.as_tensor(), b.as_tensor());
+    let merged = low.to_dense().unwrap();
+    let want = (&w + (b.as_tensor().matmul(a.as_tensor()).unwrap() * s).unwrap()).unwrap();
+    assert_eq!(max_abs_diff(&merged, &want), 0.0);
+    let dense = Linear::Dense(merged);
+    let xt = x.as_tensor().detach();
+    for (l, d) in [
+        (low.clone(), dense.clone()),
+        (low.rows(2, 3).unwrap(), dense.rows(2, 3).unwrap()),
+        (low.cols(4, 4).unwrap(), dense.cols(4, 4).unwrap()),
+    ] {
+        let xi = xt.narrow(1, 0, l.dims().unwrap().1).unwrap();
+        let diff = max_abs_diff(&l.forward(&xi).unwrap(), &d.forward(&xi).unwrap());
+        assert!(diff < 1e-12, "view forward differs by {diff}");
+        let g = fixed_tensor((n, l.dims().unwrap().0), 6, f64t);
+        let diff = max_abs_diff(&l.input_grad(&g).unwrap(), &d.input_grad(&g).unwrap());
+        assert!(diff < 1e-12, "view input gradient differs by {diff}");
+    }
+    // Detached factors build no graph to them (sampling, π_old).
+    let detached = lin(&a.as_tensor().detach(), &b.as_tensor().detach());
+    assert!(!detached.is_tracked() && low.is_tracked());
+}
+
+/// Over a quantized frozen weight (a GGUF's, as the real run reads it) the low-rank forward and
+/// its gradients for `A`, `B` and `x` are those over the same weight dequantized, to 1e-5 of
+/// each result's largest value: the same f32 values, the quantized matmul only sums its 256
+/// products per output in another order (the tolerance of `linear.rs`'s quantized tests).
+#[test]
+fn low_rank_over_a_quantized_weight_matches_it_dequantized() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let (out, inp, r) = (40, 256, 4);
+    let f32t = DType::F32;
+    let w = fixed_tensor((out, inp), 7, f32t);
+    let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+    let wq = Linear::quantized(Arc::new(rlq::model::qmatrix::QMatrix::new(q).unwrap()));
+    let wd = Linear::Dense(wq.to_dense().unwrap());
+    let rel = |got: &Tensor, want: &Tensor| {
+        max_abs_diff(got, want) / scalar(&want.abs().unwrap().max_all().unwrap())
+    };
+    for n in [3, 12] {
+        let a = candle_core::Var::from_tensor(&fixed_tensor((r, inp), 8, f32t)).unwrap();
+        let b = candle_core::Var::from_tensor(&fixed_tensor((out, r), 9, f32t)).unwrap();
+        let x = candle_core::Var::from_tensor(&fixed_tensor((n, inp), 10, f32t)).unwrap();
+        let mix = fixed_tensor((n, out), 11, f32t);
+        let run = |base: &Linear| {
+            let l = Linear::low_rank(
+                base.clone(),
+                a.as_tensor().clone(),
+                b.as_tensor().clone(),
+                2.0,
+            )
+            .unwrap();
+            let y = l.forward(x.as_tensor()).unwrap();
+            let g = (&y * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+            let grads: Vec<Tensor> = [&a, &b, &x]
+                .iter()
+                .map(|v| g.get(v.as_tensor()).expect("a gradient").clone())
+                .collect();
+            (y, grads)
+        };
+        let ((yq, gq), (yd, gd)) = (run(&wq), run(&wd));
+        assert!(rel(&yq, &yd) < 1e-5, "forward, {n} rows: {}", rel(&yq, &yd));
+        for (what, (got, want)) in ["A", "B", "x"].iter().zip(gq.iter().zip(&gd)) {
+            assert!(
+                rel(got, want) < 1e-5,
+                "d/d {what}, {n} rows: {}",
+                rel(got, want)
+            );
+        }
+    }
+}
+
+/// The shapes of the gradients in `grads` that have one of `shapes` or its transpose.
+fn matrix_sized_grads(
+    grads: &candle_core::backprop::GradStore,
+    shapes: &[Vec<usize>],
+) -> Vec<Vec<usize>> {
+    grads
+        .get_ids()
+        .filter_map(|id| grads.get_id(*id))
+        .map(|g| g.dims().to_vec())
+        .filter(|d| {
+            let t: Vec<usize> = d.iter().rev().copied().collect();
+            shapes.iter().any(|s| *s == *d || *s == t)
+        })
+        .collect()
+}
+
+/// LoRA trains the factors only: a backward through the training forward stores no gradient
+/// of the size of any weight matrix of the start (projections, embedding, unembedding) — candle
+/// stores one for a frozen matrix read by an ordinary matmul or sum, as the merged
+/// `W + s·B·A` did — and a gradient for every factor. (No activation of these tiny models has
+/// such a shape: 7 positions.)
+#[test]
+fn lora_gradients_reach_the_factors_and_no_frozen_matrix() {
+    for family in [Family::Llama, Family::Qwen2] {
+        let start = model(family, DType::F32);
+        let p = lora_policy(&start, 2, DType::F32);
+        let lp = answer_logprobs(&p.train, &PROMPT, &ANSWER).unwrap();
+        let grads = sft_term(&lp, 0.25).unwrap().backward().unwrap();
+        let shapes: Vec<Vec<usize>> = start
+            .weights
+            .names()
+            .map(|n| start.weights.shape(n).unwrap())
+            .filter(|d| d.len() == 2)
+            .collect();
+        assert!(
+            shapes.len() > 7 * start.config.n_layers,
+            "{family:?}: {shapes:?}"
+        );
+        assert_eq!(
+            matrix_sized_grads(&grads, &shapes),
+            Vec::<Vec<usize>>::new(),
+            "{family:?}: gradients of frozen matrices' shapes"
+        );
+        for (n, v) in p.names.iter().zip(&p.vars) {
+            assert!(
+                grads.get(v.as_tensor()).is_some(),
+                "{family:?}: no gradient for {n}"
+            );
+        }
+    }
+}
+
+/// `inner 2` parks AdamW's moments on disk before each of a batch's updates (with an output
+/// folder) instead of once per step: the run is the same bit for bit as one that keeps them in
+/// memory (no output folder): every logged figure of every step, each depending on the weights
+/// the updates before it wrote.
+#[test]
+fn parking_the_moments_before_every_inner_update_changes_nothing() {
+    let start = Arc::new(with_tokenizer(
+        random_model(Family::Llama, 11, DType::F32).unwrap(),
+    ));
+    let reward = parity_reward;
+    let mut s = small_grpo();
+    s.inner = 2;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("parked");
+    let logs: Vec<Vec<LogRow>> = [Some(dir.as_path()), None]
+        .into_iter()
+        .map(|out| {
+            let t = Tuner::new(start.clone(), s.clone(), toy_items(3), &reward, out, 0).unwrap();
+            run(t).log.iter().map(LogRow::without_timing).collect()
+        })
+        .collect();
+    assert_eq!(logs[0].len(), 4);
+    assert!(
+        logs[0].iter().all(|r| r.grad_norm > 0.0),
+        "a step without an update would not test the moments: {:?}",
+        logs[0]
+    );
+    assert_eq!(logs[0], logs[1]);
+    // Nothing but the checkpoint is left in the folder (the moments' file is gone).
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(left, vec!["step-000004".to_string()]);
+}
+
+/// `weights_hash` reads one weight at a time; its bytes, and so the hash a resume compares with
+/// a checkpoint's, are those of the whole-model computation it replaced (recomputed here from
+/// `dense_map`: names in order, each with its dims and f32 values).
+#[test]
+fn the_weights_hash_is_the_whole_model_ones() {
+    let start = model(Family::Qwen2, DType::F32);
+    let dense = start.weights.dense_map().unwrap();
+    let mut names: Vec<&String> = dense.keys().collect();
+    names.sort();
+    let mut h = blake3::Hasher::new();
+    for n in names {
+        h.update(n.as_bytes());
+        for d in dense[n].dims() {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+        let v: Vec<f32> = dense[n].flatten_all().unwrap().to_vec1().unwrap();
+        h.update(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+    }
+    assert_eq!(
+        rlq::tuning::weights_hash(&start).unwrap(),
+        h.finalize().to_hex().to_string()
+    );
 }

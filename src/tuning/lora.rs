@@ -6,10 +6,12 @@
 //! a = √5), `B` zero, so the adapted model starts as the start model exactly. α defaults to
 //! PEFT's `lora_alpha` of 8.
 //!
-//! The effective weight is an ordinary tensor computed from the factors, so the model layer's
-//! differentiable paths (the same ones a full fine-tune uses) carry its gradient, and candle's
-//! matmul backward turns `dL/dW_eff` into `dL/dA = s·Bᵀ·dL/dW_eff` and `dL/dB = s·dL/dW_eff·Aᵀ`.
-//! Only `A` and `B` are `Var`s: the optimiser keeps moments for them alone.
+//! The adapted weight is never formed for the forward: each target is read as
+//! `x·Wᵀ + ((x·Aᵀ)·s)·Bᵀ` ([`crate::model::linear::Linear::LowRank`]) over the frozen `W` as
+//! the start holds it, so candle's matmul backward gives `dL/dA` and `dL/dB` from thin
+//! `[tokens, r]` products and `W` (quantized for a GGUF) stays shared with the frozen reference.
+//! Only `A` and `B` are `Var`s: the optimiser keeps moments for them alone. [`merge`] forms
+//! `W + s·B·A` for a checkpoint, whose model file holds the merged weights.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -78,8 +80,8 @@ pub fn init_factors(
     Ok((Var::from_tensor(&a)?, Var::from_tensor(&b)?))
 }
 
-/// `W + s·B·A`, differentiable in `A` and `B` (`W` is read detached).
-pub fn effective(w: &Tensor, a: &Tensor, b: &Tensor, scaling: f64) -> Result<Tensor> {
+/// `W + (B·A)·s` without a graph: the merged weight a checkpoint saves.
+pub fn merge(w: &Tensor, a: &Tensor, b: &Tensor, scaling: f64) -> Result<Tensor> {
     let (out, inp) = w.dims2()?;
     if a.dims2()?.1 != inp || b.dims2()?.0 != out || a.dims2()?.0 != b.dims2()?.1 {
         candle_core::bail!(
@@ -88,5 +90,5 @@ pub fn effective(w: &Tensor, a: &Tensor, b: &Tensor, scaling: f64) -> Result<Ten
             b.dims()
         );
     }
-    w.detach() + (b.matmul(a)? * scaling)?
+    w.detach() + (b.detach().matmul(&a.detach())? * scaling)?
 }

@@ -6,8 +6,9 @@
 //! layer's ops take their differentiable path for a weight that tracks a graph (dense matmul,
 //! RMSNorm as a fused unit-weight norm times the weight, the MLP's down projection composed).
 //! `tests/tuning.rs` checks every objective's weight gradients against finite differences in f64.
-//! `lora r` trains adapters instead ([`lora`]): the forward reads `W + s·B·A` through the same
-//! differentiable paths, and checkpoints hold the merged weights.
+//! `lora r` trains adapters instead ([`lora`]): each frozen projection's output gets
+//! `s·(x·Aᵀ)·Bᵀ` added, the frozen weights are held once (shared with the KL reference), and
+//! checkpoints hold the merged weights.
 
 pub mod checkpoint;
 pub mod log;

@@ -2,11 +2,13 @@
 //! through the trained weights (training), one over detached views of them (sampling, π_old),
 //! so generation never records a graph.
 //!
-//! A full fine-tune trains every weight as a dense `Var`: an optimiser step writes the `Var`s in
-//! place and both transformers see it at once. With LoRA ([`super::lora`]) only the factors are
-//! `Var`s and the transformers read `W + s·B·A`, so after a step [`Policy::refresh`] rebuilds
-//! them; the frozen weights stay as the start holds them (a GGUF's quantized matrices are read
-//! quantized, only the adapted ones exist in dense form).
+//! A full fine-tune trains every weight as a dense `Var`. With LoRA ([`super::lora`]) only the
+//! factors are `Var`s: each adapted matrix is read as `x·W₀ᵀ + s·(x·Aᵀ)·Bᵀ`
+//! ([`Linear::LowRank`]) over the frozen `W₀` as the start holds it (a GGUF's matrices stay
+//! quantized), so `W₀ + s·B·A` is formed only when a checkpoint is saved ([`Policy::values`]),
+//! and the frozen weights exist once: the same transformer over them is the frozen reference
+//! ([`Policy::frozen`]). Either way an optimiser step writes the `Var`s in place and both
+//! transformers see it at once (a detached view shares its tensor's storage).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 
 use super::lora::{self, LoraConfig};
 use crate::model::hooked::{ForwardInput, HookedTransformer, Hooks, Pieces};
+use crate::model::linear::Linear;
 use crate::model::{ops, Model, Weights};
 
 /// Trainable weights of one model.
@@ -36,12 +39,12 @@ pub struct Policy {
 /// LoRA's frozen side.
 struct Adapters {
     config: LoraConfig,
-    /// The start's weights in the run's dtype.
+    /// The start's weights in the run's dtype (the start's own storage when the dtypes agree).
     frozen: Weights,
+    /// The forward over `frozen` alone: the start model.
+    frozen_tf: HookedTransformer,
     /// Adapted weight names (sorted); target `i`'s factors are `vars[2i]` (A) and `vars[2i+1]` (B).
     targets: Vec<String>,
-    /// The current `W + s·B·A` of each target, detached (what `infer` reads and a checkpoint saves).
-    merged: Vec<Tensor>,
 }
 
 fn to_model_err(e: crate::model::ModelError) -> candle_core::Error {
@@ -202,13 +205,40 @@ impl Policy {
             vars.push(Var::from_tensor(&a.as_tensor().to_device(&start.device)?)?);
             vars.push(Var::from_tensor(&b.as_tensor().to_device(&start.device)?)?);
         }
-        let mut adapters = Adapters {
-            config,
-            frozen,
-            targets,
-            merged: Vec::new(),
+        let frozen_tf = HookedTransformer::new(&model_with(&start, frozen.clone(), dtype))
+            .map_err(to_model_err)?;
+        let index: HashMap<&str, usize> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i))
+            .collect();
+        let s = config.scaling();
+        // `detach`: the sampling forward's view of the factors (same storage, no graph).
+        let adapt = |detach: bool| -> Result<HookedTransformer> {
+            let mut seen = 0usize;
+            let tf = frozen_tf.map_projections(&mut |name, w| match index.get(name) {
+                Some(&i) => {
+                    seen += 1;
+                    let (a, b) = (vars[2 * i].as_tensor(), vars[2 * i + 1].as_tensor());
+                    let (a, b) = if detach {
+                        (a.detach(), b.detach())
+                    } else {
+                        (a.clone(), b.clone())
+                    };
+                    Linear::low_rank(w.clone(), a, b, s)
+                }
+                None => Ok(w.clone()),
+            })?;
+            if seen != targets.len() {
+                candle_core::bail!(
+                    "lora: the forward reads {seen} of the {} adapted weights",
+                    targets.len()
+                );
+            }
+            Ok(tf)
         };
-        let (train, infer) = Self::build_lora(&start, &mut adapters, &vars, dtype)?;
+        let train = adapt(false)?;
+        let infer = adapt(true)?;
         Ok(Self {
             names,
             vars,
@@ -216,33 +246,13 @@ impl Policy {
             infer,
             start,
             dtype,
-            adapters: Some(adapters),
+            adapters: Some(Adapters {
+                config,
+                frozen,
+                frozen_tf,
+                targets,
+            }),
         })
-    }
-
-    /// The two transformers over `W + s·B·A` (tracked and detached), and the merged weights.
-    fn build_lora(
-        start: &Model,
-        ad: &mut Adapters,
-        vars: &[Var],
-        dtype: DType,
-    ) -> Result<(HookedTransformer, HookedTransformer)> {
-        let s = ad.config.scaling();
-        let mut train_w = ad.frozen.clone();
-        let mut infer_w = ad.frozen.clone();
-        ad.merged.clear();
-        for (i, t) in ad.targets.iter().enumerate() {
-            let w = ad.frozen.dense(t).map_err(to_model_err)?.to_dtype(dtype)?;
-            let eff = lora::effective(&w, vars[2 * i].as_tensor(), vars[2 * i + 1].as_tensor(), s)?;
-            ad.merged.push(eff.detach());
-            infer_w.insert(t.clone(), eff.detach());
-            train_w.insert(t.clone(), eff);
-        }
-        let train =
-            HookedTransformer::new(&model_with(start, train_w, dtype)).map_err(to_model_err)?;
-        let infer =
-            HookedTransformer::new(&model_with(start, infer_w, dtype)).map_err(to_model_err)?;
-        Ok((train, infer))
     }
 
     fn assemble(
@@ -280,44 +290,43 @@ impl Policy {
         })
     }
 
-    /// Make the transformers read the trained tensors' current values: needed after writing the
-    /// `Var`s of a LoRA policy (its forward reads `W + s·B·A`, computed when built); nothing to
-    /// do for a full fine-tune, whose forward reads the `Var`s themselves.
-    pub fn refresh(&mut self) -> Result<()> {
-        if let Some(ad) = self.adapters.as_mut() {
-            let (train, infer) = Self::build_lora(&self.start, ad, &self.vars, self.dtype)?;
-            self.train = train;
-            self.infer = infer;
-        }
-        Ok(())
-    }
-
     /// The LoRA settings, if this policy trains adapters.
     pub fn lora(&self) -> Option<LoraConfig> {
         self.adapters.as_ref().map(|a| a.config)
     }
 
+    /// The frozen start model over the weights a LoRA policy adapts (the same storage, held
+    /// once): the reference forward of the KL term. `None` for a full fine-tune.
+    pub fn frozen(&self) -> Option<&HookedTransformer> {
+        self.adapters.as_ref().map(|a| &a.frozen_tf)
+    }
+
     /// The model's weights as plain tensors under their HF names (no graph): the trained ones,
-    /// or with LoRA every weight with the adapters merged in (`W + s·B·A`; quantized frozen
-    /// weights dequantized) — a plain model that `load` and HF read.
+    /// or with LoRA every weight with the adapters merged in (`W₀ + (B·A)·s`; quantized frozen
+    /// weights dequantized) — a plain model that `load` and HF read. LoRA's merged weights are
+    /// formed here, all at once (the checkpoint writer takes one map).
     pub fn values(&self) -> Result<HashMap<String, Tensor>> {
         let Some(ad) = &self.adapters else {
             return Ok(self.trained());
         };
+        let s = ad.config.scaling();
         let mut out = HashMap::new();
         for n in ad.frozen.names() {
-            if !lora::is_target(n) {
-                out.insert(
-                    n.clone(),
-                    ad.frozen
-                        .dense(n)
-                        .map_err(to_model_err)?
-                        .to_dtype(self.dtype)?,
-                );
-            }
-        }
-        for (t, m) in ad.targets.iter().zip(&ad.merged) {
-            out.insert(t.clone(), m.clone());
+            let w = ad
+                .frozen
+                .dense(n)
+                .map_err(to_model_err)?
+                .to_dtype(self.dtype)?;
+            let w = match ad.targets.binary_search(n) {
+                Ok(i) => lora::merge(
+                    &w,
+                    self.vars[2 * i].as_tensor(),
+                    self.vars[2 * i + 1].as_tensor(),
+                    s,
+                )?,
+                Err(_) => w,
+            };
+            out.insert(n.clone(), w);
         }
         Ok(out)
     }
@@ -386,21 +395,25 @@ fn pick_answer(logits: &Tensor, answer: &[u32], device: &Device) -> Result<Tenso
 }
 
 /// Hash of a model's weights (names, shapes and dense f32 values, in name order): identifies the
-/// start of a run, so a resume or a comparison can check it was given the same model.
+/// start of a run, so a resume or a comparison can check it was given the same model. One
+/// weight at a time (a GGUF's dequantized, its bytes fed in slices): the f32 copy of the whole
+/// model it once made was a LoRA run's peak. The bytes hashed, and so the hash, are unchanged.
 pub fn weights_hash(model: &Model) -> std::result::Result<String, crate::model::ModelError> {
-    let dense = model.weights.dense_map()?;
-    let mut names: Vec<&String> = dense.keys().collect();
+    let mut names: Vec<&String> = model.weights.names().collect();
     names.sort();
     let mut h = blake3::Hasher::new();
     for n in names {
-        let t = dense[n].to_dtype(DType::F32)?.flatten_all()?;
+        let t = model.weights.dense(n)?;
         h.update(n.as_bytes());
-        for d in dense[n].dims() {
+        for d in t.dims() {
             h.update(&(*d as u64).to_le_bytes());
         }
-        let v = t.to_vec1::<f32>()?;
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        h.update(&bytes);
+        let v = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        drop(t);
+        for part in v.chunks(1 << 16) {
+            let bytes: Vec<u8> = part.iter().flat_map(|x| x.to_le_bytes()).collect();
+            h.update(&bytes);
+        }
     }
     Ok(h.finalize().to_hex().to_string())
 }

@@ -163,7 +163,6 @@ impl<'a> Tuner<'a> {
             }
         }
         let dtype = dtype_of(&settings.dtype)?;
-        let reference = reference_of(&start, dtype)?;
         let start_hash = weights_hash(&start).map_err(|e| TuneError::Model(e.to_string()))?;
         let seed = settings.seed;
         let policy = match settings.lora {
@@ -176,6 +175,7 @@ impl<'a> Tuner<'a> {
             None => Policy::new(start.clone(), dtype),
         }
         .map_err(cerr)?;
+        let reference = reference_of(&start, &policy, dtype)?;
         let opt = AdamW::new(settings.adamw, &policy.names, &policy.vars).map_err(cerr)?;
         let stop_tokens = start.config.eos_token_ids.clone();
         Ok(Self {
@@ -248,7 +248,6 @@ impl<'a> Tuner<'a> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let dtype = dtype_of(&settings.dtype)?;
-        let reference = reference_of(&start, dtype)?;
         let policy = match (settings.lora, &loaded.adapters) {
             (Some(c), Some(factors)) => Policy::with_lora_values(start.clone(), c, factors, dtype),
             (Some(_), None) => {
@@ -260,6 +259,7 @@ impl<'a> Tuner<'a> {
             (None, _) => Policy::with_values(start.clone(), &loaded.weights, dtype),
         }
         .map_err(cerr)?;
+        let reference = reference_of(&start, &policy, dtype)?;
         let mut opt = AdamW::new(settings.adamw, &policy.names, &policy.vars).map_err(cerr)?;
         opt.restore(
             &policy.names,
@@ -310,12 +310,7 @@ impl<'a> Tuner<'a> {
         let mut interrupted = false;
         for step in self.first_step..s.steps {
             let t0 = Instant::now();
-            // A full fine-tune's moments wait on disk, beside the checkpoints, until the update.
-            if let (Some(out), None) = (&self.out, self.policy.lora()) {
-                std::fs::create_dir_all(out)
-                    .map_err(|e| TuneError::Checkpoint(format!("`{}`: {e}", out.display())))?;
-                self.opt.park(out).map_err(cerr)?;
-            }
+            self.park_moments()?;
             let (mut row, tokens) = match s.method {
                 Method::Grpo => self.grpo_step(step)?,
                 Method::Dpo => self.dpo_step(step)?,
@@ -349,6 +344,19 @@ impl<'a> Tuner<'a> {
             dropped: self.dropped,
             n_items,
         })
+    }
+
+    /// A full fine-tune's moments wait on disk, beside the checkpoints, until the next update
+    /// reads them back: called before every phase that samples or differentiates (each step,
+    /// and each further `inner` update of a GRPO batch), so no backward runs beside them.
+    /// Nothing to do without an output folder, for LoRA (small moments), or when parked.
+    fn park_moments(&mut self) -> Result<(), TuneError> {
+        if let (Some(out), None) = (&self.out, self.policy.lora()) {
+            std::fs::create_dir_all(out)
+                .map_err(|e| TuneError::Checkpoint(format!("`{}`: {e}", out.display())))?;
+            self.opt.park(out).map_err(cerr)?;
+        }
+        Ok(())
     }
 
     fn save(&self, step: usize) -> Result<Option<PathBuf>, TuneError> {
@@ -490,7 +498,6 @@ impl<'a> Tuner<'a> {
         self.opt
             .step(&self.policy.vars, &grads, scale, lr)
             .map_err(cerr)?;
-        self.policy.refresh().map_err(cerr)?;
         drop(grads);
         crate::alloc::release_free();
         Ok((norm, lr))
@@ -564,6 +571,8 @@ impl<'a> Tuner<'a> {
         let (mut loss_sum, mut kl_sum, mut clipped, mut tokens) = (0.0, 0.0, 0usize, 0usize);
         let (mut norm, mut lr) = (0.0, 0.0);
         for inner in 0..s.inner {
+            // The previous inner update read the moments back (the first finds them parked).
+            self.park_moments()?;
             let mut acc: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
             (loss_sum, kl_sum, clipped, tokens) = (0.0, 0.0, 0, 0);
             for (k, ans) in answers.iter().enumerate() {
@@ -793,8 +802,16 @@ fn add_into(slot: &mut Option<Tensor>, g: Tensor) -> candle_core::Result<()> {
 }
 
 /// The frozen start as the reference forward, in the run's compute dtype (a GGUF's quantized
-/// matrices stay quantized for f32: the same values as the policy's dense copy).
-fn reference_of(start: &Model, dtype: DType) -> Result<HookedTransformer, TuneError> {
+/// matrices stay quantized for f32: the same values as the policy's dense copy). A LoRA policy
+/// already holds it: its frozen weights, not a second copy.
+fn reference_of(
+    start: &Model,
+    policy: &Policy,
+    dtype: DType,
+) -> Result<HookedTransformer, TuneError> {
+    if let Some(frozen) = policy.frozen() {
+        return Ok(frozen.clone());
+    }
     let reference = HookedTransformer::new(start).map_err(|e| TuneError::Model(e.to_string()))?;
     if reference.dtype() == dtype {
         Ok(reference)

@@ -525,6 +525,39 @@ impl HookedTransformer {
         })
     }
 
+    /// The same transformer with each layer's projection weights (q/k/v/o, gate/up/down) passed
+    /// through `f(hf_name, weight)` (e.g. `model.layers.3.self_attn.q_proj.weight`), every other
+    /// weight shared as it is: how LoRA wraps frozen weights in [`Linear::LowRank`].
+    pub fn map_projections(
+        &self,
+        f: &mut dyn FnMut(&str, &Linear) -> Result<Linear>,
+    ) -> Result<Self> {
+        let mut out = self.clone();
+        for (l, lw) in out.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{l}");
+            for (name, w) in [
+                ("self_attn.q_proj", &mut lw.wq),
+                ("self_attn.k_proj", &mut lw.wk),
+                ("self_attn.v_proj", &mut lw.wv),
+                ("self_attn.o_proj", &mut lw.wo),
+                ("mlp.gate_proj", &mut lw.w_gate),
+                ("mlp.up_proj", &mut lw.w_up),
+                ("mlp.down_proj", &mut lw.w_down),
+            ] {
+                let new = f(&format!("{p}.{name}.weight"), w)?;
+                if new.dims()? != w.dims()? {
+                    candle_core::bail!(
+                        "{p}.{name}.weight: replaced by a weight of shape {:?}, was {:?}",
+                        new.dims()?,
+                        w.dims()?
+                    );
+                }
+                *w = new;
+            }
+        }
+        Ok(out)
+    }
+
     /// The family's switches this transformer runs with.
     pub fn traits(&self) -> &ForwardTraits {
         &self.traits
@@ -740,7 +773,7 @@ impl HookedTransformer {
                     ops::matmul_const(x, &wh)?
                 }
                 // Head i's rows of W, applied to copy i.
-                Linear::Quant(_) => Tensor::stack(
+                Linear::Quant(_) | Linear::LowRank(_) => Tensor::stack(
                     &(0..heads)
                         .map(|i| w.rows(i * dh, dh)?.forward(&x.get(i)?))
                         .collect::<Result<Vec<_>>>()?,
@@ -888,7 +921,7 @@ impl HookedTransformer {
                     let wo_heads = wo.t()?.reshape((hq, dh, c.d_model))?;
                     ops::matmul_const(&z, &wo_heads)? // [hq, seq, d]
                 }
-                Linear::Quant(_) => Tensor::stack(
+                Linear::Quant(_) | Linear::LowRank(_) => Tensor::stack(
                     &(0..hq)
                         .map(|i| lw.wo.cols(i * dh, dh)?.forward(&z.get(i)?))
                         .collect::<Result<Vec<_>>>()?,

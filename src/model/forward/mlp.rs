@@ -17,11 +17,18 @@ pub use crate::model::kernels::ops::GluActivation;
 /// `(act(gate) ⊙ up) · W_downᵀ` for `gate, up: [T, d_ff]` → `[T, d_model]`.
 pub fn glu_down(gate: &Tensor, up: &Tensor, act: GluActivation, down: &Linear) -> Result<Tensor> {
     let on_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == gate.dtype();
-    // The fused op differentiates gate and up only; a trained down weight takes the composed path.
-    let dense_ok = match down {
-        Linear::Dense(w) => on_cpu(w) && !w.track_op(),
-        Linear::Quant(_) => true,
-    };
+    // The fused op differentiates gate and up only; a trained down weight (or trained low-rank
+    // factors of it) takes the composed path.
+    fn frozen_on_cpu(l: &Linear, on_cpu: &dyn Fn(&Tensor) -> bool) -> bool {
+        match l {
+            Linear::Dense(w) => on_cpu(w),
+            Linear::Quant(_) => true,
+            Linear::LowRank(lr) => {
+                on_cpu(&lr.a) && on_cpu(&lr.b) && frozen_on_cpu(&lr.base, on_cpu)
+            }
+        }
+    }
+    let dense_ok = !down.is_tracked() && frozen_on_cpu(down, &on_cpu);
     if fused::supported(gate) && on_cpu(up) && dense_ok && gate.dims() == up.dims() {
         let op = GluDown {
             act,

@@ -1,5 +1,6 @@
 //! A weight matrix as the forward uses it: `y = x · Wᵀ`, with `W` either a dense tensor or a
-//! quantized [`QMatrix`] dequantized block by block inside the matmul.
+//! quantized [`QMatrix`] dequantized block by block inside the matmul, or a frozen weight of
+//! either kind with a low-rank update ([`LowRank`], LoRA) applied as two thin matmuls.
 //!
 //! The quantized path is a custom op whose backward returns only the input gradient, like
 //! [`ops::matmul_const`]: attribution never differentiates a weight. Neither direction keeps an
@@ -28,6 +29,20 @@ const LARGE_BLOCK_ELEMS: usize = 1 << 20;
 pub enum Linear {
     Dense(Tensor),
     Quant(QView),
+    LowRank(Box<LowRank>),
+}
+
+/// `W = W₀ + s·B·A` with `W₀` frozen (`[out, in]`, dense or quantized), `A: [r, in]`,
+/// `B: [out, r]`: LoRA's adapted weight. The forward is `x·W₀ᵀ + ((x·Aᵀ)·s)·Bᵀ`, so `W` never
+/// exists in dense form and `W₀` stays shared with whoever else reads it (the frozen reference
+/// model); when `A` and `B` are tracked (`Var`s), candle's matmul backward gives their
+/// gradients, and `W₀` gets none.
+#[derive(Clone, Debug)]
+pub struct LowRank {
+    pub base: Linear,
+    pub a: Tensor,
+    pub b: Tensor,
+    pub scale: f64,
 }
 
 /// Rows `r0..r0+nr` and columns `c0..c0+nc` of a shared quantized matrix.
@@ -52,8 +67,32 @@ impl Linear {
         })
     }
 
+    /// `base + scale·B·A` (see [`LowRank`]); `a: [r, in]` and `b: [out, r]` must fit `base`.
+    pub fn low_rank(base: Linear, a: Tensor, b: Tensor, scale: f64) -> Result<Self> {
+        let (out, inp) = base.dims()?;
+        let ((ra, ia), (ob, rb)) = (a.dims2()?, b.dims2()?);
+        if ia != inp || ob != out || ra != rb {
+            candle_core::bail!(
+                "low-rank factors A {:?} and B {:?} do not fit a weight of shape [{out}, {inp}]",
+                a.dims(),
+                b.dims()
+            );
+        }
+        Ok(Linear::LowRank(Box::new(LowRank { base, a, b, scale })))
+    }
+
     pub fn is_quantized(&self) -> bool {
         matches!(self, Linear::Quant(_))
+    }
+
+    /// Whether a forward through this weight records a graph to the weight itself (a trained
+    /// dense weight or trained low-rank factors).
+    pub fn is_tracked(&self) -> bool {
+        match self {
+            Linear::Dense(w) => w.track_op(),
+            Linear::Quant(_) => false,
+            Linear::LowRank(l) => l.a.track_op() || l.b.track_op() || l.base.is_tracked(),
+        }
     }
 
     /// `(out, in)`.
@@ -61,6 +100,7 @@ impl Linear {
         match self {
             Linear::Dense(w) => w.dims2(),
             Linear::Quant(v) => Ok((v.nr, v.nc)),
+            Linear::LowRank(l) => l.base.dims(),
         }
     }
 
@@ -91,6 +131,12 @@ impl Linear {
                     v.matmul_t(&x2)?
                 }
             }
+            Linear::LowRank(l) => {
+                // The scale is applied to the thin `[rows, r]` product, so no extra `[rows, out]`
+                // tensor is kept for the backward.
+                let xa = (matmul_maybe_const(&x2, &l.a.t()?)? * l.scale)?;
+                (l.base.forward(&x2)? + matmul_maybe_const(&xa, &l.b.t()?)?)?
+            }
         };
         let mut out_dims = lead.to_vec();
         out_dims.push(out);
@@ -102,6 +148,10 @@ impl Linear {
         match self {
             Linear::Dense(w) => g.detach().matmul(&w.detach()),
             Linear::Quant(v) => v.matmul(&g.detach()),
+            Linear::LowRank(l) => {
+                let gb = (g.detach().matmul(&l.b.detach())? * l.scale)?;
+                l.base.input_grad(g)? + gb.matmul(&l.a.detach())?
+            }
         }
     }
 
@@ -119,6 +169,12 @@ impl Linear {
                     ..v.clone()
                 }))
             }
+            Linear::LowRank(l) => Linear::low_rank(
+                l.base.rows(r0, n)?,
+                l.a.clone(),
+                l.b.narrow(0, r0, n)?,
+                l.scale,
+            ),
         }
     }
 
@@ -136,6 +192,12 @@ impl Linear {
                     ..v.clone()
                 }))
             }
+            Linear::LowRank(l) => Linear::low_rank(
+                l.base.cols(c0, n)?,
+                l.a.narrow(1, c0, n)?,
+                l.b.clone(),
+                l.scale,
+            ),
         }
     }
 
@@ -156,14 +218,22 @@ impl Linear {
                 };
                 rows.to_device(device)
             }
+            Linear::LowRank(l) => {
+                let b = l.b.index_select(&Tensor::new(ids, l.b.device())?, 0)?;
+                l.base.gather_rows(ids, device)? + (b.matmul(&l.a)? * l.scale)?.to_device(device)?
+            }
         }
     }
 
-    /// `W` as a dense tensor (the model's dtype for dense weights, f32 for quantized ones).
+    /// `W` as a dense tensor (the model's dtype for dense weights, f32 for quantized ones; a
+    /// low-rank weight merged, `W₀ + (B·A)·s`, without a graph).
     pub fn to_dense(&self) -> Result<Tensor> {
         match self {
             Linear::Dense(w) => Ok(w.clone()),
             Linear::Quant(v) => v.dense_block(0, v.nr),
+            Linear::LowRank(l) => {
+                l.base.to_dense()?.detach() + (l.b.detach().matmul(&l.a.detach())? * l.scale)?
+            }
         }
     }
 
@@ -174,7 +244,23 @@ impl Linear {
             Linear::Dense(w) => Ok(Linear::Dense(w.to_dtype(dtype)?)),
             Linear::Quant(_) if dtype == DType::F32 => Ok(self.clone()),
             Linear::Quant(_) => Ok(Linear::Dense(self.to_dense()?.to_dtype(dtype)?)),
+            Linear::LowRank(l) => Linear::low_rank(
+                l.base.to_dtype(dtype)?,
+                l.a.to_dtype(dtype)?,
+                l.b.to_dtype(dtype)?,
+                l.scale,
+            ),
         }
+    }
+}
+
+/// `x · w`, differentiable in `w` only when `w` is tracked (a trained factor); otherwise through
+/// [`ops::matmul_const`], so no gradient is formed for a frozen `w`.
+fn matmul_maybe_const(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if w.track_op() {
+        x.matmul(w)
+    } else {
+        ops::matmul_const(x, w)
     }
 }
 
