@@ -1914,8 +1914,14 @@ fn graph_session() -> Session {
 fn converted_verbs_refuse_bad_values_at_binding() {
     let mut s = graph_session();
     for (src, want) in [
-        ("t | top -1", "`n` of `top` must be a whole number ≥ 0, got -1"),
-        ("t | head 2.5", "`n` of `head` must be a whole number ≥ 0, got 2.5"),
+        (
+            "t | top -1",
+            "`n` of `top` must be a whole number ≥ 0, got -1",
+        ),
+        (
+            "t | head 2.5",
+            "`n` of `head` must be a whole number ≥ 0, got 2.5",
+        ),
         (
             "t | join t on src max_rows -1",
             "`max_rows` of `join` must be a finite number ≥ 0, got -1",
@@ -1952,7 +1958,10 @@ fn converted_verbs_refuse_bad_values_at_binding() {
             "entropy g0 base -2",
             "`base` of `entropy` must be a finite number > 0, got -2",
         ),
-        ("show g0 top -1", "`top` of `show` must be a whole number ≥ 0, got -1"),
+        (
+            "show g0 top -1",
+            "`top` of `show` must be a whole number ≥ 0, got -1",
+        ),
         (
             "circuit g0 top 2.5",
             "`top` of `circuit` must be a whole number from 0 to 1000000000000, got 2.5",
@@ -1996,12 +2005,30 @@ fn tune_keywords_are_range_checked_at_binding() {
     s.set("m", m);
     s.eval("let qs = arith 2 seed 1").unwrap();
     for (kw, want) in [
-        ("steps 0", "`steps` of `tune` must be a whole number from 1 to 1000000, got 0"),
-        ("batch 2.5", "`batch` of `tune` must be a whole number from 1 to 4096, got 2.5"),
-        ("group 2000", "`group` of `tune` must be a whole number from 1 to 1024, got 2000"),
-        ("lora 0", "`lora` of `tune` must be a whole number from 1 to 4096, got 0"),
-        ("seed -1", "`seed` of `tune` must be a whole number from 0 to 4294967295, got -1"),
-        ("save_every 0.5", "`save_every` of `tune` must be a whole number from 0 to 1000000, got 0.5"),
+        (
+            "steps 0",
+            "`steps` of `tune` must be a whole number from 1 to 1000000, got 0",
+        ),
+        (
+            "batch 2.5",
+            "`batch` of `tune` must be a whole number from 1 to 4096, got 2.5",
+        ),
+        (
+            "group 2000",
+            "`group` of `tune` must be a whole number from 1 to 1024, got 2000",
+        ),
+        (
+            "lora 0",
+            "`lora` of `tune` must be a whole number from 1 to 4096, got 0",
+        ),
+        (
+            "seed -1",
+            "`seed` of `tune` must be a whole number from 0 to 4294967295, got -1",
+        ),
+        (
+            "save_every 0.5",
+            "`save_every` of `tune` must be a whole number from 0 to 1000000, got 0.5",
+        ),
     ] {
         let e = s
             .eval(&format!("tune m on qs to \"unused\" {kw}"))
@@ -2027,7 +2054,11 @@ fn declared_defaults_apply_when_a_keyword_is_left_out() {
             "entropy g0 by layer bins 100 zeros false",
             "entropy g0 by layer bins 7",
         ),
-        ("overlap g0, g1", "overlap g0, g1 top 100", "overlap g0, g1 top 5"),
+        (
+            "overlap g0, g1",
+            "overlap g0, g1 top 100",
+            "overlap g0, g1 top 5",
+        ),
         (
             "compare g0, g1 resamples 50",
             "compare g0, g1 resamples 50 seed 0 paired true k 10 same_tokens false",
@@ -2056,7 +2087,10 @@ fn declared_defaults_apply_when_a_keyword_is_left_out() {
         let e = result(&mut s, explicit);
         assert!(equal(&d, &e), "{default}: {d:?}\n{explicit}: {e:?}");
         let o = result(&mut s, other);
-        assert!(!equal(&d, &o), "{other} should differ from {default}: {d:?}");
+        assert!(
+            !equal(&d, &o),
+            "{other} should differ from {default}: {d:?}"
+        );
     }
 }
 
@@ -2065,7 +2099,7 @@ fn declared_defaults_apply_when_a_keyword_is_left_out() {
 #[test]
 fn analysis_io_study_and_tune_failures_keep_their_cause() {
     use rlq::eval::ErrorCode;
-    fn cause<'a, T: std::error::Error + 'static>(e: &'a rlq::eval::EvalError) -> &'a T {
+    fn cause<T: std::error::Error + 'static>(e: &rlq::eval::EvalError) -> &T {
         std::error::Error::source(e)
             .unwrap_or_else(|| panic!("no source: {e:?}"))
             .downcast_ref::<T>()
@@ -2078,7 +2112,10 @@ fn analysis_io_study_and_tune_failures_keep_their_cause() {
     let e = s.eval("entropy (table {a: [1, 2]})").unwrap_err();
     assert_eq!(e.code, ErrorCode::Analysis);
     let a = cause::<rlq::analysis::AnalysisError>(&e);
-    assert!(matches!(a, rlq::analysis::AnalysisError::MissingColumn { .. }), "{a:?}");
+    assert!(
+        matches!(a, rlq::analysis::AnalysisError::MissingColumn { .. }),
+        "{a:?}"
+    );
     assert_eq!(a.to_string(), e.message);
 
     // io: reading a missing file, saving under a file (not a folder)

@@ -224,7 +224,10 @@ fn explain(cycles: &[Vec<String>], imports: &[Import]) -> String {
     let mut out = String::new();
     for c in cycles {
         out.push_str(&format!("cycle among {c:?}:\n"));
-        for i in imports.iter().filter(|i| c.contains(&i.from) && c.contains(&i.to)) {
+        for i in imports
+            .iter()
+            .filter(|i| c.contains(&i.from) && c.contains(&i.to))
+        {
             out.push_str(&format!("  {} -> {} at {}\n", i.from, i.to, i.at));
         }
     }

@@ -447,8 +447,7 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     } else {
         None
     };
-    let stat = Stat::from_name(&name, hist, k, dense_layers)
-        .map_err(|e| failed(args.span, e))?;
+    let stat = Stat::from_name(&name, hist, k, dense_layers).map_err(|e| failed(args.span, e))?;
     let stat = NormalizedStat::new(stat, normalize_arg(&args)?);
     let mut tables = Vec::with_capacity(values.len());
     let mut names = Vec::with_capacity(values.len());
@@ -463,8 +462,8 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     }
     if by_position {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let df =
-            analysis::statistic_by_position(&refs, &tables, stat).map_err(|e| failed(args.span, e))?;
+        let df = analysis::statistic_by_position(&refs, &tables, stat)
+            .map_err(|e| failed(args.span, e))?;
         return Ok(Value::Table(Table::Eager(df)));
     }
     let df = if tables.len() == 1 {

@@ -291,9 +291,8 @@ fn verb_read_graph(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             .with_code(ErrorCode::Io)
             .with_cause(e)
     })?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        err(span, format!("`{}` is not JSON: {e}", path.display())).with_cause(e)
-    })?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| err(span, format!("`{}` is not JSON: {e}", path.display())).with_cause(e))?;
     let g = from_eap_ig_json(&v, which).map_err(|e| failed(span, e))?;
     Ok(Value::Graph(Arc::new(g)))
 }

@@ -165,8 +165,7 @@ fn verb_load(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         dtype,
         keep_quantized,
     };
-    let m =
-        load(&source, &opts).map_err(|e| model_failed(args.span_of("source"), e))?;
+    let m = load(&source, &opts).map_err(|e| model_failed(args.span_of("source"), e))?;
     Ok(Value::Model(m))
 }
 

@@ -654,11 +654,10 @@ fn verb_reuse(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     }
     let key = key_json(args.value("key").unwrap_or(&Value::Null));
     if path.is_file() {
-        let (df, saved) = super::io::read_parquet_with(&path, REUSE_KEY)
-            .map_err(|e| {
-                let message = format!("cannot read `{}`: {e}", path.display());
-                e.source_of(err(pspan, message))
-            })?;
+        let (df, saved) = super::io::read_parquet_with(&path, REUSE_KEY).map_err(|e| {
+            let message = format!("cannot read `{}`: {e}", path.display());
+            e.source_of(err(pspan, message))
+        })?;
         let Some(saved) = saved else {
             return Err(err(
                 pspan,

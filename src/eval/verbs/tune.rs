@@ -252,7 +252,10 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     }
     let eos = m.config.eos_token_ids.first().copied();
     let encode_answer = |text: &str| -> EvalResult<Vec<u32>> {
-        let mut ids = m.tokenizer.encode(text, false).map_err(|e| failed(span, e))?;
+        let mut ids = m
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| failed(span, e))?;
         ids.extend(eos);
         Ok(ids)
     };
