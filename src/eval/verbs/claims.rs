@@ -45,8 +45,11 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         })?;
         let s = col
             .cast(&DataType::Float64)
-            .map_err(|e| bad(format!("column `{c}`: {e}")))?;
-        Ok(s.f64().map_err(|e| bad(e.to_string()))?.iter().collect())
+            .map_err(|e| bad(format!("column `{c}`: {e}")).with_cause(e))?;
+        Ok(s.f64()
+            .map_err(|e| bad(e.to_string()).with_cause(e))?
+            .iter()
+            .collect())
     };
     let (delta, pct, lo, hi) = (num("delta")?, num("pct")?, num("ci_low")?, num("ci_high")?);
     let base = num("base")?;

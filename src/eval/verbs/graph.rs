@@ -398,9 +398,9 @@ fn failed(span: Span, e: impl std::error::Error + Send + Sync + 'static) -> Eval
 
 /// Hashes of the models seen, by identity: hashing dequantizes every weight (about a second for
 /// SmolLM2), so a session's many `patch` calls on one model pay it once.
-fn model_hash(m: &Arc<Model>) -> Result<String, String> {
+fn model_hash(m: &Arc<Model>, span: Span) -> EvalResult<String> {
     static CACHE: Mutex<Vec<(Weak<Model>, String)>> = Mutex::new(Vec::new());
-    let mut cache = CACHE.lock().map_err(|e| e.to_string())?;
+    let mut cache = CACHE.lock().map_err(|e| err(span, e))?;
     cache.retain(|(w, _)| w.strong_count() > 0);
     if let Some((_, h)) = cache
         .iter()
@@ -408,7 +408,7 @@ fn model_hash(m: &Arc<Model>) -> Result<String, String> {
     {
         return Ok(h.clone());
     }
-    let h = crate::tuning::weights_hash(m).map_err(|e| e.to_string())?;
+    let h = crate::tuning::weights_hash(m).map_err(|e| failed(span, e))?;
     cache.push((Arc::downgrade(m), h.clone()));
     Ok(h)
 }
@@ -539,7 +539,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let prepared = match prepared {
         Ok(p) => p,
         Err(PrepareError::Interrupted { answers }) => {
-            let kept = with_answers(&table, &specs, &answers).map_err(|e| err(on_span, e))?;
+            let kept = with_answers(&table, &specs, &answers).map_err(|e| failed(on_span, e))?;
             let generated = answers.len();
             let value = Value::Table(Table::Eager(kept));
             ctx.set_global("_answers", value.clone());
@@ -574,7 +574,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         TCut::Positions(p) => Some(p.clone()),
         _ => None,
     };
-    let model_hash = model_hash(&m).map_err(|e| err(span, e))?;
+    let model_hash = model_hash(&m, span)?;
     let mut meta = GraphMeta {
         model: m.source.clone(),
         model_hash,
@@ -681,7 +681,7 @@ fn with_answers(
     table: &DataFrame,
     specs: &[SampleSpec],
     generated: &[(i64, Vec<u32>)],
-) -> Result<DataFrame, String> {
+) -> PolarsResult<DataFrame> {
     let by_id: HashMap<i64, &Vec<u32>> = generated.iter().map(|(i, a)| (*i, a)).collect();
     let mut cells: Vec<Option<Series>> = vec![None; table.height()];
     for s in specs {
@@ -693,13 +693,10 @@ fn with_answers(
     }
     let mut column = Series::new("answer_ids".into(), cells);
     if column.dtype() != &DataType::List(Box::new(DataType::Int64)) {
-        column = column
-            .cast(&DataType::List(Box::new(DataType::Int64)))
-            .map_err(|e| e.to_string())?;
+        column = column.cast(&DataType::List(Box::new(DataType::Int64)))?;
     }
     let mut out = table.clone();
-    out.with_column(column.into_column())
-        .map_err(|e| e.to_string())?;
+    out.with_column(column.into_column())?;
     Ok(out)
 }
 
