@@ -2,7 +2,9 @@
 //! `src/**/*.rs` (in `use` lines and inline, as `crate::tuning::weights_hash(m)`) is an arrow
 //! from the file's top-level module to the one it names. The engines never import the
 //! language, `model` imports no layer built on it, and the top-level modules form no cycle
-//! (ARCHITECTURE.md allows none).
+//! (ARCHITECTURE.md allows none). Inside `model` the same holds for its parts (`loading`,
+//! `forward`, `arch`, …, and `Model` in `mod.rs`), with `super::` chains and re-exported names
+//! resolved to the part they come from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -51,10 +53,9 @@ fn without_comments(text: &str) -> String {
         .join("\n")
 }
 
-/// The first segment of every `crate::` path in `code`, with its line: `crate::model::X` gives
-/// `model`; `crate::{files, model::Model}` gives `files` and `model`.
-fn crate_paths(code: &str) -> Vec<(String, usize)> {
-    let line_of = |at: usize| code[..at].matches('\n').count() + 1;
+/// The first segments of the path that starts at `rest` (just after a `::`): `model::X` gives
+/// `model`; a group `{files, model::{Model, hooks}}` gives `files` and `model`.
+fn first_segments(rest: &str) -> Vec<String> {
     let ident = |s: &str| -> String {
         s.trim_start()
             .chars()
@@ -62,36 +63,52 @@ fn crate_paths(code: &str) -> Vec<(String, usize)> {
             .collect()
     };
     let mut out = Vec::new();
-    for (at, _) in code.match_indices("crate::") {
+    if let Some(group) = rest.strip_prefix('{') {
+        // The top-level items of the group, up to its closing brace.
+        let (mut depth, mut start) = (0usize, 0usize);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    out.push(ident(&group[start..i]));
+                    break;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    out.push(ident(&group[start..i]));
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+    } else {
+        out.push(ident(rest));
+    }
+    out.retain(|name| !name.is_empty());
+    out
+}
+
+/// Every path in `code` that starts with `prefix` (`crate::`, `crate::model::`): its first
+/// segments after the prefix, with the line.
+fn paths_after(code: &str, prefix: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices(prefix) {
         let before = code[..at].chars().next_back();
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
             continue; // `mycrate::`, not the crate root
         }
-        let rest = &code[at + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            // The top-level items of the group, up to its closing brace.
-            let (mut depth, mut start) = (0usize, 0usize);
-            for (i, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => {
-                        out.push((ident(&group[start..i]), line_of(at)));
-                        break;
-                    }
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => {
-                        out.push((ident(&group[start..i]), line_of(at)));
-                        start = i + 1;
-                    }
-                    _ => {}
-                }
-            }
-        } else {
-            out.push((ident(rest), line_of(at)));
+        let line = code[..at].matches('\n').count() + 1;
+        for name in first_segments(&code[at + prefix.len()..]) {
+            out.push((name, line));
         }
     }
-    out.retain(|(name, _)| !name.is_empty());
     out
+}
+
+/// The first segment of every `crate::` path in `code`, with its line: `crate::model::X` gives
+/// `model`; `crate::{files, model::Model}` gives `files` and `model`.
+fn crate_paths(code: &str) -> Vec<(String, usize)> {
+    paths_after(code, "crate::")
 }
 
 /// Every arrow between two different top-level modules among `files` (path relative to
@@ -224,11 +241,152 @@ fn explain(cycles: &[Vec<String>], imports: &[Import]) -> String {
     let mut out = String::new();
     for c in cycles {
         out.push_str(&format!("cycle among {c:?}:\n"));
+        let mut shown = BTreeSet::new();
         for i in imports
             .iter()
             .filter(|i| c.contains(&i.from) && c.contains(&i.to))
         {
-            out.push_str(&format!("  {} -> {} at {}\n", i.from, i.to, i.at));
+            // One place per arrow: the first.
+            if shown.insert((&i.from, &i.to)) {
+                out.push_str(&format!("  {} -> {} at {}\n", i.from, i.to, i.at));
+            }
+        }
+    }
+    out
+}
+
+// ---- Inside `model` (ARCHITECTURE.md): its parts import only parts below them ----
+
+/// The part of `model` a file of `src/model/` is in (`loading` for `loading/gguf.rs`, `config`
+/// for `config.rs`; `Model` for `mod.rs`, which holds the `Model` type), and its module path
+/// below `model` (`["loading", "gguf"]`; `[]` for `mod.rs`).
+fn model_file(rel: &str) -> Option<(String, Vec<String>)> {
+    let inner = rel.strip_prefix("model/")?.strip_suffix(".rs")?;
+    let mut path: Vec<String> = inner.split('/').map(str::to_string).collect();
+    if path.last().is_some_and(|s| s == "mod") {
+        path.pop();
+    }
+    let part = path.first().cloned().unwrap_or_else(|| "Model".to_string());
+    Some((part, path))
+}
+
+/// A statement of `code` (text between `;`s) without its leading attributes.
+fn statement(chunk: &str) -> &str {
+    let mut s = chunk.trim_start();
+    while s.starts_with("#[") {
+        s = s.find('\n').map_or("", |i| s[i..].trim_start());
+    }
+    s
+}
+
+/// `model/mod.rs` read for arrows: every name it re-exports (`pub use loading::load::{load,
+/// LoadOptions}` maps `load` and `LoadOptions` to `loading`), and the rest of its code (what
+/// `Model` itself uses).
+fn model_root(code: &str) -> (BTreeMap<String, String>, String) {
+    let mut names = BTreeMap::new();
+    let mut body = String::new();
+    for chunk in code.split(';') {
+        let s = statement(chunk);
+        let reexport = s
+            .strip_prefix("pub use ")
+            .or_else(|| s.strip_prefix("pub(crate) use "));
+        if let Some(rest) = reexport {
+            let part = first_segments(rest).into_iter().next().unwrap_or_default();
+            let after_part = rest.split_once("::").map_or("", |(_, r)| r);
+            for name in after_part
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty() && *w != "self" && *w != "as")
+            {
+                names.insert(name.to_string(), part.clone());
+            }
+        } else if !(s.starts_with("mod ") || s.starts_with("pub mod ")) {
+            body.push_str(chunk);
+            body.push(';');
+        }
+    }
+    (names, body)
+}
+
+/// The arrows between the parts of `model` among `files` (paths relative to `src/`): paths
+/// `crate::model::…` and `super::…` resolved to the part they name, a re-exported name to the
+/// part it comes from.
+fn model_imports(files: &[(String, String)]) -> Vec<Import> {
+    let parts: BTreeSet<String> = files
+        .iter()
+        .filter_map(|(rel, _)| model_file(rel))
+        .map(|(part, _)| part)
+        .collect();
+    let root = files
+        .iter()
+        .find(|(rel, _)| rel == "model/mod.rs")
+        .map(|(_, text)| model_root(&without_comments(text)))
+        .unwrap_or_default();
+    let part_of = |name: &str| -> String {
+        if parts.contains(name) {
+            name.to_string()
+        } else {
+            root.0
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| "Model".to_string())
+        }
+    };
+    let mut out = Vec::new();
+    let mut arrow = |from: &str, to: String, at: String| {
+        if from != to {
+            out.push(Import {
+                from: from.to_string(),
+                to,
+                at,
+            });
+        }
+    };
+    // `Model` uses what its own code names among the re-exports.
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    for (name, part) in &root.0 {
+        let used = root.1.match_indices(name.as_str()).any(|(at, _)| {
+            let before = root.1[..at].chars().next_back();
+            let after = root.1[at + name.len()..].chars().next();
+            !before.is_some_and(is_word) && !after.is_some_and(is_word)
+        });
+        if used {
+            arrow("Model", part.clone(), format!("src/model/mod.rs: {name}"));
+        }
+    }
+    for (rel, text) in files {
+        let Some((from, path)) = model_file(rel) else {
+            continue;
+        };
+        if rel == "model/mod.rs" {
+            continue;
+        }
+        let code = without_comments(text);
+        for (name, line) in paths_after(&code, "crate::model::") {
+            arrow(&from, part_of(&name), format!("src/{rel}:{line}"));
+        }
+        // `super::super::x`: up from this file's module, then `x`.
+        for (at, _) in code.match_indices("super::") {
+            let before = code[..at].chars().next_back();
+            if before.is_some_and(|c| is_word(c) || c == ':') {
+                continue; // inside a chain, counted from its start
+            }
+            let mut rest = &code[at..];
+            let mut up = 0;
+            while let Some(r) = rest.strip_prefix("super::") {
+                rest = r;
+                up += 1;
+            }
+            let Some(base) = path.len().checked_sub(up) else {
+                continue; // above `model`: a top-level path, checked with the layers
+            };
+            let line = code[..at].matches('\n').count() + 1;
+            for name in first_segments(rest) {
+                let to = match path[..base].first() {
+                    Some(part) => part.clone(),
+                    None => part_of(&name),
+                };
+                arrow(&from, to, format!("src/{rel}:{line}"));
+            }
         }
     }
     out
@@ -314,4 +472,71 @@ fn the_layer_check_reports_a_forbidden_import_and_a_cycle() {
     // Without the two forbidden imports, no cycle is left.
     let allowed: Vec<Import> = imports.into_iter().filter(|i| i.from != "model").collect();
     assert!(cycles(&allowed).is_empty());
+}
+
+#[test]
+fn the_parts_of_model_import_in_one_direction() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &src, &mut files);
+    let imports = model_imports(&files);
+    // Arrows ARCHITECTURE.md draws are found, so the check is not passing on an empty graph.
+    for (from, to) in [
+        ("loading", "Model"),
+        ("loading", "arch"),
+        ("forward", "kernels"),
+        ("Model", "config"),
+        ("Model", "weights"),
+        ("arch", "config"),
+        ("weights", "kernels"),
+    ] {
+        assert!(
+            imports.iter().any(|i| i.from == from && i.to == to),
+            "no {from} -> {to} arrow found inside model: the scan is broken"
+        );
+    }
+    let cycles = cycles(&imports);
+    assert!(
+        cycles.is_empty(),
+        "import cycles between the parts of model:\n{}",
+        explain(&cycles, &imports)
+    );
+}
+
+/// Inside `model`, a path through a re-export (`crate::model::load` is `loading`'s) and a
+/// `super::super::` chain resolve to the part they name, so a cycle through them is reported.
+#[test]
+fn the_model_check_resolves_reexports_and_super_chains() {
+    let file = |p: &str, t: &str| (p.to_string(), t.to_string());
+    let files = vec![
+        file(
+            "model/mod.rs",
+            "pub mod config;\npub use loading::load::{\n    load, LoadOptions,\n};\npub use config::ModelConfig;\n#[derive(Debug)]\npub struct Model {\n    c: ModelConfig,\n}\n",
+        ),
+        file("model/config.rs", "use crate::model::load;\n"),
+        file("model/loading/load.rs", "use super::super::Model;\nuse super::gguf;\n"),
+        file("model/loading/gguf.rs", ""),
+    ];
+    let imports = model_imports(&files);
+    let arrows: Vec<(String, String)> = imports
+        .iter()
+        .map(|i| (i.from.clone(), i.to.clone()))
+        .collect();
+    let arrow = |f: &str, t: &str| (f.to_string(), t.to_string());
+    assert_eq!(
+        arrows,
+        vec![
+            arrow("Model", "config"),
+            arrow("config", "loading"),
+            arrow("loading", "Model"),
+        ]
+    );
+    assert_eq!(
+        cycles(&imports),
+        vec![vec![
+            "Model".to_string(),
+            "config".to_string(),
+            "loading".to_string()
+        ]]
+    );
 }
