@@ -83,6 +83,38 @@ fn run_binds_set_variables_first() {
     assert_eq!(stdout(&o), "42\nbob\ntrue\n");
 }
 
+/// `--set ck=[8, 16]` binds a list (what a script's `param "checkpoints" (range …)` takes), and a
+/// `param` given one reads it as given.
+#[test]
+fn set_binds_a_list() {
+    let dir = folder(&[(
+        "s.rlq",
+        "let ck = param \"ck\" (range(4, 17, 4))\nck\nmap ck (fn(k) = k / 8)\nnames\n",
+    )]);
+    let o = rlq_in(
+        dir.path(),
+        &[
+            "run",
+            "s.rlq",
+            "--set",
+            "ck=[8, 16]",
+            "--set",
+            "names=[\"a, b\", c]",
+        ],
+        "",
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "[8, 16]\n[1, 2]\n[\"a, b\", \"c\"]\n");
+    // Without --set, the default: every 4th step up to 16.
+    let o = rlq_in(dir.path(), &["run", "s.rlq", "--set", "names=[]"], "");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "[4, 8, 12, 16]\n[0.5, 1, 1.5, 2]\n[]\n");
+    // A list left open is a usage error naming the value.
+    let o = rlq_in(dir.path(), &["run", "s.rlq", "--set", "ck=[8, 16"], "");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not close it"), "{}", stderr(&o));
+}
+
 #[test]
 fn run_resolves_paths_against_the_script_folder() {
     let dir = folder(&[
@@ -614,4 +646,22 @@ fn cli_does_not_import_the_repl() {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("repl::"), "{} uses the repl", path.display());
     }
+}
+
+/// Every script under scripts/ resolves (`rlq check`: verbs, keywords, names defined before use,
+/// the parameters of function values), so a language change that breaks one is caught without
+/// running it (scripts/rl_dynamics.rlq tunes three models).
+#[test]
+fn every_script_checks() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("scripts")).expect("scripts/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("rlq") {
+            continue;
+        }
+        let o = rlq(&["check", path.to_str().expect("utf-8 path")]);
+        assert_eq!(code(&o), 0, "{}: {}", path.display(), stderr(&o));
+        checked += 1;
+    }
+    assert!(checked >= 3, "checked {checked} scripts");
 }

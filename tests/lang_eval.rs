@@ -637,6 +637,204 @@ fn every_example_checks_and_runs() {
     assert!(ran > 20, "ran {ran} examples");
 }
 
+/// `map` calls a user function, a function value or a verb on each element, in order.
+#[test]
+fn map_applies_functions_and_verbs_to_each_element() {
+    let mut s = session();
+    let list = |s: &mut Session, src: &str| eval(s, src).to_string();
+    s.eval("fn double(x) = x * 2").unwrap();
+    assert_eq!(list(&mut s, "map [1, 2, 3] double"), "[2, 4, 6]");
+    assert_eq!(list(&mut s, "[1, 2, 3] | map double"), "[2, 4, 6]");
+    assert_eq!(
+        list(&mut s, "map (range(3)) (fn(x) = x * x + 1)"),
+        "[1, 2, 5]"
+    );
+    assert_eq!(
+        list(&mut s, "map [\"a\", \"b\"] (fn(x) = x + \"!\")"),
+        "[\"a!\", \"b!\"]"
+    );
+    // A function value keeps the parameters of the function it was written in.
+    s.eval("fn scaled(xs, k) = map xs (fn(x) = x * k)").unwrap();
+    assert_eq!(list(&mut s, "scaled([1, 2], 10)"), "[10, 20]");
+    assert_eq!(
+        list(&mut s, "map [1, 2] (fn(k) = scaled([1, 2], k))"),
+        "[[1, 2], [2, 4]]"
+    );
+    // Verbs: the element is piped in (`abs`, `count` on tables) or given first (`range`).
+    assert_eq!(list(&mut s, "map [-1, 4, -9] abs"), "[1, 4, 9]");
+    assert_eq!(list(&mut s, "[4, 9] | map sqrt"), "[2, 3]");
+    assert_eq!(list(&mut s, "map [t, (t | head 3)] count"), "[8, 3]");
+    assert_eq!(list(&mut s, "map [2, 3] range"), "[[0, 1], [0, 1, 2]]");
+    // An empty list maps to an empty list without calling anything.
+    assert_eq!(list(&mut s, "map [] (fn(x) = 1 / 0)"), "[]");
+    assert_eq!(list(&mut s, "map [] abs"), "[]");
+    // The same calls, written out, give the same values.
+    assert_eq!(
+        eval(&mut s, "map [-2.5, 3] abs"),
+        eval(&mut s, "[abs(-2.5), abs(3)]")
+    );
+    // Not a function: said so, naming the parameter.
+    let e = format!("{:?}", s.eval("map [1] 5").unwrap_err());
+    assert!(e.contains("function"), "{e}");
+    let e = format!("{:?}", s.eval("map 5 abs").unwrap_err());
+    assert!(e.contains("list"), "{e}");
+    // `rlq check` knows a function value's parameters, and nothing else.
+    s.check("map [1] (fn(x) = x + 1)", "c").unwrap();
+    let e = format!("{:?}", s.check("map [1] (fn(x) = x + y)", "c").unwrap_err());
+    assert!(e.contains("unknown variable `y`"), "{e}");
+}
+
+/// A failure inside the mapped function names the element it failed on (its index as `xs[i]`
+/// counts, and its value), and keeps the function's own message and span.
+#[test]
+fn map_error_names_the_failing_element() {
+    let mut s = session();
+    s.eval("fn inv(x) = 1 / x").unwrap();
+    let e = s.eval("map [1, 2, 0, 4] inv").unwrap_err();
+    assert!(e.message.contains("element [2] of 4 (0)"), "{}", e.message);
+    assert!(e.message.contains("division by zero"), "{}", e.message);
+    // The span is the `x` in the function's body, in the source the function was written in.
+    let span = e.span.expect("span");
+    let src = e.source.as_ref().expect("source");
+    assert_eq!(&src.text[span.start..span.end], "x", "{}", src.text);
+    // A verb's failure names the element too (a string is not a number).
+    let e = s.eval("map [1, \"two\"] abs").unwrap_err();
+    assert!(
+        e.message.contains("element [1] of 2 (\"two\")"),
+        "{}",
+        e.message
+    );
+    // Nested maps name both indices, outermost first.
+    let e = s
+        .eval("map [[1], [2, 0]] (fn(xs) = map xs inv)")
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("element [1] of 2 ([2, 0]): map, element [1] of 2 (0)"),
+        "{}",
+        e.message
+    );
+    // A function of another arity is refused with its own message.
+    let e = s.eval("map [1] (fn(a, b) = a + b)").unwrap_err();
+    assert!(e.message.contains("takes 2 argument(s)"), "{}", e.message);
+    // A verb given where a function of no arguments is called says what it is.
+    let e = s.eval("reuse \"x.parquet\" count key [1]").unwrap_err();
+    assert!(
+        e.message
+            .contains("the verb `count`, used as a function, takes one value (got 0)"),
+        "{}",
+        e.message
+    );
+}
+
+/// `concat` stacks a list of tables (what `map` returns) as it stacks separate items: the
+/// same rows as polars' own concatenation of the same frames.
+#[test]
+fn concat_stacks_a_mapped_list_of_tables() {
+    let mut s = session();
+    let got = table(
+        &mut s,
+        "concat (map [1, 2, 3] (fn(k) = t | head k | with k = k))",
+    );
+    let part = |k: usize| {
+        edges()
+            .head(Some(k))
+            .lazy()
+            .with_column(lit(k as i64).alias("k"))
+    };
+    let want = concat([part(1), part(2), part(3)], UnionArgs::default())
+        .unwrap()
+        .collect()
+        .unwrap();
+    same(&got, &want);
+    // Lists and single tables mix, in order; a list literal works as well.
+    let mixed = table(
+        &mut s,
+        "concat (t | head 1 | with k = 1), (map [2, 3] (fn(k) = t | head k | with k = k))",
+    );
+    same(&mixed, &want);
+    same(&table(&mut s, "concat [(t | head 2), (t | head 2)]"), &{
+        let h = edges().head(Some(2));
+        let mut v = h.clone();
+        v.vstack_mut(&h).unwrap();
+        v
+    });
+    // An element that is not a table is named; an empty list leaves nothing to stack.
+    let e = format!("{:?}", s.eval("concat [t, 1]").unwrap_err());
+    assert!(e.contains("element [1] of this list is a number"), "{e}");
+    let e = format!("{:?}", s.eval("concat (map [] (fn(k) = t))").unwrap_err());
+    assert!(e.contains("at least one table"), "{e}");
+    let e = format!(
+        "{:?}",
+        s.eval("concat t, (map [1] (fn(k) = t | select src))")
+            .unwrap_err()
+    );
+    assert!(
+        e.contains("table 2 (element [0] of a list) has other columns"),
+        "{e}"
+    );
+}
+
+/// A function value given to `reuse` sees the parameters around it, so one function makes and
+/// keeps a table per element under a name of its own (as scripts/rl_dynamics.rlq does per
+/// checkpoint); a second pass reads every file back instead of calling `make`.
+#[test]
+fn reuse_with_a_function_value_keeps_one_file_per_element() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = session();
+    s.set_base_dir(dir.path());
+    s.eval("fn kept(k) = reuse (\"t_\" + k + \".parquet\") (fn() = t | head k) key [\"t\", k]")
+        .unwrap();
+    let first = table(&mut s, "concat (map [1, 3] kept)");
+    assert_eq!(first.height(), 4);
+    for k in [1, 3] {
+        assert!(dir.path().join(format!("t_{k}.parquet")).is_file());
+    }
+    // Second pass: `t` is gone, so only reading the files back can give the same rows.
+    s.set("t", df!("other" => [1i64]).unwrap());
+    let again = table(&mut s, "concat (map [1, 3] kept)");
+    same(&first, &again);
+}
+
+/// stdlib/dynamics.rlq's `key_unless_default`: nothing at the default (so `reuse` keys made
+/// before a setting existed still match), the setting named with its value otherwise.
+#[test]
+fn a_setting_joins_a_reuse_key_only_away_from_its_default() {
+    let mut s = Session::new();
+    let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/stdlib/dynamics.rlq");
+    s.eval(&format!("import {lib:?}")).unwrap();
+    let key = |s: &mut Session, v: &str| {
+        eval(s, &format!("key_unless_default(\"train_max\", {v}, 50)")).to_string()
+    };
+    assert_eq!(key(&mut s, "50"), "[]");
+    assert_eq!(key(&mut s, "5"), "[\"train_max 5\"]");
+    assert_eq!(key(&mut s, "50.5"), "[\"train_max 50.5\"]");
+    assert_eq!(key(&mut s, "1000"), "[\"train_max 1000\"]");
+}
+
+/// `range a b step`: a, a + step, … short of b (a negative step counts down); without a step,
+/// the old whole-number ranges.
+#[test]
+fn range_takes_a_step() {
+    let mut s = Session::new();
+    let list = |s: &mut Session, src: &str| eval(s, src).to_string();
+    assert_eq!(list(&mut s, "range(8, 17, 8)"), "[8, 16]");
+    assert_eq!(list(&mut s, "range(8, 16, 8)"), "[8]");
+    assert_eq!(list(&mut s, "range(3, 0, -1)"), "[3, 2, 1]");
+    assert_eq!(list(&mut s, "range(0, 1, 0.25)"), "[0, 0.25, 0.5, 0.75]");
+    assert_eq!(list(&mut s, "range(5, 1, 2)"), "[]");
+    assert_eq!(list(&mut s, "range 1 (6 + 1) 3"), "[1, 4]");
+    assert_eq!(list(&mut s, "range(2.5, 5)"), "[3, 4]");
+    let e = format!("{:?}", s.eval("range(0, 5, 0)").unwrap_err());
+    assert!(e.contains("other than 0"), "{e}");
+    let e = format!("{:?}", s.eval("range(0, 1, 1e-9)").unwrap_err());
+    assert!(e.contains("range too large"), "{e}");
+    // round's decimals are declared: a whole number from 0 to 15, refused otherwise.
+    assert_eq!(eval(&mut s, "round(2.5)").as_number(), Some(3.0));
+    let e = format!("{:?}", s.eval("round(1, 1e9)").unwrap_err());
+    assert!(e.contains("a whole number from 0 to 15"), "{e}");
+}
+
 #[test]
 fn graph_pipes_as_its_table() {
     use rlq::attribution::graph::{EdgeInfo, Graph, GraphMeta};

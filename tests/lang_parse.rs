@@ -152,6 +152,49 @@ fn statements() {
     assert!(matches!(&p.stmts[0].kind, StmtKind::Fn { params, .. } if params.is_empty()));
 }
 
+/// `fn(params) = body` is a function value: an expression, anywhere an item may stand; its body
+/// is a whole pipeline, so parentheses end it; `fn name(…)` at the start stays a definition.
+#[test]
+fn function_values_parse_as_expressions() {
+    let lambda = |e: &Expr| match &e.kind {
+        ExprKind::Lambda { params, body } => (
+            params.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+            (**body).clone(),
+        ),
+        other => panic!("not a function value: {other:?}"),
+    };
+    let c = command("map xs (fn(k) = t | head k) 3");
+    assert_eq!(c.verb.name, "map");
+    assert_eq!(c.items.len(), 3);
+    let (params, body) = lambda(c.items[1].expr());
+    assert_eq!(params, ["k"]);
+    assert!(matches!(body.kind, ExprKind::Pipeline(ref stages) if stages.len() == 2));
+    // Without parentheses the body takes the rest of the item, commas and all.
+    let c = command("map xs fn(a, b) = f a, b");
+    assert_eq!(c.items.len(), 2);
+    let (params, body) = lambda(c.items[1].expr());
+    assert_eq!(params, ["a", "b"]);
+    assert!(matches!(body.kind, ExprKind::Command(ref f) if f.items.len() == 2));
+    let (params, _) = lambda(&one_expr("fn() = 0"));
+    assert!(params.is_empty());
+    let src = "let f = fn(x) = x * 2";
+    let p = parse_ok(src);
+    match &p.stmts[0].kind {
+        StmtKind::Let { value, .. } => {
+            assert_eq!(&src[value.span.start..value.span.end], "fn(x) = x * 2")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        parse_ok("fn g(x) = fn(y) = x + y").stmts[0].kind,
+        StmtKind::Fn { .. }
+    ));
+    assert!(
+        parse("map xs fn(x)").is_err(),
+        "a function value needs `= body`"
+    );
+}
+
 #[test]
 fn commands_parse_generically() {
     let c = command("patch m on qs loss self_entropy steps 4");

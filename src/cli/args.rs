@@ -34,7 +34,8 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
     pub format: Format,
 
-    /// Bind a variable before the script runs (numbers and true/false are parsed; else a string).
+    /// Bind a variable before the script runs (numbers, true/false and lists such as `[8, 16]`
+    /// are parsed; else a string).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = Binding::parse, global = true)]
     pub set: Vec<Binding>,
 

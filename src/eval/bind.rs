@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::error::{suggestion, ErrorCode, EvalError, EvalResult};
-use super::registry::{Param, Shape, Signature};
+use super::registry::{Param, Shape, Signature, Type};
 use crate::syntax::{BinaryOp, Command, Expr, ExprKind, Ident, Item, ItemKind, Span};
 
 /// A command as binding sees it: a verb and a run of items. A nested command (`save compare
@@ -37,6 +37,8 @@ pub(crate) enum Bound<'a> {
     /// section: `save compare g0, g1 to "x"`.
     Nested(CommandRef<'a>),
     Word(String),
+    /// A verb's name where a function is expected (`map xs abs`): the verb as a function.
+    Verb(&'a str),
     Flag,
     /// A `desc`/`asc` after a sort key.
     Order(&'a Item, bool),
@@ -253,9 +255,14 @@ fn take<'a>(
                     _ => out.push((Bound::Item(item), item.span)),
                 }
             }
-            Shape::Value(_) => {
-                if let Some(w) = item.bare_word() {
-                    if !names.is_var(w) && names.is_verb(w) {
+            Shape::Value(ty) => {
+                let verb = item
+                    .bare_word()
+                    .filter(|w| !names.is_var(w) && names.is_verb(w));
+                match (verb, &item.kind) {
+                    // Where a function is expected, a verb's name is that verb, not a call.
+                    (Some(w), _) if *ty == Type::Func => out.push((Bound::Verb(w), item.span)),
+                    (Some(w), _) => {
                         // A nested command takes the rest of this section.
                         let end = items.last().map(|it| it.span).unwrap_or(item.span);
                         let nested = CommandRef {
@@ -267,17 +274,17 @@ fn take<'a>(
                         out.push((Bound::Nested(nested), item.span.to(end)));
                         return Ok((out, &items[items.len()..]));
                     }
+                    (None, ItemKind::Assign { name, .. }) => {
+                        return Err(EvalError::at(
+                            name.span,
+                            format!(
+                                "`{} = …` is only allowed where `{}` takes column expressions",
+                                name.name, sig.name
+                            ),
+                        ));
+                    }
+                    (None, _) => out.push((Bound::Item(item), item.span)),
                 }
-                if let ItemKind::Assign { name, .. } = &item.kind {
-                    return Err(EvalError::at(
-                        name.span,
-                        format!(
-                            "`{} = …` is only allowed where `{}` takes column expressions",
-                            name.name, sig.name
-                        ),
-                    ));
-                }
-                out.push((Bound::Item(item), item.span));
             }
         }
         i += 1;

@@ -109,6 +109,15 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
             }
         }
         ExprKind::Unary(_, inner) => check_expr(scope, inner),
+        ExprKind::Lambda { params, body } => {
+            let mut inner = Scope {
+                registry: scope.registry,
+                defined: scope.defined.clone(),
+                nesting: Default::default(),
+            };
+            inner.defined.extend(params.iter().map(|p| p.name.clone()));
+            check_expr(&inner, body)
+        }
         ExprKind::Binary(_, l, r) | ExprKind::Index(l, r) => {
             check_expr(scope, l)?;
             check_expr(scope, r)

@@ -96,6 +96,7 @@ impl EvalContext {
             ExprKind::List(_)
             | ExprKind::Record(_)
             | ExprKind::Index(..)
+            | ExprKind::Lambda { .. }
             | ExprKind::Pipeline(_) => {
                 Err(EvalError::at(e.span, "not allowed in a column expression")
                     .with_help("column expressions use columns, literals, operators and functions like sum(x), abs(x)"))

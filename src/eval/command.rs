@@ -1,5 +1,7 @@
 //! Running a command: a user function, or a verb with its arguments bound and evaluated.
 
+use std::sync::Arc;
+
 use super::bind::{bind, split_keyword_minus, Binding, Bound, CommandRef};
 use super::context::EvalContext;
 use super::error::{suggestion, ErrorCode, EvalError, EvalResult};
@@ -147,6 +149,9 @@ impl EvalContext {
                 let value = match bound {
                     Bound::Flag => ArgValue::Flag,
                     Bound::Word(w) => ArgValue::Word(w),
+                    Bound::Verb(verb) => {
+                        ArgValue::Value(Value::Func(Arc::new(self.verb_function(verb, span)?)))
+                    }
                     Bound::Order(item, descending) => ArgValue::Column(ColumnArg {
                         expr: item.expr().clone(),
                         alias: item.alias().map(|a| a.name.clone()),

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use super::context::EvalContext;
 use super::error::{suggestion_among, ErrorCode, EvalError, EvalResult, SourceFile};
 use super::ops::{binary_values, index_value};
+use super::registry::Shape;
 use super::value::{Function, Table, Value};
 use crate::syntax::{
-    self, BinaryOp, Command, Expr, ExprKind, Ident, Span, Stmt, StmtKind, UnaryOp,
+    self, BinaryOp, Command, Expr, ExprKind, Ident, Item, ItemKind, Span, Stmt, StmtKind, UnaryOp,
 };
 
 /// Deepest expression / call / nested-command nesting evaluated before giving up with an error
@@ -84,6 +85,7 @@ impl EvalContext {
                     params: params.iter().map(|p| p.name.clone()).collect(),
                     body: body.clone(),
                     source: self.source.clone(),
+                    captured: HashMap::new(),
                 };
                 self.globals
                     .insert(name.name.clone(), Value::Func(Arc::new(f)));
@@ -211,6 +213,13 @@ impl EvalContext {
                 index_value(t, i, target.span, index.span)
             }
             ExprKind::Command(cmd) => self.eval_command(cmd, None),
+            ExprKind::Lambda { params, body } => Ok(Value::Func(Arc::new(Function {
+                name: Function::ANONYMOUS.into(),
+                params: params.iter().map(|p| p.name.clone()).collect(),
+                body: (**body).clone(),
+                source: self.source.clone(),
+                captured: self.frames.last().cloned().unwrap_or_default(),
+            }))),
             ExprKind::Pipeline(stages) => {
                 let Some((first, rest)) = stages.split_first() else {
                     return Ok(Value::Null);
@@ -303,19 +312,25 @@ impl EvalContext {
         span: Span,
     ) -> EvalResult<Value> {
         if values.len() != f.params.len() {
-            return Err(EvalError::at(
-                span,
+            let message = if f.params == [VERB_ARG] {
+                format!(
+                    "the verb `{}`, used as a function, takes one value (got {})",
+                    f.name,
+                    values.len()
+                )
+            } else {
                 format!(
                     "`{}` takes {} argument(s) ({}), got {}",
-                    f.name,
+                    f.title(),
                     f.params.len(),
                     f.params.join(", "),
                     values.len()
-                ),
-            )
-            .with_code(ErrorCode::Args));
+                )
+            };
+            return Err(EvalError::at(span, message).with_code(ErrorCode::Args));
         }
-        let frame: HashMap<String, Value> = f.params.iter().cloned().zip(values).collect();
+        let mut frame = f.captured.clone();
+        frame.extend(f.params.iter().cloned().zip(values));
         self.frames.push(frame);
         let previous = std::mem::replace(&mut self.source, f.source.clone());
         let result = self.eval_expr(&f.body);
@@ -324,13 +339,65 @@ impl EvalContext {
         result.map_err(|mut e| {
             // Only the innermost function names itself (its source is the one still missing).
             if e.source.is_none() {
-                let note = format!("in function `{}`", f.name);
+                let note = format!("in function `{}`", f.title());
                 e.help = Some(match e.help.take() {
                     Some(h) => format!("{h}\n{note}"),
                     None => note,
                 });
             }
             e.in_source(&f.source)
+        })
+    }
+
+    /// A verb used where a function is expected (`map xs abs`): a function of one value that
+    /// pipes the value into the verb, or gives it as the first argument to a verb that takes no
+    /// piped input. Spans point at `span`, where the verb was named.
+    pub(crate) fn verb_function(&self, verb: &str, span: Span) -> EvalResult<Function> {
+        let Some(entry) = self.registry.get(verb) else {
+            return Err(self.unknown_name(verb, span));
+        };
+        let sig = &entry.signature;
+        let value = Expr {
+            kind: ExprKind::Var(VERB_ARG.into()),
+            span,
+        };
+        let first = sig.positional.first();
+        let body = if sig.input.is_some() || first.is_some_and(|p| p.piped) {
+            ExprKind::Pipeline(vec![
+                value,
+                Expr {
+                    kind: ExprKind::Var(verb.into()),
+                    span,
+                },
+            ])
+        } else if first.is_some_and(|p| matches!(p.shape, Shape::Value(_))) {
+            let mut cmd = bare_command(verb, span);
+            cmd.items.push(Item {
+                kind: ItemKind::Expr {
+                    expr: value,
+                    alias: None,
+                },
+                span,
+            });
+            ExprKind::Command(cmd)
+        } else {
+            return Err(EvalError::at(
+                span,
+                format!("`{verb}` takes no value first, so it cannot be used as a function"),
+            )
+            .with_label("not a function of one value")
+            .with_help(format!(
+                "write the call out: `fn(x) = {verb} …`; usage: {}",
+                sig.usage()
+            ))
+            .with_code(ErrorCode::Args));
+        };
+        Ok(Function {
+            name: verb.into(),
+            params: vec![VERB_ARG.into()],
+            body: Expr { kind: body, span },
+            source: self.source.clone(),
+            captured: HashMap::new(),
         })
     }
 
@@ -367,6 +434,10 @@ impl EvalContext {
         binary_values(op, lv, rv, l.span, r.span, span)
     }
 }
+
+/// The parameter name of a verb used as a function: not an identifier, so neither a variable
+/// nor one of the verb's keywords can be mistaken for it.
+const VERB_ARG: &str = "·value";
 
 fn bare_command(name: &str, span: Span) -> Command {
     Command {

@@ -1,5 +1,6 @@
 //! Runtime values and how they print.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -77,13 +78,31 @@ pub fn guard_polars<T>(f: impl FnOnce() -> PolarsResult<T>) -> PolarsResult<T> {
     })
 }
 
-/// A user function: `fn name(params) = body`.
+/// A user function: `fn name(params) = body`, or a function value `fn(params) = body`.
 pub struct Function {
+    /// [`Function::ANONYMOUS`] for a function value.
     pub name: String,
     pub params: Vec<String>,
     pub body: Expr,
     /// The source the body's spans point into.
     pub source: Arc<SourceFile>,
+    /// The parameters of the function a function value was written in, as they were then
+    /// (empty for top-level functions: they read globals when called).
+    pub captured: HashMap<String, Value>,
+}
+
+impl Function {
+    /// The name of function values (`fn` is reserved, so no `fn name(…)` can take it).
+    pub const ANONYMOUS: &'static str = "fn";
+
+    /// How messages name it: `f`, or `fn(x)` for a function value.
+    pub fn title(&self) -> String {
+        if self.name == Function::ANONYMOUS {
+            format!("fn({})", self.params.join(", "))
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 impl Value {
@@ -241,6 +260,7 @@ impl fmt::Display for Value {
                 Ok(df) => write!(f, "{df}"),
                 Err(e) => write!(f, "<graph whose table failed: {e}>"),
             },
+            Value::Func(func) if func.name == Function::ANONYMOUS => f.write_str(&func.title()),
             Value::Func(func) => write!(f, "fn {}({})", func.name, func.params.join(", ")),
         }
     }

@@ -92,6 +92,12 @@ pub enum ExprKind {
     Command(Command),
     /// `a | b | c`: two or more stages; every stage after the first receives the previous value.
     Pipeline(Vec<Expr>),
+    /// `fn(a, b) = body`: a function value. It keeps the parameters of the function it was
+    /// written in (if any), so `fn(k) = f(run, k)` inside `fn g(run)` sees `run`.
+    Lambda {
+        params: Vec<Ident>,
+        body: Box<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

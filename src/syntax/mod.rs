@@ -11,6 +11,8 @@
 //! - Operators, loosest first: `or`; `and`; `not`; `== != < <= > >= in`; `+ -`; `* / %`;
 //!   unary `-`; `xs[i]`. `+` also joins strings and lists.
 //! - Calls: `f(a, b)` (no space before `(`).
+//! - Function values: `fn(x) = x * 2` (for verbs taking a function, like `map` and `reuse`); it
+//!   sees the parameters of the function it is written in. Its body runs to the end of the item.
 //! - Commands: `verb item item …` — one generic form for every verb. Items are expressions,
 //!   optionally `expr as name` or `name = expr`, optionally separated by commas. Which items are
 //!   keywords (`by`, `on`, `to`, `loss`…) is decided from the verb's signature after parsing

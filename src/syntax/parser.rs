@@ -376,6 +376,23 @@ fn build_expr(pair: Pair<Rule>) -> Result<Expr, SyntaxError> {
             kind: ExprKind::Var(pair.as_str().to_string()),
             span,
         }),
+        Rule::lambda => {
+            count_node(span)?;
+            let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
+            let (Some(params), Some(body)) = (inner.next(), inner.next()) else {
+                return Err(SyntaxError::at(
+                    span,
+                    "a function needs `fn(params) = body`",
+                ));
+            };
+            Ok(Expr {
+                kind: ExprKind::Lambda {
+                    params: params.into_inner().map(ident).collect(),
+                    body: Box::new(build_pipeline(body)?),
+                },
+                span,
+            })
+        }
         Rule::pipeline => build_pipeline(pair),
         Rule::command | Rule::neg_command => build_stage(pair),
         other => Err(SyntaxError::at(span, format!("unexpected {other:?}"))),
@@ -581,6 +598,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         | Rule::list
         | Rule::record
         | Rule::call
+        | Rule::lambda
         | Rule::kw_true
         | Rule::kw_false
         | Rule::kw_null

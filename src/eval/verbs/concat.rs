@@ -1,6 +1,7 @@
 //! `concat`: stack tables with the same columns (e.g. one comparison per checkpoint into one
-//! table to plot along training). Columns are matched by name; a table whose columns differ is
-//! refused, naming what differs, rather than filled with nulls.
+//! table to plot along training). Tables come as separate items, as lists of tables (what `map`
+//! returns), or both. Columns are matched by name; a table whose columns differ is refused,
+//! naming what differs, rather than filled with nulls.
 
 use polars::prelude::*;
 
@@ -8,6 +9,7 @@ use crate::eval::context::EvalContext;
 use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{ArgValue, Args, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
+use crate::syntax::Span;
 
 pub(super) fn register(reg: &mut Registry) {
     reg.register_fn(
@@ -16,59 +18,115 @@ pub(super) fn register(reg: &mut Registry) {
             "stack the rows of tables that have the same columns",
         )
         .category("table")
-        .rest("tables", Type::Table, "two or more tables, in order")
-        .example("concat (arith 2 seed 1), (arith 3 seed 2)", "5 rows"),
+        .rest(
+            "tables",
+            Type::Any,
+            "tables, or lists of tables (a `map`'s result), in order",
+        )
+        .example("concat (arith 2 seed 1), (arith 3 seed 2)", "5 rows")
+        .example(
+            "concat (map [1, 2, 3] (fn(s) = arith 2 seed s))",
+            "6 rows: a list of tables",
+        ),
         verb_concat,
     );
 }
 
-fn verb_concat(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
-    let mut frames: Vec<DataFrame> = Vec::new();
-    let mut first_names: Vec<String> = Vec::new();
-    for (i, a) in args.all("tables").iter().enumerate() {
-        let df = match &a.value {
-            ArgValue::Value(v) => v
-                .as_table()
-                .ok_or_else(|| EvalError::type_mismatch("table", v.type_name(), a.span))?,
-            _ => return Err(EvalError::at(a.span, "expected a table")),
+/// One table to stack, with where it came from (for errors).
+struct Part {
+    df: DataFrame,
+    span: Span,
+    /// `table 3`, or `table 3 (element [1] of a list)`.
+    name: String,
+}
+
+/// The tables of the items in order, lists opened one level.
+fn parts(args: &Args) -> EvalResult<Vec<Part>> {
+    let mut out: Vec<Part> = Vec::new();
+    for a in args.all("tables") {
+        let ArgValue::Value(v) = &a.value else {
+            return Err(EvalError::at(a.span, "expected a table"));
         };
-        let names: Vec<String> = df
+        let as_table = |v: &Value, within: Option<usize>| {
+            v.as_table().ok_or_else(|| {
+                let what = match within {
+                    Some(i) => format!("element [{i}] of this list"),
+                    None => "this".to_string(),
+                };
+                EvalError::type_mismatch("table", v.type_name(), a.span).with_help(format!(
+                    "{what} is a {}; concat stacks tables",
+                    v.type_name()
+                ))
+            })
+        };
+        match v {
+            Value::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let df = as_table(item, Some(i))?;
+                    let name = format!("table {} (element [{i}] of a list)", out.len() + 1);
+                    out.push(Part {
+                        df,
+                        span: a.span,
+                        name,
+                    });
+                }
+            }
+            other => {
+                let df = as_table(other, None)?;
+                let name = format!("table {}", out.len() + 1);
+                out.push(Part {
+                    df,
+                    span: a.span,
+                    name,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn verb_concat(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let parts = parts(&args)?;
+    let Some((first, rest)) = parts.split_first() else {
+        return Err(EvalError::at(
+            args.span,
+            "concat needs at least one table (an empty list has none)",
+        ));
+    };
+    let first_names: Vec<String> = first
+        .df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut out = first.df.clone();
+    for part in rest {
+        let names: Vec<String> = part
+            .df
             .get_column_names()
             .iter()
             .map(|s| s.to_string())
             .collect();
-        if i == 0 {
-            first_names = names;
-            frames.push(df);
-            continue;
-        }
         let missing: Vec<&String> = first_names.iter().filter(|n| !names.contains(n)).collect();
         let extra: Vec<&String> = names.iter().filter(|n| !first_names.contains(n)).collect();
         if !missing.is_empty() || !extra.is_empty() {
             return Err(EvalError::at(
-                a.span,
+                part.span,
                 format!(
-                    "table {} has other columns than the first: missing {:?}, extra {:?}",
-                    i + 1,
-                    missing,
-                    extra
+                    "{} has other columns than the first: missing {:?}, extra {:?}",
+                    part.name, missing, extra
                 ),
             )
             .with_code(ErrorCode::Column));
         }
-        let reordered = df
+        let reordered = part
+            .df
             .select(first_names.iter().map(|s| s.as_str()))
-            .map_err(|e| EvalError::at(a.span, e.to_string()))?;
-        frames.push(reordered);
-    }
-    let Some(mut out) = frames.first().cloned() else {
-        return Err(EvalError::at(args.span, "concat needs at least one table"));
-    };
-    for (i, f) in frames.iter().enumerate().skip(1) {
-        out.vstack_mut(f).map_err(|e| {
+            .map_err(|e| EvalError::at(part.span, e.to_string()))?;
+        out.vstack_mut(&reordered).map_err(|e| {
             EvalError::at(
-                args.all("tables")[i].span,
-                format!("table {}: {e} (column types must agree)", i + 1),
+                part.span,
+                format!("{}: {e} (column types must agree)", part.name),
             )
         })?;
     }

@@ -7,6 +7,7 @@ mod concat;
 mod graph;
 mod help;
 mod io;
+mod map;
 mod model;
 mod samples;
 mod scalar;
@@ -32,6 +33,7 @@ pub fn register_builtins(reg: &mut Registry) {
     tune::register(reg);
     tune::register_paths(reg);
     concat::register(reg);
+    map::register(reg);
     claims::register(reg);
     reg.register(Box::new(HelpVerb));
 }

@@ -1,12 +1,16 @@
 //! Scalar builtins: `abs`, `sqrt`, `log`, `exp`, `round`, `min`, `max`, `sum`, `mean`, `range`,
 //! `type`. Call them as `abs(x)`, `abs x` or `x | abs`.
 
-use crate::eval::error::{EvalError, EvalResult};
-use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::args::whole_number;
+use crate::eval::error::{ErrorCode, EvalError, EvalResult};
+use crate::eval::registry::{Args, Param, Range, Registry, Shape, Signature, Type};
 use crate::eval::value::Value;
 
 /// Most items `range` builds.
-const MAX_RANGE: f64 = 1_000_000.0;
+const MAX_RANGE: u64 = 1_000_000;
+
+/// Most decimals `round` keeps (an f64 holds about 15 significant digits).
+const MAX_DIGITS: f64 = 15.0;
 
 pub(super) fn register(reg: &mut Registry) {
     #[allow(clippy::type_complexity)] // a table of (name, help, function) rows
@@ -22,7 +26,7 @@ pub(super) fn register(reg: &mut Registry) {
                 .category("scalar")
                 .piped("x", Type::Number, "a number")
                 .example(&format!("{name}(4)"), ""),
-            move |_ctx, args| Ok(Value::Number(f(args.number("x").unwrap_or(f64::NAN)))),
+            move |_ctx, args| Ok(Value::Number(f(args.real("x")?))),
         );
     }
     reg.register_fn(
@@ -32,8 +36,8 @@ pub(super) fn register(reg: &mut Registry) {
             .optional("base", Type::Number, "the base (e by default)")
             .example("log(8, 2)", "3"),
         |_ctx, args| {
-            let x = args.number("x").unwrap_or(f64::NAN);
-            Ok(Value::Number(match args.number("base") {
+            let x = args.real("x")?;
+            Ok(Value::Number(match optional_real(&args, "base")? {
                 Some(b) => x.log(b),
                 None => x.ln(),
             }))
@@ -43,16 +47,18 @@ pub(super) fn register(reg: &mut Registry) {
         Signature::new("round", "round to a number of decimals (0 by default)")
             .category("scalar")
             .piped("x", Type::Number, "a number")
-            .optional("digits", Type::Number, "decimals to keep")
+            .positional(Param {
+                optional: true,
+                default: Some(Value::Number(0.0)),
+                ..Param::new("digits", Shape::Value(Type::Number), "decimals to keep")
+            })
+            .range("digits", Range::whole(0.0, MAX_DIGITS))
             .example("round(3.14159, 2)", "3.14"),
         |_ctx, args| {
-            let x = args.number("x").unwrap_or(f64::NAN);
-            let d = args
-                .number("digits")
-                .unwrap_or(0.0)
-                .clamp(0.0, 15.0)
-                .trunc();
-            let scale = 10f64.powi(d as i32);
+            let x = args.real("x")?;
+            // 0 to MAX_DIGITS, checked where the arguments were bound.
+            let d = i32::try_from(args.whole("digits")?).unwrap_or(0);
+            let scale = 10f64.powi(d);
             Ok(Value::Number((x * scale).round() / scale))
         },
     );
@@ -72,28 +78,23 @@ pub(super) fn register(reg: &mut Registry) {
         );
     }
     reg.register_fn(
-        Signature::new("range", "the list [0, 1, …, n-1], or [a, …, b-1]")
-            .category("scalar")
-            .required("a", Type::Number, "n, or the start")
-            .optional("b", Type::Number, "the end (exclusive)")
-            .example("range(3)", "[0, 1, 2]"),
-        |_ctx, args| {
-            let a = args.number("a").unwrap_or(0.0);
-            let (start, end) = match args.number("b") {
-                Some(b) => (a, b),
-                None => (0.0, a),
-            };
-            if !start.is_finite() || !end.is_finite() || end - start > MAX_RANGE {
-                return Err(EvalError::at(
-                    args.span,
-                    format!("range too large (at most {MAX_RANGE} items)"),
-                ));
-            }
-            let first = start.ceil();
-            let n = (end - first).ceil().max(0.0) as usize;
-            let out: Vec<Value> = (0..n).map(|k| Value::Number(first + k as f64)).collect();
-            Ok(Value::List(out))
-        },
+        Signature::new(
+            "range",
+            "the list [0, 1, …, n-1], or [a, a+1, …] up to b (exclusive), or [a, a+step, …] \
+             up to b (exclusive; a negative step counts down)",
+        )
+        .category("scalar")
+        .required("a", Type::Number, "n, or the start")
+        .optional("b", Type::Number, "the end (exclusive)")
+        .optional(
+            "step",
+            Type::Number,
+            "the difference between neighbours (1 by default)",
+        )
+        .example("range(3)", "[0, 1, 2]")
+        .example("range(8, 17, 8)", "[8, 16]: every 8th step up to 16")
+        .example("range(3, 0, -1)", "[3, 2, 1]"),
+        |_ctx, args| range_list(&args),
     );
     reg.register_fn(
         Signature::new("type", "the type name of a value")
@@ -106,6 +107,53 @@ pub(super) fn register(reg: &mut Registry) {
             ))
         },
     );
+}
+
+/// An optional number parameter without a default: `None` when not given.
+fn optional_real(args: &Args, name: &str) -> EvalResult<Option<f64>> {
+    if args.has(name) {
+        args.real(name).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// `range a [b] [step]`. Without a step the items are the whole numbers from ⌈a⌉ (as before a
+/// step existed); with one, a, a+step, … exactly, as numpy's `arange`.
+fn range_list(args: &Args) -> EvalResult<Value> {
+    let a = args.real("a")?;
+    let (start, end) = match optional_real(args, "b")? {
+        Some(b) => (a, b),
+        None => (0.0, a),
+    };
+    let (start, step) = match optional_real(args, "step")? {
+        Some(step) => (start, step),
+        None => (start.ceil(), 1.0),
+    };
+    if step == 0.0 || !step.is_finite() {
+        return Err(EvalError::at(
+            args.span_of("step"),
+            format!("the step of `range` must be a finite number other than 0, got {step}"),
+        )
+        .with_code(ErrorCode::Args));
+    }
+    // Items: the k ≥ 0 with start + k·step short of `end`; ⌈(end − start) / step⌉ of them.
+    let count = ((end - start) / step).ceil().max(0.0);
+    let n = whole_number(count)
+        .filter(|n| *n <= MAX_RANGE)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            EvalError::at(
+                args.span,
+                format!("range too large (at most {MAX_RANGE} items, this one has {count})"),
+            )
+            .with_code(ErrorCode::Limit)
+        })?;
+    Ok(Value::List(
+        (0..n)
+            .map(|k| Value::Number(start + step * k as f64))
+            .collect(),
+    ))
 }
 
 fn fold_numbers(name: &str, args: &Args) -> EvalResult<Value> {
