@@ -4,9 +4,12 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 use polars::prelude::*;
 use rlq::Session;
 
+/// As the `rlq` binary shows an error (`cli::diagnostics`): without the cause chain, whose
+/// text the message already gives (a polars cause would add its query plan).
 fn render(report: &dyn miette::Diagnostic) -> String {
     let mut out = String::new();
     GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+        .without_cause_chain()
         .with_width(120)
         .render_report(&mut out, report)
         .expect("render");

@@ -2079,3 +2079,296 @@ fn errors_carry_a_code_and_their_cause() {
     let shown = rlq::cli::diagnostics::render(&e, false);
     assert!(!shown.contains("╰─▶"), "{shown}");
 }
+
+/// A session with two synthetic block graphs (3 layers, 6 samples; g1 = 2·g0 + noise).
+fn graph_session() -> Session {
+    use rlq::analysis::synthetic::block_graph;
+    let n_edges = 4 * 3 * 3 + 3 * 3 + 1;
+    let scores = |seed: u64| -> Vec<Vec<f64>> {
+        (0..6u64)
+            .map(|i| {
+                (0..n_edges as u64)
+                    .map(|e| (((i * 31 + e * 17 + seed) % 23) as f64 - 11.0) / 7.0)
+                    .collect()
+            })
+            .collect()
+    };
+    let mut s = session();
+    s.set(
+        "g0",
+        Value::Graph(std::sync::Arc::new(block_graph(3, scores(0)))),
+    );
+    s.set(
+        "g1",
+        Value::Graph(std::sync::Arc::new(block_graph(3, scores(5)))),
+    );
+    s
+}
+
+/// The converted verbs declare their keywords' ranges in their Signature, so a bad value is
+/// refused while binding, with the one message every ranged keyword gives (and `help` shows
+/// the same declaration).
+#[test]
+fn converted_verbs_refuse_bad_values_at_binding() {
+    let mut s = graph_session();
+    for (src, want) in [
+        (
+            "t | top -1",
+            "`n` of `top` must be a whole number ≥ 0, got -1",
+        ),
+        (
+            "t | head 2.5",
+            "`n` of `head` must be a whole number ≥ 0, got 2.5",
+        ),
+        (
+            "t | join t on src max_rows -1",
+            "`max_rows` of `join` must be a finite number ≥ 0, got -1",
+        ),
+        (
+            "topk_mass g0 k 2.5",
+            "`k` of `topk_mass` must be a whole number ≥ 1, got 2.5",
+        ),
+        (
+            "compare g0, g1 k 0",
+            "`k` of `compare` must be a whole number ≥ 1, got 0",
+        ),
+        (
+            "compare g0, g1 resamples 2.5",
+            "`resamples` of `compare` must be a whole number from 0 to 1000000, got 2.5",
+        ),
+        (
+            "compare g0, g1 resamples -1",
+            "`resamples` of `compare` must be a whole number from 0 to 1000000, got -1",
+        ),
+        (
+            "compare g0, g1 seed 0.5",
+            "`seed` of `compare` must be a whole number from 0 to 9007199254740992, got 0.5",
+        ),
+        (
+            "overlap g0, g1 top 0",
+            "`top` of `overlap` must be a whole number ≥ 1, got 0",
+        ),
+        (
+            "entropy g0 bins 0",
+            "`bins` of `entropy` must be a whole number from 1 to 10000000, got 0",
+        ),
+        (
+            "entropy g0 base -2",
+            "`base` of `entropy` must be a finite number > 0, got -2",
+        ),
+        (
+            "show g0 top -1",
+            "`top` of `show` must be a whole number ≥ 0, got -1",
+        ),
+        (
+            "circuit g0 top 2.5",
+            "`top` of `circuit` must be a whole number from 0 to 1000000000000, got 2.5",
+        ),
+        (
+            "checkpoint \"d\" 1.5",
+            "`step` of `checkpoint` must be a whole number from 0 to 1000000, got 1.5",
+        ),
+    ] {
+        let e = s.eval(src).expect_err(src);
+        assert_eq!(e.code, rlq::eval::ErrorCode::Args, "{src}: {e:?}");
+        assert!(e.message.contains(want), "{src}: {e:?}");
+    }
+    // `base 1` is in the declared range (> 0) but has no logarithm: the verb says so.
+    let e = error(&mut s, "entropy g0 base 1");
+    assert!(e.contains("the log base must be > 0 and ≠ 1"), "{e}");
+    // Help shows the declared ranges and defaults the binding enforces.
+    let help = eval(&mut s, "help compare").to_string();
+    let line = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("resamples"))
+        .unwrap_or_else(|| panic!("{help}"));
+    assert!(
+        line.ends_with("— a whole number from 0 to 1000000 (default 1000)"),
+        "{line}"
+    );
+}
+
+/// `tune`'s whole-number keywords are declared too: refused at binding, before the model or
+/// the questions are looked at.
+#[test]
+fn tune_keywords_are_range_checked_at_binding() {
+    use rlq::model::synthetic::random_model;
+    let m = random_model(
+        rlq::model::config::Family::Llama,
+        1,
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    let mut s = session();
+    s.set("m", m);
+    s.eval("let qs = arith 2 seed 1").unwrap();
+    for (kw, want) in [
+        (
+            "steps 0",
+            "`steps` of `tune` must be a whole number from 1 to 1000000, got 0",
+        ),
+        (
+            "batch 2.5",
+            "`batch` of `tune` must be a whole number from 1 to 4096, got 2.5",
+        ),
+        (
+            "group 2000",
+            "`group` of `tune` must be a whole number from 1 to 1024, got 2000",
+        ),
+        (
+            "lora 0",
+            "`lora` of `tune` must be a whole number from 1 to 4096, got 0",
+        ),
+        (
+            "seed -1",
+            "`seed` of `tune` must be a whole number from 0 to 4294967295, got -1",
+        ),
+        (
+            "save_every 0.5",
+            "`save_every` of `tune` must be a whole number from 0 to 1000000, got 0.5",
+        ),
+    ] {
+        let e = s
+            .eval(&format!("tune m on qs to \"unused\" {kw}"))
+            .expect_err(kw);
+        assert_eq!(e.code, rlq::eval::ErrorCode::Args, "{kw}: {e:?}");
+        assert!(e.message.contains(want), "{kw}: {e:?}");
+    }
+    assert!(!std::path::Path::new("unused").exists());
+}
+
+/// A keyword left out takes the default its Signature declares: the result equals passing that
+/// default explicitly (and a different value changes it, so the comparison means something).
+#[test]
+fn declared_defaults_apply_when_a_keyword_is_left_out() {
+    let mut s = graph_session();
+    s.eval("let qs = arith 30 seed 2").unwrap();
+    let pairs = [
+        ("qs | head", "qs | head 10", "qs | head 3"),
+        ("show g0", "show g0 top 10", "show g0 top 2"),
+        ("topk_mass g0", "topk_mass g0 k 10", "topk_mass g0 k 3"),
+        (
+            "entropy g0 by layer",
+            "entropy g0 by layer bins 100 zeros false",
+            "entropy g0 by layer bins 7",
+        ),
+        (
+            "overlap g0, g1",
+            "overlap g0, g1 top 100",
+            "overlap g0, g1 top 5",
+        ),
+        (
+            "compare g0, g1 resamples 50",
+            "compare g0, g1 resamples 50 seed 0 paired true k 10 same_tokens false",
+            "compare g0, g1 resamples 50 seed 3",
+        ),
+        (
+            "compare g0, g1",
+            "compare g0, g1 resamples 1000",
+            "compare g0, g1 resamples 20",
+        ),
+    ];
+    // Tables compare cell by cell (nulls equal), text as text.
+    let result = |s: &mut Session, src: &str| -> Result<DataFrame, String> {
+        match eval(s, src) {
+            Value::Table(t) => Ok(t.collect().unwrap()),
+            v => Err(v.to_string()),
+        }
+    };
+    let equal = |a: &Result<DataFrame, String>, b: &Result<DataFrame, String>| match (a, b) {
+        (Ok(a), Ok(b)) => a.equals_missing(b),
+        (Err(a), Err(b)) => a == b,
+        _ => false,
+    };
+    for (default, explicit, other) in pairs {
+        let d = result(&mut s, default);
+        let e = result(&mut s, explicit);
+        assert!(equal(&d, &e), "{default}: {d:?}\n{explicit}: {e:?}");
+        let o = result(&mut s, other);
+        assert!(
+            !equal(&d, &o),
+            "{other} should differ from {default}: {d:?}"
+        );
+    }
+}
+
+/// A layer's failure keeps the layer's error as the `source()` of the EvalError (a host can
+/// downcast it), with the layer's code, and the message people see is the layer's own text.
+#[test]
+fn analysis_io_study_and_tune_failures_keep_their_cause() {
+    use rlq::eval::ErrorCode;
+    fn cause<T: std::error::Error + 'static>(e: &rlq::eval::EvalError) -> &T {
+        std::error::Error::source(e)
+            .unwrap_or_else(|| panic!("no source: {e:?}"))
+            .downcast_ref::<T>()
+            .unwrap_or_else(|| panic!("source of another type: {e:?}"))
+    }
+    let mut s = graph_session();
+    let dir = tempfile::tempdir().unwrap();
+
+    // analysis: a table without the columns a statistic needs
+    let e = s.eval("entropy (table {a: [1, 2]})").unwrap_err();
+    assert_eq!(e.code, ErrorCode::Analysis);
+    let a = cause::<rlq::analysis::AnalysisError>(&e);
+    assert!(
+        matches!(a, rlq::analysis::AnalysisError::MissingColumn { .. }),
+        "{a:?}"
+    );
+    assert_eq!(a.to_string(), e.message);
+
+    // io: reading a missing file, saving under a file (not a folder)
+    let missing = dir.path().join("missing.csv");
+    let e = s
+        .eval(&format!("read \"{}\"", missing.display()))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Io);
+    assert_eq!(
+        cause::<std::io::Error>(&e).kind(),
+        std::io::ErrorKind::NotFound
+    );
+    assert!(e.message.starts_with("cannot read `"), "{}", e.message);
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let e = s
+        .eval(&format!("save t to \"{}/t.csv\"", file.display()))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Io);
+    cause::<std::io::Error>(&e);
+    assert!(e.message.starts_with("cannot save to `"), "{}", e.message);
+
+    // polars, under a table verb: the `table error:` text, the PolarsError kept
+    let e = s.eval("t | join (table {src: [1]}) on src").unwrap_err();
+    assert_eq!(e.code, ErrorCode::Table, "{e:?}");
+    cause::<polars::prelude::PolarsError>(&e);
+    assert!(e.message.starts_with("table error: "), "{}", e.message);
+
+    // study: a `correct` column that is not true/false
+    let e = s
+        .eval(
+            "select_questions (table {prompt_id: [1], answer_ids: [1], n_tokens: [3], correct: [1]}), \
+             (table {prompt_id: [1], answer_ids: [1], n_tokens: [3], correct: [1]}) alpha 0.5 n 1",
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Study, "{e:?}");
+    cause::<polars::prelude::PolarsError>(&e);
+
+    // tune: resuming from a checkpoint that is not there (found before any training; the
+    // synthetic model has no tokenizer, so the prompt is given as ids)
+    let m = rlq::model::synthetic::random_model(
+        rlq::model::config::Family::Llama,
+        1,
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    s.set("m", m);
+    let e = s
+        .eval(&format!(
+            "tune m on (table {{prompt_ids: [[1, 2]], expected: [\"3\"]}}) to \"{}\" resume \"{}\"",
+            dir.path().join("run").display(),
+            dir.path().join("no-checkpoint").display()
+        ))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Tune, "{e:?}");
+    let t = cause::<rlq::tuning::TuneError>(&e);
+    assert_eq!(t.to_string(), e.message);
+}

@@ -942,9 +942,15 @@ fn the_tune_verb_runs_grpo_from_a_saved_folder_and_loads_its_checkpoint() {
     // Refusals before any work: a group of 1, steps 0, a folder already used.
     for (src, want) in [
         ("group 1", "group must be at least 2"),
-        ("steps 0", "steps must be"),
+        (
+            "steps 0",
+            "`steps` of `tune` must be a whole number from 1 to 1000000, got 0",
+        ),
         ("method foo", "unknown method"),
-        ("lora 0", "lora must be a whole number"),
+        (
+            "lora 0",
+            "`lora` of `tune` must be a whole number from 1 to 4096, got 0",
+        ),
         ("lora_alpha 4", "lora_alpha needs `lora r`"),
         ("lora 2 lora_alpha 0", "lora_alpha must be"),
     ] {

@@ -78,7 +78,8 @@ impl EvalContext {
                         Err(e) => Err(EvalError::at(
                             *path_span,
                             format!("cannot import `{}`: {e}", p.display()),
-                        )),
+                        )
+                        .with_cause(e)),
                     }
                 }
                 StmtKind::Expr(e) => check_expr(&scope, e),

@@ -209,18 +209,17 @@ impl EvalContext {
             ("log", 2) => compiled[0].clone().log(compiled[1].clone()),
             ("round", 1 | 2) => {
                 let digits = match args.get(1).map(|a| &a.kind) {
-                    None => 0,
-                    Some(ExprKind::Number { value, .. })
-                        if *value >= 0.0 && value.fract() == 0.0 =>
-                    {
-                        *value as u32
+                    None => Some(0),
+                    Some(ExprKind::Number { value, .. }) => {
+                        crate::eval::args::whole_number(*value).and_then(|d| u32::try_from(d).ok())
                     }
-                    _ => {
-                        return Err(EvalError::at(
-                            cmd.span,
-                            "round(x, digits): digits must be a whole number",
-                        ))
-                    }
+                    _ => None,
+                };
+                let Some(digits) = digits else {
+                    return Err(EvalError::at(
+                        cmd.span,
+                        "round(x, digits): digits must be a whole number",
+                    ));
                 };
                 compiled[0]
                     .clone()

@@ -162,6 +162,17 @@ impl EvalError {
     pub fn caused_by(cause: impl std::error::Error + Send + Sync + 'static) -> EvalError {
         EvalError::new(cause.to_string()).with_cause(cause)
     }
+    /// A lower layer's error at `span`: its text as the message (what people see is unchanged),
+    /// `code`, and the error itself kept as the source, for a host to downcast.
+    pub fn from_layer(
+        span: Span,
+        code: ErrorCode,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> EvalError {
+        EvalError::at(span, cause.to_string())
+            .with_code(code)
+            .with_cause(cause)
+    }
     /// Keeps `cause` as this error's source (the message stays as it is).
     pub fn with_cause(
         mut self,
@@ -229,8 +240,9 @@ impl EvalError {
             cause: None,
         }
     }
-    /// A polars error, without the query plan polars appends.
-    pub fn polars(e: impl fmt::Display, span: Span) -> EvalError {
+    /// A polars error, without the query plan polars appends (the error itself, plan and all,
+    /// is kept as the source).
+    pub fn polars(e: polars::prelude::PolarsError, span: Span) -> EvalError {
         let text = e.to_string();
         let text = text
             .split("\n\nResolved plan")
@@ -240,6 +252,7 @@ impl EvalError {
         EvalError::at(span, format!("table error: {text}"))
             .with_label("while computing this")
             .with_code(ErrorCode::Table)
+            .with_cause(e)
     }
     /// The report a person sees; a span on a very long line is re-anchored to an excerpt of
     /// it first ([`EvalError::excerpted`]).

@@ -51,7 +51,7 @@ pub(crate) fn columns_table(fields: Vec<Field>) -> EvalResult<DataFrame> {
         };
         columns.push(column(&f.name, &cells, f.span)?);
     }
-    DataFrame::new(height, columns).map_err(|e| err(Span::default(), e.to_string()))
+    DataFrame::new(height, columns).map_err(|e| err(Span::default(), e.to_string()).with_cause(e))
 }
 
 /// `[{…}, {…}]`: one row per record; a field a record lacks is null in that row.
@@ -79,7 +79,7 @@ pub(crate) fn rows_table(rows: Vec<Vec<Field>>, span: Span) -> EvalResult<DataFr
             .collect();
         columns.push(column(name, &cells, *first_span)?);
     }
-    DataFrame::new(rows.len(), columns).map_err(|e| err(span, e.to_string()))
+    DataFrame::new(rows.len(), columns).map_err(|e| err(span, e.to_string()).with_cause(e))
 }
 
 /// Whole numbers within f64's exact integer range: an i64 column (ids, counts, answers).
@@ -166,7 +166,7 @@ fn list_of(
         .into_iter()
         .map(|s| s.map(|s| s.cast(&dtype)).transpose())
         .collect::<PolarsResult<_>>()
-        .map_err(|e| err(span, e.to_string()))?;
+        .map_err(|e| err(span, e.to_string()).with_cause(e))?;
     let mut out: ListChunked = cast.into_iter().collect();
     out.rename(name);
     Ok(out.into_series())

@@ -10,13 +10,13 @@
 //!     Signature::new("double", "twice a number")
 //!         .required("x", Type::Number, "the number")
 //!         .example("double 21", "42"),
-//!     |_ctx, args| Ok(Value::Number(args.number("x").unwrap_or(0.0) * 2.0)),
+//!     |_ctx, args| Ok(Value::Number(args.real("x")? * 2.0)),
 //! );
 //! assert!(registry.get("double").is_some());
 //! ```
 //! or, for a verb with more to it, a type:
 //! ```
-//! use rlq::eval::{Args, EvalContext, EvalResult, Signature, Type, Value, Verb};
+//! use rlq::eval::{Args, EvalContext, EvalResult, Range, Signature, Type, Value, Verb};
 //!
 //! /// `t | sample 5`: the first n rows (a stand-in for something cleverer).
 //! struct Sample;
@@ -27,11 +27,13 @@
 //!             .category("table")
 //!             .input(Type::Table)
 //!             .required("n", Type::Number, "how many rows")
+//!             .range("n", Range::whole(0.0, 1e9)) // checked where arguments are bound
 //!             .example("t | sample 5", "five rows")
 //!     }
 //!     fn run(&self, ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
 //!         ctx.check_interrupt(args.span)?; // long loops poll this (Ctrl-C)
-//!         let n = args.number("n").unwrap_or(0.0) as u32;
+//!         // The bound value: declared range checked, no default restated, no `as` cast.
+//!         let n = u32::try_from(args.count("n")?).unwrap_or(u32::MAX);
 //!         Ok(args.input_table()?.lazy().limit(n.into()).into())
 //!     }
 //! }

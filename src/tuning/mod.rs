@@ -41,10 +41,7 @@ pub enum TuneError {
     Model(String),
     #[error("{0}")]
     Compute(String),
-}
-
-impl From<candle_core::Error> for TuneError {
-    fn from(e: candle_core::Error) -> Self {
-        TuneError::Compute(e.to_string())
-    }
+    /// A tensor operation failed: candle's error, kept whole as the source.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
 }

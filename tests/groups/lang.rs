@@ -1,4 +1,4 @@
-//! Test group `lang`. The language from the outside and inside: parser, evaluator, diagnostics, fuzzing, the REPL, the `rlq` binary, plots.
+//! Test group `lang`. The language from the outside and inside: parser, evaluator, diagnostics, fuzzing, the REPL, the `rlq` binary, plots, and the layer rule of the source.
 //!
 //! Each file of `tests/` is one module of a group (Cargo.toml: `autotests = false`): every
 //! test binary links candle and polars, so five binaries build and link far faster than one
@@ -18,6 +18,8 @@ mod lang_eval;
 mod lang_fuzz;
 #[path = "../lang_parse.rs"]
 mod lang_parse;
+#[path = "../layers.rs"]
+mod layers;
 #[path = "../plot_render.rs"]
 mod plot_render;
 #[path = "../repl.rs"]

@@ -5,11 +5,12 @@
 use polars::prelude::*;
 
 use crate::analysis::{
-    self, By, CompareOpts, HistOpts, Normalize, NormalizedStat, Stat, StatOption, StatSet, STATS,
+    self, By, CompareOpts, HistOpts, Normalize, NormalizedStat, Stat, StatOption, StatParams,
+    StatSet, STATS,
 };
 use crate::eval::context::EvalContext;
 use crate::eval::error::{ErrorCode, EvalError, EvalResult};
-use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::plot;
 use crate::syntax::Span;
@@ -19,20 +20,24 @@ fn declare_option(sig: Signature, option: StatOption) -> Signature {
     match option {
         StatOption::Hist => sig
             .named_default("bins", Type::Number, 100.0, "histogram bins")
+            .range("bins", Range::whole(1.0, 1e7))
             .named(
                 "range",
                 Type::List,
                 "[lo, hi] of |score| (default [0, max])",
             )
             .named_default("zeros", Type::Bool, false, "count exact zeros")
-            .named("base", Type::Number, "log base (default e)"),
+            .named("base", Type::Number, "log base (default e; not 1)")
+            .range("base", Range::positive(f64::INFINITY)),
         StatOption::Dense => sig.named_default(
             "dense",
             Type::Bool,
             false,
             "divide by the dense (1+2L)×(4L+1) matrix, as the paper's figure",
         ),
-        StatOption::TopK => sig.named_default("k", Type::Number, 10.0, "how many edges"),
+        StatOption::TopK => sig
+            .named_default("k", Type::Number, 10.0, "how many edges")
+            .range("k", Range::whole(1.0, f64::INFINITY)),
     }
 }
 
@@ -90,8 +95,15 @@ pub(super) fn register(reg: &mut Registry) {
             Type::Any,
             "the tuned model's graph (same samples for paired CIs)",
         )
-        .named_default("resamples", Type::Number, 1000.0, "bootstrap resamples")
+        .named_default(
+            "resamples",
+            Type::Number,
+            1000.0,
+            "bootstrap resamples (0: no interval)",
+        )
+        .range("resamples", Range::whole(0.0, 1e6))
         .named_default("seed", Type::Number, 0.0, "bootstrap seed")
+        .range("seed", Range::SEED)
         .named_default(
             "paired",
             Type::Bool,
@@ -104,7 +116,8 @@ pub(super) fn register(reg: &mut Registry) {
             "layer, src_layer, kind, src_kind or depth (relative depth, 10 bins: graphs of \
              different depth)",
         )
-        .named_default("k", Type::Number, 10.0, "k of topk_mass"))
+        .named_default("k", Type::Number, 10.0, "k of topk_mass")
+        .range("k", Range::whole(1.0, f64::INFINITY)))
         .word(
             "stats",
             Some("default"),
@@ -152,6 +165,7 @@ pub(super) fn register(reg: &mut Registry) {
         .required("a", Type::Any, "a graph")
         .required("b", Type::Any, "another graph")
         .named_default("top", Type::Number, 100.0, "n strongest edges of each")
+        .range("top", Range::whole(1.0, f64::INFINITY))
         .example("overlap g0, g1 top 50", "one row"),
         verb_overlap,
     );
@@ -240,11 +254,16 @@ fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
     EvalError::at(span, e.to_string()).with_code(ErrorCode::Analysis)
 }
 
+/// An error of the analysis layer (or of polars, or of a plot) at `span`, kept as the source.
+fn failed(span: Span, e: impl std::error::Error + Send + Sync + 'static) -> EvalError {
+    EvalError::from_layer(span, ErrorCode::Analysis, e)
+}
+
 /// The long (per-sample) table of a graph, or a table as given.
 fn long_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
     match v {
-        Value::Graph(g) => g.sample_table().map_err(|e| err(span, e)),
-        Value::Table(t) => t.collect().map_err(|e| err(span, e)),
+        Value::Graph(g) => g.sample_table().map_err(|e| failed(span, e)),
+        Value::Table(t) => t.collect().map_err(|e| failed(span, e)),
         other => Err(EvalError::type_mismatch(
             "graph or table",
             other.type_name(),
@@ -288,7 +307,7 @@ fn with_grad_norms(
     let ids = table
         .column("prompt_id")
         .and_then(|c| c.i64().cloned())
-        .map_err(|e| err(span, e))?;
+        .map_err(|e| failed(span, e))?;
     let column: Vec<Option<f64>> = ids
         .iter()
         .map(|id| id.and_then(|id| of.get(&id).copied()))
@@ -299,7 +318,7 @@ fn with_grad_norms(
             analysis::matrix::GRAD_NORM_COLUMN.into(),
             column,
         ))
-        .map_err(|e| err(span, e))?;
+        .map_err(|e| failed(span, e))?;
     Ok(table)
 }
 
@@ -332,26 +351,23 @@ fn parse_by(args: &Args) -> EvalResult<By> {
     }
 }
 
+/// The histogram keywords of a statistic that declares them ([`StatOption::Hist`]).
 fn hist_opts(args: &Args) -> EvalResult<HistOpts> {
-    let mut h = HistOpts::default();
-    if let Some(b) = args.number("bins") {
-        if b < 1.0 || b.fract() != 0.0 || b > 1e7 {
-            return Err(err(args.span_of("bins"), "bins must be a whole number ≥ 1"));
-        }
-        h.bins = b as usize;
-    }
+    let mut h = HistOpts {
+        bins: args.count("bins")?,
+        include_zeros: args.boolean("zeros")?,
+        ..HistOpts::default()
+    };
     if let Some(Value::List(r)) = args.value("range") {
         match r.as_slice() {
             [Value::Number(lo), Value::Number(hi)] if lo < hi => h.range = Some((*lo, *hi)),
             _ => return Err(err(args.span_of("range"), "range is [lo, hi] with lo < hi")),
         }
     }
-    h.include_zeros = args
-        .value("zeros")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if let Some(b) = args.number("base") {
-        if !(b > 0.0 && b != 1.0) {
+    if args.has("base") {
+        // > 0 is the declared range; base 1 has no logarithm.
+        let b = args.real("base")?;
+        if b == 1.0 {
             return Err(err(
                 args.span_of("base"),
                 "the log base must be > 0 and ≠ 1",
@@ -373,7 +389,7 @@ fn n_layers_of(v: &Value) -> Option<usize> {
 fn position_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
     match v {
         Value::Graph(g) => match g.position_table() {
-            Some(t) => t.map_err(|e| err(span, e)),
+            Some(t) => t.map_err(|e| failed(span, e)),
             None => Err(err(span, "this graph has no per-position scores")
                 .with_help("score it with `patch … per_position true`")),
         },
@@ -384,7 +400,7 @@ fn position_table(v: &Value, span: Span) -> EvalResult<DataFrame> {
 fn normalize_arg(args: &Args) -> EvalResult<Normalize> {
     let w = args.word_choice("normalize", &NORMALIZE_CHOICES)?;
     w.parse::<Normalize>()
-        .map_err(|e| err(args.span_of("normalize"), e))
+        .map_err(|e| failed(args.span_of("normalize"), e))
 }
 
 fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
@@ -399,11 +415,25 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         return Err(err(args.span, format!("`{name}` needs at least one graph")));
     }
     let values: Vec<Value> = args.values("graphs").into_iter().cloned().collect();
-    let k = args.number("k").unwrap_or(10.0).max(1.0) as usize;
-    let dense = args
-        .value("dense")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    // An option's keywords exist only on the statistics that take it; the others get the
+    // analysis layer's defaults, which they never read.
+    let takes = |option: StatOption| {
+        STATS
+            .iter()
+            .any(|d| d.name == name && d.options.contains(&option))
+    };
+    let defaults = StatParams::default();
+    let k = if takes(StatOption::TopK) {
+        args.count("k")?
+    } else {
+        defaults.topk
+    };
+    let hist = if takes(StatOption::Hist) {
+        hist_opts(&args)?
+    } else {
+        defaults.hist
+    };
+    let dense = takes(StatOption::Dense) && args.boolean("dense")?;
     let dense_layers = if dense {
         match n_layers_of(&values[0]) {
             Some(l) => Some(l),
@@ -417,8 +447,7 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     } else {
         None
     };
-    let stat = Stat::from_name(&name, hist_opts(&args)?, k, dense_layers)
-        .map_err(|e| err(args.span, e))?;
+    let stat = Stat::from_name(&name, hist, k, dense_layers).map_err(|e| failed(args.span, e))?;
     let stat = NormalizedStat::new(stat, normalize_arg(&args)?);
     let mut tables = Vec::with_capacity(values.len());
     let mut names = Vec::with_capacity(values.len());
@@ -433,8 +462,8 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     }
     if by_position {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let df =
-            analysis::statistic_by_position(&refs, &tables, stat).map_err(|e| err(args.span, e))?;
+        let df = analysis::statistic_by_position(&refs, &tables, stat)
+            .map_err(|e| failed(args.span, e))?;
         return Ok(Value::Table(Table::Eager(df)));
     }
     let df = if tables.len() == 1 {
@@ -443,7 +472,7 @@ fn verb_stat(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         analysis::side_by_side(&refs, &tables, stat, by)
     }
-    .map_err(|e| err(args.span, e))?;
+    .map_err(|e| failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -484,7 +513,7 @@ fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             ));
         }
     }
-    if args.value("same_tokens").and_then(Value::as_bool) == Some(true) {
+    if args.boolean("same_tokens")? {
         check_same_tokens(&args)?;
     }
     let normalize = normalize_arg(&args)?;
@@ -494,21 +523,11 @@ fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         return Err(err(args.span_of("by"), "compare is not per edge")
             .with_help("use `rel_change g0, g1` for per-edge changes"));
     }
-    let resamples = args.number("resamples").unwrap_or(1000.0);
-    if !(0.0..=1e6).contains(&resamples) || resamples.fract() != 0.0 {
-        return Err(err(
-            args.span_of("resamples"),
-            "resamples must be a whole number",
-        ));
-    }
     let opts = CompareOpts {
-        resamples: resamples as usize,
-        seed: args.number("seed").unwrap_or(0.0) as u64,
-        paired: args
-            .value("paired")
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
-        topk: args.number("k").unwrap_or(10.0).max(1.0) as usize,
+        resamples: args.count("resamples")?,
+        seed: args.whole("seed")?,
+        paired: args.boolean("paired")?,
+        topk: args.count("k")?,
         by,
         normalize,
         statistics: match args.word_choice("stats", &["default", "all"])? {
@@ -519,7 +538,7 @@ fn verb_compare(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         require_same_edges: false,
         ..CompareOpts::default()
     };
-    let df = analysis::compare(&t0, &t1, &opts).map_err(|e| err(args.span, e))?;
+    let df = analysis::compare(&t0, &t1, &opts).map_err(|e| failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -540,7 +559,7 @@ fn check_same_tokens(args: &Args) -> EvalResult<()> {
         &t.meta.sample_hashes,
     )
     .map_err(|e| {
-        err(args.span_of("tuned"), e).with_help(
+        failed(args.span_of("tuned"), e).with_help(
             "score both models on the same answers (e.g. the tuned model on the base model's \
              answer tokens), or drop same_tokens to compare each model on its own answers",
         )
@@ -549,24 +568,20 @@ fn check_same_tokens(args: &Args) -> EvalResult<()> {
 
 fn verb_rel_change(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let (t0, t1, _) = two_tables(&args, "base", "tuned")?;
-    let df = analysis::rel_change(&t0, &t1).map_err(|e| err(args.span, e))?;
+    let df = analysis::rel_change(&t0, &t1).map_err(|e| failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
 fn verb_overlap(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let (t0, t1, _) = two_tables(&args, "a", "b")?;
-    let n = args.number("top").unwrap_or(100.0);
-    if n < 1.0 || n.fract() != 0.0 {
-        return Err(err(args.span_of("top"), "top must be a whole number ≥ 1"));
-    }
-    let df = analysis::overlap(&t0, &t1, n as usize).map_err(|e| err(args.span, e))?;
+    let df = analysis::overlap(&t0, &t1, args.count("top")?).map_err(|e| failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
 fn verb_node_entropy(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let v = args.value("graph").cloned().unwrap_or(Value::Null);
     let t = long_table(&v, args.span_of("graph"))?;
-    let df = analysis::node_entropy(&t).map_err(|e| err(args.span, e))?;
+    let df = analysis::node_entropy(&t).map_err(|e| failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -584,7 +599,7 @@ fn verb_plot(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         return Err(err(args.span_of("by"), "only `plot heatmap` takes `by`"));
     }
     let other = args.value("other").cloned();
-    let diff = args.value("diff").and_then(Value::as_bool).unwrap_or(false);
+    let diff = args.boolean("diff")?;
     if other.is_some() && (kind != "heatmap" || args.word("by").is_some()) {
         return Err(err(
             args.span_of("other"),
@@ -652,12 +667,12 @@ fn verb_plot(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             let t = long_table(&data, span)?;
             let mut h = plot::HistPlotOpts::default();
             h.plot.title = title.or(h.plot.title);
-            h.log_y = args.value("log").and_then(Value::as_bool).unwrap_or(false);
+            h.log_y = args.boolean("log")?;
             plot::hist(&t, &path, &h)
         }
         "bars" | "lines" => {
             let t = match &data {
-                Value::Graph(g) => g.edge_table().map_err(|e| err(span, e))?,
+                Value::Graph(g) => g.edge_table().map_err(|e| failed(span, e))?,
                 other => other
                     .as_table()
                     .ok_or_else(|| EvalError::type_mismatch("table", other.type_name(), span))?,
@@ -712,6 +727,6 @@ fn verb_plot(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 .with_help("heatmap, bars, hist or lines"))
         }
     };
-    result.map_err(|e| err(args.span, e))?;
+    result.map_err(|e| failed(args.span, e))?;
     Ok(Value::Null)
 }

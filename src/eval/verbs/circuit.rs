@@ -151,6 +151,11 @@ fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
     EvalError::at(span, e.to_string()).with_code(ErrorCode::Circuit)
 }
 
+/// A lower layer's error (model, attribution, polars) at `span`, kept as the source.
+fn failed(span: Span, e: impl std::error::Error + Send + Sync + 'static) -> EvalError {
+    EvalError::from_layer(span, ErrorCode::Circuit, e)
+}
+
 /// What both model verbs set up: the transformer, the graph's layout, the prepared samples and
 /// the ablated values.
 struct Setup {
@@ -167,10 +172,7 @@ fn setup(ctx: &EvalContext, args: &Args, graph: &Graph, graph_key: &str) -> Eval
         .model("model")
         .ok_or_else(|| err(args.span_of("model"), "expected a model (from `load`)"))?;
     let gspan = args.span_of(graph_key);
-    let other_ok = args
-        .value("other_model")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let other_ok = args.boolean("other_model")?;
     if !graph.meta.model.is_empty() && graph.meta.model != m.source && !other_ok {
         return Err(err(
             gspan,
@@ -200,9 +202,9 @@ fn setup(ctx: &EvalContext, args: &Args, graph: &Graph, graph_key: &str) -> Eval
             (None, None, _) => TCut::Alpha(0.1),
         },
     )?;
-    let mut tf = HookedTransformer::new(&m).map_err(|e| err(span, e))?;
+    let mut tf = HookedTransformer::new(&m).map_err(|e| failed(span, e))?;
     if tf.dtype() != dtype {
-        tf = tf.to_dtype(dtype).map_err(|e| err(span, e))?;
+        tf = tf.to_dtype(dtype).map_err(|e| failed(span, e))?;
     }
     let c = &m.config;
     let layout = HookLayout::new(
@@ -228,7 +230,7 @@ fn setup(ctx: &EvalContext, args: &Args, graph: &Graph, graph_key: &str) -> Eval
         &mut |done, total| task.within(done, total, "tokens"),
         &interrupted,
     )
-    .map_err(|e| err(on_span, e))?;
+    .map_err(|e| failed(on_span, e))?;
     drop(task);
     Ok(Setup {
         tf,
@@ -253,7 +255,7 @@ fn verb_evaluate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .ok_or_else(|| err(args.span_of("circuit"), "expected a graph or circuit"))?;
     let s = setup(ctx, &args, &g, "circuit")?;
     let circuit =
-        Circuit::from_graph(&g, &s.layout).map_err(|e| err(args.span_of("circuit"), e))?;
+        Circuit::from_graph(&g, &s.layout).map_err(|e| failed(args.span_of("circuit"), e))?;
     let interrupted = || ctx.interrupted();
     let values = ablation_values(&s.tf, &s.layout, &s.samples, s.ablation, &interrupted)
         .map_err(|e| circuit_err(span, e))?;
@@ -270,11 +272,7 @@ fn verb_evaluate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     .map_err(|e| circuit_err(span, e))?;
     drop(task);
     let n = ev.metric.len();
-    let df = if args
-        .value("summary")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
+    let df = if args.boolean("summary")? {
         let m = ev.mean();
         let sd = if n > 1 {
             (ev.metric.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
@@ -299,7 +297,7 @@ fn verb_evaluate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             "loss" => ev.loss.clone(),
         )
     }
-    .map_err(|e| err(span, e))?;
+    .map_err(|e| failed(span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -398,7 +396,7 @@ fn verb_faithfulness(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     cols.push(Column::new("metric_full".into(), vec![curve.full; n]));
     cols.push(Column::new("metric_empty".into(), vec![curve.empty; n]));
     cols.push(Column::new("ablation".into(), vec![s.ablation.name(); n]));
-    let df = DataFrame::new_infer_height(cols).map_err(|e| err(span, e))?;
+    let df = DataFrame::new_infer_height(cols).map_err(|e| failed(span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -419,7 +417,7 @@ fn f64_column(df: &DataFrame, name: &str) -> Result<Vec<f64>, String> {
 fn verb_summary(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let span = args.span_of("curve");
     let df = match args.value("curve") {
-        Some(Value::Table(t)) => t.collect().map_err(|e| err(span, e))?,
+        Some(Value::Table(t)) => t.collect().map_err(|e| failed(span, e))?,
         _ => return Err(err(span, "expected a table from `faithfulness`")),
     };
     let col = |n: &str| f64_column(&df, n).map_err(|m| err(span, m));
@@ -440,6 +438,6 @@ fn verb_summary(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         cols.push(Column::new("random_cmd".into(), [r.cmd]));
         cols.push(Column::new("random_auc".into(), [r.auc]));
     }
-    let out = DataFrame::new_infer_height(cols).map_err(|e| err(span, e))?;
+    let out = DataFrame::new_infer_height(cols).map_err(|e| failed(span, e))?;
     Ok(Value::Table(Table::Eager(out)))
 }

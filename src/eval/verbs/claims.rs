@@ -34,7 +34,7 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .table("comparisons")
         .ok_or_else(|| EvalError::at(span, "expected a table of comparisons"))?
         .collect()
-        .map_err(|e| EvalError::at(span, e.to_string()))?;
+        .map_err(|e| EvalError::at(span, e.to_string()).with_cause(e))?;
     let bad = |e: String| EvalError::at(span, e).with_code(ErrorCode::Column);
     let metric = string_column(&df, "metric").map_err(bad)?;
     let num = |c: &str| -> EvalResult<Vec<Option<f64>>> {
@@ -45,8 +45,11 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         })?;
         let s = col
             .cast(&DataType::Float64)
-            .map_err(|e| bad(format!("column `{c}`: {e}")))?;
-        Ok(s.f64().map_err(|e| bad(e.to_string()))?.iter().collect())
+            .map_err(|e| bad(format!("column `{c}`: {e}")).with_cause(e))?;
+        Ok(s.f64()
+            .map_err(|e| bad(e.to_string()).with_cause(e))?
+            .iter()
+            .collect())
     };
     let (delta, pct, lo, hi) = (num("delta")?, num("pct")?, num("ci_low")?, num("ci_high")?);
     let base = num("base")?;
@@ -82,7 +85,9 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             }
             let a = lo[r].unwrap_or(f64::NAN);
             let b = hi[r].unwrap_or(f64::NAN);
-            let n = n_col[r].filter(|x| *x >= 0.0).map(|x| x as usize);
+            let n = n_col[r]
+                .and_then(crate::eval::args::whole_number)
+                .and_then(|x| usize::try_from(x).ok());
             out.0.push(claim.statement.to_string());
             out.1.push(method[r].clone());
             out.2.push(step[r]);
@@ -96,7 +101,7 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                     .name()
                     .to_string(),
             );
-            ns.push(n.map(|x| x as i64));
+            ns.push(n.and_then(|x| i64::try_from(x).ok()));
         }
     }
     let table = df!(
@@ -111,6 +116,6 @@ fn verb_claims(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         "n" => ns,
         "finding" => f
     )
-    .map_err(|e| EvalError::at(span, e.to_string()))?;
+    .map_err(|e| EvalError::at(span, e.to_string()).with_cause(e))?;
     Ok(Value::Table(Table::Eager(table)))
 }

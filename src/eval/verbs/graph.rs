@@ -269,6 +269,7 @@ pub(super) fn register(reg: &mut Registry) {
         .category("graph")
         .piped("graph", Type::Graph, "a graph (or piped in)")
         .named_default("top", Type::Number, 10.0, "how many top edges to list")
+        .range("top", Range::whole(0.0, f64::INFINITY))
         .example("show g", "a short text summary"),
         verb_show,
     );
@@ -285,11 +286,14 @@ fn verb_read_graph(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         "all" => JsonEdges::All,
         _ => JsonEdges::InGraph,
     };
-    let text = crate::files::read_text_capped(&path, GRAPH_JSON_LIMIT)
-        .map_err(|e| err(span, format!("cannot read `{}`: {e}", path.display())))?;
+    let text = crate::files::read_text_capped(&path, GRAPH_JSON_LIMIT).map_err(|e| {
+        err(span, format!("cannot read `{}`: {e}", path.display()))
+            .with_code(ErrorCode::Io)
+            .with_cause(e)
+    })?;
     let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| err(span, format!("`{}` is not JSON: {e}", path.display())))?;
-    let g = from_eap_ig_json(&v, which).map_err(|e| err(span, e))?;
+        .map_err(|e| err(span, format!("`{}` is not JSON: {e}", path.display())).with_cause(e))?;
+    let g = from_eap_ig_json(&v, which).map_err(|e| failed(span, e))?;
     Ok(Value::Graph(Arc::new(g)))
 }
 
@@ -314,7 +318,7 @@ fn verb_export(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let text = match ext.as_str() {
         "dot" | "gv" => crate::attribution::export::to_dot(&g),
         "json" => crate::attribution::export_json::to_eap_ig_json(&g, None)
-            .map_err(|e| err(args.span_of("to"), e))?
+            .map_err(|e| failed(args.span_of("to"), e))?
             .to_string(),
         _ => {
             return Err(err(args.span_of("to"), "export writes .dot or .json")
@@ -322,17 +326,20 @@ fn verb_export(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         }
     };
     crate::files::write_text_atomic(&path, &text).map_err(|e| {
+        let e = super::io::io_of(e);
         err(
             args.span_of("to"),
             format!("cannot write `{}`: {e}", path.display()),
         )
+        .with_code(ErrorCode::Io)
+        .with_cause(e)
     })?;
     Ok(Value::Null)
 }
 
 fn verb_show(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let g = graph_arg(&args)?;
-    let top = args.number("top").unwrap_or(10.0).max(0.0) as usize;
+    let top = args.count("top")?;
     let mean = g.mean_scores();
     let mut order: Vec<usize> = (0..mean.len()).collect();
     order.sort_by(|&a, &b| mean[b].abs().total_cmp(&mean[a].abs()));
@@ -384,11 +391,16 @@ fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
     EvalError::at(span, e.to_string()).with_code(ErrorCode::Attribution)
 }
 
+/// A lower layer's error (attribution, model, circuit, polars) at `span`, kept as the source.
+fn failed(span: Span, e: impl std::error::Error + Send + Sync + 'static) -> EvalError {
+    EvalError::from_layer(span, ErrorCode::Attribution, e)
+}
+
 /// Hashes of the models seen, by identity: hashing dequantizes every weight (about a second for
 /// SmolLM2), so a session's many `patch` calls on one model pay it once.
-fn model_hash(m: &Arc<Model>) -> Result<String, String> {
+fn model_hash(m: &Arc<Model>, span: Span) -> EvalResult<String> {
     static CACHE: Mutex<Vec<(Weak<Model>, String)>> = Mutex::new(Vec::new());
-    let mut cache = CACHE.lock().map_err(|e| e.to_string())?;
+    let mut cache = CACHE.lock().map_err(|e| err(span, e))?;
     cache.retain(|(w, _)| w.strong_count() > 0);
     if let Some((_, h)) = cache
         .iter()
@@ -396,7 +408,7 @@ fn model_hash(m: &Arc<Model>) -> Result<String, String> {
     {
         return Ok(h.clone());
     }
-    let h = crate::tuning::weights_hash(m).map_err(|e| e.to_string())?;
+    let h = crate::tuning::weights_hash(m).map_err(|e| failed(span, e))?;
     cache.push((Arc::downgrade(m), h.clone()));
     Ok(h)
 }
@@ -438,13 +450,9 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let loss = LossKind::parse(args.word_choice("loss", &LossKind::NAMES)?).expect("checked");
     let method = match args.word_choice("method", &["eap", "eap_ig", "patch"])? {
         "eap" => Method::Eap,
-        "eap_ig" => {
-            // A whole number in 1..=10000: the signature's range is checked at binding.
-            let steps = args.number("steps").unwrap_or(5.0);
-            Method::EapIg {
-                steps: steps as usize,
-            }
-        }
+        "eap_ig" => Method::EapIg {
+            steps: args.count("steps")?,
+        },
         _ => Method::Patch,
     };
     if loss == LossKind::Kl && method == Method::Eap {
@@ -475,10 +483,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         }
         _ => Granularity::Block,
     };
-    let per_position = args
-        .value("per_position")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let per_position = args.boolean("per_position")?;
     if per_position && method == Method::Patch {
         return Err(err(
             args.span_of("per_position"),
@@ -504,15 +509,15 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         )?),
     };
 
-    let mut tf = HookedTransformer::new(&m).map_err(|e| err(span, e))?;
+    let mut tf = HookedTransformer::new(&m).map_err(|e| failed(span, e))?;
     if tf.dtype() != dtype {
-        tf = tf.to_dtype(dtype).map_err(|e| err(span, e))?;
+        tf = tf.to_dtype(dtype).map_err(|e| failed(span, e))?;
     }
     let c = &m.config;
     let layout = HookLayout::new(granularity, c.n_layers, c.n_heads, c.n_kv_heads);
     let interrupted = || ctx.interrupted();
 
-    let chat = args.value("chat").and_then(Value::as_bool).unwrap_or(true);
+    let chat = args.boolean("chat")?;
     let popts = PrepareOptions {
         loss,
         t_cut: t_cut.clone(),
@@ -534,7 +539,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let prepared = match prepared {
         Ok(p) => p,
         Err(PrepareError::Interrupted { answers }) => {
-            let kept = with_answers(&table, &specs, &answers).map_err(|e| err(on_span, e))?;
+            let kept = with_answers(&table, &specs, &answers).map_err(|e| failed(on_span, e))?;
             let generated = answers.len();
             let value = Value::Table(Table::Eager(kept));
             ctx.set_global("_answers", value.clone());
@@ -569,7 +574,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         TCut::Positions(p) => Some(p.clone()),
         _ => None,
     };
-    let model_hash = model_hash(&m).map_err(|e| err(span, e))?;
+    let model_hash = model_hash(&m, span)?;
     let mut meta = GraphMeta {
         model: m.source.clone(),
         model_hash,
@@ -587,10 +592,7 @@ fn verb_patch(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         dtype: if dtype == DType::F64 { "f64" } else { "f32" }.into(),
         ablation: ablation_of(&prepared.samples).into(),
         chat,
-        per_sample: args
-            .value("per_sample")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        per_sample: args.boolean("per_sample")?,
         per_position,
         n_heads: c.n_heads,
         d_model: c.d_model,
@@ -679,7 +681,7 @@ fn with_answers(
     table: &DataFrame,
     specs: &[SampleSpec],
     generated: &[(i64, Vec<u32>)],
-) -> Result<DataFrame, String> {
+) -> PolarsResult<DataFrame> {
     let by_id: HashMap<i64, &Vec<u32>> = generated.iter().map(|(i, a)| (*i, a)).collect();
     let mut cells: Vec<Option<Series>> = vec![None; table.height()];
     for s in specs {
@@ -691,13 +693,10 @@ fn with_answers(
     }
     let mut column = Series::new("answer_ids".into(), cells);
     if column.dtype() != &DataType::List(Box::new(DataType::Int64)) {
-        column = column
-            .cast(&DataType::List(Box::new(DataType::Int64)))
-            .map_err(|e| e.to_string())?;
+        column = column.cast(&DataType::List(Box::new(DataType::Int64)))?;
     }
     let mut out = table.clone();
-    out.with_column(column.into_column())
-        .map_err(|e| e.to_string())?;
+    out.with_column(column.into_column())?;
     Ok(out)
 }
 
@@ -776,7 +775,7 @@ fn filtered(ctx: &EvalContext, args: &Args, df: DataFrame) -> EvalResult<Value> 
 
 fn verb_edges(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let g = graph_arg(&args)?;
-    let df = g.table().map_err(|e| err(args.span, e))?;
+    let df = g.table().map_err(|e| failed(args.span, e))?;
     filtered(ctx, &args, df)
 }
 
@@ -798,7 +797,7 @@ fn verb_samples(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             )
             .with_help("score it again with `patch` to see its answers and losses")
         })?
-        .map_err(|e| err(args.span, e))?;
+        .map_err(|e| failed(args.span, e))?;
     filtered(ctx, &args, df)
 }
 
@@ -835,7 +834,7 @@ fn verb_nodes(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         "in_abs" => nodes.iter().map(|n| n.5).collect::<Vec<_>>(),
         "out_abs" => nodes.iter().map(|n| n.6).collect::<Vec<_>>(),
     )
-    .map_err(|e| err(args.span, e))?;
+    .map_err(|e| failed(args.span, e))?;
     filtered(ctx, &args, df)
 }
 
@@ -861,10 +860,7 @@ fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             ),
         ));
     }
-    let do_prune = args
-        .value("prune")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let do_prune = args.boolean("prune")?;
     if chosen.is_empty() && preds.is_empty() && !do_prune {
         return Err(err(
             args.span,
@@ -874,25 +870,25 @@ fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     // Candidates: every edge, or those matching `where`.
     let mut keep: Vec<usize> = (0..g.edges.len()).collect();
     if !preds.is_empty() {
-        let mut df = g.edge_table().map_err(|e| err(args.span, e))?;
+        let mut df = g.edge_table().map_err(|e| failed(args.span, e))?;
         df.with_column(Column::new(
             "__edge".into(),
             (0..g.edges.len() as i64).collect::<Vec<_>>(),
         ))
-        .map_err(|e| err(args.span, e))?;
+        .map_err(|e| failed(args.span, e))?;
         let schema = df.schema().clone();
         let mut lf = df.lazy();
         for p in &preds {
             lf = lf.filter(ctx.compile_column(p, &schema)?);
         }
-        let out = lf.collect().map_err(|e| err(args.span, e))?;
+        let out = lf.collect().map_err(|e| failed(args.span, e))?;
         keep = out
             .column("__edge")
             .and_then(|c| c.i64().cloned())
-            .map_err(|e| err(args.span, e))?
+            .map_err(|e| failed(args.span, e))?
             .iter()
             .flatten()
-            .map(|i| i as usize)
+            .filter_map(|i| usize::try_from(i).ok()) // 0..edges, written just above
             .collect();
     }
     let keys: Vec<Option<f64>> = {
@@ -905,19 +901,18 @@ fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     // Greedy and pruning need the graph's node structure: its layout, from the names.
     let needs_layout = do_prune || args.has("greedy");
     let layout = if needs_layout {
-        Some(layout_of_graph(&g).map_err(|e| err(args.span_of("graph"), e))?)
+        Some(layout_of_graph(&g).map_err(|e| failed(args.span_of("graph"), e))?)
     } else {
         None
     };
     let index = match &layout {
-        Some(l) => graph_edge_index(&g, l).map_err(|e| err(args.span_of("graph"), e))?,
+        Some(l) => graph_edge_index(&g, l).map_err(|e| failed(args.span_of("graph"), e))?,
         None => Vec::new(),
     };
-    let whole = |args: &Args, k: &str| args.number(k).unwrap_or(0.0) as usize; // ranges checked
     keep = if args.has("top") {
-        prune::top_n(&keys, whole(&args, "top"))
-    } else if let Some(t) = args.number("threshold") {
-        prune::threshold(&keys, t)
+        prune::top_n(&keys, args.count("top")?)
+    } else if args.has("threshold") {
+        prune::threshold(&keys, args.real("threshold")?)
     } else if args.has("greedy") {
         let lay = layout.as_ref().expect("built for greedy");
         let mut lk = vec![None; lay.edges().len()];
@@ -926,7 +921,7 @@ fn verb_circuit(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         }
         let back: std::collections::HashMap<usize, usize> =
             index.iter().enumerate().map(|(gi, &li)| (li, gi)).collect();
-        prune::greedy(lay, &lk, whole(&args, "greedy"))
+        prune::greedy(lay, &lk, args.count("greedy")?)
             .into_iter()
             .map(|li| back[&li])
             .collect()

@@ -77,8 +77,13 @@ pub fn help_text(reg: &Registry, topic: Option<&str>) -> Result<String, (String,
                     } else {
                         format!(" — one of: {}", p.choices.join(", "))
                     };
+                    // The declared range, which binding enforces.
+                    let range = p
+                        .range
+                        .map(|r| format!(" — {}", r.describe()))
+                        .unwrap_or_default();
                     out.push_str(&format!(
-                        "  {:10} {}{choices}{default}\n",
+                        "  {:10} {}{choices}{range}{default}\n",
                         p.name, p.description
                     ));
                 }

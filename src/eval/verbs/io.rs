@@ -56,6 +56,49 @@ pub(super) fn register(reg: &mut Registry) {
     );
 }
 
+/// Why a table's file could not be read or written: the file system, or polars encoding or
+/// decoding it. Its text is the inner error's; [`TableFileError::source_of`] keeps the inner
+/// error itself as an [`EvalError`]'s source.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TableFileError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Polars(#[from] PolarsError),
+}
+
+impl TableFileError {
+    /// `error` with the io or polars error as its source (what a host downcasts to).
+    pub(crate) fn source_of(self, error: EvalError) -> EvalError {
+        match self {
+            TableFileError::Io(e) => error.with_cause(e),
+            TableFileError::Polars(e) => error.with_cause(e),
+        }
+    }
+}
+
+impl From<crate::files::WriteError<std::io::Error>> for TableFileError {
+    fn from(e: crate::files::WriteError<std::io::Error>) -> Self {
+        TableFileError::Io(io_of(e))
+    }
+}
+
+impl From<crate::files::WriteError<TableFileError>> for TableFileError {
+    fn from(e: crate::files::WriteError<TableFileError>) -> Self {
+        match e {
+            crate::files::WriteError::Io(e) => TableFileError::Io(e),
+            crate::files::WriteError::Write(e) => e,
+        }
+    }
+}
+
+/// The io error of an atomic text write, around the write or in it (same text).
+pub(crate) fn io_of(e: crate::files::WriteError<std::io::Error>) -> std::io::Error {
+    match e {
+        crate::files::WriteError::Io(e) | crate::files::WriteError::Write(e) => e,
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Format {
     Csv,
@@ -104,6 +147,7 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
     let io_err = |e: std::io::Error| {
         EvalError::at(span, format!("cannot read `{}`: {e}", path.display()))
             .with_code(ErrorCode::Io)
+            .with_cause(e)
     };
     let not_read = || EvalError::at(span, "markdown is written by `save`, not read");
     if format == Format::Markdown {
@@ -180,6 +224,7 @@ pub(super) fn verb_read(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> 
     let df = df.map_err(|e| {
         EvalError::at(span, format!("cannot read `{}`: {e}", path.display()))
             .with_code(ErrorCode::Io)
+            .with_cause(e)
     })?;
     match graph_settings {
         None => Ok(df.into()),
@@ -246,17 +291,14 @@ fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let path = ctx.resolve_path(&given);
     let format = format_of(&path, &args, "to")?;
     let value = args.value("value").cloned().unwrap_or(Value::Null);
-    let save_err = |e: String| {
-        EvalError::at(
-            args.span_of("to"),
-            format!("cannot save to `{}`: {e}", path.display()),
-        )
-        .with_code(ErrorCode::Io)
+    let save_err = |e: TableFileError| {
+        let message = format!("cannot save to `{}`: {e}", path.display());
+        e.source_of(EvalError::at(args.span_of("to"), message).with_code(ErrorCode::Io))
     };
     // A graph is saved whole (every sample's scores) with its settings, so `read` gives it back.
     let (mut df, settings) = match &value {
         Value::Graph(g) if format != Format::Markdown => (
-            g.sample_table().map_err(|e| save_err(e.to_string()))?,
+            g.sample_table().map_err(|e| save_err(e.into()))?,
             Some(saved::meta_json(&g.meta)),
         ),
         _ => (
@@ -270,12 +312,12 @@ fn verb_save(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     match (&settings, format) {
         (_, Format::Parquet | Format::Markdown) => {}
         (Some(text), _) => {
-            crate::files::write_text_atomic(&sidecar, text).map_err(|e| save_err(e.to_string()))?
+            crate::files::write_text_atomic(&sidecar, text).map_err(|e| save_err(e.into()))?
         }
         // A table saved over a graph's file: its old sidecar would make `read` misread it.
         (None, _) => {
             if sidecar.is_file() {
-                std::fs::remove_file(&sidecar).map_err(|e| save_err(e.to_string()))?;
+                std::fs::remove_file(&sidecar).map_err(|e| save_err(e.into()))?;
             }
         }
     }
@@ -296,13 +338,13 @@ fn write_atomic(
     format: Format,
     df: &mut DataFrame,
     kv: Option<KeyValueMetadata>,
-) -> Result<(), String> {
+) -> Result<(), TableFileError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     crate::files::write_atomic(path, ext, |file, _| {
         guard_polars(|| Ok(write_file(file, format, df, kv.clone())))
-            .unwrap_or_else(|e| Err(e.to_string()))
+            .unwrap_or_else(|e| Err(e.into()))
     })
-    .map_err(|e| e.to_string())
+    .map_err(TableFileError::from)
 }
 
 fn write_file(
@@ -310,31 +352,24 @@ fn write_file(
     format: Format,
     df: &mut DataFrame,
     kv: Option<KeyValueMetadata>,
-) -> Result<(), String> {
+) -> Result<(), TableFileError> {
     let mut w = BufWriter::new(file);
     match format {
-        Format::Csv => CsvWriter::new(&mut w)
-            .finish(df)
-            .map_err(|e| e.to_string())?,
+        Format::Csv => CsvWriter::new(&mut w).finish(df)?,
         Format::Parquet => {
             ParquetWriter::new(&mut w)
                 .with_key_value_metadata(kv)
-                .finish(df)
-                .map_err(|e| e.to_string())?;
+                .finish(df)?;
         }
         Format::Json => JsonWriter::new(&mut w)
             .with_json_format(JsonFormat::Json)
-            .finish(df)
-            .map_err(|e| e.to_string())?,
+            .finish(df)?,
         Format::JsonLines => JsonWriter::new(&mut w)
             .with_json_format(JsonFormat::JsonLines)
-            .finish(df)
-            .map_err(|e| e.to_string())?,
-        Format::Markdown => w
-            .write_all(markdown_table(df).as_bytes())
-            .map_err(|e| e.to_string())?,
+            .finish(df)?,
+        Format::Markdown => w.write_all(markdown_table(df).as_bytes())?,
     }
-    w.flush().map_err(|e| e.to_string())
+    Ok(w.flush()?)
 }
 
 /// A markdown table: floats to 4 significant digits, nulls empty, `|` escaped.
@@ -445,7 +480,7 @@ pub(super) fn save_parquet(
     path: &Path,
     df: &mut DataFrame,
     metadata: Vec<(String, String)>,
-) -> Result<(), String> {
+) -> Result<(), TableFileError> {
     write_atomic(
         path,
         Format::Parquet,
@@ -458,8 +493,8 @@ pub(super) fn save_parquet(
 pub(super) fn read_parquet_with(
     path: &Path,
     key: &str,
-) -> Result<(DataFrame, Option<String>), String> {
-    let file = crate::files::open_regular(path).map_err(|e| e.to_string())?;
+) -> Result<(DataFrame, Option<String>), TableFileError> {
+    let file = crate::files::open_regular(path)?;
     guard_polars(|| {
         let mut reader = ParquetReader::new(file);
         let value = reader
@@ -470,5 +505,5 @@ pub(super) fn read_parquet_with(
             .and_then(|k| k.value.clone());
         Ok((reader.finish()?, value))
     })
-    .map_err(|e| e.to_string())
+    .map_err(TableFileError::from)
 }

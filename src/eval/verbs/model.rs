@@ -138,8 +138,12 @@ fn model_arg(args: &Args, name: &str) -> EvalResult<Arc<Model>> {
     })
 }
 
-fn model_err(span: crate::syntax::Span, e: impl std::fmt::Display) -> EvalError {
-    EvalError::at(span, e.to_string()).with_code(ErrorCode::Model)
+/// An error of the model layer (or candle, or polars) at `span`, kept as the source.
+fn model_failed(
+    span: crate::syntax::Span,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> EvalError {
+    EvalError::from_layer(span, ErrorCode::Model, e)
 }
 
 fn verb_load(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
@@ -152,17 +156,16 @@ fn verb_load(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         source
     };
     let device = device_from_str(args.word("device").unwrap_or("cpu"))
-        .map_err(|e| model_err(args.span_of("device"), e))?;
+        .map_err(|e| model_failed(args.span_of("device"), e))?;
     let dtype = dtype_from_str(args.word("dtype").unwrap_or("f32"))
-        .map_err(|e| model_err(args.span_of("dtype"), e))?;
+        .map_err(|e| model_failed(args.span_of("dtype"), e))?;
     let keep_quantized = args.word_choice("weights", &["quantized", "dense"])? == "quantized";
     let opts = LoadOptions {
         device,
         dtype,
         keep_quantized,
     };
-    let m =
-        load(&source, &opts).map_err(|e| model_err(args.span_of("source"), &e).with_cause(e))?;
+    let m = load(&source, &opts).map_err(|e| model_failed(args.span_of("source"), e))?;
     Ok(Value::Model(m))
 }
 
@@ -185,7 +188,7 @@ fn verb_info(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         "edges_block" => [edge_count(Granularity::Block, &m)],
         "edges_head" => [edge_count(Granularity::Head, &m)],
     )
-    .map_err(|e| model_err(args.span, e))?;
+    .map_err(|e| model_failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -202,19 +205,19 @@ fn verb_tokens(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let ids = m
         .tokenizer
         .encode(text, false)
-        .map_err(|e| model_err(args.span_of("text"), e))?;
+        .map_err(|e| model_failed(args.span_of("text"), e))?;
     let pieces = m.tokenizer.pieces(&ids);
     let df = df!(
         "position" => (0..ids.len() as i64).collect::<Vec<_>>(),
         "id" => ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
         "piece" => pieces,
     )
-    .map_err(|e| model_err(args.span, e))?;
+    .map_err(|e| model_failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
 fn transformer(m: &Model, span: crate::syntax::Span) -> EvalResult<HookedTransformer> {
-    HookedTransformer::new(m).map_err(|e| model_err(span, e))
+    HookedTransformer::new(m).map_err(|e| model_failed(span, e))
 }
 
 /// A sequence of `len` tokens must fit the model's context (`max_position`, from GGUF
@@ -258,7 +261,7 @@ fn check_finite(
             ),
         )
         .with_code(ErrorCode::Model)),
-        Err(e) => Err(model_err(span, e)),
+        Err(e) => Err(model_failed(span, e)),
     }
 }
 
@@ -269,7 +272,7 @@ fn verb_logits(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let ids = m
         .tokenizer
         .encode(text, false)
-        .map_err(|e| model_err(args.span_of("text"), e))?;
+        .map_err(|e| model_failed(args.span_of("text"), e))?;
     if ids.is_empty() {
         return Err(EvalError::at(
             args.span_of("text"),
@@ -282,7 +285,7 @@ fn verb_logits(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         let l = tf.logits(&ids)?;
         l.i(ids.len() - 1)?.to_dtype(DType::F64)?.to_vec1::<f64>()
     };
-    let logits = run().map_err(|e| model_err(args.span, e))?;
+    let logits = run().map_err(|e| model_failed(args.span, e))?;
     if let Some(bad) = logits.iter().position(|x| !x.is_finite()) {
         return Err(EvalError::at(
             args.span,
@@ -313,7 +316,7 @@ fn verb_logits(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         "logit" => order.iter().map(|&i| logits[i]).collect::<Vec<_>>(),
         "prob" => order.iter().map(|&i| (logits[i] - max).exp() / z).collect::<Vec<_>>(),
     )
-    .map_err(|e| model_err(args.span, e))?;
+    .map_err(|e| model_failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -327,7 +330,7 @@ fn mean_nll(
     let logits = tf
         .logits(ids)
         .and_then(|l| l.to_dtype(DType::F64))
-        .map_err(|e| model_err(span, e))?;
+        .map_err(|e| model_failed(span, e))?;
     check_finite(&logits, span, what)?;
     let run = || -> candle_core::Result<f64> {
         let lp = crate::model::ops::log_softmax_last_dim(&logits)?;
@@ -337,7 +340,7 @@ fn mean_nll(
         }
         Ok(total)
     };
-    let total = run().map_err(|e| model_err(span, e))?;
+    let total = run().map_err(|e| model_failed(span, e))?;
     Ok((total / (ids.len() - 1) as f64, ids.len() - 1))
 }
 
@@ -349,7 +352,7 @@ fn verb_perplexity(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         let ids = m
             .tokenizer
             .encode(text, false)
-            .map_err(|e| model_err(span, e))?;
+            .map_err(|e| model_failed(span, e))?;
         if ids.len() < 2 {
             return Err(EvalError::at(
                 span,
@@ -380,7 +383,7 @@ fn verb_perplexity(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                     .with_code(ErrorCode::Type))
                 }
             }
-            .map_err(|e| model_err(span, e))?;
+            .map_err(|e| model_failed(span, e))?;
             let texts = string_column(&t, "text").map_err(|msg| EvalError::at(span, msg))?;
             let mut ppl = Vec::with_capacity(texts.len());
             let mut n_tokens = Vec::with_capacity(texts.len());
@@ -395,7 +398,7 @@ fn verb_perplexity(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             let mut out = t.clone();
             out.with_column(Column::new("perplexity".into(), ppl))
                 .and_then(|o| o.with_column(Column::new("n_tokens".into(), n_tokens)))
-                .map_err(|e| model_err(span, e))?;
+                .map_err(|e| model_failed(span, e))?;
             Ok(Value::Table(Table::Eager(out)))
         }
         None => Err(EvalError::at(args.span, "perplexity needs `on`")),
@@ -426,8 +429,8 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .table("on")
         .ok_or_else(|| EvalError::at(span, "expected a table of prompts"))?
         .collect()
-        .map_err(|e| model_err(span, e))?;
-    let chat = args.value("chat").and_then(Value::as_bool).unwrap_or(true);
+        .map_err(|e| model_failed(span, e))?;
+    let chat = args.boolean("chat")?;
     let specs = read_specs(&table).map_err(|msg| EvalError::at(span, msg))?;
     let opts = generate_options(&m, &args)?;
     let batch = args.count("batch")?;
@@ -441,14 +444,14 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             (None, Some(text)) => {
                 let rendered = if chat && m.chat_template.is_some() {
                     m.apply_chat_template(&[("user", text)], true)
-                        .map_err(|e| model_err(span, e))?
+                        .map_err(|e| model_failed(span, e))?
                 } else {
                     text.clone()
                 };
                 let ids = m
                     .tokenizer
                     .encode(&rendered, false)
-                    .map_err(|e| model_err(span, e))?;
+                    .map_err(|e| model_failed(span, e))?;
                 (ids, "prompt")
             }
             (None, None) => {
@@ -511,7 +514,7 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             generate_batch_observed(&tf, chunk, &opts, &seeds, &interrupted, &mut |d, t| {
                 task.within(d, t, "tokens")
             })
-            .map_err(|e| model_err(span, e))?
+            .map_err(|e| model_failed(span, e))?
         };
         for i in 0..chunk.len() {
             let Some(out) = outs.get(i) else {
@@ -530,7 +533,7 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             answers.push(Some(
                 m.tokenizer
                     .decode(&tokens, true)
-                    .map_err(|e| model_err(span, e))?,
+                    .map_err(|e| model_failed(span, e))?,
             ));
             n_tokens.push(Some(tokens.len() as i64));
             answer_ids.push(Some(Series::new(
@@ -550,6 +553,6 @@ fn verb_generate(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .and_then(|o| o.with_column(Column::new("n_tokens".into(), n_tokens)))
         .and_then(|o| o.with_column(Column::new("truncated".into(), truncated)))
         .and_then(|o| o.with_column(Column::new("interrupted".into(), interrupted_rows)))
-        .map_err(|e| model_err(span, e))?;
+        .map_err(|e| model_failed(span, e))?;
     Ok(Value::Table(Table::Eager(out)))
 }

@@ -4,7 +4,7 @@ use polars::prelude::*;
 
 use crate::attribution::prepare::{SampleSpec, TCut};
 use crate::attribution::AnswerPositions;
-use crate::eval::args::Args;
+use crate::eval::args::{whole_number, Args};
 use crate::eval::error::{EvalError, EvalResult};
 use crate::eval::registry::{Range, Signature, Type};
 use crate::eval::value::Value;
@@ -18,7 +18,7 @@ pub(crate) fn samples_arg(args: &Args) -> EvalResult<(DataFrame, Vec<SampleSpec>
         .table("on")
         .ok_or_else(|| EvalError::at(span, "expected a table of samples"))?
         .collect()
-        .map_err(|e| EvalError::at(span, e.to_string()))?;
+        .map_err(|e| EvalError::at(span, e.to_string()).with_cause(e))?;
     let specs = read_specs(&table).map_err(|msg| EvalError::at(span, msg))?;
     if specs.is_empty() {
         return Err(EvalError::at(span, "no samples: the table is empty"));
@@ -88,10 +88,12 @@ pub(crate) fn t_cut_arg(args: &Args, fallback: TCut) -> EvalResult<TCut> {
     {
         return positions_value(v, args.span_of("positions")).map(TCut::Positions);
     }
-    Ok(match (args.number("alpha"), args.number("t_cut")) {
-        (Some(a), _) => TCut::Alpha(a),
-        (None, Some(t)) => TCut::Fixed(t as usize),
-        (None, None) => fallback,
+    Ok(if args.has("alpha") {
+        TCut::Alpha(args.real("alpha")?)
+    } else if args.has("t_cut") {
+        TCut::Fixed(args.count("t_cut")?)
+    } else {
+        fallback
     })
 }
 
@@ -99,21 +101,18 @@ pub(crate) fn t_cut_arg(args: &Args, fallback: TCut) -> EvalResult<TCut> {
 /// token twice without saying so, so it is refused rather than merged).
 fn positions_value(v: &Value, span: Span) -> EvalResult<AnswerPositions> {
     let index = |x: &Value| -> EvalResult<usize> {
+        let refused = |what: String| {
+            EvalError::at(
+                span,
+                format!("positions: {what} is not an answer-token index (a whole number ≥ 0)"),
+            )
+        };
         match x {
-            Value::Number(n) if n.is_finite() && n.fract() == 0.0 && *n >= 0.0 && *n < 1e9 => {
-                Ok(*n as usize)
-            }
-            Value::Number(n) => Err(EvalError::at(
-                span,
-                format!("positions: {n} is not an answer-token index (a whole number ≥ 0)"),
-            )),
-            other => Err(EvalError::at(
-                span,
-                format!(
-                    "positions: a {} is not an answer-token index (a whole number ≥ 0)",
-                    other.type_name()
-                ),
-            )),
+            Value::Number(n) => whole_number(*n)
+                .filter(|&i| i < 1_000_000_000)
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(|| refused(n.to_string())),
+            other => Err(refused(format!("a {}", other.type_name()))),
         }
     };
     let mut out = match v {

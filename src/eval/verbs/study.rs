@@ -223,6 +223,11 @@ fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
     EvalError::at(span, e.to_string()).with_code(ErrorCode::Study)
 }
 
+/// A lower layer's error (polars, mostly) at `span`, kept as the source.
+fn failed(span: Span, e: impl std::error::Error + Send + Sync + 'static) -> EvalError {
+    EvalError::from_layer(span, ErrorCode::Study, e)
+}
+
 fn verb_arith(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let (n, seed) = (args.count("n")?, args.whole("seed")?);
     let max = i64::try_from(args.whole("max")?).unwrap_or(i64::MAX);
@@ -237,7 +242,7 @@ fn arith_table(n: usize, seed: u64, max: i64, span: Span) -> EvalResult<Value> {
         "prompt" => qs.iter().map(|q| q.prompt.clone()).collect::<Vec<_>>(),
         "expected" => qs.iter().map(|q| q.expected).collect::<Vec<_>>()
     )
-    .map_err(|e| err(span, e))?;
+    .map_err(|e| failed(span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -249,7 +254,7 @@ fn verb_grade(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .table("table")
         .ok_or_else(|| err(span, "expected a table"))?
         .collect()
-        .map_err(|e| err(span, e))?;
+        .map_err(|e| failed(span, e))?;
     let tol = args.real("tolerance")?;
     let answers = string_column(&df, "answer").map_err(|m| err(span, m))?;
     let expected = string_column(&df, "expected").map_err(|m| err(span, m))?;
@@ -290,7 +295,7 @@ fn verb_grade(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .collect();
     df.with_column(Column::new("extracted".into(), extracted))
         .and_then(|d| d.with_column(Column::new("correct".into(), correct)))
-        .map_err(|e| err(span, e))?;
+        .map_err(|e| failed(span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -298,7 +303,7 @@ fn verb_sample(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     let df = args
         .input_table()?
         .collect()
-        .map_err(|e| err(args.span, e))?;
+        .map_err(|e| failed(args.span, e))?;
     let n = args.count("n")?;
     let mut rng = StdRng::seed_from_u64(args.whole("seed")?);
     let mut rows: Vec<IdxSize> = (0..df.height() as IdxSize).collect();
@@ -306,7 +311,7 @@ fn verb_sample(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     rows.truncate(n);
     rows.sort_unstable(); // keep the table's order
     let idx = IdxCa::from_vec("".into(), rows);
-    let out = df.take(&idx).map_err(|e| err(args.span, e))?;
+    let out = df.take(&idx).map_err(|e| failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(out)))
 }
 
@@ -329,21 +334,21 @@ fn answered(df: &DataFrame, span: Span) -> EvalResult<HashMap<i64, Answered>> {
     let ids = df
         .column("prompt_id")
         .and_then(|c| c.cast(&DataType::Int64))
-        .map_err(|e| err(span, e))?;
-    let ids = ids.i64().map_err(|e| err(span, e))?;
+        .map_err(|e| failed(span, e))?;
+    let ids = ids.i64().map_err(|e| failed(span, e))?;
     let n = df
         .column("n_tokens")
         .and_then(|c| c.cast(&DataType::Int64))
-        .map_err(|e| err(span, e))?;
-    let n = n.i64().map_err(|e| err(span, e))?;
+        .map_err(|e| failed(span, e))?;
+    let n = n.i64().map_err(|e| failed(span, e))?;
     let ok = df
         .column("correct")
         .and_then(|c| c.bool().cloned())
-        .map_err(|e| err(span, e))?;
+        .map_err(|e| failed(span, e))?;
     let lists = df
         .column("answer_ids")
         .and_then(|c| c.list().cloned())
-        .map_err(|e| err(span, e))?;
+        .map_err(|e| failed(span, e))?;
     let prompts = if df.column("prompt").is_ok() {
         string_column(df, "prompt").map_err(|m| err(span, m))?
     } else {
@@ -373,7 +378,7 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
         args.table(name)
             .ok_or_else(|| err(args.span_of(name), "expected a table"))?
             .collect()
-            .map_err(|e| err(args.span_of(name), e))
+            .map_err(|e| failed(args.span_of(name), e))
     };
     let a0 = answered(&get("base")?, args.span_of("base"))?;
     let a1 = answered(&get("tuned")?, args.span_of("tuned"))?;
@@ -466,7 +471,7 @@ fn verb_select_questions(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value
         Column::new("len_filter".into(), vec![len_filter; chosen.len()]),
         Column::new("len_tolerance".into(), vec![tolerance; chosen.len()]),
     ])
-    .map_err(|e| err(args.span, e))?;
+    .map_err(|e| failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -564,7 +569,7 @@ fn verb_questions(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 "prompt" => rows.iter().map(|&r| prompts[r].clone()).collect::<Vec<_>>(),
                 "expected" => rows.iter().map(|&r| answers[r].as_deref().and_then(last_number)).collect::<Vec<_>>(),
             )
-            .map_err(|e| err(span, e))?;
+            .map_err(|e| failed(span, e))?;
             Ok(Value::Table(Table::Eager(out)))
         }
         None => Err(err(span, "questions needs a source")),
@@ -588,7 +593,7 @@ fn verb_summary(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     if let Some(t) = args.table("provenance") {
         let df = t
             .collect()
-            .map_err(|e| err(args.span_of("provenance"), e))?;
+            .map_err(|e| failed(args.span_of("provenance"), e))?;
         text.push_str(&provenance_section(&df).map_err(|m| err(args.span_of("provenance"), m))?);
     }
     let src = ctx.current_source().text.clone();
@@ -610,10 +615,12 @@ fn verb_summary(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         ));
     }
     crate::files::write_text_atomic(&path, &text).map_err(|e| {
+        let e = super::io::io_of(e);
         err(
             args.span_of("to"),
             format!("cannot write `{}`: {e}", path.display()),
         )
+        .with_cause(e)
     })?;
     Ok(Value::Null)
 }
@@ -647,8 +654,10 @@ fn verb_reuse(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     }
     let key = key_json(args.value("key").unwrap_or(&Value::Null));
     if path.is_file() {
-        let (df, saved) = super::io::read_parquet_with(&path, REUSE_KEY)
-            .map_err(|e| err(pspan, format!("cannot read `{}`: {e}", path.display())))?;
+        let (df, saved) = super::io::read_parquet_with(&path, REUSE_KEY).map_err(|e| {
+            let message = format!("cannot read `{}`: {e}", path.display());
+            e.source_of(err(pspan, message))
+        })?;
         let Some(saved) = saved else {
             return Err(err(
                 pspan,
@@ -698,7 +707,10 @@ fn verb_reuse(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         &mut df,
         vec![(REUSE_KEY.to_string(), key.to_string())],
     )
-    .map_err(|e| err(pspan, format!("cannot save to `{}`: {e}", path.display())))?;
+    .map_err(|e| {
+        let message = format!("cannot save to `{}`: {e}", path.display());
+        e.source_of(err(pspan, message))
+    })?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
@@ -723,7 +735,7 @@ fn verb_provenance(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         .table("selection")
         .ok_or_else(|| err(args.span_of("selection"), "expected the selection table"))?
         .collect()
-        .map_err(|e| err(args.span_of("selection"), e))?;
+        .map_err(|e| failed(args.span_of("selection"), e))?;
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut row = |k: &str, v: String| rows.push((k.to_string(), v));
@@ -785,8 +797,8 @@ fn verb_provenance(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         ("seed", "seed"),
         ("bootstrap resamples", "resamples"),
     ] {
-        if let Some(x) = args.number(key) {
-            row(name, super::io::fmt_float(x));
+        if args.has(key) {
+            row(name, super::io::fmt_float(args.real(key)?));
         }
     }
     let m = &g0.meta;
@@ -826,7 +838,7 @@ fn verb_provenance(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
         "setting" => rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
         "value" => rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
     )
-    .map_err(|e| err(args.span, e))?;
+    .map_err(|e| failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 

@@ -5,7 +5,7 @@ use polars::prelude::*;
 use crate::eval::columns::default_agg_name;
 use crate::eval::context::EvalContext;
 use crate::eval::error::{ErrorCode, EvalError, EvalResult};
-use crate::eval::registry::{Args, Param, Registry, Shape, Signature, Type};
+use crate::eval::registry::{Args, Param, Range, Registry, Shape, Signature, Type};
 use crate::eval::value::{guard_polars, Table, Value};
 
 pub(super) fn register(reg: &mut Registry) {
@@ -79,6 +79,7 @@ pub(super) fn register(reg: &mut Registry) {
         .category("table")
         .input(Type::Table)
         .required("n", Type::Number, "how many rows")
+        .range("n", ROW_COUNT)
         .keyword(Param {
             optional: true,
             ..Param::new("by", Shape::Column, "rank by this, largest first")
@@ -95,6 +96,7 @@ pub(super) fn register(reg: &mut Registry) {
                 default: Some(Value::Number(10.0)),
                 ..Param::new("n", Shape::Value(Type::Number), "how many rows")
             })
+            .range("n", ROW_COUNT)
             .example("t | head 5", "five rows"),
         verb_head,
     );
@@ -151,6 +153,7 @@ pub(super) fn register(reg: &mut Registry) {
                 "refuse a join whose result would have more rows (counted from the keys before \
                  joining: a join on repeated keys grows as the product of their counts)",
             )
+            .range("max_rows", Range::non_negative(f64::INFINITY))
             .example(
                 "t | join names on src how left",
                 "adds the columns of `names` matching on src",
@@ -370,16 +373,17 @@ fn verb_sort(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     Ok(t.lazy().sort_by_exprs(exprs, opts).into())
 }
 
-#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(n >= 0.0)` also refuses NaN
+/// The range of `top n` and `head n`.
+const ROW_COUNT: Range = Range {
+    min: 0.0,
+    min_exclusive: false,
+    max: f64::INFINITY,
+    whole: true,
+};
+
+/// A row count (in [`ROW_COUNT`], checked at binding); more rows than polars can index mean all.
 fn row_count(args: &Args, name: &str) -> EvalResult<IdxSize> {
-    let n = args.number(name).unwrap_or(10.0);
-    if !(n >= 0.0) || n.fract() != 0.0 {
-        return Err(EvalError::at(
-            args.span_of(name),
-            format!("`{name}` must be a whole number ≥ 0, got {n}"),
-        ));
-    }
-    Ok(n.min(IdxSize::MAX as f64) as IdxSize)
+    Ok(IdxSize::try_from(args.whole(name)?).unwrap_or(IdxSize::MAX))
 }
 
 fn verb_top(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
@@ -504,13 +508,7 @@ fn verb_join(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             )
         }
     };
-    let max_rows = args.number("max_rows").unwrap_or(DEFAULT_MAX_JOIN_ROWS);
-    if !(max_rows.is_finite() && max_rows >= 0.0) {
-        return Err(EvalError::at(
-            args.span_of("max_rows"),
-            format!("max_rows must be a finite number ≥ 0, not {max_rows}"),
-        ));
-    }
+    let max_rows = args.real("max_rows")?;
     let (left, right) = (left.lazy(), right.lazy());
     let rows = guard_polars(|| join_rows(&left, &right, &left_on, &right_on, &how))
         .map_err(|e| EvalError::polars(e, args.span))?;

@@ -9,7 +9,7 @@ use polars::prelude::*;
 use super::samples::string_column;
 use crate::eval::context::EvalContext;
 use crate::eval::error::{ErrorCode, EvalError, EvalResult};
-use crate::eval::registry::{Args, Registry, Signature, Type};
+use crate::eval::registry::{Args, Range, Registry, Signature, Type};
 use crate::eval::value::{Table, Value};
 use crate::syntax::Span;
 use crate::tuning::log::{LogRow, COLUMNS};
@@ -41,22 +41,26 @@ pub(super) fn register(reg: &mut Registry) {
         .word("method", Some("grpo"), &methods)
         .named_required("to", Type::Str, "the folder for checkpoints (new, or empty)")
         .named_default("steps", Type::Number, d.steps as f64, "optimiser steps")
+        .range("steps", Range::whole(1.0, 1e6))
         .named_default(
             "batch",
             Type::Number,
             d.batch as f64,
             "questions (grpo), pairs (dpo) or answers (sft) per step",
         )
+        .range("batch", Range::whole(1.0, 4096.0))
         .named_default(
             "group",
             Type::Number,
             d.group as f64,
             "answers sampled per question (grpo's G; also for building dpo/sft data)",
         )
+        .range("group", Range::whole(1.0, 1024.0))
         .named_default("lr", Type::Number, d.lr, "peak learning rate (AdamW)")
         .named("beta", Type::Number, "KL coefficient (grpo, default 0.04) or DPO's β (default 0.1)")
         .named_default("clip", Type::Number, d.clip, "grpo's ratio clip ε")
         .named_default("inner", Type::Number, d.inner as f64, "grpo: updates per sampled batch")
+        .range("inner", Range::whole(1.0, 64.0))
         .word(
             "advantage",
             Some("std"),
@@ -65,6 +69,7 @@ pub(super) fn register(reg: &mut Registry) {
         .named_default("temperature", Type::Number, d.temperature, "sampling temperature")
         .named_default("top_p", Type::Number, d.top_p, "nucleus sampling mass")
         .named_default("max_tokens", Type::Number, d.max_tokens as f64, "longest sampled answer")
+        .range("max_tokens", Range::whole(1.0, 65_536.0))
         .named_default("warmup", Type::Number, d.warmup, "fraction of steps of linear warmup (then cosine to 0)")
         .named_default("grad_clip", Type::Number, d.grad_clip, "global gradient-norm clip (0: none)")
         .named_default(
@@ -75,7 +80,9 @@ pub(super) fn register(reg: &mut Registry) {
         )
         .named_default("weight_decay", Type::Number, d.adamw.weight_decay, "AdamW weight decay (not on norms and biases)")
         .named_default("save_every", Type::Number, 10.0, "steps between checkpoints (and one at the end)")
+        .range("save_every", Range::whole(0.0, 1e6))
         .named_default("seed", Type::Number, d.seed as f64, "seed of sampling and question order")
+        .range("seed", Range::whole(0.0, f64::from(u32::MAX)))
         .word("dtype", Some("f32"), "f32, or f64 for exact checks")
         .named(
             "lora",
@@ -83,6 +90,7 @@ pub(super) fn register(reg: &mut Registry) {
             "train rank-r LoRA adapters on q/k/v/o and the MLP projections instead of every \
              weight (checkpoints hold the merged model)",
         )
+        .range("lora", Range::whole(1.0, 4096.0))
         .named(
             "lora_alpha",
             Type::Number,
@@ -107,47 +115,47 @@ fn err(span: Span, e: impl std::fmt::Display) -> EvalError {
     EvalError::at(span, e.to_string()).with_code(ErrorCode::Tune)
 }
 
-/// A keyword's whole number within `lo..=hi`.
-fn whole(args: &Args, name: &str, default: usize, lo: usize, hi: usize) -> EvalResult<usize> {
-    let Some(v) = args.number(name) else {
-        return Ok(default);
-    };
-    if !v.is_finite() || v.fract() != 0.0 || v < lo as f64 || v > hi as f64 {
-        return Err(err(
-            args.span_of(name),
-            format!("{name} must be a whole number in {lo}..={hi}, not {v}"),
-        ));
-    }
-    Ok(v as usize)
+/// An error of the tuning layer (or of the model's tokenizer, or polars) at `span`, kept as
+/// the source.
+fn failed(span: Span, e: impl std::error::Error + Send + Sync + 'static) -> EvalError {
+    EvalError::from_layer(span, ErrorCode::Tune, e)
 }
 
 fn settings_from(args: &Args) -> EvalResult<TuneSettings> {
     let method_name = args.word_choice("method", &Method::names())?;
     let method = Method::from_name(method_name).unwrap_or(Method::Grpo);
     let mut s = TuneSettings::defaults(method);
-    s.steps = whole(args, "steps", s.steps, 1, 1_000_000)?;
-    s.batch = whole(args, "batch", s.batch, 1, 4096)?;
-    s.group = whole(args, "group", s.group, 1, 1024)?;
-    s.inner = whole(args, "inner", s.inner, 1, 64)?;
-    s.max_tokens = whole(args, "max_tokens", s.max_tokens, 1, 1 << 16)?;
-    s.seed = whole(args, "seed", 0, 0, u32::MAX as usize)? as u64;
-    let num = |name: &str, default: f64| args.number(name).unwrap_or(default);
-    s.lr = num("lr", s.lr);
-    s.beta = num("beta", s.beta);
-    s.clip = num("clip", s.clip);
-    s.temperature = num("temperature", s.temperature);
-    s.top_p = num("top_p", s.top_p);
-    s.warmup = num("warmup", s.warmup);
-    s.grad_clip = num("grad_clip", s.grad_clip);
-    s.format_reward = num("format_reward", s.format_reward);
-    s.adamw.weight_decay = num("weight_decay", s.adamw.weight_decay);
+    // The whole numbers' ranges are the signature's (checked at binding); the real numbers'
+    // are the library's `TuneSettings::validate`, below.
+    s.steps = args.count("steps")?;
+    s.batch = args.count("batch")?;
+    s.group = args.count("group")?;
+    s.inner = args.count("inner")?;
+    s.max_tokens = args.count("max_tokens")?;
+    s.seed = args.whole("seed")?;
+    s.lr = args.real("lr")?;
+    if args.has("beta") {
+        // Its default depends on the method: `TuneSettings::defaults` set it.
+        s.beta = args.real("beta")?;
+    }
+    s.clip = args.real("clip")?;
+    s.temperature = args.real("temperature")?;
+    s.top_p = args.real("top_p")?;
+    s.warmup = args.real("warmup")?;
+    s.grad_clip = args.real("grad_clip")?;
+    s.format_reward = args.real("format_reward")?;
+    s.adamw.weight_decay = args.real("weight_decay")?;
     let adv = args.word_choice("advantage", &AdvantageNorm::NAMES)?;
     s.advantage = AdvantageNorm::from_name(adv).unwrap_or(AdvantageNorm::Std);
     s.dtype = args.word_choice("dtype", &["f32", "f64"])?.to_string();
     if args.has("lora") {
         s.lora = Some(crate::tuning::LoraConfig {
-            rank: whole(args, "lora", 8, 1, 4096)?,
-            alpha: num("lora_alpha", crate::tuning::lora::DEFAULT_ALPHA),
+            rank: args.count("lora")?,
+            alpha: if args.has("lora_alpha") {
+                args.real("lora_alpha")?
+            } else {
+                crate::tuning::lora::DEFAULT_ALPHA
+            },
         });
     } else if args.has("lora_alpha") {
         return Err(err(args.span_of("lora_alpha"), "lora_alpha needs `lora r`"));
@@ -177,17 +185,17 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             .with_code(ErrorCode::Type)
     })?;
     let settings = settings_from(&args)?;
-    let save_every = whole(&args, "save_every", 10, 0, 1_000_000)?;
+    let save_every = args.count("save_every")?;
     let span = args.span_of("on");
     let table = args
         .table("on")
         .ok_or_else(|| err(span, "expected a table of questions"))?
         .collect()
-        .map_err(|e| err(span, e))?;
+        .map_err(|e| failed(span, e))?;
     if table.height() == 0 {
         return Err(err(span, "the questions table has no rows"));
     }
-    let chat = args.value("chat").and_then(Value::as_bool).unwrap_or(true);
+    let chat = args.boolean("chat")?;
     let has = |c: &str| table.column(c).is_ok();
     let texts = |c: &str| -> EvalResult<Vec<Option<String>>> {
         if has(c) {
@@ -244,7 +252,10 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     }
     let eos = m.config.eos_token_ids.first().copied();
     let encode_answer = |text: &str| -> EvalResult<Vec<u32>> {
-        let mut ids = m.tokenizer.encode(text, false).map_err(|e| err(span, e))?;
+        let mut ids = m
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| failed(span, e))?;
         ids.extend(eos);
         Ok(ids)
     };
@@ -252,7 +263,7 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     for row in 0..table.height() {
         let prompt = match (&prompt_ids[row], &prompts[row]) {
             (Some(ids), _) => ids.clone(),
-            (None, Some(text)) => m.encode_prompt(text, chat).map_err(|e| err(span, e))?,
+            (None, Some(text)) => m.encode_prompt(text, chat).map_err(|e| failed(span, e))?,
             (None, None) => return Err(err(span, format!("row {row}: the prompt is missing"))),
         };
         let mut item = TuneItem::prompt(prompt);
@@ -292,7 +303,7 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
                 &dir,
                 save_every,
             )
-            .map_err(|e| err(args.span_of("resume"), e))?
+            .map_err(|e| failed(args.span_of("resume"), e))?
         }
         None => Tuner::new(
             m.clone(),
@@ -302,7 +313,7 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             Some(&out_dir),
             save_every,
         )
-        .map_err(|e| err(args.span_of("to"), e))?,
+        .map_err(|e| failed(args.span_of("to"), e))?,
     };
     let task = ctx.task(
         format!("tune {}", settings.method.name()),
@@ -331,9 +342,9 @@ fn verb_tune(ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
             on_step: &mut on_step,
             on_prepare: &mut on_prepare,
         })
-        .map_err(|e| err(args.span, e))?;
+        .map_err(|e| failed(args.span, e))?;
     drop(task);
-    log_table(&outcome.log).map_err(|e| err(args.span, e))
+    log_table(&outcome.log).map_err(|e| failed(args.span, e))
 }
 
 /// The log as a table, columns in [`COLUMNS`] order.
@@ -381,6 +392,7 @@ pub(super) fn register_paths(reg: &mut Registry) {
         .category("tuning")
         .required("dir", Type::Str, "the run's folder (`tune … to`)")
         .required("step", Type::Number, "the step")
+        .range("step", Range::whole(0.0, 1e6))
         .example(
             "checkpoint \"out/grpo\" 10",
             "\"out/grpo/step-000010\"; `load` it for the model at step 10",
@@ -390,7 +402,7 @@ pub(super) fn register_paths(reg: &mut Registry) {
 }
 
 fn verb_checkpoint(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
-    let step = whole(&args, "step", 0, 0, 1_000_000)?;
+    let step = args.count("step")?;
     let dir = PathBuf::from(args.str("dir").unwrap_or_default());
     Ok(Value::Str(
         dir.join(crate::tuning::checkpoint::step_dir_name(step))
