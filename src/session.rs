@@ -201,7 +201,7 @@ impl Session {
     /// s.register_fn(
     ///     "double",
     ///     Signature::new("double", "twice a number").piped("x", Type::Number, "a number"),
-    ///     |_ctx, args| Ok(Value::Number(args.number("x").unwrap_or(0.0) * 2.0)),
+    ///     |_ctx, args| Ok(Value::Number(args.real("x")? * 2.0)),
     /// );
     /// assert_eq!(s.eval("double(21)").unwrap().as_number(), Some(42.0));
     /// assert_eq!(s.eval("20 | double").unwrap().as_number(), Some(40.0));

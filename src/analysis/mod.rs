@@ -19,6 +19,7 @@ pub mod per_edge;
 pub mod positions;
 pub mod side_by_side;
 pub mod stats;
+#[cfg(any(test, feature = "test-support"))]
 pub mod synthetic;
 
 pub use compare::{compare, CompareOpts, StatSet};

@@ -21,7 +21,9 @@ pub mod weights;
 // layers use.
 pub use forward::{attention, generate, hooked, hooks, mlp};
 pub use kernels::{fused, ops};
-pub use loading::{gguf, gguf_header, hub, load, safetensors_dir, save, synthetic};
+#[cfg(any(test, feature = "test-support"))]
+pub use loading::synthetic;
+pub use loading::{gguf, gguf_header, hub, load, safetensors_dir, save};
 pub use text::{chat, tokenizer};
 pub use weights::{linear, qmatrix};
 

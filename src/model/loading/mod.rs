@@ -11,4 +11,5 @@ pub mod hub;
 pub mod load;
 pub mod safetensors_dir;
 pub mod save;
+#[cfg(any(test, feature = "test-support"))]
 pub mod synthetic;

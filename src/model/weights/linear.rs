@@ -118,7 +118,8 @@ impl Linear {
         let x2 = x.reshape((rows, inp))?;
         let y = match self {
             // A trained weight (tuning) needs its own gradient: candle's matmul gives both.
-            Linear::Dense(w) if w.track_op() => ops::matmul_weight_t(&x2, w)?,
+            // (Not as `(W·xᵀ)ᵀ`: that form's backward held gigabytes more in a GRPO step.)
+            Linear::Dense(w) if w.track_op() => x2.matmul(&w.t()?)?,
             Linear::Dense(w) => ops::matmul_const_t(&x2, w)?,
             Linear::Quant(v) => {
                 if !x.device().is_cpu() || x.dtype() != DType::F32 {
