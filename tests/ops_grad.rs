@@ -535,3 +535,50 @@ fn glu_down_with_quantized_weights_matches_dense() {
     assert!(rel_err(&a.1, &b.1) < 1e-5);
     assert!(rel_err(&a.2, &b.2) < 1e-5);
 }
+
+/// `matmul_weight_t` (`(W·xᵀ)ᵀ`, which spares gemm repacking the weight) must give the very bits
+/// of `x·Wᵀ` — attribution's scores are compared bitwise against earlier releases — on the
+/// shapes SmolLM2-135M multiplies (hidden 576, MLP 1536, k/v 192, vocabulary 49152) at the row
+/// counts of decoding (1–16 sequences) and of prompts (up to 130 tokens). Tolerance: none.
+#[test]
+fn weight_transposed_matmul_keeps_the_bits_of_x_times_w_transposed() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for &(out, inp) in &[
+        (576, 576),
+        (192, 576),
+        (1536, 576),
+        (576, 1536),
+        (49152, 576),
+    ] {
+        let w = rand_tensor(&mut rng, &[out, inp], 0.05, DType::F32);
+        let rows: &[usize] = if out == 49152 {
+            &[1, 8, 37]
+        } else {
+            &[1, 2, 8, 16, 33, 64, 130]
+        };
+        for &m in rows {
+            let x = rand_tensor(&mut rng, &[m, inp], 1.0, DType::F32);
+            let plain = x.matmul(&w.t().unwrap()).unwrap();
+            let fast = ops::matmul_weight_t(&x, &w).unwrap();
+            let (a, b) = (
+                plain.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                fast.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert_eq!(fast.dims(), plain.dims());
+            let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(
+                same,
+                "rows {m}, W [{out}, {inp}]: (W·xᵀ)ᵀ differs from x·Wᵀ"
+            );
+            // The constant-weight op (attribution's path, input tracked) agrees too, forward and
+            // backward (its input gradient is g·W, as matmul_const's with Wᵀ).
+            let xv = Var::from_tensor(&x).unwrap();
+            let y = ops::matmul_const_t(xv.as_tensor(), &w).unwrap();
+            assert_eq!(flat(&y), flat(&plain));
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let gx = g.get(xv.as_tensor()).unwrap();
+            let expect = (plain * 2.0).unwrap().matmul(&w).unwrap();
+            assert_eq!(flat(gx), flat(&expect));
+        }
+    }
+}

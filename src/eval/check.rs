@@ -9,7 +9,7 @@ use super::context::EvalContext;
 use super::error::{suggestion, suggestion_among, ErrorCode, EvalError, EvalResult, SourceFile};
 use super::interp::MAX_DEPTH;
 use super::registry::{Registry, Shape};
-use crate::syntax::{self, Command, Expr, ExprKind, StmtKind};
+use crate::syntax::{self, Command, Expr, ExprKind, Ident, StmtKind};
 
 struct Scope<'a> {
     registry: &'a Registry,
@@ -47,13 +47,7 @@ impl EvalContext {
                 }
                 StmtKind::Fn { name, params, body } => {
                     scope.defined.insert(name.name.clone());
-                    let mut inner = Scope {
-                        registry: scope.registry,
-                        defined: scope.defined.clone(),
-                        nesting: Default::default(),
-                    };
-                    inner.defined.extend(params.iter().map(|p| p.name.clone()));
-                    check_expr(&inner, body)
+                    check_fn_body(&scope, params, body)
                 }
                 StmtKind::Import { path, path_span } => {
                     // Names an import defines are its top-level `let`s and `fn`s.
@@ -90,6 +84,17 @@ impl EvalContext {
     }
 }
 
+/// A function's body (`fn f(a) = …` or `fn(a) = …`), with its parameters defined.
+fn check_fn_body(scope: &Scope, params: &[Ident], body: &Expr) -> EvalResult<()> {
+    let mut inner = Scope {
+        registry: scope.registry,
+        defined: scope.defined.clone(),
+        nesting: Default::default(),
+    };
+    inner.defined.extend(params.iter().map(|p| p.name.clone()));
+    check_expr(&inner, body)
+}
+
 fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
     match &e.kind {
         ExprKind::Null | ExprKind::Bool(_) | ExprKind::Number { .. } | ExprKind::Str(_) => Ok(()),
@@ -109,15 +114,7 @@ fn check_expr(scope: &Scope, e: &Expr) -> EvalResult<()> {
             }
         }
         ExprKind::Unary(_, inner) => check_expr(scope, inner),
-        ExprKind::Lambda { params, body } => {
-            let mut inner = Scope {
-                registry: scope.registry,
-                defined: scope.defined.clone(),
-                nesting: Default::default(),
-            };
-            inner.defined.extend(params.iter().map(|p| p.name.clone()));
-            check_expr(&inner, body)
-        }
+        ExprKind::Lambda { params, body } => check_fn_body(scope, params, body),
         ExprKind::Binary(_, l, r) | ExprKind::Index(l, r) => {
             check_expr(scope, l)?;
             check_expr(scope, r)

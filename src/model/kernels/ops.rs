@@ -273,21 +273,9 @@ pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
         .reshape((kv * n_rep, t, dh))
 }
 
-/// `x · rhs` where `rhs` is a constant (a weight): the same value as `x.matmul(rhs)`, but the
-/// backward computes only the gradient for `x`. candle's matmul backward also builds the full
-/// gradient of the weight even when the weight is no `Var` — the same cost again as the input
-/// gradient plus a weight-sized tensor per use — which attribution never needs.
-/// On CPU this is a custom op; elsewhere it falls back to the plain matmul (correct, slower).
-pub fn matmul_const(x: &Tensor, rhs: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() || !x.track_op() {
-        return x.matmul(rhs);
-    }
-    x.contiguous()?.apply_op1(ConstMatmul { rhs: rhs.clone() })
-}
-
 /// `x · wᵀ` for a weight `w: [out, in]` and `x: [rows, in]`, computed as `(w · xᵀ)ᵀ`: the same
 /// bits as `x.matmul(&w.t())` (the gemm crate sums each output over `in` in the same order
-/// either way; checked bitwise on every shape of the real models, see tests), but faster on the
+/// either way; checked bitwise on SmolLM2's shapes, `tests/ops_grad.rs`), but faster on the
 /// CPU. Written `x · wᵀ`, gemm sees a row-major left operand and repacks all of `w` at every
 /// call — the whole weight copied element by element, more work than the product itself when
 /// `rows` is small (decoding: one row per sequence; 4× at 8 rows, 3× for a 49k-row
@@ -309,39 +297,46 @@ pub fn matmul_const_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if !x.track_op() {
         return matmul_weight_t(x, w);
     }
-    x.contiguous()?.apply_op1(ConstMatmulT { w: w.clone() })
+    x.contiguous()?.apply_op1(ConstMatmul {
+        rhs: w.clone(),
+        form: Form::WeightT,
+    })
 }
 
-struct ConstMatmulT {
-    w: Tensor,
+/// `x · rhs` where `rhs` is a constant (a weight): the same value as `x.matmul(rhs)`, but the
+/// backward computes only the gradient for `x`. candle's matmul backward also builds the full
+/// gradient of the weight even when the weight is no `Var` — the same cost again as the input
+/// gradient plus a weight-sized tensor per use — which attribution never needs.
+/// On CPU this is a custom op; elsewhere it falls back to the plain matmul (correct, slower).
+pub fn matmul_const(x: &Tensor, rhs: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() || !x.track_op() {
+        return x.matmul(rhs);
+    }
+    x.contiguous()?.apply_op1(ConstMatmul {
+        rhs: rhs.clone(),
+        form: Form::Plain,
+    })
 }
 
-impl candle_core::CustomOp1 for ConstMatmulT {
-    fn name(&self) -> &'static str {
-        "matmul-const-t"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let x = cpu_tensor(storage, layout)?;
-        into_cpu_storage(&matmul_weight_t(&x, &self.w)?)
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.w)?))
-    }
+/// How [`ConstMatmul`] reads its constant.
+enum Form {
+    /// `x · rhs`.
+    Plain,
+    /// `x · rhsᵀ`, `rhs` a weight `[out, in]` ([`matmul_weight_t`]).
+    WeightT,
 }
 
 struct ConstMatmul {
     rhs: Tensor,
+    form: Form,
 }
 
 impl candle_core::CustomOp1 for ConstMatmul {
     fn name(&self) -> &'static str {
-        "matmul-const"
+        match self.form {
+            Form::Plain => "matmul-const",
+            Form::WeightT => "matmul-const-t",
+        }
     }
 
     fn cpu_fwd(
@@ -350,11 +345,17 @@ impl candle_core::CustomOp1 for ConstMatmul {
         layout: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         let x = cpu_tensor(storage, layout)?;
-        into_cpu_storage(&x.matmul(&self.rhs)?)
+        into_cpu_storage(&match self.form {
+            Form::Plain => x.matmul(&self.rhs)?,
+            Form::WeightT => matmul_weight_t(&x, &self.rhs)?,
+        })
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.rhs.t()?)?))
+        Ok(Some(match self.form {
+            Form::Plain => grad.matmul(&self.rhs.t()?)?,
+            Form::WeightT => grad.matmul(&self.rhs)?,
+        }))
     }
 }
 
