@@ -1583,11 +1583,10 @@ fn range_messages_state_finiteness_and_bounds() {
     );
 }
 
-/// The real `patch` declares its ranges, so they are refused before any work is done.
-#[test]
-fn patch_keywords_are_range_checked() {
-    use rlq::model::synthetic::random_model;
-    let m = random_model(
+/// A session with a tiny random Llama as `m` and two arith questions as `qs`: for checks
+/// that are refused at binding, before any model work.
+fn session_with_tiny_model() -> Session {
+    let m = rlq::model::synthetic::random_model(
         rlq::model::config::Family::Llama,
         1,
         candle_core::DType::F32,
@@ -1596,6 +1595,13 @@ fn patch_keywords_are_range_checked() {
     let mut s = session();
     s.set("m", m);
     s.eval("let qs = arith 2 seed 1").unwrap();
+    s
+}
+
+/// The real `patch` declares its ranges, so they are refused before any work is done.
+#[test]
+fn patch_keywords_are_range_checked() {
+    let mut s = session_with_tiny_model();
     for (src, want) in [
         (
             "patch m on qs alpha -1",
@@ -2192,16 +2198,7 @@ fn converted_verbs_refuse_bad_values_at_binding() {
 /// the questions are looked at.
 #[test]
 fn tune_keywords_are_range_checked_at_binding() {
-    use rlq::model::synthetic::random_model;
-    let m = random_model(
-        rlq::model::config::Family::Llama,
-        1,
-        candle_core::DType::F32,
-    )
-    .unwrap();
-    let mut s = session();
-    s.set("m", m);
-    s.eval("let qs = arith 2 seed 1").unwrap();
+    let mut s = session_with_tiny_model();
     for (kw, want) in [
         (
             "steps 0",
