@@ -130,6 +130,16 @@ impl Args {
         }
     }
 
+    /// A number parameter that has no default: `None` when it was not given (its default
+    /// depends on other settings, or leaving it out means something else).
+    pub fn real_if_given(&self, name: &str) -> EvalResult<Option<f64>> {
+        if self.has(name) {
+            self.real(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// A boolean parameter: the given value or its declared default.
     pub fn boolean(&self, name: &str) -> EvalResult<bool> {
         match self.value(name) {

@@ -37,7 +37,7 @@ pub(super) fn register(reg: &mut Registry) {
             .example("log(8, 2)", "3"),
         |_ctx, args| {
             let x = args.real("x")?;
-            Ok(Value::Number(match optional_real(&args, "base")? {
+            Ok(Value::Number(match args.real_if_given("base")? {
                 Some(b) => x.log(b),
                 None => x.ln(),
             }))
@@ -109,24 +109,15 @@ pub(super) fn register(reg: &mut Registry) {
     );
 }
 
-/// An optional number parameter without a default: `None` when not given.
-fn optional_real(args: &Args, name: &str) -> EvalResult<Option<f64>> {
-    if args.has(name) {
-        args.real(name).map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
 /// `range a [b] [step]`. Without a step the items are the whole numbers from ⌈a⌉ (as before a
 /// step existed); with one, a, a+step, … exactly, as numpy's `arange`.
 fn range_list(args: &Args) -> EvalResult<Value> {
     let a = args.real("a")?;
-    let (start, end) = match optional_real(args, "b")? {
+    let (start, end) = match args.real_if_given("b")? {
         Some(b) => (a, b),
         None => (0.0, a),
     };
-    let (start, step) = match optional_real(args, "step")? {
+    let (start, step) = match args.real_if_given("step")? {
         Some(step) => (start, step),
         None => (start.ceil(), 1.0),
     };

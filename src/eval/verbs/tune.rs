@@ -134,9 +134,9 @@ fn settings_from(args: &Args) -> EvalResult<TuneSettings> {
     s.max_tokens = args.count("max_tokens")?;
     s.seed = args.whole("seed")?;
     s.lr = args.real("lr")?;
-    if args.has("beta") {
-        // Its default depends on the method: `TuneSettings::defaults` set it.
-        s.beta = args.real("beta")?;
+    // beta's default depends on the method: `TuneSettings::defaults` set it.
+    if let Some(beta) = args.real_if_given("beta")? {
+        s.beta = beta;
     }
     s.clip = args.real("clip")?;
     s.temperature = args.real("temperature")?;
@@ -151,11 +151,9 @@ fn settings_from(args: &Args) -> EvalResult<TuneSettings> {
     if args.has("lora") {
         s.lora = Some(crate::tuning::LoraConfig {
             rank: args.count("lora")?,
-            alpha: if args.has("lora_alpha") {
-                args.real("lora_alpha")?
-            } else {
-                crate::tuning::lora::DEFAULT_ALPHA
-            },
+            alpha: args
+                .real_if_given("lora_alpha")?
+                .unwrap_or(crate::tuning::lora::DEFAULT_ALPHA),
         });
     } else if args.has("lora_alpha") {
         return Err(err(args.span_of("lora_alpha"), "lora_alpha needs `lora r`"));
