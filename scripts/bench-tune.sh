@@ -51,6 +51,7 @@ say "load before rlq: $(uptime)"
 read -r rlq_wall rlq_kb < <(RAYON_NUM_THREADS=$threads measure "$bin" run "$work/bench.rlq")
 rlq_step=$(python3 -c "import csv;r=list(csv.DictReader(open('$work/rlq-log.csv')));print(r[-1]['seconds'])")
 rlq_tokens=$(python3 -c "import csv;r=list(csv.DictReader(open('$work/rlq-log.csv')));print(r[-1]['answer_len'])")
+rlq_sample=$(python3 -c "import csv;r=list(csv.DictReader(open('$work/rlq-log.csv')));print(r[-1]['sample_s'])")
 
 say "load before trl: $(uptime)"
 read -r trl_wall trl_kb < <(OMP_NUM_THREADS=$threads measure "$venv/bin/python" benches/grpo_trl.py "$start" "$work/questions.csv" "$tokens" "$threads" "$work/trl.json")
@@ -58,10 +59,10 @@ trl_step=$(python3 -c "import json;print(json.load(open('$work/trl.json'))['step
 trl_tokens=$(python3 -c "import json;print(json.load(open('$work/trl.json'))['completion_len'])")
 say "load after both: $(uptime)"
 
-python3 - "$rlq_step" "$rlq_kb" "$rlq_tokens" "$rlq_wall" "$trl_step" "$trl_kb" "$trl_tokens" "$trl_wall" <<'PY' | tee -a "$work/report.txt"
+python3 - "$rlq_step" "$rlq_kb" "$rlq_tokens" "$rlq_wall" "$trl_step" "$trl_kb" "$trl_tokens" "$trl_wall" "$rlq_sample" <<'PY' | tee -a "$work/report.txt"
 import sys
-rs, rk, rt, rw, ts, tk, tt, tw = map(float, sys.argv[1:])
-print(f"rlq: {rs:.1f} s/step (2nd step), peak RSS {rk/1024:.0f} MiB, mean answer {rt:.1f} tokens, process {rw:.0f} s")
+rs, rk, rt, rw, ts, tk, tt, tw, rsm = map(float, sys.argv[1:])
+print(f"rlq: {rs:.1f} s/step (2nd step; sampling {rsm:.1f} s of it), peak RSS {rk/1024:.0f} MiB, mean answer {rt:.1f} tokens, process {rw:.0f} s")
 print(f"trl: {ts:.1f} s/step (2nd step), peak RSS {tk/1024:.0f} MiB, mean answer {tt:.1f} tokens, process {tw:.0f} s")
 print(f"step throughput rlq/trl: {ts/rs:.2f}x (target >= 1.5)   peak memory rlq/trl: {rk/tk:.2f}x (target <= 0.5)")
 print(f"per answer token: rlq {rs/max(rt,1e-9)/8:.3f} s, trl {ts/max(tt,1e-9)/8:.3f} s (answers may stop early: compare lengths)")

@@ -9,16 +9,19 @@
 //!   9-sample run ~25% longer than with these settings: a fixed 32 MiB mmap threshold (glibc's
 //!   largest), no trimming below 2 GiB, 256 MiB of padding per heap growth. Peak memory is
 //!   unchanged (what is kept is what the previous sample used).
-//! - [`Policy::ReturnLargeFrees`] (a tuning run, while it lives): give large frees back. A
-//!   training step allocates and frees many tensors of tens to hundreds of MB (gradients, Adam
-//!   temporaries, logits) of *different* sizes, so memory kept for reuse is mostly not reused:
-//!   one GRPO step of SmolLM2-135M (group 8 × 128 tokens, `rlq run`, `/usr/bin/time -v`) peaked
-//!   at 3.23 GB RSS with glibc's defaults, 2.31 GB with a 1 MiB mmap and trim threshold and two
-//!   arenas — about the live size (benches/results/tune-memory-2026-12-01.txt).
+//! - [`Policy::ReturnLargeFrees`] (a tuning run, while it lives): give only very large frees
+//!   back at once. A training step allocates and frees many tensors of tens to hundreds of MB
+//!   (gradients, Adam temporaries, logits) of different sizes; with glibc's defaults one GRPO
+//!   step of SmolLM2-135M (group 8 × 128 tokens) peaked at 3.23 GB RSS against 2.31 GB with a
+//!   1 MiB mmap and trim threshold and two arenas (benches/results/tune-memory-2026-12-01.txt).
+//!   Once a group's answers went through one packed forward (fewer, larger, repeating blocks),
+//!   that 1 MiB threshold cost more than it saved: every block over it came from a fresh `mmap`
+//!   whose pages fault and are zeroed again — 18% of a step's time in the kernel. At 256 MiB
+//!   (thresholds for mmap and trim) the bench step took 19.5 s instead of 24.5 s at the same
+//!   peak (2.75 GB either way), and the group 8 × 128-token run peaked at 2.68 GB.
 //!
-//!   A 1 MiB threshold still leaves an answer's many smaller activations (a layer's
-//!   `[tokens, d_model]` tensors) in the heap, where freed blocks between live ones stay
-//!   resident: [`release_free`] hands those pages back between a step's phases.
+//!   Freed blocks between live ones stay resident: [`release_free`] hands those pages back
+//!   between a step's phases.
 //!
 //! mallopt(3) and malloc_trim(3) document the knobs; other C libraries are left alone.
 
@@ -31,7 +34,7 @@ pub enum Policy {
     Default,
     /// Keep freed blocks for the next, same-sized work (attribution over many samples).
     ReuseFreed,
-    /// Return blocks over 1 MiB to the kernel at once (tuning: big temporaries of many sizes).
+    /// Return blocks over 256 MiB to the kernel at once, trim free tops over 256 MiB (tuning).
     ReturnLargeFrees,
 }
 
@@ -69,7 +72,7 @@ impl Policy {
             let (mmap, trim, pad) = match self {
                 Policy::Default => (128 << 10, 128 << 10, 128 << 10),
                 Policy::ReuseFreed => (32 << 20, i32::MAX, 256 << 20),
-                Policy::ReturnLargeFrees => (1 << 20, 1 << 20, 128 << 10),
+                Policy::ReturnLargeFrees => (256 << 20, 256 << 20, 128 << 10),
             };
             // SAFETY: mallopt only changes glibc malloc's tuning parameters, under its own lock
             // (safe with other threads running); a rejected value returns 0 and leaves the

@@ -582,3 +582,155 @@ fn weight_transposed_matmul_keeps_the_bits_of_x_times_w_transposed() {
         }
     }
 }
+
+#[test]
+fn log_softmax_pick() {
+    let ids = [3u32, 0, 39, 17, 3, 8];
+    check(
+        "log_softmax_pick [6,40]",
+        padded(move |x| ops::log_softmax_pick(x, &ids)),
+        padded(move |x| ops::log_softmax_pick_composed(x, &ids)),
+        &[6, 40],
+        5.0,
+        None,
+    );
+}
+
+#[test]
+fn log_softmax_pick_keeps_the_bits_of_log_softmax_then_gather() {
+    // Values and gradients are those of the fused log-softmax followed by a gather, bit for bit
+    // (tolerance none): the trainer's log-probabilities did not change when it moved to the op.
+    let mut rng = StdRng::seed_from_u64(21);
+    for dtype in [DType::F32, DType::F64] {
+        let x = rand_tensor(&mut rng, &[5, 300], 6.0, dtype);
+        let r = rand_tensor(&mut rng, &[5], 1.0, dtype);
+        let ids = [7u32, 0, 299, 7, 123];
+        let old: Op = Box::new(move |x: &Tensor| {
+            let idx = Tensor::new(&ids, x.device())?.unsqueeze(1)?;
+            ops::log_softmax_last_dim(x)?.gather(&idx, 1)?.squeeze(1)
+        });
+        let new: Op = Box::new(move |x: &Tensor| ops::log_softmax_pick(x, &ids));
+        assert_eq!(
+            flat(&old(&x).unwrap()),
+            flat(&new(&x).unwrap()),
+            "{dtype:?}"
+        );
+        assert_eq!(grad(&old, &x, &r), grad(&new, &x, &r), "{dtype:?} gradient");
+    }
+    // A bad id is an error, not a read out of bounds.
+    let x = Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap();
+    assert!(ops::log_softmax_pick(&x, &[0, 4]).is_err());
+    assert!(ops::log_softmax_pick(&x, &[0]).is_err());
+}
+
+/// Packed attention (a prefix, then tails that each see the prefix and themselves) against an
+/// independent reference: each segment's attention composed on its own from `narrow`/`cat`.
+fn packed_attention_case(name: &str, prefix: usize, tails: Vec<usize>, window: Option<usize>) {
+    use rlq::model::attention::{attention_composed, attention_packed};
+    use rlq::model::packing::Packing;
+    let (hq, hk, dh) = (4, 2, 3);
+    let packing = Packing::new(prefix, tails.clone()).unwrap();
+    let n = packing.rows();
+    let scale = 1.0 / (dh as f64).sqrt();
+    let split = move |x: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
+        Ok((
+            x.narrow(0, 0, hq)?,
+            x.narrow(0, hq, hk)?,
+            x.narrow(0, hq + hk, hk)?,
+        ))
+    };
+    let p1 = packing.clone();
+    let fused: Op = Box::new(move |x| {
+        let (q, k, v) = split(x)?;
+        let z = attention_packed(&q, &k, &v, &p1, window, scale)?;
+        Tensor::cat(&[z, x.narrow(0, 0, 2 * hk)?.zeros_like()?], 0)
+    });
+    let reference: Op = Box::new(move |x| {
+        let (q, k, v) = split(x)?;
+        let mut parts = Vec::new();
+        if prefix > 0 {
+            let m = ops::causal_mask(prefix, prefix, 0, window, x.dtype(), x.device())?;
+            let p = |t: &Tensor| t.narrow(1, 0, prefix);
+            parts.push(attention_composed(&p(&q)?, &p(&k)?, &p(&v)?, &m, scale)?);
+        }
+        let mut start = prefix;
+        for &len in &tails {
+            if len == 0 {
+                continue;
+            }
+            let kv = |t: &Tensor| -> Result<Tensor> {
+                let own = t.narrow(1, start, len)?;
+                if prefix == 0 {
+                    return Ok(own);
+                }
+                Tensor::cat(&[&t.narrow(1, 0, prefix)?, &own], 1)
+            };
+            let m = ops::causal_mask(len, prefix + len, prefix, window, x.dtype(), x.device())?;
+            parts.push(attention_composed(
+                &q.narrow(1, start, len)?,
+                &kv(&k)?,
+                &kv(&v)?,
+                &m,
+                scale,
+            )?);
+            start += len;
+        }
+        let z = Tensor::cat(&parts, 1)?;
+        Tensor::cat(&[z, x.narrow(0, 0, 2 * hk)?.zeros_like()?], 0)
+    });
+    check(name, fused, reference, &[hq + 2 * hk, n, dh], 1.5, None);
+}
+
+#[test]
+fn packed_attention_shared_prefix() {
+    packed_attention_case("packed attention", 3, vec![2, 1, 0, 3], None);
+}
+
+#[test]
+fn packed_attention_with_window() {
+    packed_attention_case("packed attention window", 4, vec![3, 2], Some(3));
+}
+
+#[test]
+fn packed_attention_without_prefix() {
+    // Independent sequences side by side (SFT's packing).
+    packed_attention_case("packed attention no prefix", 0, vec![3, 2, 4], None);
+}
+
+/// Decoding's few-rows product (a constant weight, no graph, at most 16 rows): within f32
+/// rounding of `x·Wᵀ` (1e-5 of the largest output, on SmolLM2's shapes), and each row's values
+/// are the same bits whether it is multiplied alone or with others — a sequence's logits do
+/// not depend on how many sequences are decoded beside it.
+#[test]
+fn few_rows_product_is_the_matmul_to_rounding_and_independent_of_the_batch() {
+    let mut rng = StdRng::seed_from_u64(17);
+    for &(out, inp) in &[
+        (576, 576),
+        (192, 576),
+        (1536, 576),
+        (576, 1536),
+        (49152, 576),
+    ] {
+        let w = rand_tensor(&mut rng, &[out, inp], 0.05, DType::F32);
+        let x = rand_tensor(&mut rng, &[8, inp], 1.0, DType::F32);
+        let plain = flat(&x.matmul(&w.t().unwrap()).unwrap());
+        let few = ops::matmul_const_t(&x, &w).unwrap();
+        assert_eq!(few.dims(), &[8, out]);
+        let e = rel_err(&flat(&few), &plain);
+        assert!(e <= 1e-5, "W [{out}, {inp}]: {e:e} from x·Wᵀ");
+        for r in [0usize, 5] {
+            let alone = ops::matmul_const_t(&x.narrow(0, r, 1).unwrap(), &w).unwrap();
+            let in_batch = few.narrow(0, r, 1).unwrap();
+            let bits = |t: &Tensor| -> Vec<u32> {
+                t.flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            };
+            assert_eq!(bits(&alone), bits(&in_batch), "W [{out}, {inp}] row {r}");
+        }
+    }
+}

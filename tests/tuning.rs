@@ -1551,3 +1551,141 @@ fn the_weights_hash_is_the_whole_model_ones() {
         h.finalize().to_hex().to_string()
     );
 }
+
+/// Answers packed into one forward — a GRPO group sharing its prompt's rows, SFT items side by
+/// side — give each answer's log-probabilities and the weight gradients of separate forwards
+/// summed, for every family (Gemma 3's sliding window across the prompt/answer boundary
+/// included), in f64 where only the summation order differs: values to 1e-12 and gradients
+/// to 1e-10, relative to each tensor's largest entry.
+#[test]
+fn packed_answers_equal_separate_forwards_in_values_and_gradients() {
+    use rlq::tuning::PackedAnswers;
+    let answers: Vec<Vec<u32>> = vec![
+        ANSWER.to_vec(),
+        vec![5],
+        vec![9, 3, 4, 1, 2, 8, 7],
+        OTHER.to_vec(),
+    ];
+    let refs: Vec<&[u32]> = answers.iter().map(Vec::as_slice).collect();
+    let weights = [0.7, -1.3, 0.4, 2.0];
+    let other_prompt: Vec<u32> = vec![8, 1, 30, 2, 6, 12];
+    for family in Family::ALL {
+        let start = model(family, DType::F64);
+        let p = Policy::new(start.clone(), DType::F64).unwrap();
+        let rel = |a: &Tensor, b: &Tensor| {
+            let scale = scalar(&b.abs().unwrap().max_all().unwrap()).max(1e-300);
+            max_abs_diff(a, b) / scale
+        };
+        // Separate forwards: one backward of the weighted sum.
+        let separate = |pairs: &[(&[u32], &[u32])]| {
+            let lps: Vec<Tensor> = pairs
+                .iter()
+                .map(|(pr, a)| answer_logprobs(&p.train, pr, a).unwrap())
+                .collect();
+            let mut loss: Option<Tensor> = None;
+            for (lp, w) in lps.iter().zip(weights) {
+                let t = (lp.sum_all().unwrap() * w).unwrap();
+                loss = Some(match loss {
+                    Some(l) => (l + t).unwrap(),
+                    None => t,
+                });
+            }
+            (lps, loss.unwrap().backward().unwrap())
+        };
+        let packed = |pack: &PackedAnswers| {
+            let (lps, pieces) = pack.logprobs_pieces(&p.train).unwrap();
+            let mut loss: Option<Tensor> = None;
+            for (lp, w) in lps.iter().zip(weights) {
+                let t = (lp.sum_all().unwrap() * w).unwrap();
+                loss = Some(match loss {
+                    Some(l) => (l + t).unwrap(),
+                    None => t,
+                });
+            }
+            let mut sums: Vec<Option<Tensor>> = vec![None; p.vars.len()];
+            pieces
+                .backward(&loss.unwrap(), &mut |mut g| {
+                    for (i, v) in p.vars.iter().enumerate() {
+                        if let Some(t) = g.remove(v.as_tensor()) {
+                            sums[i] = Some(match sums[i].take() {
+                                Some(a) => (a + t)?,
+                                None => t,
+                            });
+                        }
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            (lps, sums)
+        };
+        let shared_pairs: Vec<(&[u32], &[u32])> = refs.iter().map(|a| (&PROMPT[..], *a)).collect();
+        // SFT's packing: different prompts, no shared rows.
+        let separate_pairs: Vec<(&[u32], &[u32])> = refs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let pr: &[u32] = if i % 2 == 0 { &PROMPT } else { &other_prompt };
+                (pr, *a)
+            })
+            .collect();
+        for (what, pairs, pack) in [
+            (
+                "shared",
+                &shared_pairs,
+                PackedAnswers::shared(&PROMPT, &refs).unwrap(),
+            ),
+            (
+                "separate",
+                &separate_pairs,
+                PackedAnswers::separate(&separate_pairs).unwrap(),
+            ),
+        ] {
+            let (want_lps, want) = separate(pairs);
+            let (got_lps, got) = packed(&pack);
+            // The detached forward (reference, π_old) gives the same values.
+            let plain = pack.logprobs(&p.infer).unwrap();
+            for j in 0..answers.len() {
+                let e = rel(&got_lps[j], &want_lps[j]);
+                assert!(
+                    e <= 1e-12,
+                    "{family:?} {what}: answer {j} logprobs differ by {e:e}"
+                );
+                let e = rel(&plain[j], &want_lps[j]);
+                assert!(
+                    e <= 1e-12,
+                    "{family:?} {what}: answer {j} detached logprobs {e:e}"
+                );
+            }
+            for (i, v) in p.vars.iter().enumerate() {
+                let name = &p.names[i];
+                match (want.get(v.as_tensor()), &got[i]) {
+                    (Some(w), Some(g)) => {
+                        let e = rel(g, w);
+                        assert!(
+                            e <= 1e-10,
+                            "{family:?} {what} {name}: gradient differs by {e:e}"
+                        );
+                    }
+                    (None, None) => {}
+                    (w, g) => panic!(
+                        "{family:?} {what} {name}: separate gradient {}, packed {}",
+                        w.is_some(),
+                        g.is_some()
+                    ),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn runs_within_a_row_budget() {
+    use rlq::tuning::runs_within;
+    // Prefix 10, budget 20: 10+4+5 fits, +3 would not; a lone item over the budget still runs.
+    assert_eq!(
+        runs_within(10, &[4, 5, 3, 30, 1], 20),
+        vec![0..2, 2..3, 3..4, 4..5]
+    );
+    assert_eq!(runs_within(0, &[1, 1, 1], 3), vec![0..3]);
+    assert!(runs_within(5, &[], 10).is_empty());
+}

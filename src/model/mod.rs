@@ -19,7 +19,7 @@ pub mod weights;
 // The modules' paths from before the sub-folders (`rlq::model::hooked::HookedTransformer`,
 // `rlq::model::load::expected_weights`, ...), which tests, examples, benches and the other
 // layers use.
-pub use forward::{attention, generate, hooked, hooks, mlp};
+pub use forward::{attention, generate, hooked, hooks, mlp, packing};
 pub use kernels::{fused, ops};
 #[cfg(any(test, feature = "test-support"))]
 pub use loading::synthetic;

@@ -43,7 +43,7 @@ pub struct TrainerState {
     /// Hash of the training items (prompt and answer ids), so a resume uses the same data.
     pub data_hash: String,
     pub n_items: usize,
-    /// Log rows so far, `seconds` and `tokens_per_s` left out (see `timing.json`).
+    /// Log rows so far, `seconds`, `tokens_per_s` and `sample_s` left out (see `timing.json`).
     pub log: Vec<LogRow>,
 }
 
@@ -52,6 +52,9 @@ pub struct TrainerState {
 pub struct Timing {
     pub seconds: Vec<f64>,
     pub tokens_per_s: Vec<f64>,
+    /// Per step, GRPO's sampling seconds (absent from checkpoints written before it existed).
+    #[serde(default)]
+    pub sample_s: Vec<Option<f64>>,
 }
 
 pub fn step_dir_name(step: usize) -> String {

@@ -33,10 +33,14 @@ pub struct LogRow {
     /// Wall-clock seconds of the step. Timing: not in `trainer_state.json`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub seconds: Option<f64>,
+    /// GRPO: seconds of the step spent sampling the answers (the rest of `seconds` scores them,
+    /// differentiates and updates). Timing: not in `trainer_state.json`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sample_s: Option<f64>,
 }
 
 /// Column names in table order (the `tune` verb's table follows it).
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 14] = [
     "step",
     "reward_mean",
     "reward_std",
@@ -50,6 +54,7 @@ pub const COLUMNS: [&str; 13] = [
     "answer_len",
     "tokens_per_s",
     "seconds",
+    "sample_s",
 ];
 
 impl LogRow {
@@ -58,6 +63,7 @@ impl LogRow {
         LogRow {
             tokens_per_s: None,
             seconds: None,
+            sample_s: None,
             ..self.clone()
         }
     }

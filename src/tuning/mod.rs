@@ -22,7 +22,9 @@ pub mod trainer;
 pub use log::LogRow;
 pub use lora::LoraConfig;
 pub use objective::{AdvantageNorm, Method};
-pub use policy::{answer_logprobs, answer_logprobs_pieces, weights_hash, Policy};
+pub use policy::{
+    answer_logprobs, answer_logprobs_pieces, runs_within, weights_hash, PackedAnswers, Policy,
+};
 pub use settings::TuneSettings;
 pub use trainer::{Scored, TuneHost, TuneItem, TuneOutcome, Tuner};
 

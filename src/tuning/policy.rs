@@ -18,6 +18,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use super::lora::{self, LoraConfig};
 use crate::model::hooked::{ForwardInput, HookedTransformer, Hooks, Pieces};
 use crate::model::linear::Linear;
+use crate::model::packing::Packing;
 use crate::model::{ops, Model, Weights};
 
 /// Trainable weights of one model.
@@ -361,7 +362,7 @@ pub fn answer_logprobs(tf: &HookedTransformer, prompt: &[u32], answer: &[u32]) -
     };
     let ids = answer_input(prompt, answer)?;
     let logits = tf.forward(ForwardInput::Ids(&ids), &hooks, None)?.logits;
-    pick_answer(&logits, answer, tf.device())
+    ops::log_softmax_pick(&logits, answer)
 }
 
 /// [`answer_logprobs`] (the same values, bit for bit) with its forward cut at the layer
@@ -374,7 +375,7 @@ pub fn answer_logprobs_pieces(
 ) -> Result<(Tensor, Pieces)> {
     let ids = answer_input(prompt, answer)?;
     let (logits, pieces) = tf.forward_pieces(&ids, prompt.len() - 1)?;
-    Ok((pick_answer(&logits, answer, tf.device())?, pieces))
+    Ok((ops::log_softmax_pick(&logits, answer)?, pieces))
 }
 
 /// `prompt ++ answer[..n-1]`: the positions whose next token is an answer token.
@@ -387,11 +388,131 @@ fn answer_input(prompt: &[u32], answer: &[u32]) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-/// Log-probability of each answer token from the logits over the answer's positions.
-fn pick_answer(logits: &Tensor, answer: &[u32], device: &Device) -> Result<Tensor> {
-    let lp = ops::log_softmax_last_dim(logits)?;
-    let idx = Tensor::new(answer, device)?.unsqueeze(1)?;
-    lp.gather(&idx, 1)?.squeeze(1)
+/// Several answers scored in one packed forward ([`Packing`]): the weights are read once for
+/// all their rows, and answers to one prompt share its rows (computed once, their gradients
+/// summed). Each answer's log-probabilities are those of [`answer_logprobs`] on its own, up to
+/// the matmuls' summation order.
+pub struct PackedAnswers {
+    ids: Vec<u32>,
+    packing: Packing,
+    /// For each answer token in order, the row whose logits predict it.
+    rows: Vec<u32>,
+    /// The answer tokens, answer after answer.
+    targets: Vec<u32>,
+    lens: Vec<usize>,
+}
+
+fn row_id(r: usize) -> Result<u32> {
+    u32::try_from(r).map_err(|_| candle_core::Error::Msg(format!("row {r} of a packed forward")))
+}
+
+impl PackedAnswers {
+    /// Answers to one prompt: rows `prompt ++ a₁[..n₁-1] ++ a₂[..n₂-1] ++ …`.
+    pub fn shared(prompt: &[u32], answers: &[&[u32]]) -> Result<Self> {
+        if prompt.is_empty() || answers.is_empty() || answers.iter().any(|a| a.is_empty()) {
+            candle_core::bail!("packed answers need a non-empty prompt and non-empty answers");
+        }
+        let packing = Packing::new(prompt.len(), answers.iter().map(|a| a.len() - 1).collect())?;
+        let mut ids = prompt.to_vec();
+        let (mut rows, mut targets) = (Vec::new(), Vec::new());
+        for (a, start) in answers.iter().zip(packing.tail_starts()) {
+            ids.extend_from_slice(&a[..a.len() - 1]);
+            // The prompt's last row predicts every answer's first token.
+            rows.push(row_id(prompt.len() - 1)?);
+            for t in 0..a.len() - 1 {
+                rows.push(row_id(start + t)?);
+            }
+            targets.extend_from_slice(a);
+        }
+        Ok(Self {
+            ids,
+            packing,
+            rows,
+            targets,
+            lens: answers.iter().map(|a| a.len()).collect(),
+        })
+    }
+
+    /// Answers to different prompts, `(prompt, answer)` each: independent sequences side by side.
+    pub fn separate(pairs: &[(&[u32], &[u32])]) -> Result<Self> {
+        if pairs.is_empty() {
+            candle_core::bail!("packed answers need at least one answer");
+        }
+        let mut ids = Vec::new();
+        let (mut rows, mut targets, mut tails) = (Vec::new(), Vec::new(), Vec::new());
+        for (prompt, answer) in pairs {
+            let seq = answer_input(prompt, answer)?;
+            let start = ids.len();
+            for t in 0..answer.len() {
+                rows.push(row_id(start + prompt.len() - 1 + t)?);
+            }
+            tails.push(seq.len());
+            ids.extend(seq);
+            targets.extend_from_slice(answer);
+        }
+        Ok(Self {
+            ids,
+            packing: Packing::new(0, tails)?,
+            rows,
+            targets,
+            lens: pairs.iter().map(|(_, a)| a.len()).collect(),
+        })
+    }
+
+    /// Rows of the packed forward.
+    pub fn rows(&self) -> usize {
+        self.packing.rows()
+    }
+
+    /// The log-probabilities of the answers, one `[len]` tensor each, with no graph cut
+    /// (`tf` without trained weights: the reference, π_old).
+    pub fn logprobs(&self, tf: &HookedTransformer) -> Result<Vec<Tensor>> {
+        let logits = tf.forward_packed(&self.ids, &self.packing, &self.rows)?;
+        self.split(&ops::log_softmax_pick(&logits, &self.targets)?)
+    }
+
+    /// [`Self::logprobs`] with the forward cut at the layer boundaries (see
+    /// [`answer_logprobs_pieces`]): differentiable in a policy's trained weights.
+    pub fn logprobs_pieces(&self, tf: &HookedTransformer) -> Result<(Vec<Tensor>, Pieces)> {
+        let (logits, pieces) = tf.forward_pieces_packed(&self.ids, &self.packing, &self.rows)?;
+        Ok((
+            self.split(&ops::log_softmax_pick(&logits, &self.targets)?)?,
+            pieces,
+        ))
+    }
+
+    fn split(&self, lp: &Tensor) -> Result<Vec<Tensor>> {
+        let mut start = 0;
+        self.lens
+            .iter()
+            .map(|&n| {
+                let t = lp.narrow(0, start, n);
+                start += n;
+                t
+            })
+            .collect()
+    }
+}
+
+/// Consecutive runs of items (ranges of indices into `rows`, each item's own rows in a packed
+/// forward) that fit in `budget` rows together with `base` shared rows (a prompt), each run at
+/// least one item: a packed backward's memory grows with its rows.
+pub fn runs_within(base: usize, rows: &[usize], budget: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut total = base;
+    for (i, &n) in rows.iter().enumerate() {
+        if i > start && total + n > budget {
+            out.push(start..i);
+            start = i;
+            total = base;
+        }
+        total += n;
+    }
+    if start < rows.len() {
+        out.push(start..rows.len());
+    }
+    out
 }
 
 /// Hash of a model's weights (names, shapes and dense f32 values, in name order): identifies the

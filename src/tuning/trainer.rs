@@ -18,7 +18,7 @@ use super::checkpoint::{self, Timing, TrainerState, STATE_FORMAT};
 use super::log::LogRow;
 use super::objective::{dpo_term_at_sums, group_advantages, grpo_term, sft_term, Method};
 use super::optim::{clip_factor, grad_norm, lr_at, AdamW};
-use super::policy::{answer_logprobs, answer_logprobs_pieces, weights_hash, Policy};
+use super::policy::{runs_within, weights_hash, PackedAnswers, Policy};
 use super::settings::TuneSettings;
 use super::TuneError;
 use crate::model::generate::{generate_batch_seeded, GenerateOptions};
@@ -113,6 +113,13 @@ pub fn mix_seed(parts: &[u64]) -> u64 {
     }
     h
 }
+
+/// Rows of one packed forward at most: a GRPO group's answers (which share their prompt's rows),
+/// a DPO pair, or a run of SFT items go through one forward and one backward when they fit,
+/// so each weight is read once for all of them instead of once per answer. Activations held
+/// for a backward grow with the rows (about 1.7 MB per row for SmolLM2-135M in f32): 512 rows
+/// keep a full fine-tune's backward under the update's peak.
+const PACK_ROWS: usize = 512;
 
 /// Phase tags inside seeds.
 const PHASE_TRAIN: u64 = 1;
@@ -271,6 +278,7 @@ impl<'a> Tuner<'a> {
         for (i, row) in log.iter_mut().enumerate() {
             row.seconds = loaded.timing.seconds.get(i).copied();
             row.tokens_per_s = loaded.timing.tokens_per_s.get(i).copied();
+            row.sample_s = loaded.timing.sample_s.get(i).copied().flatten();
         }
         let stop_tokens = start.config.eos_token_ids.clone();
         Ok(Self {
@@ -323,6 +331,7 @@ impl<'a> Tuner<'a> {
             self.timing
                 .tokens_per_s
                 .push(tokens as f64 / secs.max(1e-9));
+            self.timing.sample_s.push(row.sample_s);
             self.log.push(row.clone());
             (host.on_step)(&row, s.steps);
             let done = step + 1;
@@ -522,6 +531,7 @@ impl<'a> Tuner<'a> {
             }
         }
         let never = || false;
+        let sampling = Instant::now();
         let outs = generate_batch_seeded(
             &self.policy.infer,
             &prompts,
@@ -530,6 +540,7 @@ impl<'a> Tuner<'a> {
             &never,
         )
         .map_err(cerr)?;
+        let sample_s = sampling.elapsed().as_secs_f64();
         // Rewards and advantages per group.
         let mut answers = Vec::with_capacity(outs.len());
         let mut rewards = Vec::with_capacity(outs.len());
@@ -555,16 +566,30 @@ impl<'a> Tuner<'a> {
                 (chunk.iter().map(|r| (r - m).powi(2)).sum::<f64>() / (g as f64 - 1.0)).sqrt();
             advantages.extend(a);
         }
+        // Each group's answers in runs that fit one packed forward.
+        let mut packs: Vec<(std::ops::Range<usize>, PackedAnswers)> = Vec::new();
+        for (gi, &q) in idx.iter().enumerate() {
+            let prompt = &self.items[q].prompt;
+            let group = gi * g..(gi + 1) * g;
+            let rows: Vec<usize> = answers[group.clone()].iter().map(|a| a.len() - 1).collect();
+            for run in runs_within(prompt.len(), &rows, PACK_ROWS) {
+                let ks = group.start + run.start..group.start + run.end;
+                let refs: Vec<&[u32]> = answers[ks.clone()].iter().map(Vec::as_slice).collect();
+                packs.push((ks, PackedAnswers::shared(prompt, &refs).map_err(cerr)?));
+            }
+        }
+        let to_f64 = |t: &Tensor| -> Result<Vec<f64>, TuneError> {
+            t.to_dtype(DType::F64)
+                .and_then(|t| t.to_vec1::<f64>())
+                .map_err(cerr)
+        };
         // The frozen start's log-probabilities (for the KL; measured for the log even at β 0).
-        let mut reference = Vec::with_capacity(answers.len());
-        for (k, ans) in answers.iter().enumerate() {
-            let q = idx[k / g];
-            let lp = answer_logprobs(&self.reference, &self.items[q].prompt, ans).map_err(cerr)?;
-            reference.push(
-                lp.to_dtype(DType::F64)
-                    .and_then(|t| t.to_vec1::<f64>())
-                    .map_err(cerr)?,
-            );
+        let mut reference: Vec<Vec<f64>> = vec![Vec::new(); answers.len()];
+        for (ks, pack) in &packs {
+            let lps = pack.logprobs(&self.reference).map_err(cerr)?;
+            for (k, lp) in ks.clone().zip(&lps) {
+                reference[k] = to_f64(lp)?;
+            }
         }
         let n_seq = answers.len() as f64;
         let mut old: Vec<Option<Vec<f64>>> = vec![None; answers.len()];
@@ -575,39 +600,41 @@ impl<'a> Tuner<'a> {
             self.park_moments()?;
             let mut acc: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
             (loss_sum, kl_sum, clipped, tokens) = (0.0, 0.0, 0, 0);
-            for (k, ans) in answers.iter().enumerate() {
-                let q = idx[k / g];
-                let (lp, pieces) =
-                    answer_logprobs_pieces(&self.policy.train, &self.items[q].prompt, ans)
+            for (ks, pack) in &packs {
+                let (lps, pieces) = pack.logprobs_pieces(&self.policy.train).map_err(cerr)?;
+                let mut run_loss: Option<Tensor> = None;
+                for (k, lp) in ks.clone().zip(&lps) {
+                    let ans = &answers[k];
+                    let lp_vals = to_f64(lp)?;
+                    // π_old is the policy that sampled the batch: at the first inner update it
+                    // is the current policy itself (ratio exactly 1).
+                    let old_k = old[k].get_or_insert_with(|| lp_vals.clone()).clone();
+                    let weight = 1.0 / (n_seq * ans.len() as f64);
+                    let term = grpo_term(
+                        lp,
+                        &old_k,
+                        Some(&reference[k]),
+                        advantages[k],
+                        s.clip,
+                        s.beta,
+                        weight,
+                    )
+                    .map_err(cerr)?;
+                    loss_sum += term
+                        .loss
+                        .to_dtype(DType::F64)
+                        .and_then(|t| t.to_scalar::<f64>())
                         .map_err(cerr)?;
-                let lp_vals: Vec<f64> = lp
-                    .to_dtype(DType::F64)
-                    .and_then(|t| t.to_vec1())
-                    .map_err(cerr)?;
-                // π_old is the policy that sampled the batch: at the first inner update it is
-                // the current policy itself (ratio exactly 1).
-                let old_k = old[k].get_or_insert_with(|| lp_vals.clone()).clone();
-                let weight = 1.0 / (n_seq * ans.len() as f64);
-                let term = grpo_term(
-                    &lp,
-                    &old_k,
-                    Some(&reference[k]),
-                    advantages[k],
-                    s.clip,
-                    s.beta,
-                    weight,
-                )
-                .map_err(cerr)?;
-                loss_sum += term
-                    .loss
-                    .to_dtype(DType::F64)
-                    .and_then(|t| t.to_scalar::<f64>())
-                    .map_err(cerr)?;
-                kl_sum += term.kl_sum;
-                clipped += term.clipped;
-                tokens += ans.len();
-                if advantages[k] != 0.0 || s.beta != 0.0 {
-                    self.accumulate_pieces(&term.loss, pieces, &mut acc)?;
+                    kl_sum += term.kl_sum;
+                    clipped += term.clipped;
+                    tokens += ans.len();
+                    // An answer with no advantage and no KL term has no gradient.
+                    if advantages[k] != 0.0 || s.beta != 0.0 {
+                        add_into(&mut run_loss, term.loss).map_err(cerr)?;
+                    }
+                }
+                if let Some(loss) = run_loss {
+                    self.accumulate_pieces(&loss, pieces, &mut acc)?;
                 }
             }
             (norm, lr) = self.update(acc, step * s.inner + inner)?;
@@ -627,6 +654,7 @@ impl<'a> Tuner<'a> {
             answer_len: tokens as f64 / n_seq,
             tokens_per_s: None,
             seconds: None,
+            sample_s: Some(sample_s),
         };
         Ok((row, tokens * s.inner))
     }
@@ -645,22 +673,24 @@ impl<'a> Tuner<'a> {
                     "item {q} has no chosen/rejected pair"
                 )));
             };
-            let ref_sum = |ans: &[u32]| -> Result<f64, TuneError> {
-                answer_logprobs(&self.reference, &item.prompt, ans)
-                    .and_then(|t| t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>())
+            // The pair in one packed forward (they share the prompt's rows).
+            let pack = PackedAnswers::shared(&item.prompt, &[w, l]).map_err(cerr)?;
+            let ref_sum = |lp: &Tensor| -> Result<f64, TuneError> {
+                lp.to_dtype(DType::F64)
+                    .and_then(|t| t.sum_all()?.to_scalar::<f64>())
                     .map_err(cerr)
             };
-            let (rw, rl) = (ref_sum(w)?, ref_sum(l)?);
-            let (lw, pieces_w) =
-                answer_logprobs_pieces(&self.policy.train, &item.prompt, w).map_err(cerr)?;
-            let (ll, pieces_l) =
-                answer_logprobs_pieces(&self.policy.train, &item.prompt, l).map_err(cerr)?;
-            // Differentiated in two stages (see `dpo_term_at_sums`): each answer's forward is
-            // backpropagated on its own, a layer at a time, from `Σlp · ∂L/∂Σlp`, so no whole
-            // second set of weight gradients exists. The weight gradients equal one backward
-            // through both answers up to the order in which the two answers' contributions
-            // are added (rounding level).
-            let (sum_w, sum_l) = (lw.sum_all().map_err(cerr)?, ll.sum_all().map_err(cerr)?);
+            let refs = pack.logprobs(&self.reference).map_err(cerr)?;
+            let (rw, rl) = (ref_sum(&refs[0])?, ref_sum(&refs[1])?);
+            let (lps, pieces) = pack.logprobs_pieces(&self.policy.train).map_err(cerr)?;
+            // Differentiated in two stages (see `dpo_term_at_sums`): the pair's forward is
+            // backpropagated, a layer at a time, from `Σlp_w · ∂L/∂Σlp_w + Σlp_l · ∂L/∂Σlp_l`
+            // (each `sum · g` has gradient `g` at `sum` exactly), so no whole second set of
+            // weight gradients exists.
+            let (sum_w, sum_l) = (
+                lps[0].sum_all().map_err(cerr)?,
+                lps[1].sum_all().map_err(cerr)?,
+            );
             let (term, gw, gl) =
                 dpo_term_at_sums(&sum_w, &sum_l, rw, rl, s.beta, 1.0 / n).map_err(cerr)?;
             loss_sum += term
@@ -670,11 +700,9 @@ impl<'a> Tuner<'a> {
                 .map_err(cerr)?;
             margins.push(term.margin);
             tokens += w.len() + l.len();
-            for (sum, g, pieces) in [(sum_w, gw, pieces_w), (sum_l, gl, pieces_l)] {
-                // `sum · g` has gradient `g` at `sum` exactly (g times the unit seed).
-                let surrogate = (sum * g).map_err(cerr)?;
-                self.accumulate_pieces(&surrogate, pieces, &mut acc)?;
-            }
+            let surrogate =
+                ((sum_w * gw).map_err(cerr)? + (sum_l * gl).map_err(cerr)?).map_err(cerr)?;
+            self.accumulate_pieces(&surrogate, pieces, &mut acc)?;
         }
         let (norm, lr) = self.update(acc, step)?;
         let mean = margins.iter().sum::<f64>() / n;
@@ -710,15 +738,30 @@ impl<'a> Tuner<'a> {
         let total: usize = targets.iter().map(|t| t.len()).sum();
         let mut acc: Vec<Option<Tensor>> = vec![None; self.policy.vars.len()];
         let mut loss_sum = 0.0;
-        for (&q, t) in idx.iter().zip(&targets) {
-            let (lp, pieces) = answer_logprobs_pieces(&self.policy.train, &self.items[q].prompt, t)
-                .map_err(cerr)?;
-            let loss = sft_term(&lp, 1.0 / total as f64).map_err(cerr)?;
-            loss_sum += loss
-                .to_dtype(DType::F64)
-                .and_then(|t| t.to_scalar::<f64>())
-                .map_err(cerr)?;
-            self.accumulate_pieces(&loss, pieces, &mut acc)?;
+        // Runs of items side by side, one packed forward each.
+        let rows: Vec<usize> = idx
+            .iter()
+            .zip(&targets)
+            .map(|(&q, t)| self.items[q].prompt.len() + t.len() - 1)
+            .collect();
+        for run in runs_within(0, &rows, PACK_ROWS) {
+            let pairs: Vec<(&[u32], &[u32])> = run
+                .map(|i| (self.items[idx[i]].prompt.as_slice(), targets[i].as_slice()))
+                .collect();
+            let pack = PackedAnswers::separate(&pairs).map_err(cerr)?;
+            let (lps, pieces) = pack.logprobs_pieces(&self.policy.train).map_err(cerr)?;
+            let mut run_loss: Option<Tensor> = None;
+            for lp in &lps {
+                let loss = sft_term(lp, 1.0 / total as f64).map_err(cerr)?;
+                loss_sum += loss
+                    .to_dtype(DType::F64)
+                    .and_then(|t| t.to_scalar::<f64>())
+                    .map_err(cerr)?;
+                add_into(&mut run_loss, loss).map_err(cerr)?;
+            }
+            if let Some(loss) = run_loss {
+                self.accumulate_pieces(&loss, pieces, &mut acc)?;
+            }
         }
         let (norm, lr) = self.update(acc, step)?;
         let row = LogRow {

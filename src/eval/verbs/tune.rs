@@ -371,6 +371,7 @@ pub(crate) fn log_table(log: &[LogRow]) -> PolarsResult<Value> {
         Series::new("".into(), f(|r| Some(r.answer_len))),
         Series::new("".into(), f(|r| r.tokens_per_s)),
         Series::new("".into(), f(|r| r.seconds)),
+        Series::new("".into(), f(|r| r.sample_s)),
     ];
     let cols: Vec<Column> = values
         .into_iter()

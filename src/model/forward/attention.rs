@@ -10,6 +10,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
+use super::packing::{Packing, Segment};
 use crate::model::kernels::{fused, ops};
 
 /// `q: [hq, T, dh]`, `k, v: [hk, S, dh]` (hq a multiple of hk; query head `h` reads kv head
@@ -26,6 +27,90 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) 
             .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
     }
     attention_composed(q, k, v, mask, scale)
+}
+
+/// [`attention`] over a packed forward (`q: [hq, N, dh]`, `k, v: [hk, N, dh]` for the packing's
+/// `N` rows): each segment's queries attend causally to its keys (the prefix's rows, when it
+/// sees the prefix, then its own), with an optional sliding `window`. On CPU in f32/f64 one op
+/// whose backward recomputes each segment's probabilities and sums the prefix's key and value
+/// gradients over the segments that read it (no `narrow`/`cat` in the graph: each would pad its
+/// gradient to the whole `[h, N, dh]`); elsewhere the composition per segment.
+pub fn attention_packed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    packing: &Packing,
+    window: Option<usize>,
+    scale: f64,
+) -> Result<Tensor> {
+    let rows = packing.rows();
+    for t in [q, k, v] {
+        if t.dim(1)? != rows {
+            candle_core::bail!(
+                "packed attention: {:?} for a packing of {rows} rows",
+                t.dims()
+            );
+        }
+    }
+    let same = |t: &Tensor| t.dtype() == q.dtype() && t.device().is_cpu();
+    if fused::supported(q) && same(k) && same(v) {
+        let op = PackedAttention {
+            packing: packing.clone(),
+            window,
+            scale,
+        };
+        return q
+            .contiguous()?
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
+    }
+    let parts = packing
+        .segments()
+        .into_iter()
+        .map(|seg| {
+            let (qs, ks, vs) = segment_inputs(q, k, v, packing, &seg)?;
+            let mask = segment_mask(packing, &seg, window, q)?;
+            attention_composed(&qs, &ks, &vs, &mask, scale)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 1)
+}
+
+/// A segment's queries and keys/values (the prefix's rows first when it sees the prefix).
+fn segment_inputs(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    packing: &Packing,
+    seg: &Segment,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let qs = q.narrow(1, seg.start, seg.len)?;
+    let own = |t: &Tensor| -> Result<Tensor> {
+        let mine = t.narrow(1, seg.start, seg.len)?;
+        if seg.sees_prefix {
+            Tensor::cat(&[&t.narrow(1, 0, packing.prefix())?, &mine], 1)
+        } else {
+            Ok(mine)
+        }
+    };
+    Ok((qs, own(k)?, own(v)?))
+}
+
+/// The segment's causal mask: its query `i` sits at key position `key_offset + i`.
+fn segment_mask(
+    packing: &Packing,
+    seg: &Segment,
+    window: Option<usize>,
+    like: &Tensor,
+) -> Result<Tensor> {
+    let off = seg.key_offset(packing.prefix());
+    ops::causal_mask(
+        seg.len,
+        off + seg.len,
+        off,
+        window,
+        like.dtype(),
+        like.device(),
+    )
 }
 
 /// `attention` from primitive ops (any device and dtype).
@@ -90,6 +175,40 @@ impl Attention {
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&parts, 0)
     }
+
+    /// `dv = Pᵀ·dz`, `dP = dz·vᵀ`, `dS = softmax'(dP)·scale`, `dq = dS·k`, `dk = dSᵀ·q`, each
+    /// summed over the query heads sharing a kv head, with `P` recomputed.
+    fn grads(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        // Detached: the backward builds no graph of its own.
+        let (q, k, v, grad) = (q.detach(), k.detach(), v.detach(), grad.detach());
+        let n_rep = group_size(&q, &k)?;
+        let (_, t, dh) = q.dims3()?;
+        let (mut dq, mut dk, mut dv) = (Vec::new(), Vec::new(), Vec::new());
+        for g in 0..k.dim(0)? {
+            let (p, qg) = self.group_probs(&q, &k, g, n_rep)?;
+            let dz = grad
+                .narrow(0, g * n_rep, n_rep)?
+                .contiguous()?
+                .reshape((n_rep * t, dh))?;
+            let (kg, vg) = (k.get(g)?, v.get(g)?);
+            dv.push(p.t()?.matmul(&dz)?);
+            let dp = dz.matmul(&vg.t()?)?;
+            let ds = (fused::softmax_backward(&dp, &p)? * self.scale)?;
+            dq.push(ds.matmul(&kg)?.reshape((n_rep, t, dh))?);
+            dk.push(ds.t()?.matmul(&qg)?);
+        }
+        Ok((
+            Tensor::cat(&dq, 0)?,
+            Tensor::stack(&dk, 0)?,
+            Tensor::stack(&dv, 0)?,
+        ))
+    }
 }
 
 impl CustomOp3 for Attention {
@@ -112,8 +231,7 @@ impl CustomOp3 for Attention {
         ops::into_cpu_storage(&self.forward(&q, &k, &v)?)
     }
 
-    /// With `P` recomputed: `dv = Pᵀ·dz`, `dP = dz·vᵀ`, `dS = softmax'(dP)·scale`,
-    /// `dq = dS·k`, `dk = dSᵀ·q`, each summed over the query heads sharing a kv head.
+    /// With `P` recomputed (see [`Attention::grads`]).
     fn bwd(
         &self,
         q: &Tensor,
@@ -122,28 +240,113 @@ impl CustomOp3 for Attention {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // Detached: the backward builds no graph of its own.
+        let (dq, dk, dv) = self.grads(q, k, v, grad)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+struct PackedAttention {
+    packing: Packing,
+    window: Option<usize>,
+    scale: f64,
+}
+
+impl PackedAttention {
+    fn segment_op(&self, seg: &Segment, like: &Tensor) -> Result<Attention> {
+        Ok(Attention {
+            mask: segment_mask(&self.packing, seg, self.window, like)?,
+            scale: self.scale,
+        })
+    }
+}
+
+impl CustomOp3 for PackedAttention {
+    fn name(&self) -> &'static str {
+        "fused-packed-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let q = ops::cpu_tensor(s1, l1)?;
+        let k = ops::cpu_tensor(s2, l2)?;
+        let v = ops::cpu_tensor(s3, l3)?;
+        let parts = self
+            .packing
+            .segments()
+            .iter()
+            .map(|seg| {
+                let (qs, ks, vs) = segment_inputs(&q, &k, &v, &self.packing, seg)?;
+                self.segment_op(seg, &q)?.forward(
+                    &qs.contiguous()?,
+                    &ks.contiguous()?,
+                    &vs.contiguous()?,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        ops::into_cpu_storage(&Tensor::cat(&parts, 1)?)
+    }
+
+    /// Per segment as [`Attention`]'s backward; a key or value row's gradient is the sum over
+    /// the segments that read it (the prefix's own segment first, then the tails in order).
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (q, k, v, grad) = (q.detach(), k.detach(), v.detach(), grad.detach());
-        let n_rep = group_size(&q, &k)?;
-        let (_, t, dh) = q.dims3()?;
+        let prefix = self.packing.prefix();
         let (mut dq, mut dk, mut dv) = (Vec::new(), Vec::new(), Vec::new());
-        for g in 0..k.dim(0)? {
-            let (p, qg) = self.group_probs(&q, &k, g, n_rep)?;
-            let dz = grad
-                .narrow(0, g * n_rep, n_rep)?
-                .contiguous()?
-                .reshape((n_rep * t, dh))?;
-            let (kg, vg) = (k.get(g)?, v.get(g)?);
-            dv.push(p.t()?.matmul(&dz)?);
-            let dp = dz.matmul(&vg.t()?)?;
-            let ds = (fused::softmax_backward(&dp, &p)? * self.scale)?;
-            dq.push(ds.matmul(&kg)?.reshape((n_rep, t, dh))?);
-            dk.push(ds.t()?.matmul(&qg)?);
+        // The prefix rows' key/value gradients, summed over the segments that read them.
+        let (mut dk_prefix, mut dv_prefix): (Option<Tensor>, Option<Tensor>) = (None, None);
+        let add = |acc: &mut Option<Tensor>, g: Tensor| -> Result<()> {
+            *acc = Some(match acc.take() {
+                Some(a) => (a + g)?,
+                None => g,
+            });
+            Ok(())
+        };
+        for seg in self.packing.segments() {
+            let (qs, ks, vs) = segment_inputs(&q, &k, &v, &self.packing, &seg)?;
+            let gs = grad.narrow(1, seg.start, seg.len)?;
+            let (dqs, dks, dvs) = self.segment_op(&seg, &q)?.grads(
+                &qs.contiguous()?,
+                &ks.contiguous()?,
+                &vs.contiguous()?,
+                &gs.contiguous()?,
+            )?;
+            dq.push(dqs);
+            let off = seg.key_offset(prefix);
+            if seg.start == 0 && prefix > 0 {
+                // The prefix's own segment: all its keys are prefix rows.
+                add(&mut dk_prefix, dks)?;
+                add(&mut dv_prefix, dvs)?;
+                continue;
+            }
+            if off > 0 {
+                add(&mut dk_prefix, dks.narrow(1, 0, off)?)?;
+                add(&mut dv_prefix, dvs.narrow(1, 0, off)?)?;
+            }
+            dk.push(dks.narrow(1, off, seg.len)?);
+            dv.push(dvs.narrow(1, off, seg.len)?);
+        }
+        if let (Some(a), Some(b)) = (dk_prefix, dv_prefix) {
+            dk.insert(0, a);
+            dv.insert(0, b);
         }
         Ok((
-            Some(Tensor::cat(&dq, 0)?),
-            Some(Tensor::stack(&dk, 0)?),
-            Some(Tensor::stack(&dv, 0)?),
+            Some(Tensor::cat(&dq, 1)?),
+            Some(Tensor::cat(&dk, 1)?),
+            Some(Tensor::cat(&dv, 1)?),
         ))
     }
 }

@@ -74,7 +74,7 @@ pub fn generate_batch(
         .collect())
 }
 
-/// Continue several prompts together. Each prompt is prefilled on its own; then every unfinished
+/// Continue several prompts together. Each distinct prompt is prefilled once; then every unfinished
 /// sequence advances one token per step through [`HookedTransformer::decode_step`], so the
 /// weights are read once per step for all of them. Each sequence gets its own sampler seeded
 /// with `opts.seed`, exactly as [`generate`] would give it alone, so batching changes no
@@ -173,7 +173,10 @@ pub fn generate_batch_observed(
             None
         }
     };
-    // Prefill: only the last position's logits are needed.
+    // Prefill: only the last position's logits are needed. A prompt met before (a GRPO group's
+    // G samples of one question) reuses that prefill: its cache (shared tensors; decoding
+    // appends copies) and its last logits, the same values a second prefill would give.
+    let mut prefilled: Vec<(usize, Tensor)> = Vec::new();
     for i in 0..n {
         if interrupted() {
             break;
@@ -182,14 +185,28 @@ pub fn generate_batch_observed(
             stops[i] = Some(Stop::MaxTokens);
             continue;
         }
-        let hooks = Hooks {
-            logits_from: prompts[i].len() - 1,
-            ..Default::default()
+        let seen = prefilled
+            .iter()
+            .find(|(j, _)| prompts[*j] == prompts[i])
+            .map(|(j, last)| (*j, last.clone()));
+        let last = match seen {
+            Some((j, last)) => {
+                caches[i] = caches[j].clone();
+                last
+            }
+            None => {
+                let hooks = Hooks {
+                    logits_from: prompts[i].len() - 1,
+                    ..Default::default()
+                };
+                let logits = tf
+                    .forward(ForwardInput::Ids(&prompts[i]), &hooks, Some(&mut caches[i]))?
+                    .logits;
+                let last = logits.i(logits.dim(0)? - 1)?.to_dtype(DType::F64)?;
+                prefilled.push((i, last.clone()));
+                last
+            }
         };
-        let logits = tf
-            .forward(ForwardInput::Ids(&prompts[i]), &hooks, Some(&mut caches[i]))?
-            .logits;
-        let last = logits.i(logits.dim(0)? - 1)?.to_dtype(DType::F64)?;
         outs[i].push(pick(&last, opts, &mut rngs[i], 0)?);
         stops[i] = finished(i, &outs[i]);
     }
@@ -262,24 +279,58 @@ fn pick(logits: &Tensor, opts: &GenerateOptions, rng: &mut StdRng, step: usize) 
         return Ok(best as u32);
     }
     let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let mut probs: Vec<(usize, f64)> = v
+    let e: Vec<f64> = v
         .iter()
-        .enumerate()
-        .map(|(i, x)| (i, ((x - m) / opts.temperature).exp()))
+        .map(|x| ((x - m) / opts.temperature).exp())
         .collect();
-    let z: f64 = probs.iter().map(|p| p.1).sum();
-    probs.iter_mut().for_each(|p| p.1 /= z);
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
-    // Nucleus: the smallest set of most likely tokens whose mass reaches top_p.
-    let mut kept = Vec::new();
-    let mut mass = 0.0;
-    for p in probs {
-        kept.push(p);
-        mass += p.1;
-        if mass >= opts.top_p {
-            break;
+    let z: f64 = e.iter().sum();
+    if opts.top_p >= 1.0 {
+        // The whole distribution: the inverse CDF in id order, one pass (no sort of the
+        // vocabulary per token: that was most of sampling's own time).
+        let r: f64 = rng.gen::<f64>() * z;
+        let mut acc = 0.0;
+        for (i, p) in e.iter().enumerate() {
+            acc += p;
+            if acc >= r && *p > 0.0 {
+                return Ok(i as u32);
+            }
         }
+        return Ok(e.iter().rposition(|p| *p > 0.0).unwrap_or(0) as u32);
     }
+    let probs = e.iter().map(|p| p / z).enumerate();
+    // Nucleus: the smallest set of most likely tokens whose mass reaches top_p. It is a prefix
+    // of the tokens sorted by probability, so when the tokens above a small floor already reach
+    // top_p it lies among them and only they are sorted (stable: ties in id order, as a sort of
+    // the whole vocabulary gives); otherwise the whole vocabulary is.
+    const FLOOR: f64 = 1e-7;
+    // The sorted prefix reaching top_p and its mass, and whether it reached it (else all of
+    // `cand`: top_p above what the rounded mass reaches).
+    let nucleus = |mut cand: Vec<(usize, f64)>| -> (Vec<(usize, f64)>, f64, bool) {
+        cand.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut mass = 0.0;
+        let mut end = None;
+        for (n, p) in cand.iter().enumerate() {
+            mass += p.1;
+            if mass >= opts.top_p {
+                end = Some(n + 1);
+                break;
+            }
+        }
+        match end {
+            Some(n) => {
+                cand.truncate(n);
+                (cand, mass, true)
+            }
+            None => (cand, mass, false),
+        }
+    };
+    let (kept, mass) = match nucleus(probs.clone().filter(|p| p.1 >= FLOOR).collect()) {
+        (kept, mass, true) => (kept, mass),
+        _ => {
+            let (kept, mass, _) = nucleus(probs.collect());
+            (kept, mass)
+        }
+    };
     let r: f64 = rng.gen::<f64>() * mass;
     let mut acc = 0.0;
     for (i, p) in &kept {
@@ -289,4 +340,103 @@ fn pick(logits: &Tensor, opts: &GenerateOptions, rng: &mut StdRng, step: usize) 
         }
     }
     Ok(kept.last().map_or(0, |p| p.0 as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The nucleus sampler before the candidate floor: every token sorted.
+    fn pick_sorting_all(v: &[f64], opts: &GenerateOptions, rng: &mut StdRng) -> u32 {
+        let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mut probs: Vec<(usize, f64)> = v
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (i, ((x - m) / opts.temperature).exp()))
+            .collect();
+        let z: f64 = probs.iter().map(|p| p.1).sum();
+        probs.iter_mut().for_each(|p| p.1 /= z);
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let (mut kept, mut mass) = (Vec::new(), 0.0);
+        for p in probs {
+            kept.push(p);
+            mass += p.1;
+            if mass >= opts.top_p {
+                break;
+            }
+        }
+        let r: f64 = rng.gen::<f64>() * mass;
+        let mut acc = 0.0;
+        for (i, p) in &kept {
+            acc += p;
+            if acc >= r {
+                return *i as u32;
+            }
+        }
+        kept.last().map_or(0, |p| p.0 as u32)
+    }
+
+    /// Nucleus sampling sorts only the tokens above the floor when they reach top_p: the same
+    /// token as sorting the whole vocabulary, draw for draw (exact), for flat and peaked
+    /// distributions and top_p up to 0.999 (where the floor is often not enough).
+    #[test]
+    fn nucleus_with_a_candidate_floor_draws_what_sorting_everything_draws() {
+        let mut gen = StdRng::seed_from_u64(5);
+        for case in 0..60 {
+            let vocab = 2000;
+            let spread = [0.5, 3.0, 12.0][case % 3];
+            let v: Vec<f64> = (0..vocab).map(|_| gen.gen::<f64>() * spread).collect();
+            let t = Tensor::new(v.as_slice(), &Device::Cpu).unwrap();
+            for top_p in [0.5, 0.9, 0.999] {
+                let opts = GenerateOptions {
+                    temperature: [0.7, 1.0, 1.3][case % 3],
+                    top_p,
+                    ..Default::default()
+                };
+                let (mut a, mut b) = (
+                    StdRng::seed_from_u64(case as u64),
+                    StdRng::seed_from_u64(case as u64),
+                );
+                for _ in 0..20 {
+                    let want = pick_sorting_all(&v, &opts, &mut a);
+                    assert_eq!(
+                        pick(&t, &opts, &mut b, 0).unwrap(),
+                        want,
+                        "case {case} top_p {top_p}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// With top_p 1 the draw is from the whole distribution: frequencies over 40 000 draws
+    /// within 5 standard errors of the probabilities (a wrong CDF walk is off by far more).
+    #[test]
+    fn full_distribution_sampling_has_the_right_frequencies() {
+        let v = [2.0f64, 0.0, 1.0, -30.0, 0.5];
+        let t = Tensor::new(&v[..], &Device::Cpu).unwrap();
+        let opts = GenerateOptions {
+            temperature: 1.0,
+            top_p: 1.0,
+            ..Default::default()
+        };
+        let e: Vec<f64> = v.iter().map(|x| x.exp()).collect();
+        let z: f64 = e.iter().sum();
+        let n = 40_000;
+        let mut counts = [0usize; 5];
+        let mut rng = StdRng::seed_from_u64(9);
+        for _ in 0..n {
+            counts[pick(&t, &opts, &mut rng, 0).unwrap() as usize] += 1;
+        }
+        for (i, c) in counts.iter().enumerate() {
+            let p = e[i] / z;
+            let se = (p * (1.0 - p) / n as f64).sqrt().max(1e-4);
+            let f = *c as f64 / n as f64;
+            assert!(
+                (f - p).abs() <= 5.0 * se,
+                "token {i}: frequency {f} vs probability {p}"
+            );
+        }
+    }
 }

@@ -14,6 +14,7 @@ use candle_core::{DType, Device, IndexOp, Result, Tensor, Var, D};
 use super::attention;
 use super::hooks::HookLayout;
 use super::mlp::glu_down;
+use super::packing::Packing;
 use crate::model::arch::{ForwardTraits, QkNorm};
 use crate::model::config::ModelConfig;
 use crate::model::error::ModelError;
@@ -313,6 +314,8 @@ struct Pass<'a> {
     /// share them.
     rope: Vec<((f64, crate::model::config::RopeScaling), Tensor, Tensor)>,
     masks: Vec<(Option<usize>, usize, Tensor)>,
+    /// Several sequences in this forward's rows (attention per segment), if packed.
+    packing: Option<&'a Packing>,
 }
 
 impl Pass<'_> {
@@ -655,6 +658,7 @@ impl HookedTransformer {
             sources: Vec::new(),
             rope: Vec::new(),
             masks: Vec::new(),
+            packing: None,
         };
         if hooks.record_sources {
             pass.sources.push(h.unsqueeze(0)?);
@@ -708,22 +712,69 @@ impl HookedTransformer {
     /// a time: each layer reads a leaf copy of the residual stream instead of the previous
     /// layer's output. The logits are the plain forward's, bit for bit.
     pub fn forward_pieces(&self, ids: &[u32], logits_from: usize) -> Result<(Tensor, Pieces)> {
-        let hooks = Hooks {
-            logits_from,
-            ..Default::default()
-        };
+        let (top, pieces) = self.layers_over(ids, None, true)?;
+        let logits = self.unembed(&top, logits_from)?;
+        Ok((logits, pieces.expect("asked for pieces")))
+    }
+
+    /// A packed forward of `ids` (rows laid out by `packing`): the logits of the rows `rows`
+    /// (in that order; a row may repeat), `[rows.len(), vocab]`. No graph is cut: for forwards
+    /// whose weights track no gradient (a reference model, sampling).
+    pub fn forward_packed(&self, ids: &[u32], packing: &Packing, rows: &[u32]) -> Result<Tensor> {
+        let (top, _) = self.layers_over(ids, Some(packing), false)?;
+        self.unembed_rows(&top, rows)
+    }
+
+    /// [`Self::forward_packed`] with its graph cut at the layer boundaries, as
+    /// [`Self::forward_pieces`].
+    pub fn forward_pieces_packed(
+        &self,
+        ids: &[u32],
+        packing: &Packing,
+        rows: &[u32],
+    ) -> Result<(Tensor, Pieces)> {
+        let (top, pieces) = self.layers_over(ids, Some(packing), true)?;
+        let logits = self.unembed_rows(&top, rows)?;
+        Ok((logits, pieces.expect("asked for pieces")))
+    }
+
+    /// The embedding and every layer over `ids` (one sequence, or packed): the last layer's
+    /// output, and with `pieces` the graph cut at each layer boundary (the output is then the
+    /// final norm's leaf input).
+    fn layers_over(
+        &self,
+        ids: &[u32],
+        packing: Option<&Packing>,
+        pieces: bool,
+    ) -> Result<(Tensor, Option<Pieces>)> {
+        let hooks = Hooks::default();
         let embedded = self.embed(ids)?;
         let seq = embedded.dim(0)?;
+        let positions = match packing {
+            Some(p) if p.rows() != seq => candle_core::bail!(
+                "packed forward: {seq} ids for a packing of {} rows",
+                p.rows()
+            ),
+            Some(p) => p.positions(),
+            None => (0..seq).collect(),
+        };
         let mut pass = Pass {
             hooks: &hooks,
             seq,
             offset: 0,
-            positions: (0..seq).collect(),
+            positions,
             sources: Vec::new(),
             rope: Vec::new(),
             masks: Vec::new(),
+            packing,
         };
         let mut h = embedded.clone();
+        if !pieces {
+            for (l, lw) in self.layers.iter().enumerate() {
+                h = self.layer(l, lw, &h, &mut pass, LayerCache::None)?;
+            }
+            return Ok((h, None));
+        }
         let mut layers = Vec::with_capacity(self.layers.len());
         for (l, lw) in self.layers.iter().enumerate() {
             let input = Var::from_tensor(&h.detach())?;
@@ -731,15 +782,30 @@ impl HookedTransformer {
             layers.push((input, h.clone()));
         }
         let top = Var::from_tensor(&h.detach())?;
-        let logits = self.unembed(top.as_tensor(), logits_from)?;
         Ok((
-            logits,
-            Pieces {
+            top.as_tensor().clone(),
+            Some(Pieces {
                 embedded,
                 layers,
                 top,
-            },
+            }),
         ))
+    }
+
+    /// Logits of the rows `rows` of the last layer's output `x` (`[rows.len(), vocab]`).
+    fn unembed_rows(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
+        let seq = x.dim(0)?;
+        if let Some(bad) = rows.iter().find(|&&r| r as usize >= seq) {
+            candle_core::bail!("unembed: row {bad} of {seq}");
+        }
+        let idx = Tensor::new(rows, x.device())?;
+        let xn = ops::rms_norm(
+            &x.index_select(&idx, 0)?,
+            &self.final_norm,
+            self.config.rms_norm_eps,
+            self.norm_offset(),
+        )?;
+        self.cap_logits(self.lm_head.forward(&xn)?)
     }
 
     /// Project `[n, seq, d]` residual copies to `[heads, seq, dh]`: with one copy, the usual
@@ -900,6 +966,10 @@ impl HookedTransformer {
                     .collect::<Result<Vec<_>>>()?;
                 Tensor::cat(&zs, 1)?
             }
+            LayerCache::None if pass.packing.is_some() => {
+                let packing = pass.packing.expect("checked by the guard");
+                self.attend_packed(&q, &k, &v, packing, lw.window, scale)?
+            }
             one => {
                 let (k, v) = match one {
                     LayerCache::One(slot) => extend_cache(slot, k, v)?,
@@ -983,6 +1053,53 @@ impl HookedTransformer {
         }
     }
 
+    /// [`Self::attend`] over a packed forward's segments.
+    fn attend_packed(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        packing: &Packing,
+        window: Option<usize>,
+        scale: f64,
+    ) -> Result<Tensor> {
+        if self.traits.attn_softcap.is_none() {
+            return attention::attention_packed(q, k, v, packing, window, scale);
+        }
+        // Softcapped scores (Gemma 2 style) have no fused op: each segment on its own.
+        let parts = packing
+            .segments()
+            .into_iter()
+            .map(|seg| {
+                let off = seg.key_offset(packing.prefix());
+                let own = |t: &Tensor| -> Result<Tensor> {
+                    let mine = t.narrow(1, seg.start, seg.len)?;
+                    if seg.sees_prefix {
+                        Tensor::cat(&[&t.narrow(1, 0, off)?, &mine], 1)
+                    } else {
+                        Ok(mine)
+                    }
+                };
+                let mask = ops::causal_mask(
+                    seg.len,
+                    off + seg.len,
+                    off,
+                    window,
+                    self.dtype,
+                    &self.device,
+                )?;
+                self.attend(
+                    &q.narrow(1, seg.start, seg.len)?,
+                    &own(k)?,
+                    &own(v)?,
+                    &mask,
+                    scale,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&parts, 1)
+    }
+
     /// One decoding step for several sequences at once: `tokens[i]` continues the sequence
     /// cached in `caches[i]` (filled by [`HookedTransformer::forward`] with a cache, or by
     /// earlier steps). Returns next-token logits `[n, vocab]`. The weight matrices are applied
@@ -1003,6 +1120,7 @@ impl HookedTransformer {
             sources: Vec::new(),
             rope: Vec::new(),
             masks: Vec::new(),
+            packing: None,
         };
         for cache in caches.iter_mut() {
             cache.layers.resize(c.n_layers, None);

@@ -8,3 +8,4 @@ pub mod generate;
 pub mod hooked;
 pub mod hooks;
 pub mod mlp;
+pub mod packing;

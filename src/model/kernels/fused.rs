@@ -489,6 +489,144 @@ pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(LogSoftmax)
 }
 
+/// The log-probability of one chosen token per row: `y_r = log_softmax(x_r)[id_r]`, `[R, V] → [R]`.
+/// Autograd keeps only the logits (the op's input); the backward recomputes each row's
+/// softmax: `dx_r = g_r · (onehot(id_r) − softmax(x_r))`. A log-softmax followed by a gather
+/// holds the `[R, V]` log-probabilities and builds two more `[R, V]` tensors in its backward
+/// (the gather's scatter and the log-softmax's gradient); for a tuning step's hundreds of
+/// answer tokens over a 49k vocabulary those were a few hundred MB. The values and gradients
+/// are those of `log_softmax_last_dim` then `gather`, bit for bit: each element is computed by
+/// the same arithmetic in the same order. Rows run in parallel.
+struct LogSoftmaxPick {
+    ids: Arc<Vec<u32>>,
+}
+/// Backward on `(grad [R], x [R, V])`.
+struct LogSoftmaxPickBwd {
+    ids: Arc<Vec<u32>>,
+}
+
+/// Rows of `[R, V]` `x` with one id per row, checked.
+fn pick_rows(ids: &[u32], shape: &Shape) -> Result<(usize, usize)> {
+    let (r, v) = match shape.dims() {
+        [r, v] if *v > 0 => (*r, *v),
+        d => bail!("log_softmax_pick: expected [rows, vocab] logits, got {d:?}"),
+    };
+    if ids.len() != r {
+        bail!("log_softmax_pick: {} ids for {r} rows", ids.len());
+    }
+    if let Some(bad) = ids.iter().find(|&&i| i as usize >= v) {
+        bail!("log_softmax_pick: id {bad} outside the {v} columns");
+    }
+    Ok((r, v))
+}
+
+/// `(m, lse)` of a row, as the log-softmax kernel forms them: `y_i = (x_i − m) − lse`.
+fn row_lse<T: Real>(row: &[T]) -> (T, T) {
+    let m = row_max(row);
+    let s: f64 = row.iter().map(|&v| (v - m).exp().to_f64()).sum();
+    (m, T::from_f64(s.ln()))
+}
+
+impl LogSoftmaxPick {
+    fn run<T: Real>(&self, x: &[T], shape: &Shape) -> Result<Vec<T>> {
+        use rayon::prelude::*;
+        let (_, v) = pick_rows(&self.ids, shape)?;
+        Ok(x.par_chunks_exact(v)
+            .zip(self.ids.par_iter())
+            .map(|(row, &id)| {
+                let (m, lse) = row_lse(row);
+                (row[id as usize] - m) - lse
+            })
+            .collect())
+    }
+}
+
+impl LogSoftmaxPickBwd {
+    fn run<T: Real>(&self, g: &[T], x: &[T], shape: &Shape) -> Result<Vec<T>> {
+        use rayon::prelude::*;
+        let (_, v) = pick_rows(&self.ids, shape)?;
+        let mut out = vec![T::zero(); x.len()];
+        out.par_chunks_exact_mut(v)
+            .zip(x.par_chunks_exact(v))
+            .zip(g.par_iter().zip(self.ids.par_iter()))
+            .for_each(|((o, row), (&gr, &id))| {
+                let (m, lse) = row_lse(row);
+                // The log-softmax backward's `g_i − exp(y_i)·Σg` with g zero but at `id`.
+                for (oi, &xi) in o.iter_mut().zip(row) {
+                    *oi = T::zero() - ((xi - m) - lse).exp() * gr;
+                }
+                o[id as usize] = gr - ((row[id as usize] - m) - lse).exp() * gr;
+            });
+        Ok(out)
+    }
+}
+
+impl CustomOp1 for LogSoftmaxPick {
+    fn name(&self) -> &'static str {
+        "fused-log-softmax-pick"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let shape = l.shape().clone();
+        let out = match s {
+            CpuStorage::F32(_) => f32::to_cpu_storage_owned(self.run::<f32>(slice(s, l)?, &shape)?),
+            CpuStorage::F64(_) => f64::to_cpu_storage_owned(self.run::<f64>(slice(s, l)?, &shape)?),
+            _ => bail!("fused op: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((out, Shape::from(self.ids.len())))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = LogSoftmaxPickBwd {
+            ids: self.ids.clone(),
+        };
+        Ok(Some(
+            grad.contiguous()?
+                .apply_op2_no_bwd(&arg.contiguous()?, &op)?,
+        ))
+    }
+}
+
+impl CustomOp2 for LogSoftmaxPickBwd {
+    fn name(&self) -> &'static str {
+        "fused-log-softmax-pick-bwd"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let shape = l2.shape().clone();
+        if l1.shape().dims() != [self.ids.len()] {
+            bail!(
+                "log_softmax_pick backward: gradient of shape {:?}",
+                l1.shape()
+            );
+        }
+        let out = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => f32::to_cpu_storage_owned(
+                self.run::<f32>(slice(s1, l1)?, slice(s2, l2)?, &shape)?,
+            ),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => f64::to_cpu_storage_owned(
+                self.run::<f64>(slice(s1, l1)?, slice(s2, l2)?, &shape)?,
+            ),
+            _ => bail!(
+                "fused op: unsupported dtypes {:?}, {:?}",
+                s1.dtype(),
+                s2.dtype()
+            ),
+        };
+        Ok((out, shape))
+    }
+}
+
+/// `log_softmax(x)[r, ids[r]]` for each row of `[R, V]` logits: `[R]`.
+pub fn log_softmax_pick(x: &Tensor, ids: &[u32]) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(LogSoftmaxPick {
+        ids: Arc::new(ids.to_vec()),
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Activations
 

@@ -9,7 +9,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
-use super::fused;
+use super::{few_rows, fused};
 
 /// The gate activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +128,24 @@ pub fn log_softmax_last_dim_composed(x: &Tensor) -> Result<Tensor> {
     let shifted = x.broadcast_sub(&m)?;
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
     shifted.broadcast_sub(&lse)
+}
+
+/// `log_softmax(x)[r, ids[r]]` for each row of `[R, V]` logits, `[R]`, differentiable: on CPU in
+/// f32/f64 one fused op that keeps only the logits for its backward (see
+/// `fused::log_softmax_pick`), elsewhere the log-softmax and a gather.
+pub fn log_softmax_pick(x: &Tensor, ids: &[u32]) -> Result<Tensor> {
+    if fused::supported(x) {
+        return fused::log_softmax_pick(x, ids);
+    }
+    log_softmax_pick_composed(x, ids)
+}
+
+/// `log_softmax_pick` composed from primitive ops.
+pub fn log_softmax_pick_composed(x: &Tensor, ids: &[u32]) -> Result<Tensor> {
+    let idx = Tensor::new(ids, x.device())?.unsqueeze(1)?;
+    log_softmax_last_dim_composed(x)?
+        .gather(&idx, 1)?
+        .squeeze(1)
 }
 
 /// cos and sin tables for rotary embeddings, `[seq, head_dim/2]`, for positions
@@ -278,8 +296,7 @@ pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
 /// either way; checked bitwise on SmolLM2's shapes, `tests/ops_grad.rs`), but faster on the
 /// CPU. Written `x · wᵀ`, gemm sees a row-major left operand and repacks all of `w` at every
 /// call — the whole weight copied element by element, more work than the product itself when
-/// `rows` is small (decoding: one row per sequence; 4× at 8 rows, 3× for a 49k-row
-/// unembedding). As `w · xᵀ` the weight is read in place and only `x` is repacked.
+/// `rows` is small. As `w · xᵀ` the weight is read in place and only `x` is repacked.
 /// On CPU this is the plain product; elsewhere it is `x.matmul(&w.t())`.
 pub fn matmul_weight_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if !x.device().is_cpu() {
@@ -288,13 +305,45 @@ pub fn matmul_weight_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     w.matmul(&x.t()?)?.t()?.contiguous()
 }
 
-/// [`matmul_const`] of `x` and `wᵀ` (a weight `w: [out, in]`), by [`matmul_weight_t`]: the
-/// backward computes only the gradient for `x`.
+/// `x · wᵀ` by one pass over `w` ([`few_rows::matmul_t`]) when that applies — CPU, f32, at
+/// most [`few_rows::MAX_ROWS`] rows of `x` (decoding: one per sequence sampled) — else `None`.
+/// Even as `(w · xᵀ)ᵀ` gemm's blocked kernels read a 49k-row unembedding at 8 GB/s for one row;
+/// this streams it. Each output is summed in the kernel's own fixed order: equal to the matmul
+/// up to f32 rounding, not bit for bit, so only forwards that build no graph use it.
+pub fn matmul_weight_t_few_rows(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    let (rows, inp) = x.dims2()?;
+    let (out, w_in) = w.dims2()?;
+    let few = x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && rows <= few_rows::MAX_ROWS
+        && inp == w_in;
+    if !few {
+        return Ok(None);
+    }
+    let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let w = w.contiguous()?;
+    let (st, l) = w.storage_and_layout();
+    let ws = match (&*st, l.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
+        _ => candle_core::bail!("matmul_weight_t_few_rows: expected a contiguous f32 CPU weight"),
+    };
+    let y = few_rows::matmul_t(&xv, rows, ws, out, inp);
+    drop(st);
+    Tensor::from_vec(y, (rows, out), x.device()).map(Some)
+}
+
+/// [`matmul_const`] of `x` and `wᵀ` (a weight `w: [out, in]`), by [`matmul_weight_t`] (or, with
+/// no graph and few rows, [`matmul_weight_t_few_rows`]): the backward computes only the
+/// gradient for `x`.
 pub fn matmul_const_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if !x.device().is_cpu() {
         return matmul_const(x, &w.t()?);
     }
     if !x.track_op() {
+        if let Some(y) = matmul_weight_t_few_rows(x, w)? {
+            return Ok(y);
+        }
         return matmul_weight_t(x, w);
     }
     x.contiguous()?.apply_op1(ConstMatmul {
