@@ -204,6 +204,32 @@ fn f32_bits(t: &Tensor) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// The weight gradients of `loss` from a pieced forward, summed over the pieces in the order
+/// they come (one slot per policy var), and the number of pieces.
+fn sum_pieces(
+    p: &Policy,
+    pieces: rlq::model::hooked::Pieces,
+    loss: &Tensor,
+) -> (Vec<Option<Tensor>>, usize) {
+    let mut sums: Vec<Option<Tensor>> = vec![None; p.vars.len()];
+    let mut n_pieces = 0;
+    pieces
+        .backward(loss, &mut |mut g: candle_core::backprop::GradStore| {
+            n_pieces += 1;
+            for (i, v) in p.vars.iter().enumerate() {
+                if let Some(t) = g.remove(v.as_tensor()) {
+                    sums[i] = Some(match sums[i].take() {
+                        Some(a) => (a + t)?,
+                        None => t,
+                    });
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    (sums, n_pieces)
+}
+
 /// The trainer takes each answer's backward a layer at a time (so a full fine-tune never holds
 /// a second whole gradient set): every weight's gradient, summed over the pieces in the order
 /// they come, must be the one backward's bit for bit (f32, where any change in summation order
@@ -246,25 +272,7 @@ fn backward_by_layer_pieces_equals_one_backward_bit_for_bit() {
             f32_bits(&lp_pieces),
             "{family:?}: logprobs differ"
         );
-        let mut sums: Vec<Option<Tensor>> = vec![None; p.vars.len()];
-        let mut n_pieces = 0;
-        pieces
-            .backward(
-                &loss_of(&lp_pieces),
-                &mut |mut g: candle_core::backprop::GradStore| {
-                    n_pieces += 1;
-                    for (i, v) in p.vars.iter().enumerate() {
-                        if let Some(t) = g.remove(v.as_tensor()) {
-                            sums[i] = Some(match sums[i].take() {
-                                Some(a) => (a + t)?,
-                                None => t,
-                            });
-                        }
-                    }
-                    Ok(())
-                },
-            )
-            .unwrap();
+        let (sums, n_pieces) = sum_pieces(&p, pieces, &loss_of(&lp_pieces));
         // The unembedding, one per layer, the embedding.
         assert_eq!(n_pieces, start.config.n_layers + 2, "{family:?}");
         for (i, v) in p.vars.iter().enumerate() {
@@ -1576,46 +1584,30 @@ fn packed_answers_equal_separate_forwards_in_values_and_gradients() {
             let scale = scalar(&b.abs().unwrap().max_all().unwrap()).max(1e-300);
             max_abs_diff(a, b) / scale
         };
+        // Σ_j w_j · Σ_t lp_j,t: every answer's tokens reach the gradient with their own weight.
+        let weighted = |lps: &[Tensor]| -> Tensor {
+            let mut loss: Option<Tensor> = None;
+            for (lp, w) in lps.iter().zip(weights) {
+                let t = (lp.sum_all().unwrap() * w).unwrap();
+                loss = Some(match loss {
+                    Some(l) => (l + t).unwrap(),
+                    None => t,
+                });
+            }
+            loss.unwrap()
+        };
         // Separate forwards: one backward of the weighted sum.
         let separate = |pairs: &[(&[u32], &[u32])]| {
             let lps: Vec<Tensor> = pairs
                 .iter()
                 .map(|(pr, a)| answer_logprobs(&p.train, pr, a).unwrap())
                 .collect();
-            let mut loss: Option<Tensor> = None;
-            for (lp, w) in lps.iter().zip(weights) {
-                let t = (lp.sum_all().unwrap() * w).unwrap();
-                loss = Some(match loss {
-                    Some(l) => (l + t).unwrap(),
-                    None => t,
-                });
-            }
-            (lps, loss.unwrap().backward().unwrap())
+            let grads = weighted(&lps).backward().unwrap();
+            (lps, grads)
         };
         let packed = |pack: &PackedAnswers| {
             let (lps, pieces) = pack.logprobs_pieces(&p.train).unwrap();
-            let mut loss: Option<Tensor> = None;
-            for (lp, w) in lps.iter().zip(weights) {
-                let t = (lp.sum_all().unwrap() * w).unwrap();
-                loss = Some(match loss {
-                    Some(l) => (l + t).unwrap(),
-                    None => t,
-                });
-            }
-            let mut sums: Vec<Option<Tensor>> = vec![None; p.vars.len()];
-            pieces
-                .backward(&loss.unwrap(), &mut |mut g| {
-                    for (i, v) in p.vars.iter().enumerate() {
-                        if let Some(t) = g.remove(v.as_tensor()) {
-                            sums[i] = Some(match sums[i].take() {
-                                Some(a) => (a + t)?,
-                                None => t,
-                            });
-                        }
-                    }
-                    Ok(())
-                })
-                .unwrap();
+            let (sums, _) = sum_pieces(&p, pieces, &weighted(&lps));
             (lps, sums)
         };
         let shared_pairs: Vec<(&[u32], &[u32])> = refs.iter().map(|a| (&PROMPT[..], *a)).collect();

@@ -63,16 +63,41 @@ pub fn attention_packed(
             .contiguous()?
             .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
     }
+    per_segment(q, k, v, packing, window, &|qs, ks, vs, mask| {
+        attention_composed(qs, ks, vs, mask, scale)
+    })
+}
+
+/// `attend(q_s, k_s, v_s, mask_s)` on each segment of a packed forward (its queries, its keys
+/// and values with the prefix's first, its causal mask), outputs joined in row order: the
+/// composition off the fused path, and the forward's own attention variants (softcapped scores).
+pub fn per_segment(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    packing: &Packing,
+    window: Option<usize>,
+    attend: &dyn Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     let parts = packing
         .segments()
         .into_iter()
         .map(|seg| {
             let (qs, ks, vs) = segment_inputs(q, k, v, packing, &seg)?;
-            let mask = segment_mask(packing, &seg, window, q)?;
-            attention_composed(&qs, &ks, &vs, &mask, scale)
+            attend(&qs, &ks, &vs, &segment_mask(packing, &seg, window, q)?)
         })
         .collect::<Result<Vec<_>>>()?;
     Tensor::cat(&parts, 1)
+}
+
+/// A three-input custom op's CPU inputs as tensors.
+fn cpu_qkv(s: [(&CpuStorage, &Layout); 3]) -> Result<(Tensor, Tensor, Tensor)> {
+    let [(s1, l1), (s2, l2), (s3, l3)] = s;
+    Ok((
+        ops::cpu_tensor(s1, l1)?,
+        ops::cpu_tensor(s2, l2)?,
+        ops::cpu_tensor(s3, l3)?,
+    ))
 }
 
 /// A segment's queries and keys/values (the prefix's rows first when it sees the prefix).
@@ -225,9 +250,7 @@ impl CustomOp3 for Attention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let q = ops::cpu_tensor(s1, l1)?;
-        let k = ops::cpu_tensor(s2, l2)?;
-        let v = ops::cpu_tensor(s3, l3)?;
+        let (q, k, v) = cpu_qkv([(s1, l1), (s2, l2), (s3, l3)])?;
         ops::into_cpu_storage(&self.forward(&q, &k, &v)?)
     }
 
@@ -274,9 +297,7 @@ impl CustomOp3 for PackedAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let q = ops::cpu_tensor(s1, l1)?;
-        let k = ops::cpu_tensor(s2, l2)?;
-        let v = ops::cpu_tensor(s3, l3)?;
+        let (q, k, v) = cpu_qkv([(s1, l1), (s2, l2), (s3, l3)])?;
         let parts = self
             .packing
             .segments()

@@ -1067,37 +1067,9 @@ impl HookedTransformer {
             return attention::attention_packed(q, k, v, packing, window, scale);
         }
         // Softcapped scores (Gemma 2 style) have no fused op: each segment on its own.
-        let parts = packing
-            .segments()
-            .into_iter()
-            .map(|seg| {
-                let off = seg.key_offset(packing.prefix());
-                let own = |t: &Tensor| -> Result<Tensor> {
-                    let mine = t.narrow(1, seg.start, seg.len)?;
-                    if seg.sees_prefix {
-                        Tensor::cat(&[&t.narrow(1, 0, off)?, &mine], 1)
-                    } else {
-                        Ok(mine)
-                    }
-                };
-                let mask = ops::causal_mask(
-                    seg.len,
-                    off + seg.len,
-                    off,
-                    window,
-                    self.dtype,
-                    &self.device,
-                )?;
-                self.attend(
-                    &q.narrow(1, seg.start, seg.len)?,
-                    &own(k)?,
-                    &own(v)?,
-                    &mask,
-                    scale,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Tensor::cat(&parts, 1)
+        attention::per_segment(q, k, v, packing, window, &|qs, ks, vs, mask| {
+            self.attend(qs, ks, vs, mask, scale)
+        })
     }
 
     /// One decoding step for several sequences at once: `tokens[i]` continues the sequence
