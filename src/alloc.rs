@@ -17,8 +17,9 @@
 //!   Once a group's answers went through one packed forward (fewer, larger, repeating blocks),
 //!   that 1 MiB threshold cost more than it saved: every block over it came from a fresh `mmap`
 //!   whose pages fault and are zeroed again — 18% of a step's time in the kernel. At 256 MiB
-//!   (thresholds for mmap and trim) the bench step took 19.5 s instead of 24.5 s at the same
-//!   peak (2.75 GB either way), and the group 8 × 128-token run peaked at 2.68 GB.
+//!   (thresholds for mmap and trim) the bench step took 19.5 s instead of 24.5 s at about the
+//!   same peak (2,753,144 vs 2,721,708 kB RSS), and two steps of group 8 × 128 tokens peaked at
+//!   2.74e9 B.
 //!
 //!   Freed blocks between live ones stay resident: [`release_free`] hands those pages back
 //!   between a step's phases.

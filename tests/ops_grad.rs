@@ -536,6 +536,16 @@ fn glu_down_with_quantized_weights_matches_dense() {
     assert!(rel_err(&a.2, &b.2) < 1e-5);
 }
 
+/// The `[out, in]` weight shapes SmolLM2-135M multiplies: hidden 576, k/v 192, MLP 1536, the
+/// 49152-token unembedding.
+const SMOLLM2_WEIGHT_SHAPES: &[(usize, usize)] = &[
+    (576, 576),
+    (192, 576),
+    (1536, 576),
+    (576, 1536),
+    (49152, 576),
+];
+
 /// `matmul_weight_t` (`(W·xᵀ)ᵀ`, which spares gemm repacking the weight) must give the very bits
 /// of `x·Wᵀ` — attribution's scores are compared bitwise against earlier releases — on the
 /// shapes SmolLM2-135M multiplies (hidden 576, MLP 1536, k/v 192, vocabulary 49152) at the row
@@ -543,13 +553,7 @@ fn glu_down_with_quantized_weights_matches_dense() {
 #[test]
 fn weight_transposed_matmul_keeps_the_bits_of_x_times_w_transposed() {
     let mut rng = StdRng::seed_from_u64(7);
-    for &(out, inp) in &[
-        (576, 576),
-        (192, 576),
-        (1536, 576),
-        (576, 1536),
-        (49152, 576),
-    ] {
+    for &(out, inp) in SMOLLM2_WEIGHT_SHAPES {
         let w = rand_tensor(&mut rng, &[out, inp], 0.05, DType::F32);
         let rows: &[usize] = if out == 49152 {
             &[1, 8, 37]
@@ -704,13 +708,7 @@ fn packed_attention_without_prefix() {
 #[test]
 fn few_rows_product_is_the_matmul_to_rounding_and_independent_of_the_batch() {
     let mut rng = StdRng::seed_from_u64(17);
-    for &(out, inp) in &[
-        (576, 576),
-        (192, 576),
-        (1536, 576),
-        (576, 1536),
-        (49152, 576),
-    ] {
+    for &(out, inp) in SMOLLM2_WEIGHT_SHAPES {
         let w = rand_tensor(&mut rng, &[out, inp], 0.05, DType::F32);
         let x = rand_tensor(&mut rng, &[8, inp], 1.0, DType::F32);
         let plain = flat(&x.matmul(&w.t().unwrap()).unwrap());

@@ -571,7 +571,10 @@ impl<'a> Tuner<'a> {
         for (gi, &q) in idx.iter().enumerate() {
             let prompt = &self.items[q].prompt;
             let group = gi * g..(gi + 1) * g;
-            let rows: Vec<usize> = answers[group.clone()].iter().map(|a| a.len() - 1).collect();
+            let rows: Vec<usize> = answers[group.clone()]
+                .iter()
+                .map(|a| a.len().saturating_sub(1))
+                .collect();
             for run in runs_within(prompt.len(), &rows, PACK_ROWS) {
                 let ks = group.start + run.start..group.start + run.end;
                 let refs: Vec<&[u32]> = answers[ks.clone()].iter().map(Vec::as_slice).collect();

@@ -78,8 +78,9 @@ pub fn generate_batch(
 /// sequence advances one token per step through [`HookedTransformer::decode_step`], so the
 /// weights are read once per step for all of them. Each sequence gets its own sampler seeded
 /// with `opts.seed`, exactly as [`generate`] would give it alone, so batching changes no
-/// sampling decision; logits agree with one-at-a-time decoding up to the matmul's summation
-/// order (exactly with quantized weights and at most 8 sequences).
+/// sampling decision; logits agree with one-at-a-time decoding exactly with dense f32 weights
+/// and up to 16 sequences, or quantized weights and up to 8 (the few-rows products sum each row
+/// on its own), else up to the matmul's summation order.
 ///
 /// Errors: an empty prompt, a prompt longer than the model's context, a token id outside the
 /// vocabulary, logits that are not finite (NaN or ±inf: the model computes no distribution, and
@@ -176,7 +177,8 @@ pub fn generate_batch_observed(
     // Prefill: only the last position's logits are needed. A prompt met before (a GRPO group's
     // G samples of one question) reuses that prefill: its cache (shared tensors; decoding
     // appends copies) and its last logits, the same values a second prefill would give.
-    let mut prefilled: Vec<(usize, Tensor)> = Vec::new();
+    let mut prefilled: std::collections::HashMap<&[u32], (usize, Tensor)> =
+        std::collections::HashMap::new();
     for i in 0..n {
         if interrupted() {
             break;
@@ -186,8 +188,7 @@ pub fn generate_batch_observed(
             continue;
         }
         let seen = prefilled
-            .iter()
-            .find(|(j, _)| prompts[*j] == prompts[i])
+            .get(prompts[i].as_slice())
             .map(|(j, last)| (*j, last.clone()));
         let last = match seen {
             Some((j, last)) => {
@@ -203,7 +204,7 @@ pub fn generate_batch_observed(
                     .forward(ForwardInput::Ids(&prompts[i]), &hooks, Some(&mut caches[i]))?
                     .logits;
                 let last = logits.i(logits.dim(0)? - 1)?.to_dtype(DType::F64)?;
-                prefilled.push((i, last.clone()));
+                prefilled.insert(prompts[i].as_slice(), (i, last.clone()));
                 last
             }
         };

@@ -698,8 +698,13 @@ impl HookedTransformer {
         } else {
             x.clone()
         };
+        self.head(&x)
+    }
+
+    /// The final norm, the unembedding and the logit cap over rows of the last layer's output.
+    fn head(&self, x: &Tensor) -> Result<Tensor> {
         let xn = ops::rms_norm(
-            &x,
+            x,
             &self.final_norm,
             self.config.rms_norm_eps,
             self.norm_offset(),
@@ -798,14 +803,7 @@ impl HookedTransformer {
         if let Some(bad) = rows.iter().find(|&&r| r as usize >= seq) {
             candle_core::bail!("unembed: row {bad} of {seq}");
         }
-        let idx = Tensor::new(rows, x.device())?;
-        let xn = ops::rms_norm(
-            &x.index_select(&idx, 0)?,
-            &self.final_norm,
-            self.config.rms_norm_eps,
-            self.norm_offset(),
-        )?;
-        self.cap_logits(self.lm_head.forward(&xn)?)
+        self.head(&x.index_select(&Tensor::new(rows, x.device())?, 0)?)
     }
 
     /// Project `[n, seq, d]` residual copies to `[heads, seq, dh]`: with one copy, the usual
@@ -1077,7 +1075,8 @@ impl HookedTransformer {
     /// earlier steps). Returns next-token logits `[n, vocab]`. The weight matrices are applied
     /// to all rows together (one pass over the weights per step instead of one per sequence);
     /// attention runs per sequence. Each row's logits equal a single-sequence step's up to the
-    /// matmul's summation order (exactly, with quantized weights and up to 8 rows).
+    /// matmul's summation order (exactly with dense f32 weights and up to 16 rows, or quantized
+    /// weights and up to 8).
     pub fn decode_step(&self, tokens: &[u32], caches: &mut [KvCache]) -> Result<Tensor> {
         let c = &self.config;
         if tokens.len() != caches.len() || tokens.is_empty() {
@@ -1105,8 +1104,7 @@ impl HookedTransformer {
         for cache in caches.iter_mut() {
             cache.len += 1;
         }
-        let xn = ops::rms_norm(&h, &self.final_norm, c.rms_norm_eps, self.norm_offset())?;
-        self.cap_logits(self.lm_head.forward(&xn)?)
+        self.head(&h)
     }
 
     /// Greedy next-token id from the last row of `[seq, vocab]` logits.
