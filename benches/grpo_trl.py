@@ -4,7 +4,8 @@ Same model folder, the same questions (a csv of rlq's `arith`: every step uses a
 loss `grpo` (per-sequence mean, then mean: METHOD.md §7.1), std-normalised advantages, AdamW
 β 0.9/0.99, weight decay 0.1, grad-norm clip 0.1, full fine-tune in f32 on the CPU.
 Times two optimizer steps and reports the second (steady state).
-  python benches/grpo_trl.py MODEL_DIR QUESTIONS.csv TOKENS THREADS OUT.json
+  python benches/grpo_trl.py MODEL_DIR QUESTIONS.csv TOKENS THREADS OUT.json [MIN_TOKENS]
+MIN_TOKENS (default 0) is HF's `min_new_tokens`: no end of sequence before it.
 """
 import json
 import sys
@@ -16,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 model_dir, questions_csv, tokens, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+min_tokens = int(sys.argv[6]) if len(sys.argv) > 6 else 0
 torch.set_num_threads(threads)
 tok = AutoTokenizer.from_pretrained(model_dir)
 model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -76,6 +78,7 @@ cfg = GRPOConfig(
     report_to="none",
     gradient_checkpointing=False,
     seed=1,
+    generation_kwargs={"min_new_tokens": min_tokens} if min_tokens else None,
 )
 timer = Timer()
 trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[timer])

@@ -10,15 +10,25 @@
 # Writes the report to benches/results/grpo-bench-<date>.txt as well.
 # Needs torch/transformers/trl in a private venv (never needed by the tests); installs them
 # from PyPI if the venv lacks them.
-#   scripts/bench-tune.sh [QUESTIONS] [TOKENS] [THREADS]
+# MIN_TOKENS = TOKENS makes every answer on both sides exactly TOKENS long (no stop token before:
+# rlq's `min_tokens`, HF's `min_new_tokens`), so both steps do the same work whatever the two
+# samplers draw.
+#   scripts/bench-tune.sh [QUESTIONS] [TOKENS] [THREADS] [MIN_TOKENS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-questions="${1:-1}"; tokens="${2:-128}"; threads="${3:-2}"
+questions="${1:-1}"; tokens="${2:-128}"; threads="${3:-2}"; min_tokens="${4:-0}"
 scripts/fetch-models.sh >/dev/null
 venv="${RLQ_TUNE_VENV:-$HOME/.cache/rlq-tune-venv}"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, transformers, trl" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet torch transformers trl datasets accelerate
+fi
+# rlq's dense products through MKL (the library torch's CPU build uses), opened at run time
+# (RLQ_BLAS, README): PyPI's `mkl` wheel in the same venv. RLQ_BENCH_BLAS=off measures without.
+blas="off"
+if [ "${RLQ_BENCH_BLAS:-mkl}" != off ]; then
+  ls "$venv"/lib/libmkl_rt.so.* >/dev/null 2>&1 || "$venv/bin/pip" install --quiet mkl
+  blas="$(ls "$venv"/lib/libmkl_rt.so.* | head -1)"
 fi
 cargo build --quiet --bin rlq
 bin="${CARGO_TARGET_DIR:-target}/debug/rlq"
@@ -27,7 +37,8 @@ mkdir -p benches/results
 report="benches/results/grpo-bench-$(date -u +%Y-%m-%d).txt"
 say() { echo "$*" | tee -a "$work/report.txt"; }
 say "date: $(date -u +%FT%TZ); machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-say "threads: $threads; questions/step: $questions; G: 8; max new tokens: $tokens; full fine-tune, f32, CPU"
+say "threads: $threads; questions/step: $questions; G: 8; max new tokens: $tokens (at least: ${min_tokens}); full fine-tune, f32, CPU"
+say "rlq blas: $blas"
 say "trl side: $("$venv/bin/python" -c 'import torch, transformers, trl; print(f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}")')"
 
 # The shared start (an HF folder both read) and the shared questions.
@@ -44,17 +55,18 @@ measure() { /usr/bin/time -f '%e %M' "$@" 2> "$work/time.txt" >/dev/null; tail -
 # rlq: two steps, so that the second (steady state) step can be read from the log.
 cat > "$work/bench.rlq" <<RLQ
 let m = load "$start"
-let log = tune m on (read "$work/questions.csv") method grpo steps 2 batch $questions group 8 max_tokens $tokens temperature 1 warmup 0 to "$work/rlq-run"
+let log = tune m on (read "$work/questions.csv") method grpo steps 2 batch $questions group 8 max_tokens $tokens min_tokens $min_tokens temperature 1 warmup 0 to "$work/rlq-run"
 save log to "$work/rlq-log.csv"
 RLQ
 say "load before rlq: $(uptime)"
-read -r rlq_wall rlq_kb < <(RAYON_NUM_THREADS=$threads measure "$bin" run "$work/bench.rlq")
+rlq_blas=""; [ "$blas" != off ] && rlq_blas="$blas"
+read -r rlq_wall rlq_kb < <(RLQ_BLAS="$rlq_blas" RAYON_NUM_THREADS=$threads measure "$bin" run "$work/bench.rlq")
 rlq_step=$(python3 -c "import csv;r=list(csv.DictReader(open('$work/rlq-log.csv')));print(r[-1]['seconds'])")
 rlq_tokens=$(python3 -c "import csv;r=list(csv.DictReader(open('$work/rlq-log.csv')));print(r[-1]['answer_len'])")
 rlq_sample=$(python3 -c "import csv;r=list(csv.DictReader(open('$work/rlq-log.csv')));print(r[-1]['sample_s'])")
 
 say "load before trl: $(uptime)"
-read -r trl_wall trl_kb < <(OMP_NUM_THREADS=$threads measure "$venv/bin/python" benches/grpo_trl.py "$start" "$work/questions.csv" "$tokens" "$threads" "$work/trl.json")
+read -r trl_wall trl_kb < <(OMP_NUM_THREADS=$threads measure "$venv/bin/python" benches/grpo_trl.py "$start" "$work/questions.csv" "$tokens" "$threads" "$work/trl.json" "$min_tokens")
 trl_step=$(python3 -c "import json;print(json.load(open('$work/trl.json'))['step_seconds'])")
 trl_tokens=$(python3 -c "import json;print(json.load(open('$work/trl.json'))['completion_len'])")
 say "load after both: $(uptime)"

@@ -229,6 +229,63 @@ fn batched_decode_step_equals_one_sequence_at_a_time() {
     }
 }
 
+fn scalar(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+}
+
+/// On CPU in f32 decoding appends to host buffers and attends with its own kernel: every
+/// family's rows (sliding windows included: Gemma 3, Mistral) match the last row of a full f32
+/// forward to 1e-4 of the logits' scale (f32 sums in another order, over random weights), a
+/// row's logits are the same bits decoded alone or beside others (the kernels sum in one fixed
+/// order), and a cache decoded this way still serves an ordinary cached forward.
+#[test]
+fn f32_decoding_on_host_caches_matches_the_full_forward() {
+    let prompts: [&[u32]; 3] = [&[3, 17, 5], &[9, 28, 11, 4, 30, 2, 8], &[1, 6, 12, 19, 25]];
+    let steps: [[u32; 3]; 4] = [[7, 13, 21], [2, 29, 14], [30, 1, 3], [5, 5, 9]];
+    for f in Family::ALL {
+        let m = random_model(f, 5, DType::F32).unwrap();
+        let tf = HookedTransformer::new(&m).unwrap();
+        let prefill = |p: &[u32]| {
+            let mut cache = KvCache::new();
+            tf.forward(ForwardInput::Ids(p), &Hooks::default(), Some(&mut cache))
+                .unwrap();
+            cache
+        };
+        let mut caches: Vec<KvCache> = prompts.iter().map(|p| prefill(p)).collect();
+        let mut alone: Vec<KvCache> = prompts.iter().map(|p| prefill(p)).collect();
+        for (k, next) in steps.iter().enumerate() {
+            let batch = tf.decode_step(next, &mut caches).unwrap();
+            for (i, p) in prompts.iter().enumerate() {
+                let one = tf
+                    .decode_step(&next[i..=i], std::slice::from_mut(&mut alone[i]))
+                    .unwrap();
+                let bits = |t: &Tensor| -> Vec<u32> {
+                    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+                };
+                assert_eq!(bits(&batch.i(i).unwrap()), bits(&one.i(0).unwrap()), "{f:?} row {i} step {k}");
+                let seq: Vec<u32> = p.iter().copied().chain(steps[..=k].iter().map(|s| s[i])).collect();
+                let full = tf.logits(&seq).unwrap();
+                let last = full.i(full.dim(0).unwrap() - 1).unwrap();
+                let scale = scalar(&last.abs().unwrap().max_all().unwrap());
+                let d = max_abs_diff(&batch.i(i).unwrap(), &last);
+                assert!(d <= 1e-4 * scale.max(1.0), "{f:?} row {i} step {k}: {d:e} (scale {scale})");
+            }
+        }
+        // One more token through the ordinary cached forward, after host-buffer decoding.
+        let seq: Vec<u32> = prompts[1].iter().copied().chain(steps.iter().map(|s| s[1])).chain([4]).collect();
+        let step = tf
+            .forward(ForwardInput::Ids(&[4]), &Hooks::default(), Some(&mut caches[1]))
+            .unwrap()
+            .logits;
+        let full = tf.logits(&seq).unwrap();
+        let last = full.i(full.dim(0).unwrap() - 1).unwrap();
+        let scale = scalar(&last.abs().unwrap().max_all().unwrap());
+        let d = max_abs_diff(&step.i(0).unwrap(), &last);
+        assert!(d <= 1e-4 * scale.max(1.0), "{f:?} forward after decoding: {d:e}");
+        assert_eq!(caches[1].len(), seq.len());
+    }
+}
+
 /// Batched generation gives each prompt the tokens it gets alone, greedy and sampled.
 #[test]
 fn batched_generation_equals_generating_each_prompt_alone() {
@@ -288,6 +345,19 @@ fn generation_reports_why_each_sequence_stopped() {
     let stopped = generate_batch_detailed(&tf, &[vec![3, 4]], &stop, &|| false).unwrap();
     assert_eq!(stopped[0].tokens, [first]);
     assert_eq!(stopped[0].stop, Stop::StopToken);
+    // `min_tokens`: the stop token (here greedy's first choice) is not drawn before it, greedy
+    // or sampled.
+    for temperature in [0.0, 1.0] {
+        let at_least = GenerateOptions {
+            min_tokens: 3,
+            temperature,
+            seed: 5,
+            ..stop.clone()
+        };
+        let long = generate_batch_detailed(&tf, &[vec![3, 4]], &GenerateOptions { max_tokens: 8, ..at_least }, &|| false).unwrap();
+        assert!(long[0].tokens.len() >= 3, "t {temperature}: {:?}", long[0].tokens);
+        assert!(!long[0].tokens[..3].contains(&first), "t {temperature}: {:?}", long[0].tokens);
+    }
     // Ctrl-C after the prefill of both prompts (a poll each) and one decoding step.
     let polls = Cell::new(0);
     let interrupted = || {

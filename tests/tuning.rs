@@ -438,44 +438,59 @@ fn pieced_gradient_norm_and_clip_scaling_are_the_whole_tensor_ones_bit_for_bit()
         .iter()
         .map(|s| s.to_string())
         .collect();
-    // `park`: the moments written to disk between updates and read back (the trainer does
-    // this for a full fine-tune): the same bits again, and the file gone once read.
-    let dir = tempfile::tempdir().unwrap();
-    let run = |scale: Option<f64>, grads: &[Tensor], park: bool| {
-        let vars: Vec<Var> = tensors(1.7)
-            .iter()
-            .map(|t| Var::from_tensor(t).unwrap())
-            .collect();
-        let mut opt = AdamW::new(AdamWConfig::default(), &names, &vars).unwrap();
-        for _ in 0..2 {
-            if park {
-                opt.park(dir.path()).unwrap();
-                assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-            }
-            opt.step(&vars, grads, scale, 1e-3).unwrap();
-            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        }
-        if park {
-            // A checkpoint of parked moments reads them from the file.
-            opt.park(dir.path()).unwrap();
-        }
-        let mut bits: Vec<Vec<u32>> = vars.iter().map(|v| f32_bits(v.as_tensor())).collect();
-        let state = opt.state(&names).unwrap();
-        let mut keys: Vec<&String> = state.keys().collect();
-        keys.sort();
-        bits.extend(keys.iter().map(|k| f32_bits(&state[*k])));
-        bits
+    // `park`: the moments written to disk between updates (the trainer does this for a full
+    // fine-tune); on CPU each update then streams the file in place, with its own elementwise
+    // loop: the same bits as the tensor-op update, in f32 and f64, decayed or not, and the file
+    // stays until the optimizer is dropped.
+    let bits = |t: &Tensor| -> Vec<u64> {
+        let v: Vec<f64> = t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+        v.iter().map(|x| x.to_bits()).collect()
     };
-    let prescaled: Vec<Tensor> = grads.iter().map(|g| (g * f).unwrap()).collect();
-    let pieced = run(Some(f), &grads, false);
-    assert!(
-        pieced == run(None, &prescaled, false),
-        "scaled in pieces ≠ scaled first"
-    );
-    assert!(
-        pieced == run(Some(f), &grads, true),
-        "parked moments ≠ moments kept in memory"
-    );
+    for dtype in [DType::F32, DType::F64] {
+        let dir = tempfile::tempdir().unwrap();
+        let grads: Vec<Tensor> = grads.iter().map(|g| g.to_dtype(dtype).unwrap()).collect();
+        let run = |scale: Option<f64>, grads: &[Tensor], park: bool| {
+            let vars: Vec<Var> = tensors(1.7)
+                .iter()
+                .map(|t| Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap())
+                .collect();
+            let mut opt = AdamW::new(AdamWConfig::default(), &names, &vars).unwrap();
+            for _ in 0..3 {
+                if park {
+                    opt.park(dir.path()).unwrap();
+                    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+                }
+                opt.step(&vars, grads, scale, 1e-3).unwrap();
+                assert_eq!(
+                    std::fs::read_dir(dir.path()).unwrap().count(),
+                    usize::from(park)
+                );
+            }
+            // A checkpoint of parked moments reads them from the file.
+            let mut out: Vec<Vec<u64>> = vars.iter().map(|v| bits(v.as_tensor())).collect();
+            let state = opt.state(&names).unwrap();
+            let mut keys: Vec<&String> = state.keys().collect();
+            keys.sort();
+            out.extend(keys.iter().map(|k| bits(&state[*k])));
+            drop(opt);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+            out
+        };
+        let prescaled: Vec<Tensor> = grads.iter().map(|g| (g * f).unwrap()).collect();
+        let pieced = run(Some(f), &grads, false);
+        assert!(
+            pieced == run(None, &prescaled, false),
+            "{dtype:?}: scaled in pieces ≠ scaled first"
+        );
+        assert!(
+            pieced == run(Some(f), &grads, true),
+            "{dtype:?}: the streamed update of parked moments ≠ the tensor-op update"
+        );
+        assert!(
+            pieced == run(None, &prescaled, true),
+            "{dtype:?}: streamed, scaled first ≠ scaled in pieces"
+        );
+    }
 }
 
 #[test]

@@ -85,8 +85,9 @@ impl AdamW {
     /// (which reads them back, [`AdamW::step`]), so that between updates — sampling and the
     /// backward, where a full fine-tune's memory peaks — they take no memory: two f32 copies of
     /// the weights, 1.08 GB for SmolLM2-135M. Optimizer-state offload, as DeepSpeed's
-    /// ZeRO-Infinity does to NVMe; read back bit for bit. Costs writing and reading them once
-    /// per update (1.08 GB each way per step on SmolLM2, beside minutes of compute).
+    /// ZeRO-Infinity does to NVMe; read back bit for bit. On CPU in f32/f64 the update then
+    /// streams the file in place ([`AdamW::step_parked`]) and the moments stay parked; elsewhere
+    /// it reads them back and the next call writes them again.
     pub fn park(&mut self, dir: &Path) -> Result<()> {
         if self.parked.is_some() || self.m.is_empty() {
             return Ok(());
@@ -163,6 +164,16 @@ impl AdamW {
                 vars.len()
             );
         }
+        let parked_on_cpu = self.parked.as_ref().is_some_and(|p| {
+            vars.iter().all(|v| {
+                let t = v.as_tensor();
+                t.device().is_cpu() && t.dtype() == p.dtype && matches!(p.dtype, DType::F32 | DType::F64)
+            })
+        });
+        if parked_on_cpu {
+            self.step += 1;
+            return self.step_parked(vars, grads, scale, lr);
+        }
         self.unpark()?;
         self.step += 1;
         let c = self.config;
@@ -217,6 +228,94 @@ impl AdamW {
         Ok(())
     }
 
+    /// [`AdamW::step`] with the moments parked, on CPU in f32/f64: each piece of a weight's
+    /// moments is read from the file, updated with the weight's piece ([`update_piece`], the
+    /// same bits as the tensor-op update) and written back in place, so the moments never
+    /// come back into memory (the update's peak is the weights and their gradients) and the
+    /// file needs no rewrite before the next phase. One sequential pass over the file, beside
+    /// the tensor-op update's dozen passes over every weight.
+    fn step_parked(
+        &mut self,
+        vars: &[Var],
+        grads: &[Tensor],
+        scale: Option<f64>,
+        lr: f64,
+    ) -> Result<()> {
+        let c = self.config;
+        let t = self.step as i32;
+        let coefs = |decay: bool| Coefs {
+            scale,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            inv_bc1: 1.0 / (1.0 - c.beta1.powi(t)),
+            inv_bc2: 1.0 / (1.0 - c.beta2.powi(t)),
+            eps: c.eps,
+            lr,
+            keep: (decay && c.weight_decay != 0.0).then(|| 1.0 - lr * c.weight_decay),
+        };
+        let Some(p) = self.parked.as_mut() else {
+            candle_core::bail!("adamw: the moments are not parked");
+        };
+        let width = p.dtype.size_in_bytes() as u64;
+        let total: u64 = p.shapes.iter().map(|s| s.elem_count() as u64).sum();
+        let file = p.file.as_file_mut();
+        let mut at = 0u64; // elements of the weights before this one
+        for (i, var) in vars.iter().enumerate() {
+            let theta = var.as_tensor();
+            if p.shapes.get(i).map(Shape::dims) != Some(theta.dims()) {
+                candle_core::bail!("adamw: parked moments do not fit weight {i}");
+            }
+            let k = coefs(self.decay[i]);
+            let rows = theta.dims().first().copied().unwrap_or(1).max(1);
+            let per_row = (theta.elem_count() / rows).max(1);
+            let step_rows = (PIECE / per_row).max(1);
+            let whole = theta.rank() == 0;
+            let mut r = 0;
+            while r < rows {
+                let n = step_rows.min(rows - r);
+                let piece = |t: &Tensor| {
+                    if whole {
+                        Ok(t.clone())
+                    } else {
+                        t.narrow(0, r, n)
+                    }
+                };
+                let th = piece(theta)?;
+                let g = piece(&grads[i])?;
+                let count = th.elem_count() as u64;
+                let start = at + (r * per_row) as u64;
+                let offsets = [start * width, (total + start) * width];
+                let new = if p.dtype == DType::F64 {
+                    let mut th_v = th.flatten_all()?.to_vec1::<f64>()?;
+                    let g_v = g.flatten_all()?.to_vec1::<f64>()?;
+                    let mut m = read_f64s(file, offsets[0], count)?;
+                    let mut v = read_f64s(file, offsets[1], count)?;
+                    update_piece_f64(&mut th_v, &g_v, &mut m, &mut v, &k);
+                    write_f64s(file, offsets[0], &m)?;
+                    write_f64s(file, offsets[1], &v)?;
+                    Tensor::from_vec(th_v, th.shape(), th.device())?
+                } else {
+                    let mut th_v = th.flatten_all()?.to_vec1::<f32>()?;
+                    let g_v = g.flatten_all()?.to_vec1::<f32>()?;
+                    let mut m = read_f32s(file, offsets[0], count)?;
+                    let mut v = read_f32s(file, offsets[1], count)?;
+                    update_piece_f32(&mut th_v, &g_v, &mut m, &mut v, &k);
+                    write_f32s(file, offsets[0], &m)?;
+                    write_f32s(file, offsets[1], &v)?;
+                    Tensor::from_vec(th_v, th.shape(), th.device())?
+                };
+                if whole {
+                    var.set(&new)?;
+                } else {
+                    theta.slice_set(&new, 0, r)?;
+                }
+                r += n;
+            }
+            at += theta.elem_count() as u64;
+        }
+        Ok(())
+    }
+
     /// The moments as named tensors (`m.<name>`, `v.<name>`) for a checkpoint (read from the
     /// file when parked).
     pub fn state(&self, names: &[String]) -> Result<HashMap<String, Tensor>> {
@@ -260,6 +359,81 @@ impl AdamW {
         Ok(())
     }
 }
+
+/// One update's constants, in f64 (each becomes the weight's dtype where the tensor-op update
+/// hands it to candle).
+struct Coefs {
+    scale: Option<f64>,
+    beta1: f64,
+    beta2: f64,
+    inv_bc1: f64,
+    inv_bc2: f64,
+    eps: f64,
+    lr: f64,
+    /// `1 − lr·λ` for a decayed weight.
+    keep: Option<f64>,
+}
+
+/// AdamW on one piece, in place, elementwise in `$t` with the operations of the tensor-op
+/// update in [`AdamW::step`] in its order and rounding — candle's `t * c` is `t·c + 0`,
+/// `t / c` is `t·(1/c) + 0`, `t + c` is `t·1 + c` (the `+ 0` turns −0 into +0) — so both
+/// give the same bits (tested).
+macro_rules! update_piece {
+    ($name:ident, $t:ty) => {
+        fn $name(theta: &mut [$t], g: &[$t], m: &mut [$t], v: &mut [$t], k: &Coefs) {
+            let zero: $t = 0.0;
+            let one: $t = 1.0;
+            let (b1, nb1) = (k.beta1 as $t, (1.0 - k.beta1) as $t);
+            let (b2, nb2) = (k.beta2 as $t, (1.0 - k.beta2) as $t);
+            let (ib1, ib2, eps, lr) = (k.inv_bc1 as $t, k.inv_bc2 as $t, k.eps as $t, k.lr as $t);
+            let scale = k.scale.map(|s| s as $t);
+            let keep = k.keep.map(|s| s as $t);
+            for (((th, &gr), mi), vi) in theta.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = match scale {
+                    Some(s) => gr * s + zero,
+                    None => gr,
+                };
+                let m_new = (*mi * b1 + zero) + (g * nb1 + zero);
+                let v_new = (*vi * b2 + zero) + ((g * g) * nb2 + zero);
+                let decayed = match keep {
+                    Some(f) => *th * f + zero,
+                    None => *th,
+                };
+                let denom = (v_new * ib2 + zero).sqrt() * one + eps;
+                let update = (m_new * ib1 + zero) / denom;
+                *th = decayed - (update * lr + zero);
+                *mi = m_new;
+                *vi = v_new;
+            }
+        }
+    };
+}
+update_piece!(update_piece_f32, f32);
+update_piece!(update_piece_f64, f64);
+
+/// `count` values of a parked file from byte `offset`, and their writing back.
+macro_rules! parked_io {
+    ($read:ident, $write:ident, $t:ty) => {
+        fn $read(f: &mut std::fs::File, offset: u64, count: u64) -> Result<Vec<$t>> {
+            const W: usize = std::mem::size_of::<$t>();
+            let n = usize::try_from(count).map_err(|_| candle_core::Error::Msg("adamw: piece too large".into()))?;
+            let mut bytes = vec![0u8; n * W];
+            f.seek(std::io::SeekFrom::Start(offset)).map_err(io_err)?;
+            f.read_exact(&mut bytes).map_err(io_err)?;
+            Ok(bytes
+                .chunks_exact(W)
+                .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; W])))
+                .collect())
+        }
+        fn $write(f: &mut std::fs::File, offset: u64, values: &[$t]) -> Result<()> {
+            let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+            f.seek(std::io::SeekFrom::Start(offset)).map_err(io_err)?;
+            f.write_all(&bytes).map_err(io_err)
+        }
+    };
+}
+parked_io!(read_f32s, write_f32s, f32);
+parked_io!(read_f64s, write_f64s, f64);
 
 /// The moments in a parked file, as [`AdamW::park`] wrote them.
 fn read_parked(p: &Parked) -> Result<(Vec<Tensor>, Vec<Tensor>)> {

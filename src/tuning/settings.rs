@@ -25,6 +25,10 @@ pub struct TuneSettings {
     pub temperature: f64,
     pub top_p: f64,
     pub max_tokens: usize,
+    /// Answers are not stopped before this many tokens (absent in checkpoints made before it:
+    /// 0).
+    #[serde(default)]
+    pub min_tokens: usize,
     /// Fraction of steps with linear warmup.
     pub warmup: f64,
     /// Global gradient-norm clip (0: none).
@@ -63,6 +67,7 @@ impl TuneSettings {
             temperature: 1.0,
             top_p: 1.0,
             max_tokens: 128,
+            min_tokens: 0,
             warmup: 0.1,
             grad_clip: 0.1,
             seed: 0,
@@ -90,6 +95,7 @@ impl TuneSettings {
         whole("batch", self.batch, 1, 4096)?;
         whole("max_tokens", self.max_tokens, 1, 1 << 16)?;
         whole("inner", self.inner, 1, 64)?;
+        whole("min_tokens", self.min_tokens, 0, self.max_tokens)?;
         if self.method == Method::Grpo && self.group < 2 {
             return Err(format!(
                 "group must be at least 2 for grpo (advantages compare answers within a group), not {}",

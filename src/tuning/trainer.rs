@@ -422,6 +422,7 @@ impl<'a> Tuner<'a> {
             top_p: self.settings.top_p,
             seed: 0,
             stop_tokens: self.stop_tokens.clone(),
+            min_tokens: self.settings.min_tokens,
         }
     }
 

@@ -419,6 +419,7 @@ fn generate_options(m: &Model, args: &Args) -> EvalResult<GenerateOptions> {
         top_p,
         seed,
         stop_tokens: m.config.eos_token_ids.clone(),
+        min_tokens: 0,
     })
 }
 

@@ -70,6 +70,8 @@ pub(super) fn register(reg: &mut Registry) {
         .named_default("top_p", Type::Number, d.top_p, "nucleus sampling mass")
         .named_default("max_tokens", Type::Number, d.max_tokens as f64, "longest sampled answer")
         .range("max_tokens", Range::whole(1.0, 65_536.0))
+        .named_default("min_tokens", Type::Number, d.min_tokens as f64, "no stop token before this many answer tokens (fixed-length answers)")
+        .range("min_tokens", Range::whole(0.0, 65_536.0))
         .named_default("warmup", Type::Number, d.warmup, "fraction of steps of linear warmup (then cosine to 0)")
         .named_default("grad_clip", Type::Number, d.grad_clip, "global gradient-norm clip (0: none)")
         .named_default(
@@ -132,6 +134,7 @@ fn settings_from(args: &Args) -> EvalResult<TuneSettings> {
     s.group = args.count("group")?;
     s.inner = args.count("inner")?;
     s.max_tokens = args.count("max_tokens")?;
+    s.min_tokens = args.count("min_tokens")?;
     s.seed = args.whole("seed")?;
     s.lr = args.real("lr")?;
     // beta's default depends on the method: `TuneSettings::defaults` set it.

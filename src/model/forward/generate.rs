@@ -15,6 +15,9 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Generation stops after any of these (the stop token is kept in the output).
     pub stop_tokens: Vec<u32>,
+    /// No stop token is drawn before this many new tokens (their probability is 0 until then,
+    /// as HF's `min_new_tokens` and vLLM's `min_tokens`): answers of a fixed length.
+    pub min_tokens: usize,
 }
 
 impl Default for GenerateOptions {
@@ -25,6 +28,7 @@ impl Default for GenerateOptions {
             top_p: 1.0,
             seed: 0,
             stop_tokens: Vec::new(),
+            min_tokens: 0,
         }
     }
 }
@@ -252,7 +256,7 @@ pub fn generate_batch_observed(
 
 /// The next token from one position's logits; `step` (answer tokens so far) is for messages.
 fn pick(logits: &Tensor, opts: &GenerateOptions, rng: &mut StdRng, step: usize) -> Result<u32> {
-    let v = logits.to_vec1::<f64>()?;
+    let mut v = logits.to_vec1::<f64>()?;
     if let Some((id, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
         let bad = v.iter().filter(|x| !x.is_finite()).count();
         candle_core::bail!(
@@ -268,6 +272,13 @@ fn pick(logits: &Tensor, opts: &GenerateOptions, rng: &mut StdRng, step: usize) 
             opts.temperature,
             opts.top_p
         );
+    }
+    if step < opts.min_tokens {
+        for &id in &opts.stop_tokens {
+            if let Some(x) = v.get_mut(id as usize) {
+                *x = f64::NEG_INFINITY;
+            }
+        }
     }
     if opts.temperature <= 0.0 {
         // Greedy; ties go to the lowest id, as argmax does everywhere else.

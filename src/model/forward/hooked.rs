@@ -18,6 +18,7 @@ use super::packing::Packing;
 use crate::model::arch::{ForwardTraits, QkNorm};
 use crate::model::config::ModelConfig;
 use crate::model::error::ModelError;
+use crate::model::kernels::decode_attention::{self, KvBuf};
 use crate::model::kernels::ops;
 use crate::model::weights::linear::Linear;
 use crate::model::Model;
@@ -213,8 +214,49 @@ pub struct ForwardOutput {
 /// Keys and values of earlier positions, per layer, for incremental decoding.
 #[derive(Default, Clone)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerKv>>,
     len: usize,
+}
+
+/// One layer's cached keys and values.
+#[derive(Clone)]
+enum LayerKv {
+    /// `[kv, t, dh]` tensors: a prefill's, on any device and dtype.
+    Tensors(Tensor, Tensor),
+    /// Growable host buffers, appended in place: decoding on CPU in f32
+    /// ([`decode_attention`]).
+    Host(KvBuf, KvBuf),
+}
+
+impl LayerKv {
+    /// As `[kv, t, dh]` tensors (a copy of host buffers).
+    fn tensors(&self, like: &Tensor) -> Result<(Tensor, Tensor)> {
+        match self {
+            LayerKv::Tensors(k, v) => Ok((k.clone(), v.clone())),
+            LayerKv::Host(k, v) => {
+                let shape = (k.heads(), k.len(), k.head_dim());
+                let t = |b: &KvBuf| {
+                    Tensor::from_vec(b.to_rows(), shape, like.device())?.to_dtype(like.dtype())
+                };
+                Ok((t(k)?, t(v)?))
+            }
+        }
+    }
+
+    /// As host buffers with room to grow (converted once, on a sequence's first decoded token).
+    fn into_host(self) -> Result<(KvBuf, KvBuf)> {
+        match self {
+            LayerKv::Host(k, v) => Ok((k, v)),
+            LayerKv::Tensors(k, v) => {
+                let (heads, len, dh) = k.dims3()?;
+                let buf = |t: &Tensor| -> Result<KvBuf> {
+                    let rows = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                    Ok(KvBuf::from_rows(&rows, heads, len, dh, len.max(64)))
+                };
+                Ok((buf(&k)?, buf(&v)?))
+            }
+        }
+    }
 }
 
 impl KvCache {
@@ -234,8 +276,8 @@ impl KvCache {
 /// (a batch of sequences decoded one token each).
 enum LayerCache<'c> {
     None,
-    One(&'c mut Option<(Tensor, Tensor)>),
-    Rows(Vec<&'c mut Option<(Tensor, Tensor)>>),
+    One(&'c mut Option<LayerKv>),
+    Rows(Vec<&'c mut Option<LayerKv>>),
 }
 
 /// A forward cut at its layer boundaries ([`HookedTransformer::forward_pieces`]).
@@ -288,17 +330,36 @@ impl Pieces {
 }
 
 /// Appends new keys and values `[kv, t, dh]` to a layer's cache; returns the whole of them.
-fn extend_cache(
-    slot: &mut Option<(Tensor, Tensor)>,
-    k: Tensor,
-    v: Tensor,
-) -> Result<(Tensor, Tensor)> {
+fn extend_cache(slot: &mut Option<LayerKv>, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
     let (k, v) = match slot.as_ref() {
-        Some((pk, pv)) => (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?),
+        Some(kv) => {
+            let (pk, pv) = kv.tensors(&k)?;
+            (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?)
+        }
         None => (k, v),
     };
-    *slot = Some((k.clone(), v.clone()));
+    *slot = Some(LayerKv::Tensors(k.clone(), v.clone()));
     Ok((k, v))
+}
+
+/// Appends row `i` of new keys and values `[kv, n, dh]` (as flat f32) to a layer's host cache.
+fn push_host(
+    slot: &mut Option<LayerKv>,
+    k: &[f32],
+    v: &[f32],
+    n: usize,
+    i: usize,
+    dh: usize,
+) -> Result<()> {
+    let Some(kv) = slot.take() else {
+        candle_core::bail!("decoding a sequence that was never prefilled");
+    };
+    let (mut kb, mut vb) = kv.into_host()?;
+    let row = |h: usize| (h * n + i) * dh..(h * n + i + 1) * dh;
+    kb.push(|h| &k[row(h)]);
+    vb.push(|h| &v[row(h)]);
+    *slot = Some(LayerKv::Host(kb, vb));
+    Ok(())
 }
 
 /// Per-forward state shared by the layers.
@@ -943,7 +1004,38 @@ impl HookedTransformer {
         k = ops::rope(&k, &cos, &sin)?;
         let scale = self.traits.attn_scale;
         let z = match cache {
-            // One new token per sequence (row), each attending to its own cache.
+            // One new token per sequence (row), each attending to its own cache: on CPU in f32
+            // as one kernel over caches grown in place.
+            LayerCache::Rows(mut slots)
+                if self.device.is_cpu()
+                    && self.dtype == DType::F32
+                    && self.traits.attn_softcap.is_none() =>
+            {
+                let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+                let (kf, vf) = (flat(&k)?, flat(&v)?);
+                let n = slots.len();
+                for (i, slot) in slots.iter_mut().enumerate() {
+                    push_host(slot, &kf, &vf, n, i, dh)?;
+                }
+                let mut keys = Vec::with_capacity(n);
+                let mut values = Vec::with_capacity(n);
+                for slot in &slots {
+                    let Some(LayerKv::Host(kb, vb)) = slot.as_ref() else {
+                        candle_core::bail!("decode cache was not moved to host buffers");
+                    };
+                    keys.push(kb);
+                    values.push(vb);
+                }
+                let z = decode_attention::attend_rows(
+                    &flat(&q)?,
+                    hq,
+                    &keys,
+                    &values,
+                    lw.window,
+                    scale as f32,
+                );
+                Tensor::from_vec(z, (hq, n, dh), &self.device)?
+            }
             LayerCache::Rows(slots) => {
                 let zs = slots
                     .into_iter()

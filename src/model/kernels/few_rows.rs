@@ -90,7 +90,7 @@ fn block_portable(x: &[f32], rows: usize, wb: &[f32], inp: usize, y: &mut [f32])
 /// `c mod 4`: one chain would wait on each multiply-add's latency), chains then lanes added
 /// pairwise, the columns after the last whole chunk added last in order.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [[0f32; LANES]; CHAINS];
     let group = LANES * CHAINS;
     let whole = a.len() / group * group;

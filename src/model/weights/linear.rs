@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, T
 use rayon::prelude::*;
 
 use super::qmatrix::QMatrix;
-use crate::model::kernels::ops;
+use crate::model::kernels::{blas, few_rows, ops};
 
 /// Up to this many input rows, the quantized matmul dequantizes small row blocks in parallel and
 /// takes dot products against them while they sit in cache (decoding: one row per token).
@@ -117,10 +117,19 @@ impl Linear {
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, inp))?;
         let y = match self {
-            // A trained weight (tuning) needs its own gradient: candle's matmul gives both.
-            // (Not as `(W·xᵀ)ᵀ`: that form's backward held gigabytes more in a GRPO step.)
-            Linear::Dense(w) if w.track_op() => x2.matmul(&w.t()?)?,
-            Linear::Dense(w) => ops::matmul_const_t(&x2, w)?,
+            Linear::Dense(w) => {
+                // Decoding's few untracked rows stream the weight ([`ops::matmul_const_t`]);
+                // other products go to a CBLAS when one is loaded (`RLQ_BLAS`).
+                let few = rows <= few_rows::MAX_ROWS && !x2.track_op() && !w.track_op();
+                match if few { None } else { blas::linear_t(&x2, w)? } {
+                    Some(y) => y,
+                    // A trained weight (tuning) needs its own gradient: candle's matmul gives
+                    // both. (Not as `(W·xᵀ)ᵀ`: that form's backward held gigabytes more in a
+                    // GRPO step.)
+                    None if w.track_op() => x2.matmul(&w.t()?)?,
+                    None => ops::matmul_const_t(&x2, w)?,
+                }
+            }
             Linear::Quant(v) => {
                 if !x.device().is_cpu() || x.dtype() != DType::F32 {
                     candle_core::bail!("quantized weights need f32 inputs on the CPU");
