@@ -260,28 +260,57 @@ fn f32_decoding_on_host_caches_matches_the_full_forward() {
                     .decode_step(&next[i..=i], std::slice::from_mut(&mut alone[i]))
                     .unwrap();
                 let bits = |t: &Tensor| -> Vec<u32> {
-                    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+                    t.flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .collect()
                 };
-                assert_eq!(bits(&batch.i(i).unwrap()), bits(&one.i(0).unwrap()), "{f:?} row {i} step {k}");
-                let seq: Vec<u32> = p.iter().copied().chain(steps[..=k].iter().map(|s| s[i])).collect();
+                assert_eq!(
+                    bits(&batch.i(i).unwrap()),
+                    bits(&one.i(0).unwrap()),
+                    "{f:?} row {i} step {k}"
+                );
+                let seq: Vec<u32> = p
+                    .iter()
+                    .copied()
+                    .chain(steps[..=k].iter().map(|s| s[i]))
+                    .collect();
                 let full = tf.logits(&seq).unwrap();
                 let last = full.i(full.dim(0).unwrap() - 1).unwrap();
                 let scale = scalar(&last.abs().unwrap().max_all().unwrap());
                 let d = max_abs_diff(&batch.i(i).unwrap(), &last);
-                assert!(d <= 1e-4 * scale.max(1.0), "{f:?} row {i} step {k}: {d:e} (scale {scale})");
+                assert!(
+                    d <= 1e-4 * scale.max(1.0),
+                    "{f:?} row {i} step {k}: {d:e} (scale {scale})"
+                );
             }
         }
         // One more token through the ordinary cached forward, after host-buffer decoding.
-        let seq: Vec<u32> = prompts[1].iter().copied().chain(steps.iter().map(|s| s[1])).chain([4]).collect();
+        let seq: Vec<u32> = prompts[1]
+            .iter()
+            .copied()
+            .chain(steps.iter().map(|s| s[1]))
+            .chain([4])
+            .collect();
         let step = tf
-            .forward(ForwardInput::Ids(&[4]), &Hooks::default(), Some(&mut caches[1]))
+            .forward(
+                ForwardInput::Ids(&[4]),
+                &Hooks::default(),
+                Some(&mut caches[1]),
+            )
             .unwrap()
             .logits;
         let full = tf.logits(&seq).unwrap();
         let last = full.i(full.dim(0).unwrap() - 1).unwrap();
         let scale = scalar(&last.abs().unwrap().max_all().unwrap());
         let d = max_abs_diff(&step.i(0).unwrap(), &last);
-        assert!(d <= 1e-4 * scale.max(1.0), "{f:?} forward after decoding: {d:e}");
+        assert!(
+            d <= 1e-4 * scale.max(1.0),
+            "{f:?} forward after decoding: {d:e}"
+        );
         assert_eq!(caches[1].len(), seq.len());
     }
 }
@@ -354,9 +383,26 @@ fn generation_reports_why_each_sequence_stopped() {
             seed: 5,
             ..stop.clone()
         };
-        let long = generate_batch_detailed(&tf, &[vec![3, 4]], &GenerateOptions { max_tokens: 8, ..at_least }, &|| false).unwrap();
-        assert!(long[0].tokens.len() >= 3, "t {temperature}: {:?}", long[0].tokens);
-        assert!(!long[0].tokens[..3].contains(&first), "t {temperature}: {:?}", long[0].tokens);
+        let long = generate_batch_detailed(
+            &tf,
+            &[vec![3, 4]],
+            &GenerateOptions {
+                max_tokens: 8,
+                ..at_least
+            },
+            &|| false,
+        )
+        .unwrap();
+        assert!(
+            long[0].tokens.len() >= 3,
+            "t {temperature}: {:?}",
+            long[0].tokens
+        );
+        assert!(
+            !long[0].tokens[..3].contains(&first),
+            "t {temperature}: {:?}",
+            long[0].tokens
+        );
     }
     // Ctrl-C after the prefill of both prompts (a poll each) and one decoding step.
     let polls = Cell::new(0);

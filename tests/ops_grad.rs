@@ -743,8 +743,13 @@ fn few_rows_product_is_the_matmul_to_rounding_and_independent_of_the_batch() {
 #[test]
 fn blas_dense_products_and_their_gradients_are_candles() {
     use rlq::model::kernels::blas;
-    let Some(path) = std::env::var("RLQ_TEST_BLAS").ok().filter(|p| !p.is_empty()) else {
-        eprintln!("RLQ_TEST_BLAS is not set: the CBLAS path is not tested (scripts/test.sh sets it)");
+    let Some(path) = std::env::var("RLQ_TEST_BLAS")
+        .ok()
+        .filter(|p| !p.is_empty())
+    else {
+        eprintln!(
+            "RLQ_TEST_BLAS is not set: the CBLAS path is not tested (scripts/test.sh sets it)"
+        );
         return;
     };
     let scalar = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
@@ -755,38 +760,74 @@ fn blas_dense_products_and_their_gradients_are_candles() {
         d / scalar(&b.abs().unwrap().max_all().unwrap()).max(1e-300)
     };
     for (dtype, tol, shapes) in [
-        (DType::F64, 1e-12, &[(40usize, 96usize, 64usize), (129, 33, 70)][..]),
-        (DType::F32, 1e-5, &[(300, 1536, 576), (300, 576, 1536), (70, 192, 576)][..]),
+        (
+            DType::F64,
+            1e-12,
+            &[(40usize, 96usize, 64usize), (129, 33, 70)][..],
+        ),
+        (
+            DType::F32,
+            1e-5,
+            &[(300, 1536, 576), (300, 576, 1536), (70, 192, 576)][..],
+        ),
     ] {
         for &(rows, out, inp) in shapes {
             let x = Var::from_tensor(&rand_tensor(&mut rng, &[rows, inp], 1.0, dtype)).unwrap();
             let w = Var::from_tensor(&rand_tensor(&mut rng, &[out, inp], 0.05, dtype)).unwrap();
             let dy = rand_tensor(&mut rng, &[rows, out], 1.0, dtype);
             let want = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
-            let got = blas::linear_t_with(lib, x.as_tensor(), w.as_tensor()).unwrap().expect("qualifies");
-            assert!(rel(&got, &want) < tol, "{dtype:?} {rows}x{out}x{inp}: values {:e}", rel(&got, &want));
-            let gw = (&want * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+            let got = blas::linear_t_with(lib, x.as_tensor(), w.as_tensor())
+                .unwrap()
+                .expect("qualifies");
+            assert!(
+                rel(&got, &want) < tol,
+                "{dtype:?} {rows}x{out}x{inp}: values {:e}",
+                rel(&got, &want)
+            );
+            let gw = (&want * &dy)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             let gg = (&got * &dy).unwrap().sum_all().unwrap().backward().unwrap();
             for (name, v) in [("x", &x), ("w", &w)] {
-                let (a, b) = (gg.get(v.as_tensor()).unwrap(), gw.get(v.as_tensor()).unwrap());
-                assert!(rel(a, b) < tol, "{dtype:?} {rows}x{out}x{inp}: d{name} {:e}", rel(a, b));
+                let (a, b) = (
+                    gg.get(v.as_tensor()).unwrap(),
+                    gw.get(v.as_tensor()).unwrap(),
+                );
+                assert!(
+                    rel(a, b) < tol,
+                    "{dtype:?} {rows}x{out}x{inp}: d{name} {:e}",
+                    rel(a, b)
+                );
             }
             // A constant weight: only the input's gradient.
             let c = w.as_tensor().detach();
-            let y = blas::linear_t_with(lib, x.as_tensor(), &c).unwrap().unwrap();
+            let y = blas::linear_t_with(lib, x.as_tensor(), &c)
+                .unwrap()
+                .unwrap();
             let g = (&y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
             assert!(g.get(&c).is_none() && g.get(x.as_tensor()).is_some());
             // Row blocks are fixed, not per thread: one thread gives the pool's bits.
             if dtype == DType::F32 {
                 let xs: Vec<f32> = x.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
                 let ws: Vec<f32> = w.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-                let split = lib.gemm(blas::Op::N, blas::Op::T, rows, out, inp, &xs, &ws).unwrap();
+                let split = lib
+                    .gemm(blas::Op::N, blas::Op::T, rows, out, inp, &xs, &ws)
+                    .unwrap();
                 let one = rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
                     .build()
                     .unwrap()
-                    .install(|| lib.gemm(blas::Op::N, blas::Op::T, rows, out, inp, &xs, &ws).unwrap());
-                assert!(split.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()));
+                    .install(|| {
+                        lib.gemm(blas::Op::N, blas::Op::T, rows, out, inp, &xs, &ws)
+                            .unwrap()
+                    });
+                assert!(split
+                    .iter()
+                    .zip(&one)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
             }
         }
     }

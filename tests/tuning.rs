@@ -443,7 +443,13 @@ fn pieced_gradient_norm_and_clip_scaling_are_the_whole_tensor_ones_bit_for_bit()
     // loop: the same bits as the tensor-op update, in f32 and f64, decayed or not, and the file
     // stays until the optimizer is dropped.
     let bits = |t: &Tensor| -> Vec<u64> {
-        let v: Vec<f64> = t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+        let v: Vec<f64> = t
+            .flatten_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         v.iter().map(|x| x.to_bits()).collect()
     };
     for dtype in [DType::F32, DType::F64] {

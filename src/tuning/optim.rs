@@ -167,7 +167,9 @@ impl AdamW {
         let parked_on_cpu = self.parked.as_ref().is_some_and(|p| {
             vars.iter().all(|v| {
                 let t = v.as_tensor();
-                t.device().is_cpu() && t.dtype() == p.dtype && matches!(p.dtype, DType::F32 | DType::F64)
+                t.device().is_cpu()
+                    && t.dtype() == p.dtype
+                    && matches!(p.dtype, DType::F32 | DType::F64)
             })
         });
         if parked_on_cpu {
@@ -182,20 +184,8 @@ impl AdamW {
         let bc2 = 1.0 - c.beta2.powi(t);
         for i in 0..vars.len() {
             let theta = vars[i].as_tensor();
-            let rows = theta.dims().first().copied().unwrap_or(1).max(1);
-            let per_row = (theta.elem_count() / rows).max(1);
-            let step_rows = (PIECE / per_row).max(1);
             let whole = theta.rank() == 0;
-            let mut r = 0;
-            while r < rows {
-                let n = step_rows.min(rows - r);
-                let piece = |t: &Tensor| {
-                    if whole {
-                        Ok(t.clone())
-                    } else {
-                        t.narrow(0, r, n)
-                    }
-                };
+            for_weight_pieces(theta, |r, piece| {
                 let g = match scale {
                     Some(f) => (piece(&grads[i])? * f)?,
                     None => piece(&grads[i])?,
@@ -222,8 +212,8 @@ impl AdamW {
                     self.m[i].slice_set(&m.contiguous()?, 0, r)?;
                     self.v[i].slice_set(&v.contiguous()?, 0, r)?;
                 }
-                r += n;
-            }
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -251,7 +241,7 @@ impl AdamW {
             inv_bc2: 1.0 / (1.0 - c.beta2.powi(t)),
             eps: c.eps,
             lr,
-            keep: (decay && c.weight_decay != 0.0).then(|| 1.0 - lr * c.weight_decay),
+            keep: (decay && c.weight_decay != 0.0).then_some(1.0 - lr * c.weight_decay),
         };
         let Some(p) = self.parked.as_mut() else {
             candle_core::bail!("adamw: the moments are not parked");
@@ -267,19 +257,9 @@ impl AdamW {
             }
             let k = coefs(self.decay[i]);
             let rows = theta.dims().first().copied().unwrap_or(1).max(1);
-            let per_row = (theta.elem_count() / rows).max(1);
-            let step_rows = (PIECE / per_row).max(1);
+            let per_row = theta.elem_count() / rows;
             let whole = theta.rank() == 0;
-            let mut r = 0;
-            while r < rows {
-                let n = step_rows.min(rows - r);
-                let piece = |t: &Tensor| {
-                    if whole {
-                        Ok(t.clone())
-                    } else {
-                        t.narrow(0, r, n)
-                    }
-                };
+            for_weight_pieces(theta, |r, piece| {
                 let th = piece(theta)?;
                 let g = piece(&grads[i])?;
                 let count = th.elem_count() as u64;
@@ -305,12 +285,11 @@ impl AdamW {
                     Tensor::from_vec(th_v, th.shape(), th.device())?
                 };
                 if whole {
-                    var.set(&new)?;
+                    var.set(&new)
                 } else {
-                    theta.slice_set(&new, 0, r)?;
+                    theta.slice_set(&new, 0, r)
                 }
-                r += n;
-            }
+            })?;
             at += theta.elem_count() as u64;
         }
         Ok(())
@@ -360,6 +339,32 @@ impl AdamW {
     }
 }
 
+/// `f(first_row, piece)` for each piece of about [`PIECE`] elements of a weight's rows, where
+/// `piece(t)` cuts any tensor of the weight's shape the same way (the whole of a scalar).
+fn for_weight_pieces(
+    theta: &Tensor,
+    mut f: impl FnMut(usize, &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<()>,
+) -> Result<()> {
+    let rows = theta.dims().first().copied().unwrap_or(1).max(1);
+    let per_row = (theta.elem_count() / rows).max(1);
+    let step_rows = (PIECE / per_row).max(1);
+    let whole = theta.rank() == 0;
+    let mut r = 0;
+    while r < rows {
+        let n = step_rows.min(rows - r);
+        let piece = |t: &Tensor| {
+            if whole {
+                Ok(t.clone())
+            } else {
+                t.narrow(0, r, n)
+            }
+        };
+        f(r, &piece)?;
+        r += n;
+    }
+    Ok(())
+}
+
 /// One update's constants, in f64 (each becomes the weight's dtype where the tensor-op update
 /// hands it to candle).
 struct Coefs {
@@ -388,7 +393,8 @@ macro_rules! update_piece {
             let (ib1, ib2, eps, lr) = (k.inv_bc1 as $t, k.inv_bc2 as $t, k.eps as $t, k.lr as $t);
             let scale = k.scale.map(|s| s as $t);
             let keep = k.keep.map(|s| s as $t);
-            for (((th, &gr), mi), vi) in theta.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            for (((th, &gr), mi), vi) in theta.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+            {
                 let g = match scale {
                     Some(s) => gr * s + zero,
                     None => gr,
@@ -416,7 +422,8 @@ macro_rules! parked_io {
     ($read:ident, $write:ident, $t:ty) => {
         fn $read(f: &mut std::fs::File, offset: u64, count: u64) -> Result<Vec<$t>> {
             const W: usize = std::mem::size_of::<$t>();
-            let n = usize::try_from(count).map_err(|_| candle_core::Error::Msg("adamw: piece too large".into()))?;
+            let n = usize::try_from(count)
+                .map_err(|_| candle_core::Error::Msg("adamw: piece too large".into()))?;
             let mut bytes = vec![0u8; n * W];
             f.seek(std::io::SeekFrom::Start(offset)).map_err(io_err)?;
             f.read_exact(&mut bytes).map_err(io_err)?;

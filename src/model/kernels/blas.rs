@@ -78,8 +78,7 @@ pub fn open(path: &str) -> Result<Blas, String> {
         let lib = libloading::Library::new(path).map_err(fail)?;
         let sgemm = *lib.get::<Gemm<f32>>(b"cblas_sgemm\0").map_err(fail)?;
         let dgemm = *lib.get::<Gemm<f64>>(b"cblas_dgemm\0").map_err(fail)?;
-        if let Ok(set) = lib.get::<unsafe extern "C" fn(i32) -> i32>(b"MKL_Set_Threading_Layer\0")
-        {
+        if let Ok(set) = lib.get::<unsafe extern "C" fn(i32) -> i32>(b"MKL_Set_Threading_Layer\0") {
             set(MKL_THREADING_SEQUENTIAL);
         }
         if let Ok(set) = lib.get::<unsafe extern "C" fn(i32) -> i32>(b"MKL_CBWR_Set\0") {
@@ -158,7 +157,8 @@ impl Blas {
                 b.len()
             ));
         }
-        let int = |x: usize| i32::try_from(x).map_err(|_| format!("blas gemm: dimension {x} over 2^31"));
+        let int =
+            |x: usize| i32::try_from(x).map_err(|_| format!("blas gemm: dimension {x} over 2^31"));
         let (ni, ki) = (int(n)?, int(k)?);
         int(m)?;
         let mut c = vec![T::ZERO; m * n];
@@ -215,7 +215,10 @@ impl Blas {
 /// loaded library, differentiable in both: the backward forms `dx = dy·w` and `dw = dyᵀ·x` with
 /// it too, each only for an operand that tracks a gradient. `None` when no library is loaded or
 /// the operands do not qualify (the caller takes candle's product).
-pub fn linear_t(x: &candle_core::Tensor, w: &candle_core::Tensor) -> candle_core::Result<Option<candle_core::Tensor>> {
+pub fn linear_t(
+    x: &candle_core::Tensor,
+    w: &candle_core::Tensor,
+) -> candle_core::Result<Option<candle_core::Tensor>> {
     match loaded().map_err(candle_core::Error::Msg)? {
         Some(blas) => linear_t_with(blas, x, w),
         None => Ok(None),
@@ -292,7 +295,11 @@ impl LinearT {
         let err = candle_core::Error::Msg;
         let dx = if x.track_op() {
             let v = with_slice::<T, _>(dy, |dy| {
-                with_slice::<T, _>(w, |w| self.blas.gemm(Op::N, Op::N, rows, inp, out, dy, w).map_err(err))
+                with_slice::<T, _>(w, |w| {
+                    self.blas
+                        .gemm(Op::N, Op::N, rows, inp, out, dy, w)
+                        .map_err(err)
+                })
             })?;
             Some(candle_core::Tensor::from_vec(v, (rows, inp), x.device())?)
         } else {
@@ -300,7 +307,11 @@ impl LinearT {
         };
         let dw = if w.track_op() {
             let v = with_slice::<T, _>(dy, |dy| {
-                with_slice::<T, _>(x, |x| self.blas.gemm(Op::T, Op::N, out, inp, rows, dy, x).map_err(err))
+                with_slice::<T, _>(x, |x| {
+                    self.blas
+                        .gemm(Op::T, Op::N, out, inp, rows, dy, x)
+                        .map_err(err)
+                })
             })?;
             Some(candle_core::Tensor::from_vec(v, (out, inp), w.device())?)
         } else {
@@ -328,7 +339,8 @@ impl candle_core::CustomOp2 for LinearT {
         if inp != w_in {
             candle_core::bail!("blas linear: x [{rows}, {inp}] for w [{out}, {w_in}]");
         }
-        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
             candle_core::bail!("blas linear: expected contiguous operands");
         };
         let y = match (s1, s2) {

@@ -29,7 +29,11 @@ pub struct KvBuf {
 impl KvBuf {
     /// From `[heads, len, dh]` values (row-major), with room for `spare` more positions.
     pub fn from_rows(src: &[f32], heads: usize, len: usize, dh: usize, spare: usize) -> Self {
-        assert_eq!(src.len(), heads * len * dh, "kv buffer: not [heads, len, dh]");
+        assert_eq!(
+            src.len(),
+            heads * len * dh,
+            "kv buffer: not [heads, len, dh]"
+        );
         let mut buf = Self {
             data: Vec::new(),
             heads,
@@ -98,7 +102,10 @@ impl KvBuf {
 
     /// The filled part as `[heads, len, dh]` (row-major).
     pub fn to_rows(&self) -> Vec<f32> {
-        (0..self.heads).flat_map(|h| self.head(h)).copied().collect()
+        (0..self.heads)
+            .flat_map(|h| self.head(h))
+            .copied()
+            .collect()
     }
 }
 
@@ -115,16 +122,24 @@ pub fn attend_rows(
     scale: f32,
 ) -> Vec<f32> {
     let n = keys.len();
-    assert_eq!(values.len(), n, "decode attention: keys and values per sequence");
+    assert_eq!(
+        values.len(),
+        n,
+        "decode attention: keys and values per sequence"
+    );
     let Some(first) = keys.first() else {
         return Vec::new();
     };
     let (hk, dh) = (first.heads, first.dh);
     assert!(
-        hk > 0 && hq % hk == 0,
+        hk > 0 && hq.is_multiple_of(hk),
         "decode attention: {hq} query heads over {hk} kv heads"
     );
-    assert_eq!(q.len(), hq * n * dh, "decode attention: q is not [hq, n, dh]");
+    assert_eq!(
+        q.len(),
+        hq * n * dh,
+        "decode attention: q is not [hq, n, dh]"
+    );
     for (k, v) in keys.iter().zip(values) {
         assert!(
             k.heads == hk && v.heads == hk && k.dh == dh && v.dh == dh && k.len == v.len,
