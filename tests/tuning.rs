@@ -890,6 +890,10 @@ fn bad_settings_are_refused_before_any_work() {
         (Box::new(|s| s.temperature = 0.0), "temperature 0"),
         (Box::new(|s| s.clip = 1.5), "clip"),
         (Box::new(|s| s.top_p = 0.0), "top_p"),
+        (
+            Box::new(|s| s.min_tokens = s.max_tokens + 1),
+            "min_tokens must be a whole number in 0..=",
+        ),
         (Box::new(|s| s.lora = Some(lora(0))), "lora must be"),
         (
             Box::new(|s| {
@@ -982,6 +986,10 @@ fn the_tune_verb_runs_grpo_from_a_saved_folder_and_loads_its_checkpoint() {
         ),
         ("lora_alpha 4", "lora_alpha needs `lora r`"),
         ("lora 2 lora_alpha 0", "lora_alpha must be"),
+        (
+            "max_tokens 8 min_tokens 9",
+            "min_tokens must be a whole number in 0..=8, not 9",
+        ),
     ] {
         let e = s
             .eval(&format!(
