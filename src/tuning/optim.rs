@@ -266,23 +266,9 @@ impl AdamW {
                 let start = at + (r * per_row) as u64;
                 let offsets = [start * width, (total + start) * width];
                 let new = if p.dtype == DType::F64 {
-                    let mut th_v = th.flatten_all()?.to_vec1::<f64>()?;
-                    let g_v = g.flatten_all()?.to_vec1::<f64>()?;
-                    let mut m = read_f64s(file, offsets[0], count)?;
-                    let mut v = read_f64s(file, offsets[1], count)?;
-                    update_piece_f64(&mut th_v, &g_v, &mut m, &mut v, &k);
-                    write_f64s(file, offsets[0], &m)?;
-                    write_f64s(file, offsets[1], &v)?;
-                    Tensor::from_vec(th_v, th.shape(), th.device())?
+                    stream_f64(file, offsets, count, &th, &g, &k)?
                 } else {
-                    let mut th_v = th.flatten_all()?.to_vec1::<f32>()?;
-                    let g_v = g.flatten_all()?.to_vec1::<f32>()?;
-                    let mut m = read_f32s(file, offsets[0], count)?;
-                    let mut v = read_f32s(file, offsets[1], count)?;
-                    update_piece_f32(&mut th_v, &g_v, &mut m, &mut v, &k);
-                    write_f32s(file, offsets[0], &m)?;
-                    write_f32s(file, offsets[1], &v)?;
-                    Tensor::from_vec(th_v, th.shape(), th.device())?
+                    stream_f32(file, offsets, count, &th, &g, &k)?
                 };
                 if whole {
                     var.set(&new)
@@ -441,6 +427,33 @@ macro_rules! parked_io {
 }
 parked_io!(read_f32s, write_f32s, f32);
 parked_io!(read_f64s, write_f64s, f64);
+
+/// One piece of [`AdamW::step_parked`]: the piece's moments read from the file at `offsets`
+/// (m, v), updated with the weight's piece `th` and gradient `g`, written back; the new weight
+/// values returned.
+macro_rules! stream_piece {
+    ($name:ident, $read:ident, $write:ident, $update:ident, $t:ty) => {
+        fn $name(
+            file: &mut std::fs::File,
+            offsets: [u64; 2],
+            count: u64,
+            th: &Tensor,
+            g: &Tensor,
+            k: &Coefs,
+        ) -> Result<Tensor> {
+            let mut th_v = th.flatten_all()?.to_vec1::<$t>()?;
+            let g_v = g.flatten_all()?.to_vec1::<$t>()?;
+            let mut m = $read(file, offsets[0], count)?;
+            let mut v = $read(file, offsets[1], count)?;
+            $update(&mut th_v, &g_v, &mut m, &mut v, k);
+            $write(file, offsets[0], &m)?;
+            $write(file, offsets[1], &v)?;
+            Tensor::from_vec(th_v, th.shape(), th.device())
+        }
+    };
+}
+stream_piece!(stream_f32, read_f32s, write_f32s, update_piece_f32, f32);
+stream_piece!(stream_f64, read_f64s, write_f64s, update_piece_f64, f64);
 
 /// The moments in a parked file, as [`AdamW::park`] wrote them.
 fn read_parked(p: &Parked) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
