@@ -190,12 +190,7 @@ fn batched_decode_step_equals_one_sequence_at_a_time() {
     for f in Family::ALL {
         let m = random_model(f, 5, DType::F64).unwrap();
         let tf = HookedTransformer::new(&m).unwrap();
-        let prefill = |p: &[u32]| {
-            let mut cache = KvCache::new();
-            tf.forward(ForwardInput::Ids(p), &Hooks::default(), Some(&mut cache))
-                .unwrap();
-            cache
-        };
+        let prefill = |p: &[u32]| prefilled(&tf, p);
         let mut caches: Vec<KvCache> = prompts.iter().map(|p| prefill(p)).collect();
         // Two steps, so the second reads keys the batch step itself cached.
         let second: [u32; 3] = [2, 29, 14];
@@ -229,6 +224,14 @@ fn batched_decode_step_equals_one_sequence_at_a_time() {
     }
 }
 
+/// A cache holding prompt `p`'s keys and values.
+fn prefilled(tf: &HookedTransformer, p: &[u32]) -> KvCache {
+    let mut cache = KvCache::new();
+    tf.forward(ForwardInput::Ids(p), &Hooks::default(), Some(&mut cache))
+        .unwrap();
+    cache
+}
+
 fn scalar(t: &Tensor) -> f64 {
     t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
 }
@@ -245,12 +248,7 @@ fn f32_decoding_on_host_caches_matches_the_full_forward() {
     for f in Family::ALL {
         let m = random_model(f, 5, DType::F32).unwrap();
         let tf = HookedTransformer::new(&m).unwrap();
-        let prefill = |p: &[u32]| {
-            let mut cache = KvCache::new();
-            tf.forward(ForwardInput::Ids(p), &Hooks::default(), Some(&mut cache))
-                .unwrap();
-            cache
-        };
+        let prefill = |p: &[u32]| prefilled(&tf, p);
         let mut caches: Vec<KvCache> = prompts.iter().map(|p| prefill(p)).collect();
         let mut alone: Vec<KvCache> = prompts.iter().map(|p| prefill(p)).collect();
         for (k, next) in steps.iter().enumerate() {

@@ -255,6 +255,13 @@ impl AdamW {
             if p.shapes.get(i).map(Shape::dims) != Some(theta.dims()) {
                 candle_core::bail!("adamw: parked moments do not fit weight {i}");
             }
+            if grads[i].dims() != theta.dims() {
+                candle_core::bail!(
+                    "adamw: gradient {i} has shape {:?}, its weight {:?}",
+                    grads[i].dims(),
+                    theta.dims()
+                );
+            }
             let k = coefs(self.decay[i]);
             let rows = theta.dims().first().copied().unwrap_or(1).max(1);
             let per_row = theta.elem_count() / rows;
@@ -326,15 +333,16 @@ impl AdamW {
 }
 
 /// `f(first_row, piece)` for each piece of about [`PIECE`] elements of a weight's rows, where
-/// `piece(t)` cuts any tensor of the weight's shape the same way (the whole of a scalar).
+/// `piece(t)` cuts any tensor of the weight's shape the same way (a scalar is one whole piece;
+/// a weight of no rows has none).
 fn for_weight_pieces(
     theta: &Tensor,
     mut f: impl FnMut(usize, &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<()>,
 ) -> Result<()> {
-    let rows = theta.dims().first().copied().unwrap_or(1).max(1);
-    let per_row = (theta.elem_count() / rows).max(1);
-    let step_rows = (PIECE / per_row).max(1);
     let whole = theta.rank() == 0;
+    let rows = if whole { 1 } else { theta.dims()[0] };
+    let per_row = (theta.elem_count() / rows.max(1)).max(1);
+    let step_rows = (PIECE / per_row).max(1);
     let mut r = 0;
     while r < rows {
         let n = step_rows.min(rows - r);
@@ -552,16 +560,5 @@ pub fn clip_factor(norm: f64, max_norm: f64) -> Option<f64> {
 /// `f(piece)` for consecutive pieces of `t`'s first dimension of about [`PIECE`] elements each
 /// (the whole tensor for a scalar).
 fn for_row_pieces(t: &Tensor, mut f: impl FnMut(Tensor) -> Result<()>) -> Result<()> {
-    if t.rank() == 0 {
-        return f(t.clone());
-    }
-    let rows = t.dims()[0];
-    let step_rows = (PIECE / (t.elem_count() / rows.max(1)).max(1)).max(1);
-    let mut r = 0;
-    while r < rows {
-        let n = step_rows.min(rows - r);
-        f(t.narrow(0, r, n)?)?;
-        r += n;
-    }
-    Ok(())
+    for_weight_pieces(t, |_, piece| f(piece(t)?))
 }

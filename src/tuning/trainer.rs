@@ -485,7 +485,8 @@ impl<'a> Tuner<'a> {
     /// Clip and apply accumulated gradients at optimiser update `update` (0-based).
     fn update(&mut self, acc: Vec<Option<Tensor>>, update: usize) -> Result<(f64, f64), TuneError> {
         // The backward's activations are freed; their pages, scattered between live blocks,
-        // would otherwise stay resident under the update's peak (weights, moments, gradients).
+        // would otherwise stay resident under the update's peak (weights, gradients, and the
+        // moments where they are not streamed from disk: LoRA, no output folder, GPU).
         crate::alloc::release_free();
         let grads = acc
             .into_iter()
