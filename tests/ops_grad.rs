@@ -503,6 +503,68 @@ fn glu_down_gelu_tanh() {
     glu_case(rlq::model::mlp::GluActivation::GeluTanh);
 }
 
+/// A trained dense `W_down` (a full fine-tune) is the fused op's third input: in f64 its
+/// gradient, and gate's and up's, equal the composition's (autograd through primitive ops and
+/// a matmul) to 1e-12 relative — the same sums in another order — and match central finite
+/// differences of the loss to 1e-7 relative (step 1e-5: truncation ~1e-10, rounding ~1e-11
+/// over a loss of size ~1, far below a wrong term's O(1)).
+#[test]
+fn glu_down_with_a_trained_down_weight_matches_the_composition_and_finite_differences() {
+    use rlq::model::linear::Linear;
+    use rlq::model::mlp::{glu_down, glu_down_composed, GluActivation};
+    let mut rng = StdRng::seed_from_u64(29);
+    let gate = rand_tensor(&mut rng, &[7, 12], 2.0, DType::F64);
+    let up = rand_tensor(&mut rng, &[7, 12], 2.0, DType::F64);
+    let w = rand_tensor(&mut rng, &[5, 12], 0.5, DType::F64);
+    let r = rand_tensor(&mut rng, &[7, 5], 1.0, DType::F64);
+    for act in [GluActivation::Silu, GluActivation::GeluTanh] {
+        type Glu = fn(&Tensor, &Tensor, GluActivation, &Linear) -> Result<Tensor>;
+        let run = |f: Glu, w: &Tensor| {
+            let (g, u, wv) = (
+                Var::from_tensor(&gate).unwrap(),
+                Var::from_tensor(&up).unwrap(),
+                Var::from_tensor(w).unwrap(),
+            );
+            let down = Linear::Dense(wv.as_tensor().clone());
+            let y = f(g.as_tensor(), u.as_tensor(), act, &down).unwrap();
+            let loss = (&y * &r).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            let get = |v: &Var| flat(grads.get(v.as_tensor()).expect("a gradient"));
+            (
+                loss.to_scalar::<f64>().unwrap(),
+                [get(&g), get(&u), get(&wv)],
+            )
+        };
+        let (l_fused, fused) = run(glu_down, &w);
+        let (l_comp, composed) = run(glu_down_composed, &w);
+        assert!(
+            (l_fused - l_comp).abs() < 1e-12 * l_comp.abs().max(1.0),
+            "{act:?}: loss"
+        );
+        for (name, (a, b)) in ["gate", "up", "W_down"]
+            .iter()
+            .zip(fused.iter().zip(&composed))
+        {
+            let e = rel_err(a, b);
+            assert!(e < 1e-12, "{act:?}: d{name} fused vs composed {e:e}");
+        }
+        let wv = flat(&w);
+        let eps = 1e-5;
+        let mut fd = Vec::with_capacity(wv.len());
+        for i in 0..wv.len() {
+            let at = |d: f64| {
+                let mut v = wv.clone();
+                v[i] += d;
+                let t = Tensor::from_vec(v, (5, 12), &Device::Cpu).unwrap();
+                run(glu_down, &t).0
+            };
+            fd.push((at(eps) - at(-eps)) / (2.0 * eps));
+        }
+        let e = rel_err(&fused[2], &fd);
+        assert!(e < 1e-7, "{act:?}: dW_down vs finite differences {e:e}");
+    }
+}
+
 #[test]
 fn glu_down_with_quantized_weights_matches_dense() {
     use candle_core::quantized::{GgmlDType, QTensor};

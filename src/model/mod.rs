@@ -23,7 +23,7 @@ pub use forward::{attention, generate, hooked, hooks, mlp, packing};
 pub use kernels::{fused, ops};
 #[cfg(any(test, feature = "test-support"))]
 pub use loading::synthetic;
-pub use loading::{gguf, gguf_header, hub, load, safetensors_dir, save};
+pub use loading::{deferred, gguf, gguf_header, hub, load, safetensors_dir, save};
 pub use text::{chat, tokenizer};
 pub use weights::{linear, qmatrix};
 

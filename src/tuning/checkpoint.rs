@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::log::LogRow;
 use super::settings::TuneSettings;
 use super::TuneError;
-use crate::model::save::{write_hf_folder, write_json};
+use crate::model::deferred::{self, Deferred};
+use crate::model::save::{write_hf_folder_deferred, write_json};
 use crate::model::Model;
 
 /// The format tag of `trainer_state.json`.
@@ -65,8 +66,8 @@ pub fn step_dir_name(step: usize) -> String {
 pub fn save(
     out: &Path,
     start: &Model,
-    weights: &HashMap<String, Tensor>,
-    optimizer: &HashMap<String, Tensor>,
+    weights: &[Deferred<'_>],
+    optimizer: &[Deferred<'_>],
     adapters: Option<&HashMap<String, Tensor>>,
     state: &TrainerState,
     timing: &Timing,
@@ -84,23 +85,16 @@ pub fn save(
         .prefix(".rlq-step-")
         .tempdir_in(out)
         .map_err(|e| io(&e))?;
-    write_hf_folder(start, weights, tmp.path()).map_err(|e| io(&e))?;
-    let contiguous = |m: &HashMap<String, Tensor>| {
-        m.iter()
-            .map(|(k, t)| Ok((k.clone(), t.detach().contiguous()?)))
-            .collect::<candle_core::Result<HashMap<String, Tensor>>>()
-    };
-    candle_core::safetensors::save(
-        &contiguous(optimizer)?,
-        tmp.path().join("optimizer.safetensors"),
-    )
-    .map_err(|e| io(&e))?;
+    // Weights and moments are made one tensor at a time as they are written (LoRA's merged
+    // weights, moments parked on disk): saving holds no second copy of either.
+    write_hf_folder_deferred(start, weights, tmp.path()).map_err(|e| io(&e))?;
+    deferred::save(optimizer, &tmp.path().join("optimizer.safetensors")).map_err(|e| io(&e))?;
     if let Some(a) = adapters {
-        let peft: HashMap<String, Tensor> = contiguous(a)?
-            .into_iter()
-            .map(|(k, t)| (format!("{PEFT_PREFIX}{k}"), t))
+        let peft: Vec<Deferred> = a
+            .iter()
+            .map(|(k, t)| Deferred::of(format!("{PEFT_PREFIX}{k}"), t))
             .collect();
-        candle_core::safetensors::save(&peft, tmp.path().join(LORA_FILE)).map_err(|e| io(&e))?;
+        deferred::save(&peft, &tmp.path().join(LORA_FILE)).map_err(|e| io(&e))?;
     }
     let st = serde_json::to_value(state).map_err(|e| io(&e))?;
     write_json(&tmp.path().join("trainer_state.json"), &st).map_err(|e| io(&e))?;

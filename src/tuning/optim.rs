@@ -12,6 +12,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 
+use crate::model::deferred::{self, Deferred};
+
 /// AdamW's hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
@@ -288,23 +290,58 @@ impl AdamW {
         Ok(())
     }
 
-    /// The moments as named tensors (`m.<name>`, `v.<name>`) for a checkpoint (read from the
-    /// file when parked).
-    pub fn state(&self, names: &[String]) -> Result<HashMap<String, Tensor>> {
-        let read;
-        let (m, v) = match &self.parked {
-            Some(p) => {
-                read = read_parked(p)?;
-                (&read.0, &read.1)
-            }
-            None => (&self.m, &self.v),
+    /// The moments as named tensors (`m.<name>`, `v.<name>`) for a checkpoint, each made when
+    /// asked for: parked moments are read from their file one at a time as the checkpoint is
+    /// written, so saving never brings them all back into memory.
+    pub fn state_files(&self, names: &[String]) -> Result<Vec<Deferred<'_>>> {
+        let n = match &self.parked {
+            Some(p) => p.shapes.len(),
+            None => self.m.len(),
         };
-        let mut out = HashMap::new();
-        for (i, n) in names.iter().enumerate() {
-            out.insert(format!("m.{n}"), m[i].clone());
-            out.insert(format!("v.{n}"), v[i].clone());
+        if names.len() != n {
+            candle_core::bail!(
+                "adamw: {} names for the moments of {n} weights",
+                names.len()
+            );
+        }
+        let mut out = Vec::with_capacity(2 * n);
+        let Some(p) = &self.parked else {
+            for (i, name) in names.iter().enumerate() {
+                out.push(Deferred::of(format!("m.{name}"), &self.m[i]));
+                out.push(Deferred::of(format!("v.{name}"), &self.v[i]));
+            }
+            return Ok(out);
+        };
+        let total: u64 = p.shapes.iter().map(|s| s.elem_count() as u64).sum();
+        let mut at = 0u64; // elements of the weights before this one
+        for (name, shape) in names.iter().zip(&p.shapes) {
+            for (key, first) in [("m", at), ("v", total + at)] {
+                let read = move || -> Result<Tensor> {
+                    let count = shape.elem_count() as u64;
+                    let file = p.file.as_file();
+                    if p.dtype == DType::F64 {
+                        let vals = read_f64s(file, first * 8, count)?;
+                        Tensor::from_vec(vals, shape, &p.device)
+                    } else {
+                        let vals = read_f32s(file, first * 4, count)?;
+                        Tensor::from_vec(vals, shape, &p.device)?.to_dtype(p.dtype)
+                    }
+                };
+                out.push(Deferred::new(
+                    format!("{key}.{name}"),
+                    p.dtype,
+                    shape.dims().to_vec(),
+                    read,
+                ));
+            }
+            at += shape.elem_count() as u64;
         }
         Ok(out)
+    }
+
+    /// [`AdamW::state_files`] made, all at once.
+    pub fn state(&self, names: &[String]) -> Result<HashMap<String, Tensor>> {
+        deferred::materialize(&self.state_files(names)?)
     }
 
     /// Restore moments saved by [`AdamW::state`] and the step count.
@@ -414,7 +451,7 @@ update_piece!(update_piece_f64, f64);
 /// `count` values of a parked file from byte `offset`, and their writing back.
 macro_rules! parked_io {
     ($read:ident, $write:ident, $t:ty) => {
-        fn $read(f: &mut std::fs::File, offset: u64, count: u64) -> Result<Vec<$t>> {
+        fn $read(mut f: &std::fs::File, offset: u64, count: u64) -> Result<Vec<$t>> {
             const W: usize = std::mem::size_of::<$t>();
             let n = usize::try_from(count)
                 .map_err(|_| candle_core::Error::Msg("adamw: piece too large".into()))?;

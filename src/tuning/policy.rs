@@ -5,7 +5,7 @@
 //! A full fine-tune trains every weight as a dense `Var`. With LoRA ([`super::lora`]) only the
 //! factors are `Var`s: each adapted matrix is read as `x·W₀ᵀ + s·(x·Aᵀ)·Bᵀ`
 //! ([`Linear::LowRank`]) over the frozen `W₀` as the start holds it (a GGUF's matrices stay
-//! quantized), so `W₀ + s·B·A` is formed only when a checkpoint is saved ([`Policy::values`]),
+//! quantized), so `W₀ + s·B·A` is formed only when a checkpoint is saved, one weight at a time ([`Policy::weight_files`]),
 //! and the frozen weights exist once: the same transformer over them is the frozen reference
 //! ([`Policy::frozen`]). Either way an optimiser step writes the `Var`s in place and both
 //! transformers see it at once (a detached view shares its tensor's storage).
@@ -16,6 +16,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Result, Tensor, Var};
 
 use super::lora::{self, LoraConfig};
+use crate::model::deferred::{self, Deferred};
 use crate::model::hooked::{ForwardInput, HookedTransformer, Hooks, Pieces};
 use crate::model::linear::Linear;
 use crate::model::packing::Packing;
@@ -302,34 +303,50 @@ impl Policy {
         self.adapters.as_ref().map(|a| &a.frozen_tf)
     }
 
-    /// The model's weights as plain tensors under their HF names (no graph): the trained ones,
-    /// or with LoRA every weight with the adapters merged in (`W₀ + (B·A)·s`; quantized frozen
-    /// weights dequantized) — a plain model that `load` and HF read. LoRA's merged weights are
-    /// formed here, all at once (the checkpoint writer takes one map).
-    pub fn values(&self) -> Result<HashMap<String, Tensor>> {
+    /// The model's weights under their HF names, each made when asked for (no graph): the
+    /// trained ones, or with LoRA every weight with the adapters merged in (`W₀ + (B·A)·s`;
+    /// quantized frozen weights dequantized) — a plain model that `load` and HF read. A
+    /// checkpoint writes them one at a time, so LoRA's merged weights never exist all at once.
+    pub fn weight_files(&self) -> Result<Vec<Deferred<'_>>> {
         let Some(ad) = &self.adapters else {
-            return Ok(self.trained());
+            return Ok(self
+                .names
+                .iter()
+                .zip(&self.vars)
+                .map(|(n, v)| Deferred::of(n.clone(), v.as_tensor()))
+                .collect());
         };
         let s = ad.config.scaling();
-        let mut out = HashMap::new();
-        for n in ad.frozen.names() {
-            let w = ad
-                .frozen
-                .dense(n)
-                .map_err(to_model_err)?
-                .to_dtype(self.dtype)?;
-            let w = match ad.targets.binary_search(n) {
-                Ok(i) => lora::merge(
-                    &w,
-                    self.vars[2 * i].as_tensor(),
-                    self.vars[2 * i + 1].as_tensor(),
-                    s,
-                )?,
-                Err(_) => w,
-            };
-            out.insert(n.clone(), w);
-        }
-        Ok(out)
+        let mut names: Vec<&String> = ad.frozen.names().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| {
+                let shape = ad.frozen.shape(n).map_err(to_model_err)?;
+                let factors = ad.targets.binary_search(n).ok().map(|i| {
+                    (
+                        self.vars[2 * i].as_tensor(),
+                        self.vars[2 * i + 1].as_tensor(),
+                    )
+                });
+                Ok(Deferred::new(n.clone(), self.dtype, shape, move || {
+                    let w = ad
+                        .frozen
+                        .dense(n)
+                        .map_err(to_model_err)?
+                        .to_dtype(self.dtype)?;
+                    match factors {
+                        Some((a, b)) => lora::merge(&w, a, b, s),
+                        None => Ok(w),
+                    }
+                }))
+            })
+            .collect()
+    }
+
+    /// [`Policy::weight_files`] made, all at once.
+    pub fn values(&self) -> Result<HashMap<String, Tensor>> {
+        deferred::materialize(&self.weight_files()?)
     }
 
     /// The trained tensors under their names (shared storage, no graph): every weight of a full

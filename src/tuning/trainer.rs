@@ -117,10 +117,21 @@ pub fn mix_seed(parts: &[u64]) -> u64 {
 /// Rows of one packed forward at most: a GRPO group's answers (which share their prompt's rows),
 /// a DPO pair, or a run of SFT items go through one forward and one backward when they fit,
 /// so each weight is read once for all of them instead of once per answer. Activations held
-/// for a backward grow with the rows (about 1.7 MB per row for SmolLM2-135M in f32): at 512
-/// rows a group of 8 answers of 128 tokens peaked at 3.06e9 B, at 256 at 2.71e9 B — the
-/// update's level — for ~5% more time per step (one measurement each).
-const PACK_ROWS: usize = 256;
+/// for a backward grow with the rows (about 1.3 MB per row for SmolLM2-135M in f32 since the
+/// MLP's product is recomputed in the backward, `model::mlp`; 1.7 MB before). A group of 8
+/// answers of 128 tokens at 512 rows: 3 packs, peak 2.93e9 B, 35.6 s per step; at 256: 8 packs
+/// (the prompt computed in each), 2.71e9 B, 39.6 s (one measurement each, 2026-12-02).
+const PACK_ROWS: usize = 512;
+
+/// Rows of one packed forward that keeps no graph (the frozen reference's log-probabilities):
+/// its activations are freed layer by layer, so only the logits grow with the rows (~0.2 MB per
+/// row for a 49k vocabulary), and a whole group of 8 answers of 128 tokens goes through one
+/// forward: its prompt is computed once instead of once per backward pack (with 256-row packs
+/// the reference took 3.9 s per step of 1 question × 8 × 128 tokens instead of 5.3 s).
+const NO_GRAD_ROWS: usize = 1536;
+
+/// Answers `ks` (indices into a step's answers) and their packed forward.
+type AnswerPack = (std::ops::Range<usize>, PackedAnswers);
 
 /// Phase tags inside seeds.
 const PHASE_TRAIN: u64 = 1;
@@ -387,8 +398,8 @@ impl<'a> Tuner<'a> {
         let p = checkpoint::save(
             out,
             &self.policy.start,
-            &self.policy.values().map_err(cerr)?,
-            &self.opt.state(&self.policy.names).map_err(cerr)?,
+            &self.policy.weight_files().map_err(cerr)?,
+            &self.opt.state_files(&self.policy.names).map_err(cerr)?,
             adapters.as_ref(),
             &state,
             &self.timing,
@@ -569,21 +580,27 @@ impl<'a> Tuner<'a> {
                 (chunk.iter().map(|r| (r - m).powi(2)).sum::<f64>() / (g as f64 - 1.0)).sqrt();
             advantages.extend(a);
         }
-        // Each group's answers in runs that fit one packed forward.
-        let mut packs: Vec<(std::ops::Range<usize>, PackedAnswers)> = Vec::new();
-        for (gi, &q) in idx.iter().enumerate() {
-            let prompt = &self.items[q].prompt;
-            let group = gi * g..(gi + 1) * g;
-            let rows: Vec<usize> = answers[group.clone()]
-                .iter()
-                .map(|a| a.len().saturating_sub(1))
-                .collect();
-            for run in runs_within(prompt.len(), &rows, PACK_ROWS) {
-                let ks = group.start + run.start..group.start + run.end;
-                let refs: Vec<&[u32]> = answers[ks.clone()].iter().map(Vec::as_slice).collect();
-                packs.push((ks, PackedAnswers::shared(prompt, &refs).map_err(cerr)?));
+        // Each group's answers in runs that fit one packed forward: with a graph for the
+        // backward (`packs`), and without one for the reference (`reference_packs`, larger).
+        let group_packs = |budget: usize| -> Result<Vec<AnswerPack>, TuneError> {
+            let mut packs = Vec::new();
+            for (gi, &q) in idx.iter().enumerate() {
+                let prompt = &self.items[q].prompt;
+                let group = gi * g..(gi + 1) * g;
+                let rows: Vec<usize> = answers[group.clone()]
+                    .iter()
+                    .map(|a| a.len().saturating_sub(1))
+                    .collect();
+                for run in runs_within(prompt.len(), &rows, budget) {
+                    let ks = group.start + run.start..group.start + run.end;
+                    let refs: Vec<&[u32]> = answers[ks.clone()].iter().map(Vec::as_slice).collect();
+                    packs.push((ks, PackedAnswers::shared(prompt, &refs).map_err(cerr)?));
+                }
             }
-        }
+            Ok(packs)
+        };
+        let packs = group_packs(PACK_ROWS)?;
+        let reference_packs = group_packs(NO_GRAD_ROWS)?;
         let to_f64 = |t: &Tensor| -> Result<Vec<f64>, TuneError> {
             t.to_dtype(DType::F64)
                 .and_then(|t| t.to_vec1::<f64>())
@@ -591,7 +608,7 @@ impl<'a> Tuner<'a> {
         };
         // The frozen start's log-probabilities (for the KL; measured for the log even at β 0).
         let mut reference: Vec<Vec<f64>> = vec![Vec::new(); answers.len()];
-        for (ks, pack) in &packs {
+        for (ks, pack) in &reference_packs {
             let lps = pack.logprobs(&self.reference).map_err(cerr)?;
             for (k, lp) in ks.clone().zip(&lps) {
                 reference[k] = to_f64(lp)?;

@@ -3,11 +3,14 @@
 //! Composed, autograd would keep `act(gate)` and the product `act(gate) ⊙ up` (the input of the
 //! down projection, which its backward never reads): two `[T, d_ff]` tensors per layer, the
 //! largest activations of a small model. This op keeps only `gate` and `up` (alive anyway) and
-//! recomputes both in its backward. CPU in f32/f64; the composition elsewhere.
+//! recomputes both in its backward. A trained dense `W_down` (a full fine-tune) is the op's third
+//! input, and its gradient `gradᵀ · (act(gate) ⊙ up)` is formed from the recomputed product:
+//! 12 KB less held per row and layer for SmolLM2 in f32, 0.37 MB per row over its 30 layers.
+//! CPU in f32/f64; the composition elsewhere (trained low-rank factors included).
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use crate::model::kernels::{fused, ops};
+use crate::model::kernels::{blas, fused, ops};
 use crate::model::weights::linear::Linear;
 
 // At its old path too (`model::mlp::GluActivation`); it lives with the kernels it selects, so
@@ -29,7 +32,17 @@ pub fn glu_down(gate: &Tensor, up: &Tensor, act: GluActivation, down: &Linear) -
         }
     }
     let dense_ok = !down.is_tracked() && frozen_on_cpu(down, &on_cpu);
-    if fused::supported(gate) && on_cpu(up) && dense_ok && gate.dims() == up.dims() {
+    let inputs_ok = fused::supported(gate) && on_cpu(up) && gate.dims() == up.dims();
+    if let Linear::Dense(w) = down {
+        if inputs_ok && w.track_op() && on_cpu(w) && gate.rank() == 2 {
+            return gate.contiguous()?.apply_op3(
+                &up.contiguous()?,
+                &w.contiguous()?,
+                GluDownTrained { act },
+            );
+        }
+    }
+    if inputs_ok && dense_ok {
         let op = GluDown {
             act,
             down: down.clone(),
@@ -85,5 +98,55 @@ impl CustomOp2 for GluDown {
         let dup = (&da * self.act.apply(&gate)?)?;
         let dgate = self.act.backward(&(da * up)?, &gate)?;
         Ok((Some(dgate), Some(dup)))
+    }
+}
+
+/// [`GluDown`] with the down projection's dense weight as a differentiated input.
+struct GluDownTrained {
+    act: GluActivation,
+}
+
+impl CustomOp3 for GluDownTrained {
+    fn name(&self) -> &'static str {
+        "fused-glu-down-trained"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let gate = ops::cpu_tensor(s1, l1)?;
+        let up = ops::cpu_tensor(s2, l2)?;
+        let down = Linear::Dense(ops::cpu_tensor(s3, l3)?);
+        let y = down.forward(&(self.act.apply(&gate)? * up)?)?;
+        ops::into_cpu_storage(&y)
+    }
+
+    /// As [`GluDown`]'s, and `dW = gradᵀ · (act(gate) ⊙ up)` (`[d_model, d_ff]`, W's shape).
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (gate, up, grad) = (gate.detach(), up.detach(), grad.detach());
+        let down = Linear::Dense(w.detach());
+        let da = down.input_grad(&grad)?;
+        let act = self.act.apply(&gate)?;
+        let dgate = self.act.backward(&(&da * &up)?, &gate)?;
+        let dup = (&da * &act)?;
+        let a = (act * up)?;
+        let dw = match blas::product(&grad, blas::Op::T, &a, blas::Op::N)? {
+            Some(dw) => dw,
+            None => grad.t()?.matmul(&a)?,
+        };
+        Ok((Some(dgate), Some(dup), Some(dw)))
     }
 }

@@ -250,6 +250,62 @@ pub fn linear_t_with(
     }
 }
 
+/// `op_a(a) · op_b(b)` for 2-D CPU tensors of one float dtype (f32/f64), no graph, through the
+/// loaded library; `None` when none is loaded or the operands do not qualify (the caller takes
+/// candle's product). For the products inside fused ops' backwards.
+pub fn product(
+    a: &candle_core::Tensor,
+    op_a: Op,
+    b: &candle_core::Tensor,
+    op_b: Op,
+) -> candle_core::Result<Option<candle_core::Tensor>> {
+    use candle_core::DType;
+    let Some(blas) = loaded().map_err(candle_core::Error::Msg)? else {
+        return Ok(None);
+    };
+    let ok = a.device().is_cpu()
+        && b.device().is_cpu()
+        && a.dtype() == b.dtype()
+        && matches!(a.dtype(), DType::F32 | DType::F64)
+        && a.rank() == 2
+        && b.rank() == 2;
+    if !ok {
+        return Ok(None);
+    }
+    let (ar, ac) = a.dims2()?;
+    let (br, bc) = b.dims2()?;
+    let (m, k) = if op_a == Op::N { (ar, ac) } else { (ac, ar) };
+    let (kb, n) = if op_b == Op::N { (br, bc) } else { (bc, br) };
+    if k != kb {
+        candle_core::bail!(
+            "blas product: {:?} by {:?} ({op_a:?}, {op_b:?})",
+            a.dims(),
+            b.dims()
+        );
+    }
+    fn run<T: Float + candle_core::WithDType>(
+        blas: &Blas,
+        a: &candle_core::Tensor,
+        op_a: Op,
+        b: &candle_core::Tensor,
+        op_b: Op,
+        (m, n, k): (usize, usize, usize),
+    ) -> candle_core::Result<candle_core::Tensor> {
+        let v = with_slice::<T, _>(a, |a| {
+            with_slice::<T, _>(b, |b| {
+                blas.gemm(op_a, op_b, m, n, k, a, b)
+                    .map_err(candle_core::Error::Msg)
+            })
+        })?;
+        candle_core::Tensor::from_vec(v, (m, n), a.device())
+    }
+    let (a, b) = (a.detach(), b.detach());
+    match a.dtype() {
+        DType::F32 => run::<f32>(blas, &a, op_a, &b, op_b, (m, n, k)).map(Some),
+        _ => run::<f64>(blas, &a, op_a, &b, op_b, (m, n, k)).map(Some),
+    }
+}
+
 struct LinearT {
     blas: &'static Blas,
 }

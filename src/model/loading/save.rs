@@ -14,6 +14,7 @@ use candle_core::{DType, Tensor};
 use serde_json::{json, Value as Json};
 
 use super::checkpoint::{check_manifest, PresentTensor};
+use super::deferred::{self, Deferred};
 use crate::model::config::{ModelConfig, RopeScaling};
 use crate::model::error::{ModelError, Result};
 use crate::model::Model;
@@ -116,31 +117,38 @@ pub fn hf_config_json(c: &ModelConfig, dtype: DType) -> Result<Json> {
 /// `weights` must be the architecture's manifest exactly (checked first, as a load would), so a
 /// folder is never written that rlq or transformers could not read back.
 pub fn write_hf_folder(model: &Model, weights: &HashMap<String, Tensor>, dir: &Path) -> Result<()> {
+    let list: Vec<Deferred> = weights
+        .iter()
+        .map(|(n, t)| Deferred::of(n.clone(), t))
+        .collect();
+    write_hf_folder_deferred(model, &list, dir)
+}
+
+/// [`write_hf_folder`] with weights made one at a time while `model.safetensors` is written
+/// (LoRA's merged weights): the folder never needs a second copy of the model in memory.
+pub fn write_hf_folder_deferred(model: &Model, weights: &[Deferred<'_>], dir: &Path) -> Result<()> {
     let present: Vec<PresentTensor> = weights
         .iter()
-        .map(|(n, t)| PresentTensor {
-            hf_name: Some(n.clone()),
-            file_name: n.clone(),
-            shape: t.dims().to_vec(),
+        .map(|d| PresentTensor {
+            hf_name: Some(d.name.clone()),
+            file_name: d.name.clone(),
+            shape: d.shape.clone(),
         })
         .collect();
     check_manifest(&model.config, &present)?;
     let io = |what: &str, e: &dyn std::fmt::Display| {
         ModelError::Io(format!("cannot write {what} in `{}`: {e}", dir.display()))
     };
-    let dtype = weights
-        .values()
-        .next()
-        .map(Tensor::dtype)
-        .unwrap_or(model.dtype);
+    let dtype = weights.first().map(|d| d.dtype).unwrap_or(model.dtype);
+    if let Some(d) = weights.iter().find(|d| d.dtype != dtype) {
+        return Err(ModelError::Format(format!(
+            "weights of one dtype expected; `{}` is {:?}, others {dtype:?}",
+            d.name, d.dtype
+        )));
+    }
     let config = hf_config_json(&model.config, dtype)?;
     write_json(&dir.join("config.json"), &config).map_err(|e| io("config.json", &e))?;
-    // Contiguous copies: a narrowed or transposed view cannot be serialised as is.
-    let owned: HashMap<String, Tensor> = weights
-        .iter()
-        .map(|(k, t)| Ok((k.clone(), t.detach().contiguous()?)))
-        .collect::<candle_core::Result<_>>()?;
-    candle_core::safetensors::save(&owned, dir.join("model.safetensors"))
+    deferred::save(weights, &dir.join("model.safetensors"))
         .map_err(|e| io("model.safetensors", &e))?;
     if let Some(tok) = model.tokenizer.inner() {
         let text = tok.to_string(false).map_err(|e| io("tokenizer.json", &e))?;

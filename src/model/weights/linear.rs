@@ -156,7 +156,10 @@ impl Linear {
     /// `g · W`: the gradient of `x · Wᵀ` with respect to `x`, for `g: [n, out]` (no graph).
     pub fn input_grad(&self, g: &Tensor) -> Result<Tensor> {
         match self {
-            Linear::Dense(w) => g.detach().matmul(&w.detach()),
+            Linear::Dense(w) => match blas::product(g, blas::Op::N, w, blas::Op::N)? {
+                Some(d) => Ok(d),
+                None => g.detach().matmul(&w.detach()),
+            },
             Linear::Quant(v) => v.matmul(&g.detach()),
             Linear::LowRank(l) => {
                 let gb = (g.detach().matmul(&l.b.detach())? * l.scale)?;
