@@ -62,6 +62,19 @@ pub fn glu_down_composed(
     down.forward(&(act.apply(gate)? * up)?)
 }
 
+/// From `da`, the gradient at `act(gate) ⊙ up`: `dgate = (da ⊙ up) · act'(gate)`,
+/// `dup = da ⊙ act(gate)`, and `act(gate)` itself.
+fn glu_grads(
+    act: GluActivation,
+    gate: &Tensor,
+    up: &Tensor,
+    da: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let a = act.apply(gate)?;
+    let dgate = act.backward(&(da * up)?, gate)?;
+    Ok((dgate, (da * &a)?, a))
+}
+
 struct GluDown {
     act: GluActivation,
     down: Linear,
@@ -79,10 +92,8 @@ impl CustomOp2 for GluDown {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let gate = ops::cpu_tensor(s1, l1)?;
-        let up = ops::cpu_tensor(s2, l2)?;
-        let y = self.down.forward(&(self.act.apply(&gate)? * up)?)?;
-        ops::into_cpu_storage(&y)
+        let (gate, up) = (ops::cpu_tensor(s1, l1)?, ops::cpu_tensor(s2, l2)?);
+        ops::into_cpu_storage(&glu_down_composed(&gate, &up, self.act, &self.down)?)
     }
 
     /// `da = grad · W_down`; `dup = da ⊙ act(gate)`; `dgate = (da ⊙ up) · act'(gate)`.
@@ -93,10 +104,8 @@ impl CustomOp2 for GluDown {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (gate, up) = (gate.detach(), up.detach());
         let da = self.down.input_grad(&grad.detach())?;
-        let dup = (&da * self.act.apply(&gate)?)?;
-        let dgate = self.act.backward(&(da * up)?, &gate)?;
+        let (dgate, dup, _) = glu_grads(self.act, &gate.detach(), &up.detach(), &da)?;
         Ok((Some(dgate), Some(dup)))
     }
 }
@@ -120,11 +129,9 @@ impl CustomOp3 for GluDownTrained {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let gate = ops::cpu_tensor(s1, l1)?;
-        let up = ops::cpu_tensor(s2, l2)?;
+        let (gate, up) = (ops::cpu_tensor(s1, l1)?, ops::cpu_tensor(s2, l2)?);
         let down = Linear::Dense(ops::cpu_tensor(s3, l3)?);
-        let y = down.forward(&(self.act.apply(&gate)? * up)?)?;
-        ops::into_cpu_storage(&y)
+        ops::into_cpu_storage(&glu_down_composed(&gate, &up, self.act, &down)?)
     }
 
     /// As [`GluDown`]'s, and `dW = gradᵀ · (act(gate) ⊙ up)` (`[d_model, d_ff]`, W's shape).
@@ -136,12 +143,9 @@ impl CustomOp3 for GluDownTrained {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (gate, up, grad) = (gate.detach(), up.detach(), grad.detach());
-        let down = Linear::Dense(w.detach());
-        let da = down.input_grad(&grad)?;
-        let act = self.act.apply(&gate)?;
-        let dgate = self.act.backward(&(&da * &up)?, &gate)?;
-        let dup = (&da * &act)?;
+        let (up, grad) = (up.detach(), grad.detach());
+        let da = Linear::Dense(w.detach()).input_grad(&grad)?;
+        let (dgate, dup, act) = glu_grads(self.act, &gate.detach(), &up, &da)?;
         let a = (act * up)?;
         let dw = match blas::product(&grad, blas::Op::T, &a, blas::Op::N)? {
             Some(dw) => dw,
