@@ -283,27 +283,29 @@ pub fn product(
             b.dims()
         );
     }
-    fn run<T: Float + candle_core::WithDType>(
-        blas: &Blas,
-        a: &candle_core::Tensor,
-        op_a: Op,
-        b: &candle_core::Tensor,
-        op_b: Op,
-        (m, n, k): (usize, usize, usize),
-    ) -> candle_core::Result<candle_core::Tensor> {
-        let v = with_slice::<T, _>(a, |a| {
-            with_slice::<T, _>(b, |b| {
-                blas.gemm(op_a, op_b, m, n, k, a, b)
-                    .map_err(candle_core::Error::Msg)
-            })
-        })?;
-        candle_core::Tensor::from_vec(v, (m, n), a.device())
-    }
     let (a, b) = (a.detach(), b.detach());
     match a.dtype() {
-        DType::F32 => run::<f32>(blas, &a, op_a, &b, op_b, (m, n, k)).map(Some),
-        _ => run::<f64>(blas, &a, op_a, &b, op_b, (m, n, k)).map(Some),
+        DType::F32 => gemm_tensor::<f32>(blas, &a, op_a, &b, op_b, (m, n, k)).map(Some),
+        _ => gemm_tensor::<f64>(blas, &a, op_a, &b, op_b, (m, n, k)).map(Some),
     }
+}
+
+/// [`Blas::gemm`] of two contiguous CPU tensors of `T` (`m`, `n`, `k` as there): `[m, n]`.
+fn gemm_tensor<T: Float + candle_core::WithDType>(
+    blas: &Blas,
+    a: &candle_core::Tensor,
+    op_a: Op,
+    b: &candle_core::Tensor,
+    op_b: Op,
+    (m, n, k): (usize, usize, usize),
+) -> candle_core::Result<candle_core::Tensor> {
+    let v = with_slice::<T, _>(a, |a| {
+        with_slice::<T, _>(b, |b| {
+            blas.gemm(op_a, op_b, m, n, k, a, b)
+                .map_err(candle_core::Error::Msg)
+        })
+    })?;
+    candle_core::Tensor::from_vec(v, (m, n), a.device())
 }
 
 struct LinearT {
@@ -348,31 +350,15 @@ impl LinearT {
     ) -> candle_core::Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
         let (rows, inp) = x.dims2()?;
         let out = w.dim(0)?;
-        let err = candle_core::Error::Msg;
-        let dx = if x.track_op() {
-            let v = with_slice::<T, _>(dy, |dy| {
-                with_slice::<T, _>(w, |w| {
-                    self.blas
-                        .gemm(Op::N, Op::N, rows, inp, out, dy, w)
-                        .map_err(err)
-                })
-            })?;
-            Some(candle_core::Tensor::from_vec(v, (rows, inp), x.device())?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            let v = with_slice::<T, _>(dy, |dy| {
-                with_slice::<T, _>(x, |x| {
-                    self.blas
-                        .gemm(Op::T, Op::N, out, inp, rows, dy, x)
-                        .map_err(err)
-                })
-            })?;
-            Some(candle_core::Tensor::from_vec(v, (out, inp), w.device())?)
-        } else {
-            None
-        };
+        let (blas, dims) = (self.blas, (rows, inp, out));
+        let dx = x
+            .track_op()
+            .then(|| gemm_tensor::<T>(blas, dy, Op::N, w, Op::N, dims))
+            .transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| gemm_tensor::<T>(blas, dy, Op::T, x, Op::N, (out, inp, rows)))
+            .transpose()?;
         Ok((dx, dw))
     }
 }
