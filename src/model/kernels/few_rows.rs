@@ -4,12 +4,16 @@
 //! With a handful of rows the product is bound by reading `W`, and the gemm crate's blocked
 //! kernels are built for the opposite case: on SmolLM2's 49k × 576 unembedding one row took
 //! 13.9 ms (8 GB/s) where the machine streams the weight at ~40 GB/s. Here each thread reads a
-//! block of `W`'s rows once and forms every input row's dot product with each of them while
-//! it is in cache.
+//! block of `W`'s rows once and, on AVX-512, forms the dot products of a tile of 3 weight rows
+//! with 8 input rows at once in registers (24 accumulators: each loaded vector feeds 3 or 8
+//! multiply-adds, where one dot product at a time loaded two vectors per multiply-add and was
+//! bound by the loads).
 //!
-//! Each dot product is summed in a fixed order — fused multiply-adds in 4 chains of 16 lanes
-//! over the columns, chains and lanes added pairwise, the remainder after — whatever the CPU's vector width,
-//! so AVX-512, AVX2 and the portable path give the same bits (FMA rounds once everywhere).
+//! Every dot product is summed in one fixed order, [`dot`]'s — lane `l` of 16 adds the
+//! columns `16c + l` in order by fused multiply-adds (a last partial chunk adds nothing to the
+//! lanes it lacks), then the 16 lanes are added pairwise — whatever the vector unit and the
+//! tiling, so AVX-512, AVX2 and the portable path give the same bits (FMA rounds once
+//! everywhere), and a row's result does not depend on the rows beside it.
 
 use rayon::prelude::*;
 
@@ -18,10 +22,13 @@ use rayon::prelude::*;
 pub const MAX_ROWS: usize = 16;
 
 const LANES: usize = 16;
-/// Independent multiply-add chains per dot product.
-const CHAINS: usize = 4;
-/// Rows of `W` per parallel task (a few hundred KB of weights).
-const BLOCK: usize = 64;
+/// Input rows per register tile.
+const TILE_ROWS: usize = 4;
+/// Weight rows per register tile: 8 × 3 accumulators, 3 weight vectors and an input vector
+/// fill 28 of AVX-512's 32 registers.
+const TILE_OUT: usize = 4;
+/// Rows of `W` per parallel task (a few hundred KB of weights; a multiple of [`TILE_OUT`]).
+const BLOCK: usize = 48;
 
 /// `x · Wᵀ` for `x: [rows, inp]` and `w: [out, inp]` (row-major slices): `[rows, out]`.
 pub fn matmul_t(x: &[f32], rows: usize, w: &[f32], out: usize, inp: usize) -> Vec<f32> {
@@ -31,6 +38,9 @@ pub fn matmul_t(x: &[f32], rows: usize, w: &[f32], out: usize, inp: usize) -> Ve
     let mut yt = vec![0f32; out * rows];
     if rows == 0 || out == 0 {
         return yt;
+    }
+    if inp == 0 {
+        return vec![0f32; rows * out];
     }
     yt.par_chunks_mut(BLOCK * rows)
         .zip(w.par_chunks(BLOCK * inp))
@@ -44,7 +54,7 @@ pub fn matmul_t(x: &[f32], rows: usize, w: &[f32], out: usize, inp: usize) -> Ve
     y
 }
 
-/// One block of weight rows, with the widest vector unit the CPU has.
+/// One block of weight rows (`y`: `[block rows, rows]`), with the widest vector unit the CPU has.
 fn block(x: &[f32], rows: usize, wb: &[f32], inp: usize, y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -52,21 +62,15 @@ fn block(x: &[f32], rows: usize, wb: &[f32], inp: usize, y: &mut [f32]) {
             && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has avx512f and fma (checked just above), the only requirement of
-            // a `target_feature` function; the body is safe code.
-            return unsafe { block_avx512(x, rows, wb, inp, y) };
+            // a `target_feature` function; the slices' shapes are checked inside.
+            return unsafe { avx512::block(x, rows, wb, inp, y) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            // SAFETY: as above, for avx2 and fma.
+            // SAFETY: as above, for avx2 and fma; the body is safe code.
             return unsafe { block_avx2(x, rows, wb, inp, y) };
         }
     }
-    block_portable(x, rows, wb, inp, y)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn block_avx512(x: &[f32], rows: usize, wb: &[f32], inp: usize, y: &mut [f32]) {
     block_portable(x, rows, wb, inp, y)
 }
 
@@ -77,58 +81,43 @@ unsafe fn block_avx2(x: &[f32], rows: usize, wb: &[f32], inp: usize, y: &mut [f3
 }
 
 /// Inlined into each `target_feature` variant, so the lanes compile to that unit's vectors.
+/// Four input rows at a time against each weight row: four independent accumulators.
 #[inline(always)]
 fn block_portable(x: &[f32], rows: usize, wb: &[f32], inp: usize, y: &mut [f32]) {
+    const GROUP: usize = 4;
     for (wrow, yo) in wb.chunks_exact(inp).zip(y.chunks_exact_mut(rows)) {
-        for (out, xrow) in yo.iter_mut().zip(x.chunks_exact(inp)) {
-            *out = dot(wrow, xrow);
-        }
-    }
-}
-
-/// `Σ a_i·b_i` over 16 lanes in 4 independent chains (chunk `c` of 16 columns goes to chain
-/// `c mod 4`: one chain would wait on each multiply-add's latency), chains then lanes added
-/// pairwise, the columns after the last whole chunk added last in order.
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [[0f32; LANES]; CHAINS];
-    let group = LANES * CHAINS;
-    let whole = a.len() / group * group;
-    let (ag, arest) = a.split_at(whole);
-    let (bg, brest) = b.split_at(whole);
-    for (ac, bc) in ag.chunks_exact(group).zip(bg.chunks_exact(group)) {
-        for (c, chain) in acc.iter_mut().enumerate() {
-            let (ai, bi) = (
-                &ac[c * LANES..(c + 1) * LANES],
-                &bc[c * LANES..(c + 1) * LANES],
-            );
-            for l in 0..LANES {
-                chain[l] = ai[l].mul_add(bi[l], chain[l]);
+        for (xs, ys) in x.chunks(GROUP * inp).zip(yo.chunks_mut(GROUP)) {
+            let mut acc = [[0f32; LANES]; GROUP];
+            for (c, wc) in wrow.chunks(LANES).enumerate() {
+                for (r, a) in acc.iter_mut().enumerate().take(ys.len()) {
+                    let xc = &xs[r * inp + c * LANES..r * inp + c * LANES + wc.len()];
+                    for l in 0..wc.len() {
+                        a[l] = wc[l].mul_add(xc[l], a[l]);
+                    }
+                }
+            }
+            for (out, a) in ys.iter_mut().zip(acc) {
+                *out = pairwise(a);
             }
         }
     }
-    let chunks = arest.len() / LANES * LANES;
-    for (chain, (ai, bi)) in acc.iter_mut().zip(
-        arest[..chunks]
-            .chunks_exact(LANES)
-            .zip(brest[..chunks].chunks_exact(LANES)),
-    ) {
-        for l in 0..LANES {
-            chain[l] = ai[l].mul_add(bi[l], chain[l]);
-        }
-    }
-    let [c0, c1, c2, c3] = acc;
-    let mut lanes = [0f32; LANES];
-    for l in 0..LANES {
-        lanes[l] = (c0[l] + c1[l]) + (c2[l] + c3[l]);
-    }
-    let mut s = pairwise(lanes);
-    for (x, y) in arest[chunks..].iter().zip(&brest[chunks..]) {
-        s = x.mul_add(*y, s);
-    }
-    s
 }
 
+/// `Σ a_i·b_i` in the kernel's one order: lane `l` of 16 accumulates the columns `16c + l`
+/// by fused multiply-adds, in order (one chain per lane: the callers have many dot products
+/// in flight), then the lanes are added pairwise.
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    for (ac, bc) in a.chunks(LANES).zip(b.chunks(LANES)) {
+        for l in 0..ac.len().min(bc.len()) {
+            acc[l] = ac[l].mul_add(bc[l], acc[l]);
+        }
+    }
+    pairwise(acc)
+}
+
+/// `v[i] += v[i + n]` for n = 8, 4, 2, 1: the AVX-512 path's halving reduction.
 #[inline(always)]
 fn pairwise(a: [f32; LANES]) -> f32 {
     let mut v = a;
@@ -142,23 +131,171 @@ fn pairwise(a: [f32; LANES]) -> f32 {
     v[0]
 }
 
+/// The register-tiled AVX-512 kernel.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{LANES, TILE_OUT, TILE_ROWS};
+    use std::arch::x86_64::*;
+
+    /// [`super::block_portable`]'s results, a tile of `TILE_OUT` weight rows by up to
+    /// `TILE_ROWS` input rows at a time (a last tile short of weight rows repeats its last one
+    /// and drops those results).
+    ///
+    /// # Safety
+    /// The CPU must have avx512f and fma.
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) unsafe fn block(x: &[f32], rows: usize, wb: &[f32], inp: usize, y: &mut [f32]) {
+        assert!(
+            inp > 0 && x.len() == rows * inp,
+            "few_rows: x is not [rows, in]"
+        );
+        assert!(wb.len() % inp == 0, "few_rows: block is not [n, in]");
+        let outs = wb.len() / inp;
+        assert_eq!(y.len(), outs * rows, "few_rows: y is not [n, rows]");
+        for o in (0..outs).step_by(TILE_OUT) {
+            let w: [&[f32]; TILE_OUT] = std::array::from_fn(|j| {
+                let row = (o + j).min(outs - 1);
+                &wb[row * inp..(row + 1) * inp]
+            });
+            let valid = (outs - o).min(TILE_OUT);
+            for r0 in (0..rows).step_by(TILE_ROWS) {
+                let n = (rows - r0).min(TILE_ROWS);
+                let xs = &x[r0 * inp..(r0 + n) * inp];
+                let mut sums = [[0f32; TILE_OUT]; TILE_ROWS];
+                // SAFETY (each arm): the caller guarantees avx512f and fma; `xs` holds `n`
+                // rows of `inp` and each `w` row `inp` values (checked above).
+                unsafe {
+                    match n {
+                        1 => tile::<1>(xs, inp, w, &mut sums),
+                        2 => tile::<2>(xs, inp, w, &mut sums),
+                        3 => tile::<3>(xs, inp, w, &mut sums),
+                        _ => tile::<4>(xs, inp, w, &mut sums),
+                    }
+                }
+                for (j, out) in (o..o + valid).enumerate() {
+                    for (r, s) in sums.iter().take(n).enumerate() {
+                        y[out * rows + r0 + r] = s[j];
+                    }
+                }
+            }
+        }
+    }
+
+    /// `R` input rows (`xs`: `[R, inp]`) against `TILE_OUT` weight rows, each dot product in
+    /// [`super::dot`]'s order.
+    ///
+    /// # Safety
+    /// The CPU must have avx512f and fma; `xs.len() == R * inp`, every `w[j].len() == inp`.
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn tile<const R: usize>(
+        xs: &[f32],
+        inp: usize,
+        w: [&[f32]; TILE_OUT],
+        sums: &mut [[f32; TILE_OUT]; TILE_ROWS],
+    ) {
+        debug_assert!(xs.len() == R * inp && w.iter().all(|r| r.len() == inp));
+        let mut acc = [[_mm512_setzero_ps(); TILE_OUT]; R];
+        // Whole chunks as `[f32; 16]` arrays, read by a plain copy: `_mm512_loadu_ps` goes
+        // through `ptr::read_unaligned`, whose debug-build precondition check (this crate's
+        // dev profile keeps debug assertions) sent every loaded vector through the stack.
+        // Loops, not `array::from_fn`: a closure is compiled without this function's target
+        // features, so intrinsics in it become calls.
+        let mut wc: [&[[f32; LANES]]; TILE_OUT] = [&[]; TILE_OUT];
+        let mut wt: [&[f32]; TILE_OUT] = [&[]; TILE_OUT];
+        for j in 0..TILE_OUT {
+            (wc[j], wt[j]) = w[j].as_chunks::<LANES>();
+        }
+        let mut xc: [&[[f32; LANES]]; R] = [&[]; R];
+        let mut xt: [&[f32]; R] = [&[]; R];
+        for (r, row) in xs.chunks_exact(inp).enumerate().take(R) {
+            (xc[r], xt[r]) = row.as_chunks::<LANES>();
+        }
+        let chunks = inp / LANES;
+        for c in 0..chunks {
+            let mut wv = [_mm512_setzero_ps(); TILE_OUT];
+            for j in 0..TILE_OUT {
+                wv[j] = vector(&wc[j][c]);
+            }
+            for (r, a) in acc.iter_mut().enumerate() {
+                let xv = vector(&xc[r][c]);
+                for j in 0..TILE_OUT {
+                    a[j] = _mm512_fmadd_ps(wv[j], xv, a[j]);
+                }
+            }
+        }
+        let rest = inp - chunks * LANES;
+        if rest > 0 {
+            // The last partial chunk: lanes past the row's end neither load nor change.
+            let mask: __mmask16 = (1u16 << rest) - 1;
+            // SAFETY: each tail slice holds `rest` values; the masked loads read only those.
+            unsafe {
+                let mut wv = [_mm512_setzero_ps(); TILE_OUT];
+                for j in 0..TILE_OUT {
+                    wv[j] = _mm512_maskz_loadu_ps(mask, wt[j].as_ptr());
+                }
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_maskz_loadu_ps(mask, xt[r].as_ptr());
+                    for j in 0..TILE_OUT {
+                        a[j] = _mm512_mask3_fmadd_ps(wv[j], xv, a[j], mask);
+                    }
+                }
+            }
+        }
+        for (s, a) in sums.iter_mut().zip(&acc) {
+            for j in 0..TILE_OUT {
+                s[j] = reduce(a[j]);
+            }
+        }
+    }
+
+    /// 16 values as one vector.
+    #[inline(always)]
+    fn vector(a: &[f32; LANES]) -> __m512 {
+        // SAFETY: `[f32; 16]` and `__m512` are both 64 bytes of plain f32 lanes.
+        unsafe { std::mem::transmute::<[f32; LANES], __m512>(*a) }
+    }
+
+    /// The 16 lanes added as [`super::pairwise`] does: halves, then quarters, pairs, the last two.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn reduce(v: __m512) -> f32 {
+        let lo = _mm512_castps512_ps256(v);
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        let s8 = _mm256_add_ps(lo, hi);
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
+        _mm_cvtss_f32(s1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Against an f64 product: f32 dot products of 576 terms in [-1, 1] agree to 1e-5 of the
-    /// row's scale (rounding of 36 lane sums); shapes with a remainder column count and a
-    /// partial last block included.
-    #[test]
-    fn matches_an_f64_product() {
-        let mut seed = 7u64;
-        let mut next = || {
-            seed = seed
+    fn lcg(seed: u64) -> impl FnMut() -> f64 {
+        let mut s = seed;
+        move || {
+            s = s
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            ((seed >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
-        };
-        for (rows, out, inp) in [(1, 130, 576), (8, 64, 37), (3, 200, 1536), (16, 5, 16)] {
+            ((s >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
+        }
+    }
+
+    /// Against an f64 product: f32 dot products of up to 1536 terms in [-1, 1] agree to
+    /// 1e-5·√in (rounding of 16 lane sums of ≤ 96 terms each); shapes with a remainder column
+    /// count, a partial last tile and block, and more rows than a tile included.
+    #[test]
+    fn matches_an_f64_product() {
+        let mut next = lcg(7);
+        for (rows, out, inp) in [
+            (1, 130, 576),
+            (8, 64, 37),
+            (3, 200, 1536),
+            (16, 5, 16),
+            (11, 49, 7),
+        ] {
             let x: Vec<f32> = (0..rows * inp).map(|_| next() as f32).collect();
             let w: Vec<f32> = (0..out * inp).map(|_| next() as f32).collect();
             let y = matmul_t(&x, rows, &w, out, inp);
@@ -177,23 +314,32 @@ mod tests {
         }
     }
 
-    /// Every vector path gives the portable path's bits.
+    /// Every vector path, and every row's place in a tile, gives [`dot`]'s bits: the product
+    /// of one row alone equals that row's among 16.
     #[test]
-    fn vector_paths_give_the_portable_bits() {
-        let (rows, out, inp) = (5, 70, 600);
-        let x: Vec<f32> = (0..rows * inp)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 31.0)
-            .collect();
-        let w: Vec<f32> = (0..out * inp)
-            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 29.0)
-            .collect();
-        let mut want = vec![0f32; out * rows];
-        block_portable(&x, rows, &w, inp, &mut want);
-        let mut got = vec![0f32; out * rows];
-        block(&x, rows, &w, inp, &mut got);
-        assert_eq!(
-            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
+    fn every_path_gives_the_dot_products_bits() {
+        let mut next = lcg(11);
+        for (rows, out, inp) in [(5, 70, 600), (16, 7, 16), (9, 50, 37), (8, 96, 576)] {
+            let x: Vec<f32> = (0..rows * inp).map(|_| next() as f32).collect();
+            let w: Vec<f32> = (0..out * inp).map(|_| next() as f32).collect();
+            let want: Vec<u32> = (0..out)
+                .flat_map(|o| {
+                    let (x, w) = (&x, &w);
+                    (0..rows).map(move |r| {
+                        dot(&w[o * inp..(o + 1) * inp], &x[r * inp..(r + 1) * inp]).to_bits()
+                    })
+                })
+                .collect();
+            let mut portable = vec![0f32; out * rows];
+            block_portable(&x, rows, &w, inp, &mut portable);
+            let mut fastest = vec![0f32; out * rows];
+            block(&x, rows, &w, inp, &mut fastest);
+            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&portable), want, "portable, {rows}x{out}x{inp}");
+            assert_eq!(bits(&fastest), want, "fastest unit, {rows}x{out}x{inp}");
+            let alone = matmul_t(&x[inp..2 * inp], 1, &w, out, inp);
+            let among = matmul_t(&x, rows, &w, out, inp);
+            assert_eq!(bits(&alone), bits(&among[out..2 * out]), "row 1 alone");
+        }
     }
 }
