@@ -149,7 +149,10 @@ mod avx512 {
             inp > 0 && x.len() == rows * inp,
             "few_rows: x is not [rows, in]"
         );
-        assert!(wb.len() % inp == 0, "few_rows: block is not [n, in]");
+        assert!(
+            wb.len().is_multiple_of(inp),
+            "few_rows: block is not [n, in]"
+        );
         let outs = wb.len() / inp;
         assert_eq!(y.len(), outs * rows, "few_rows: y is not [n, rows]");
         for o in (0..outs).step_by(TILE_OUT) {
@@ -162,7 +165,7 @@ mod avx512 {
                 let n = (rows - r0).min(TILE_ROWS);
                 let xs = &x[r0 * inp..(r0 + n) * inp];
                 let mut sums = [[0f32; TILE_OUT]; TILE_ROWS];
-                // SAFETY (each arm): the caller guarantees avx512f and fma; `xs` holds `n`
+                // SAFETY: (each arm) the caller guarantees avx512f and fma; `xs` holds `n`
                 // rows of `inp` and each `w` row `inp` values (checked above).
                 unsafe {
                     match n {
