@@ -276,7 +276,7 @@ fn ids_column(df: &DataFrame, name: &str) -> Result<Vec<Option<Vec<u32>>>, Strin
     }
 }
 
-fn int_column(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, String> {
+pub(crate) fn int_column(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, String> {
     let c = column(df, name)?;
     whole_numbers(c.as_materialized_series(), name, None)
 }

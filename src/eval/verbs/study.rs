@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use polars::prelude::*;
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
-use super::samples::string_column;
+use super::samples::{int_column, string_column};
 use crate::eval::context::EvalContext;
 use crate::eval::error::{ErrorCode, EvalError, EvalResult};
 use crate::eval::registry::{Args, Range, Registry, Signature, Type};
@@ -164,6 +164,31 @@ pub(super) fn register(reg: &mut Registry) {
         verb_grade,
     );
     reg.register_fn(
+        Signature::new(
+            "paired_accuracy",
+            "two graded answer sets of the same questions, question by question: each one's \
+             accuracy, the questions right in both, only in the first, only in the second, in \
+             neither, and the exact McNemar p-value of the difference (is a held-out gain more \
+             than noise?)",
+        )
+        .category("study")
+        .required(
+            "first",
+            Type::Table,
+            "graded answers (`prompt_id`, `correct`), e.g. the start model's",
+        )
+        .required(
+            "second",
+            Type::Table,
+            "graded answers of the same questions, e.g. a checkpoint's",
+        )
+        .example(
+            "paired_accuracy a0, a1",
+            "questions, accuracy_first, accuracy_second, both, only_first, only_second, neither, p_mcnemar",
+        ),
+        verb_paired_accuracy,
+    );
+    reg.register_fn(
         Signature::new("sample", "n rows drawn without replacement, reproducibly")
             .category("table")
             .input(Type::Table)
@@ -296,6 +321,53 @@ fn verb_grade(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
     df.with_column(Column::new("extracted".into(), extracted))
         .and_then(|d| d.with_column(Column::new("correct".into(), correct)))
         .map_err(|e| failed(span, e))?;
+    Ok(Value::Table(Table::Eager(df)))
+}
+
+/// `(prompt_id, correct)` of a graded answer table.
+fn graded_rows(df: &DataFrame, side: &str) -> Result<Vec<(i64, bool)>, String> {
+    let ids = int_column(df, "prompt_id").map_err(|m| format!("the {side} answers: {m}"))?;
+    let correct = df
+        .column("correct")
+        .map_err(|_| format!("the {side} answers have no `correct` column (from `grade`)"))?
+        .bool()
+        .map_err(|_| format!("the {side} answers' `correct` column must be true/false"))?;
+    ids.into_iter()
+        .zip(correct.iter())
+        .enumerate()
+        .map(|(row, pair)| match pair {
+            (Some(id), Some(ok)) => Ok((id, ok)),
+            _ => Err(format!(
+                "the {side} answers: row {row} has no prompt_id or no grade"
+            )),
+        })
+        .collect()
+}
+
+fn verb_paired_accuracy(_ctx: &mut EvalContext, args: Args) -> EvalResult<Value> {
+    let mut rows = Vec::with_capacity(2);
+    for side in ["first", "second"] {
+        let span = args.span_of(side);
+        let df = args
+            .table(side)
+            .ok_or_else(|| err(span, "expected a table"))?
+            .collect()
+            .map_err(|e| failed(span, e))?;
+        rows.push(graded_rows(&df, side).map_err(|m| err(span, m))?);
+    }
+    let p = crate::study::paired_accuracy(&rows[0], &rows[1]).map_err(|e| err(args.span, e))?;
+    let count = |x: usize| i64::try_from(x).unwrap_or(i64::MAX);
+    let df = df!(
+        "questions" => [count(p.questions)],
+        "accuracy_first" => [p.accuracy_first()],
+        "accuracy_second" => [p.accuracy_second()],
+        "both" => [count(p.both)],
+        "only_first" => [count(p.only_first)],
+        "only_second" => [count(p.only_second)],
+        "neither" => [count(p.neither)],
+        "p_mcnemar" => [p.p_value],
+    )
+    .map_err(|e| failed(args.span, e))?;
     Ok(Value::Table(Table::Eager(df)))
 }
 
