@@ -961,26 +961,21 @@ impl HookedTransformer {
         let (nq, nk, nv) = pass.hooks.layout.map_or((1, 1, 1), |lay| lay.qkv_slots());
         let start = pass.hooks.layout.map_or(0, |lay| lay.dest_layer_start(l));
 
-        // Attention: q, k and v each read their own (normalised) residual copy.
+        // Attention: q, k and v each read their own (normalised) residual copy. Without
+        // offsets the three copies are one tensor: normalised once (one node in a training
+        // graph, whose backward sums the three projections' gradients before the norm's).
         let w_in = lw.input_norm.as_ref();
-        let mut q = self.project(
-            &pass.normed_copy(h, start, nq, w_in, eps, noff)?,
-            &lw.wq,
-            lw.bq.as_ref(),
-            hq,
-        )?;
-        let mut k = self.project(
-            &pass.normed_copy(h, start + nq, nk, w_in, eps, noff)?,
-            &lw.wk,
-            lw.bk.as_ref(),
-            hk,
-        )?;
-        let v = self.project(
-            &pass.normed_copy(h, start + nq + nk, nv, w_in, eps, noff)?,
-            &lw.wv,
-            lw.bv.as_ref(),
-            hk,
-        )?;
+        let shared = match pass.hooks.dest_offsets {
+            None => Some(pass.normed_copy(h, start, 1, w_in, eps, noff)?),
+            Some(_) => None,
+        };
+        let copy = |slot: usize, count: usize| match &shared {
+            Some(x) => Ok(x.clone()),
+            None => pass.normed_copy(h, slot, count, w_in, eps, noff),
+        };
+        let mut q = self.project(&copy(start, nq)?, &lw.wq, lw.bq.as_ref(), hq)?;
+        let mut k = self.project(&copy(start + nq, nk)?, &lw.wk, lw.bk.as_ref(), hk)?;
+        let v = self.project(&copy(start + nq + nk, nv)?, &lw.wv, lw.bv.as_ref(), hk)?;
         if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
             match self.traits.qk_norm {
                 QkNorm::Flat => {
