@@ -280,8 +280,12 @@ fn paired_accuracy_pairs_by_question_and_tests_the_difference() {
     let mut s = Session::new();
     // 3 questions right in both, 1 only in the first, 6 only in the second, 2 in neither; the
     // second table lists them in another order (pairing is by prompt_id, not by row).
-    let first = [true, true, true, true, false, false, false, false, false, false, false, false];
-    let second = [true, true, true, false, true, true, true, true, true, true, false, false];
+    let first = [
+        true, true, true, true, false, false, false, false, false, false, false, false,
+    ];
+    let second = [
+        true, true, true, false, true, true, true, true, true, true, false, false,
+    ];
     s.set(
         "a",
         df!("prompt_id" => ids(12), "correct" => first.to_vec()).unwrap(),
@@ -293,15 +297,28 @@ fn paired_accuracy_pairs_by_question_and_tests_the_difference() {
     let int = |c: &str| t.column(c).unwrap().i64().unwrap().get(0).unwrap();
     let real = |c: &str| t.column(c).unwrap().f64().unwrap().get(0).unwrap();
     assert_eq!(
-        (int("questions"), int("both"), int("only_first"), int("only_second"), int("neither")),
+        (
+            int("questions"),
+            int("both"),
+            int("only_first"),
+            int("only_second"),
+            int("neither")
+        ),
         (12, 3, 1, 6, 2)
     );
-    assert_eq!((real("accuracy_first"), real("accuracy_second")), (4.0 / 12.0, 9.0 / 12.0));
+    assert_eq!(
+        (real("accuracy_first"), real("accuracy_second")),
+        (4.0 / 12.0, 9.0 / 12.0)
+    );
     // Exact McNemar on 1 vs 6: 2·(C(7,0) + C(7,1))/2^7 = 16/128.
     assert!((real("p_mcnemar") - 0.125).abs() < 1e-12);
     // Other question sets are refused, naming the question; so is a table without grades.
-    let e = s.eval("paired_accuracy a, (b | where prompt_id < 11)").unwrap_err();
+    let e = s
+        .eval("paired_accuracy a, (b | where prompt_id < 11)")
+        .unwrap_err();
     assert!(e.to_string().contains("question 11"), "{e}");
-    let e = s.eval("paired_accuracy a, (b | select prompt_id)").unwrap_err();
+    let e = s
+        .eval("paired_accuracy a, (b | select prompt_id)")
+        .unwrap_err();
     assert!(e.to_string().contains("`correct`"), "{e}");
 }

@@ -129,7 +129,15 @@ mod tests {
     fn mcnemar_matches_integer_tails() {
         // The log-space sum against exact integers: relative 1e-12 (a few hundred roundings of
         // ln/exp in f64).
-        for (b, c) in [(0, 1), (1, 1), (10, 14), (7, 107), (0, 20), (30, 30), (3, 57)] {
+        for (b, c) in [
+            (0, 1),
+            (1, 1),
+            (10, 14),
+            (7, 107),
+            (0, 20),
+            (30, 30),
+            (3, 57),
+        ] {
             let (got, want) = (exact_mcnemar(b, c), reference(b, c));
             assert!(
                 (got - want).abs() <= 1e-12 * want.max(1e-300),

@@ -183,8 +183,8 @@ pub(super) fn register(reg: &mut Registry) {
             "graded answers of the same questions, e.g. a checkpoint's",
         )
         .example(
-            "paired_accuracy a0, a1",
-            "questions, accuracy_first, accuracy_second, both, only_first, only_second, neither, p_mcnemar",
+            "paired_accuracy (arith 20 seed 1 | with correct = prompt_id < 6), (arith 20 seed 1 | with correct = prompt_id < 15)",
+            "20 questions: 6 right in both, 9 only in the second; p_mcnemar 0.0039",
         ),
         verb_paired_accuracy,
     );
