@@ -101,7 +101,8 @@ pub fn exact_mcnemar(b: usize, c: usize) -> f64 {
         }
         terms.push(ln_choose - n as f64 * std::f64::consts::LN_2);
     }
-    let top = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    // C(n, i) grows up to i = n/2 ≥ k: the last term is the largest.
+    let top = terms[k];
     let tail = top.exp() * terms.iter().map(|t| (t - top).exp()).sum::<f64>();
     (2.0 * tail).min(1.0)
 }
