@@ -138,6 +138,72 @@ fn check_fd(p: &Policy, loss_of: &dyn Fn(&Policy) -> Tensor, what: &str) {
     assert!(checked >= 10, "{what}: only {checked} weights probed");
 }
 
+/// The hand-written layer backward (`model::forward::tape`) against finite differences in f64,
+/// through a packed forward (a shared prompt, three answers) and the GRPO loss off the policy:
+/// every kind of weight a layer reads, for families with biases (Qwen2), a per-head q/k norm
+/// (Qwen3), and sandwich norms with the norm offset, GELU and a q/k norm (Gemma 3).
+#[test]
+fn taped_layer_gradients_match_finite_differences() {
+    use rlq::tuning::PackedAnswers;
+    let answers: Vec<Vec<u32>> = vec![ANSWER.to_vec(), OTHER.to_vec(), vec![9, 3, 4, 1, 2]];
+    let refs: Vec<&[u32]> = answers.iter().map(Vec::as_slice).collect();
+    let pack = PackedAnswers::shared(&PROMPT, &refs).unwrap();
+    for family in [Family::Llama, Family::Qwen2, Family::Qwen3, Family::Gemma3] {
+        let start = model(family, DType::F64);
+        let p = Policy::new(start.clone(), DType::F64).unwrap();
+        assert!(p.train.taped_fits(), "{family:?}");
+        let base = pack.logprobs(&p.infer).unwrap();
+        let loss_of = |lps: &[Tensor]| -> Tensor {
+            let mut loss: Option<Tensor> = None;
+            for (j, lp) in lps.iter().enumerate() {
+                let old: Vec<f64> = f64s(&base[j])
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| x + 0.3 * (i as f64 - 1.5))
+                    .collect();
+                let reference: Vec<f64> = old.iter().map(|x| x - 0.2).collect();
+                let adv = [0.9, -1.1, 0.4][j];
+                let t = grpo_term(lp, &old, Some(&reference), adv, 0.2, 0.04, 0.25)
+                    .unwrap()
+                    .loss;
+                loss = Some(match loss {
+                    Some(l) => (l + t).unwrap(),
+                    None => t,
+                });
+            }
+            loss.unwrap()
+        };
+        let (lps, pieces) = pack.logprobs_pieces(&p.train).unwrap();
+        let (grads, _) = sum_pieces(&p, pieces, &loss_of(&lps));
+        let value = || scalar(&loss_of(&pack.logprobs(&p.infer).unwrap()));
+        let h = 1e-5;
+        let mut checked = 0;
+        for (vi, ei) in probes(&p) {
+            let var = &p.vars[vi];
+            let g = grads[vi].as_ref().map(|g| f64s(g)[ei]).unwrap_or(0.0);
+            let orig = var.as_tensor().detach().copy().unwrap();
+            let bump = |delta: f64| {
+                let mut v = f64s(&orig);
+                v[ei] += delta;
+                var.set(&Tensor::from_vec(v, orig.dims(), orig.device()).unwrap())
+                    .unwrap();
+                let l = value();
+                var.set(&orig).unwrap();
+                l
+            };
+            let fd = (bump(h) - bump(-h)) / (2.0 * h);
+            let tol = 1e-6 * fd.abs().max(g.abs()) + 1e-9;
+            assert!(
+                (fd - g).abs() <= tol,
+                "{family:?}: d/d {}[{ei}]: taped backward {g:e}, finite difference {fd:e}",
+                p.names[vi]
+            );
+            checked += 1;
+        }
+        assert!(checked >= 10, "{family:?}: only {checked} weights probed");
+    }
+}
+
 const PROMPT: [u32; 4] = [3, 17, 5, 9];
 const ANSWER: [u32; 4] = [28, 11, 4, 6];
 const OTHER: [u32; 3] = [13, 7, 21];
@@ -231,8 +297,8 @@ fn sum_pieces(
 }
 
 /// The trainer takes each answer's backward a layer at a time (so a full fine-tune never holds
-/// a second whole gradient set): every weight's gradient, summed over the pieces in the order
-/// they come, must be the one backward's bit for bit (f32, where any change in summation order
+/// a second whole gradient set): with autograd pieces every weight's gradient, summed over the
+/// pieces in the order they come, must be the one backward's bit for bit (f32, where any change in summation order
 /// would show), including a tied embedding's (read by the first and the last piece, as in
 /// SmolLM2; exact here because no token repeats, see `Pieces::backward`) and LoRA factors'.
 #[test]
@@ -266,7 +332,11 @@ fn backward_by_layer_pieces_equals_one_backward_bit_for_bit() {
                 .loss
         };
         let whole = loss_of(&lp).backward().unwrap();
-        let (lp_pieces, pieces) = answer_logprobs_pieces(&p.train, &PROMPT, &ANSWER).unwrap();
+        // Autograd pieces (the taped layers' own order of sums is checked to rounding in
+        // `packed_answers_equal_separate_forwards_in_values_and_gradients`).
+        let autograd = p.train.clone().with_autograd_pieces();
+        assert!(!autograd.taped_fits());
+        let (lp_pieces, pieces) = answer_logprobs_pieces(&autograd, &PROMPT, &ANSWER).unwrap();
         assert_eq!(
             f32_bits(&lp),
             f32_bits(&lp_pieces),
@@ -1594,6 +1664,8 @@ fn the_weights_hash_is_the_whole_model_ones() {
 /// summed, for every family (Gemma 3's sliding window across the prompt/answer boundary
 /// included), in f64 where only the summation order differs: values to 1e-12 and gradients
 /// to 1e-10, relative to each tensor's largest entry.
+/// Packed forwards and their pieced backward (taped layers in a full fine-tune: the hand-written
+/// backward) against separate forwards and one autograd backward each, in f64.
 #[test]
 fn packed_answers_equal_separate_forwards_in_values_and_gradients() {
     use rlq::tuning::PackedAnswers;
@@ -1609,6 +1681,13 @@ fn packed_answers_equal_separate_forwards_in_values_and_gradients() {
     for family in Family::ALL {
         let start = model(family, DType::F64);
         let p = Policy::new(start.clone(), DType::F64).unwrap();
+        // A full fine-tune takes the hand-written layer backward wherever it applies (every
+        // family but OLMo 2, whose q/k norm mixes the heads), so this compares it with autograd.
+        assert_eq!(
+            p.train.taped_fits(),
+            family != Family::Olmo2,
+            "{family:?}: taped path"
+        );
         let rel = |a: &Tensor, b: &Tensor| {
             let scale = scalar(&b.abs().unwrap().max_all().unwrap()).max(1e-300);
             max_abs_diff(a, b) / scale

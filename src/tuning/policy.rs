@@ -382,7 +382,8 @@ pub fn answer_logprobs(tf: &HookedTransformer, prompt: &[u32], answer: &[u32]) -
     ops::log_softmax_pick(&logits, answer)
 }
 
-/// [`answer_logprobs`] (the same values, bit for bit) with its forward cut at the layer
+/// [`answer_logprobs`] (the same values, bit for bit with autograd pieces; up to rounding where
+/// the layers are taped, [`HookedTransformer::taped_fits`]) with its forward cut at the layer
 /// boundaries, so that [`Pieces::backward`] yields the weight gradients one layer at a time
 /// rather than all at once: a full fine-tune then never holds a whole extra gradient set.
 pub fn answer_logprobs_pieces(
@@ -391,6 +392,14 @@ pub fn answer_logprobs_pieces(
     answer: &[u32],
 ) -> Result<(Tensor, Pieces)> {
     let ids = answer_input(prompt, answer)?;
+    if tf.taped_fits() {
+        // One sequence is a packing of one tail (the taped path's head reads rows).
+        let packing = Packing::new(0, vec![ids.len()])?;
+        let rows = (prompt.len() - 1..ids.len())
+            .map(row_id)
+            .collect::<Result<Vec<_>>>()?;
+        return tf.logprobs_pieces_packed(&ids, &packing, &rows, answer);
+    }
     let (logits, pieces) = tf.forward_pieces(&ids, prompt.len() - 1)?;
     Ok((ops::log_softmax_pick(&logits, answer)?, pieces))
 }
@@ -491,11 +500,9 @@ impl PackedAnswers {
     /// [`Self::logprobs`] with the forward cut at the layer boundaries (see
     /// [`answer_logprobs_pieces`]): differentiable in a policy's trained weights.
     pub fn logprobs_pieces(&self, tf: &HookedTransformer) -> Result<(Vec<Tensor>, Pieces)> {
-        let (logits, pieces) = tf.forward_pieces_packed(&self.ids, &self.packing, &self.rows)?;
-        Ok((
-            self.split(&ops::log_softmax_pick(&logits, &self.targets)?)?,
-            pieces,
-        ))
+        let (lp, pieces) =
+            tf.logprobs_pieces_packed(&self.ids, &self.packing, &self.rows, &self.targets)?;
+        Ok((self.split(&lp)?, pieces))
     }
 
     fn split(&self, lp: &Tensor) -> Result<Vec<Tensor>> {

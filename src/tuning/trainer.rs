@@ -117,11 +117,12 @@ pub fn mix_seed(parts: &[u64]) -> u64 {
 /// Rows of one packed forward at most: a GRPO group's answers (which share their prompt's rows),
 /// a DPO pair, or a run of SFT items go through one forward and one backward when they fit,
 /// so each weight is read once for all of them instead of once per answer. Activations held
-/// for a backward grow with the rows (about 1.3 MB per row for SmolLM2-135M in f32 since the
-/// MLP's product is recomputed in the backward, `model::mlp`; 1.7 MB before). A group of 8
-/// answers of 128 tokens at 512 rows: 3 packs, peak 2.93e9 B, 35.6 s per step; at 256: 8 packs
-/// (the prompt computed in each), 2.71e9 B, 39.6 s (one measurement each, 2026-12-02).
-const PACK_ROWS: usize = 512;
+/// for a backward grow with the rows: with taped layers and head (`model::forward::tape`)
+/// about 0.7 MB per row of layer tape plus 0.2 MB of logits for SmolLM2-135M in f32 (1.3 MB
+/// through autograd). So a whole group of 8 answers of 128 tokens (1,061 rows with its prompt)
+/// is one pack: 2 GRPO steps peaked at 2,646,080 KiB (2.71e9 B) and the backward took 6.5 s
+/// instead of 10.4 s in 3 packs of ≤ 512 rows (one measurement each, 2026-12-03).
+const PACK_ROWS: usize = 1100;
 
 /// [`PACK_ROWS`] for a LoRA run, whose rows hold more for the backward (each adapted projection
 /// keeps its frozen output, its low-rank output and their sum, and the MLP's product is not

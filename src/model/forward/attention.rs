@@ -9,6 +9,7 @@
 //! reference) runs elsewhere.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 use super::packing::{Packing, Segment};
 use crate::model::kernels::{fused, ops};
@@ -298,10 +299,11 @@ impl CustomOp3 for PackedAttention {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (q, k, v) = cpu_qkv([(s1, l1), (s2, l2), (s3, l3)])?;
+        // On rayon's threads, as the backward (`grads`).
         let parts = self
             .packing
             .segments()
-            .iter()
+            .par_iter()
             .map(|seg| {
                 let (qs, ks, vs) = segment_inputs(&q, &k, &v, &self.packing, seg)?;
                 self.segment_op(seg, &q)?.forward(
@@ -314,8 +316,7 @@ impl CustomOp3 for PackedAttention {
         ops::into_cpu_storage(&Tensor::cat(&parts, 1)?)
     }
 
-    /// Per segment as [`Attention`]'s backward; a key or value row's gradient is the sum over
-    /// the segments that read it (the prefix's own segment first, then the tails in order).
+    /// As [`packed_attention_grads`].
     fn bwd(
         &self,
         q: &Tensor,
@@ -324,6 +325,41 @@ impl CustomOp3 for PackedAttention {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dq, dk, dv) = self.grads(q, k, v, grad)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+/// The gradients at `q`, `k`, `v` of [`attention_packed`] (CPU, f32/f64) from the gradient
+/// `grad` at its output, with no graph: the fused op's backward, and a hand-written layer
+/// backward's (`forward::tape`).
+pub(crate) fn packed_attention_grads(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    grad: &Tensor,
+    packing: &Packing,
+    window: Option<usize>,
+    scale: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    PackedAttention {
+        packing: packing.clone(),
+        window,
+        scale,
+    }
+    .grads(q, k, v, grad)
+}
+
+impl PackedAttention {
+    /// Per segment as [`Attention`]'s backward; a key or value row's gradient is the sum over
+    /// the segments that read it (the prefix's own segment first, then the tails in order).
+    fn grads(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (q, k, v, grad) = (q.detach(), k.detach(), v.detach(), grad.detach());
         let prefix = self.packing.prefix();
         let (mut dq, mut dk, mut dv) = (Vec::new(), Vec::new(), Vec::new());
@@ -336,15 +372,24 @@ impl CustomOp3 for PackedAttention {
             });
             Ok(())
         };
-        for seg in self.packing.segments() {
-            let (qs, ks, vs) = segment_inputs(&q, &k, &v, &self.packing, &seg)?;
-            let gs = grad.narrow(1, seg.start, seg.len)?;
-            let (dqs, dks, dvs) = self.segment_op(&seg, &q)?.grads(
-                &qs.contiguous()?,
-                &ks.contiguous()?,
-                &vs.contiguous()?,
-                &gs.contiguous()?,
-            )?;
+        // Segments are independent (a G-answer group has G + 1 of a few dozen rows each, whose
+        // small products leave a core idle one at a time): on rayon's threads, collected in
+        // segment order, so the sums below run in the same order whatever the thread count.
+        let segments = self.packing.segments();
+        let per_segment = segments
+            .par_iter()
+            .map(|seg| {
+                let (qs, ks, vs) = segment_inputs(&q, &k, &v, &self.packing, seg)?;
+                let gs = grad.narrow(1, seg.start, seg.len)?;
+                self.segment_op(seg, &q)?.grads(
+                    &qs.contiguous()?,
+                    &ks.contiguous()?,
+                    &vs.contiguous()?,
+                    &gs.contiguous()?,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (seg, (dqs, dks, dvs)) in segments.into_iter().zip(per_segment) {
             dq.push(dqs);
             let off = seg.key_offset(prefix);
             if seg.start == 0 && prefix > 0 {
@@ -365,9 +410,9 @@ impl CustomOp3 for PackedAttention {
             dv.insert(0, b);
         }
         Ok((
-            Some(Tensor::cat(&dq, 1)?),
-            Some(Tensor::cat(&dk, 1)?),
-            Some(Tensor::cat(&dv, 1)?),
+            Tensor::cat(&dq, 1)?,
+            Tensor::cat(&dk, 1)?,
+            Tensor::cat(&dv, 1)?,
         ))
     }
 }

@@ -8,6 +8,8 @@
 //! norm, activation, embedding scale, per-layer rope and window), resolved once from the
 //! family's `arch` file when the transformer is built, so they share this one file.
 
+use std::sync::Arc;
+
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, IndexOp, Result, Tensor, Var, D};
 
@@ -15,6 +17,7 @@ use super::attention;
 use super::hooks::HookLayout;
 use super::mlp::glu_down;
 use super::packing::Packing;
+use super::tape::{self, HeadTape, LayerShape, LayerTape};
 use crate::model::arch::{ForwardTraits, QkNorm};
 use crate::model::config::ModelConfig;
 use crate::model::error::ModelError;
@@ -25,31 +28,31 @@ use crate::model::Model;
 
 /// One decoder layer's weights, resolved and shape-checked once.
 #[derive(Clone)]
-struct LayerWeights {
+pub(super) struct LayerWeights {
     /// Norm on the attention's input copies (none under post-norm).
-    input_norm: Option<Tensor>,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
-    bq: Option<Tensor>,
-    bk: Option<Tensor>,
-    bv: Option<Tensor>,
-    q_norm: Option<Tensor>,
-    k_norm: Option<Tensor>,
-    wo: Linear,
+    pub(super) input_norm: Option<Tensor>,
+    pub(super) wq: Linear,
+    pub(super) wk: Linear,
+    pub(super) wv: Linear,
+    pub(super) bq: Option<Tensor>,
+    pub(super) bk: Option<Tensor>,
+    pub(super) bv: Option<Tensor>,
+    pub(super) q_norm: Option<Tensor>,
+    pub(super) k_norm: Option<Tensor>,
+    pub(super) wo: Linear,
     /// Norm applied to the attention output (sandwich and post-norm).
-    post_attn_norm: Option<Tensor>,
+    pub(super) post_attn_norm: Option<Tensor>,
     /// Norm in front of the MLP (`post_attention_layernorm` for pre-norm models,
     /// `pre_feedforward_layernorm` for sandwich norms, none under post-norm).
-    mlp_norm: Option<Tensor>,
+    pub(super) mlp_norm: Option<Tensor>,
     /// Norm applied to the MLP output (sandwich and post-norm).
-    post_mlp_norm: Option<Tensor>,
-    w_gate: Linear,
-    w_up: Linear,
-    w_down: Linear,
-    rope_theta: f64,
-    rope_scaling: crate::model::config::RopeScaling,
-    window: Option<usize>,
+    pub(super) post_mlp_norm: Option<Tensor>,
+    pub(super) w_gate: Linear,
+    pub(super) w_up: Linear,
+    pub(super) w_down: Linear,
+    pub(super) rope_theta: f64,
+    pub(super) rope_scaling: crate::model::config::RopeScaling,
+    pub(super) window: Option<usize>,
 }
 
 /// A transformer ready for hooked forwards, holding (cheap, shared) handles to the weights.
@@ -64,6 +67,9 @@ pub struct HookedTransformer {
     lm_head: Linear,
     dtype: DType,
     device: Device,
+    /// Whether [`Self::forward_pieces`] may take the hand-written layer backward
+    /// ([`super::tape`]) where the layers fit it (the default); off, autograd pieces.
+    taped: bool,
 }
 
 /// What to feed: token ids, or embeddings (already scaled) for integrated gradients.
@@ -284,10 +290,20 @@ enum LayerCache<'c> {
 pub struct Pieces {
     /// The embedding's output (graph to the embedding weight).
     embedded: Tensor,
-    /// Per layer: its input as a leaf, and its output (graph back to that leaf).
-    layers: Vec<(Var, Tensor)>,
+    layers: PieceLayers,
     /// The final norm's input, a leaf.
     top: Var,
+    /// A taped head ([`HookedTransformer::logprobs_pieces_packed`]): the log-probabilities as
+    /// a leaf (the loss's graph starts there) and the head's tape.
+    head: Option<(Var, HeadTape)>,
+}
+
+/// The layers of a [`Pieces`].
+enum PieceLayers {
+    /// Per layer: its input as a leaf, and its output (graph back to that leaf).
+    Graph(Vec<(Var, Tensor)>),
+    /// Per layer, its tape for the hand-written backward.
+    Taped(Vec<LayerTape>),
 }
 
 impl Pieces {
@@ -299,8 +315,9 @@ impl Pieces {
     /// graph, so every piece's gradients equal the whole backward's bit for bit; a weight used
     /// in two pieces (tied embeddings) gets one gradient from each, in this order. Their sum can
     /// differ from the whole backward's in rounding: there the embedding's rows are index-added
-    /// onto the unembedding's gradient, here summed first (rows of a repeated token). A layer's
-    /// activations are freed once its piece is done.
+    /// onto the unembedding's gradient, here summed first (rows of a repeated token). Taped
+    /// layers ([`super::tape`]) give autograd's gradients up to rounding instead (their own
+    /// order of sums). A layer's activations are freed once its piece is done.
     pub fn backward(
         self,
         loss: &Tensor,
@@ -308,19 +325,40 @@ impl Pieces {
     ) -> Result<()> {
         let Pieces {
             embedded,
-            mut layers,
+            layers,
             top,
+            head,
         } = self;
         let mut grads = loss.backward()?;
-        let mut upstream = grads.remove(top.as_tensor());
+        let mut upstream = match head {
+            None => grads.remove(top.as_tensor()),
+            Some((lp, tape)) => match grads.remove(lp.as_tensor()) {
+                Some(dlp) => Some(tape.backward(&dlp, &mut grads)?),
+                None => None,
+            },
+        };
         sink(grads)?;
-        while let Some((input, out)) = layers.pop() {
-            let Some(g) = upstream.take() else {
-                return Ok(());
-            };
-            let mut grads = (out * g)?.sum_all()?.backward()?;
-            upstream = grads.remove(input.as_tensor());
-            sink(grads)?;
+        match layers {
+            PieceLayers::Graph(mut layers) => {
+                while let Some((input, out)) = layers.pop() {
+                    let Some(g) = upstream.take() else {
+                        return Ok(());
+                    };
+                    let mut grads = (out * g)?.sum_all()?.backward()?;
+                    upstream = grads.remove(input.as_tensor());
+                    sink(grads)?;
+                }
+            }
+            PieceLayers::Taped(mut tapes) => {
+                while let Some(tape) = tapes.pop() {
+                    let Some(g) = upstream.take() else {
+                        return Ok(());
+                    };
+                    let (g_in, grads) = tape.backward(&g)?;
+                    upstream = Some(g_in);
+                    sink(grads)?;
+                }
+            }
         }
         if let Some(g) = upstream {
             sink((embedded * g)?.sum_all()?.backward()?)?;
@@ -535,6 +573,7 @@ impl HookedTransformer {
             layers,
             dtype: model.dtype,
             device: model.device.clone(),
+            taped: true,
         })
     }
 
@@ -586,6 +625,7 @@ impl HookedTransformer {
             lm_head: cl(&self.lm_head)?,
             dtype,
             device: self.device.clone(),
+            taped: self.taped,
         })
     }
 
@@ -620,6 +660,37 @@ impl HookedTransformer {
             }
         }
         Ok(out)
+    }
+
+    /// The same transformer with [`Self::forward_pieces`] on autograd pieces only, never the
+    /// hand-written layer backward (for comparing the two).
+    pub fn with_autograd_pieces(mut self) -> Self {
+        self.taped = false;
+        self
+    }
+
+    /// Whether pieced forwards take the hand-written layer backward ([`super::tape`]): every
+    /// layer fits it, and the family has no attention-score softcap and no flat q/k norm.
+    pub fn taped_fits(&self) -> bool {
+        self.taped
+            && self.traits.attn_softcap.is_none()
+            && self.traits.qk_norm != QkNorm::Flat
+            && self.device.is_cpu()
+            && matches!(&self.lm_head, Linear::Dense(w) if w.device().is_cpu() && w.dtype() == self.dtype)
+            && self.layers.iter().all(|lw| tape::fits(lw, self.dtype))
+    }
+
+    fn layer_shape(&self) -> LayerShape {
+        let c = &self.config;
+        LayerShape {
+            hq: c.n_heads,
+            hk: c.n_kv_heads,
+            dh: c.head_dim,
+            eps: c.rms_norm_eps,
+            norm_offset: self.norm_offset(),
+            activation: self.traits.activation,
+            attn_scale: self.traits.attn_scale,
+        }
     }
 
     /// The family's switches this transformer runs with.
@@ -776,7 +847,9 @@ impl HookedTransformer {
     /// The plain forward of `ids` (logits for positions `logits_from..`), its graph cut at every
     /// layer boundary so that [`Pieces::backward`] can hand out the weight gradients one layer at
     /// a time: each layer reads a leaf copy of the residual stream instead of the previous
-    /// layer's output. The logits are the plain forward's, bit for bit.
+    /// layer's output. With autograd pieces the logits are the plain forward's bit for bit; taped
+    /// layers ([`Self::taped_fits`]) run no graph and keep a tape instead, their products
+    /// possibly by other kernels (equal up to rounding).
     pub fn forward_pieces(&self, ids: &[u32], logits_from: usize) -> Result<(Tensor, Pieces)> {
         let (top, pieces) = self.layers_over(ids, None, true)?;
         let logits = self.unembed(&top, logits_from)?;
@@ -802,6 +875,36 @@ impl HookedTransformer {
         let (top, pieces) = self.layers_over(ids, Some(packing), true)?;
         let logits = self.unembed_rows(&top, rows)?;
         Ok((logits, pieces.expect("asked for pieces")))
+    }
+
+    /// `log_softmax(logits)[target]` at each row of `rows` (`[rows.len()]`, one per target) of a
+    /// pieced packed forward ([`Self::forward_pieces_packed`]). Where the layers are taped the
+    /// head is too ([`tape::HeadTape`]): the result is then a leaf whose gradient
+    /// [`Pieces::backward`] carries through the head by hand.
+    pub fn logprobs_pieces_packed(
+        &self,
+        ids: &[u32],
+        packing: &Packing,
+        rows: &[u32],
+        targets: &[u32],
+    ) -> Result<(Tensor, Pieces)> {
+        if !self.taped_fits() {
+            let (logits, pieces) = self.forward_pieces_packed(ids, packing, rows)?;
+            return Ok((ops::log_softmax_pick(&logits, targets)?, pieces));
+        }
+        let (top, pieces) = self.layers_over(ids, Some(packing), true)?;
+        let mut pieces = pieces.expect("asked for pieces");
+        let (lp, tape) = tape::head_forward(
+            self.layer_shape(),
+            &top,
+            rows,
+            targets,
+            (&self.final_norm, &self.lm_head, self.traits.final_softcap),
+        )?;
+        let lp = Var::from_tensor(&lp)?;
+        let out = lp.as_tensor().clone();
+        pieces.head = Some((lp, tape));
+        Ok((out, pieces))
     }
 
     /// The embedding and every layer over `ids` (one sequence, or packed): the last layer's
@@ -841,6 +944,37 @@ impl HookedTransformer {
             }
             return Ok((h, None));
         }
+        if self.taped_fits() {
+            // One sequence is a packing of one tail with no prefix (plain causal attention).
+            let packing = Arc::new(match packing {
+                Some(p) => p.clone(),
+                None => Packing::new(0, vec![seq])?,
+            });
+            let shape = self.layer_shape();
+            let mut tapes = Vec::with_capacity(self.layers.len());
+            for lw in &self.layers {
+                let (cos, sin) = pass.rope_for(
+                    lw.rope_theta,
+                    &lw.rope_scaling,
+                    shape.dh,
+                    self.dtype,
+                    &self.device,
+                )?;
+                let (out, t) = tape::forward(lw, shape, packing.clone(), cos, sin, &h)?;
+                tapes.push(t);
+                h = out;
+            }
+            let top = Var::from_tensor(&h)?;
+            return Ok((
+                top.as_tensor().clone(),
+                Some(Pieces {
+                    embedded,
+                    layers: PieceLayers::Taped(tapes),
+                    top,
+                    head: None,
+                }),
+            ));
+        }
         let mut layers = Vec::with_capacity(self.layers.len());
         for (l, lw) in self.layers.iter().enumerate() {
             let input = Var::from_tensor(&h.detach())?;
@@ -852,8 +986,9 @@ impl HookedTransformer {
             top.as_tensor().clone(),
             Some(Pieces {
                 embedded,
-                layers,
+                layers: PieceLayers::Graph(layers),
                 top,
+                head: None,
             }),
         ))
     }

@@ -64,7 +64,7 @@ pub fn glu_down_composed(
 
 /// From `da`, the gradient at `act(gate) ⊙ up`: `dgate = (da ⊙ up) · act'(gate)`,
 /// `dup = da ⊙ act(gate)`, and `act(gate)` itself.
-fn glu_grads(
+pub(super) fn glu_grads(
     act: GluActivation,
     gate: &Tensor,
     up: &Tensor,

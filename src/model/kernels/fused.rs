@@ -268,6 +268,53 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, offset: f64) -> Result<Te
     })
 }
 
+/// RMSNorm's backward on its own, for a hand-written layer backward (`forward::tape`): the
+/// gradients at `x` and at the weight of `y = x · inv · (w + offset)` (`w_eff` = `w + offset`,
+/// `[n]`), from the gradient `grad` at `y` (both `[..., n]`, contiguous CPU f32/f64). The
+/// weight's, `Σ_rows g · x · inv`, is accumulated in f64 over the rows.
+pub(crate) fn rms_norm_backward(
+    grad: &Tensor,
+    x: &Tensor,
+    w_eff: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor)> {
+    let bw = RmsNormBwd {
+        w: const_f64(w_eff)?,
+        eps,
+    };
+    let dx = some(bwd2(grad, x, &bw)?)?;
+    let n = last_dim(x.shape())?;
+    let (g, xc) = (grad.contiguous()?, x.contiguous()?);
+    let mut dw = vec![0f64; n];
+    fn acc<T: Real>(g: &[T], x: &[T], n: usize, eps: f64, dw: &mut [f64]) {
+        for (gr, xr) in g.chunks_exact(n).zip(x.chunks_exact(n)) {
+            let inv = row_inv(xr, eps);
+            for ((d, &gi), &xi) in dw.iter_mut().zip(gr).zip(xr) {
+                *d += gi.to_f64() * xi.to_f64() * inv;
+            }
+        }
+    }
+    match x.dtype() {
+        DType::F32 => acc(
+            &g.flatten_all()?.to_vec1::<f32>()?,
+            &xc.flatten_all()?.to_vec1::<f32>()?,
+            n,
+            eps,
+            &mut dw,
+        ),
+        DType::F64 => acc(
+            &g.flatten_all()?.to_vec1::<f64>()?,
+            &xc.flatten_all()?.to_vec1::<f64>()?,
+            n,
+            eps,
+            &mut dw,
+        ),
+        other => bail!("rms_norm_backward: unsupported dtype {other:?}"),
+    }
+    let dw = Tensor::from_vec(dw, n, x.device())?.to_dtype(x.dtype())?;
+    Ok((dx, dw))
+}
+
 /// RMSNorm of `h + off` where `h: [1, T, d]` is broadcast over `off: [n, T, d]`: a residual
 /// copy with its destination offset, normalised. The sum is recomputed in the backward instead
 /// of being stored (it is never needed otherwise): one `[n, T, d]` tensor less per destination.
@@ -620,6 +667,15 @@ impl CustomOp2 for LogSoftmaxPickBwd {
     }
 }
 
+/// [`log_softmax_pick`]'s backward on its own: the gradient at the logits `x` (`[R, V]`) from
+/// the gradient `grad` (`[R]`) at the picked log-probabilities, no graph.
+pub(crate) fn log_softmax_pick_backward(grad: &Tensor, x: &Tensor, ids: &[u32]) -> Result<Tensor> {
+    let op = LogSoftmaxPickBwd {
+        ids: Arc::new(ids.to_vec()),
+    };
+    grad.contiguous()?.apply_op2_no_bwd(&x.contiguous()?, &op)
+}
+
 /// `log_softmax(x)[r, ids[r]]` for each row of `[R, V]` logits: `[R]`.
 pub fn log_softmax_pick(x: &Tensor, ids: &[u32]) -> Result<Tensor> {
     x.contiguous()?.apply_op1(LogSoftmaxPick {
@@ -818,5 +874,15 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         cos: const_f64(cos)?,
         sin: const_f64(sin)?,
         inverse: false,
+    })
+}
+
+/// The transpose of [`rope`] (rotation by the opposite angles): the gradient at rope's input
+/// from the gradient at its output, for a hand-written backward.
+pub(crate) fn rope_backward(grad: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    grad.contiguous()?.apply_op1_no_bwd(&Rope {
+        cos: const_f64(cos)?,
+        sin: const_f64(sin)?,
+        inverse: true,
     })
 }
