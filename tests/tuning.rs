@@ -104,6 +104,21 @@ fn probes(p: &Policy) -> Vec<(usize, usize)> {
     out
 }
 
+/// `(value(w + h·e) − value(w − h·e)) / 2h` for element `ei` of `var`, which is restored.
+fn central_difference(var: &candle_core::Var, ei: usize, h: f64, value: &dyn Fn() -> f64) -> f64 {
+    let orig = var.as_tensor().detach().copy().unwrap();
+    let bump = |delta: f64| {
+        let mut v = f64s(&orig);
+        v[ei] += delta;
+        var.set(&Tensor::from_vec(v, orig.dims(), orig.device()).unwrap())
+            .unwrap();
+        let l = value();
+        var.set(&orig).unwrap();
+        l
+    };
+    (bump(h) - bump(-h)) / (2.0 * h)
+}
+
 /// Check d loss / d weight for `probes` against central differences of `loss_of`.
 fn check_fd(p: &Policy, loss_of: &dyn Fn(&Policy) -> Tensor, what: &str) {
     let loss = loss_of(p);
@@ -116,17 +131,7 @@ fn check_fd(p: &Policy, loss_of: &dyn Fn(&Policy) -> Tensor, what: &str) {
             .get(var.as_tensor())
             .map(|g| f64s(g)[ei])
             .unwrap_or(0.0);
-        let orig = var.as_tensor().detach().copy().unwrap();
-        let bump = |delta: f64| {
-            let mut v = f64s(&orig);
-            v[ei] += delta;
-            let t = Tensor::from_vec(v, orig.dims(), orig.device()).unwrap();
-            var.set(&t).unwrap();
-            let l = scalar(&loss_of(p));
-            var.set(&orig).unwrap();
-            l
-        };
-        let fd = (bump(h) - bump(-h)) / (2.0 * h);
+        let fd = central_difference(var, ei, h, &|| scalar(&loss_of(p)));
         let tol = 1e-6 * fd.abs().max(g.abs()) + 1e-9;
         assert!(
             (fd - g).abs() <= tol,
@@ -181,17 +186,7 @@ fn taped_layer_gradients_match_finite_differences() {
         for (vi, ei) in probes(&p) {
             let var = &p.vars[vi];
             let g = grads[vi].as_ref().map(|g| f64s(g)[ei]).unwrap_or(0.0);
-            let orig = var.as_tensor().detach().copy().unwrap();
-            let bump = |delta: f64| {
-                let mut v = f64s(&orig);
-                v[ei] += delta;
-                var.set(&Tensor::from_vec(v, orig.dims(), orig.device()).unwrap())
-                    .unwrap();
-                let l = value();
-                var.set(&orig).unwrap();
-                l
-            };
-            let fd = (bump(h) - bump(-h)) / (2.0 * h);
+            let fd = central_difference(var, ei, h, &value);
             let tol = 1e-6 * fd.abs().max(g.abs()) + 1e-9;
             assert!(
                 (fd - g).abs() <= tol,
