@@ -64,20 +64,89 @@ fn last_dim(shape: &Shape) -> Result<usize> {
 }
 
 /// A one-input kernel: `x` (contiguous, row-major) of `shape` to an output of the same shape.
-trait Kernel1 {
+trait Kernel1: Sync {
     fn run<T: Real>(&self, x: &[T], shape: &Shape) -> Result<Vec<T>>;
+    /// How many trailing dims make one independent unit (an output unit depends only on the
+    /// same unit of the input): 0 for elementwise kernels, 1 for row-wise ones; `None` when
+    /// the input must not be split.
+    fn unit_dims(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A two-input kernel over two same-shaped contiguous tensors (a gradient and a saved tensor).
-trait Kernel2 {
+trait Kernel2: Sync {
     fn run<T: Real>(&self, a: &[T], b: &[T], shape: &Shape) -> Result<Vec<T>>;
+    /// As [`Kernel1::unit_dims`], for both inputs.
+    fn unit_dims(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Elements per task when a kernel's input is split over rayon's threads; inputs under twice
+/// this run on the calling thread (a decode step's few rows gain nothing from a split). A
+/// training step's norms, activations and rotations over ~1000 rows were single-threaded:
+/// the second core idled through them.
+const PAR_ELEMS: usize = 1 << 16;
+
+/// Where `len` elements of `shape` split for a kernel with `unit_dims`: the elements of one
+/// piece (whole units, about [`PAR_ELEMS`]) and the shape of a piece of `n` elements; `None`
+/// when the input stays whole. Each unit's output is computed by the same arithmetic either
+/// way, so a split result equals the whole one bit for bit, whatever the thread count.
+fn split_of(shape: &Shape, unit_dims: Option<usize>) -> Option<(usize, Vec<usize>)> {
+    let dims = shape.dims();
+    let u = unit_dims.filter(|&u| u <= dims.len())?;
+    let tail = dims[dims.len() - u..].to_vec();
+    let unit: usize = tail.iter().product();
+    let len = shape.elem_count();
+    if unit == 0 || len < 2 * PAR_ELEMS || !len.is_multiple_of(unit) {
+        return None;
+    }
+    Some(((PAR_ELEMS / unit).max(1) * unit, tail))
+}
+
+fn piece_shape(n: usize, tail: &[usize]) -> Shape {
+    let unit: usize = tail.iter().product();
+    let mut dims = vec![n / unit.max(1)];
+    dims.extend_from_slice(tail);
+    Shape::from(dims)
+}
+
+/// `k` on `x`, in pieces of whole units on rayon's threads when [`split_of`] allows.
+fn run1<K: Kernel1, T: Real>(k: &K, x: &[T], shape: &Shape) -> Result<Vec<T>> {
+    use rayon::prelude::*;
+    let Some((per, tail)) = split_of(shape, k.unit_dims()) else {
+        return k.run(x, shape);
+    };
+    let parts = x
+        .par_chunks(per)
+        .map(|c| k.run(c, &piece_shape(c.len(), &tail)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(parts.concat())
+}
+
+/// [`run1`] for a two-input kernel.
+fn run2<K: Kernel2, T: Real>(k: &K, a: &[T], b: &[T], shape: &Shape) -> Result<Vec<T>> {
+    use rayon::prelude::*;
+    let Some((per, tail)) = split_of(shape, k.unit_dims()) else {
+        return k.run(a, b, shape);
+    };
+    if a.len() != b.len() {
+        bail!("fused op: inputs of {} and {} values", a.len(), b.len());
+    }
+    let parts = a
+        .par_chunks(per)
+        .zip(b.par_chunks(per))
+        .map(|(ca, cb)| k.run(ca, cb, &piece_shape(ca.len(), &tail)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(parts.concat())
 }
 
 fn fwd1<K: Kernel1>(k: &K, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
     let shape = l.shape().clone();
     let out = match s {
-        CpuStorage::F32(_) => f32::to_cpu_storage_owned(k.run::<f32>(slice(s, l)?, &shape)?),
-        CpuStorage::F64(_) => f64::to_cpu_storage_owned(k.run::<f64>(slice(s, l)?, &shape)?),
+        CpuStorage::F32(_) => f32::to_cpu_storage_owned(run1::<K, f32>(k, slice(s, l)?, &shape)?),
+        CpuStorage::F64(_) => f64::to_cpu_storage_owned(run1::<K, f64>(k, slice(s, l)?, &shape)?),
         _ => bail!("fused op: unsupported dtype {:?}", s.dtype()),
     };
     Ok((out, shape))
@@ -96,10 +165,10 @@ fn fwd2<K: Kernel2>(
     }
     let out = match (s1, s2) {
         (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-            f32::to_cpu_storage_owned(k.run::<f32>(slice(s1, l1)?, slice(s2, l2)?, &shape)?)
+            f32::to_cpu_storage_owned(run2::<K, f32>(k, slice(s1, l1)?, slice(s2, l2)?, &shape)?)
         }
         (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-            f64::to_cpu_storage_owned(k.run::<f64>(slice(s1, l1)?, slice(s2, l2)?, &shape)?)
+            f64::to_cpu_storage_owned(run2::<K, f64>(k, slice(s1, l1)?, slice(s2, l2)?, &shape)?)
         }
         _ => bail!(
             "fused op: unsupported dtypes {:?}, {:?}",
@@ -210,6 +279,9 @@ impl Kernel1 for RmsNorm {
         }
         Ok(out)
     }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(1)
+    }
 }
 
 impl Kernel2 for RmsNormBwd {
@@ -234,6 +306,9 @@ impl Kernel2 for RmsNormBwd {
             );
         }
         Ok(out)
+    }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(1)
     }
 }
 
@@ -286,11 +361,28 @@ pub(crate) fn rms_norm_backward(
     let n = last_dim(x.shape())?;
     let (g, xc) = (grad.contiguous()?, x.contiguous()?);
     let mut dw = vec![0f64; n];
+    /// Partial sums over fixed blocks of rows on rayon's threads, added in block order: the
+    /// same bits whatever the thread count.
     fn acc<T: Real>(g: &[T], x: &[T], n: usize, eps: f64, dw: &mut [f64]) {
-        for (gr, xr) in g.chunks_exact(n).zip(x.chunks_exact(n)) {
-            let inv = row_inv(xr, eps);
-            for ((d, &gi), &xi) in dw.iter_mut().zip(gr).zip(xr) {
-                *d += gi.to_f64() * xi.to_f64() * inv;
+        use rayon::prelude::*;
+        let per = (PAR_ELEMS / n).max(1) * n;
+        let partials: Vec<Vec<f64>> = g
+            .par_chunks(per)
+            .zip(x.par_chunks(per))
+            .map(|(gb, xb)| {
+                let mut part = vec![0f64; n];
+                for (gr, xr) in gb.chunks_exact(n).zip(xb.chunks_exact(n)) {
+                    let inv = row_inv(xr, eps);
+                    for ((d, &gi), &xi) in part.iter_mut().zip(gr).zip(xr) {
+                        *d += gi.to_f64() * xi.to_f64() * inv;
+                    }
+                }
+                part
+            })
+            .collect();
+        for part in partials {
+            for (d, p) in dw.iter_mut().zip(part) {
+                *d += p;
             }
         }
     }
@@ -360,11 +452,11 @@ impl CustomOp2 for RmsNormOfSum {
         let out = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => {
                 let x = sum::<f32>(slice(s1, l1)?, slice(s2, l2)?);
-                f32::to_cpu_storage_owned(norm.run(&x, &shape)?)
+                f32::to_cpu_storage_owned(run1(&norm, &x, &shape)?)
             }
             (CpuStorage::F64(_), CpuStorage::F64(_)) => {
                 let x = sum::<f64>(slice(s1, l1)?, slice(s2, l2)?);
-                f64::to_cpu_storage_owned(norm.run(&x, &shape)?)
+                f64::to_cpu_storage_owned(run1(&norm, &x, &shape)?)
             }
             _ => bail!("rms_norm_of_sum: unsupported dtypes"),
         };
@@ -458,6 +550,9 @@ impl Kernel1 for Softmax {
         }
         Ok(out)
     }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(1)
+    }
 }
 
 impl Kernel2 for SoftmaxBwd {
@@ -474,6 +569,9 @@ impl Kernel2 for SoftmaxBwd {
             out.extend(gr.iter().zip(yr).map(|(&gi, &yi)| yi * (gi - dot)));
         }
         Ok(out)
+    }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(1)
     }
 }
 
@@ -511,6 +609,9 @@ impl Kernel1 for LogSoftmax {
         }
         Ok(out)
     }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(1)
+    }
 }
 
 impl Kernel2 for LogSoftmaxBwd {
@@ -522,6 +623,9 @@ impl Kernel2 for LogSoftmaxBwd {
             out.extend(gr.iter().zip(yr).map(|(&gi, &yi)| gi - yi.exp() * sg));
         }
         Ok(out)
+    }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(1)
     }
 }
 
@@ -696,6 +800,9 @@ impl Kernel1 for Silu {
         let one = T::one();
         Ok(x.iter().map(|&v| v * (one / ((-v).exp() + one))).collect())
     }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(0)
+    }
 }
 
 impl Kernel2 for SiluBwd {
@@ -708,6 +815,9 @@ impl Kernel2 for SiluBwd {
                 gi * sig * (one + v * (one - sig))
             })
             .collect())
+    }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(0)
     }
 }
 
@@ -758,6 +868,9 @@ impl Kernel1 for GeluTanh {
             })
             .collect())
     }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(0)
+    }
 }
 
 impl Kernel2 for GeluTanhBwd {
@@ -777,6 +890,9 @@ impl Kernel2 for GeluTanhBwd {
                 gi * d
             })
             .collect())
+    }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(0)
     }
 }
 
@@ -843,6 +959,9 @@ impl Kernel1 for Rope {
         }
         Ok(out)
     }
+    fn unit_dims(&self) -> Option<usize> {
+        Some(2)
+    }
 }
 
 custom_op1!(Rope, "fused-rope", |s, _arg, _res, grad| {
@@ -885,4 +1004,130 @@ pub(crate) fn rope_backward(grad: &Tensor, cos: &Tensor, sin: &Tensor) -> Result
         sin: const_f64(sin)?,
         inverse: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values<T: Real>(n: usize, seed: u64) -> Vec<T> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                T::from_f64(((s >> 33) as f64 / (1u64 << 31) as f64) * 4.0 - 2.0)
+            })
+            .collect()
+    }
+
+    /// A kernel applied to an input of a shape.
+    type Applied<'a, T> = &'a dyn Fn(&[T], &Shape) -> Result<Vec<T>>;
+
+    fn bits<T: Real>(v: &[T]) -> Vec<u64> {
+        v.iter().map(|x| x.to_f64().to_bits()).collect()
+    }
+
+    /// Split into pieces on rayon's threads, every kernel gives the whole input's bits (each
+    /// unit's arithmetic is the same), for shapes over the split threshold with a short last
+    /// piece; and the shapes below it are not split.
+    fn split_equals_whole<T: Real>() {
+        // [rows, n] for the row-wise kernels (rows·n > 2·PAR_ELEMS, not a multiple of a piece);
+        // [heads, seq, dh] for rope.
+        let (rows, n) = (301, 577);
+        let shape = Shape::from((rows, n));
+        let (a, b) = (values::<T>(rows * n, 1), values::<T>(rows * n, 2));
+        assert!(
+            split_of(&shape, Some(1)).is_some(),
+            "the test shape must split"
+        );
+        assert!(split_of(&Shape::from((8, 576)), Some(1)).is_none());
+        let w = Arc::new(values::<f64>(n, 3));
+        let one = |k: Applied<T>, whole: Applied<T>, name: &str| {
+            assert_eq!(
+                bits(&k(&a, &shape).unwrap()),
+                bits(&whole(&a, &shape).unwrap()),
+                "{name}"
+            );
+        };
+        macro_rules! check1 {
+            ($k:expr, $name:literal) => {
+                one(&|x, s| run1(&$k, x, s), &|x, s| $k.run(x, s), $name)
+            };
+        }
+        macro_rules! check2 {
+            ($k:expr, $name:literal) => {
+                one(&|x, s| run2(&$k, x, &b, s), &|x, s| $k.run(x, &b, s), $name)
+            };
+        }
+        let norm = RmsNorm {
+            w: w.clone(),
+            eps: 1e-5,
+        };
+        let norm_bwd = RmsNormBwd { w, eps: 1e-5 };
+        check1!(norm, "rms_norm");
+        check2!(norm_bwd, "rms_norm backward");
+        check1!(Softmax, "softmax");
+        check2!(SoftmaxBwd, "softmax backward");
+        check1!(LogSoftmax, "log_softmax");
+        check2!(LogSoftmaxBwd, "log_softmax backward");
+        check1!(Silu, "silu");
+        check2!(SiluBwd, "silu backward");
+        check1!(GeluTanh, "gelu");
+        check2!(GeluTanhBwd, "gelu backward");
+        let (heads, seq, dh) = (9, 300, 64);
+        let shape = Shape::from((heads, seq, dh));
+        let x = values::<T>(heads * seq * dh, 4);
+        let rope = Rope {
+            cos: Arc::new(values::<f64>(seq * dh / 2, 5)),
+            sin: Arc::new(values::<f64>(seq * dh / 2, 6)),
+            inverse: false,
+        };
+        assert!(split_of(&shape, rope.unit_dims()).is_some());
+        assert_eq!(
+            bits(&run1(&rope, &x, &shape).unwrap()),
+            bits(&rope.run(&x, &shape).unwrap()),
+            "rope"
+        );
+    }
+
+    #[test]
+    fn split_kernels_equal_the_whole_f32() {
+        split_equals_whole::<f32>();
+    }
+
+    #[test]
+    fn split_kernels_equal_the_whole_f64() {
+        split_equals_whole::<f64>();
+    }
+
+    /// The weight gradient's blocked partial sums agree with one sequential f64 sum (to f64
+    /// rounding over 301 rows: 1e-12 relative).
+    #[test]
+    fn rms_norm_weight_gradient_blocks_match_a_sequential_sum() {
+        let (rows, n) = (301, 577);
+        let g = values::<f64>(rows * n, 7);
+        let x = values::<f64>(rows * n, 8);
+        let dev = candle_core::Device::Cpu;
+        let gt = Tensor::from_vec(g.clone(), (rows, n), &dev).unwrap();
+        let xt = Tensor::from_vec(x.clone(), (rows, n), &dev).unwrap();
+        let w = Tensor::ones(n, DType::F64, &dev).unwrap();
+        let (_, dw) = rms_norm_backward(&gt, &xt, &w, 1e-6).unwrap();
+        let dw = dw.to_vec1::<f64>().unwrap();
+        let mut want = vec![0f64; n];
+        for r in 0..rows {
+            let xr = &x[r * n..(r + 1) * n];
+            let inv = row_inv(xr, 1e-6);
+            for j in 0..n {
+                want[j] += g[r * n + j] * xr[j] * inv;
+            }
+        }
+        for (j, (a, b)) in dw.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "dw[{j}] {a} vs {b}"
+            );
+        }
+    }
 }
