@@ -156,9 +156,10 @@ mod avx512 {
         let outs = wb.len() / inp;
         assert_eq!(y.len(), outs * rows, "few_rows: y is not [n, rows]");
         for o in (0..outs).step_by(TILE_OUT) {
+            // Weight row `j`, or the block's last row past its end.
             let row = |j: usize| {
-                let row = j.min(outs - 1);
-                &wb[row * inp..(row + 1) * inp]
+                let r = j.min(outs - 1);
+                &wb[r * inp..(r + 1) * inp]
             };
             let w: [&[f32]; TILE_OUT] = std::array::from_fn(|j| row(o + j));
             let next: [&[f32]; TILE_OUT] = std::array::from_fn(|j| row(o + TILE_OUT + j));

@@ -89,9 +89,9 @@ trait Kernel2: Sync {
 /// the second core idled through them.
 const PAR_ELEMS: usize = 1 << 16;
 
-/// Where `len` elements of `shape` split for a kernel with `unit_dims`: the elements of one
-/// piece (whole units, about [`PAR_ELEMS`]) and the shape of a piece of `n` elements; `None`
-/// when the input stays whole. Each unit's output is computed by the same arithmetic either
+/// How an input of `shape` splits for a kernel with `unit_dims`: the elements of one piece
+/// (whole units, about [`PAR_ELEMS`]) and the unit's dims (the trailing ones, for
+/// [`piece_shape`]); `None` when the input stays whole. Each unit's output is computed by the same arithmetic either
 /// way, so a split result equals the whole one bit for bit, whatever the thread count.
 fn split_of(shape: &Shape, unit_dims: Option<usize>) -> Option<(usize, Vec<usize>)> {
     let dims = shape.dims();
@@ -105,9 +105,11 @@ fn split_of(shape: &Shape, unit_dims: Option<usize>) -> Option<(usize, Vec<usize
     Some(((PAR_ELEMS / unit).max(1) * unit, tail))
 }
 
+/// The shape of a piece of `n` elements: whole units of dims `tail` (never empty units:
+/// [`split_of`] checked).
 fn piece_shape(n: usize, tail: &[usize]) -> Shape {
     let unit: usize = tail.iter().product();
-    let mut dims = vec![n / unit.max(1)];
+    let mut dims = vec![n / unit];
     dims.extend_from_slice(tail);
     Shape::from(dims)
 }
