@@ -133,8 +133,6 @@ impl AdamW {
             dtype,
             device,
         });
-        // The moments were the largest blocks freed: hand their pages back at once.
-        crate::alloc::release_free();
         Ok(())
     }
 
@@ -245,12 +243,13 @@ impl AdamW {
             lr,
             keep: (decay && c.weight_decay != 0.0).then_some(1.0 - lr * c.weight_decay),
         };
-        let Some(p) = self.parked.as_mut() else {
+        let Some(p) = self.parked.as_ref() else {
             candle_core::bail!("adamw: the moments are not parked");
         };
         let width = p.dtype.size_in_bytes() as u64;
         let total: u64 = p.shapes.iter().map(|s| s.elem_count() as u64).sum();
-        let file = p.file.as_file_mut();
+        // Every piece of every weight, with where its moments start in the file (elements).
+        let mut pieces = Vec::new();
         let mut at = 0u64; // elements of the weights before this one
         for (i, var) in vars.iter().enumerate() {
             let theta = var.as_tensor();
@@ -264,30 +263,43 @@ impl AdamW {
                     theta.dims()
                 );
             }
-            let k = coefs(self.decay[i]);
-            let rows = theta.dims().first().copied().unwrap_or(1).max(1);
-            let per_row = theta.elem_count() / rows;
-            let whole = theta.rank() == 0;
-            for_weight_pieces(theta, |r, piece| {
-                let th = piece(theta)?;
-                let g = piece(&grads[i])?;
-                let count = th.elem_count() as u64;
-                let start = at + (r * per_row) as u64;
-                let offsets = [start * width, (total + start) * width];
-                let new = if p.dtype == DType::F64 {
-                    stream_f64(file, offsets, count, &th, &g, &k)?
-                } else {
-                    stream_f32(file, offsets, count, &th, &g, &k)?
-                };
-                if whole {
-                    var.set(&new)
-                } else {
-                    theta.slice_set(&new, 0, r)
-                }
-            })?;
+            let per_row = theta.elem_count() / theta.dims().first().copied().unwrap_or(1).max(1);
+            for rows in weight_pieces(theta) {
+                pieces.push((i, rows.clone(), at + (rows.start * per_row) as u64));
+            }
             at += theta.elem_count() as u64;
         }
-        Ok(())
+        // The pieces are disjoint in the weights and in the file (positional reads and writes),
+        // and each is updated elementwise, so updating them on rayon's threads in any order
+        // gives the bits of the sequential pass.
+        let file = p.file.as_file();
+        let decay = &self.decay;
+        use rayon::prelude::*;
+        pieces.into_par_iter().try_for_each(|(i, rows, start)| {
+            let (var, theta) = (&vars[i], vars[i].as_tensor());
+            let whole = theta.rank() == 0;
+            let piece = |t: &Tensor| {
+                if whole {
+                    Ok(t.clone())
+                } else {
+                    t.narrow(0, rows.start, rows.len())
+                }
+            };
+            let (th, g) = (piece(theta)?, piece(&grads[i])?);
+            let count = th.elem_count() as u64;
+            let offsets = [start * width, (total + start) * width];
+            let k = coefs(decay[i]);
+            let new = if p.dtype == DType::F64 {
+                stream_f64(file, offsets, count, &th, &g, &k)?
+            } else {
+                stream_f32(file, offsets, count, &th, &g, &k)?
+            };
+            if whole {
+                var.set(&new)
+            } else {
+                theta.slice_set(&new, 0, rows.start)
+            }
+        })
     }
 
     /// The moments as named tensors (`m.<name>`, `v.<name>`) for a checkpoint, each made when
@@ -369,29 +381,38 @@ impl AdamW {
     }
 }
 
-/// `f(first_row, piece)` for each piece of about [`PIECE`] elements of a weight's rows, where
-/// `piece(t)` cuts any tensor of the weight's shape the same way (a scalar is one whole piece;
-/// a weight of no rows has none).
+/// The row ranges of a weight's pieces of about [`PIECE`] elements each, in order (a scalar
+/// is one whole piece, `0..1`; a weight of no rows has none).
+fn weight_pieces(theta: &Tensor) -> Vec<std::ops::Range<usize>> {
+    let rows = if theta.rank() == 0 {
+        1
+    } else {
+        theta.dims()[0]
+    };
+    let per_row = (theta.elem_count() / rows.max(1)).max(1);
+    let step_rows = (PIECE / per_row).max(1);
+    (0..rows)
+        .step_by(step_rows)
+        .map(|r| r..(r + step_rows).min(rows))
+        .collect()
+}
+
+/// `f(first_row, piece)` for each piece of [`weight_pieces`], where `piece(t)` cuts any tensor
+/// of the weight's shape the same way.
 fn for_weight_pieces(
     theta: &Tensor,
     mut f: impl FnMut(usize, &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<()>,
 ) -> Result<()> {
     let whole = theta.rank() == 0;
-    let rows = if whole { 1 } else { theta.dims()[0] };
-    let per_row = (theta.elem_count() / rows.max(1)).max(1);
-    let step_rows = (PIECE / per_row).max(1);
-    let mut r = 0;
-    while r < rows {
-        let n = step_rows.min(rows - r);
+    for rows in weight_pieces(theta) {
         let piece = |t: &Tensor| {
             if whole {
                 Ok(t.clone())
             } else {
-                t.narrow(0, r, n)
+                t.narrow(0, rows.start, rows.len())
             }
         };
-        f(r, &piece)?;
-        r += n;
+        f(rows.start, &piece)?;
     }
     Ok(())
 }
@@ -448,25 +469,64 @@ macro_rules! update_piece {
 update_piece!(update_piece_f32, f32);
 update_piece!(update_piece_f64, f64);
 
-/// `count` values of a parked file from byte `offset`, and their writing back.
+/// `buf.len()` bytes of `f` from byte `offset`, without moving (or sharing) a file cursor.
+fn read_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            match std::os::windows::fs::FileExt::seek_read(f, &mut buf[done..], at)? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `buf` written to `f` at byte `offset`, without moving (or sharing) a file cursor.
+fn write_at(f: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            match std::os::windows::fs::FileExt::seek_write(f, &buf[done..], at)? {
+                0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `count` values of a parked file from byte `offset`, and their writing back (positional:
+/// pieces are read and written from several threads at once).
 macro_rules! parked_io {
     ($read:ident, $write:ident, $t:ty) => {
-        fn $read(mut f: &std::fs::File, offset: u64, count: u64) -> Result<Vec<$t>> {
+        fn $read(f: &std::fs::File, offset: u64, count: u64) -> Result<Vec<$t>> {
             const W: usize = std::mem::size_of::<$t>();
             let n = usize::try_from(count)
                 .map_err(|_| candle_core::Error::Msg("adamw: piece too large".into()))?;
             let mut bytes = vec![0u8; n * W];
-            f.seek(std::io::SeekFrom::Start(offset)).map_err(io_err)?;
-            f.read_exact(&mut bytes).map_err(io_err)?;
+            read_at(f, &mut bytes, offset).map_err(io_err)?;
             Ok(bytes
                 .chunks_exact(W)
                 .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; W])))
                 .collect())
         }
-        fn $write(f: &mut std::fs::File, offset: u64, values: &[$t]) -> Result<()> {
+        fn $write(f: &std::fs::File, offset: u64, values: &[$t]) -> Result<()> {
             let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-            f.seek(std::io::SeekFrom::Start(offset)).map_err(io_err)?;
-            f.write_all(&bytes).map_err(io_err)
+            write_at(f, &bytes, offset).map_err(io_err)
         }
     };
 }
@@ -479,7 +539,7 @@ parked_io!(read_f64s, write_f64s, f64);
 macro_rules! stream_piece {
     ($name:ident, $read:ident, $write:ident, $update:ident, $t:ty) => {
         fn $name(
-            file: &mut std::fs::File,
+            file: &std::fs::File,
             offsets: [u64; 2],
             count: u64,
             th: &Tensor,
@@ -569,22 +629,27 @@ pub fn lr_at(base: f64, step: usize, total: usize, warmup: f64) -> f64 {
 /// f64 and `sqr().sum_all()` did (candle's CPU sum is that sequential loop; squaring an f32 in
 /// f64 is exact), so the norm is the same bit for bit.
 pub fn grad_norm(grads: &[Tensor]) -> Result<f64> {
-    let mut sq = 0.0f64;
-    for g in grads {
-        let mut part = 0.0f64;
-        for_row_pieces(g, |piece| {
-            let values = piece
-                .flatten_all()?
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?;
-            for x in values {
-                part += x * x;
-            }
-            Ok(())
-        })?;
-        sq += part;
-    }
-    Ok(sq.sqrt())
+    use rayon::prelude::*;
+    // Each weight's sum on its own thread, then the sums added in order: the same bits as
+    // one thread doing both.
+    let parts = grads
+        .par_iter()
+        .map(|g| {
+            let mut part = 0.0f64;
+            for_row_pieces(g, |piece| {
+                let values = piece
+                    .flatten_all()?
+                    .to_dtype(DType::F64)?
+                    .to_vec1::<f64>()?;
+                for x in values {
+                    part += x * x;
+                }
+                Ok(())
+            })?;
+            Ok(part)
+        })
+        .collect::<Result<Vec<f64>>>()?;
+    Ok(parts.iter().fold(0.0f64, |sq, part| sq + part).sqrt())
 }
 
 /// The factor `torch.nn.utils.clip_grad_norm_` scales the gradients by, when it does:

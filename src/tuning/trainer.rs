@@ -97,7 +97,9 @@ pub struct Tuner<'a> {
     save_every: usize,
     first_step: usize,
     dropped: usize,
-    /// Large frees go back to the kernel while the tuner lives (see [`crate::alloc`]).
+    /// Freed memory stays in the heap for the next step while the tuner lives (see
+    /// [`crate::alloc`]). The last field, so dropped last: the pages it hands back then include
+    /// the weights' and moments'.
     _alloc_policy: crate::alloc::PolicyGuard,
 }
 
@@ -161,7 +163,7 @@ impl<'a> Tuner<'a> {
         save_every: usize,
     ) -> Result<Self, TuneError> {
         // Before the policy's dense copies are made: those are the first large blocks.
-        let alloc_policy = crate::alloc::Policy::ReturnLargeFrees.scoped();
+        let alloc_policy = crate::alloc::Policy::HoldHeap.scoped();
         settings.validate().map_err(TuneError::Settings)?;
         if items.is_empty() {
             return Err(TuneError::Settings("no training questions".into()));
@@ -237,7 +239,7 @@ impl<'a> Tuner<'a> {
         save_every: usize,
     ) -> Result<Self, TuneError> {
         // Before the policy's dense copies are made: those are the first large blocks.
-        let alloc_policy = crate::alloc::Policy::ReturnLargeFrees.scoped();
+        let alloc_policy = crate::alloc::Policy::HoldHeap.scoped();
         settings.validate().map_err(TuneError::Settings)?;
         let loaded = checkpoint::load(checkpoint_dir, &start.device)?;
         let st = &loaded.state;
@@ -510,10 +512,6 @@ impl<'a> Tuner<'a> {
 
     /// Clip and apply accumulated gradients at optimiser update `update` (0-based).
     fn update(&mut self, acc: Vec<Option<Tensor>>, update: usize) -> Result<(f64, f64), TuneError> {
-        // The backward's activations are freed; their pages, scattered between live blocks,
-        // would otherwise stay resident under the update's peak (weights, gradients, and the
-        // moments where they are not streamed from disk: LoRA, no output folder, GPU).
-        crate::alloc::release_free();
         let grads = acc
             .into_iter()
             .zip(&self.policy.vars)
@@ -536,8 +534,6 @@ impl<'a> Tuner<'a> {
         self.opt
             .step(&self.policy.vars, &grads, scale, lr)
             .map_err(cerr)?;
-        drop(grads);
-        crate::alloc::release_free();
         Ok((norm, lr))
     }
 
