@@ -2121,6 +2121,25 @@ fn hostile_safetensors_folders_are_refused() {
     )
     .unwrap();
     load(d.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+
+    // A file beside the weights that names none of them (a checkpoint's optimizer moments) is
+    // not read past its header: here its data is cut short, which reading it in full refuses.
+    let d = fresh();
+    let mut moments = HashMap::new();
+    moments.insert(
+        "m.model.norm.weight".to_string(),
+        ts["model.norm.weight"].clone(),
+    );
+    let f = d.path().join("optimizer.safetensors");
+    candle_core::safetensors::save(&moments, &f).unwrap();
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 4]).unwrap();
+    assert!(candle_core::safetensors::load(&f, &Device::Cpu).is_err());
+    load(d.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    // A header that does not parse counts as weights: the full read names the file.
+    std::fs::write(&f, b"\x05\0\0\0\0\0\0\0{bad}").unwrap();
+    let e = err_of(&d);
+    assert!(e.contains("optimizer.safetensors"), "{e}");
 }
 
 /// Paths that are not regular files: a FIFO with no writer (opening it would block for ever),

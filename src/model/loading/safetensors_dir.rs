@@ -404,6 +404,35 @@ fn is_derived_buffer(name: &str) -> bool {
     name.ends_with("rotary_emb.inv_freq")
 }
 
+/// Whether a safetensors file names any of the language model's weights, from its header
+/// alone (an 8-byte length, then a JSON object keyed by tensor name), the file left at its
+/// start. A header that cannot be read that way counts as holding weights: the full read then
+/// says what is wrong with it.
+fn holds_weights(f: &mut std::fs::File, len: u64) -> bool {
+    use std::io::{Read, Seek};
+    // The safetensors crate's own cap on a header.
+    const MAX_HEADER: u64 = 100_000_000;
+    let names = (|| -> Option<Vec<String>> {
+        let mut n = [0u8; 8];
+        f.read_exact(&mut n).ok()?;
+        let n = u64::from_le_bytes(n);
+        if n > MAX_HEADER || n > len.saturating_sub(8) {
+            return None;
+        }
+        let mut header = vec![0u8; usize::try_from(n).ok()?];
+        f.read_exact(&mut header).ok()?;
+        let map: serde_json::Map<String, Json> = serde_json::from_slice(&header).ok()?;
+        Some(map.into_iter().map(|(k, _)| k).collect())
+    })();
+    let rewound = f.rewind().is_ok();
+    match names {
+        Some(names) if rewound => names
+            .iter()
+            .any(|n| !is_derived_buffer(n) && normalize_hf_name(n).is_some()),
+        _ => true,
+    }
+}
+
 fn load_weights(dir: &Path, device: &Device, dtype: DType) -> Result<Weights> {
     use std::io::Read;
     let index = shard_index(dir)?;
@@ -412,6 +441,12 @@ fn load_weights(dir: &Path, device: &Device, dtype: DType) -> Result<Weights> {
     let mut origin: HashMap<String, PathBuf> = HashMap::new();
     for file in weight_files(dir)? {
         let (mut f, len) = files::open_regular(&file, "safetensors file")?;
+        if index.is_none() && !holds_weights(&mut f, len) {
+            // Another file of the folder (a checkpoint's optimizer moments, LoRA factors): not
+            // read. A checkpoint of SmolLM2-135M loaded at 2.65 GB peak RSS in 6.2 s reading its
+            // 1.08 GB optimizer.safetensors beside the 0.54 GB model.
+            continue;
+        }
         let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
         f.read_to_end(&mut bytes)
             .map_err(|e| ModelError::Io(format!("cannot read `{}`: {e}", file.display())))?;
