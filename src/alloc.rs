@@ -103,10 +103,9 @@ impl Policy {
 
 /// Gives the heap's free pages back to the kernel now, wherever they lie: glibc's
 /// `malloc_trim(0)` releases whole free pages inside every arena, not only a free top (which
-/// is all its automatic trimming does). For the end of a phase whose many small temporaries
-/// are gone (a training step's backward), so that the next phase's large blocks (the update's
-/// moments) do not add to memory kept resident for nothing, or for the end of a policy that
-/// held pages ([`PolicyGuard`]). Costs a walk over the free lists.
+/// is all its automatic trimming does). For the end of a policy that held pages
+/// ([`PolicyGuard`]); not between a tuning step's phases, where the next phase would fault
+/// the same pages in again ([`Policy::HoldHeap`]). Costs a walk over the free lists.
 pub fn release_free() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the kernel, under the arenas' locks;

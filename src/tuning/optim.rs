@@ -11,6 +11,7 @@ use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
+use rayon::prelude::*;
 
 use crate::model::deferred::{self, Deferred};
 
@@ -263,9 +264,10 @@ impl AdamW {
                     theta.dims()
                 );
             }
-            let per_row = theta.elem_count() / theta.dims().first().copied().unwrap_or(1).max(1);
+            let per_row = per_row(theta);
             for rows in weight_pieces(theta) {
-                pieces.push((i, rows.clone(), at + (rows.start * per_row) as u64));
+                let first = at + (rows.start * per_row) as u64;
+                pieces.push((i, rows, first));
             }
             at += theta.elem_count() as u64;
         }
@@ -274,18 +276,12 @@ impl AdamW {
         // gives the bits of the sequential pass.
         let file = p.file.as_file();
         let decay = &self.decay;
-        use rayon::prelude::*;
         pieces.into_par_iter().try_for_each(|(i, rows, start)| {
             let (var, theta) = (&vars[i], vars[i].as_tensor());
-            let whole = theta.rank() == 0;
-            let piece = |t: &Tensor| {
-                if whole {
-                    Ok(t.clone())
-                } else {
-                    t.narrow(0, rows.start, rows.len())
-                }
-            };
-            let (th, g) = (piece(theta)?, piece(&grads[i])?);
+            let (th, g) = (
+                piece_of(theta, theta, &rows)?,
+                piece_of(theta, &grads[i], &rows)?,
+            );
             let count = th.elem_count() as u64;
             let offsets = [start * width, (total + start) * width];
             let k = coefs(decay[i]);
@@ -294,7 +290,7 @@ impl AdamW {
             } else {
                 stream_f32(file, offsets, count, &th, &g, &k)?
             };
-            if whole {
+            if theta.rank() == 0 {
                 var.set(&new)
             } else {
                 theta.slice_set(&new, 0, rows.start)
@@ -381,6 +377,16 @@ impl AdamW {
     }
 }
 
+/// Elements per row of a weight (a scalar is one row of one).
+fn per_row(theta: &Tensor) -> usize {
+    let rows = if theta.rank() == 0 {
+        1
+    } else {
+        theta.dims()[0]
+    };
+    theta.elem_count() / rows.max(1)
+}
+
 /// The row ranges of a weight's pieces of about [`PIECE`] elements each, in order (a scalar
 /// is one whole piece, `0..1`; a weight of no rows has none).
 fn weight_pieces(theta: &Tensor) -> Vec<std::ops::Range<usize>> {
@@ -389,12 +395,20 @@ fn weight_pieces(theta: &Tensor) -> Vec<std::ops::Range<usize>> {
     } else {
         theta.dims()[0]
     };
-    let per_row = (theta.elem_count() / rows.max(1)).max(1);
-    let step_rows = (PIECE / per_row).max(1);
+    let step_rows = (PIECE / per_row(theta).max(1)).max(1);
     (0..rows)
         .step_by(step_rows)
         .map(|r| r..(r + step_rows).min(rows))
         .collect()
+}
+
+/// Rows `rows` of `t`, a tensor of the weight `theta`'s shape (all of it for a scalar).
+fn piece_of(theta: &Tensor, t: &Tensor, rows: &std::ops::Range<usize>) -> Result<Tensor> {
+    if theta.rank() == 0 {
+        Ok(t.clone())
+    } else {
+        t.narrow(0, rows.start, rows.len())
+    }
 }
 
 /// `f(first_row, piece)` for each piece of [`weight_pieces`], where `piece(t)` cuts any tensor
@@ -403,16 +417,8 @@ fn for_weight_pieces(
     theta: &Tensor,
     mut f: impl FnMut(usize, &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<()>,
 ) -> Result<()> {
-    let whole = theta.rank() == 0;
     for rows in weight_pieces(theta) {
-        let piece = |t: &Tensor| {
-            if whole {
-                Ok(t.clone())
-            } else {
-                t.narrow(0, rows.start, rows.len())
-            }
-        };
-        f(rows.start, &piece)?;
+        f(rows.start, &|t: &Tensor| piece_of(theta, t, &rows))?;
     }
     Ok(())
 }
@@ -629,7 +635,6 @@ pub fn lr_at(base: f64, step: usize, total: usize, warmup: f64) -> f64 {
 /// f64 and `sqr().sum_all()` did (candle's CPU sum is that sequential loop; squaring an f32 in
 /// f64 is exact), so the norm is the same bit for bit.
 pub fn grad_norm(grads: &[Tensor]) -> Result<f64> {
-    use rayon::prelude::*;
     // Each weight's sum on its own thread, then the sums added in order: the same bits as
     // one thread doing both.
     let parts = grads
